@@ -1,0 +1,58 @@
+"""The four S-TLLR constants and the trace recursion.
+
+``factors = [λ_post, λ_pre, α_post, α_pre]`` in the reference code's order
+(STLLR.md §1). The traces are::
+
+    P[t] = λ_pre  · P[t−1] + x[t]          pre-synaptic trace, includes the current input
+    Q[t] = λ_post · Q[t−1] + Ψ(v[t])       post-synaptic trace
+
+and the eligibility of synapse (i, j) at step t is::
+
+    e_ij[t] = α_pre · Ψ_i[t] · P_j[t]  +  α_post · Q_i[t−1] · x_j[t]
+
+The second (non-causal) term follows the code: it uses Q[t−1] with no extra
+λ_post factor, so the code's α_post is the paper's α_post / λ_post.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class STLLRFactors:
+    """S-TLLR trace decays and term weights (dimensionless)."""
+
+    lambda_post: float = 0.5
+    lambda_pre: float = 0.8
+    alpha_post: float = -0.2
+    alpha_pre: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("lambda_post", "lambda_pre", "alpha_post", "alpha_pre"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"STLLRFactors.{name} must be a finite number, got {value!r}")
+
+    @classmethod
+    def from_list(cls, factors: Sequence[float]) -> STLLRFactors:
+        """Build from the code's ``[λ_post, λ_pre, α_post, α_pre]`` list."""
+        if len(factors) != 4:
+            raise ValueError(
+                "factors must be [lambda_post, lambda_pre, alpha_post, alpha_pre] "
+                f"(4 numbers), got {list(factors)!r}"
+            )
+        return cls(*(float(f) for f in factors))
+
+    def as_list(self) -> list[float]:
+        """The code's ``[λ_post, λ_pre, α_post, α_pre]`` order."""
+        return [self.lambda_post, self.lambda_pre, self.alpha_post, self.alpha_pre]
+
+
+def trace_step(trace: torch.Tensor, value: torch.Tensor, decay: float) -> torch.Tensor:
+    """``trace[t] = decay · trace[t−1] + value[t]``."""
+    return decay * trace + value

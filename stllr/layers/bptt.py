@@ -1,0 +1,123 @@
+"""BPTT twins of the S-TLLR layers: surrogate gradients through time.
+
+Same LIF dynamics as :mod:`stllr.neuron`, but the membrane stays in the graph
+across steps (only the reset spike is detached), and the spike's derivative is
+Ψ(v) (:mod:`stllr.surrogates`)::
+
+    m[t] = γ ũ[t−1] + Ŵ x[t] + b     s[t] = H(m[t] − θ_eff),  ∂s/∂v := Ψ(v)
+    ũ[t] = m[t] − θ_eff · sg(s[t])   (soft reset; sg = stop-gradient)
+
+Weights use scaled weight standardisation like the S-TLLR layers
+(``ScaledWSLinear``/``ScaledWSConv2d`` in the reference code).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.utils import _pair
+
+from stllr.neuron import LIFParams, reset
+from stllr.surrogates import Surrogate, canonical_name, get_surrogate
+from stllr.validation import check_float_tensor
+from stllr.weight_standardization import StandardizedWeightCache
+
+
+class SpikeFn(torch.autograd.Function):
+    """Heaviside forward ``s = H(v)``; backward ``∂L/∂v = Ψ(v) · ∂L/∂s``."""
+
+    @staticmethod
+    def forward(ctx, v, psi: Surrogate):
+        ctx.save_for_backward(v)
+        ctx.psi = psi
+        return (v > 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_s):
+        (v,) = ctx.saved_tensors
+        return grad_s * ctx.psi(v), None
+
+
+def bptt_lif_step(current, u_prev, params: LIFParams, psi: Surrogate):
+    """One differentiable LIF step; returns ``(s, ũ)`` with ũ kept in the graph."""
+    m = params.gamma * u_prev + current
+    s = SpikeFn.apply(m - params.theta_eff, psi)
+    return s, reset(m, s.detach(), params)
+
+
+class BPTTLIF(nn.Module):
+    """A LIF population whose membrane is differentiated through time."""
+
+    def __init__(self, lif: LIFParams | None = None, psi: str = "b"):
+        super().__init__()
+        self.lif = lif or LIFParams()
+        self.psi_name = canonical_name(psi)
+        self.u: torch.Tensor | None = None
+
+    def reset_state(self) -> None:
+        self.u = None
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        if self.u is None or self.u.shape != current.shape:
+            self.u = torch.zeros_like(current)
+        s, self.u = bptt_lif_step(current, self.u, self.lif, get_surrogate(self.psi_name))
+        return s
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.lif.gamma:.4f}, theta={self.lif.threshold}, psi={self.psi_name}"
+
+
+class ScaledWSLinear(nn.Linear):
+    """``nn.Linear`` whose weight is standardised with a trainable gain."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias)
+        self.gain = nn.Parameter(torch.ones(out_features, 1))
+        self._ws = StandardizedWeightCache(keep_graph=True)
+
+    def reset_state(self) -> None:
+        """New sequence: Ŵ is recomputed (and differentiated once for the sequence)."""
+        self._ws.clear()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_tensor("x", x)
+        return F.linear(x, self._ws.get(self.weight, self.gain), self.bias)
+
+
+class ScaledWSConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose weight is standardised with a trainable gain."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__(in_channels, out_channels, _pair(kernel_size), stride, padding, bias=bias)
+        self.gain = nn.Parameter(torch.ones(out_channels, 1, 1, 1))
+        self._ws = StandardizedWeightCache(keep_graph=True)
+
+    def reset_state(self) -> None:
+        """New sequence: Ŵ is recomputed (and differentiated once for the sequence)."""
+        self._ws.clear()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_tensor("x", x)
+        w = self._ws.get(self.weight, self.gain)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class LeakyReadout(nn.Module):
+    """Non-spiking leaky integrator ``o[t] = γ o[t−1] + W h[t] + b`` (o kept in the graph)."""
+
+    def __init__(self, in_features: int, out_features: int, leak: float = 5.0):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.gamma = 1.0 / (1.0 + math.exp(-leak))
+        self.o: torch.Tensor | None = None
+
+    def reset_state(self) -> None:
+        self.o = None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        a = self.linear(h)
+        self.o = a if self.o is None or self.o.shape != a.shape else self.gamma * self.o + a
+        return self.o

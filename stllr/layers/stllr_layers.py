@@ -1,0 +1,220 @@
+"""S-TLLR layers: thin stateful wrappers around :mod:`stllr.functional.stllr_step`.
+
+Each layer is called once per time step with ``x[t]`` (``[B, in]`` or
+``[B, C, H, W]``) and returns the spikes ``s[t]``. Its state (ũ, P, Q and, for
+the recurrent layer, s[t−1] and R) is stored detached; ``reset_state()`` (or a
+change of batch size) starts a new sequence from zeros.
+
+Ŵ = scaled weight standardisation of ``weight`` with the trainable ``gain``
+(:mod:`stllr.weight_standardization`), recomputed in the graph at every step.
+Leak and threshold are constants (``LIFParams``), never trained.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.modules.utils import _pair
+
+from stllr.factors import STLLRFactors
+from stllr.functional.stllr_step import STLLRRecurrentStep, STLLRSpec, STLLRStep
+from stllr.neuron import LIFParams
+from stllr.surrogates import canonical_name, get_surrogate
+from stllr.synapse_ops import Conv2dOps, DenseOps
+from stllr.validation import check_float_tensor, check_shape
+from stllr.weight_standardization import StandardizedWeightCache
+
+
+class STLLRState(NamedTuple):
+    """Per-sequence state of a feed-forward S-TLLR layer (all detached)."""
+
+    u: torch.Tensor  # membrane after reset ũ[t], [B, *out]
+    p: torch.Tensor  # pre-trace P[t], [B, *in]
+    q: torch.Tensor  # post-trace Q[t], [B, *out]
+
+
+class STLLRRecurrentState(NamedTuple):
+    """Per-sequence state of a recurrent S-TLLR layer (all detached)."""
+
+    u: torch.Tensor  # [B, out]
+    p: torch.Tensor  # [B, in]
+    r: torch.Tensor  # recurrent pre-trace for the next step, [B, out]
+    q: torch.Tensor  # [B, out]
+    s: torch.Tensor  # last spikes s[t], the next recurrent input, [B, out]
+
+
+class _STLLRBase(nn.Module):
+    """Shared configuration of S-TLLR layers."""
+
+    def __init__(self, lif: LIFParams, factors: STLLRFactors, psi: str, weight_std: bool):
+        super().__init__()
+        self.lif = lif
+        self.factors = factors
+        self.psi_name = canonical_name(psi)
+        self.weight_std = weight_std
+        self.state = None
+        self._ws = StandardizedWeightCache(keep_graph=False)
+        self._ws_rec = StandardizedWeightCache(keep_graph=False)
+
+    def reset_state(self) -> None:
+        """Forget the sequence: the next call starts from zero state."""
+        self.state = None
+        self._ws.clear()
+        self._ws_rec.clear()
+
+    def standardized_weight(self) -> torch.Tensor:
+        """Ŵ (or the raw weight when weight standardisation is off)."""
+        if not self.weight_std:
+            return self.weight
+        return self._ws.get(self.weight, self.gain)
+
+    def _spec(self, ops) -> STLLRSpec:
+        return STLLRSpec(ops, self.lif, self.factors, get_surrogate(self.psi_name))
+
+    def extra_repr(self) -> str:
+        return (
+            f"gamma={self.lif.gamma:.4f}, theta={self.lif.threshold}, reset={self.lif.reset}, "
+            f"factors={self.factors.as_list()}, psi={self.psi_name}, weight_std={self.weight_std}"
+        )
+
+
+class LinearSTLLR(_STLLRBase):
+    """Dense S-TLLR LIF layer, ``[B, in] → [B, out]`` spikes."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        lif: LIFParams | None = None,
+        factors: STLLRFactors | None = None,
+        psi: str = "a",
+        weight_std: bool = True,
+    ):
+        super().__init__(lif or LIFParams(), factors or STLLRFactors(), psi, weight_std)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.gain = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self._ops = DenseOps()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_tensor("x", x)
+        check_shape("x", x, [None, self.in_features], "[B, in_features]")
+        if self.state is None or self.state.u.shape[0] != x.shape[0]:
+            self.state = _zeros_state(x, (self.out_features,))
+        w = self.standardized_weight()
+        st = self.state
+        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
+        self.state = STLLRState(u, p, q)
+        return s
+
+
+class Conv2dSTLLR(_STLLRBase):
+    """Convolutional S-TLLR LIF layer, ``[B, C_in, H, W] → [B, C_out, H', W']`` spikes."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        lif: LIFParams | None = None,
+        factors: STLLRFactors | None = None,
+        psi: str = "b",
+        weight_std: bool = True,
+    ):
+        super().__init__(lif or LIFParams(), factors or STLLRFactors(), psi, weight_std)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        k = _pair(kernel_size)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *k))
+        self.gain = nn.Parameter(torch.ones(out_channels, 1, 1, 1)) if weight_std else None
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self._ops = Conv2dOps(_pair(stride), _pair(padding), _pair(dilation), groups)
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial output size for an ``height × width`` input."""
+        o = self._ops
+        kh, kw = self.weight.shape[2:]
+        h = (height + 2 * o.padding[0] - o.dilation[0] * (kh - 1) - 1) // o.stride[0] + 1
+        w = (width + 2 * o.padding[1] - o.dilation[1] * (kw - 1) - 1) // o.stride[1] + 1
+        return h, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_tensor("x", x)
+        check_shape("x", x, [None, self.in_channels, None, None], "[B, C_in, H, W]")
+        if self.state is None or self.state.p.shape != x.shape:
+            out = (self.out_channels, *self.output_shape(*x.shape[2:]))
+            self.state = _zeros_state(x, out)
+        w = self.standardized_weight()
+        st = self.state
+        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
+        self.state = STLLRState(u, p, q)
+        return s
+
+
+class RecurrentLinearSTLLR(_STLLRBase):
+    """Recurrent dense S-TLLR LIF layer: ``I[t] = Ŵx[t] + b + Ŵ_rec s[t−1]``.
+
+    ``weight_rec`` has its own gain ``gain_rec`` and no bias.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        lif: LIFParams | None = None,
+        factors: STLLRFactors | None = None,
+        psi: str = "a",
+        weight_std: bool = True,
+    ):
+        super().__init__(lif or LIFParams(), factors or STLLRFactors(), psi, weight_std)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.weight_rec = nn.Parameter(torch.empty(out_features, out_features))
+        self.gain = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
+        self.gain_rec = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
+        self._ops = DenseOps()
+
+    def standardized_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Ŵ, Ŵ_rec)."""
+        if not self.weight_std:
+            return self.weight, self.weight_rec
+        return self.standardized_weight(), self._ws_rec.get(self.weight_rec, self.gain_rec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_tensor("x", x)
+        check_shape("x", x, [None, self.in_features], "[B, in_features]")
+        if self.state is None or self.state.u.shape[0] != x.shape[0]:
+            z = _zeros_state(x, (self.out_features,))
+            self.state = STLLRRecurrentState(z.u, z.p, z.q.clone(), z.q, z.u.clone())
+        w, w_rec = self.standardized_weights()
+        st = self.state
+        s, u, p, r, q = STLLRRecurrentStep.apply(
+            x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, self._spec(self._ops)
+        )
+        self.state = STLLRRecurrentState(u, p, r, q, s.detach())
+        return s
+
+
+def _zeros_state(x: torch.Tensor, out_shape: tuple[int, ...]) -> STLLRState:
+    """Zero ũ and Q of shape ``[B, *out_shape]`` and zero P shaped like ``x``."""
+    batch = x.shape[0]
+    u = x.new_zeros((batch, *out_shape))
+    return STLLRState(u=u, p=torch.zeros_like(x), q=torch.zeros_like(u))

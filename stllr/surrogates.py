@@ -1,0 +1,66 @@
+"""Ψ: the surrogate derivative used both as the spatial gradient and in the eligibility trace.
+
+Every function maps the threshold-centred membrane ``v = m − θ_eff`` (any shape)
+to Ψ(v) ≥ 0 with its peak at v = 0 (STLLR.md §1, "Ψ variants"):
+
+=========  =================================  ====================================
+name       Ψ(v)                               code names in the reference repo
+=========  =================================  ====================================
+``a``      1 / (100·|v| + 1)²                 STLLRLinearGrad, STLLRLinearRecGrad
+``b``      0.3 · max(1 − |v|, 0)              STLLRConv2dGrad, LinearSpike
+``c``      4·σ(4v)·(1 − σ(4v))                STLLRConv2dSigmoid, GradSigmoid
+``d``      1 / (1 + (10·v)²)                  (optical-flow code)
+=========  =================================  ====================================
+
+Variant (c) follows the code (slope 4 inside the sigmoid, peak 1), not the
+paper's 4σ(v)(1−σ(v)). Names ``"exp"``/``"triangle"``/``"sigmoid"``/``"arctan"``
+are accepted aliases of a–d.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+Surrogate = Callable[[torch.Tensor], torch.Tensor]
+
+
+def psi_a(v: torch.Tensor) -> torch.Tensor:
+    """(a) ``1 / (100·|v| + 1)²``: very narrow, ∫Ψ dv = 0.02."""
+    return 1.0 / (100.0 * v.abs() + 1.0) ** 2
+
+
+def psi_b(v: torch.Tensor) -> torch.Tensor:
+    """(b) ``0.3 · max(1 − |v|, 0)``: triangle of height 0.3, ∫Ψ dv = 0.3."""
+    return 0.3 * torch.clamp(1.0 - v.abs(), min=0.0)
+
+
+def psi_c(v: torch.Tensor) -> torch.Tensor:
+    """(c) ``4·σ(4v)·(1 − σ(4v))``: peak 1, ∫Ψ dv = 1."""
+    sig = torch.sigmoid(4.0 * v)
+    return 4.0 * sig * (1.0 - sig)
+
+
+def psi_d(v: torch.Tensor) -> torch.Tensor:
+    """(d) ``1 / (1 + (10·v)²)``: Lorentzian of peak 1, ∫Ψ dv = π/10."""
+    return 1.0 / (1.0 + (10.0 * v) ** 2)
+
+
+SURROGATES: dict[str, Surrogate] = {"a": psi_a, "b": psi_b, "c": psi_c, "d": psi_d}
+ALIASES: dict[str, str] = {"exp": "a", "triangle": "b", "sigmoid": "c", "arctan": "d"}
+
+
+def get_surrogate(name: str) -> Surrogate:
+    """Look a Ψ variant up by name (``"a"``–``"d"`` or an alias)."""
+    key = ALIASES.get(name, name)
+    if key not in SURROGATES:
+        choices = sorted(SURROGATES) + sorted(ALIASES)
+        raise ValueError(f"unknown surrogate psi={name!r}; expected one of {choices}")
+    return SURROGATES[key]
+
+
+def canonical_name(name: str) -> str:
+    """The one-letter name of a Ψ variant (validates ``name``)."""
+    get_surrogate(name)
+    return ALIASES.get(name, name)
