@@ -1,0 +1,121 @@
+"""Epoch loop: mini-batches of variable-length sequences, training and evaluation.
+
+A dataset is a pair ``(samples, labels)``: a list of per-sample tensors
+``[T_i, *input_shape]`` and a long tensor ``[N]``. Batches are zero-padded at
+the end to the longest sample (``[T_max, B, *input_shape]``), so the learning
+window counts from the end of the padded sequence, as in the reference code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from stllr.models.base import SpikingModel
+from stllr.training import evaluate_batch, train_batch
+
+Dataset = tuple[list[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """Metrics of one epoch (accuracies in %, losses of the summed logits)."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def pad_time(samples: list[torch.Tensor]) -> torch.Tensor:
+    """Stack ``[T_i, *shape]`` samples into ``[T_max, B, *shape]``, zero-padded at the end."""
+    steps = max(s.shape[0] for s in samples)
+    out = samples[0].new_zeros((steps, len(samples), *samples[0].shape[1:]))
+    for i, s in enumerate(samples):
+        out[: s.shape[0], i] = s
+    return out
+
+
+def batches(
+    data: Dataset, batch_size: int, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield padded ``(x [T, B, ...], y [B])``; shuffled when a generator is given."""
+    samples, labels = data
+    n = len(samples)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size].tolist()
+        yield pad_time([samples[i] for i in idx]), labels[idx]
+
+
+def run_epoch(
+    model: SpikingModel,
+    data: Dataset,
+    batch_size: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    mode: str = "stllr",
+    window: int = 10,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    desc: str = "",
+) -> tuple[float, float]:
+    """Train (with ``optimizer``) or evaluate (without) over ``data``: (mean loss, accuracy %)."""
+    total, correct, loss_sum = 0, 0, 0.0
+    n_batches = -(-len(data[0]) // batch_size)
+    bar = tqdm(total=n_batches, desc=desc, leave=False, disable=not progress, unit="batch")
+    for x, y in batches(data, batch_size, generator):
+        if optimizer is None:
+            res = evaluate_batch(model, x, y)
+        else:
+            res = train_batch(model, x, y, optimizer, mode=mode, window=window)
+        total += y.numel()
+        correct += res.correct(y)
+        loss_sum += res.loss * y.numel()
+        bar.update(1)
+        bar.set_postfix(acc=f"{100.0 * correct / total:.1f}%")
+    bar.close()
+    return loss_sum / max(total, 1), 100.0 * correct / max(total, 1)
+
+
+def fit(
+    model: SpikingModel,
+    train: Dataset,
+    test: Dataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    mode: str = "stllr",
+    window: int = 10,
+    seed: int = 0,
+    progress: bool = True,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+) -> list[EpochMetrics]:
+    """Adam training for ``epochs`` epochs, evaluating on ``test`` after each."""
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise ValueError(
+            f"epochs and batch_size must be ≥ 1 and lr > 0, got {epochs}, {batch_size}, {lr}"
+        )
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        tr_loss, tr_acc = run_epoch(
+            model, train, batch_size, optimizer, mode, window, gen, progress, f"epoch {epoch} train"
+        )
+        te_loss, te_acc = run_epoch(model, test, batch_size, progress=progress, desc="test")
+        m = EpochMetrics(epoch, tr_loss, tr_acc, te_loss, te_acc, time.perf_counter() - t0)
+        history.append(m)
+        if on_epoch is not None:
+            on_epoch(m)
+    return history
