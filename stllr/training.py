@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from stllr.factors import STLLRFactors
 from stllr.models.base import SpikingModel
 from stllr.validation import check_labels, check_sequence
+from stllr.weight_standardization import deferred_weight_gradients
 
 TRAINING_MODES: tuple[str, ...] = ("stllr", "stllr_online", "bptt", "ottt")
 OTTT_MSE_WEIGHT = 0.001
@@ -98,25 +99,28 @@ def train_batch(
 
     start = 0 if mode == "ottt" else max(steps - window, 0)
     logits = x.new_zeros(x.shape[1], model.num_classes)
-    for t in range(steps):
-        if t < start:
-            with torch.no_grad():
-                logits += model(x[t])
-            continue
-        out = model(x[t], y)
-        if mode == "ottt":
-            target = F.one_hot(y, model.num_classes).to(out.dtype)
-            loss_t = (1 - OTTT_MSE_WEIGHT) * F.cross_entropy(out, y)
-            loss_t = (loss_t + OTTT_MSE_WEIGHT * F.mse_loss(out, target)) / steps
-        else:
-            loss_t = F.cross_entropy(out, y)
-        if mode == "stllr_online":
-            optimizer.zero_grad(set_to_none=True)
-            loss_t.backward()
-            optimizer.step()
-        else:
-            loss_t.backward()
-        logits += out.detach()
+    with deferred_weight_gradients(model) as flush_weight_grads:
+        for t in range(steps):
+            if t < start:
+                with torch.no_grad():
+                    logits += model(x[t])
+                continue
+            out = model(x[t], y)
+            if mode == "ottt":
+                target = F.one_hot(y, model.num_classes).to(out.dtype)
+                loss_t = (1 - OTTT_MSE_WEIGHT) * F.cross_entropy(out, y)
+                loss_t = (loss_t + OTTT_MSE_WEIGHT * F.mse_loss(out, target)) / steps
+            else:
+                loss_t = F.cross_entropy(out, y)
+            if mode == "stllr_online":
+                optimizer.zero_grad(set_to_none=True)
+                loss_t.backward()
+                flush_weight_grads()
+                optimizer.step()
+            else:
+                loss_t.backward()
+            logits += out.detach()
+        flush_weight_grads()
     if mode != "stllr_online":
         optimizer.step()
     return BatchResult(float(F.cross_entropy(logits, y)), logits)

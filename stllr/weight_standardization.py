@@ -14,6 +14,7 @@ it must run with gradients enabled.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 
@@ -48,8 +49,11 @@ class StandardizedWeightCache:
 
     def __init__(self, keep_graph: bool):
         self.keep_graph = keep_graph
+        #: set by :func:`deferred_weight_gradients`
+        self.deferred = False
         self._key: tuple | None = None
         self._value: torch.Tensor | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None  # (Ŵ with graph, leaf)
 
     def clear(self) -> None:
         self._key = None
@@ -57,12 +61,67 @@ class StandardizedWeightCache:
 
     def get(self, weight: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
         grad = torch.is_grad_enabled()
-        if grad and not self.keep_graph:
-            return standardize_weight(weight, gain)
         key = (grad, weight.data_ptr(), weight._version, weight.dtype)
         if gain is not None:
             key += (gain.data_ptr(), gain._version)
+        if grad and self.deferred:
+            if self._pending is None or key != self._key:
+                self.flush()
+                full = standardize_weight(weight, gain)
+                self._pending = (full, full.detach().requires_grad_(True))
+                self._key = key
+            return self._pending[1]
+        if grad and not self.keep_graph:
+            return standardize_weight(weight, gain)
         if key != self._key:
             self._value = standardize_weight(weight, gain)
             self._key = key
         return self._value
+
+    def flush(self) -> None:
+        """Deferred mode: map the accumulated ∂L/∂Ŵ onto W and g (one WS backward)."""
+        if self._pending is not None:
+            full, leaf = self._pending
+            self._pending = None
+            self._key = None
+            if leaf.grad is not None:
+                torch.autograd.backward(full, leaf.grad)
+
+
+def weight_caches(model: torch.nn.Module) -> list[StandardizedWeightCache]:
+    """Every :class:`StandardizedWeightCache` held by ``model``'s modules."""
+    return [
+        v
+        for m in model.modules()
+        for v in vars(m).values()
+        if isinstance(v, StandardizedWeightCache)
+    ]
+
+
+@contextmanager
+def deferred_weight_gradients(model: torch.nn.Module):
+    """Within the block, S-TLLR layers differentiate a leaf copy of Ŵ.
+
+    The per-step backward passes then accumulate ∂L/∂Ŵ on that leaf, and the
+    yielded ``flush()`` (called before each optimiser step, and on exit) maps the
+    sum through the weight-standardisation Jacobian once. Because Ŵ is the same
+    for every step until the optimiser changes W, this equals a WS backward at
+    every step (the Jacobian is linear in the upstream gradient), at one WS
+    backward per update instead of one per step.
+    """
+    caches = [c for c in weight_caches(model) if not c.keep_graph]
+
+    def flush() -> None:
+        for c in caches:
+            c.flush()
+
+    for c in caches:
+        c.deferred = True
+    try:
+        yield flush
+        flush()
+    finally:
+        for c in caches:
+            c.deferred = False
+            c._pending = None
+            c.clear()

@@ -1,0 +1,1 @@
+"""Datasets: the generated SHD stand-in and its frame reader."""
