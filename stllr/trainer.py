@@ -1,9 +1,9 @@
 """Epoch loop: mini-batches of variable-length sequences, training and evaluation.
 
-A dataset is a pair ``(samples, labels)``: a list of per-sample tensors
-``[T_i, *input_shape]`` and a long tensor ``[N]``. Batches are zero-padded at
-the end to the longest sample (``[T_max, B, *input_shape]``), so the learning
-window counts from the end of the padded sequence, as in the reference code.
+A dataset is anything with ``len(ds)`` and ``ds[i] -> (frames [T_i, *input_shape], label)``
+(e.g. :class:`ListDataset`, or the event datasets of :mod:`stllr.data`). Batches are
+zero-padded at the end to the longest sample (``[T_max, B, *input_shape]``), so the
+learning window counts from the end of the padded sequence, as in the reference code.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -18,7 +19,27 @@ from tqdm.auto import tqdm
 from stllr.models.base import SpikingModel
 from stllr.training import evaluate_batch, train_batch
 
-Dataset = tuple[list[torch.Tensor], torch.Tensor]
+
+class Dataset(Protocol):
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]: ...
+
+
+class ListDataset:
+    """Samples ``[T_i, *shape]`` held in memory with their labels ``[N]``."""
+
+    def __init__(self, samples: list[torch.Tensor], labels: torch.Tensor):
+        if len(samples) != len(labels):
+            raise ValueError(f"{len(samples)} samples but {len(labels)} labels")
+        self.samples = samples
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.samples[index], int(self.labels[index])
 
 
 @dataclass(frozen=True)
@@ -49,12 +70,11 @@ def batches(
     data: Dataset, batch_size: int, generator: torch.Generator | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield padded ``(x [T, B, ...], y [B])``; shuffled when a generator is given."""
-    samples, labels = data
-    n = len(samples)
+    n = len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size].tolist()
-        yield pad_time([samples[i] for i in idx]), labels[idx]
+        items = [data[i] for i in order[start : start + batch_size].tolist()]
+        yield pad_time([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
 
 
 def run_epoch(
@@ -70,7 +90,7 @@ def run_epoch(
 ) -> tuple[float, float]:
     """Train (with ``optimizer``) or evaluate (without) over ``data``: (mean loss, accuracy %)."""
     total, correct, loss_sum = 0, 0, 0.0
-    n_batches = -(-len(data[0]) // batch_size)
+    n_batches = -(-len(data) // batch_size)
     bar = tqdm(total=n_batches, desc=desc, leave=False, disable=not progress, unit="batch")
     for x, y in batches(data, batch_size, generator):
         if optimizer is None:

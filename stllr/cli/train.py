@@ -1,0 +1,54 @@
+"""stllr train: run an experiment from a TOML config, with overrides.
+
+Every key of the config can be overridden with --set key=value (lists as
+comma-separated values). Runs are written to <out_dir>/<name>/ with checkpoints
+after every epoch; --resume continues an interrupted run bit-identically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    from stllr.config import field_types
+
+    keys = ", ".join(sorted(field_types()))
+    p = sub.add_parser(
+        "train",
+        help="train a model from an experiments/*.toml config",
+        description=__doc__ + f"\nConfig keys: {keys}.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Examples:\n"
+            "  stllr train experiments/shd_stllr_dfa.toml --set data=/datasets\n"
+            "  stllr train experiments/shd_standin_stllr.toml --set epochs=3 trials=2\n"
+            "  stllr train experiments/shd_standin_stllr.toml --resume"
+        ),
+    )
+    p.add_argument("config", type=Path, help="TOML config file (see experiments/)")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config values, e.g. --set lr=1e-3 factors=0.2,0.75,-1,1",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in <out_dir>/<name> from its last checkpoint",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stllr.config import load_config
+    from stllr.run import run_experiment
+
+    cfg = load_config(args.config, args.set)
+    run_experiment(cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())
+    return 0

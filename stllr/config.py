@@ -1,0 +1,159 @@
+"""Experiment configuration: one frozen dataclass, loaded from TOML, overridable by key.
+
+A config file (``experiments/*.toml``) is a flat table whose keys are the fields
+of :class:`ExperimentConfig`; ``--set key=value`` on the command line overrides
+any of them (values are parsed with the field's type, lists as
+``factors=0.2,0.75,-1,1``). Unknown keys and badly typed values are errors that
+name the key, the file and the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli
+
+from stllr.factors import STLLRFactors
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines a training run (reference-code option names in brackets)."""
+
+    name: str = "experiment"
+    #: task/dataset: shd, ssc, gesture, cifar10dvs, ncaltech101, or a "-standin" variant
+    task: str = "shd-standin"
+    #: model family: shd_rsnn, vgg9 (more register in stllr.tasks)
+    arch: str = "shd_rsnn"
+    #: stllr, stllr_online, bptt or ottt [--training-mode]
+    method: str = "stllr"
+    #: BP, DFA or sDFA learning signal for hidden layers [--feedback-mode]
+    feedback: str = "BP"
+    #: [λ_post, λ_pre, α_post, α_pre] [--factors-stdp]
+    factors: tuple[float, ...] = (0.5, 1.0, 1.0, 1.0)
+    #: Ψ variant a–d; "" = the layer type's default [--activation]
+    psi: str = ""
+    #: firing threshold θ (code 0.6; the paper text says 0.8)
+    threshold: float = 0.6
+    #: max or avg pooling (VGG) [--pooling]
+    pooling: str = "max"
+    dropout: float = 0.0
+    #: hidden units (SHD network)
+    hidden: int = 450
+    #: VGG channel widths; empty = the paper's (64,128,256,256,512,512,512,512)
+    channels: tuple[int, ...] = ()
+    #: number of last time steps with a learning signal [--delay-ls]
+    window: int = 90
+    epochs: int = 200
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    batch_size: int = 128
+    val_batch_size: int = 128
+    #: CosineAnnealingLR T_max in epochs, 0 = none [--scheduler]
+    scheduler: int = 0
+    trials: int = 1
+    seed: int = 1234
+    #: dataset root for real data; empty = built-in stand-in
+    data: str = ""
+    #: stand-in size: samples per split (0 = the task's default)
+    standin_train: int = 0
+    standin_test: int = 0
+    #: where runs are written
+    out_dir: str = "runs"
+
+    def stllr_factors(self) -> STLLRFactors:
+        return STLLRFactors.from_list(self.factors)
+
+    def replace(self, **changes) -> ExperimentConfig:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(ExperimentConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(ExperimentConfig)}
+
+
+def _coerce(key: str, value: object, typ, source: str):
+    """Convert ``value`` (from TOML or a ``--set`` string) to the field's type."""
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        (elem,) = {a for a in typing.get_args(typ) if a is not Ellipsis}
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{source}: {key} must be a list of {elem.__name__}, got {value!r}")
+        return tuple(_coerce(key, v, elem, source) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported config type for {key}")
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if typ is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if typ is float:
+            return float(value)
+        if typ is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: {key} must be {typ.__name__}, got {value!r}") from None
+    raise TypeError(f"unsupported config type {typ} for {key}")
+
+
+def _apply(base: ExperimentConfig, items: Iterable[tuple[str, object]], source: str):
+    types_ = field_types()
+    changes = {}
+    for key, value in items:
+        if key not in types_:
+            raise ValueError(
+                f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(types_))}"
+            )
+        changes[key] = _coerce(key, value, types_[key], source)
+    return dataclasses.replace(base, **changes)
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Read a TOML config and apply ``key=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        with path.open("rb") as f:
+            table = tomli.load(f)
+    except tomli.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    cfg = _apply(ExperimentConfig(), _flat(table, path), str(path))
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> ExperimentConfig:
+    """Apply ``key=value`` strings (from ``--set``)."""
+    items = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        items.append((key.strip().replace("-", "_"), value.strip()))
+    return _apply(cfg, items, "--set")
+
+
+def _flat(table: Mapping, path: Path):
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            raise ValueError(f"{path}: nested table [{key}] is not supported; use flat keys")
+        yield key, value

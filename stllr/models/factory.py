@@ -1,0 +1,84 @@
+"""Build a model and its training mode from an :class:`~stllr.config.ExperimentConfig`.
+
+``arch`` × ``method``:
+
+============  ===========================  ==============================
+arch          method stllr/stllr_online/ottt  method bptt
+============  ===========================  ==============================
+shd_rsnn      SHDNetSTLLR                  SHDNetBPTT
+vgg9          VGGSTLLR                     VGGBPTT (AvgPool, as the reference)
+============  ===========================  ==============================
+
+For ``ottt`` the factors are replaced by OTTT's (α_post = 0, λ_pre = γ of the
+layers). New architectures register with :func:`register_arch`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from stllr.config import ExperimentConfig
+from stllr.models.base import SpikingModel
+from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
+from stllr.models.vgg import VGG9_CHANNELS, VGGBPTT, VGGSTLLR
+from stllr.training import TRAINING_MODES, ottt_factors
+
+Builder = Callable[[ExperimentConfig, tuple[int, ...], int], SpikingModel]
+_ARCHS: dict[str, Builder] = {}
+
+
+def register_arch(name: str, builder: Builder) -> None:
+    """Make ``arch = name`` available to configs."""
+    _ARCHS[name] = builder
+
+
+def _gamma(leak: float) -> float:
+    return 1.0 / (1.0 + math.exp(-leak))
+
+
+def _factors(cfg: ExperimentConfig, leak: float):
+    return ottt_factors(_gamma(leak)) if cfg.method == "ottt" else cfg.stllr_factors()
+
+
+def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    (n_in,) = input_shape
+    kw = {"num_inputs": n_in, "hidden": cfg.hidden, "num_classes": num_classes}
+    psi = cfg.psi or "a"
+    if cfg.method == "bptt":
+        return SHDNetBPTT(psi=psi, threshold=cfg.threshold, **kw)
+    return SHDNetSTLLR(
+        factors=_factors(cfg, 5.0), psi=psi, feedback=cfg.feedback, threshold=cfg.threshold, **kw
+    )
+
+
+def _vgg(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    channels = cfg.channels or VGG9_CHANNELS
+    kw = {"input_shape": tuple(input_shape), "num_classes": num_classes, "channels": channels}
+    psi = cfg.psi or "b"
+    if cfg.method == "bptt":
+        return VGGBPTT(psi=psi, dropout=cfg.dropout, threshold=cfg.threshold, **kw)
+    return VGGSTLLR(
+        pooling=cfg.pooling,
+        factors=_factors(cfg, 0.0),
+        psi=psi,
+        dropout=cfg.dropout,
+        feedback=cfg.feedback,
+        threshold=cfg.threshold,
+        **kw,
+    )
+
+
+register_arch("shd_rsnn", _shd)
+register_arch("vgg9", _vgg)
+
+
+def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int):
+    """Return ``(model, training_mode)``."""
+    if cfg.arch not in _ARCHS:
+        raise ValueError(f"unknown arch {cfg.arch!r}; expected one of {sorted(_ARCHS)}")
+    if cfg.method not in TRAINING_MODES:
+        raise ValueError(f"unknown method {cfg.method!r}; expected one of {TRAINING_MODES}")
+    if cfg.method == "bptt" and cfg.feedback != "BP":
+        raise ValueError(f"feedback={cfg.feedback!r} needs an S-TLLR method, not bptt")
+    return _ARCHS[cfg.arch](cfg, input_shape, num_classes), cfg.method

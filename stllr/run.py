@@ -1,0 +1,258 @@
+"""Run an experiment: trials × epochs, checkpoints, resume, metrics and plots.
+
+Layout of ``<out_dir>/<name>/``::
+
+    config.json                 the resolved ExperimentConfig
+    summary.json                best test accuracy per trial, mean ± std
+    trial_<k>/checkpoint.pt     last finished epoch (model, optimiser, scheduler, history)
+    trial_<k>/best.pt           model state at the best test accuracy
+    trial_<k>/metrics.json|csv  one row per epoch
+    trial_<k>/learning_curves.png
+
+Every file is written atomically (temp file + rename), so an interrupted run
+never leaves a truncated checkpoint. Randomness is re-seeded from
+``(seed, trial, epoch)`` at the start of every epoch (shuffling, dropout masks,
+augmentation drawn from the global torch RNG), so resuming from the checkpoint
+of epoch k continues bit-identically to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from stllr.config import ExperimentConfig
+from stllr.models.factory import build_model
+from stllr.tasks import TaskData, load_task
+from stllr.trainer import EpochMetrics, run_epoch
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save(obj, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_json(obj, path: Path) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def epoch_seed(seed: int, trial: int, epoch: int) -> int:
+    """A distinct, reproducible seed per (seed, trial, epoch); epoch 0 = initialisation."""
+    return (seed * 1_000_003 + trial * 10_007 + epoch) % (2**63 - 1)
+
+
+def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+
+
+def _check(cfg: ExperimentConfig) -> None:
+    for key in ("epochs", "batch_size", "val_batch_size", "trials", "window"):
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"config {key} must be ≥ 1, got {getattr(cfg, key)}")
+    if not cfg.lr > 0:
+        raise ValueError(f"config lr must be > 0, got {cfg.lr}")
+    if cfg.scheduler < 0:
+        raise ValueError(f"config scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    data: TaskData | None = None,
+) -> dict:
+    """Train ``cfg.trials`` trials and return the summary (also written to ``summary.json``)."""
+    _check(cfg)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    config_path = run_dir / "config.json"
+    if resume and config_path.exists():
+        stored = json.loads(config_path.read_text())
+        current = json.loads(json.dumps(cfg.as_dict()))
+        diff = sorted(k for k in current if stored.get(k) != current[k] and k != "epochs")
+        if diff:
+            raise ValueError(
+                f"--resume: {config_path} was written with different settings for {diff}; "
+                "use another name or out_dir, or the same config"
+            )
+    elif not resume and (run_dir / "trial_1" / CHECKPOINT).exists():
+        raise ValueError(
+            f"{run_dir} already holds a run; pass --resume to continue it, "
+            "or choose another name/out_dir"
+        )
+    atomic_json(cfg.as_dict(), config_path)
+    data = data if data is not None else load_task(cfg)
+    log(f"task {cfg.task}: {data.description}")
+    results = []
+    for trial in range(1, cfg.trials + 1):
+        results.append(
+            train_trial(cfg, data, trial, run_dir / f"trial_{trial}", resume, progress, log)
+        )
+    best = [r["best_test_acc"] for r in results]
+    mean = sum(best) / len(best)
+    std = math.sqrt(sum((b - mean) ** 2 for b in best) / (len(best) - 1)) if len(best) > 1 else 0.0
+    summary = {
+        "name": cfg.name,
+        "task": cfg.task,
+        "method": cfg.method,
+        "feedback": cfg.feedback,
+        "trials": results,
+        "best_test_acc_mean": mean,
+        "best_test_acc_std": std,
+    }
+    atomic_json(summary, run_dir / "summary.json")
+    log(f"{cfg.name}: best test accuracy {mean:.2f} ± {std:.2f} % over {len(best)} trial(s)")
+    return summary
+
+
+def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progress, log) -> dict:
+    torch.manual_seed(epoch_seed(cfg.seed, trial, 0))
+    model, mode = build_model(cfg, data.input_shape, data.num_classes)
+    optimizer = make_optimizer(cfg, model.parameters())
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.scheduler)
+        if cfg.scheduler > 0
+        else None
+    )
+    history: list[EpochMetrics] = []
+    start = 1
+    ckpt_path = trial_dir / CHECKPOINT
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt["scheduler"] is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        history = [EpochMetrics(**m) for m in ckpt["history"]]
+        start = ckpt["epoch"] + 1
+        log(f"trial {trial}: resuming after epoch {ckpt['epoch']} from {ckpt_path}")
+    best = max((m.test_acc for m in history), default=-1.0)
+    for epoch in range(start, cfg.epochs + 1):
+        seed = epoch_seed(cfg.seed, trial, epoch)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        t0 = time.perf_counter()
+        tr_loss, tr_acc = run_epoch(
+            model,
+            data.train,
+            cfg.batch_size,
+            optimizer,
+            mode,
+            cfg.window,
+            gen,
+            progress,
+            f"trial {trial} epoch {epoch}",
+        )
+        te_loss, te_acc = run_epoch(
+            model, data.test, cfg.val_batch_size, progress=progress, desc="test"
+        )
+        m = EpochMetrics(epoch, tr_loss, tr_acc, te_loss, te_acc, time.perf_counter() - t0)
+        history.append(m)
+        if scheduler is not None:
+            scheduler.step()
+        if te_acc > best:
+            best = te_acc
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "epoch": epoch,
+                    "test_acc": te_acc,
+                    "config": cfg.as_dict(),
+                },
+                trial_dir / BEST,
+            )
+        atomic_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": None if scheduler is None else scheduler.state_dict(),
+                "epoch": epoch,
+                "history": [h.as_dict() for h in history],
+                "config": cfg.as_dict(),
+            },
+            ckpt_path,
+        )
+        write_metrics(history, trial_dir)
+        log(
+            f"trial {trial} epoch {epoch:3d}/{cfg.epochs}: train {tr_acc:5.1f}% "
+            f"test {te_acc:5.1f}% (best {best:5.1f}%) lr {optimizer.param_groups[0]['lr']:.2e} "
+            f"[{m.seconds:.1f} s]"
+        )
+    return {
+        "trial": trial,
+        "best_test_acc": best,
+        "final_test_acc": history[-1].test_acc if history else float("nan"),
+        "epochs": len(history),
+    }
+
+
+def write_metrics(history: list[EpochMetrics], trial_dir: Path) -> None:
+    """metrics.json, metrics.csv and learning_curves.png for one trial."""
+    rows = [h.as_dict() for h in history]
+    atomic_json(rows, trial_dir / "metrics.json")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(trial_dir / "metrics.csv", buf.getvalue().encode())
+    plot_learning_curves(history, trial_dir / "learning_curves.png")
+
+
+def plot_learning_curves(history: list[EpochMetrics], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h.epoch for h in history]
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_acc.plot(epochs, [h.train_acc for h in history], "o-", label="train")
+    ax_acc.plot(epochs, [h.test_acc for h in history], "s-", label="test")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.legend()
+    ax_acc.grid(alpha=0.3)
+    ax_loss.plot(epochs, [h.train_loss for h in history], "o-", label="train")
+    ax_loss.plot(epochs, [h.test_loss for h in history], "s-", label="test")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("CE of summed logits")
+    ax_loss.set_yscale("log")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
