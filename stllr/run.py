@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from stllr import distributed
 from stllr.config import ExperimentConfig
 from stllr.models.factory import build_model
 from stllr.tasks import TaskData, load_task
@@ -40,7 +41,12 @@ BEST = "best.pt"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+
+    Under data-parallel training only rank 0 writes.
+    """
+    if distributed.rank() != 0:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -96,6 +102,8 @@ def run_experiment(
 ) -> dict:
     """Train ``cfg.trials`` trials and return the summary (also written to ``summary.json``)."""
     _check(cfg)
+    if distributed.rank() != 0:
+        log, progress = (lambda s: None), False
     run_dir = Path(cfg.out_dir) / cfg.name
     config_path = run_dir / "config.json"
     if resume and config_path.exists():
@@ -146,6 +154,8 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
         if cfg.scheduler > 0
         else None
     )
+    if distributed.is_distributed():
+        optimizer = distributed.GradientAllReduce(optimizer, model.batch_summed_parameters())
     history: list[EpochMetrics] = []
     start = 1
     ckpt_path = trial_dir / CHECKPOINT

@@ -16,6 +16,7 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
+from stllr.distributed import all_reduce_sum, shard
 from stllr.models.base import SpikingModel
 from stllr.training import evaluate_batch, train_batch
 
@@ -69,11 +70,17 @@ def pad_time(samples: list[torch.Tensor]) -> torch.Tensor:
 def batches(
     data: Dataset, batch_size: int, generator: torch.Generator | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield padded ``(x [T, B, ...], y [B])``; shuffled when a generator is given."""
+    """Yield padded ``(x [T, B, ...], y [B])``; shuffled when a generator is given.
+
+    Under data-parallel training each rank gets its share of every batch
+    (:func:`stllr.distributed.shard`), all ranks drawing the same order.
+    """
     n = len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
-        items = [data[i] for i in order[start : start + batch_size].tolist()]
+        items = [data[i] for i in shard(order[start : start + batch_size].tolist())]
+        if not items:
+            continue
         yield pad_time([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
 
 
@@ -103,6 +110,7 @@ def run_epoch(
         bar.update(1)
         bar.set_postfix(acc=f"{100.0 * correct / total:.1f}%")
     bar.close()
+    loss_sum, correct, total = all_reduce_sum([loss_sum, correct, total])
     return loss_sum / max(total, 1), 100.0 * correct / max(total, 1)
 
 

@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
             "Examples:\n"
             "  stllr train experiments/shd_stllr_dfa.toml --set data=/datasets\n"
             "  stllr train experiments/shd_standin_stllr.toml --set epochs=3 trials=2\n"
-            "  stllr train experiments/shd_standin_stllr.toml --resume"
+            "  stllr train experiments/shd_standin_stllr.toml --resume\n"
+            "  torchrun --nproc_per_node 2 -m stllr.cli.main train experiments/gesture_stllr.toml"
         ),
     )
     p.add_argument("config", type=Path, help="TOML config file (see experiments/)")
@@ -46,9 +47,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stllr import distributed
     from stllr.config import load_config
     from stllr.run import run_experiment
 
     cfg = load_config(args.config, args.set)
+    distributed.init_from_env()  # no-op unless launched by torchrun with WORLD_SIZE > 1
     run_experiment(cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())
     return 0

@@ -31,6 +31,12 @@ class SpikingModel(nn.Module):
             if m is not self and hasattr(m, "reset_state"):
                 m.reset_state()
 
+    def batch_summed_parameters(self) -> list[nn.Parameter]:
+        """Parameters whose gradient is a batch *sum* (driven by DFA signals, which are
+        not batch-averaged); every other gradient is a batch mean. Data-parallel
+        training sums the former over ranks and averages the latter."""
+        return []
+
     def feedback_context(self, target: torch.Tensor | None) -> FeedbackContext | None:
         """A per-step DFA context, or ``None`` without a target."""
         if target is None:

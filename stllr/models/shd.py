@@ -48,6 +48,9 @@ class SHDNetSTLLR(SpikingModel):
         nn.init.kaiming_normal_(self.rec.weight)
         nn.init.zeros_(self.rec.bias)
 
+    def batch_summed_parameters(self) -> list[nn.Parameter]:
+        return list(self.rec.parameters()) if self.hook.mode != "BP" else []
+
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         fb = self.feedback_context(target) if self.hook.mode != "BP" else None
         h = self.hook(self.rec(x), fb)

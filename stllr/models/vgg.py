@@ -84,6 +84,9 @@ class VGGSTLLR(SpikingModel):
         _init_head(self.head)
         self.feedback_mode = feedback
 
+    def batch_summed_parameters(self) -> list[nn.Parameter]:
+        return list(self.convs.parameters()) if self.feedback_mode != "BP" else []
+
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         fb = self.feedback_context(target) if self.feedback_mode != "BP" else None
         for conv, drop, pool, hook in zip(

@@ -1,0 +1,99 @@
+"""Data-parallel training across processes (torchrun; NCCL on GPUs, gloo on CPUs).
+
+S-TLLR computes its gradients with per-step backward passes inside one
+optimiser step, which DistributedDataParallel's one-backward-per-forward hooks
+do not fit. Instead :class:`GradientAllReduce` wraps the optimiser and reduces
+the accumulated ``.grad`` of every parameter right before each ``step()``.
+
+The reduction must reproduce single-process training on the global batch:
+
+* gradients of a batch-**mean** loss (the CE at the output, every BP path) are
+  **averaged** over ranks: mean of per-rank means over B/W samples = mean over B;
+* DFA/sDFA learning signals are **not** batch-averaged (STLLR.md §1), so the
+  hidden-layer gradients they drive are batch **sums**, and must be **summed**
+  over ranks.
+
+A model states which parameters are batch sums through
+``batch_summed_parameters()`` (see :class:`~stllr.models.base.SpikingModel`).
+Each rank sees a disjoint shard of the same shuffled order (:func:`shard`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def init_from_env() -> bool:
+    """Initialise the process group when launched by torchrun (``WORLD_SIZE`` > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return is_distributed()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return True
+
+
+def shard(indices: list[int]) -> list[int]:
+    """This rank's contiguous share of a batch's indices (all ranks see the same order)."""
+    w, r = world_size(), rank()
+    per = -(-len(indices) // w)
+    return indices[r * per : (r + 1) * per]
+
+
+def all_reduce_sum(values: list[float]) -> list[float]:
+    """Sum scalars over ranks (metrics: correct counts, loss sums)."""
+    if not is_distributed():
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+class GradientAllReduce:
+    """Optimiser wrapper: reduce gradients over ranks, then step.
+
+    Args:
+        optimizer: the per-rank optimiser (identical initial state on all ranks).
+        summed: parameters whose gradients are batch sums (reduced with SUM);
+            every other parameter's gradient is averaged.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, summed: list[torch.nn.Parameter]):
+        self.optimizer = optimizer
+        self._summed = {id(p) for p in summed}
+
+    def __getattr__(self, name):
+        return getattr(self.optimizer, name)
+
+    def reduce_gradients(self) -> None:
+        if not is_distributed():
+            return
+        w = world_size()
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+                if id(p) not in self._summed:
+                    p.grad /= w
+
+    def step(self, closure=None):
+        self.reduce_gradients()
+        return self.optimizer.step(closure)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)

@@ -1,0 +1,38 @@
+"""Worker for tests/test_distributed.py: a few S-TLLR training steps, data-parallel or not.
+
+Run as ``python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py OUT FEEDBACK``
+or plainly with ``WORLD_SIZE`` unset (single process, whole batches).
+"""
+
+import sys
+
+import torch
+
+from stllr import distributed
+from stllr.models.shd import SHDNetSTLLR
+from stllr.trainer import ListDataset, run_epoch
+
+
+def main(out: str, feedback: str) -> None:
+    distributed.init_from_env()
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    g = torch.Generator().manual_seed(0)
+    samples = [(torch.rand(12, 30, generator=g) < 0.3).double() for _ in range(16)]
+    labels = torch.randint(0, 5, (16,), generator=g)
+    torch.manual_seed(1)
+    model = SHDNetSTLLR(num_inputs=30, hidden=20, num_classes=5, feedback=feedback)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    if distributed.is_distributed():
+        opt = distributed.GradientAllReduce(opt, model.batch_summed_parameters())
+    loss, acc = run_epoch(
+        model, ListDataset(samples, labels), 8, opt, "stllr", 6, torch.Generator().manual_seed(2)
+    )
+    if distributed.rank() == 0:
+        torch.save({"state": model.state_dict(), "loss": loss, "acc": acc}, out)
+    if distributed.is_distributed():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,63 @@
+"""Data-parallel S-TLLR on CPU (gloo, 2 processes) equals single-process training.
+
+Two ranks with half of every batch each, after gradient reduction (mean for the
+batch-mean CE paths, sum for DFA-driven hidden layers), must reach the same
+weights as one process with the whole batches (float64; 2 optimiser steps).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def _run(out: Path, feedback: str, nproc: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    if nproc == 1:
+        cmd = [sys.executable, str(WORKER), str(out), feedback]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            str(WORKER),
+            str(out),
+            feedback,
+        ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return torch.load(out, weights_only=False)
+
+
+@pytest.mark.parametrize("feedback", ["BP", "DFA"])
+def test_two_gloo_ranks_equal_one_process(tmp_path, feedback):
+    single = _run(tmp_path / "single.pt", feedback, 1)
+    double = _run(tmp_path / "double.pt", feedback, 2)
+    assert single["acc"] == double["acc"]
+    assert single["loss"] == pytest.approx(double["loss"], rel=1e-12)
+    for name, w in single["state"].items():
+        assert torch.allclose(w, double["state"][name], atol=1e-12, rtol=0), name
+    moved = (single["state"]["rec.weight"] - _initial_rec_weight()).abs().max()
+    assert moved > 1e-4, "training must have changed the weights"
+
+
+def _initial_rec_weight():
+    from stllr.models.shd import SHDNetSTLLR
+
+    torch.manual_seed(1)
+    with torch.no_grad():
+        torch.set_default_dtype(torch.float64)
+        try:
+            return SHDNetSTLLR(num_inputs=30, hidden=20, num_classes=5).rec.weight.clone()
+        finally:
+            torch.set_default_dtype(torch.float32)
