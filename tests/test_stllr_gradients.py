@@ -9,7 +9,7 @@ from stllr.factors import STLLRFactors
 from stllr.layers.readout import AccumulateReadout
 from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
 from stllr.neuron import LIFParams
-from stllr.weight_standardization import standardize_weight
+from stllr.weight_standardization import standardize_weight, standardize_weight_reference
 from tests import reference_stllr as ref
 
 TOL = 1e-10
@@ -221,3 +221,26 @@ def test_weight_standardization_formula():
     expected0 = 2.0 * (row - mean) / torch.sqrt(var * 3 + 1e-4)
     got = standardize_weight(w, g)
     assert torch.allclose(got[0], expected0, atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (3, 2, 3, 3), (4, 2)])
+def test_standardization_function_matches_plain_autograd(shape):
+    """The memory-lean WS Function vs the formula differentiated by autograd."""
+    torch.manual_seed(5)
+    w = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    g = torch.rand(shape[0], *[1] * (len(shape) - 1), dtype=torch.float64) + 0.5
+    g.requires_grad_(True)
+    up = torch.randn(*shape, dtype=torch.float64)
+    fast = standardize_weight(w, g)
+    ref = standardize_weight_reference(w, g)
+    assert (fast - ref).abs().max() <= 1e-13
+    got = torch.autograd.grad(fast, (w, g), up)
+    want = torch.autograd.grad(ref, (w, g), up)
+    for a, b in zip(got, want, strict=True):
+        assert (a - b).abs().max() <= 1e-12
+    assert torch.autograd.gradcheck(lambda a, b: standardize_weight(a, b), (w, g))
+
+
+def test_standardization_rejects_fan_in_one():
+    with pytest.raises(ValueError, match=r"fan-in of at least 2, got weight shape \(4, 1\)"):
+        standardize_weight(torch.ones(4, 1), None)

@@ -53,7 +53,9 @@ class STLLRStep(torch.autograd.Function):
         s, v, u = lif_step(spec.ops.current(x, w, b), u_prev, spec.lif)
         psi = spec.psi(v)
         q = trace_step(q_prev, psi, f.lambda_post)
-        ctx.save_for_backward(x, w, p, q_prev, psi)
+        # Ŵ is only needed for the input gradient (the first layer needs none).
+        ctx.save_for_backward(x, w if ctx.needs_input_grad[0] else None, p, q_prev, psi)
+        ctx.w_shape = w.shape
         ctx.spec = spec
         ctx.has_bias = b is not None
         ctx.mark_non_differentiable(u, p, q)
@@ -66,7 +68,7 @@ class STLLRStep(torch.autograd.Function):
         g = psi * delta
         grad_x = spec.ops.input_grad(g, w, x.shape) if ctx.needs_input_grad[0] else None
         post, pre = _stacked_operands(spec.factors, g, delta, q_prev, p, x)
-        grad_w = spec.ops.weight_grad(post, pre, w.shape) if ctx.needs_input_grad[1] else None
+        grad_w = spec.ops.weight_grad(post, pre, ctx.w_shape) if ctx.needs_input_grad[1] else None
         grad_b = spec.ops.bias_grad(g) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None
 
@@ -88,7 +90,8 @@ class STLLRRecurrentStep(torch.autograd.Function):
         psi = spec.psi(v)
         q = trace_step(q_prev, psi, f.lambda_post)
         r_next = trace_step(r, s, f.lambda_pre)
-        ctx.save_for_backward(x, s_prev, w, p, r, q_prev, psi)
+        ctx.save_for_backward(x, s_prev, w if ctx.needs_input_grad[0] else None, p, r, q_prev, psi)
+        ctx.w_shape = w.shape
         ctx.spec = spec
         ctx.has_bias = b is not None
         ctx.mark_non_differentiable(u, p, r_next, q)
@@ -102,13 +105,14 @@ class STLLRRecurrentStep(torch.autograd.Function):
         grad_x = spec.ops.input_grad(g, w, x.shape) if ctx.needs_input_grad[0] else None
         post, pre = _stacked_operands(spec.factors, g, delta, q_prev, p, x)
         _, pre_rec = _stacked_operands(spec.factors, g, delta, q_prev, r, s_prev)
+        n_out, n_in = ctx.w_shape
         if isinstance(spec.ops, DenseOps):
             # One matmul for both matrices: [out, in + out].
             both = post.t().mm(torch.cat([pre, pre_rec], dim=1))
-            grad_w, grad_w_rec = both.split([w.shape[1], both.shape[1] - w.shape[1]], dim=1)
+            grad_w, grad_w_rec = both.split([n_in, n_out], dim=1)
         else:
-            grad_w = spec.ops.weight_grad(post, pre, w.shape)
-            grad_w_rec = spec.ops.weight_grad(post, pre_rec, (w.shape[0], w.shape[0]))
+            grad_w = spec.ops.weight_grad(post, pre, ctx.w_shape)
+            grad_w_rec = spec.ops.weight_grad(post, pre_rec, (n_out, n_out))
         grad_b = spec.ops.bias_grad(g) if ctx.has_bias and ctx.needs_input_grad[4] else None
         return grad_x, None, grad_w, grad_w_rec, grad_b, None, None, None, None, None
 
