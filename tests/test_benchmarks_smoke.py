@@ -1,0 +1,97 @@
+"""Smoke test of the benchmark scripts: each runs with ``--quick`` and prints sane JSON.
+
+Only structure and sanity are checked (positive sizes and times, the fast and
+per-sample gradients agree); the performance targets are for full runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+
+
+def run_quick(script: str, *extra: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def memory_time() -> dict:
+    return run_quick("memory_time_vs_T.py")
+
+
+def test_memory_time_vs_t(memory_time):
+    d = memory_time
+    assert d["benchmark"] == "memory_time_vs_T" and d["quick"] is True
+    assert set(d["models"]) == {"shd", "vgg"}
+    for model in d["models"].values():
+        ts = {p["T"] for p in model["points"]}
+        assert ts == set(d["config"]["T"])
+        for p in model["points"]:
+            assert p["mode"] in ("stllr", "bptt")
+            if "skipped" in p:
+                assert "projected" in p["skipped"]
+                continue
+            assert p["peak_saved_bytes"] > 0
+            assert p["time"]["median_s"] > 0 and p["time"]["n"] >= 1
+        for key in ("stllr_peak_memory_growth", "bptt_over_stllr_memory", "stllr_over_bptt_time"):
+            assert key in model["ratios"]
+            assert "value" in model["ratios"][key] and "target" in model["ratios"][key]
+        assert model["analytic"]["sum_N"] > 0
+        assert model["ratios"]["stllr_over_bptt_time"]["dense_flop_ratio"] > 0
+        for row in model["flop_model"]["points"]:
+            assert 0 < row["stllr_flops"] <= row["bptt_flops"] * 2
+
+
+def test_memory_time_shapes_of_the_curves(memory_time):
+    shd = memory_time["models"]["shd"]
+    pts = {(p["T"], p["mode"]): p for p in shd["points"] if "skipped" not in p}
+    t_lo, t_hi = min(memory_time["config"]["T"]), max(memory_time["config"]["T"])
+    # S-TLLR memory is flat in T, BPTT memory grows with T.
+    assert pts[(t_hi, "stllr")]["peak_saved_bytes"] == pts[(t_lo, "stllr")]["peak_saved_bytes"]
+    assert pts[(t_hi, "bptt")]["peak_saved_bytes"] > pts[(t_lo, "bptt")]["peak_saved_bytes"]
+    assert shd["ratios"]["stllr_peak_memory_growth"]["value"] == pytest.approx(0.0)
+
+
+def test_fast_vs_persample():
+    d = run_quick("fast_vs_persample.py")
+    assert d["benchmark"] == "fast_vs_persample"
+    assert "persample_impl" in d
+    lin = d["linear_recurrent"]
+    for side in ("reference", "fast"):
+        assert lin["timing"][side]["total_ms_median"] > 0
+    assert lin["timing"]["speedup_total_median"] > 0
+    for check in ("grad_check_float64", "grad_check_float32"):
+        assert lin[check]["allclose"] is True
+        assert lin[check]["spike_mismatches"] == 0
+        assert set(lin[check]["grad_max_abs_diff"]) == {"x", "w", "w_rec", "b"}
+    assert max(lin["grad_check_float64"]["grad_max_rel_diff"].values()) < 1e-9
+    assert d["conv"]["grad_check_float64"]["allclose"] is True
+    assert d["conv"]["timing"]["fast"]["total_ms_median"] > 0
+
+
+def test_gflops():
+    d = run_quick("gflops.py")
+    assert d["benchmark"] == "gflops"
+    assert d["torch_num_threads"] >= 1
+    assert d["peak"]["gflops"] > 0
+    assert set(d["cases"]) == {"shd_function", "shd_layer", "conv_function", "conv_layer"}
+    for case in d["cases"].values():
+        assert case["flops"]["total"] > 0
+        assert case["gflops_best"] > 0
+        assert 0 < case["fraction_of_peak"]["value"]
