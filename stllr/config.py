@@ -65,6 +65,9 @@ class ExperimentConfig:
     #: stand-in size: samples per split (0 = the task's default)
     standin_train: int = 0
     standin_test: int = 0
+    #: task "custom": frame length in µs, or a fixed number of frames (give one)
+    frame_us: int = 0
+    n_time_bins: int = 0
     #: where runs are written
     out_dir: str = "runs"
 

@@ -173,6 +173,8 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
         seed = epoch_seed(cfg.seed, trial, epoch)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
+        if hasattr(data.train, "reseed"):
+            data.train.reseed(seed)  # augmentation draws (e.g. random crops)
         t0 = time.perf_counter()
         tr_loss, tr_acc = run_epoch(
             model,

@@ -86,3 +86,93 @@ def _shd(cfg: ExperimentConfig) -> TaskData:
 
 register_task("shd-standin", _shd_standin)
 register_task("shd", _shd)
+
+
+# --- event-camera tasks (stllr.data: tonic-based, offline) --------------------------------
+
+
+def _standin_root(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.data) if cfg.data else CACHE_DIR / "standins"
+
+
+def _event_task(train, test, num_classes: int, description: str) -> TaskData:
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(f"{description}: empty split ({len(train)} train, {len(test)} test)")
+    shape = tuple(train[0][0].shape[1:])
+    return TaskData(train, test, shape, num_classes, description)
+
+
+def _require_data(cfg: ExperimentConfig, task: str) -> str:
+    if not cfg.data:
+        raise ValueError(
+            f"task {task!r} reads real files: give data=<dataset root> "
+            f"(or use task={task}-standin for the built-in stand-in)"
+        )
+    return cfg.data
+
+
+def _gesture(cfg: ExperimentConfig, root: str, what: str) -> TaskData:
+    from stllr.data.dvs_gesture import dvs_gesture_splits
+
+    train, test = dvs_gesture_splits(root, seed=cfg.seed)
+    return _event_task(train, test, 11, f"{what} in {root} (train slices T=20, full test)")
+
+
+def _cifar(cfg: ExperimentConfig, root: str, what: str) -> TaskData:
+    from stllr.data.cifar10_dvs import cifar10_dvs_splits
+
+    train, test = cifar10_dvs_splits(root, seed=cfg.seed)
+    return _event_task(train, test, 10, f"{what} in {root} (T=10, 48x48, normalised)")
+
+
+def _ncaltech(cfg: ExperimentConfig, root: str, what: str) -> TaskData:
+    from stllr.data.ncaltech101 import ncaltech101_splits
+
+    train, test = ncaltech101_splits(root)
+    classes = train.num_classes
+    return _event_task(train, test, classes, f"{what} in {root} ({classes} classes, 90/10 split)")
+
+
+def _standin(kind: str):
+    def load(cfg: ExperimentConfig) -> TaskData:
+        from stllr.data import standins
+
+        root = _standin_root(cfg)
+        ensure, build = {
+            "gesture": (standins.ensure_gesture_standin, _gesture),
+            "cifar10dvs": (standins.ensure_cifar10dvs_standin, _cifar),
+            "ncaltech101": (standins.ensure_ncaltech101_standin, _ncaltech),
+        }[kind]
+        ensure(root)
+        return build(cfg, str(root), f"{kind} stand-in")
+
+    return load
+
+
+def _real(kind: str, build):
+    def load(cfg: ExperimentConfig) -> TaskData:
+        return build(cfg, _require_data(cfg, kind), kind)
+
+    return load
+
+
+def _custom(cfg: ExperimentConfig) -> TaskData:
+    from stllr.data.custom_events import CustomEventsConfig, custom_events_dataset, read_header
+
+    path = _require_data(cfg, "custom")
+    info = read_header(path)
+    kw = {"time_window_us": cfg.frame_us or None, "n_time_bins": cfg.n_time_bins or None}
+    if (kw["time_window_us"] is None) == (kw["n_time_bins"] is None):
+        raise ValueError("task 'custom' needs exactly one of frame_us=<µs> or n_time_bins=<N>")
+    train = custom_events_dataset(CustomEventsConfig(path, "train", **kw))
+    test = custom_events_dataset(CustomEventsConfig(path, "test", **kw))
+    return _event_task(train, test, int(info.num_classes), f"custom events from {path}")
+
+
+register_task("gesture", _real("gesture", _gesture))
+register_task("gesture-standin", _standin("gesture"))
+register_task("cifar10dvs", _real("cifar10dvs", _cifar))
+register_task("cifar10dvs-standin", _standin("cifar10dvs"))
+register_task("ncaltech101", _real("ncaltech101", _ncaltech))
+register_task("ncaltech101-standin", _standin("ncaltech101"))
+register_task("custom", _custom)

@@ -1,0 +1,73 @@
+"""Every config in experiments/ loads, names a known task, and builds its model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stllr.config import load_config
+from stllr.models.factory import build_model
+from stllr.tasks import task_names
+
+CONFIGS = sorted((Path(__file__).parents[1] / "experiments").glob("*.toml"))
+SHAPES = {
+    "shd": ((700,), 20),
+    "gesture": ((2, 32, 32), 11),
+    "cifar10dvs": ((2, 48, 48), 10),
+    "ncaltech101": ((2, 45, 60), 101),
+}
+
+# STLLR.md §4: the settings of the reference README commands.
+EXPECTED = {
+    "gesture_stllr": dict(
+        factors=(0.2, 0.75, -1.0, 1.0),
+        window=5,
+        lr=1e-3,
+        batch_size=16,
+        scheduler=300,
+        pooling="max",
+        epochs=300,
+    ),
+    "cifar10dvs_stllr": dict(
+        factors=(0.2, 0.5, -1.0, 1.0),
+        window=5,
+        batch_size=48,
+        pooling="avg",
+        psi="c",
+        scheduler=300,
+    ),
+    "shd_stllr_bp": dict(
+        factors=(0.5, 1.0, 1.0, 1.0),
+        window=90,
+        lr=2e-4,
+        batch_size=128,
+        scheduler=0,
+        epochs=200,
+        feedback="BP",
+    ),
+    "shd_stllr_dfa": dict(feedback="DFA", window=90),
+    "shd_bptt": dict(method="bptt", lr=2e-4, epochs=200),
+    "gesture_bptt": dict(method="bptt", pooling="avg"),
+    "cifar10dvs_bptt": dict(method="bptt", psi="c"),
+}
+
+
+def test_all_reference_commands_have_a_config():
+    names = {p.stem for p in CONFIGS}
+    assert set(EXPECTED) <= names
+    assert {"ncaltech101_stllr", "gesture_ottt"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_loads_and_builds(path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert cfg.task in task_names()
+    for key, value in EXPECTED.get(cfg.name, {}).items():
+        assert getattr(cfg, key) == value, key
+    base = cfg.task.removesuffix("-standin")
+    shape, classes = SHAPES[base]
+    model, mode = build_model(cfg, shape, classes)
+    assert mode == cfg.method
+    assert model.family == ("bptt" if cfg.method == "bptt" else "stllr")
