@@ -169,4 +169,13 @@ def test_cli_demo_runs_end_to_end(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "final test accuracy" in out
-    assert (tmp_path / "runs" / "demo_stllr" / "trial_1" / "metrics.json").exists()
+    trial = tmp_path / "runs" / "demo_stllr" / "trial_1"
+    history = json.loads((trial / "metrics.json").read_text())
+    best = max(h["test_acc"] for h in history)
+
+    # stllr eval on the best checkpoint reproduces the best test accuracy
+    result = tmp_path / "eval.json"
+    assert main(["eval", str(trial / "best.pt"), "--out", str(result), "--no-progress"]) == 0
+    assert json.loads(result.read_text())["test_acc"] == pytest.approx(best)
+    assert main(["eval", str(tmp_path / "nope.pt")]) == 2
+    assert "checkpoint" in capsys.readouterr().err

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--epochs", type=int, default=6, help="training epochs (default: 6)")
     p.add_argument(
-        "--hidden", type=int, default=256, help="recurrent units (the paper uses 450; default: 256)"
+        "--hidden", type=int, default=256, help="recurrent units (the paper: 450; default: 256)"
     )
     p.add_argument(
         "--window",

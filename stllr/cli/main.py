@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stllr.cli import demo, train
+from stllr.cli import demo, evaluate, train
 
 
 class UserError(Exception):
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.add_parser(sub)
     train.add_parser(sub)
+    evaluate.add_parser(sub)
     return parser
 
 
