@@ -7,6 +7,7 @@ arch          method stllr/stllr_online/ottt  method bptt
 ============  ===========================  ==============================
 shd_rsnn      SHDNetSTLLR                  SHDNetBPTT
 vgg9          VGGSTLLR                     VGGBPTT (AvgPool, as the reference)
+resnet18      SpikingResNet18 (S-TLLR)     SpikingResNet18 (BPTT)
 ============  ===========================  ==============================
 
 For ``ottt`` the factors are replaced by OTTT's (α_post = 0, λ_pre = γ of the
@@ -69,8 +70,26 @@ def _vgg(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     )
 
 
+def _resnet(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    from stllr.models.resnet import RESNET18_WIDTHS, SpikingResNet18
+
+    family = "bptt" if cfg.method == "bptt" else "stllr"
+    widths = cfg.channels or RESNET18_WIDTHS
+    return SpikingResNet18(
+        tuple(input_shape),
+        num_classes,
+        family=family,
+        widths=widths,
+        factors=_factors(cfg, 0.0),
+        psi=cfg.psi or "b",
+        feedback=cfg.feedback,
+        threshold=cfg.threshold,
+    )
+
+
 register_arch("shd_rsnn", _shd)
 register_arch("vgg9", _vgg)
+register_arch("resnet18", _resnet)
 
 
 def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int):
