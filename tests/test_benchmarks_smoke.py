@@ -95,3 +95,15 @@ def test_gflops():
         assert case["flops"]["total"] > 0
         assert case["gflops_best"] > 0
         assert 0 < case["fraction_of_peak"]["value"]
+
+
+def test_samples_per_second():
+    d = run_quick("samples_per_second.py", "--repeats", "1", "--only", "shd_rsnn", "gesture_vgg9")
+    assert d["benchmark"] == "samples_per_second" and d["quick"] is True
+    assert set(d["tasks"]) == {"shd_rsnn", "gesture_vgg9"}
+    for task in d["tasks"].values():
+        for method in ("stllr", "bptt"):
+            assert task[method]["samples_per_s"] > 0
+            assert task[method]["config"].startswith("experiments/")
+        ratio = task["stllr"]["samples_per_s"] / task["bptt"]["samples_per_s"]
+        assert task["stllr_over_bptt_throughput"] == pytest.approx(ratio)
