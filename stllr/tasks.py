@@ -63,29 +63,46 @@ def _shd_standin(cfg: ExperimentConfig) -> TaskData:
     )
 
 
-def _shd(cfg: ExperimentConfig) -> TaskData:
+def _audio(cfg: ExperimentConfig, name: str, test_split: str, classes: int) -> TaskData:
+    """SHD (20 classes) or SSC (35 classes): the same hdf5 layout and 10 ms frames."""
     from stllr.data.shd_frames import load_shd_frames
 
     if not cfg.data:
-        raise ValueError("task 'shd' reads real files: give data=<folder containing SHD/>")
-    folder = Path(cfg.data) / "SHD"
-    files = {split: folder / f"shd_{split}.h5" for split in ("train", "test")}
+        raise ValueError(
+            f"task {name!r} reads real files: give data=<folder containing {name.upper()}/>"
+        )
+    folder = Path(cfg.data) / name.upper()
+    files = {split: folder / f"{name}_{split}.h5" for split in ("train", test_split)}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
+        layout = "\n".join(f"  {cfg.data}/{name.upper()}/{p.name}" for p in files.values())
         raise FileNotFoundError(
-            f"SHD files not found: {', '.join(missing)}. Expected layout:\n"
-            f"  {cfg.data}/SHD/shd_train.h5\n  {cfg.data}/SHD/shd_test.h5\n"
+            f"{name.upper()} files not found: {', '.join(missing)}. Expected layout:\n{layout}\n"
             "(the extracted files of the official release; nothing is downloaded)"
         )
-    train = load_shd_frames(files["train"])
-    test = load_shd_frames(files["test"])
+    train = load_shd_frames(files["train"], num_classes=classes)
+    test = load_shd_frames(files[test_split], num_classes=classes)
     return TaskData(
-        ListDataset(*train), ListDataset(*test), (700,), 20, f"SHD from {folder} (official split)"
+        ListDataset(*train),
+        ListDataset(*test),
+        (700,),
+        classes,
+        f"{name.upper()} from {folder} (train / {test_split})",
     )
+
+
+def _shd(cfg: ExperimentConfig) -> TaskData:
+    return _audio(cfg, "shd", "test", 20)
+
+
+def _ssc(cfg: ExperimentConfig) -> TaskData:
+    """SSC: model selection on the validation split, as the reference does with SHD's test."""
+    return _audio(cfg, "ssc", "valid", 35)
 
 
 register_task("shd-standin", _shd_standin)
 register_task("shd", _shd)
+register_task("ssc", _ssc)
 
 
 # --- event-camera tasks (stllr.data: tonic-based, offline) --------------------------------

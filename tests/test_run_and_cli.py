@@ -179,3 +179,23 @@ def test_cli_demo_runs_end_to_end(tmp_path, capsys):
     assert json.loads(result.read_text())["test_acc"] == pytest.approx(best)
     assert main(["eval", str(tmp_path / "nope.pt")]) == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "task,classes,splits", [("shd", 20, ("train", "test")), ("ssc", 35, ("train", "valid"))]
+)
+def test_audio_tasks_read_real_layout(tmp_path, task, classes, splits):
+    from stllr.data.shd_standin import generate_shd_standin
+    from stllr.tasks import load_task
+
+    folder = tmp_path / task.upper()
+    train_path, test_path = generate_shd_standin(
+        folder, n_train=6, n_test=4, seed=1, num_classes=classes
+    )
+    train_path.rename(folder / f"{task}_{splits[0]}.h5")
+    test_path.rename(folder / f"{task}_{splits[1]}.h5")
+    data = load_task(ExperimentConfig(task=task, data=str(tmp_path)))
+    assert (len(data.train), len(data.test), data.num_classes) == (6, 4, classes)
+    assert data.train[0][0].shape[1:] == (700,)
+    with pytest.raises(FileNotFoundError, match=rf"Expected layout:\n  .*/{task.upper()}/"):
+        load_task(ExperimentConfig(task=task, data=str(tmp_path / "empty")))
