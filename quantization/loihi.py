@@ -1,0 +1,94 @@
+"""Loihi-style fixed-point kernels of Lava's built-in ``Dense`` and ``LIF`` (``fixed_pt``).
+
+Written once against :mod:`quantization.backend`, so the same code runs on numpy
+arrays (inside Lava process models) and on batched torch tensors (the emulator).
+Integer semantics, as lava-nc 0.10's ``PyLifModelBitAcc`` and ``PyDenseModelBitAcc``
+(LAVA.md §4), all quantities integers:
+
+Dense, per step (its output reaches the neuron one step later)::
+
+    a[t] = (Σ_j w_ij · s_j[t]) << weight_exp          (>> −weight_exp, a floor, if < 0)
+
+with ``w`` clipped to 8 bits and its ``8 − num_weight_bits (+1 if mixed sign)`` low bits
+truncated (arithmetic shift, i.e. floor) once, before the first step.
+
+LIF, per step, decays by ``decay(x, d) = sign(x·(4096 − d)) · (|x·(4096 − d)| >> 12)``
+(rounds toward zero)::
+
+    u[t] = wrap24(decay(u[t−1], du + 1) + (a[t] << 6))    wrap past ±2^23
+    v[t] = clip(decay(v[t−1], dv) + u[t] + (bias_mant << bias_exp), ±(2^23 − 1))
+    s[t] = v[t] > (vth << 6);   v[t] = 0 where s[t]        (hard reset)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from quantization.backend import xp_of
+
+DECAY_SHIFT = 12
+DECAY_UNITY = 1 << DECAY_SHIFT
+ACT_SHIFT = 6
+VTH_SHIFT = 6
+UV_LIMIT = 1 << 23  # 24-bit state
+
+
+class LIFFixedState(NamedTuple):
+    u: object  # current, int
+    v: object  # voltage, int
+
+
+class LIFFixedParams(NamedTuple):
+    """Integer LIF parameters (Lava's ``LIF`` arguments)."""
+
+    du: int  # 12-bit current decay, 0 … 4095 (4095 = full decay)
+    dv: int  # 12-bit voltage decay, 0 … 4095
+    vth: int  # 17-bit threshold mantissa (compared with v at << 6)
+    bias_mant: object = 0  # 13-bit bias mantissa (int or per-neuron array)
+    bias_exp: int = 0  # bias exponent (left shift)
+
+
+def decay_toward_zero(x, decay: int):
+    """``sign(x·(4096 − decay)) · (|x·(4096 − decay)| >> 12)`` in 64-bit integers."""
+    xp = xp_of(x)
+    prod = xp.int64(x) * (DECAY_UNITY - decay)
+    return xp.sign(prod) * (xp.abs(prod) >> DECAY_SHIFT)
+
+
+def lif_fixed_step(state: LIFFixedState, a_in, p: LIFFixedParams):
+    """One step of Lava's bit-accurate LIF; returns ``(spikes (bool), new state)``."""
+    xp = xp_of(a_in)
+    u = decay_toward_zero(state.u, p.du + 1) + (xp.int64(a_in) << ACT_SHIFT)
+    u = xp.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
+    u = xp.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u)
+    bias = p.bias_mant << p.bias_exp if p.bias_exp >= 0 else p.bias_mant >> -p.bias_exp
+    v = decay_toward_zero(state.v, p.dv) + u + bias
+    v = xp.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
+    s = v > (p.vth << VTH_SHIFT)
+    v = xp.where(s, v * 0, v)
+    return s, LIFFixedState(u, v)
+
+
+def dense_weights(w, num_weight_bits: int = 8, mixed: bool = True):
+    """Lava Dense's weight preparation: clip to 8 bits, truncate the low bits (floor).
+
+    ``mixed`` (both signs, Lava's ``SignMode.MIXED``) clips to [−256, 255] and
+    truncates ``8 − num_weight_bits + 1`` bits; otherwise (excitatory) [0, 255] and
+    ``8 − num_weight_bits`` bits.
+    """
+    xp = xp_of(w)
+    w = xp.int64(w)
+    w = xp.clip(w, -256, 255) if mixed else xp.clip(w, 0, 255)
+    shift = 8 - num_weight_bits + int(mixed)
+    return (w >> shift) << shift
+
+
+def dense_accumulate(w, s, weight_exp: int = 0):
+    """``(w @ s) << weight_exp`` (``>> −weight_exp`` if negative) for binary ``s``.
+
+    Shapes: ``w`` ``[out, in]``; ``s`` ``[in]`` (numpy) or ``[B, in]`` (torch, batched).
+    """
+    xp = xp_of(s)
+    s64 = xp.int64(s)
+    a = (s64 @ w.T) if s64.ndim == 2 else (w @ s64)
+    return a << weight_exp if weight_exp >= 0 else a >> -weight_exp
