@@ -199,3 +199,51 @@ def test_audio_tasks_read_real_layout(tmp_path, task, classes, splits):
     assert data.train[0][0].shape[1:] == (700,)
     with pytest.raises(FileNotFoundError, match=rf"Expected layout:\n  .*/{task.upper()}/"):
         load_task(ExperimentConfig(task=task, data=str(tmp_path / "empty")))
+
+
+def test_cli_train_custom_events_file(tmp_path, capsys):
+    """Bring-your-own events: stllr train --task custom --data FILE."""
+    import numpy as np
+
+    from stllr.data.custom_events import write_custom_events
+
+    rng = np.random.default_rng(0)
+    dtype = [("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "u1")]
+    recs = []
+    for _ in range(12):
+        n = 200
+        r = np.zeros(n, dtype=dtype)
+        r["x"], r["y"] = rng.integers(0, 8, n), rng.integers(0, 8, n)
+        r["t"], r["p"] = np.sort(rng.integers(0, 40_000, n)), rng.integers(0, 2, n)
+        recs.append(r)
+    path = write_custom_events(
+        tmp_path / "events.h5",
+        recs,
+        [i % 3 for i in range(12)],
+        ["train"] * 8 + ["test"] * 4,
+        (8, 8, 2),
+        3,
+    )
+    args = [
+        "train",
+        "--task",
+        "custom",
+        "--data",
+        str(path),
+        "--no-progress",
+        "--set",
+        "arch=vgg9",
+        "channels=4,4,4,4,4,4,4,4",
+        "n_time_bins=5",
+        "epochs=1",
+        "batch_size=4",
+        "val_batch_size=4",
+        "window=2",
+        f"out_dir={tmp_path / 'runs'}",
+        "name=byo",
+    ]
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "runs" / "byo" / "summary.json").read_text())
+    assert summary["task"] == "custom" and len(summary["trials"]) == 1
+    assert main(["train", "--task", "custom", "--data", str(tmp_path / "none.h5")]) == 2
+    assert "none.h5" in capsys.readouterr().err

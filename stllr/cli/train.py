@@ -24,12 +24,30 @@ def add_parser(sub) -> None:
         epilog=(
             "Examples:\n"
             "  stllr train experiments/shd_stllr_dfa.toml --set data=/datasets\n"
+            "  stllr train --task custom --data events.h5 --set arch=vgg9 frame_us=50000\n"
             "  stllr train experiments/shd_standin_stllr.toml --set epochs=3 trials=2\n"
             "  stllr train experiments/shd_standin_stllr.toml --resume\n"
             "  torchrun --nproc_per_node 2 -m stllr.cli.main train experiments/gesture_stllr.toml"
         ),
     )
-    p.add_argument("config", type=Path, help="TOML config file (see experiments/)")
+    p.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="TOML config file (see experiments/); without one, the defaults",
+    )
+    p.add_argument(
+        "--task",
+        default=None,
+        help="shortcut for --set task=...: shd, ssc, gesture, cifar10dvs, ncaltech101, "
+        "custom, or a *-standin task",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="shortcut for --set data=...: dataset root, or the .h5 file of --task custom",
+    )
     p.add_argument(
         "--set",
         nargs="+",
@@ -48,10 +66,14 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stllr import distributed
-    from stllr.config import load_config
+    from stllr.config import ExperimentConfig, apply_overrides, load_config
     from stllr.run import run_experiment
 
-    cfg = load_config(args.config, args.set)
+    shortcuts = [f"{k}={v}" for k, v in (("task", args.task), ("data", args.data)) if v]
+    if args.config is None:
+        cfg = apply_overrides(ExperimentConfig(), [*shortcuts, *args.set])
+    else:
+        cfg = load_config(args.config, [*shortcuts, *args.set])
     distributed.init_from_env()  # no-op unless launched by torchrun with WORLD_SIZE > 1
     run_experiment(cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())
     return 0
