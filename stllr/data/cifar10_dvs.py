@@ -41,17 +41,10 @@ import tonic
 import torch
 import torch.nn.functional as F
 
-from stllr.data.events import (
-    EventFrameDataset,
-    FrameDatasetConfig,
-    TonicSource,
-    check_offline,
-    events_to_frames,
-    natural_key,
-    offline_tonic_class,
-    random_crop,
-    warn_if_incomplete,
-)
+from stllr.data.binning import events_to_frames, random_crop
+from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
+from stllr.data.offline import check_offline, natural_key, offline_tonic_class, warn_if_incomplete
+from stllr.data.recording_sources import TonicSource
 
 SENSOR_SIZE = (128, 128, 2)
 CLASS_NAMES = tuple(tonic.datasets.CIFAR10DVS.classes)  # airplane … truck, labels 0..9
@@ -92,7 +85,7 @@ class Cifar10DVSConfig:
         augment: random crop for the train split.
         train_fraction: per-class fraction of files in the train split.
         mean, std: per-channel normalisation of the [0, 1] values.
-        cache, cache_dir, progress, seed: see :class:`~stllr.data.events.FrameDatasetConfig`;
+        cache, cache_dir, progress, seed: see :class:`~stllr.data.frame_dataset.FrameDatasetConfig`;
             ``cache_dir=None`` means ``<root>/cache``.
     """
 

@@ -16,7 +16,7 @@ File format (all names fixed)::
 Frames are ``ToFrame(sensor_size, time_window=…)`` (complete windows from the first event) or
 ``ToFrame(sensor_size, n_time_bins=…)`` (``n`` windows of ``floor(duration / n)`` µs, so the
 last event is dropped) counts, float32 ``[T, P, H, W]`` (``H = 1`` for audio); see
-:func:`stllr.data.events.events_to_frames`. :func:`write_custom_events` writes the format.
+:func:`stllr.data.binning.events_to_frames`. :func:`write_custom_events` writes the format.
 Every error names the file and the key or field.
 """
 
@@ -31,12 +31,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from stllr.data.events import (
-    EventFrameDataset,
-    FrameDatasetConfig,
-    events_to_frames,
-    file_identity,
-)
+from stllr.data.binning import events_to_frames
+from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
+from stllr.data.recording_sources import file_identity
 
 SPLITS = ("train", "test")
 
@@ -175,7 +172,7 @@ def _check_recording_dtype(path: Path, ds: h5py.Dataset, i: int, fields: tuple[s
 
 
 class CustomSource:
-    """:class:`~stllr.data.events.RecordingSource` over one split of a custom file."""
+    """:class:`~stllr.data.recording_sources.RecordingSource` over one split of a custom file."""
 
     def __init__(self, path: str | os.PathLike, split: str):
         if split not in SPLITS:

@@ -9,7 +9,7 @@ Pipeline of the reference (STLLR.md §3a), all sizes configurable in :class:`Ges
   rounded back to integers, as torchvision does for integer tensors) → frame cache →
   ``RandomCrop(32, padding=4)`` with one crop for all frames of a sample (seeded).
 * **test**: whole recordings, not sliced (``T ≈ 80`` for 6 s), same frames and resize, no
-  crop; batches are zero-padded to the longest sample by :func:`~stllr.data.events.pad_collate`.
+  crop; batches are zero-padded to the longest sample by :func:`~stllr.data.batching.pad_collate`.
 
 Frames are float32 ``[T, 2, 32, 32]`` (channel 0 = OFF/``p=0``, 1 = ON). Labels are
 0..10 (10 = "other gestures"). Every recording also carries its ``user`` (1..29) and
@@ -28,18 +28,10 @@ import numpy as np
 import tonic
 import torch
 
-from stllr.data.events import (
-    CropAugment,
-    EventFrameDataset,
-    FrameDatasetConfig,
-    TonicSource,
-    check_offline,
-    events_to_frames,
-    offline_tonic_class,
-    resize_frames,
-    slice_by_time,
-    warn_if_incomplete,
-)
+from stllr.data.binning import CropAugment, events_to_frames, resize_frames, slice_by_time
+from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
+from stllr.data.offline import check_offline, offline_tonic_class, warn_if_incomplete
+from stllr.data.recording_sources import TonicSource
 
 SENSOR_SIZE = (128, 128, 2)
 NUM_CLASSES = 11
@@ -104,7 +96,7 @@ class GestureConfig:
 
 
 class GestureDataset(EventFrameDataset):
-    """:class:`~stllr.data.events.EventFrameDataset` with per-recording metadata.
+    """:class:`~stllr.data.frame_dataset.EventFrameDataset` with per-recording metadata.
 
     Attributes:
         recording_users: user number (1..29) of every recording.

@@ -29,17 +29,10 @@ import numpy as np
 import tonic
 import torch
 
-from stllr.data.events import (
-    EventFrameDataset,
-    FrameDatasetConfig,
-    TonicSource,
-    check_offline,
-    events_to_frames,
-    natural_key,
-    offline_tonic_class,
-    resize_frames,
-    warn_if_incomplete,
-)
+from stllr.data.binning import events_to_frames, resize_frames
+from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
+from stllr.data.offline import check_offline, natural_key, offline_tonic_class, warn_if_incomplete
+from stllr.data.recording_sources import TonicSource
 
 SENSOR_SIZE = (240, 180, 2)
 EVENT_BYTES = 5
@@ -73,7 +66,7 @@ class NCaltech101Config:
         round_resized: round the resized counts to integers (torchvision on int16 input).
         train_fraction: share of recordings in the train split (``int(n·0.9)``).
         split_seed: seed of the ``random_split`` generator (42).
-        cache, cache_dir, progress: see :class:`~stllr.data.events.FrameDatasetConfig`;
+        cache, cache_dir, progress: see :class:`~stllr.data.frame_dataset.FrameDatasetConfig`;
             ``cache_dir=None`` means ``<root>/cache``.
     """
 
