@@ -71,6 +71,20 @@ class _STLLRBase(nn.Module):
             return self.weight
         return self._ws.get(self.weight, self.gain)
 
+    def _init_dense(self, in_features: int, out_features: int, bias: bool) -> None:
+        """Ŵ's weight ``[out, in]`` (kaiming-uniform), its gain ``[out, 1]`` and the bias."""
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.gain = nn.Parameter(torch.ones(out_features, 1)) if self.weight_std else None
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self._ops = DenseOps()
+
+    def _check_dense_input(self, x: torch.Tensor) -> None:
+        check_float_tensor("x", x)
+        check_shape("x", x, [None, self.in_features], "[B, in_features]")
+
     def _spec(self, ops) -> STLLRSpec:
         return STLLRSpec(ops, self.lif, self.factors, get_surrogate(self.psi_name))
 
@@ -95,17 +109,10 @@ class LinearSTLLR(_STLLRBase):
         weight_std: bool = True,
     ):
         super().__init__(lif or LIFParams(), factors or STLLRFactors(), psi, weight_std)
-        self.in_features = in_features
-        self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.gain = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        self._ops = DenseOps()
+        self._init_dense(in_features, out_features, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_float_tensor("x", x)
-        check_shape("x", x, [None, self.in_features], "[B, in_features]")
+        self._check_dense_input(x)
         if self.state is None or self.state.u.shape[0] != x.shape[0]:
             self.state = _zeros_state(x, (self.out_features,))
         w = self.standardized_weight()
@@ -181,16 +188,10 @@ class RecurrentLinearSTLLR(_STLLRBase):
         weight_std: bool = True,
     ):
         super().__init__(lif or LIFParams(), factors or STLLRFactors(), psi, weight_std)
-        self.in_features = in_features
-        self.out_features = out_features
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self._init_dense(in_features, out_features, bias)
         self.weight_rec = nn.Parameter(torch.empty(out_features, out_features))
-        self.gain = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
         self.gain_rec = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         nn.init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
-        self._ops = DenseOps()
 
     def standardized_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(Ŵ, Ŵ_rec)."""
@@ -199,8 +200,7 @@ class RecurrentLinearSTLLR(_STLLRBase):
         return self.standardized_weight(), self._ws_rec.get(self.weight_rec, self.gain_rec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_float_tensor("x", x)
-        check_shape("x", x, [None, self.in_features], "[B, in_features]")
+        self._check_dense_input(x)
         if self.state is None or self.state.u.shape[0] != x.shape[0]:
             z = _zeros_state(x, (self.out_features,))
             self.state = STLLRRecurrentState(z.u, z.p, z.q.clone(), z.q, z.u.clone())
