@@ -43,3 +43,81 @@ def xp_of(x) -> SimpleNamespace:
     if isinstance(x, (np.ndarray, np.generic, int)):
         return _NUMPY
     raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# Exact integer products. Both backends compute in floating point where that is
+# exact: every partial sum of integer operands is exact while it stays below
+# 2^24 (float32) or 2^53 (float64); callers pick the dtype from a static bound
+# (see :func:`exact_float_dtype`) and the result is converted back to int64.
+# numpy operands go through torch, so the two backends share one implementation.
+# ---------------------------------------------------------------------------
+
+
+def exact_float_dtype(bound: float) -> torch.dtype:
+    """float32 if every value and partial sum stays below 2^24 in magnitude, else float64.
+
+    Raises if even float64 cannot hold ``bound`` exactly (≥ 2^53).
+    """
+    if bound < 2**24:
+        return torch.float32
+    if bound < 2**53:
+        return torch.float64
+    raise OverflowError(f"integer products reach {bound:.3g} ≥ 2^53: not exact in float64")
+
+
+def _as_torch(x, dtype):
+    if isinstance(x, torch.Tensor):
+        return x.to(dtype), False
+    return torch.as_tensor(np.asarray(x)).to(dtype), True
+
+
+def _back(y: torch.Tensor, was_numpy: bool):
+    y = torch.round(y).to(torch.int64)
+    return y.numpy() if was_numpy else y
+
+
+def int_linear(x, w, dtype: torch.dtype = torch.float64):
+    """``x @ wᵀ`` for integer ``x`` ``[..., in]`` and ``w`` ``[out, in]`` (int64 result)."""
+    xt, was_numpy = _as_torch(x, dtype)
+    wt, _ = _as_torch(w, dtype)
+    return _back(xt @ wt.T, was_numpy)
+
+
+def int_conv2d(x, w, stride, padding, dilation=(1, 1), groups=1, dtype=torch.float64):
+    """2-D convolution of integer ``x`` ``[B, C, H, W]`` with integer ``w`` (int64 result)."""
+    xt, was_numpy = _as_torch(x, dtype)
+    wt, _ = _as_torch(w, dtype)
+    return _back(
+        torch.nn.functional.conv2d(xt, wt, None, stride, padding, dilation, groups), was_numpy
+    )
+
+
+def int_outer_sum(a, x, dtype: torch.dtype = torch.float64):
+    """``Σ_b aᵀ x`` for ``a`` ``[B, out]`` and ``x`` ``[B, in]`` (int64 ``[out, in]``)."""
+    at, was_numpy = _as_torch(a, dtype)
+    xt, _ = _as_torch(x, dtype)
+    return _back(at.T @ xt, was_numpy)
+
+
+def int_conv2d_weight(
+    x, w_shape, a, stride, padding, dilation=(1, 1), groups=1, dtype=torch.float64
+):
+    """``Σ_b,positions`` correlation of ``a`` ``[B, C_out, H', W']`` with ``x`` (int64 weight)."""
+    xt, was_numpy = _as_torch(x, dtype)
+    at, _ = _as_torch(a, dtype)
+    g = torch.nn.grad.conv2d_weight(xt, tuple(w_shape), at, stride, padding, dilation, groups)
+    return _back(g, was_numpy)
+
+
+def int_sum_pool2d(x, kernel: int):
+    """Sum over non-overlapping ``kernel × kernel`` windows (avg pooling times kernel²)."""
+    xt, was_numpy = _as_torch(x, torch.float64)
+    y = torch.nn.functional.avg_pool2d(xt, kernel) * (kernel * kernel)
+    return _back(y, was_numpy)
+
+
+def int_max_pool2d(x, kernel: int):
+    """Max over non-overlapping ``kernel × kernel`` windows."""
+    xt, was_numpy = _as_torch(x, torch.float64)
+    return _back(torch.nn.functional.max_pool2d(xt, kernel), was_numpy)

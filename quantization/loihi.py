@@ -17,7 +17,12 @@ LIF, per step, decays by ``decay(x, d) = sign(x·(4096 − d)) · (|x·(4096 −
 
     u[t] = wrap24(decay(u[t−1], du + 1) + (a[t] << 6))    wrap past ±2^23
     v[t] = clip(decay(v[t−1], dv) + u[t] + (bias_mant << bias_exp), ±(2^23 − 1))
-    s[t] = v[t] > (vth << 6);   v[t] = 0 where s[t]        (hard reset)
+    s[t] = v[t] > (vth << 6);   v[t] = 0 where s[t]        (hard reset, Lava's LIF)
+                                v[t] −= vth << 6 where s[t] (soft reset, the toolkit's option)
+
+The toolkit's spiking layers use exactly this neuron with ``du = 4095`` (no current
+state: ``u[t] = wrap24(a[t] << 6)``), so a hard-reset network maps onto Lava's
+built-in ``LIF`` unchanged.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class LIFFixedParams(NamedTuple):
     vth: int  # 17-bit threshold mantissa (compared with v at << 6)
     bias_mant: object = 0  # 13-bit bias mantissa (int or per-neuron array)
     bias_exp: int = 0  # bias exponent (left shift)
+    reset: str = "hard"  # "hard" (v = 0, Lava's LIF) or "soft" (v −= vth << 6)
 
 
 def decay_toward_zero(x, decay: int):
@@ -57,6 +63,15 @@ def decay_toward_zero(x, decay: int):
 
 def lif_fixed_step(state: LIFFixedState, a_in, p: LIFFixedParams):
     """One step of Lava's bit-accurate LIF; returns ``(spikes (bool), new state)``."""
+    s, _, new = lif_int_step(state, a_in, p)
+    return s, new
+
+
+def lif_int_step(state: LIFFixedState, a_in, p: LIFFixedParams):
+    """One integer LIF step; returns ``(s, v_centred, new state)``.
+
+    ``v_centred = v[t] − (vth << 6)`` before the reset is the integer argument of Ψ.
+    """
     xp = xp_of(a_in)
     u = decay_toward_zero(state.u, p.du + 1) + (xp.int64(a_in) << ACT_SHIFT)
     u = xp.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
@@ -64,9 +79,16 @@ def lif_fixed_step(state: LIFFixedState, a_in, p: LIFFixedParams):
     bias = p.bias_mant << p.bias_exp if p.bias_exp >= 0 else p.bias_mant >> -p.bias_exp
     v = decay_toward_zero(state.v, p.dv) + u + bias
     v = xp.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
-    s = v > (p.vth << VTH_SHIFT)
-    v = xp.where(s, v * 0, v)
-    return s, LIFFixedState(u, v)
+    theta = p.vth << VTH_SHIFT
+    s = v > theta
+    v_centred = v - theta
+    if p.reset == "soft":
+        v_new = xp.where(s, v - theta, v)
+    elif p.reset == "hard":
+        v_new = xp.where(s, v * 0, v)
+    else:
+        raise ValueError(f"LIFFixedParams.reset must be 'hard' or 'soft', got {p.reset!r}")
+    return s, v_centred, LIFFixedState(u, v_new)
 
 
 def dense_weights(w, num_weight_bits: int = 8, mixed: bool = True):

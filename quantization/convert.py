@@ -1,0 +1,277 @@
+"""Float task models → a float layer graph, the input of post-training quantization.
+
+A converter walks one model class and emits float node specs in execution order:
+:class:`FloatSpiking` (a dense/conv/recurrent spiking layer with its effective weight
+Ŵ, i.e. after weight standardisation), :class:`FloatReadout` (the non-spiking output
+integrator) and the weightless nodes of :mod:`quantization.network` (``Pool``, ``Add``)
+plus :class:`FloatGlobalPool`. Dropout is the identity at inference and is skipped.
+
+New model classes plug in with :func:`register_converter`; a model without a converter
+is an error that names its class (never a silent partial export).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from quantization.network import Add, Pool
+from stllr.factors import STLLRFactors
+from stllr.layers.bptt import BPTTLIF, LeakyReadout, ScaledWSConv2d, ScaledWSLinear
+from stllr.layers.dropout import DropoutLIF
+from stllr.layers.readout import AccumulateReadout
+from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
+from stllr.models.base import SpikingModel
+from stllr.neuron import LIFParams
+from stllr.weight_standardization import standardize_weight
+
+#: Factors given to layers trained without S-TLLR (BPTT twins) for on-device learning.
+DEFAULT_FACTORS = STLLRFactors()
+
+
+@dataclass(frozen=True)
+class FloatSpiking:
+    """A spiking layer in float: ``I = Ŵ x + b (+ Ŵ_rec s[t−1])``, LIF (γ, θ_eff, reset)."""
+
+    name: str
+    inputs: tuple[str, ...]
+    kind: str  # "dense" | "conv"
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    lif: LIFParams
+    psi: str
+    factors: STLLRFactors
+    weight_rec: torch.Tensor | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+@dataclass(frozen=True)
+class FloatReadout:
+    """``o[t] = γ o[t−1] + W x[t] + b`` (γ = 0: a plain linear head); λ for its pre-trace."""
+
+    name: str
+    inputs: tuple[str, ...]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    gamma: float
+    lambda_pre: float = 1.0
+
+
+@dataclass(frozen=True)
+class FloatGlobalPool:
+    """Global average pooling over ``positions`` = H·W spatial positions."""
+
+    name: str
+    inputs: tuple[str, ...]
+    positions: int
+
+
+Converter = Callable[[SpikingModel, STLLRFactors | None], list]
+_CONVERTERS: dict[type, Converter] = {}
+
+
+def register_converter(model_cls: type, fn: Converter) -> None:
+    """Make models of ``model_cls`` convertible (``fn(model, factors) → specs``)."""
+    _CONVERTERS[model_cls] = fn
+
+
+def to_float_graph(model: SpikingModel, factors: STLLRFactors | None = None) -> list:
+    """The float node specs of ``model`` (see module doc). ``factors`` overrides the
+    S-TLLR factors used for on-device learning (default: the layers' own, or
+    ``DEFAULT_FACTORS`` for BPTT twins)."""
+    for cls in type(model).__mro__:
+        if cls in _CONVERTERS:
+            with torch.no_grad():
+                return _CONVERTERS[cls](model, factors)
+    raise TypeError(
+        f"no quantization converter for model class {type(model).__name__}; "
+        f"known: {sorted(c.__name__ for c in _CONVERTERS)} (use register_converter)"
+    )
+
+
+# --- building blocks --------------------------------------------------------------------
+
+
+def _ws(weight, gain) -> torch.Tensor:
+    return standardize_weight(weight, gain).detach().clone() if gain is not None else weight
+
+
+def _opt(t):
+    return None if t is None else t.detach().clone()
+
+
+def stllr_layer_spec(layer: nn.Module, name: str, inputs, factors) -> FloatSpiking:
+    """Spec of a ``LinearSTLLR``/``Conv2dSTLLR``/``RecurrentLinearSTLLR``."""
+    f = factors or layer.factors
+    if isinstance(layer, RecurrentLinearSTLLR):
+        w, w_rec = layer.standardized_weights()
+        return FloatSpiking(
+            name, tuple(inputs), "dense", w.detach().clone(), _opt(layer.bias), layer.lif,
+            layer.psi_name, f, weight_rec=w_rec.detach().clone(),
+        )  # fmt: skip
+    w = layer.standardized_weight().detach().clone()
+    if isinstance(layer, LinearSTLLR):
+        return FloatSpiking(name, tuple(inputs), "dense", w, _opt(layer.bias), layer.lif,
+                            layer.psi_name, f)  # fmt: skip
+    if isinstance(layer, Conv2dSTLLR):
+        o = layer._ops
+        return FloatSpiking(
+            name, tuple(inputs), "conv", w, _opt(layer.bias), layer.lif, layer.psi_name, f,
+            stride=o.stride, padding=o.padding, dilation=o.dilation, groups=o.groups,
+        )  # fmt: skip
+    raise TypeError(f"{name}: not an S-TLLR layer: {type(layer).__name__}")
+
+
+def bptt_layer_spec(synapse: nn.Module, lif: BPTTLIF, name, inputs, factors, rec=None):
+    """Spec of a ``ScaledWSLinear``/``ScaledWSConv2d`` followed by a ``BPTTLIF``."""
+    w = _ws(synapse.weight, synapse.gain)
+    f = factors or DEFAULT_FACTORS
+    if isinstance(synapse, ScaledWSLinear):
+        w_rec = None if rec is None else _ws(rec.weight, rec.gain)
+        return FloatSpiking(name, tuple(inputs), "dense", w, _opt(synapse.bias), lif.lif,
+                            lif.psi_name, f, weight_rec=w_rec)  # fmt: skip
+    if isinstance(synapse, ScaledWSConv2d):
+        return FloatSpiking(
+            name, tuple(inputs), "conv", w, _opt(synapse.bias), lif.lif, lif.psi_name, f,
+            stride=tuple(synapse.stride), padding=tuple(synapse.padding),
+            dilation=tuple(synapse.dilation), groups=synapse.groups,
+        )  # fmt: skip
+    raise TypeError(f"{name}: unsupported BPTT synapse {type(synapse).__name__}")
+
+
+def pool_spec(module: nn.Module, name: str, inputs) -> Pool:
+    """``MaxPool2d``/``AvgPool2d`` with kernel = stride and no padding."""
+    k = module.kernel_size if isinstance(module.kernel_size, int) else module.kernel_size[0]
+    stride = module.stride if isinstance(module.stride, int) else module.stride[0]
+    if stride != k or getattr(module, "padding", 0) not in (0, (0, 0)):
+        raise TypeError(f"{name}: only non-overlapping pooling (stride = kernel, no padding)")
+    if isinstance(module, nn.MaxPool2d):
+        return Pool(name, tuple(inputs), "max", k)
+    if isinstance(module, nn.AvgPool2d):
+        return Pool(name, tuple(inputs), "sum", k)
+    raise TypeError(f"{name}: unsupported pooling {type(module).__name__}")
+
+
+def linear_readout(linear: nn.Linear, name, inputs, gamma: float) -> FloatReadout:
+    """A linear head into a leaky integrator. Its pre-trace decays with γ, which makes
+    ``P`` the exact ∂o[t]/∂W of ``o[t] = Σ_k γ^k W x[t−k]`` (γ = 0: the instantaneous
+    input, as backprop through a plain ``nn.Linear`` head)."""
+    return FloatReadout(name, tuple(inputs), linear.weight.detach().clone(),
+                        _opt(linear.bias), gamma, gamma)  # fmt: skip
+
+
+def spatial_after(shape: tuple[int, int], layer_specs: list) -> tuple[int, int]:
+    """Height/width of the last spec's output (for global pooling), tracked per node."""
+    hw = {"input": tuple(shape)}
+    for s in layer_specs:
+        h, w = hw[s.inputs[0]]
+        if isinstance(s, FloatSpiking) and s.kind == "conv":
+            kh, kw = s.weight.shape[2:]
+            h = (h + 2 * s.padding[0] - s.dilation[0] * (kh - 1) - 1) // s.stride[0] + 1
+            w = (w + 2 * s.padding[1] - s.dilation[1] * (kw - 1) - 1) // s.stride[1] + 1
+        elif isinstance(s, Pool):
+            h, w = h // s.kernel, w // s.kernel
+        hw[s.name] = (h, w)
+    return hw[layer_specs[-1].name]
+
+
+# --- the task models --------------------------------------------------------------------
+
+
+def _convert_shd_stllr(model, factors):
+    ro: AccumulateReadout = model.readout
+    return [
+        stllr_layer_spec(model.rec, "rec", ["input"], factors),
+        FloatReadout(
+            "readout", ("rec",), ro.weight.detach().clone(), _opt(ro.bias), ro.gamma, ro.lambda_pre
+        ),  # fmt: skip
+    ]
+
+
+def _convert_shd_bptt(model, factors):
+    ro: LeakyReadout = model.readout
+    return [
+        bptt_layer_spec(model.ff, model.lif, "rec", ["input"], factors, rec=model.rec),
+        linear_readout(ro.linear, "readout", ["rec"], ro.gamma),
+    ]
+
+
+def _convert_vgg_stllr(model, factors):
+    specs, prev = [], "input"
+    for i, (conv, drop, pool) in enumerate(zip(model.convs, model.drops, model.pools, strict=True)):
+        if not isinstance(drop, DropoutLIF):
+            raise TypeError(f"conv{i}: unexpected {type(drop).__name__} after the conv")
+        specs.append(stllr_layer_spec(conv, f"conv{i}", [prev], factors))
+        prev = f"conv{i}"
+        if not isinstance(pool, nn.Identity):
+            specs.append(pool_spec(pool, f"pool{i}", [prev]))
+            prev = f"pool{i}"
+    return _head(model, specs, prev)
+
+
+def _head(model, specs, prev):
+    h, w = spatial_after(model.input_shape[1:], specs)
+    specs.append(FloatGlobalPool("gap", (prev,), h * w))
+    specs.append(linear_readout(model.head, "head", ["gap"], 0.0))
+    return specs
+
+
+def _convert_vgg_bptt(model, factors):
+    specs, prev, pending, i = [], "input", None, 0
+    for m in model.features:
+        if isinstance(m, ScaledWSConv2d):
+            pending = m
+        elif isinstance(m, BPTTLIF):
+            specs.append(bptt_layer_spec(pending, m, f"conv{i}", [prev], factors))
+            prev, pending, i = f"conv{i}", None, i + 1
+        elif isinstance(m, (nn.AvgPool2d, nn.MaxPool2d)):
+            specs.append(pool_spec(m, f"pool{i - 1}", [prev]))
+            prev = f"pool{i - 1}"
+        elif not isinstance(m, DropoutLIF):
+            raise TypeError(f"VGGBPTT: unsupported module {type(m).__name__} in features")
+    return _head(model, specs, prev)
+
+
+def _resnet_conv(module, name, inputs, factors):
+    if isinstance(module, Conv2dSTLLR):
+        return stllr_layer_spec(module, name, inputs, factors)
+    return bptt_layer_spec(module.conv, module.lif, name, inputs, factors)
+
+
+def _convert_resnet(model, factors):
+    specs = [_resnet_conv(model.stem, "stem", ["input"], factors)]
+    specs.append(pool_spec(model.pool, "stem_pool", ["stem"]))
+    prev = "stem_pool"
+    for b, block in enumerate(model.blocks):
+        c1 = _resnet_conv(block.conv1, f"b{b}.conv1", [prev], factors)
+        c2 = _resnet_conv(block.conv2, f"b{b}.conv2", [c1.name], factors)
+        specs += [c1, c2]
+        short = prev
+        if not isinstance(block.shortcut, nn.Identity):
+            sc = _resnet_conv(block.shortcut, f"b{b}.short", [prev], factors)
+            specs.append(sc)
+            short = sc.name
+        specs.append(Add(f"b{b}.add", (c2.name, short)))
+        prev = f"b{b}.add"
+    return _head(model, specs, prev)
+
+
+def _register_builtin() -> None:
+    from stllr.models.resnet import SpikingResNet18
+    from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
+    from stllr.models.vgg import VGGBPTT, VGGSTLLR
+
+    register_converter(SHDNetSTLLR, _convert_shd_stllr)
+    register_converter(SHDNetBPTT, _convert_shd_bptt)
+    register_converter(VGGSTLLR, _convert_vgg_stllr)
+    register_converter(VGGBPTT, _convert_vgg_bptt)
+    register_converter(SpikingResNet18, _convert_resnet)
+
+
+_register_builtin()

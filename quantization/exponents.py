@@ -1,0 +1,55 @@
+"""Per-layer power-of-two scales: the exponent rule shared by PTQ, QAT and the exporter.
+
+A layer's float weights ``W`` are stored as integer mantissas ``m = round(W / 2^e)`` in a
+signed ``bits``-bit format, ``m ∈ [−2^(bits−1), 2^(bits−1) − 1]``. The exponent is the
+smallest ``e`` for which the calibrated magnitude ``r`` (the max, or a percentile, of
+``|W|``) does not overflow::
+
+    e = min { e ∈ ℤ : round(r / 2^e) ≤ 2^(bits−1) − 1 }
+
+so the largest weight uses the full positive range. ``r = 0`` (an all-zero layer) gives
+the exponent at which one LSB is the smallest normal float32, which keeps everything zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+ZERO_RANGE_EXPONENT = -126
+
+
+def max_mantissa(bits: int) -> int:
+    """Largest positive mantissa of a signed ``bits``-bit format."""
+    if not 2 <= bits <= 32:
+        raise ValueError(f"weight bits must be in 2..32, got {bits}")
+    return (1 << (bits - 1)) - 1
+
+
+def power_of_two_exponent(range_abs: float, bits: int) -> int:
+    """The smallest ``e`` with ``round(range_abs / 2^e) ≤ 2^(bits−1) − 1`` (see module doc)."""
+    if not math.isfinite(range_abs) or range_abs < 0:
+        raise ValueError(f"range must be a finite non-negative number, got {range_abs}")
+    top = max_mantissa(bits)
+    if range_abs == 0.0:
+        return ZERO_RANGE_EXPONENT
+    e = math.ceil(math.log2(range_abs / top))
+    # log2 rounding and round-half-to-even can leave the top value one over; step once.
+    while round(range_abs / 2.0**e) > top:
+        e += 1
+    while e > ZERO_RANGE_EXPONENT and round(range_abs / 2.0 ** (e - 1)) <= top:
+        e -= 1
+    return e
+
+
+def calibrated_range(w: torch.Tensor, percentile: float = 100.0) -> float:
+    """``max |w|`` (percentile 100) or the given percentile of ``|w|``, as a float."""
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    a = w.detach().abs().flatten().double()
+    if a.numel() == 0:
+        return 0.0
+    if percentile == 100.0:
+        return float(a.max())
+    return float(torch.quantile(a, percentile / 100.0))

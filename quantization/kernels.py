@@ -1,0 +1,155 @@
+"""Integer kernels of on-device S-TLLR learning, written once for numpy and torch.
+
+Every quantity is an integer mantissa; the scale of each is stated where it is made
+(:mod:`quantization.learning_formats`). Shapes are per sample for numpy (``[N]``) and
+batched for torch (``[B, N]``); the kernels do not care.
+
+Rounding of a right shift by ``k`` bits (``round_shift``), stated per operation:
+
+* ``floor``        ``x >> k`` (arithmetic shift);
+* ``toward_zero``  ``sign(x)·(|x| >> k)`` (Lava's decays);
+* ``nearest``      ``(x + 2^(k−1)) >> k`` (ties upward);
+* ``stochastic``   ``(x + r) >> k`` with ``r`` uniform in ``[0, 2^k)``, drawn from
+  :func:`hash_uniform` (Loihi's learning engine rounds this way). Unbiased:
+  ``E[(x + r) >> k] = x / 2^k``.
+
+The random numbers are a counter-based hash of ``(seed, step, stream, element index)``
+in 64-bit integer arithmetic, so numpy (inside Lava process models) and torch (the
+batched emulator) draw identical bits without sharing a generator state. The
+element index runs over one sample; every sample of a batch sees the same bits,
+so a sample's result does not depend on its position in a batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from quantization.backend import xp_of
+
+MASK32 = (1 << 32) - 1
+_MIX = 0x45D9F3B  # < 2^31: products with 32-bit values stay below 2^63
+_IDX = 0x2C1B3C6D
+ROUNDINGS = ("floor", "toward_zero", "nearest", "stochastic")
+
+
+def _hash32(h, xp):
+    h = h ^ (h >> 16)
+    h = (h * _MIX) & MASK32
+    h = h ^ (h >> 16)
+    h = (h * _MIX) & MASK32
+    return h ^ (h >> 16)
+
+
+def stream_key(seed: int, step: int, stream: int) -> int:
+    """A 32-bit key mixing the seed, the time step and the stream number (Python ints)."""
+    k = (seed * 0x3C6EF372 + 0x9E3779B9) & MASK32
+    k = (k ^ ((step * 0x27D4EB2F) & MASK32)) & MASK32
+    k = (k ^ ((stream * 0x165667B1) & MASK32)) & MASK32
+    return int(np.uint32(k))
+
+
+def hash_uniform(like, shape, key: int, bits: int):
+    """Integers uniform in ``[0, 2^bits)`` of ``shape`` (``bits`` ≤ 32), a pure function of
+    ``key`` and the element's flat index. ``like`` selects the backend (numpy/torch)."""
+    if not 0 <= bits <= 32:
+        raise ValueError(f"hash_uniform: bits must be in 0..32, got {bits}")
+    n = int(np.prod(shape)) if len(shape) else 1
+    if isinstance(like, torch.Tensor):
+        idx = torch.arange(n, dtype=torch.int64, device=like.device).reshape(shape)
+    else:
+        idx = np.arange(n, dtype=np.int64).reshape(shape)
+    xp = xp_of(idx)
+    h = _hash32(((idx & MASK32) * _IDX + key) & MASK32, xp)
+    return h >> (32 - bits) if bits else h * 0
+
+
+def round_shift(x, k: int, rounding: str, noise=None):
+    """``x / 2^k`` rounded as ``rounding`` says (see module doc); ``k ≥ 0``; int64 in/out.
+
+    ``noise`` (stochastic only): integers uniform in ``[0, 2^k)`` broadcastable to ``x``.
+    """
+    if k < 0:
+        raise ValueError(f"round_shift: k must be ≥ 0, got {k}")
+    if k == 0:
+        return x
+    xp = xp_of(x)
+    if rounding == "floor":
+        return x >> k
+    if rounding == "toward_zero":
+        return xp.sign(x) * (xp.abs(x) >> k)
+    if rounding == "nearest":
+        return (x + (1 << (k - 1))) >> k
+    if rounding == "stochastic":
+        if noise is None:
+            raise ValueError("round_shift: stochastic rounding needs noise")
+        return (x + noise) >> k
+    raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+
+
+def stochastic_noise(x, k: int, key: int):
+    """Noise for :func:`round_shift` of ``x`` by ``k`` bits, one value per element of one
+    sample (``x.shape[1:]`` for batched torch input, ``x.shape`` for numpy)."""
+    shape = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else tuple(np.shape(x))
+    if k <= 32:
+        return hash_uniform(x, shape, key, k)
+    return hash_uniform(x, shape, key, 32) << (k - 32)
+
+
+def saturate(x, lo: int, hi: int):
+    """Clip to ``[lo, hi]`` (a saturating register)."""
+    return xp_of(x).clip(x, lo, hi)
+
+
+def trace_int_step(trace, impulse, decay: int, bits: int, rounding: str, key: int = 0):
+    """``trace[t] = sat_u(round(trace[t−1]·decay >> 12) + impulse)`` in ``bits`` unsigned bits.
+
+    ``decay`` is λ in 12-bit fixed point (``round(λ·4096)``, 4096 = no decay);
+    ``impulse`` ≥ 0 is already in the trace's units.
+    """
+    prod = trace * decay
+    noise = stochastic_noise(prod, 12, key) if rounding == "stochastic" else None
+    return saturate(round_shift(prod, 12, rounding, noise) + impulse, 0, (1 << bits) - 1)
+
+
+def psi_lookup(v_centred, table, shift: int, half: int):
+    """Graded Ψ: ``table[clip(v_centred >> shift, −half, half) + half]`` (int64).
+
+    ``table`` (``2·half + 1`` unsigned entries) samples Ψ at the left edge of each
+    ``2^shift``-wide bin of the centred membrane (see ``learning_formats.psi_table``).
+    """
+    xp = xp_of(v_centred)
+    i = xp.clip(v_centred >> shift, -half, half) + half
+    return table[i]
+
+
+def stllr_eligibility_terms(signal, psi, q_prev, q_align: int):
+    """Per post-neuron factors of the two S-TLLR terms (int64, shape of ``signal``)::
+
+    g = L ⊙ Ψ                      (causal term, multiplies the pre-trace P)
+    h = (L ⊙ Q[t−1]) << q_align    (non-causal term, multiplies the input x)
+
+    ``q_align = psi_frac − q_frac`` puts Q on Ψ's scale.
+    """
+    return signal * psi, (signal * q_prev) << q_align
+
+
+def weight_update(w, acc, lr_mant: int, lr_shift: int, w_min: int, w_max: int, key: int):
+    """``W ← sat(W + round_stoch(−acc·lr_mant / 2^lr_shift))`` (gradient descent).
+
+    ``acc`` is the integer eligibility-times-signal sum; ``lr_shift < 0`` multiplies.
+    Returns ``(new W, ΔW applied before saturation)``.
+    """
+    scaled = -acc * lr_mant
+    if lr_shift > 0:
+        dw = round_shift(scaled, lr_shift, "stochastic", _weight_noise(scaled, lr_shift, key))
+    else:
+        dw = scaled << -lr_shift
+    return saturate(w + dw, w_min, w_max), dw
+
+
+def _weight_noise(x, k: int, key: int):
+    shape = tuple(x.shape)
+    if k <= 32:
+        return hash_uniform(x, shape, key, k)
+    return hash_uniform(x, shape, key, 32) << (k - 32)

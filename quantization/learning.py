@@ -1,0 +1,113 @@
+"""Make layers of a quantized network plastic: calibrated integer S-TLLR constants.
+
+:func:`attach_learning` gives the named nodes a
+:class:`~quantization.learning_formats.LearningSpec`. The trace formats are
+calibrated on a few input batches: the emulator runs the network with wide,
+exact traces and the largest pre/post trace values set ``p_frac``/``q_frac``
+(so the ``trace_bits``-bit traces rarely saturate). The third factor's scale comes
+from ``signal_max``, the largest |learning signal| the user expects (1.0 for
+``softmax − one-hot`` errors).
+
+Units: the on-device rule updates the integer weights of ``W_eff = Ŵ·s_in`` (the
+input scale folded in) with the layer's integer input; ``lr`` is the float learning
+rate η of that parametrisation (ΔW_eff = −η · e · L, STLLR.md §1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import torch
+
+from quantization.emulator import IntegerEmulator
+from quantization.learning_formats import LearningSpec, make_learning_spec
+from quantization.network import QNetwork, Readout, SpikingLayer
+from quantization.ptq import quantize_input
+
+_WIDE = 40  # bits of the exact calibration traces
+
+
+def _node_factors(n) -> tuple[float, float, float, float]:
+    if isinstance(n, SpikingLayer):
+        return n.factors  # λ_post, λ_pre, α_post, α_pre
+    return (0.0, n.lambda_pre, 0.0, 1.0)
+
+
+def _provisional(n, weight_bits: int) -> LearningSpec:
+    lam_post, lam_pre, a_post, a_pre = _node_factors(n)
+    psi_frac = n.psi.frac if isinstance(n, SpikingLayer) else 0
+    spec = make_learning_spec(
+        lambda_pre=lam_pre, lambda_post=lam_post, alpha_pre=a_pre, alpha_post=a_post,
+        lr=1.0, psi_frac=psi_frac, weight_exp=n.weight_exp, weight_bits=weight_bits,
+        p_max=1.0, q_max=1.0, signal_max=1.0,
+    )  # fmt: skip
+    return dataclasses.replace(
+        spec, p_frac=0, q_frac=psi_frac, trace_bits=_WIDE, trace_rounding="nearest"
+    )
+
+
+def trace_ranges(qnet: QNetwork, names: list[str], frames: Iterable[torch.Tensor]) -> dict:
+    """Largest pre (P) and post (Q) trace values, in float units, per named node."""
+    provisional = qnet
+    for name in names:
+        n = qnet.node(name)
+        provisional = provisional.replace_node(
+            dataclasses.replace(n, learning=_provisional(n, n.weight_bits))
+        )
+    emu = IntegerEmulator(provisional)
+    out = {name: {"p_max": 0.0, "q_max": 0.0} for name in names}
+    for x in frames:
+        xi = quantize_input(x, qnet.input_format)
+        emu.reset()
+        for t in range(xi.shape[0]):
+            emu.step(xi[t])
+            for name in names:
+                st = emu.learn[name]
+                n = provisional.node(name)
+                out[name]["p_max"] = max(out[name]["p_max"], float(st.p.max()))
+                if st.r is not None:
+                    out[name]["p_max"] = max(out[name]["p_max"], float(st.r.max()))
+                if st.q is not None:
+                    q = float(st.q.max()) / 2**n.psi.frac
+                    out[name]["q_max"] = max(out[name]["q_max"], q)
+    return out
+
+
+def attach_learning(
+    qnet: QNetwork,
+    names: list[str],
+    calibration: Iterable[torch.Tensor],
+    lr: float,
+    signal_max: float = 1.0,
+    trace_bits: int = 7,
+    trace_rounding: str = "stochastic",
+    seed: int = 0,
+    weight_bits: int | None = None,
+) -> QNetwork:
+    """A copy of ``qnet`` whose nodes ``names`` learn on device (see module doc).
+
+    ``weight_bits`` sets the plastic weights' width (default: the inference width).
+    """
+    for name in names:
+        if not isinstance(qnet.node(name), (SpikingLayer, Readout)):
+            raise ValueError(f"node {name!r} has no weights to learn")
+    ranges = trace_ranges(qnet, names, list(calibration))
+    out = qnet
+    for name in names:
+        n = qnet.node(name)
+        lam_post, lam_pre, a_post, a_pre = _node_factors(n)
+        spec = make_learning_spec(
+            lambda_pre=lam_pre, lambda_post=lam_post, alpha_pre=a_pre, alpha_post=a_post,
+            lr=lr, psi_frac=n.psi.frac if isinstance(n, SpikingLayer) else 0,
+            weight_exp=n.weight_exp, weight_bits=weight_bits or n.weight_bits,
+            p_max=ranges[name]["p_max"], q_max=ranges[name]["q_max"], signal_max=signal_max,
+            trace_bits=trace_bits, trace_rounding=trace_rounding, seed=seed,
+        )  # fmt: skip
+        out = out.replace_node(dataclasses.replace(n, learning=spec))
+    return out
+
+
+def quantize_signal(signal: torch.Tensor, spec: LearningSpec) -> torch.Tensor:
+    """Float learning signal → 8-bit signed integers at the spec's scale (nearest, saturated)."""
+    return torch.round(signal.double() / 2.0**spec.l_exp).clamp(-128, 127).to(torch.int64)

@@ -1,0 +1,171 @@
+"""Fixed-point formats of on-device S-TLLR learning (the toolkit's own; docs/fixed_point.md).
+
+Scales, per plastic layer with weight exponent ``e`` (``W ≈ m·2^e``)::
+
+    Ψ      8-bit unsigned, Ψ ≈ psi · 2^−psi_frac            (graded, from a lookup table)
+    P      ``trace_bits`` unsigned, P ≈ P_int · 2^−p_frac    (impulse of an input x: x << p_frac)
+    Q      ``trace_bits`` unsigned, Q ≈ Q_int · 2^−q_frac    (impulse: Ψ >> (psi_frac − q_frac))
+    L      8-bit signed, L ≈ L_int · 2^l_exp               (third factor, per post neuron)
+    α      a_pre, a_post signed 8-bit, α ≈ a · 2^−a_frac
+    λ      12-bit, λ ≈ lam / 4096                          (4096: no decay)
+
+Per step, with ``g = L⊙Ψ`` and ``h = (L⊙Q[t−1]) << (psi_frac − q_frac)``::
+
+    acc = a_pre · Σ_b gᵀ P  +  a_post · Σ_b hᵀ (x << p_frac)
+    ΔW  = round_stoch(−acc · lr_mant / 2^lr_shift)         W ← sat(W + ΔW)
+
+``acc`` is in units of ``2^(l_exp − psi_frac − p_frac − a_frac)``, so the float update
+``−η·acc_float`` is ``−acc·c`` weight LSBs with
+``c = η·2^(l_exp − psi_frac − p_frac − a_frac − e)``, written as ``lr_mant · 2^−lr_shift``
+with ``lr_mant`` in [64, 127].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from quantization.exponents import power_of_two_exponent
+from stllr.surrogates import get_surrogate
+
+PSI_BITS = 8
+PSI_MAX_ENTRIES = 1 << 16  # per side of the table
+
+
+@dataclass(frozen=True)
+class PsiTable:
+    """Ψ as a lookup table over the centred membrane ``v_c = v − (vth << 6)`` (integer).
+
+    ``Ψ_int = table[clip(v_c >> shift, −half, half) + half]``; entry ``i`` is
+    ``round(Ψ((i − half)·2^shift · v_lsb) · 2^frac)``, the left edge of its bin.
+    Beyond the table Ψ rounds to 0 for every variant (they decay monotonically).
+    """
+
+    table: torch.Tensor  # int64 [2·half + 1]
+    shift: int
+    half: int
+    frac: int
+    variant: str
+
+
+def psi_frac_for(variant: str) -> int:
+    """Fractional bits that put Ψ's peak (Ψ(0)) just inside 8 unsigned bits."""
+    peak = float(get_surrogate(variant)(torch.zeros(1, dtype=torch.float64)))
+    return int(math.floor(math.log2(((1 << PSI_BITS) - 1) / peak)))
+
+
+def psi_table(variant: str, v_lsb: float) -> PsiTable:
+    """Build the Ψ table of ``variant`` for a membrane whose LSB is ``v_lsb`` (float units)."""
+    fn = get_surrogate(variant)
+    frac = psi_frac_for(variant)
+    # Half-width in float units beyond which Ψ·2^frac < 0.5 (rounds to 0).
+    v_max = 1e-3
+    while float(fn(torch.tensor([v_max], dtype=torch.float64))) * 2**frac >= 0.5:
+        v_max *= 1.25
+        if v_max > 1e6:
+            raise ValueError(f"Ψ variant {variant!r} does not decay to zero")
+    half_lsb = math.ceil(v_max / v_lsb)
+    shift = max(0, math.ceil(math.log2(max(half_lsb, 1) / PSI_MAX_ENTRIES)))
+    half = (half_lsb >> shift) + 1
+    idx = torch.arange(-half, half + 1, dtype=torch.float64)
+    v = idx * (2.0**shift) * v_lsb
+    table = torch.round(fn(v) * 2**frac).clamp(0, (1 << PSI_BITS) - 1).to(torch.int64)
+    return PsiTable(table=table, shift=shift, half=half, frac=frac, variant=variant)
+
+
+@dataclass(frozen=True)
+class LearningSpec:
+    """Integer constants of one plastic layer (see the module docstring for the scales)."""
+
+    lam_pre: int
+    lam_post: int
+    a_pre: int
+    a_post: int
+    a_frac: int
+    p_frac: int
+    q_frac: int
+    l_exp: int
+    lr_mant: int
+    lr_shift: int
+    trace_bits: int = 7
+    trace_rounding: str = "stochastic"
+    w_min: int = -128
+    w_max: int = 127
+    seed: int = 0
+
+    def to_float_lr(self, psi_frac: int, weight_exp: int) -> float:
+        """The float learning rate η this spec implements (for reports)."""
+        c = self.lr_mant * 2.0**-self.lr_shift
+        return c * 2.0 ** -(self.l_exp - psi_frac - self.p_frac - self.a_frac - weight_exp)
+
+
+def lambda_12bit(lam: float) -> int:
+    """``round(λ·4096)`` for a trace decay λ in [0, 1]."""
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"trace decay λ must be in [0, 1], got {lam}")
+    return round(lam * 4096)
+
+
+def trace_frac(max_value: float, bits: int) -> int:
+    """Fractional bits that fit ``max_value`` into ``bits`` unsigned bits (≥ 0)."""
+    if max_value <= 0:
+        return bits - 1
+    frac = math.floor(math.log2(((1 << bits) - 1) / max_value))
+    return max(0, frac)
+
+
+def make_learning_spec(
+    *,
+    lambda_pre: float,
+    lambda_post: float,
+    alpha_pre: float,
+    alpha_post: float,
+    lr: float,
+    psi_frac: int,
+    weight_exp: int,
+    weight_bits: int,
+    p_max: float,
+    q_max: float,
+    signal_max: float,
+    trace_bits: int = 7,
+    trace_rounding: str = "stochastic",
+    seed: int = 0,
+) -> LearningSpec:
+    """Integer learning constants from float factors and calibrated trace/signal ranges.
+
+    ``p_max``/``q_max`` are the largest pre/post trace values (float units) seen in
+    calibration; ``signal_max`` the largest |learning signal|.
+    """
+    if lr <= 0:
+        raise ValueError(f"learning rate must be > 0, got {lr}")
+    a_exp = power_of_two_exponent(max(abs(alpha_pre), abs(alpha_post)), 8)
+    a_frac = -a_exp
+    p_frac = trace_frac(p_max, trace_bits)
+    q_frac = min(trace_frac(q_max, trace_bits), psi_frac)
+    l_exp = power_of_two_exponent(signal_max, 8)
+    c = lr * 2.0 ** (l_exp - psi_frac - p_frac - a_frac - weight_exp)
+    lr_shift = 6 - math.floor(math.log2(c))
+    lr_mant = round(c * 2.0**lr_shift)
+    if lr_mant > 127:  # rounding reached 128
+        lr_shift -= 1
+        lr_mant = round(c * 2.0**lr_shift)
+    top = (1 << (weight_bits - 1)) - 1
+    return LearningSpec(
+        lam_pre=lambda_12bit(lambda_pre),
+        lam_post=lambda_12bit(lambda_post),
+        a_pre=round(alpha_pre * 2.0**a_frac),
+        a_post=round(alpha_post * 2.0**a_frac),
+        a_frac=a_frac,
+        p_frac=p_frac,
+        q_frac=q_frac,
+        l_exp=l_exp,
+        lr_mant=lr_mant,
+        lr_shift=lr_shift,
+        trace_bits=trace_bits,
+        trace_rounding=trace_rounding,
+        w_min=-top - 1,
+        w_max=top,
+        seed=seed,
+    )

@@ -1,0 +1,210 @@
+"""The quantized network: a small graph of integer nodes, saved and loaded as plain data.
+
+A :class:`QNetwork` is an ordered list of nodes; each names its inputs (``"input"`` is
+the network input) and every node's output is an integer tensor ``[B, ...]`` whose
+float value is ``mantissa × scale`` (spikes: scale 1; a sum-pool of spikes:
+``1/k²``). A consumer folds its input's scale into its own weights at quantization
+time, so no node multiplies by a float at run time.
+
+Node kinds (each a frozen dataclass; new kinds register with :func:`register_node`):
+
+``SpikingLayer``  dense or conv synapses + the integer LIF of :mod:`quantization.loihi`
+                  (``du = 4095``, soft or hard reset); optional recurrent dense weights;
+                  optional :class:`~quantization.learning_formats.LearningSpec`.
+``Readout``       dense synapses into a non-spiking leaky integrator whose state is the
+                  logit (``dv = 4096`` removes the leak entirely).
+``Pool``          ``max`` or ``sum`` over k×k windows.
+``GlobalSumPool`` sum over all positions ``[B, C, H, W] → [B, C]``.
+``Add``           elementwise sum of its inputs (residual blocks).
+
+Units: a layer with weight exponent ``e`` holds ``W ≈ m·2^e``; its membrane ``v`` is in
+units of ``2^e / 64`` (Lava's ``act_shift = 6``); threshold ``vth`` in units of ``2^e``;
+bias ``bias_mant << bias_exp`` in membrane units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from quantization.learning_formats import LearningSpec, PsiTable
+
+FILE_FORMAT = "stllr-qnet/1"
+_NODE_TYPES: dict[str, type] = {}
+
+
+def register_node(cls: type) -> type:
+    """Class decorator: make a node kind loadable from a saved network."""
+    _NODE_TYPES[cls.__name__] = cls
+    return cls
+
+
+@register_node
+@dataclass(frozen=True)
+class SpikingLayer:
+    """Integer spiking layer. ``weight`` int64 ``[out, in]`` or ``[C_out, C_in/g, kH, kW]``."""
+
+    name: str
+    inputs: tuple[str, ...]
+    kind: str  # "dense" | "conv"
+    weight: torch.Tensor
+    weight_exp: int
+    dv: int  # 12-bit voltage decay, round((1 − γ)·4096)
+    vth: int  # threshold mantissa in weight units (compared with v at << 6)
+    reset: str  # "soft" | "hard"
+    bias_mant: torch.Tensor | None = None  # [out]
+    bias_exp: int = 0
+    weight_rec: torch.Tensor | None = None  # [out, out], same exponent as weight
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    weight_bits: int = 8
+    psi: PsiTable | None = None
+    factors: tuple[float, float, float, float] = (0.5, 0.8, -0.2, 1.0)  # λ_post λ_pre α_post α_pre
+    learning: LearningSpec | None = None
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@register_node
+@dataclass(frozen=True)
+class Readout:
+    """Non-spiking integrator ``o = decay(o, dv) + (W·x << 6) + bias`` (the logits)."""
+
+    name: str
+    inputs: tuple[str, ...]
+    weight: torch.Tensor  # [K, in]
+    weight_exp: int
+    dv: int  # 0 … 4096 (4096: no memory)
+    bias_mant: torch.Tensor | None = None
+    bias_exp: int = 0
+    weight_bits: int = 8
+    lambda_pre: float = 1.0  # decay of the pre-trace for on-device learning
+    learning: LearningSpec | None = None
+
+
+@register_node
+@dataclass(frozen=True)
+class Pool:
+    """``max`` or ``sum`` over non-overlapping ``kernel × kernel`` windows."""
+
+    name: str
+    inputs: tuple[str, ...]
+    mode: str  # "max" | "sum"
+    kernel: int
+
+
+@register_node
+@dataclass(frozen=True)
+class GlobalSumPool:
+    """Sum over every spatial position, ``[B, C, H, W] → [B, C]``."""
+
+    name: str
+    inputs: tuple[str, ...]
+
+
+@register_node
+@dataclass(frozen=True)
+class Add:
+    """Elementwise sum of the inputs (all on the same scale)."""
+
+    name: str
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """How float input frames become integers: ``x_int = clip(round(x / 2^exp), lo, hi)``."""
+
+    exp: int = 0
+    lo: int = 0
+    hi: int = 255
+
+    def scale(self) -> float:
+        return 2.0**self.exp
+
+
+@dataclass(frozen=True)
+class QNetwork:
+    """Integer nodes in execution order; the last node's output is the logits."""
+
+    nodes: tuple
+    input_shape: tuple[int, ...]
+    num_classes: int
+    input_format: InputFormat = InputFormat()
+    meta: dict = field(default_factory=dict)
+
+    def node(self, name: str):
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"QNetwork has no node {name!r}; nodes: {[n.name for n in self.nodes]}")
+
+    def replace_node(self, new) -> QNetwork:
+        """A copy with the node of the same name replaced (e.g. learned weights)."""
+        nodes = tuple(new if n.name == new.name else n for n in self.nodes)
+        return dataclasses.replace(self, nodes=nodes)
+
+    def save(self, path: str | Path) -> None:
+        """Write the network as plain tensors and numbers (loadable with weights_only)."""
+        blob = {
+            "format": FILE_FORMAT,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "input_format": dataclasses.asdict(self.input_format),
+            "meta": self.meta,
+            "nodes": [_to_plain(n) for n in self.nodes],
+        }
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(blob, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> QNetwork:
+        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("format") != FILE_FORMAT:
+            raise ValueError(f"{path}: not a quantized stllr network (expected {FILE_FORMAT})")
+        return cls(
+            nodes=tuple(_from_plain(n, path) for n in blob["nodes"]),
+            input_shape=tuple(blob["input_shape"]),
+            num_classes=int(blob["num_classes"]),
+            input_format=InputFormat(**blob["input_format"]),
+            meta=dict(blob["meta"]),
+        )
+
+
+def _to_plain(obj):
+    if dataclasses.is_dataclass(obj):
+        d = {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        d["__type__"] = type(obj).__name__
+        return d
+    if isinstance(obj, tuple):
+        return list(_to_plain(v) for v in obj)
+    return obj
+
+
+_NESTED = {"PsiTable": PsiTable, "LearningSpec": LearningSpec}
+
+
+def _from_plain(d, path):
+    if isinstance(d, dict) and "__type__" in d:
+        kind = d["__type__"]
+        cls = _NODE_TYPES.get(kind) or _NESTED.get(kind)
+        if cls is None:
+            raise ValueError(f"{path}: unknown node type {kind!r} (known: {sorted(_NODE_TYPES)})")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                v = _from_plain(d[f.name], path)
+                kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**kwargs)
+    if isinstance(d, list):
+        return [_from_plain(v, path) for v in d]
+    return d

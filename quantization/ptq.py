@@ -1,0 +1,256 @@
+"""Post-training quantization: float layer graph → :class:`~quantization.network.QNetwork`.
+
+Per layer (weights ``W_eff = Ŵ · s_in``, the input's scale folded in)::
+
+    e        = power_of_two_exponent(range(W_eff ∪ W_rec), bits)     range: max or percentile
+    m        = clip(round(W_eff / 2^e), ±2^(bits−1))                  weight mantissa
+    vth      = round(θ_eff / 2^e)                                     threshold, scaled with W
+    dv       = round((1 − γ)·4096)                                    12-bit decay (toward zero)
+    bias     = round(b / 2^e · 64) as bias_mant << bias_exp           13-bit mantissa, finest exp
+
+Errors name the layer and the value when a quantity cannot be represented (a
+threshold that rounds to 0 or exceeds 17 bits; a bias beyond 24 bits). Weights beyond
+the range exist only when the user asked for clipping (``percentile < 100``); their
+count is reported per layer.
+
+The input is calibrated on a few batches: integral non-negative frames (event counts)
+stay integers; anything else gets a power-of-two scale (unsigned when non-negative).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from quantization.convert import FloatGlobalPool, FloatReadout, FloatSpiking, to_float_graph
+from quantization.exponents import calibrated_range, max_mantissa, power_of_two_exponent
+from quantization.learning_formats import psi_table
+from quantization.network import (
+    Add,
+    GlobalSumPool,
+    InputFormat,
+    Pool,
+    QNetwork,
+    Readout,
+    SpikingLayer,
+)
+
+VTH_MAX = (1 << 17) - 1
+BIAS_MANT_MAX = (1 << 12) - 1
+STATE_MAX = (1 << 23) - 1
+ACT_SHIFT = 6
+
+
+class QuantizationError(ValueError):
+    """A quantity that the chosen formats cannot represent (names layer and value)."""
+
+
+@dataclass(frozen=True)
+class PTQConfig:
+    """Choices of post-training quantization.
+
+    ``weight_exps`` fixes a layer's exponent by name (instead of the calibrated one);
+    weights that then overflow saturate and are counted, like percentile clipping.
+    """
+
+    weight_bits: int = 8
+    percentile: float = 100.0
+    input_bits: int = 8
+    weight_exps: dict = field(default_factory=dict)
+
+
+@dataclass
+class LayerReport:
+    """What quantization did to one layer (for ``stllr quantize``'s JSON)."""
+
+    name: str
+    weight_exp: int
+    range_abs: float
+    clipped: int
+    total: int
+    rms_error: float  # RMS of (dequantized − float) weights, float units
+    rms_weight: float
+    vth: int | None = None
+    dv: int | None = None
+    bias_exp: int | None = None
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def calibrate_input(frames: Iterable[torch.Tensor], bits: int = 8) -> InputFormat:
+    """The input format from calibration frames ``[T, B, ...]`` (see module doc)."""
+    x_max, x_min, integral = 0.0, 0.0, True
+    for x in frames:
+        x_max = max(x_max, float(x.max()))
+        x_min = min(x_min, float(x.min()))
+        integral = integral and bool((x == torch.round(x)).all())
+    nonneg = x_min >= 0
+    if integral and nonneg and x_max <= (1 << bits) - 1:
+        return InputFormat(exp=0, lo=0, hi=(1 << bits) - 1)
+    r = max(abs(x_max), abs(x_min))
+    if nonneg:
+        exp = power_of_two_exponent(r, bits + 1)
+        return InputFormat(exp=exp, lo=0, hi=(1 << bits) - 1)
+    exp = power_of_two_exponent(r, bits)
+    return InputFormat(exp=exp, lo=-(1 << (bits - 1)), hi=(1 << (bits - 1)) - 1)
+
+
+def quantize_input(x: torch.Tensor, fmt: InputFormat) -> torch.Tensor:
+    """``clip(round(x / 2^exp), lo, hi)`` as int64."""
+    return torch.round(x.double() / fmt.scale()).clamp(fmt.lo, fmt.hi).to(torch.int64)
+
+
+def _weights(name, tensors, cfg: PTQConfig):
+    r = max(calibrated_range(t, cfg.percentile) for t in tensors)
+    e = cfg.weight_exps.get(name, power_of_two_exponent(r, cfg.weight_bits))
+    top = max_mantissa(cfg.weight_bits)
+    out, clipped, total, err2, w2 = [], 0, 0, 0.0, 0.0
+    for t in tensors:
+        m = torch.round(t.double() / 2.0**e)
+        over = (m > top) | (m < -top - 1)
+        m = m.clamp(-top - 1, top).to(torch.int64)
+        clipped += int(over.sum())
+        total += m.numel()
+        err2 += float(((m.double() * 2.0**e - t.double()) ** 2).sum())
+        w2 += float((t.double() ** 2).sum())
+        out.append(m)
+    report = LayerReport(name, e, r, clipped, total, math.sqrt(err2 / total), math.sqrt(w2 / total))
+    return out, e, report
+
+
+def _bias(name: str, bias: torch.Tensor | None, e: int):
+    if bias is None:
+        return None, 0
+    b_v = bias.double() / 2.0**e * 2**ACT_SHIFT
+    big = float(b_v.abs().max()) if b_v.numel() else 0.0
+    if big > STATE_MAX:
+        raise QuantizationError(
+            f"layer {name}: bias {float(bias.abs().max()):.4g} is {big:.3g} membrane LSBs, "
+            f"beyond the 24-bit state (weight exponent {e})"
+        )
+    bias_exp = 0
+    while round(big / 2.0**bias_exp) > BIAS_MANT_MAX:
+        bias_exp += 1
+    return torch.round(b_v / 2.0**bias_exp).to(torch.int64), bias_exp
+
+
+def _threshold(name: str, theta: float, e: int) -> int:
+    vth = round(theta / 2.0**e)
+    if vth < 1 or vth > VTH_MAX:
+        raise QuantizationError(
+            f"layer {name}: threshold {theta} is {theta / 2.0**e:.4g} weight LSBs at weight "
+            f"exponent {e}; the 17-bit threshold needs 1 … {VTH_MAX}"
+        )
+    return vth
+
+
+def _decay(gamma: float, allow_full: bool) -> int:
+    return min(round((1.0 - gamma) * 4096), 4096 if allow_full else 4095)
+
+
+def quantize_graph(specs: list, input_format: InputFormat, cfg: PTQConfig):
+    """Quantize float specs (from :func:`~quantization.convert.to_float_graph`).
+
+    Returns ``(nodes, reports)``.
+    """
+    scale = {"input": input_format.scale()}
+    nodes, reports = [], []
+    for s in specs:
+        s_in = scale[s.inputs[0]]
+        if isinstance(s, FloatSpiking):
+            tensors = [s.weight * s_in] + ([s.weight_rec] if s.weight_rec is not None else [])
+            ms, e, rep = _weights(s.name, tensors, cfg)
+            bias, bias_exp = _bias(s.name, s.bias, e)
+            vth = _threshold(s.name, s.lif.theta_eff, e)
+            dv = _decay(s.lif.gamma, allow_full=False)
+            rep.vth, rep.dv, rep.bias_exp = vth, dv, bias_exp
+            nodes.append(
+                SpikingLayer(
+                    s.name,
+                    s.inputs,
+                    s.kind,
+                    ms[0],
+                    e,
+                    dv,
+                    vth,
+                    s.lif.reset,
+                    bias,
+                    bias_exp,
+                    ms[1] if len(ms) > 1 else None,
+                    s.stride,
+                    s.padding,
+                    s.dilation,
+                    s.groups,
+                    cfg.weight_bits,
+                    psi_table(s.psi, 2.0**e / 2**ACT_SHIFT),
+                    tuple(s.factors.as_list()),
+                )  # fmt: skip
+            )
+            reports.append(rep)
+            scale[s.name] = 1.0
+        elif isinstance(s, FloatReadout):
+            ms, e, rep = _weights(s.name, [s.weight * s_in], cfg)
+            bias, bias_exp = _bias(s.name, s.bias, e)
+            dv = _decay(s.gamma, allow_full=True)
+            rep.dv, rep.bias_exp = dv, bias_exp
+            nodes.append(
+                Readout(
+                    s.name, s.inputs, ms[0], e, dv, bias, bias_exp, cfg.weight_bits, s.lambda_pre
+                )  # fmt: skip
+            )
+            reports.append(rep)
+            scale[s.name] = 2.0**e / 2**ACT_SHIFT
+        elif isinstance(s, Pool):
+            nodes.append(s)
+            scale[s.name] = s_in / (s.kernel**2 if s.mode == "sum" else 1)
+        elif isinstance(s, FloatGlobalPool):
+            nodes.append(GlobalSumPool(s.name, s.inputs))
+            scale[s.name] = s_in / s.positions
+        elif isinstance(s, Add):
+            scales = {scale[i] for i in s.inputs}
+            if len(scales) != 1:
+                raise QuantizationError(f"node {s.name}: inputs on different scales {scales}")
+            nodes.append(s)
+            scale[s.name] = s_in
+        else:
+            raise TypeError(f"quantize_graph: no quantizer for {type(s).__name__} ({s.name})")
+    return nodes, reports
+
+
+def quantize_model(
+    model,
+    calibration: Iterable[torch.Tensor],
+    cfg: PTQConfig | None = None,
+    factors=None,
+    log: Callable[[str], None] | None = None,
+):
+    """PTQ of a float task model. ``calibration``: a few input batches ``[T, B, ...]``.
+
+    Returns ``(QNetwork, [LayerReport])``.
+    """
+    cfg = cfg or PTQConfig()
+    frames = list(calibration)
+    if not frames:
+        raise ValueError("quantize_model: calibration needs at least one input batch")
+    fmt = calibrate_input(frames, cfg.input_bits)
+    specs = to_float_graph(model, factors)
+    nodes, reports = quantize_graph(specs, fmt, cfg)
+    for r in reports:
+        if r.clipped and log is not None:
+            log(f"{r.name}: {r.clipped}/{r.total} weights saturated at exponent {r.weight_exp}")
+    qnet = QNetwork(
+        nodes=tuple(nodes),
+        input_shape=tuple(model.input_shape),
+        num_classes=model.num_classes,
+        input_format=fmt,
+        meta={
+            "model_class": type(model).__name__,
+            "weight_bits": cfg.weight_bits,
+            "percentile": cfg.percentile,
+        },  # fmt: skip
+    )
+    return qnet, reports
