@@ -22,6 +22,7 @@ _NUMPY = SimpleNamespace(
     int64=lambda x: np.asarray(x).astype(np.int64),
     int32=lambda x: np.asarray(x).astype(np.int32),
     zeros_like=np.zeros_like,
+    shift_toward_zero=lambda x, k: np.sign(x) * (np.abs(x) >> k),
 )
 
 _TORCH = SimpleNamespace(
@@ -33,6 +34,8 @@ _TORCH = SimpleNamespace(
     int64=lambda x: x.to(torch.int64),
     int32=lambda x: x.to(torch.int32),
     zeros_like=torch.zeros_like,
+    # x / 2^k rounded toward zero; exact for int64 (same values as sign(x)·(|x| >> k))
+    shift_toward_zero=lambda x, k: torch.div(x, 1 << k, rounding_mode="trunc"),
 )
 
 
@@ -73,7 +76,8 @@ def _as_torch(x, dtype):
 
 
 def _back(y: torch.Tensor, was_numpy: bool):
-    y = torch.round(y).to(torch.int64)
+    # Exact integers by the dtype bound, so the conversion truncates nothing.
+    y = y.to(torch.int64)
     return y.numpy() if was_numpy else y
 
 

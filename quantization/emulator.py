@@ -100,6 +100,8 @@ class IntegerEmulator:
         self._weights: dict[str, dict[str, torch.Tensor]] = {}
         self._dtypes: dict[str, torch.dtype] = {}
         self._bound: dict[str, int] = {}  # largest |value| each node can output
+        self._wfloat: dict[tuple, torch.Tensor] = {}
+        self._pending: dict[str, list] = {}
         self.state: dict[str, object] = {}
         self.learn: dict[str, LearnState] = {}
         for n in qnet.nodes:
@@ -181,7 +183,7 @@ class IntegerEmulator:
             logit_scale=2.0**last.weight_exp / 2**ACT_SHIFT,
             spike_counts=counts,
             neurons=sizes,
-            saturation=self.counter.as_dict(),
+            saturation=self.saturation(),
             records=records or None,
         )
 
@@ -196,9 +198,16 @@ class IntegerEmulator:
             self._dtypes[n.name] = exact_float_dtype(bound)
         return self._dtypes[n.name]
 
+    def _float_weight(self, name: str, key: str, dtype: torch.dtype) -> torch.Tensor:
+        """The integer weights as ``dtype`` (cached until on-device learning changes them)."""
+        k = (name, key, dtype)
+        if k not in self._wfloat:
+            self._wfloat[k] = self._weights[name][key].to(dtype)
+        return self._wfloat[k]
+
     def _synapse(self, n, x: torch.Tensor) -> torch.Tensor:
-        w = self._weights[n.name]["w"]
         dtype = self._dtype(n, x)
+        w = self._float_weight(n.name, "w", dtype)
         if getattr(n, "kind", "dense") == "conv":
             return int_conv2d(x, w, n.stride, n.padding, n.dilation, n.groups, dtype)
         return int_linear(x, w, dtype)
@@ -211,7 +220,20 @@ class IntegerEmulator:
         return prev
 
     def _count(self, name: str, values: torch.Tensor, limit: int) -> None:
-        self.counter.add(name, int((values.abs() >= limit).sum()), values.numel())
+        """Count values at or beyond ``limit`` (kept on the device; see :meth:`saturation`)."""
+        over = (values.abs() >= limit).sum()
+        if name in self._pending:
+            self._pending[name][0] += over
+            self._pending[name][1] += values.numel()
+        else:
+            self._pending[name] = [over, values.numel()]
+
+    def saturation(self) -> dict:
+        """Per quantity: values that saturated or wrapped, out of how many (since creation)."""
+        for name, (over, total) in self._pending.items():
+            self.counter.add(name, int(over), total)
+        self._pending = {}
+        return self.counter.as_dict()
 
     # --- learning --------------------------------------------------------------------
     def _learn(self, name: str, outs, signal: torch.Tensor) -> None:
@@ -245,6 +267,7 @@ class IntegerEmulator:
             key = stream_key(spec.seed, self.step_count, idx * _STREAMS + _WREC)
             w["w_rec"] = self._apply_update(name + "/weight_rec", w["w_rec"], acc, spec, key)
         self._dtypes.pop(name, None)
+        self._wfloat = {k: v for k, v in self._wfloat.items() if k[0] != name}
 
     def _apply_update(self, label: str, w, acc, spec, key: int):
         new, dw = weight_update(w, acc, spec.lr_mant, spec.lr_shift, spec.w_min, spec.w_max, key)
@@ -295,7 +318,7 @@ def _value_bound(n, in_bounds: list[int], ins) -> int:
         return in_bounds[0] * (n.kernel**2 if n.mode == "sum" else 1)
     if isinstance(n, GlobalSumPool):
         return in_bounds[0] * ins[0].shape[2] * ins[0].shape[3]
-    return sum(in_bounds)
+    return sum(b << k for b, k in zip(in_bounds, n.shifts or (0,) * len(in_bounds), strict=True))
 
 
 def _outer(n, a: torch.Tensor, x: torch.Tensor, w_shape) -> torch.Tensor:
@@ -321,7 +344,8 @@ def _spiking(emu: IntegerEmulator, i: int, n: SpikingLayer, ins) -> torch.Tensor
     w = emu._weights[n.name]
     s_prev = emu.state.get(n.name + "/s")
     if "w_rec" in w and s_prev is not None:
-        a = a + int_linear(s_prev, w["w_rec"], emu._dtype(n, x))
+        dtype = emu._dtype(n, x)
+        a = a + int_linear(s_prev, emu._float_weight(n.name, "w_rec", dtype), dtype)
     st = emu.state.get(n.name)
     if st is None:
         zeros = torch.zeros_like(a)
@@ -377,9 +401,10 @@ def _gsum(emu, i, n: GlobalSumPool, ins) -> torch.Tensor:
 
 
 def _add(emu, i, n: Add, ins) -> torch.Tensor:
-    out = ins[0]
-    for x in ins[1:]:
-        out = out + x
+    shifts = n.shifts or (0,) * len(ins)
+    out = ins[0] << shifts[0]
+    for x, k in zip(ins[1:], shifts[1:], strict=True):
+        out = out + (x << k)
     return out
 
 
@@ -402,4 +427,5 @@ def evaluate(
         total += int(y.numel())
         if progress is not None:
             progress(1)
+    emu.saturation()  # flush the device-side counts into emu.counter
     return correct / max(total, 1), emu.counter

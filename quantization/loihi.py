@@ -57,8 +57,7 @@ class LIFFixedParams(NamedTuple):
 def decay_toward_zero(x, decay: int):
     """``sign(x·(4096 − decay)) · (|x·(4096 − decay)| >> 12)`` in 64-bit integers."""
     xp = xp_of(x)
-    prod = xp.int64(x) * (DECAY_UNITY - decay)
-    return xp.sign(prod) * (xp.abs(prod) >> DECAY_SHIFT)
+    return xp.shift_toward_zero(xp.int64(x) * (DECAY_UNITY - decay), DECAY_SHIFT)
 
 
 def lif_fixed_step(state: LIFFixedState, a_in, p: LIFFixedParams):
@@ -73,7 +72,9 @@ def lif_int_step(state: LIFFixedState, a_in, p: LIFFixedParams):
     ``v_centred = v[t] − (vth << 6)`` before the reset is the integer argument of Ψ.
     """
     xp = xp_of(a_in)
-    u = decay_toward_zero(state.u, p.du + 1) + (xp.int64(a_in) << ACT_SHIFT)
+    u = xp.int64(a_in) << ACT_SHIFT
+    if p.du != DECAY_UNITY - 1:  # du = 4095 decays u fully: decay(u, 4096) = 0
+        u = decay_toward_zero(state.u, p.du + 1) + u
     u = xp.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
     u = xp.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u)
     bias = p.bias_mant << p.bias_exp if p.bias_exp >= 0 else p.bias_mant >> -p.bias_exp
@@ -83,7 +84,7 @@ def lif_int_step(state: LIFFixedState, a_in, p: LIFFixedParams):
     s = v > theta
     v_centred = v - theta
     if p.reset == "soft":
-        v_new = xp.where(s, v - theta, v)
+        v_new = v - s * theta
     elif p.reset == "hard":
         v_new = xp.where(s, v * 0, v)
     else:

@@ -112,10 +112,15 @@ class GlobalSumPool:
 @register_node
 @dataclass(frozen=True)
 class Add:
-    """Elementwise sum of the inputs (all on the same scale)."""
+    """Elementwise sum ``Σ_i x_i << shifts[i]`` of the inputs (``shifts`` empty: all 0).
+
+    The shifts put inputs of different power-of-two scales on the finest one (a
+    residual block adding spikes, scale 1, to a 2×2 sum-pool of spikes, scale 1/4).
+    """
 
     name: str
     inputs: tuple[str, ...]
+    shifts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -211,11 +211,15 @@ def quantize_graph(specs: list, input_format: InputFormat, cfg: PTQConfig):
             nodes.append(GlobalSumPool(s.name, s.inputs))
             scale[s.name] = s_in / s.positions
         elif isinstance(s, Add):
-            scales = {scale[i] for i in s.inputs}
-            if len(scales) != 1:
-                raise QuantizationError(f"node {s.name}: inputs on different scales {scales}")
-            nodes.append(s)
-            scale[s.name] = s_in
+            finest = min(scale[i] for i in s.inputs)
+            shifts = tuple(round(math.log2(scale[i] / finest)) for i in s.inputs)
+            if any(scale[i] != finest * 2.0**k for i, k in zip(s.inputs, shifts, strict=True)):
+                scales = {i: scale[i] for i in s.inputs}
+                raise QuantizationError(
+                    f"node {s.name}: input scales {scales} differ by a non-power-of-two factor"
+                )
+            nodes.append(Add(s.name, s.inputs, shifts if any(shifts) else ()))
+            scale[s.name] = finest
         else:
             raise TypeError(f"quantize_graph: no quantizer for {type(s).__name__} ({s.name})")
     return nodes, reports
