@@ -2,7 +2,8 @@
 
 Per layer (weights ``W_eff = Ŵ · s_in``, the input's scale folded in)::
 
-    e        = power_of_two_exponent(range(W_eff ∪ W_rec), bits)     range: max or percentile
+    e        = power_of_two_exponent(max(range(W_eff), range(W_rec)), bits)
+               range: max |·| or a percentile of |·|, per tensor
     m        = clip(round(W_eff / 2^e), ±2^(bits−1))                  weight mantissa
     vth      = round(θ_eff / 2^e)                                     threshold, scaled with W
     dv       = round((1 − γ)·4096)                                    12-bit decay (toward zero)

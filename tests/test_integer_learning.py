@@ -86,10 +86,11 @@ def _run(node, in_shape, steps, batch, gen, density=0.4, signal_scale=60):
 def _dense(gen, n_in=7, n_out=5, spec=None, reset="soft", rec=False, psi="b"):
     w = torch.randint(-60, 61, (n_out, n_in), generator=gen)
     e = -7
+    w_rec = torch.randint(-40, 41, (n_out, n_out), generator=gen) if rec else None
     return SpikingLayer(
         name="dense", inputs=("input",), kind="dense", weight=w, weight_exp=e, dv=1200,
         vth=70, reset=reset, bias_mant=torch.randint(-300, 300, (n_out,), generator=gen),
-        bias_exp=1, weight_rec=torch.randint(-40, 41, (n_out, n_out), generator=gen) if rec else None,
+        bias_exp=1, weight_rec=w_rec,
         psi=psi_table(psi, 2.0**e / 64), learning=spec or _spec(),
     )  # fmt: skip
 
