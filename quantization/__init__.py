@@ -1,13 +1,16 @@
-"""Fixed-point formats, quantizers and the integer emulator.
+"""Fixed-point formats, quantizers and the integer emulator (docs/fixed_point.md).
 
-Depends on ``stllr``; never imports Lava. Present so far:
+Depends on ``stllr``; never imports Lava.
 
-* :mod:`quantization.qformat` — formats as data (bits, binary point, signedness,
-  rounding, overflow) with quantize/dequantize and saturation counters;
+* :mod:`quantization.qformat` — formats as data, quantize/dequantize, saturation counters;
+* :mod:`quantization.exponents` — the per-layer power-of-two exponent rule;
 * :mod:`quantization.backend` — the numpy/torch operations the kernels share;
-* :mod:`quantization.loihi` — Lava's fixed-point Dense and LIF as kernels written once,
-  bit-exact with lava-nc's ``fixed_pt`` models (``hw_tests``).
-
-Still to come (issue: quantization): PTQ/QAT for the task models, the S-TLLR
-on-device learning kernels and the batched emulator.
+* :mod:`quantization.loihi`, :mod:`quantization.kernels` — integer LIF/Dense (bit-exact with
+  Lava's ``fixed_pt``), traces, Ψ tables, stochastic rounding and the S-TLLR update;
+* :mod:`quantization.convert` → :mod:`quantization.ptq` — float task models → a
+  :class:`~quantization.network.QNetwork` of integer nodes;
+* :mod:`quantization.emulator` — batched integer inference and on-device learning;
+* :mod:`quantization.learning` — calibrated on-device learning constants;
+* :mod:`quantization.qat` — quantization-aware fine-tuning (straight-through estimator);
+* :mod:`quantization.report` — what ``stllr quantize`` / ``stllr compare`` compute and plot.
 """

@@ -8,7 +8,8 @@ across steps (only the reset spike is detached), and the spike's derivative is
     ũ[t] = m[t] − θ_eff · sg(s[t])   (soft reset; sg = stop-gradient)
 
 Weights use scaled weight standardisation like the S-TLLR layers
-(``ScaledWSLinear``/``ScaledWSConv2d`` in the reference code).
+(``ScaledWSLinear``/``ScaledWSConv2d`` in the reference code), with the same
+optional ``weight_quantizer`` hook on Ŵ (:mod:`stllr.layers.stllr_layers`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.nn.modules.utils import _pair
 from stllr.neuron import LIFParams, reset
 from stllr.surrogates import Surrogate, canonical_name, get_surrogate
 from stllr.validation import check_float_tensor
-from stllr.weight_standardization import StandardizedWeightCache
+from stllr.weight_standardization import StandardizedWeightCache, WeightQuantizer
 
 
 class SpikeFn(torch.autograd.Function):
@@ -71,37 +72,55 @@ class BPTTLIF(nn.Module):
 
 
 class ScaledWSLinear(nn.Linear):
-    """``nn.Linear`` whose weight is standardised with a trainable gain."""
+    """``nn.Linear`` whose weight is standardised with a trainable gain.
+
+    ``weight_quantizer`` (default None): optional hook; the layer multiplies by
+    ``weight_quantizer((Ŵ,))[0]`` (:meth:`effective_weights`).
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__(in_features, out_features, bias)
         self.gain = nn.Parameter(torch.ones(out_features, 1))
+        self.weight_quantizer: WeightQuantizer | None = None
         self._ws = StandardizedWeightCache(keep_graph=True)
 
     def reset_state(self) -> None:
         """New sequence: Ŵ is recomputed (and differentiated once for the sequence)."""
         self._ws.clear()
 
+    def effective_weights(self) -> tuple[torch.Tensor]:
+        """``(Ŵ,)`` after the weight quantizer: what the layer multiplies by."""
+        return (self._ws.get(self.weight, self.gain, self.weight_quantizer),)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_tensor("x", x)
-        return F.linear(x, self._ws.get(self.weight, self.gain), self.bias)
+        (w,) = self.effective_weights()
+        return F.linear(x, w, self.bias)
 
 
 class ScaledWSConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose weight is standardised with a trainable gain."""
+    """``nn.Conv2d`` whose weight is standardised with a trainable gain.
+
+    ``weight_quantizer``: as in :class:`ScaledWSLinear`.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         super().__init__(in_channels, out_channels, _pair(kernel_size), stride, padding, bias=bias)
         self.gain = nn.Parameter(torch.ones(out_channels, 1, 1, 1))
+        self.weight_quantizer: WeightQuantizer | None = None
         self._ws = StandardizedWeightCache(keep_graph=True)
 
     def reset_state(self) -> None:
         """New sequence: Ŵ is recomputed (and differentiated once for the sequence)."""
         self._ws.clear()
 
+    def effective_weights(self) -> tuple[torch.Tensor]:
+        """``(Ŵ,)`` after the weight quantizer: what the layer multiplies by."""
+        return (self._ws.get(self.weight, self.gain, self.weight_quantizer),)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_tensor("x", x)
-        w = self._ws.get(self.weight, self.gain)
+        (w,) = self.effective_weights()
         return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 

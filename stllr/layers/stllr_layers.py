@@ -8,6 +8,13 @@ change of batch size) starts a new sequence from zeros.
 Ŵ = scaled weight standardisation of ``weight`` with the trainable ``gain``
 (:mod:`stllr.weight_standardization`), recomputed in the graph at every step.
 Leak and threshold are constants (``LIFParams``), never trained.
+
+``weight_quantizer`` (default None) is an optional hook
+(:data:`~stllr.weight_standardization.WeightQuantizer`) applied to the effective
+weights where they are produced: the step multiplies by ``quantizer((Ŵ,))[0]``, and
+the recurrent layer by ``quantizer((Ŵ, Ŵ_rec))``, both tensors in one call so that
+they can share one scale. ``effective_weights()`` returns exactly what the step
+multiplies by; ``standardized_weight(s)()`` return the float Ŵ before the hook.
 """
 
 from __future__ import annotations
@@ -25,7 +32,12 @@ from stllr.neuron import LIFParams
 from stllr.surrogates import canonical_name, get_surrogate
 from stllr.synapse_ops import Conv2dOps, DenseOps
 from stllr.validation import check_float_tensor, check_shape
-from stllr.weight_standardization import StandardizedWeightCache
+from stllr.weight_standardization import (
+    StandardizedWeightCache,
+    WeightQuantizer,
+    apply_weight_quantizer,
+    standardize_weight,
+)
 
 
 class STLLRState(NamedTuple):
@@ -56,20 +68,34 @@ class _STLLRBase(nn.Module):
         self.psi_name = canonical_name(psi)
         self.weight_std = weight_std
         self.state = None
+        #: optional hook on the effective weights (see the module docstring)
+        self.weight_quantizer: WeightQuantizer | None = None
         self._ws = StandardizedWeightCache(keep_graph=False)
-        self._ws_rec = StandardizedWeightCache(keep_graph=False)
 
     def reset_state(self) -> None:
         """Forget the sequence: the next call starts from zero state."""
         self.state = None
         self._ws.clear()
-        self._ws_rec.clear()
+
+    def _weight_pairs(self) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
+        """``(W, g)`` of every weight the layer multiplies by, in the hook's order."""
+        return ((self.weight, self.gain),)
 
     def standardized_weight(self) -> torch.Tensor:
-        """Ŵ (or the raw weight when weight standardisation is off)."""
+        """Ŵ (or the raw weight when weight standardisation is off), before the quantizer."""
         if not self.weight_std:
             return self.weight
-        return self._ws.get(self.weight, self.gain)
+        return standardize_weight(self.weight, self.gain)
+
+    def effective_weights(self) -> tuple[torch.Tensor, ...]:
+        """What the step multiplies by: ``weight_quantizer((Ŵ, ...))``, or ``(Ŵ, ...)``.
+
+        Cached while the parameters are unchanged (see ``StandardizedWeightCache``).
+        """
+        pairs = self._weight_pairs()
+        if self.weight_std:
+            return self._ws.get_group(pairs, self.weight_quantizer)
+        return apply_weight_quantizer(self.weight_quantizer, tuple(w for w, _ in pairs))
 
     def _init_dense(self, in_features: int, out_features: int, bias: bool) -> None:
         """Ŵ's weight ``[out, in]`` (kaiming-uniform), its gain ``[out, 1]`` and the bias."""
@@ -115,7 +141,7 @@ class LinearSTLLR(_STLLRBase):
         self._check_dense_input(x)
         if self.state is None or self.state.u.shape[0] != x.shape[0]:
             self.state = _zeros_state(x, (self.out_features,))
-        w = self.standardized_weight()
+        (w,) = self.effective_weights()
         st = self.state
         s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
         self.state = STLLRState(u, p, q)
@@ -164,7 +190,7 @@ class Conv2dSTLLR(_STLLRBase):
         if self.state is None or self.state.p.shape != x.shape:
             out = (self.out_channels, *self.output_shape(*x.shape[2:]))
             self.state = _zeros_state(x, out)
-        w = self.standardized_weight()
+        (w,) = self.effective_weights()
         st = self.state
         s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
         self.state = STLLRState(u, p, q)
@@ -193,18 +219,21 @@ class RecurrentLinearSTLLR(_STLLRBase):
         self.gain_rec = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
         nn.init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
 
+    def _weight_pairs(self) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
+        return ((self.weight, self.gain), (self.weight_rec, self.gain_rec))
+
     def standardized_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Ŵ, Ŵ_rec)."""
+        """(Ŵ, Ŵ_rec), before the quantizer."""
         if not self.weight_std:
             return self.weight, self.weight_rec
-        return self.standardized_weight(), self._ws_rec.get(self.weight_rec, self.gain_rec)
+        return self.standardized_weight(), standardize_weight(self.weight_rec, self.gain_rec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_dense_input(x)
         if self.state is None or self.state.u.shape[0] != x.shape[0]:
             z = _zeros_state(x, (self.out_features,))
             self.state = STLLRRecurrentState(z.u, z.p, z.q.clone(), z.q, z.u.clone())
-        w, w_rec = self.standardized_weights()
+        w, w_rec = self.effective_weights()
         st = self.state
         s, u, p, r, q = STLLRRecurrentStep.apply(
             x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, self._spec(self._ops)
