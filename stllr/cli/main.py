@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stllr.cli import demo, evaluate, train
+from stllr.cli import compare, demo, evaluate, quantize, train
 
 
 class UserError(Exception):
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     train.add_parser(sub)
     evaluate.add_parser(sub)
+    quantize.add_parser(sub)
+    compare.add_parser(sub)
     return parser
 
 
