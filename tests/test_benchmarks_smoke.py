@@ -107,3 +107,17 @@ def test_samples_per_second():
             assert task[method]["config"].startswith("experiments/")
         ratio = task["stllr"]["samples_per_s"] / task["bptt"]["samples_per_s"]
         assert task["stllr_over_bptt_throughput"] == pytest.approx(ratio)
+
+
+def test_emulator_throughput_quick():
+    d = run_quick("emulator_throughput.py")
+    assert d["benchmark"] == "emulator_throughput"
+    assert d["lava_fixed_pt"]["samples_per_s"] > 0
+    assert [r["batch"] for r in d["per_batch"]] == [1, 4]
+    for r in d["per_batch"]:
+        assert r["emulator_samples_per_s"] > 0 and r["float_samples_per_s"] > 0
+        assert r["emulator_over_lava"] == pytest.approx(
+            r["emulator_samples_per_s"] / d["lava_fixed_pt"]["samples_per_s"]
+        )
+    best = max(r["emulator_over_lava"] for r in d["per_batch"])
+    assert d["emulator_over_lava_best"]["value"] == pytest.approx(best)
