@@ -1,4 +1,12 @@
-"""Lava processes and exporters for S-TLLR networks (issue: Lava processes).
+"""Lava export of quantized stllr networks (the only package, with ``hw_tests``, that
+imports Lava, and only inside functions).
 
-The only packages (with ``hw_tests``) that import Lava. Not implemented yet.
+* :mod:`lava_models.builtin` — hard-reset dense/conv inference networks on Lava's own
+  ``Dense``/``Conv``/``LIF`` (``fixed_pt``), bit-exact with the emulator at ``delay=1``;
+* :mod:`lava_models.processes` — the toolkit's own processes (fused synapse + neuron,
+  third-factor port, on-device S-TLLR learning), ``fixed_pt`` models calling the
+  shared integer kernels of :mod:`quantization`;
+* :mod:`lava_models.exporter` — node converters (a registry) from a ``QNetwork``;
+* :mod:`lava_models.runner` — runs an exported network with a deadline and always stops it;
+* :mod:`lava_models.runtime` — importing Lava safely next to torch/tqdm.
 """

@@ -30,36 +30,34 @@ import torch
 from quantization.backend import (
     exact_float_dtype,
     int_conv2d,
-    int_conv2d_weight,
     int_linear,
     int_max_pool2d,
     int_outer_sum,
     int_sum_pool2d,
 )
 from quantization.kernels import (
+    STREAM_W,
+    STREAM_WREC,
+    add_shifted,
+    global_sum_pool,
+    node_stream_key,
     psi_lookup,
-    round_shift,
-    saturate,
-    stochastic_noise,
-    stream_key,
-    trace_int_step,
-    weight_update,
+    readout_int_step,
+    stllr_eligibility_terms,
+    stllr_trace_step,
+    stllr_weight_step,
+    synapse_correlation,
 )
 from quantization.loihi import (
     ACT_SHIFT,
     UV_LIMIT,
     LIFFixedParams,
     LIFFixedState,
-    decay_toward_zero,
     lif_int_step,
 )
 from quantization.network import Add, GlobalSumPool, Pool, QNetwork, Readout, SpikingLayer
 from quantization.ptq import quantize_input
 from quantization.qformat import SaturationCounter
-
-# Stream numbers of the random bits, per node: node index * _STREAMS + quantity.
-_STREAMS = 8
-_P, _Q, _R, _QIMP, _W, _WREC = range(6)
 
 
 @dataclass
@@ -96,7 +94,9 @@ class IntegerEmulator:
         self.delay = delay
         self.device = torch.device(device)
         self.counter = SaturationCounter()
-        self.step_count = 0  # global time step (keys the random bits; not reset per sample)
+        self.step_count = 0  # steps taken (keys the random bits; not reset per sample)
+        self.t = 0  # index of the current (last forward) step
+        self._last_outs: dict[str, torch.Tensor] | None = None
         self._weights: dict[str, dict[str, torch.Tensor]] = {}
         self._dtypes: dict[str, torch.dtype] = {}
         self._bound: dict[str, int] = {}  # largest |value| each node can output
@@ -140,12 +140,19 @@ class IntegerEmulator:
         self.state = {}
         self.learn = {}
 
-    def step(self, x_int: torch.Tensor, signals: dict[str, torch.Tensor] | None = None):
-        """One time step on integer input ``[B, *input_shape]``; returns every node's output.
+    @property
+    def logit_scale(self) -> float:
+        """Float value of one unit of the output node (a readout's membrane LSB)."""
+        return 2.0 ** self.qnet.nodes[-1].weight_exp / 2**ACT_SHIFT
 
-        ``signals`` maps plastic node names to their integer third factor ``L`` ``[B, *out]``
-        for this step (learning happens only for the nodes given).
+    def forward(self, x_int: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One time step on integer input ``[B, *input_shape]``: every node's output.
+
+        Advances neurons and, for plastic nodes, their traces and Ψ. Learning from this
+        step needs its signal: call :meth:`apply_signals` before the next ``forward``.
         """
+        self.t = self.step_count
+        self.step_count += 1
         outs = {"input": x_int.to(self.device)}
         fmt = self.qnet.input_format
         self._bound.setdefault("input", max(abs(fmt.lo), abs(fmt.hi)))
@@ -154,10 +161,26 @@ class IntegerEmulator:
             outs[n.name] = _KERNELS[type(n)](self, i, n, ins)
             if n.name not in self._bound:
                 self._bound[n.name] = _value_bound(n, [self._bound[k] for k in n.inputs], ins)
+        self._last_outs = outs
+        return outs
+
+    def apply_signals(self, signals: dict[str, torch.Tensor]) -> None:
+        """On-device S-TLLR update of the last step from third factors ``L`` (integers).
+
+        ``signals`` maps plastic node names to ``L`` ``[B, *out]``, e.g. a host-computed
+        error made integer with :func:`quantization.learning.quantize_signal`; nodes not
+        named do not learn at this step.
+        """
+        if self._last_outs is None:
+            raise RuntimeError("apply_signals needs a forward step first")
+        for name, sig in signals.items():
+            self._learn(name, self._last_outs, sig.to(self.device))
+
+    def step(self, x_int: torch.Tensor, signals: dict[str, torch.Tensor] | None = None):
+        """:meth:`forward`, then :meth:`apply_signals` with ``signals`` known in advance."""
+        outs = self.forward(x_int)
         if signals:
-            for name, sig in signals.items():
-                self._learn(name, outs, sig.to(self.device))
-        self.step_count += 1
+            self.apply_signals(signals)
         return outs
 
     def run(self, frames: torch.Tensor, record: tuple[str, ...] = ()) -> EmulatorResult:
@@ -177,10 +200,9 @@ class IntegerEmulator:
                 sizes[k] = outs[k][0].numel()
             for k in record:
                 records[k].append(outs[k].cpu())
-        last = self.qnet.nodes[-1]
         return EmulatorResult(
             logits_sum=logits.cpu(),
-            logit_scale=2.0**last.weight_exp / 2**ACT_SHIFT,
+            logit_scale=self.logit_scale,
             spike_counts=counts,
             neurons=sizes,
             saturation=self.saturation(),
@@ -210,7 +232,7 @@ class IntegerEmulator:
         w = self._float_weight(n.name, "w", dtype)
         if getattr(n, "kind", "dense") == "conv":
             return int_conv2d(x, w, n.stride, n.padding, n.dilation, n.groups, dtype)
-        return int_linear(x, w, dtype)
+        return int_linear(x.flatten(1), w, dtype)  # a dense layer after a conv flattens C·H·W
 
     def _delayed(self, name: str, a: torch.Tensor) -> torch.Tensor:
         if self.delay == 0:
@@ -244,33 +266,26 @@ class IntegerEmulator:
             raise ValueError(f"node {name!r} has no LearningSpec: it is not plastic")
         x = outs[n.inputs[0]]
         st = self.learn[name]
-        psi = self.state[name + "/psi"] if isinstance(n, SpikingLayer) else None
-        q_prev = self.state.get(name + "/q_prev")
-        psi_frac = n.psi.frac if isinstance(n, SpikingLayer) else 0
-        if psi is None:  # a readout: Ψ ≡ 1, no post trace
+        if isinstance(n, SpikingLayer):
+            psi, q_prev = self.state[name + "/psi"], self.state[name + "/q_prev"]
+            g, h = stllr_eligibility_terms(signal, psi, q_prev, n.psi.frac - spec.q_frac)
+            h = h if spec.a_post else None
+        else:  # a readout: Ψ ≡ 1, no post trace
             g, h = signal, None
-        else:
-            g = signal * psi
-            h = (signal * q_prev) << (psi_frac - spec.q_frac) if spec.a_post else None
-        x_imp = x << spec.p_frac
-        acc = spec.a_pre * _outer(n, g, st.p, self._weights[name]["w"].shape)
-        if h is not None:
-            acc = acc + spec.a_post * _outer(n, h, x_imp, self._weights[name]["w"].shape)
-        key = stream_key(spec.seed, self.step_count, idx * _STREAMS + _W)
         w = self._weights[name]
-        w["w"] = self._apply_update(name + "/weight", w["w"], acc, spec, key)
+        key = node_stream_key(spec.seed, self.t, idx, STREAM_W)
+        w["w"] = self._apply_update(name + "/weight", w["w"], g, h, st.p, x, spec, key,
+                                    _correlate(n, w["w"].shape))  # fmt: skip
         if "w_rec" in w and st.r is not None:
             s_prev = self.state[name + "/s_prev_learn"]
-            acc = spec.a_pre * int_outer_sum(g, st.r)
-            if h is not None:
-                acc = acc + spec.a_post * int_outer_sum(h, s_prev << spec.p_frac)
-            key = stream_key(spec.seed, self.step_count, idx * _STREAMS + _WREC)
-            w["w_rec"] = self._apply_update(name + "/weight_rec", w["w_rec"], acc, spec, key)
+            key = node_stream_key(spec.seed, self.t, idx, STREAM_WREC)
+            w["w_rec"] = self._apply_update(name + "/weight_rec", w["w_rec"], g, h, st.r, s_prev,
+                                            spec, key, int_outer_sum)  # fmt: skip
         self._dtypes.pop(name, None)
         self._wfloat = {k: v for k, v in self._wfloat.items() if k[0] != name}
 
-    def _apply_update(self, label: str, w, acc, spec, key: int):
-        new, dw = weight_update(w, acc, spec.lr_mant, spec.lr_shift, spec.w_min, spec.w_max, key)
+    def _apply_update(self, label: str, w, g, h, pre_trace, pre_input, spec, key, correlate):
+        new, dw = stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key, correlate)
         raw = w + dw
         self.counter.add(label, int(((raw > spec.w_max) | (raw < spec.w_min)).sum()), w.numel())
         return new
@@ -290,22 +305,22 @@ class IntegerEmulator:
             )
             self.learn[n.name] = st
 
-        def key(q):
-            return stream_key(spec.seed, self.step_count, i * _STREAMS + q)
-
-        bits, rnd = spec.trace_bits, spec.trace_rounding
-        st.p = trace_int_step(st.p, x << spec.p_frac, spec.lam_pre, bits, rnd, key(_P))
-        self._count(n.name + "/trace_pre", st.p, (1 << bits) - 1)
-        if s_prev is not None and st.r is not None:
-            st.r = trace_int_step(st.r, s_prev << spec.p_frac, spec.lam_pre, bits, rnd, key(_R))
+        rec = s_prev is not None and st.r is not None
+        if rec:
             self.state[n.name + "/s_prev_learn"] = s_prev
         if psi is not None:
             self.state[n.name + "/q_prev"] = st.q
-            k = n.psi.frac - spec.q_frac
-            noise = stochastic_noise(psi, k, key(_QIMP)) if rnd == "stochastic" else None
-            impulse = round_shift(psi, k, rnd, noise)
-            st.q = trace_int_step(st.q, impulse, spec.lam_post, bits, rnd, key(_Q))
-            self._count(n.name + "/trace_post", st.q, (1 << bits) - 1)
+        psi_frac = n.psi.frac if psi is not None else 0
+        st.p, q, r = stllr_trace_step(st.p, st.q if psi is not None else None,
+                                      st.r if rec else None, x, psi, s_prev, spec, psi_frac,
+                                      self.t, i)  # fmt: skip
+        top = (1 << spec.trace_bits) - 1
+        self._count(n.name + "/trace_pre", st.p, top)
+        if rec:
+            st.r = r
+        if psi is not None:
+            st.q = q
+            self._count(n.name + "/trace_post", st.q, top)
 
 
 def _value_bound(n, in_bounds: list[int], ins) -> int:
@@ -321,10 +336,11 @@ def _value_bound(n, in_bounds: list[int], ins) -> int:
     return sum(b << k for b, k in zip(in_bounds, n.shifts or (0,) * len(in_bounds), strict=True))
 
 
-def _outer(n, a: torch.Tensor, x: torch.Tensor, w_shape) -> torch.Tensor:
-    if getattr(n, "kind", "dense") == "conv":
-        return int_conv2d_weight(x, w_shape, a, n.stride, n.padding, n.dilation, n.groups)
-    return int_outer_sum(a, x)
+def _correlate(n, w_shape) -> Callable:
+    """:func:`~quantization.kernels.synapse_correlation` bound to node ``n``'s synapses."""
+    kind = getattr(n, "kind", "dense")
+    conv = (n.stride, n.padding, n.dilation, n.groups) if kind == "conv" else ()
+    return lambda a, x: synapse_correlation(kind, a, x, w_shape, *conv)
 
 
 # --- node kernels ----------------------------------------------------------------------
@@ -377,12 +393,7 @@ def _channel(bias: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def _readout(emu: IntegerEmulator, i: int, n: Readout, ins) -> torch.Tensor:
     (x,) = ins
     a = emu._delayed(n.name, emu._synapse(n, x))
-    o = emu.state.get(n.name)
-    bias = emu._weights[n.name].get("bias")
-    new = (a << ACT_SHIFT) + (0 if bias is None else bias)
-    if o is not None:
-        new = new + decay_toward_zero(o, n.dv)
-    new = saturate(new, -UV_LIMIT + 1, UV_LIMIT - 1)
+    new = readout_int_step(emu.state.get(n.name), a, n.dv, emu._weights[n.name].get("bias"))
     emu._count(n.name + "/membrane", new, UV_LIMIT - 1)
     emu.state[n.name] = new
     if n.learning is not None:
@@ -397,15 +408,11 @@ def _pool(emu, i, n: Pool, ins) -> torch.Tensor:
 
 def _gsum(emu, i, n: GlobalSumPool, ins) -> torch.Tensor:
     (x,) = ins
-    return x.sum(dim=(2, 3))
+    return global_sum_pool(x)
 
 
 def _add(emu, i, n: Add, ins) -> torch.Tensor:
-    shifts = n.shifts or (0,) * len(ins)
-    out = ins[0] << shifts[0]
-    for x, k in zip(ins[1:], shifts[1:], strict=True):
-        out = out + (x << k)
-    return out
+    return add_shifted(ins, n.shifts)
 
 
 register_kernel(SpikingLayer, _spiking)

@@ -13,6 +13,11 @@ Rounding of a right shift by ``k`` bits (``round_shift``), stated per operation:
   :func:`hash_uniform` (Loihi's learning engine rounds this way). Unbiased:
   ``E[(x + r) >> k] = x / 2^k``.
 
+Node-level kernels (the per-node math of :mod:`quantization.emulator` and of the Lava
+``fixed_pt`` models in :mod:`lava_models.processes`): :func:`stllr_trace_step`,
+:func:`stllr_weight_step`, :func:`synapse_correlation`, :func:`readout_int_step`,
+:func:`add_shifted`, :func:`global_sum_pool`.
+
 The random numbers are a counter-based hash of ``(seed, step, stream, element index)``
 in 64-bit integer arithmetic, so numpy (inside Lava process models) and torch (the
 batched emulator) draw identical bits without sharing a generator state. The
@@ -25,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from quantization.backend import xp_of
+from quantization.backend import int_conv2d_weight, int_outer_sum, xp_of
+from quantization.loihi import ACT_SHIFT, UV_LIMIT, decay_toward_zero
 
 MASK32 = (1 << 32) - 1
 _MIX = 0x45D9F3B  # < 2^31: products with 32-bit values stay below 2^63
@@ -153,3 +159,96 @@ def _weight_noise(x, k: int, key: int):
     if k <= 32:
         return hash_uniform(x, shape, key, k)
     return hash_uniform(x, shape, key, 32) << (k - 32)
+
+
+# --- per-node kernels shared by the emulator and the Lava fixed_pt models ---------------
+
+#: Random streams per node: the stream of quantity ``q`` of node ``i`` is ``i·8 + q``.
+STREAMS_PER_NODE = 8
+STREAM_P, STREAM_Q, STREAM_R, STREAM_QIMP, STREAM_W, STREAM_WREC = range(6)
+
+
+def node_stream_key(seed: int, step: int, node_index: int, quantity: int) -> int:
+    """:func:`stream_key` of quantity ``quantity`` (``STREAM_*``) of node ``node_index``."""
+    return stream_key(seed, step, node_index * STREAMS_PER_NODE + quantity)
+
+
+def stllr_trace_step(p, q, r, x, psi, s_prev, spec, psi_frac: int, step: int, node_index: int):
+    """Advance the traces of one plastic node after its forward step; returns ``(P, Q, R)``.
+
+    ``P`` (shape of the input ``x``) gets the impulse ``x << p_frac``; ``R`` (recurrent
+    layers, else ``None``) gets ``s[t−1] << p_frac``; ``Q`` (spiking layers, else ``None``
+    with ``psi`` ``None``) gets ``round(Ψ >> (psi_frac − q_frac))``. Each decays by its
+    12-bit λ with ``spec.trace_rounding`` and saturates at ``spec.trace_bits``.
+    ``spec`` is a :class:`~quantization.learning_formats.LearningSpec`.
+    """
+
+    def key(quantity):
+        return node_stream_key(spec.seed, step, node_index, quantity)
+
+    bits, rnd = spec.trace_bits, spec.trace_rounding
+    p = trace_int_step(p, x << spec.p_frac, spec.lam_pre, bits, rnd, key(STREAM_P))
+    if r is not None:
+        r = trace_int_step(r, s_prev << spec.p_frac, spec.lam_pre, bits, rnd, key(STREAM_R))
+    if psi is not None:
+        k = psi_frac - spec.q_frac
+        noise = stochastic_noise(psi, k, key(STREAM_QIMP)) if rnd == "stochastic" else None
+        impulse = round_shift(psi, k, rnd, noise)
+        q = trace_int_step(q, impulse, spec.lam_post, bits, rnd, key(STREAM_Q))
+    return p, q, r
+
+
+def synapse_correlation(kind: str, a, x, w_shape, stride=(1, 1), padding=(0, 0),
+                        dilation=(1, 1), groups: int = 1):  # fmt: skip
+    """``Σ`` over samples (and positions) of the post factor ``a`` times the pre quantity ``x``,
+    in the weight's shape: ``aᵀx`` for ``kind == "dense"``, the weight gradient of the
+    convolution for ``"conv"``. numpy inputs are one sample (``[out]``/``[C, H, W]``),
+    torch inputs a batch."""
+    if not isinstance(a, torch.Tensor):
+        a, x = np.asarray(a)[None], np.asarray(x)[None]
+    if kind == "conv":
+        return int_conv2d_weight(x, tuple(w_shape), a, stride, padding, dilation, groups)
+    return int_outer_sum(a, x)
+
+
+def stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key: int, correlate):
+    """One S-TLLR update of ``w``; returns ``(new W, ΔW before saturation)``::
+
+        acc = a_pre · corr(g, P) + a_post · corr(h, x << p_frac)     (no h: first term only)
+        W  ← sat(W + round_stoch(−acc · lr_mant / 2^lr_shift))
+
+    ``g, h`` from :func:`stllr_eligibility_terms` (a readout: ``g = L``, ``h = None``);
+    ``pre_trace``/``pre_input`` are ``P, x`` (or ``R, s[t−1]`` for recurrent weights);
+    ``correlate(a, x)`` is :func:`synapse_correlation` bound to the layer.
+    """
+    acc = spec.a_pre * correlate(g, pre_trace)
+    if h is not None:
+        acc = acc + spec.a_post * correlate(h, pre_input << spec.p_frac)
+    return weight_update(w, acc, spec.lr_mant, spec.lr_shift, spec.w_min, spec.w_max, key)
+
+
+def readout_int_step(o, a, dv: int, bias=None):
+    """Non-spiking integrator: ``o[t] = clip24(decay(o[t−1], dv) + (a[t] << 6) + bias)``.
+
+    ``o`` ``None`` is the zero state; ``dv = 4096`` keeps no memory of ``o[t−1]``.
+    """
+    new = (a << ACT_SHIFT) + (0 if bias is None else bias)
+    if o is not None:
+        new = new + decay_toward_zero(o, dv)
+    return saturate(new, -UV_LIMIT + 1, UV_LIMIT - 1)
+
+
+def add_shifted(inputs, shifts=()):
+    """``Σ_i inputs[i] << shifts[i]`` (``shifts`` empty: all 0)."""
+    shifts = tuple(shifts) or (0,) * len(inputs)
+    out = inputs[0] << shifts[0]
+    for x, k in zip(inputs[1:], shifts[1:], strict=True):
+        out = out + (x << k)
+    return out
+
+
+def global_sum_pool(x):
+    """Sum over the two spatial axes (the last two): ``[(B,) C, H, W] → [(B,) C]``."""
+    if isinstance(x, torch.Tensor):
+        return x.sum(dim=(-2, -1))
+    return np.asarray(x).sum(axis=(-2, -1))

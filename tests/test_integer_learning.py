@@ -57,24 +57,20 @@ def _run(node, in_shape, steps, batch, gen, density=0.4, signal_scale=60):
     for t in range(steps):
         x = (torch.rand((batch, *in_shape), generator=gen) < density).to(torch.int64)
         x = x * torch.randint(1, 3, x.shape, generator=gen)  # graded inputs (e.g. pooled)
-        outs = emu.step(x, signals=None)
+        outs = emu.forward(x)
         out = outs[node.name]
         out_shape = tuple(out.shape[1:])
         sig = torch.randint(-signal_scale, signal_scale + 1, out.shape, generator=gen)
         xs = [_to_dict(x[b]) for b in range(batch)]
-        ref_out = ref.step(xs, in_shape, out_shape, emu.step_count - 1)
+        ref_out = ref.step(xs, in_shape, out_shape, emu.t)
         for b in range(batch):
             assert _to_dict(out[b]) == ref_out[b], f"outputs differ at t={t}, sample {b}"
             st = emu.learn[node.name]
             assert _to_dict(st.p[b]) == ref.state[b]["p"], f"pre-trace differs at t={t}"
             if st.q is not None:
                 assert _to_dict(st.q[b]) == ref.state[b]["q"], f"post-trace differs at t={t}"
-        # learning from this step's signal (the emulator's step counter already advanced)
-        emu.step_count -= 1
-        emu._learn(node.name, outs, sig)
-        emu.step_count += 1
-        ref.learn(xs, [_to_dict(sig[b]) for b in range(batch)], in_shape, out_shape,
-                  emu.step_count - 1)  # fmt: skip
+        emu.apply_signals({node.name: sig})  # learning from this step's signal
+        ref.learn(xs, [_to_dict(sig[b]) for b in range(batch)], in_shape, out_shape, emu.t)
         w_now = emu.weights(node.name)["w"]
         assert _to_dict(w_now) == ref.w, f"weights differ after the update at t={t}"
         if ref.w_rec is not None:

@@ -1,0 +1,188 @@
+"""Lava Processes for quantized S-TLLR networks: one per QNetwork node kind (ports and Vars only).
+
+Every Process computes its output **in the same time step** as its input arrives: the
+synapses are fused into the neuron process, so a chain of processes has no per-layer
+delay and reproduces :class:`quantization.emulator.IntegerEmulator` with ``delay=0``
+(Lava's own ``Dense`` would add one step per layer). The ``fixed_pt`` models are in
+:mod:`lava_models.processes.models`; :mod:`lava_models.exporter` builds these Processes
+from a :class:`~quantization.network.QNetwork`.
+
+Layout: ports and Vars keep the toolkit's per-sample layout, ``[C, H, W]`` for feature
+maps (Lava's own ``Conv`` uses ``(W, H, C)``) and ``[N]`` for dense vectors; weights are
+``[out, in]`` (dense) or ``[C_out, C_in/groups, kH, kW]`` (conv), all integers.
+
+Per step, ``x`` the input received on ``s_in`` (integer semantics: docs/fixed_point.md)::
+
+    STLLRLayer   a = W·x (dense or conv) + W_rec·s[t−1];  integer LIF (du = 4095) → s[t]
+                 send s[t]; then, if plastic: traces P, Q (R) advance; if ``ls_in`` is
+                 connected, receive L[t] and apply the S-TLLR weight update
+    ReadoutProcess   o[t] = clip24(decay(o[t−1], dv) + (W·x << 6) + bias); send o[t];
+                 plastic like the emulator's readout (Ψ ≡ 1, no post trace)
+    PoolProcess      max or sum over k×k windows
+    GlobalSumPoolProcess  sum over H, W
+    AddProcess       (a_in << shifts[0]) + (b_in << shifts[1])
+
+Common keyword arguments (``proc_params``): ``node_index`` (keys the random streams:
+``node_index·8 + quantity``), ``step_offset`` (the emulator's global step counter at
+Lava's ``time_step == 1``; the global step is ``step_offset + time_step − 1``),
+``reset_interval`` (0: never; else the state and traces are zeroed at the start of
+every ``reset_interval``-th step, the emulator's ``reset()`` between samples; weights
+keep learning) and ``record_dir``/``record_steps`` (if set, the model writes its output
+of every step and its final state to ``record_dir/<node_index>.npz`` at time step
+``record_steps``; far faster than ``Var.get()``, LAVA.md §6).
+
+This module imports only numpy and Lava (Lava's model discovery executes it, LAVA.md §7).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+
+
+def _common(kw: dict) -> dict:
+    out = {
+        "node_index": 0,
+        "step_offset": 0,
+        "reset_interval": 0,
+        "record_dir": None,
+        "record_steps": 0,
+    }
+    unknown = set(kw) - set(out) - {"name"}
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
+    out.update(kw)
+    return out
+
+
+def _int_array(x, shape=None) -> np.ndarray:
+    a = np.asarray(x, dtype=np.int64)
+    return a if shape is None else a.reshape(shape)
+
+
+class STLLRLayer(AbstractProcess):
+    """Integer spiking layer: dense or conv synapses fused with the integer LIF neuron.
+
+    Parameters (integers as in :class:`quantization.network.SpikingLayer`):
+    ``in_shape``/``out_shape``; ``weight``; ``kind`` ``"dense" | "conv"`` with
+    ``stride, padding, dilation, groups``; ``dv``, ``vth``, ``reset`` (``"soft" | "hard"``);
+    ``bias`` (``bias_mant << bias_exp``, one per output channel); ``weight_rec``
+    (``[out, out]``, recurrent dense weights, optional). Plastic layers also take
+    ``learning`` (a :class:`~quantization.learning_formats.LearningSpec`-like object with
+    integer fields) and ``psi`` = ``(table, shift, half, frac)``.
+
+    Ports: ``s_in`` (``in_shape``), ``s_out`` (``out_shape``, spikes 0/1), ``ls_in``
+    (``out_shape``, the third factor L, 8-bit signed values; leave unconnected for no
+    learning). Vars: ``weights``, ``weight_rec`` (zeros ``[out, out]`` if not recurrent),
+    ``bias``, ``u``, ``v``, ``s`` (last spikes), ``psi`` (last Ψ), ``p`` (pre-trace,
+    ``in_shape``), ``q`` (post-trace), ``r`` (recurrent pre-trace); all int64.
+    """
+
+    def __init__(self, *, in_shape, out_shape, weight, kind="dense", stride=(1, 1),
+                 padding=(0, 0), dilation=(1, 1), groups=1, dv=0, vth=1, reset="soft",
+                 bias=None, weight_rec=None, learning=None, psi=None, **kw):  # fmt: skip
+        in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+        channels = out_shape[0]
+        bias = np.zeros(channels, np.int64) if bias is None else _int_array(bias, (channels,))
+        if kind not in ("dense", "conv"):
+            raise ValueError(f"STLLRLayer: kind must be 'dense' or 'conv', got {kind!r}")
+        if reset not in ("soft", "hard"):
+            raise ValueError(f"STLLRLayer: reset must be 'soft' or 'hard', got {reset!r}")
+        if learning is not None and psi is None:
+            raise ValueError("STLLRLayer: a plastic layer needs its Ψ table (psi=...)")
+        recurrent = weight_rec is not None
+        if recurrent and kind != "dense":
+            raise ValueError("STLLRLayer: recurrent weights need a dense layer")
+        psi_arg = None
+        if psi is not None:
+            table, shift, half, frac = psi
+            psi_arg = (_int_array(table), int(shift), int(half), int(frac))
+        super().__init__(
+            in_shape=in_shape, out_shape=out_shape, kind=kind, stride=tuple(stride),
+            padding=tuple(padding), dilation=tuple(dilation), groups=int(groups), dv=int(dv),
+            vth=int(vth), reset=reset, recurrent=recurrent, learning=learning, psi=psi_arg,
+            **_common(kw),
+        )  # fmt: skip
+        w = _int_array(weight)
+        w_rec = _int_array(weight_rec) if recurrent else np.zeros((channels,) * 2, np.int64)
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=out_shape)
+        self.ls_in = InPort(shape=out_shape)
+        self.weights = Var(shape=w.shape, init=w)
+        self.weight_rec = Var(shape=w_rec.shape, init=w_rec)
+        self.bias = Var(shape=(channels,), init=bias)
+        for name, shape in (("u", out_shape), ("v", out_shape), ("s", out_shape),
+                            ("psi", out_shape), ("p", in_shape), ("q", out_shape),
+                            ("r", out_shape)):  # fmt: skip
+            setattr(self, name, Var(shape=shape, init=np.zeros(shape, np.int64)))
+
+
+class ReadoutProcess(AbstractProcess):
+    """Non-spiking integrator whose state is the logit (``quantization.network.Readout``).
+
+    ``o[t] = clip24(decay(o[t−1], dv) + (W·x << 6) + bias)``; ``dv = 4096`` keeps no memory.
+    Ports: ``s_in`` (``[in]``), ``s_out`` (``[K]``, the integer ``o`` of every step),
+    ``ls_in`` (``[K]``, L). Vars: ``weights`` ``[K, in]``, ``bias``, ``v`` (``o``), ``p``.
+    Plastic with ``learning`` (Ψ ≡ 1, no post trace).
+    """
+
+    def __init__(self, *, in_shape, out_shape, weight, dv=4096, bias=None, learning=None,
+                 **kw):  # fmt: skip
+        in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+        bias = np.zeros(out_shape, np.int64) if bias is None else _int_array(bias, out_shape)
+        super().__init__(in_shape=in_shape, out_shape=out_shape, dv=int(dv), learning=learning,
+                         **_common(kw))  # fmt: skip
+        w = _int_array(weight)
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=out_shape)
+        self.ls_in = InPort(shape=out_shape)
+        self.weights = Var(shape=w.shape, init=w)
+        self.bias = Var(shape=out_shape, init=bias)
+        self.v = Var(shape=out_shape, init=np.zeros(out_shape, np.int64))
+        self.p = Var(shape=in_shape, init=np.zeros(in_shape, np.int64))
+
+
+class PoolProcess(AbstractProcess):
+    """Max or sum (``mode``) over non-overlapping ``kernel × kernel`` windows of ``[C, H, W]``."""
+
+    def __init__(self, *, in_shape, out_shape, mode, kernel, **kw):
+        if mode not in ("max", "sum"):
+            raise ValueError(f"PoolProcess: mode must be 'max' or 'sum', got {mode!r}")
+        super().__init__(in_shape=tuple(in_shape), out_shape=tuple(out_shape), mode=mode,
+                         kernel=int(kernel), **_common(kw))  # fmt: skip
+        self.s_in = InPort(shape=tuple(in_shape))
+        self.s_out = OutPort(shape=tuple(out_shape))
+
+
+class GlobalSumPoolProcess(AbstractProcess):
+    """Sum over every spatial position, ``[C, H, W] → [C]``."""
+
+    def __init__(self, *, in_shape, **kw):
+        in_shape = tuple(in_shape)
+        super().__init__(in_shape=in_shape, out_shape=in_shape[:1], **_common(kw))
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=in_shape[:1])
+
+
+class AddProcess(AbstractProcess):
+    """``(a_in << shifts[0]) + (b_in << shifts[1])``, elementwise (a residual connection)."""
+
+    def __init__(self, *, shape, shifts=(0, 0), **kw):
+        shape, shifts = tuple(shape), tuple(int(k) for k in shifts)
+        if len(shifts) != 2 or min(shifts) < 0:
+            raise ValueError(f"AddProcess: shifts must be two non-negative ints, got {shifts}")
+        super().__init__(shape=shape, shifts=shifts, **_common(kw))
+        self.a_in = InPort(shape=shape)
+        self.b_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+
+
+__all__ = [
+    "AddProcess",
+    "GlobalSumPoolProcess",
+    "PoolProcess",
+    "ReadoutProcess",
+    "STLLRLayer",
+]
