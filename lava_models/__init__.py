@@ -5,8 +5,10 @@ imports Lava, and only inside functions).
   ``Dense``/``Conv``/``LIF`` (``fixed_pt``), bit-exact with the emulator at ``delay=1``;
 * :mod:`lava_models.processes` — the toolkit's own processes (fused synapse + neuron,
   third-factor port, on-device S-TLLR learning), ``fixed_pt`` models calling the
-  shared integer kernels of :mod:`quantization`;
-* :mod:`lava_models.exporter` — node converters (a registry) from a ``QNetwork``;
+  shared integer kernels of :mod:`quantization` and ``floating_pt`` models calling
+  stllr's float step functions (through :mod:`lava_models.float_ops`);
+* :mod:`lava_models.exporter` — node converters (registries) from a ``QNetwork`` or
+  from the float graph of ``quantization.convert.to_float_graph`` (``export_float``);
 * :mod:`lava_models.runner` — runs an exported network with a deadline and always stops it;
 * :mod:`lava_models.runtime` — importing Lava safely next to torch/tqdm.
 """

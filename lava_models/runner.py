@@ -1,10 +1,13 @@
-"""Run a :class:`~quantization.network.QNetwork` in Lava (``fixed_pt``), with on-device learning.
+"""Run a network in Lava with on-device learning: a :class:`~quantization.network.QNetwork`
+(``fixed_pt``) or the float network, a :class:`~lava_models.exporter.FloatNetwork`
+(``floating_pt``).
 
-:func:`run_lava` exports the network (:mod:`lava_models.exporter`), feeds integer input
-frames from a ``RingBuffer`` and, for plastic nodes, a host-computed third factor ``L``
-per step from a second ``RingBuffer`` into the node's ``ls_in`` port. It returns every
-node's output of every step and the final weights, traces and membranes of the
-weighted nodes.
+:func:`run_lava` exports the network (:mod:`lava_models.exporter`), feeds the input
+frames (integers, or floats for the float network) from a ``RingBuffer`` and, for
+plastic nodes, a host-computed third factor ``L`` per step from a second
+``RingBuffer`` into the node's ``ls_in`` port. It returns every node's output of every
+step, the final weights, traces and membranes of the weighted nodes and, for the float
+network, the membrane of every spiking layer at every step.
 
 Reading results: every process records its outputs in memory and writes them, with its
 final state, to one ``.npz`` file in a temporary folder at the last step (LAVA.md §6:
@@ -36,12 +39,31 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lava_models.exporter import export, output_shapes
+from lava_models.exporter import (
+    FloatNetwork,
+    export,
+    export_float,
+    float_output_shapes,
+    output_shapes,
+)
 
 if TYPE_CHECKING:
     from quantization.network import QNetwork
 
 SIGNAL_MIN, SIGNAL_MAX = -128, 127  # the third factor is 8-bit signed (docs/fixed_point.md)
+
+
+@dataclass(frozen=True)
+class _Numerics:
+    """What differs between running a QNetwork and a FloatNetwork."""
+
+    tag: str  # Loihi2SimCfg select_tag
+    dtype: type  # of the RingBuffer data (frames, signals)
+    integer: bool  # frames and signals must be integers
+
+
+_FIXED = _Numerics("fixed_pt", np.int32, True)
+_FLOAT = _Numerics("floating_pt", np.float64, False)
 
 
 class LavaRunError(RuntimeError):
@@ -50,13 +72,16 @@ class LavaRunError(RuntimeError):
 
 @dataclass
 class LavaRunResult:
-    """Integer results of :func:`run_lava` (int64 numpy, the toolkit's layout)."""
+    """Results of :func:`run_lava` (int64 numpy, or float64 for a float network; the
+    toolkit's layout)."""
 
     outputs: dict[str, np.ndarray]  # node → [steps, *shape], its output at every step
     state: dict[str, dict[str, np.ndarray]]  # weighted node → final Vars (weights, v, p, …)
     steps: int
     timing: dict[str, float] = field(default_factory=dict)  # seconds: build, run, read, stop
     vars: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # from Var.get()
+    #: node → Var → [steps, *shape] recorded every step (float spiking layers: ``v``, ũ)
+    per_step: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def weights(self, name: str) -> dict[str, np.ndarray]:
         """``{"w": W}`` (and ``"w_rec"`` for recurrent layers), as the emulator names them."""
@@ -67,18 +92,25 @@ class LavaRunResult:
         return out
 
 
-def to_lava_time_layout(x: np.ndarray) -> np.ndarray:
+def to_lava_time_layout(x: np.ndarray, dtype=np.int32) -> np.ndarray:
     """``[T, *shape]`` (the toolkit's time-first layout) → ``[*shape, T]`` (Lava's
-    ``RingBuffer``: time last), as int32."""
-    return np.ascontiguousarray(np.moveaxis(np.asarray(x), 0, -1)).astype(np.int32)
+    ``RingBuffer``: time last), as int32 (or ``dtype``)."""
+    return np.ascontiguousarray(np.moveaxis(np.asarray(x), 0, -1)).astype(dtype)
 
 
-def _as_steps(x, shape: tuple[int, ...], what: str) -> tuple[np.ndarray, int | None]:
-    """``[T, *shape]`` or ``[N, T, *shape]`` integers → ``([N·T, *shape], T or None)``."""
+def _as_steps(x, shape: tuple[int, ...], what: str,
+              integer: bool = True) -> tuple[np.ndarray, int | None]:  # fmt: skip
+    """``[T, *shape]`` or ``[N, T, *shape]`` → ``([N·T, *shape], T or None)``: int64
+    integers, or (``integer=False``) finite float64 values."""
     a = np.asarray(x)
-    if not (np.issubdtype(a.dtype, np.integer) or np.array_equal(a, np.round(a))):
+    if not integer:
+        a = a.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise ValueError(f"{what}: values must be finite")
+    elif not (np.issubdtype(a.dtype, np.integer) or np.array_equal(a, np.round(a))):
         raise ValueError(f"{what}: values must be integers")
-    a = a.astype(np.int64)
+    else:
+        a = a.astype(np.int64)
     if a.ndim == len(shape) + 1 and tuple(a.shape[1:]) == shape:
         return a, None
     if a.ndim == len(shape) + 2 and tuple(a.shape[2:]) == shape:
@@ -87,7 +119,7 @@ def _as_steps(x, shape: tuple[int, ...], what: str) -> tuple[np.ndarray, int | N
 
 
 def run_lava(
-    qnet: QNetwork,
+    network: QNetwork | FloatNetwork,
     frames,
     signals: Mapping[str, np.ndarray] | None = None,
     *,
@@ -95,68 +127,82 @@ def run_lava(
     timeout_s: float = 120.0,
     var_reads: Mapping[str, Sequence[str]] | None = None,
 ) -> LavaRunResult:
-    """Run ``qnet`` on integer frames ``[T, *input_shape]`` or ``[N, T, *input_shape]``.
+    """Run ``network`` on frames ``[T, *input_shape]`` or ``[N, T, *input_shape]``.
 
-    ``signals``: plastic node name → integer L ``[T_total or N, T, *out_shape]`` in
-    [−128, 127]; those nodes learn at every step (the others keep their weights but
-    advance their traces). ``step_offset``: the emulator's ``step_count`` at the first
-    step (keys the random bits). ``var_reads``: node → Var names to read with
-    ``Var.get()`` after the run. Raises :class:`LavaRunError` on a failed or
-    timed-out run.
+    A :class:`~quantization.network.QNetwork` runs its ``fixed_pt`` models on integer
+    frames; a :class:`~lava_models.exporter.FloatNetwork` (:func:`~lava_models.exporter.
+    float_network`) runs the ``floating_pt`` models on float frames.
+    ``signals``: plastic node name → L ``[T_total or N, T, *out_shape]`` (integers in
+    [−128, 127] for a QNetwork, finite floats for a FloatNetwork); those nodes learn at
+    every step (the others keep their weights; the fixed ones advance their traces).
+    ``step_offset``: the emulator's ``step_count`` at the first step (keys the random
+    bits; QNetwork only). ``var_reads``: node → Var names to read with ``Var.get()`` after
+    the run. Raises :class:`LavaRunError` on a failed or timed-out run.
     """
+    floating = isinstance(network, FloatNetwork)
+    num = _FLOAT if floating else _FIXED
     signals = dict(signals or {})
-    shapes = output_shapes(qnet)  # validates every node before Lava starts
-    x, per_sample = _as_steps(frames, tuple(qnet.input_shape), "frames")
+    # validates every node before Lava starts
+    shapes = float_output_shapes(network) if floating else output_shapes(network)
+    if floating and step_offset:
+        raise ValueError("run_lava: step_offset keys random bits; a FloatNetwork has none")
+    x, per_sample = _as_steps(frames, tuple(network.input_shape), "frames", num.integer)
     steps = int(x.shape[0])
     if steps < 1:
         raise ValueError("run_lava: no time steps")
     lsig = {}
     for name, sig in signals.items():
-        node = qnet.node(name)
-        if getattr(node, "learning", None) is None:
-            raise ValueError(f"node {name!r} has no LearningSpec: it is not plastic")
-        arr, _ = _as_steps(sig, shapes[name], f"signal of {name!r}")
+        node = network.node(name)
+        plastic = name in network.plastic if floating else getattr(node, "learning", None)
+        if not plastic:
+            raise ValueError(f"node {name!r} is not plastic (no LearningSpec / not in plastic)")
+        arr, _ = _as_steps(sig, shapes[name], f"signal of {name!r}", num.integer)
         if arr.shape[0] != steps:
             raise ValueError(f"signal of {name!r}: {arr.shape[0]} steps, the input has {steps}")
-        if arr.min(initial=0) < SIGNAL_MIN or arr.max(initial=0) > SIGNAL_MAX:
+        if num.integer and (arr.min(initial=0) < SIGNAL_MIN or arr.max(initial=0) > SIGNAL_MAX):
             raise ValueError(f"signal of {name!r}: values beyond 8-bit signed [−128, 127]")
         lsig[name] = arr
     timing = {}
     t0 = time.monotonic()
     record_dir = tempfile.mkdtemp(prefix="stllr_lava_")
     try:
-        net = export(qnet, step_offset=step_offset, reset_interval=per_sample or 0,
-                     record_dir=record_dir, record_steps=steps)  # fmt: skip
+        kw = dict(reset_interval=per_sample or 0, record_dir=record_dir, record_steps=steps)
+        if floating:
+            net = export_float(network, **kw)
+        else:
+            net = export(network, step_offset=step_offset, **kw)
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io.source import RingBuffer
 
-        src = RingBuffer(data=to_lava_time_layout(x))
+        src = RingBuffer(data=to_lava_time_layout(x, num.dtype))
         net.connect_input(src.s_out)
         for name, arr in lsig.items():
-            RingBuffer(data=to_lava_time_layout(arr)).s_out.connect(net.nodes[name].signal_port)
+            buf = RingBuffer(data=to_lava_time_layout(arr, num.dtype))
+            buf.s_out.connect(net.nodes[name].signal_port)
         timing["build"] = time.monotonic() - t0
-        with _Session(src, Loihi2SimCfg(select_tag="fixed_pt"), steps, timeout_s) as session:
+        with _Session(src, Loihi2SimCfg(select_tag=num.tag), steps, timeout_s) as session:
             timing["run"] = session.run_s
             t1 = time.monotonic()
-            outputs, state = _read_records(qnet, record_dir)
+            outputs, state, per_step = _read_records(network, record_dir)
             got = {}
             for name, var_names in (var_reads or {}).items():
                 proc = net.nodes[name].process
-                got[name] = {v: _get(getattr(proc, v)) for v in var_names}
+                got[name] = {v: _get(getattr(proc, v), num.integer) for v in var_names}
             timing["read"] = time.monotonic() - t1
         timing["stop"] = session.stop_s
     finally:
         shutil.rmtree(record_dir, ignore_errors=True)
-    return LavaRunResult(outputs, state, steps, timing, got)
+    return LavaRunResult(outputs, state, steps, timing, got, per_step)
 
 
-def _get(var) -> np.ndarray:
-    return np.asarray(var.get()).astype(np.int64)  # Var.get() returns float64 (exact < 2^53)
+def _get(var, integer: bool = True) -> np.ndarray:
+    value = np.asarray(var.get())  # Var.get() returns float64 (integers exact below 2^53)
+    return value.astype(np.int64) if integer else value
 
 
-def _read_records(qnet, record_dir: str):
-    outputs, state = {}, {}
-    for i, n in enumerate(qnet.nodes):
+def _read_records(network, record_dir: str):
+    outputs, state, per_step = {}, {}, {}
+    for i, n in enumerate(network.nodes):
         path = Path(record_dir) / f"{i}.npz"
         if not path.exists():
             raise LavaRunError(f"node {n.name!r}: its process wrote no record ({path.name})")
@@ -166,9 +212,12 @@ def _read_records(qnet, record_dir: str):
         if getattr(n, "weight_rec", None) is None:  # placeholders of a feed-forward layer
             extra.pop("weight_rec", None)
             extra.pop("r", None)
+        steps = {k[len("step_") :]: extra.pop(k) for k in list(extra) if k.startswith("step_")}
+        if steps:
+            per_step[n.name] = steps
         if extra:
             state[n.name] = extra
-    return outputs, state
+    return outputs, state, per_step
 
 
 class _Session:

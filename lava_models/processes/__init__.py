@@ -1,9 +1,10 @@
-"""Lava Processes (and their ``fixed_pt`` models) for quantized S-TLLR networks.
+"""Lava Processes for S-TLLR networks, with ``fixed_pt`` and ``floating_pt`` models.
 
 A dedicated subpackage because Lava's model discovery imports every module of this
 package and executes every file in this folder when it compiles one of these
-Processes (LAVA.md §7, pitfall 4): keep only ``process.py`` (numpy + Lava) and
-``models.py`` (plus the toolkit's integer kernels) here, without side effects.
+Processes (LAVA.md §7, pitfall 4): keep only ``process.py`` (numpy + Lava),
+``models.py`` (``fixed_pt``, the toolkit's integer kernels) and ``float_models.py``
+(``floating_pt``, stllr's float step functions) here, without side effects.
 """
 
 from lava_models.processes.process import (

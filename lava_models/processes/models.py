@@ -72,10 +72,17 @@ def _var(bits: int) -> LavaPyType:
 
 
 class _NodeModel(PyLoihiProcessModel):
-    """Global step, the reset schedule and the in-process recorder shared by all models."""
+    """Global step, the reset schedule and the in-process recorder shared by all models
+    (the ``floating_pt`` models of :mod:`lava_models.processes.float_models` too)."""
 
     #: Vars written to the record file at ``record_steps`` (besides the outputs).
     STATE: tuple[str, ...] = ()
+    #: Vars recorded at every step as ``step_<name>`` (besides the outputs).
+    PER_STEP: tuple[str, ...] = ()
+    #: dtype of the records (exact integers here; float64 in the float models).
+    RECORD_DTYPE = np.int64
+    #: True for the float models: the process must have been built as a float node.
+    FLOATING = False
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -83,6 +90,18 @@ class _NodeModel(PyLoihiProcessModel):
         # per-sample tensors are tiny.
         torch.set_num_threads(1)
         self._records: list[np.ndarray] | None = [] if proc_params["record_dir"] else None
+        self._per_step: dict[str, list[np.ndarray]] = {k: [] for k in self.PER_STEP}
+        self.check_numerics()
+
+    def check_numerics(self) -> None:
+        """Raise if the process was built for the other kind of model (fixed vs float)."""
+        prm = self.proc_params
+        floating = (prm.get("lif") is not None or prm.get("gamma") is not None
+                    or prm.get("mode") == "avg" or bool(prm.get("average")))  # fmt: skip
+        if floating and not self.FLOATING:
+            raise TypeError(f"{type(self).__name__}: this process was built as a float node "
+                            "(lif=, gamma=, mode='avg' or average=True); run it with "
+                            "floating_pt")  # fmt: skip
 
     def global_step(self) -> int:
         """The emulator's ``step_count`` at this Lava time step."""
@@ -106,10 +125,13 @@ class _NodeModel(PyLoihiProcessModel):
     def record(self, out: np.ndarray) -> None:
         if self._records is None:
             return
-        self._records.append(np.array(out, dtype=np.int64))
+        self._records.append(np.array(out, dtype=self.RECORD_DTYPE))
+        for name, values in self._per_step.items():
+            values.append(np.array(getattr(self, name), dtype=self.RECORD_DTYPE))
         if self.time_step == int(self.proc_params["record_steps"]):
             path = os.path.join(self.proc_params["record_dir"], f"{self.proc_params['node_index']}")
-            state = {k: np.asarray(getattr(self, k), dtype=np.int64) for k in self.STATE}
+            state = {k: np.asarray(getattr(self, k), dtype=self.RECORD_DTYPE) for k in self.STATE}
+            state.update({f"step_{k}": np.stack(v) for k, v in self._per_step.items()})
             with open(path + ".tmp", "wb") as f:
                 np.savez(f, out=np.stack(self._records), **state)
             os.replace(path + ".tmp", path + ".npz")  # the runner waits for complete files

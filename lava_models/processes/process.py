@@ -9,17 +9,27 @@ from a :class:`~quantization.network.QNetwork`.
 
 Layout: ports and Vars keep the toolkit's per-sample layout, ``[C, H, W]`` for feature
 maps (Lava's own ``Conv`` uses ``(W, H, C)``) and ``[N]`` for dense vectors; weights are
-``[out, in]`` (dense) or ``[C_out, C_in/groups, kH, kW]`` (conv), all integers.
+``[out, in]`` (dense) or ``[C_out, C_in/groups, kH, kW]`` (conv).
+
+Fixed or float: by default a Process holds integers (int64 Vars) for its ``fixed_pt``
+model. ``STLLRLayer(lif=LIFParams)`` and ``ReadoutProcess(gamma=γ)`` make a float node
+instead (float64 Vars, the float graph of :func:`quantization.convert.to_float_graph`)
+for the ``floating_pt`` models of :mod:`lava_models.processes.float_models`; the
+weightless processes are the same for both (``PoolProcess(mode="avg")`` and
+``GlobalSumPoolProcess(average=True)`` exist only in float). A float node run with
+``fixed_pt``, or an integer node with ``floating_pt``, raises when the model is built.
 
 Per step, ``x`` the input received on ``s_in`` (integer semantics: docs/fixed_point.md)::
 
     STLLRLayer   a = W·x (dense or conv) + W_rec·s[t−1];  integer LIF (du = 4095) → s[t]
-                 send s[t]; then, if plastic: traces P, Q (R) advance; if ``ls_in`` is
-                 connected, receive L[t] and apply the S-TLLR weight update
-    ReadoutProcess   o[t] = clip24(decay(o[t−1], dv) + (W·x << 6) + bias); send o[t];
-                 plastic like the emulator's readout (Ψ ≡ 1, no post trace)
-    PoolProcess      max or sum over k×k windows
-    GlobalSumPoolProcess  sum over H, W
+                 (float: stllr's ``lif_step``); send s[t]; then, if plastic: traces P, Q
+                 (R) advance; if ``ls_in`` is connected, receive L[t] and apply the
+                 S-TLLR weight update
+    ReadoutProcess   o[t] = clip24(decay(o[t−1], dv) + (W·x << 6) + bias)
+                 (float: γ·o[t−1] + W·x + b); send o[t]; plastic like the emulator's
+                 readout (Ψ ≡ 1, no post trace)
+    PoolProcess      max, sum (or, float only, average) over k×k windows
+    GlobalSumPoolProcess  sum (or, float only, ``average=True``: mean) over H, W
     AddProcess       (a_in << shifts[0]) + (b_in << shifts[1])
 
 Common keyword arguments (``proc_params``): ``node_index`` (keys the random streams:
@@ -62,8 +72,15 @@ def _int_array(x, shape=None) -> np.ndarray:
     return a if shape is None else a.reshape(shape)
 
 
+def _float_array(x, shape=None) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError("non-finite parameter value")
+    return a if shape is None else a.reshape(shape)
+
+
 class STLLRLayer(AbstractProcess):
-    """Integer spiking layer: dense or conv synapses fused with the integer LIF neuron.
+    """Spiking layer: dense or conv synapses fused with the LIF neuron (fixed or float).
 
     Parameters (integers as in :class:`quantization.network.SpikingLayer`):
     ``in_shape``/``out_shape``; ``weight``; ``kind`` ``"dense" | "conv"`` with
@@ -73,40 +90,57 @@ class STLLRLayer(AbstractProcess):
     ``learning`` (a :class:`~quantization.learning_formats.LearningSpec`-like object with
     integer fields) and ``psi`` = ``(table, shift, half, frac)``.
 
+    Float layer (``floating_pt``, :class:`quantization.convert.FloatSpiking`): pass
+    ``lif`` (a :class:`stllr.neuron.LIFParams`: γ, θ_eff, reset; ``dv``/``vth``/``reset``
+    are then unused), float ``weight``/``bias``/``weight_rec`` (Ŵ after weight
+    standardisation), ``psi`` the surrogate's name (``"a"``–``"d"``) and, if plastic,
+    ``learning`` a :class:`lava_models.float_ops.FloatLearning` (lr, S-TLLR factors).
+
     Ports: ``s_in`` (``in_shape``), ``s_out`` (``out_shape``, spikes 0/1), ``ls_in``
-    (``out_shape``, the third factor L, 8-bit signed values; leave unconnected for no
-    learning). Vars: ``weights``, ``weight_rec`` (zeros ``[out, out]`` if not recurrent),
-    ``bias``, ``u``, ``v``, ``s`` (last spikes), ``psi`` (last Ψ), ``p`` (pre-trace,
-    ``in_shape``), ``q`` (post-trace), ``r`` (recurrent pre-trace); all int64.
+    (``out_shape``, the third factor L: 8-bit signed integers, or floats; leave
+    unconnected for no learning). Vars: ``weights``, ``weight_rec`` (zeros ``[out, out]``
+    if not recurrent), ``bias``, ``u`` (the synaptic current of the last step), ``v``
+    (the membrane after reset, stllr's ũ), ``s`` (last spikes), ``psi`` (last Ψ), ``p``
+    (pre-trace, ``in_shape``), ``q`` (post-trace), ``r`` (recurrent pre-trace); int64,
+    or float64 for a float layer.
     """
 
     def __init__(self, *, in_shape, out_shape, weight, kind="dense", stride=(1, 1),
                  padding=(0, 0), dilation=(1, 1), groups=1, dv=0, vth=1, reset="soft",
-                 bias=None, weight_rec=None, learning=None, psi=None, **kw):  # fmt: skip
+                 bias=None, weight_rec=None, learning=None, psi=None, lif=None,
+                 **kw):  # fmt: skip
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
         channels = out_shape[0]
-        bias = np.zeros(channels, np.int64) if bias is None else _int_array(bias, (channels,))
+        floating = lif is not None
+        array, dtype = (_float_array, np.float64) if floating else (_int_array, np.int64)
+        bias = np.zeros(channels, dtype) if bias is None else array(bias, (channels,))
         if kind not in ("dense", "conv"):
             raise ValueError(f"STLLRLayer: kind must be 'dense' or 'conv', got {kind!r}")
+        if floating:
+            reset = lif.reset
         if reset not in ("soft", "hard"):
             raise ValueError(f"STLLRLayer: reset must be 'soft' or 'hard', got {reset!r}")
         if learning is not None and psi is None:
-            raise ValueError("STLLRLayer: a plastic layer needs its Ψ table (psi=...)")
+            raise ValueError("STLLRLayer: a plastic layer needs its Ψ (psi=...)")
         recurrent = weight_rec is not None
         if recurrent and kind != "dense":
             raise ValueError("STLLRLayer: recurrent weights need a dense layer")
         psi_arg = None
-        if psi is not None:
+        if floating:
+            if psi is not None and not isinstance(psi, str):
+                raise ValueError(f"STLLRLayer: a float layer's psi is a name, got {psi!r}")
+            psi_arg = psi
+        elif psi is not None:
             table, shift, half, frac = psi
             psi_arg = (_int_array(table), int(shift), int(half), int(frac))
         super().__init__(
             in_shape=in_shape, out_shape=out_shape, kind=kind, stride=tuple(stride),
             padding=tuple(padding), dilation=tuple(dilation), groups=int(groups), dv=int(dv),
             vth=int(vth), reset=reset, recurrent=recurrent, learning=learning, psi=psi_arg,
-            **_common(kw),
+            lif=lif, **_common(kw),
         )  # fmt: skip
-        w = _int_array(weight)
-        w_rec = _int_array(weight_rec) if recurrent else np.zeros((channels,) * 2, np.int64)
+        w = array(weight)
+        w_rec = array(weight_rec) if recurrent else np.zeros((channels,) * 2, dtype)
         self.s_in = InPort(shape=in_shape)
         self.s_out = OutPort(shape=out_shape)
         self.ls_in = InPort(shape=out_shape)
@@ -116,40 +150,47 @@ class STLLRLayer(AbstractProcess):
         for name, shape in (("u", out_shape), ("v", out_shape), ("s", out_shape),
                             ("psi", out_shape), ("p", in_shape), ("q", out_shape),
                             ("r", out_shape)):  # fmt: skip
-            setattr(self, name, Var(shape=shape, init=np.zeros(shape, np.int64)))
+            setattr(self, name, Var(shape=shape, init=np.zeros(shape, dtype)))
 
 
 class ReadoutProcess(AbstractProcess):
     """Non-spiking integrator whose state is the logit (``quantization.network.Readout``).
 
     ``o[t] = clip24(decay(o[t−1], dv) + (W·x << 6) + bias)``; ``dv = 4096`` keeps no memory.
-    Ports: ``s_in`` (``[in]``), ``s_out`` (``[K]``, the integer ``o`` of every step),
-    ``ls_in`` (``[K]``, L). Vars: ``weights`` ``[K, in]``, ``bias``, ``v`` (``o``), ``p``.
+    Float (``gamma`` given, :class:`quantization.convert.FloatReadout`): ``o[t] = γ·o[t−1]
+    + W·x + b`` (stllr's ``AccumulateStep``; ``dv`` unused, ``learning`` a
+    :class:`lava_models.float_ops.FloatLearning`).
+    Ports: ``s_in`` (``[in]``), ``s_out`` (``[K]``, ``o`` of every step), ``ls_in``
+    (``[K]``, L). Vars: ``weights`` ``[K, in]``, ``bias``, ``v`` (``o``), ``p``.
     Plastic with ``learning`` (Ψ ≡ 1, no post trace).
     """
 
     def __init__(self, *, in_shape, out_shape, weight, dv=4096, bias=None, learning=None,
-                 **kw):  # fmt: skip
+                 gamma=None, **kw):  # fmt: skip
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
-        bias = np.zeros(out_shape, np.int64) if bias is None else _int_array(bias, out_shape)
+        floating = gamma is not None
+        array, dtype = (_float_array, np.float64) if floating else (_int_array, np.int64)
+        bias = np.zeros(out_shape, dtype) if bias is None else array(bias, out_shape)
         super().__init__(in_shape=in_shape, out_shape=out_shape, dv=int(dv), learning=learning,
+                         gamma=None if gamma is None else float(gamma),
                          **_common(kw))  # fmt: skip
-        w = _int_array(weight)
+        w = array(weight)
         self.s_in = InPort(shape=in_shape)
         self.s_out = OutPort(shape=out_shape)
         self.ls_in = InPort(shape=out_shape)
         self.weights = Var(shape=w.shape, init=w)
         self.bias = Var(shape=out_shape, init=bias)
-        self.v = Var(shape=out_shape, init=np.zeros(out_shape, np.int64))
-        self.p = Var(shape=in_shape, init=np.zeros(in_shape, np.int64))
+        self.v = Var(shape=out_shape, init=np.zeros(out_shape, dtype))
+        self.p = Var(shape=in_shape, init=np.zeros(in_shape, dtype))
 
 
 class PoolProcess(AbstractProcess):
-    """Max or sum (``mode``) over non-overlapping ``kernel × kernel`` windows of ``[C, H, W]``."""
+    """Max, sum or (float models only) average over non-overlapping ``kernel × kernel``
+    windows of ``[C, H, W]`` (``mode`` ``"max" | "sum" | "avg"``)."""
 
     def __init__(self, *, in_shape, out_shape, mode, kernel, **kw):
-        if mode not in ("max", "sum"):
-            raise ValueError(f"PoolProcess: mode must be 'max' or 'sum', got {mode!r}")
+        if mode not in ("max", "sum", "avg"):
+            raise ValueError(f"PoolProcess: mode must be 'max', 'sum' or 'avg', got {mode!r}")
         super().__init__(in_shape=tuple(in_shape), out_shape=tuple(out_shape), mode=mode,
                          kernel=int(kernel), **_common(kw))  # fmt: skip
         self.s_in = InPort(shape=tuple(in_shape))
@@ -157,11 +198,13 @@ class PoolProcess(AbstractProcess):
 
 
 class GlobalSumPoolProcess(AbstractProcess):
-    """Sum over every spatial position, ``[C, H, W] → [C]``."""
+    """Sum over every spatial position, ``[C, H, W] → [C]``; ``average=True`` (float models
+    only) divides by ``H·W`` (global average pooling)."""
 
-    def __init__(self, *, in_shape, **kw):
+    def __init__(self, *, in_shape, average=False, **kw):
         in_shape = tuple(in_shape)
-        super().__init__(in_shape=in_shape, out_shape=in_shape[:1], **_common(kw))
+        super().__init__(in_shape=in_shape, out_shape=in_shape[:1], average=bool(average),
+                         **_common(kw))  # fmt: skip
         self.s_in = InPort(shape=in_shape)
         self.s_out = OutPort(shape=in_shape[:1])
 

@@ -1,0 +1,253 @@
+"""``floating_pt`` ProcessModels of :mod:`lava_models.processes.process` (one per Process).
+
+The float network of :func:`quantization.convert.to_float_graph` (Ŵ after weight
+standardisation, LIF γ/θ_eff/reset, Ψ, S-TLLR factors) run in float64. Each model is
+glue around the functions the torch model runs (DESIGN.md principles 1 and 3):
+``stllr.neuron.lif_step``, ``stllr.factors.trace_step``, the surrogates of
+``stllr.surrogates``, stllr's synapse operators and fast S-TLLR weight gradient and
+``AccumulateStep`` for the readout (through :mod:`lava_models.float_ops`). Nothing is
+rounded or saturated; the ports carry float64.
+
+Per Lava time step ``t``, with ``x`` received on ``s_in`` (one sample, no batch axis;
+a batch axis of 1 is added for the torch calls)::
+
+    STLLRLayer      I = Ŵ x + b (+ Ŵ_rec s[t−1]);  s, v, ũ = lif_step(I, ũ[t−1]);  send s
+                    plastic:  P = trace_step(P, x, λ_pre);  Ψ = psi(v);
+                              Q' = trace_step(Q, Ψ, λ_post);  R = trace_step(R, s[t−1], λ_pre)
+                    ls_in connected: receive L;  Ŵ ← Ŵ − lr · (α_pre Σ (L⊙Ψ)ᵀ P
+                              + α_post Σ (L⊙Q[t−1])ᵀ x), Ŵ_rec the same with R and s[t−1]
+    ReadoutProcess  o, P = AccumulateStep(x, W, b, P, o[t−1], γ, λ_pre);  send o;
+                    ls_in connected: W ← W − lr · Lᵀ P
+    PoolProcess     F.max_pool2d / F.avg_pool2d / window sum
+    GlobalSumPoolProcess  mean over H·W (``average=True``, the float graph's
+                    FloatGlobalPool) or the sum
+    AddProcess      a·2^shifts[0] + b·2^shifts[1]
+
+So the update is the online (every step) S-TLLR step on the effective weights Ŵ
+themselves: the device learns Ŵ directly (weight standardisation is not part of the
+exported network, as ``weight_std=False`` in the torch layers). The timing, the reset
+schedule and the records are those of the ``fixed_pt`` models
+(:class:`lava_models.processes.models._NodeModel`).
+
+Absolute imports only: Lava's model discovery executes this file outside its package
+(LAVA.md §7, pitfall 4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from lava_models.float_ops import (
+    FLOAT_DTYPE,
+    add_scaled,
+    batch,
+    global_pool,
+    pool2d,
+    sample,
+    synapse_ops,
+    tensor,
+    weight_gradient,
+)
+from lava_models.processes.models import _NodeModel
+from lava_models.processes.process import (
+    AddProcess,
+    GlobalSumPoolProcess,
+    PoolProcess,
+    ReadoutProcess,
+    STLLRLayer,
+)
+from stllr.factors import trace_step
+from stllr.functional.readout import AccumulateStep
+from stllr.neuron import lif_step
+from stllr.surrogates import get_surrogate
+from stllr.synapse_ops import DenseOps
+
+
+def _in_port() -> LavaPyType:
+    return LavaPyType(PyInPort.VEC_DENSE, FLOAT_DTYPE)
+
+
+def _out_port() -> LavaPyType:
+    return LavaPyType(PyOutPort.VEC_DENSE, FLOAT_DTYPE)
+
+
+def _var() -> LavaPyType:
+    return LavaPyType(np.ndarray, FLOAT_DTYPE)
+
+
+class _FloatNodeModel(_NodeModel):
+    """float64 records; outputs must stay finite."""
+
+    RECORD_DTYPE = FLOAT_DTYPE
+    FLOATING = True
+    #: the proc_param that marks a float node (None: the process has no numeric params)
+    FLOAT_PARAM: str | None = None
+
+    def check_numerics(self) -> None:
+        key = self.FLOAT_PARAM
+        if key is not None and self.proc_params.get(key) is None:
+            raise TypeError(f"{type(self).__name__}: this process was built as an integer "
+                            f"node (no {key}=); run it with fixed_pt or export the float "
+                            "network (lava_models.exporter.export_float)")  # fmt: skip
+
+    def send(self, out: np.ndarray) -> None:
+        if not np.isfinite(out).all():
+            raise FloatingPointError(f"{type(self).__name__}: non-finite output")
+        self.s_out.send(np.asarray(out, dtype=FLOAT_DTYPE))
+
+    def receive(self, port) -> torch.Tensor:
+        return batch(port.recv())
+
+
+@implements(proc=STLLRLayer, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySTLLRLayerModelFloat(_FloatNodeModel):
+    """Synapses + LIF + online S-TLLR in float64 (see the module docstring)."""
+
+    s_in: PyInPort = _in_port()
+    ls_in: PyInPort = _in_port()
+    s_out: PyOutPort = _out_port()
+    weights: np.ndarray = _var()
+    weight_rec: np.ndarray = _var()
+    bias: np.ndarray = _var()
+    u: np.ndarray = _var()
+    v: np.ndarray = _var()
+    s: np.ndarray = _var()
+    psi: np.ndarray = _var()
+    p: np.ndarray = _var()
+    q: np.ndarray = _var()
+    r: np.ndarray = _var()
+    STATE = ("weights", "weight_rec", "u", "v", "s", "psi", "p", "q", "r")
+    PER_STEP = ("v",)
+    FLOAT_PARAM = "lif"
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        prm = proc_params
+        self.ops = synapse_ops(prm["kind"], prm["stride"], prm["padding"], prm["dilation"],
+                               prm["groups"])  # fmt: skip
+        self.lif = prm["lif"]
+        self.recurrent = bool(prm["recurrent"])
+        self.spec = prm["learning"]
+        self.surrogate = None if prm["psi"] is None else get_surrogate(prm["psi"])
+
+    def run_spk(self) -> None:
+        if self.starts_sample():
+            self.zero("u", "v", "s", "psi", "p", "q", "r")
+        x = self.receive(self.s_in)
+        s_prev = batch(self.s)
+        current = self.ops.current(x, tensor(self.weights), tensor(self.bias))
+        if self.recurrent:
+            current = current + self.ops.current(s_prev, tensor(self.weight_rec), None)
+        s, v_c, u = lif_step(current, batch(self.v), self.lif)
+        self.send(sample(s))  # before ls_in: a signal computed from this output cannot deadlock
+        self.u, self.v, self.s = sample(current), sample(u), sample(s)
+        if self.spec is not None:
+            self.learn(x, s_prev, v_c)
+        self.record(self.s)
+
+    def learn(self, x, s_prev, v_c) -> None:
+        f = self.spec.factors
+        p = trace_step(batch(self.p), x, f.lambda_pre)
+        psi = self.surrogate(v_c)
+        q_prev = batch(self.q)
+        self.p, self.psi = sample(p), sample(psi)
+        self.q = sample(trace_step(q_prev, psi, f.lambda_post))
+        r = None
+        if self.recurrent:  # R[t] = λ_pre R[t−1] + s[t−1]: the trace of this step's input
+            r = trace_step(batch(self.r), s_prev, f.lambda_pre)
+            self.r = sample(r)
+        if not self.ls_in.csp_ports:  # no signal source connected: traces only
+            return
+        signal = self.receive(self.ls_in)
+        lr = self.spec.lr
+        grad = weight_gradient(self.ops, f, signal, psi, q_prev, p, x, self.weights.shape)
+        self.weights = self.weights - lr * grad.numpy()
+        if self.recurrent:
+            grad = weight_gradient(DenseOps(), f, signal, psi, q_prev, r, s_prev,
+                                   self.weight_rec.shape)  # fmt: skip
+            self.weight_rec = self.weight_rec - lr * grad.numpy()
+
+
+@implements(proc=ReadoutProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyReadoutModelFloat(_FloatNodeModel):
+    """``AccumulateStep`` (leaky integrator of ``W·x``, the logits), plastic with Ψ ≡ 1."""
+
+    s_in: PyInPort = _in_port()
+    ls_in: PyInPort = _in_port()
+    s_out: PyOutPort = _out_port()
+    weights: np.ndarray = _var()
+    bias: np.ndarray = _var()
+    v: np.ndarray = _var()
+    p: np.ndarray = _var()
+    STATE = ("weights", "v", "p")
+    FLOAT_PARAM = "gamma"
+
+    def run_spk(self) -> None:
+        if self.starts_sample():
+            self.zero("v", "p")
+        x = self.receive(self.s_in)
+        spec = self.proc_params["learning"]
+        lam = 0.0 if spec is None else spec.factors.lambda_pre
+        w = tensor(self.weights)
+        with torch.no_grad():
+            o, p = AccumulateStep.apply(x, w, tensor(self.bias), batch(self.p),
+                                        batch(self.v), self.proc_params["gamma"], lam)  # fmt: skip
+        self.v, self.p = sample(o), sample(p)
+        self.send(self.v)
+        if spec is not None and self.ls_in.csp_ports:
+            signal = self.receive(self.ls_in)
+            grad = weight_gradient(DenseOps(), spec.factors, signal, None, None, p, x, w.shape)
+            self.weights = self.weights - spec.lr * grad.numpy()
+        self.record(self.v)
+
+
+@implements(proc=PoolProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyPoolModelFloat(_FloatNodeModel):
+    s_in: PyInPort = _in_port()
+    s_out: PyOutPort = _out_port()
+
+    def run_spk(self) -> None:
+        x = self.receive(self.s_in)
+        out = sample(pool2d(x, self.proc_params["mode"], int(self.proc_params["kernel"])))
+        self.send(out)
+        self.record(out)
+
+
+@implements(proc=GlobalSumPoolProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyGlobalSumPoolModelFloat(_FloatNodeModel):
+    s_in: PyInPort = _in_port()
+    s_out: PyOutPort = _out_port()
+
+    def run_spk(self) -> None:
+        out = sample(global_pool(self.receive(self.s_in), bool(self.proc_params["average"])))
+        self.send(out)
+        self.record(out)
+
+
+@implements(proc=AddProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyAddModelFloat(_FloatNodeModel):
+    a_in: PyInPort = _in_port()
+    b_in: PyInPort = _in_port()
+    s_out: PyOutPort = _out_port()
+
+    def run_spk(self) -> None:
+        a, b = self.receive(self.a_in), self.receive(self.b_in)
+        out = sample(add_scaled(a, b, self.proc_params["shifts"]))
+        self.send(out)
+        self.record(out)
