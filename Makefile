@@ -1,17 +1,21 @@
-# The two commands of the README: `make demo` (main job) and `make test` (the test suite).
+# The two commands of the README: `make pipeline` (main job) and `make test` (the test suite).
 # Both create .venv (Python 3.10) and install the project when it is missing or stale.
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.stllr-installed
 
-.PHONY: demo test test-all lint format bench venv
+.PHONY: pipeline demo test test-all lint format bench venv
 
 $(STAMP): pyproject.toml tools/setup-venv tools/find-python310
 	tools/setup-venv $(VENV)
 
 venv: $(STAMP)
 
-## main job: train the SHD-shaped network with S-TLLR on the built-in stand-in data
+## main job: train → quantize → Lava → on-device adaptation → report, on built-in stand-in data
+pipeline: $(STAMP)
+	$(VENV)/bin/stllr pipeline
+
+## training only: the SHD-shaped network with S-TLLR on the built-in stand-in data
 demo: $(STAMP)
 	$(VENV)/bin/stllr demo
 

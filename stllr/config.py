@@ -118,6 +118,16 @@ def _coerce(key: str, value: object, typ, source: str):
     raise TypeError(f"unsupported config type {typ} for {key}")
 
 
+def coerce_value(key: str, value: object, typ, source: str):
+    """``value`` (from TOML or a ``key=value`` string) as ``typ`` (int, float, str, bool or
+    ``tuple[elem, ...]``); a ``ValueError`` naming ``key`` and ``source`` otherwise.
+
+    The rule every config of the toolkit uses (experiment configs here, the sections of a
+    pipeline config in :mod:`pipeline.config`).
+    """
+    return _coerce(key, value, typ, source)
+
+
 def _apply(base: ExperimentConfig, items: Iterable[tuple[str, object]], source: str):
     types_ = field_types()
     changes = {}

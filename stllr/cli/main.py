@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from stllr.cli import compare, demo, evaluate, quantize, train
+from stllr.cli import compare, demo, evaluate, pipeline, quantize, train
 
 
 class UserError(Exception):
@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Train spiking neural networks with S-TLLR (a three-factor, temporally local "
             "learning rule), quantize them and run on-device learning in Lava."
         ),
-        epilog="Example: stllr demo --method stllr-dfa --epochs 3",
+        epilog=(
+            "Examples: stllr demo --method stllr-dfa --epochs 3 · stllr pipeline (train → "
+            "quantize → Lava → on-device adaptation → report, on built-in stand-in data)"
+        ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.add_parser(sub)
@@ -32,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parser(sub)
     quantize.add_parser(sub)
     compare.add_parser(sub)
+    pipeline.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,295 @@
+"""Stage ``adaptation``: the deployed network meets a shifted condition and adapts on device.
+
+The scenario (:mod:`pipeline.shift`, e.g. a noisy sensor) shifts every input. A stream
+of ``adaptation.samples`` labelled, shifted *training* samples arrives one at a time; the
+network learns from them with only its third-factor port (:mod:`pipeline.learners`:
+the host sends ``softmax − onehot`` of each step's logits during the last ``window``
+steps). Accuracy is measured on shifted *test* samples (held out from the stream)
+before, during (the learning curve, every ``eval_every`` samples) and after, and on the
+clean test samples after (what the adaptation cost on the original condition).
+
+Three implementations of the same adaptation:
+
+* **emulator** — :class:`~pipeline.learners.DeviceLearner`: integer on-device S-TLLR;
+* **float** — :class:`~pipeline.learners.FloatLearner`: S-TLLR updates of Ŵ in float;
+* **Lava** — the same stream and the emulator's recorded integer signals fed to
+  :func:`lava_models.runner.run_lava` (host signals are computed from outputs that Lava
+  reproduces bit for bit, so they are Lava's own). Checked: every node's output at every
+  step and the learned weights equal the emulator's. Lava then runs the first
+  ``lava_eval_samples`` shifted test samples with the weights *it* learned, and with the
+  deployed weights (before).
+
+All frames are zero-padded to one length ``T`` (Lava resets every ``T`` steps), so the
+window counts from the end of the padded sample, as in training.
+
+Writes ``adaptation/adaptation.json`` (accuracies, curves, parity, settings) and
+``adaptation/weights.pt`` (plastic weights in float units: float, fixed point as deployed,
+after on-device learning, after float learning; for the report's histograms).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from pipeline import artefacts as A
+from pipeline.lava_inference import emulate, lava_outputs, padded_subset, run_in_lava
+from pipeline.learners import DeviceLearner, FloatLearner, make_plastic, strip_learning
+from pipeline.runner import Context, StageOutput
+from pipeline.shift import make_shift
+from stllr.run import atomic_json, atomic_write_bytes
+
+
+def _pad_to(x: torch.Tensor, steps: int) -> torch.Tensor:
+    if x.shape[0] == steps:
+        return x
+    out = x.new_zeros((steps, *x.shape[1:]))
+    out[: x.shape[0]] = x
+    return out
+
+
+def emulator_predictions(qnet, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    from quantization.emulator import IntegerEmulator
+
+    emu = IntegerEmulator(strip_learning(qnet))
+    return torch.cat(
+        [emu.run(x[:, s : s + batch_size]).predictions() for s in range(0, x.shape[1], batch_size)]
+    )
+
+
+def _acc(pred: torch.Tensor, y: torch.Tensor) -> float:
+    return 100.0 * float((pred == y).double().mean())
+
+
+def _float_weights(qnet, names) -> dict[str, dict[str, torch.Tensor]]:
+    out = {}
+    for name in names:
+        n = qnet.node(name)
+        d = {"w": n.weight.double() * 2.0**n.weight_exp}
+        if getattr(n, "weight_rec", None) is not None:
+            d["w_rec"] = n.weight_rec.double() * 2.0**n.weight_exp
+        out[name] = d
+    return out
+
+
+def _twin_weights(model, names) -> dict[str, dict[str, torch.Tensor]]:
+    modules = dict(model.named_modules())
+    out = {}
+    for name in names:
+        m = modules[name]
+        if hasattr(m, "standardized_weights"):
+            w, w_rec = m.standardized_weights()
+            out[name] = {"w": w.detach().double().clone(), "w_rec": w_rec.detach().double().clone()}
+        elif hasattr(m, "standardized_weight"):
+            out[name] = {"w": m.standardized_weight().detach().double().clone()}
+        else:
+            out[name] = {"w": m.effective_weights()[0].detach().double().clone()}
+    return out
+
+
+def run(ctx: Context) -> StageOutput:
+    from quantization.ptq import quantize_input
+
+    a, train = ctx.cfg.adaptation, ctx.cfg.train
+    data = ctx.data
+    qnet = A.load_qnet(ctx.run_dir)
+    model, _ = A.load_float_model(ctx.run_dir, train, data)
+    shift = make_shift(a)
+    layers = tuple(a.layers)
+
+    # --- the data of the scenario -----------------------------------------------------
+    gen = torch.Generator().manual_seed(a.seed)
+    n_stream = min(a.samples, len(data.train))
+    stream_idx = torch.randperm(len(data.train), generator=gen)[:n_stream].tolist()
+    n_eval = len(data.test) if a.eval_samples == 0 else min(a.eval_samples, len(data.test))
+    xs, ys, _ = padded_subset(data.train, stream_idx, shift, "train")
+    xe, ye, _ = padded_subset(data.test, range(n_eval), shift, "test")
+    xc, yc, _ = padded_subset(data.test, range(n_eval))
+    steps = max(xs.shape[0], xe.shape[0], xc.shape[0])
+    xs, xe, xc = (_pad_to(v, steps) for v in (xs, xe, xc))
+    xs_int = quantize_input(xs, qnet.input_format)
+    checkpoints = sorted({*range(a.eval_every, n_stream + 1, a.eval_every), n_stream})
+
+    # --- on-device learning in the integer emulator ----------------------------------
+    calib = [xs[:, : min(32, n_stream)]]
+    plastic = make_plastic(qnet, layers, calib, a.lr, a.seed)
+    curve_emu = [(0, _acc(emulator_predictions(qnet, xe), ye))]
+    clean_before = _acc(emulator_predictions(qnet, xc), yc)
+    learner = DeviceLearner(plastic, layers, a.window)
+    signals: dict[str, list] = {}
+    outputs: dict[str, list] = {}
+    t0 = time.time()
+    for k in tqdm(
+        range(n_stream),
+        desc="on-device learning (emulator)",
+        unit="sample",
+        disable=not ctx.progress,
+    ):
+        sig, outs = learner.learn_sample(xs_int[:, k : k + 1], int(ys[k]))
+        for name, v in sig.items():
+            signals.setdefault(name, []).append(v)
+        for name, v in outs.items():
+            outputs.setdefault(name, []).append(v)
+        if k + 1 in checkpoints:
+            curve_emu.append((k + 1, _acc(emulator_predictions(learner.network(), xe), ye)))
+    emu_seconds = time.time() - t0
+    learned = learner.network()
+    signals_t = {k: torch.cat(v, dim=1) for k, v in signals.items()}  # [T, N, *out]
+    outputs_t = {k: torch.cat(v, dim=1) for k, v in outputs.items()}
+    clean_after = _acc(emulator_predictions(learned, xc), yc)
+    ctx.log(
+        f"  emulator: shifted {curve_emu[0][1]:.1f}% → {curve_emu[-1][1]:.1f}% after "
+        f"{n_stream} samples; clean {clean_before:.1f}% → {clean_after:.1f}% [{emu_seconds:.0f} s]"
+    )
+
+    # --- the same adaptation in float ---------------------------------------------------
+    fl = FloatLearner(model, layers, a.lr, a.window)
+    curve_float = [(0, _acc(fl.predict(xe), ye))]
+    float_clean_before = _acc(fl.predict(xc), yc)
+    t0 = time.time()
+    for k in tqdm(
+        range(n_stream), desc="S-TLLR learning (float)", unit="sample", disable=not ctx.progress
+    ):
+        fl.learn_sample(xs[:, k : k + 1], int(ys[k]))
+        if k + 1 in checkpoints:
+            curve_float.append((k + 1, _acc(fl.predict(xe), ye)))
+    float_seconds = time.time() - t0
+    float_clean_after = _acc(fl.predict(xc), yc)
+    ctx.log(
+        f"  float: shifted {curve_float[0][1]:.1f}% → {curve_float[-1][1]:.1f}% "
+        f"[{float_seconds:.0f} s]"
+    )
+
+    # --- Lava: the same stream and signals, then before/after on held-out samples -------
+    lava = None
+    if ctx.cfg.lava.enabled:
+        lava = _lava_part(ctx, qnet, plastic, learned, layers, xs_int, signals_t, outputs_t, xe, ye)
+
+    # --- results -------------------------------------------------------------------------
+    names = list(layers)
+    weights = {
+        "float_before": _twin_weights(model, names),
+        "fixed_before": _float_weights(qnet, names),
+        "device_after": _float_weights(learned, names),
+        "float_after": _twin_weights(fl.model, names),
+    }
+    buf = io.BytesIO()
+    torch.save(weights, buf)
+    out = ctx.stage_dir("adaptation")
+    atomic_write_bytes(out / "weights.pt", buf.getvalue())
+    changed = {
+        name: int((learned.node(name).weight != qnet.node(name).weight).sum()) for name in names
+    }
+    result = {
+        "scenario": a.scenario,
+        "description": shift.describe(),
+        "settings": {
+            "layers": names,
+            "lr": a.lr,
+            "window": a.window,
+            "steps": steps,
+            "stream_samples": n_stream,
+            "eval_samples": n_eval,
+        },
+        "accuracy": {
+            "emulator": {
+                "before": curve_emu[0][1],
+                "after": curve_emu[-1][1],
+                "clean_before": clean_before,
+                "clean_after": clean_after,
+            },
+            "float": {
+                "before": curve_float[0][1],
+                "after": curve_float[-1][1],
+                "clean_before": float_clean_before,
+                "clean_after": float_clean_after,
+            },
+            "lava": None if lava is None else lava["accuracy"],
+        },
+        "curves": {
+            "samples": [c[0] for c in curve_emu],
+            "emulator": [c[1] for c in curve_emu],
+            "float": [c[1] for c in curve_float],
+        },
+        "weights_changed": changed,
+        "lava": lava,
+        "seconds": {"emulator": emu_seconds, "float": float_seconds},
+    }
+    atomic_json(result, out / "adaptation.json")
+    acc = result["accuracy"]
+    summary = {
+        "description": shift.describe(),
+        "accuracy": acc,
+        "lava_weights_equal": None if lava is None else lava["weights_equal"],
+        "lava_outputs_bit_exact": None if lava is None else lava["outputs_bit_exact"],
+    }
+    e, f = acc["emulator"], acc["float"]
+    line = (
+        f"{shift.describe()}; {n_stream} labelled samples, third factor only: emulator "
+        f"{e['before']:.1f}% → {e['after']:.1f}%, float {f['before']:.1f}% → {f['after']:.1f}%"
+    )
+    if lava is not None:
+        la = lava["accuracy"]
+        line += (
+            f", Lava {la['before']:.1f}% → {la['after']:.1f}% ({lava['eval_samples']} samples); "
+            f"Lava-learned weights {'=' if lava['weights_equal'] else '≠'} emulator's"
+        )
+    return StageOutput(summary, line, (A.ADAPT_JSON, A.ADAPT_WEIGHTS))
+
+
+def _lava_part(ctx, qnet, plastic, learned, layers, xs_int, signals, outputs, xe, ye) -> dict:
+    """Run the adaptation stream in Lava with the emulator's signals; compare; evaluate."""
+    import dataclasses
+
+    from quantization.ptq import quantize_input
+
+    n_stream = xs_int.shape[1]
+    timeout = ctx.cfg.lava.timeout_s
+    ctx.log(
+        f"  Lava fixed_pt: adaptation stream of {n_stream} samples × {xs_int.shape[0]} "
+        "steps with the host's signals"
+    )
+    res = run_in_lava(plastic, xs_int, signals, timeout_s=timeout)
+    got = lava_outputs(res, plastic, n_stream, xs_int.shape[0])
+    out_mismatch = {
+        n.name: int((outputs[n.name].numpy() != got[n.name]).sum()) for n in plastic.nodes
+    }
+    w_mismatch = {}
+    lava_net = plastic
+    for name in layers:
+        lw = res.weights(name)
+        ew = learned.node(name)
+        diff = int((torch.as_tensor(lw["w"]) != ew.weight).sum())
+        kw = {"weight": torch.as_tensor(lw["w"], dtype=torch.int64)}
+        if "w_rec" in lw:
+            diff += int((torch.as_tensor(lw["w_rec"]) != ew.weight_rec).sum())
+            kw["weight_rec"] = torch.as_tensor(lw["w_rec"], dtype=torch.int64)
+        w_mismatch[name] = diff
+        lava_net = lava_net.replace_node(dataclasses.replace(lava_net.node(name), **kw))
+    n_eval = min(ctx.cfg.adaptation.lava_eval_samples, xe.shape[1])
+    xe_int = quantize_input(xe[:, :n_eval], qnet.input_format)
+    y = ye[:n_eval]
+    out_name = qnet.nodes[-1].name
+    preds = {}
+    for when, net in (("before", qnet), ("after", strip_learning(lava_net))):
+        r = run_in_lava(strip_learning(net), xe_int, timeout_s=timeout)
+        lava_logits = lava_outputs(r, net, n_eval, xe_int.shape[0])[out_name].sum(0)
+        emu_logits = emulate(strip_learning(net), xe_int)[out_name].sum(0)
+        preds[when] = (torch.as_tensor(lava_logits).argmax(1), emu_logits.argmax(1))
+    return {
+        "eval_samples": n_eval,
+        "accuracy": {"before": _acc(preds["before"][0], y), "after": _acc(preds["after"][0], y)},
+        "emulator_same_samples": {
+            "before": _acc(preds["before"][1], y),
+            "after": _acc(preds["after"][1], y),
+        },
+        "agreement": {w: float((p[0] == p[1]).double().mean()) for w, p in preds.items()},
+        "weights_mismatched": w_mismatch,
+        "weights_equal": all(v == 0 for v in w_mismatch.values()),
+        "outputs_mismatched": out_mismatch,
+        "outputs_bit_exact": all(v == 0 for v in out_mismatch.values()),
+        "timing_s": res.timing,
+    }

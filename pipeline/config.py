@@ -1,0 +1,315 @@
+"""Pipeline configuration: one TOML file per task, one table per stage, overridable by key.
+
+A pipeline config (``experiments/pipeline/<task>.toml``) holds the tables ``[train]``
+(the keys of :class:`stllr.config.ExperimentConfig`), ``[quantize]``, ``[cost]``,
+``[lava]``, ``[adaptation]`` and ``[report]`` (the fields of the section dataclasses
+below). ``--set section.key=value`` overrides any of them, parsed with the field's type
+(:func:`stllr.config.coerce_value`); unknown tables, keys and badly typed values are
+errors that name the key and the file.
+
+The pipeline owns two training keys: ``name`` is always ``"train"`` and ``out_dir`` the
+run folder, so a run folder holds its training run at ``<run>/train/``; ``trials`` must
+be 1 (the later stages deploy one network).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli
+
+from stllr.config import ExperimentConfig, apply_overrides, coerce_value
+
+#: where the per-task pipeline configs live (``<task with - as _>.toml``)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "pipeline"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class QuantizeSection:
+    """Post-training quantization of the trained network (and the bit sweep of the report)."""
+
+    #: signed weight bits of the deployed network (Loihi: ≤ 8)
+    bits: int = 8
+    #: weight widths of the accuracy-vs-bits sweep (PTQ, integer emulator)
+    sweep_bits: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
+    #: weight range per layer: 100 = max |W|
+    percentile: float = 100.0
+    #: shuffled training batches that calibrate the input format
+    calib_batches: int = 4
+    #: epochs of quantization-aware fine-tuning before the deployed PTQ (0 = PTQ only)
+    qat_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class CostSection:
+    """NeuroBench-style cost metrics of the deployed network on the test split."""
+
+    #: test samples measured (0 = the whole test split)
+    samples: int = 0
+
+
+@dataclass(frozen=True)
+class LavaSection:
+    """Inference of the deployed network in Lava (``fixed_pt``) against the emulator."""
+
+    #: False skips every Lava run (``--skip-lava``); the emulator results stay
+    enabled: bool = True
+    #: test samples run in Lava (the first ones of the test split)
+    samples: int = 16
+    #: deadline of one Lava run in seconds
+    timeout_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class AdaptationSection:
+    """The on-device learning scenario (:mod:`pipeline.shift`, :mod:`pipeline.adaptation`)."""
+
+    #: the shifted condition the deployed network meets (:data:`pipeline.shift.SCENARIOS`)
+    scenario: str = "noisy_sensor"
+    #: noisy_sensor: fraction of the sensor's events that are lost (binomial thinning)
+    event_loss: float = 0.5
+    #: noisy_sensor: probability of a spurious event per channel and time step
+    background: float = 0.02
+    #: noisy_sensor: channels by which the whole input is shifted (a detuned sensor)
+    channel_shift: int = 0
+    #: seed of the shift (events drawn per sample from (seed, split, index))
+    seed: int = 7
+    #: plastic nodes; the last one must be the readout. Hidden nodes get the readout's
+    #: error fed back through the current readout weights (host-computed)
+    layers: tuple[str, ...] = ("rec", "readout")
+    #: learning rate η of the on-device rule (ΔW_eff = −η·e·L), also used in float
+    lr: float = 2e-6
+    #: the third factor is sent at the last ``window`` steps of every sample
+    window: int = 50
+    #: labelled shifted training samples streamed through the network, one at a time
+    samples: int = 100
+    #: evaluate the learning curve every this many adaptation samples
+    eval_every: int = 25
+    #: shifted test samples of the learning curves (0 = the whole test split)
+    eval_samples: int = 0
+    #: shifted test samples run in Lava before and after adaptation
+    lava_eval_samples: int = 16
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """The HTML and markdown report."""
+
+    #: benchmark results with training memory vs T (relative to the repository root);
+    #: when the file is missing, a small measurement is made instead
+    memory_results: str = "benchmarks/results.json"
+    #: test sample shown as a spike raster
+    raster_sample: int = 0
+
+
+SECTIONS: dict[str, type] = {
+    "quantize": QuantizeSection,
+    "cost": CostSection,
+    "lava": LavaSection,
+    "adaptation": AdaptationSection,
+    "report": ReportSection,
+}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    train: ExperimentConfig = field(default_factory=ExperimentConfig)
+    quantize: QuantizeSection = field(default_factory=QuantizeSection)
+    cost: CostSection = field(default_factory=CostSection)
+    lava: LavaSection = field(default_factory=LavaSection)
+    adaptation: AdaptationSection = field(default_factory=AdaptationSection)
+    report: ReportSection = field(default_factory=ReportSection)
+    #: the file it was read from ("" when built in code)
+    source: str = ""
+
+    def as_dict(self) -> dict:
+        d = {"train": self.train.as_dict()}
+        for name in SECTIONS:
+            d[name] = dataclasses.asdict(getattr(self, name))
+        return d
+
+    def settings(self) -> dict:
+        """:meth:`as_dict` without where the run lives (``train.out_dir``): what results
+        depend on, so a moved run folder stays resumable."""
+        d = self.as_dict()
+        d["train"] = {k: v for k, v in d["train"].items() if k != "out_dir"}
+        return d
+
+    def replace(self, **changes) -> PipelineConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _section_types(cls) -> dict[str, object]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _apply_section(section, items: Iterable[tuple[str, object]], name: str, source: str):
+    types_ = _section_types(type(section))
+    changes = {}
+    for key, value in items:
+        if key not in types_:
+            raise ValueError(
+                f"{source}: unknown key {name}.{key}; valid keys of [{name}]: "
+                f"{', '.join(sorted(types_))}"
+            )
+        changes[key] = coerce_value(f"{name}.{key}", value, types_[key], source)
+    return dataclasses.replace(section, **changes)
+
+
+def _finish(cfg: PipelineConfig, run_dir: Path | None) -> PipelineConfig:
+    """Pin the pipeline-owned training keys and check the sections."""
+    train = cfg.train
+    if train.trials != 1:
+        raise ValueError(
+            f"train.trials must be 1 in a pipeline (one deployed network), got {train.trials}"
+        )
+    train = train.replace(name="train", out_dir=str(run_dir) if run_dir is not None else "")
+    cfg = cfg.replace(train=train)
+    check(cfg)
+    return cfg
+
+
+def check(cfg: PipelineConfig) -> None:
+    """One-line errors for values no stage can run with."""
+    q, a, lava = cfg.quantize, cfg.adaptation, cfg.lava
+    for b in (q.bits, *q.sweep_bits):
+        if not 2 <= b <= 16:
+            raise ValueError(f"quantize bits must be in 2..16, got {b}")
+    if not q.sweep_bits:
+        raise ValueError("quantize.sweep_bits must name at least one width")
+    if not 0.0 < q.percentile <= 100.0:
+        raise ValueError(f"quantize.percentile must be in (0, 100], got {q.percentile:g}")
+    if q.calib_batches < 1:
+        raise ValueError(f"quantize.calib_batches must be ≥ 1, got {q.calib_batches}")
+    if q.qat_epochs < 0:
+        raise ValueError(f"quantize.qat_epochs (--qat-epochs) must be ≥ 0, got {q.qat_epochs}")
+    if cfg.cost.samples < 0:
+        raise ValueError(f"cost.samples must be ≥ 0 (0 = all), got {cfg.cost.samples}")
+    if lava.samples < 1 or lava.timeout_s <= 0:
+        raise ValueError("lava.samples must be ≥ 1 and lava.timeout_s > 0")
+    for key in ("samples", "window", "eval_every", "lava_eval_samples"):
+        if getattr(a, key) < 1:
+            raise ValueError(f"adaptation.{key} must be ≥ 1, got {getattr(a, key)}")
+    if a.eval_samples < 0:
+        raise ValueError(f"adaptation.eval_samples must be ≥ 0 (0 = all), got {a.eval_samples}")
+    if not 0.0 <= a.event_loss < 1.0 or not 0.0 <= a.background < 1.0:
+        raise ValueError("adaptation.event_loss and adaptation.background must be in [0, 1)")
+    if not a.lr > 0:
+        raise ValueError(f"adaptation.lr must be > 0, got {a.lr}")
+    if not a.layers:
+        raise ValueError("adaptation.layers must name at least the readout")
+    from pipeline.shift import SCENARIOS
+
+    if a.scenario not in SCENARIOS:
+        raise ValueError(
+            f"unknown adaptation scenario {a.scenario!r}; expected one of {sorted(SCENARIOS)}"
+        )
+
+
+def load_pipeline_config(
+    path: str | os.PathLike,
+    overrides: Iterable[str] = (),
+    run_dir: Path | None = None,
+) -> PipelineConfig:
+    """Read a pipeline TOML, apply ``section.key=value`` overrides, pin the run folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pipeline config {path} does not exist")
+    try:
+        with path.open("rb") as f:
+            table = tomli.load(f)
+    except tomli.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    cfg = from_tables(table, str(path))
+    return _finish(apply_pipeline_overrides(cfg, overrides), run_dir)
+
+
+def from_tables(table: Mapping, source: str) -> PipelineConfig:
+    """A :class:`PipelineConfig` from parsed TOML tables (unknown tables are errors)."""
+    cfg = PipelineConfig(source=source)
+    for name, value in table.items():
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"{source}: top-level key {name!r}; put every key in a table "
+                f"([train], {', '.join(f'[{s}]' for s in SECTIONS)})"
+            )
+        if name == "train":
+            items = [f"{k}={_as_text(v)}" for k, v in value.items()]
+            try:
+                train = apply_overrides(cfg.train, items)
+            except ValueError as exc:
+                raise ValueError(f"{source}: [train] {str(exc).removeprefix('--set: ')}") from None
+            cfg = cfg.replace(train=train)
+        elif name in SECTIONS:
+            cfg = cfg.replace(
+                **{name: _apply_section(getattr(cfg, name), value.items(), name, source)}
+            )
+        else:
+            raise ValueError(
+                f"{source}: unknown table [{name}]; expected [train], "
+                f"{', '.join(f'[{s}]' for s in SECTIONS)}"
+            )
+    return cfg
+
+
+def _as_text(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def apply_pipeline_overrides(cfg: PipelineConfig, overrides: Iterable[str]) -> PipelineConfig:
+    """Apply ``section.key=value`` strings (``--set``); ``train.key`` reaches the experiment."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, sub = key.strip().partition(".")
+        if not sep or not dot or not sub:
+            raise ValueError(
+                f"--set expects section.key=value (e.g. train.epochs=2, adaptation.lr=1e-6), "
+                f"got {item!r}"
+            )
+        sub = sub.replace("-", "_")
+        if section == "train":
+            cfg = cfg.replace(train=apply_overrides(cfg.train, [f"{sub}={value}"]))
+        elif section in SECTIONS:
+            new = _apply_section(getattr(cfg, section), [(sub, value.strip())], section, "--set")
+            cfg = cfg.replace(**{section: new})
+        else:
+            raise ValueError(
+                f"--set {item!r}: unknown section {section!r}; expected train, "
+                f"{', '.join(SECTIONS)}"
+            )
+    return cfg
+
+
+def config_path_for_task(task: str) -> Path:
+    """``experiments/pipeline/<task>.toml``, or a one-line error listing the tasks that have one."""
+    path = CONFIG_DIR / f"{task.replace('-', '_')}.toml"
+    if not path.is_file():
+        raise ValueError(
+            f"no pipeline config for task {task!r} ({path} is missing); tasks with one: "
+            f"{', '.join(pipeline_tasks()) or 'none'}"
+        )
+    return path
+
+
+def pipeline_tasks() -> list[str]:
+    """Tasks that have a pipeline config (the ``task`` of each file's ``[train]`` table)."""
+    tasks = []
+    for p in sorted(CONFIG_DIR.glob("*.toml")):
+        with p.open("rb") as f:
+            tasks.append(str(tomli.load(f).get("train", {}).get("task", p.stem)))
+    return tasks
+
+
+def resolve_repo_path(value: str) -> Path:
+    """A path from a config: absolute as is, relative to the repository root otherwise."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else REPO_ROOT / p

@@ -1,0 +1,108 @@
+"""Stage ``quantize``: post-training quantization (optionally after QAT) and the bit sweep.
+
+Calibrates the input format on a few shuffled training batches, quantizes the trained
+network to ``quantize.bits`` signed weight bits (one power-of-two exponent per layer,
+:mod:`quantization.ptq`) and scores it with the integer emulator on the test split, as
+``stllr quantize`` does; the same for every width of ``quantize.sweep_bits`` (the report's
+accuracy-vs-bits figure). With ``quantize.qat_epochs > 0`` a copy of the model is first
+fine-tuned with quantization-aware training and the deployed network is its PTQ.
+
+Writes ``quantize/quantized.pt`` (the deployed :class:`~quantization.network.QNetwork`),
+``quantize/quantization.json`` (per-layer exponents and errors, input format,
+saturation, float / PTQ / QAT accuracy) and ``quantize/sweep.json`` (accuracy per width,
+in the format of :func:`quantization.report.plot_accuracy_vs_bits`).
+"""
+
+from __future__ import annotations
+
+from tqdm.auto import tqdm
+
+from pipeline import artefacts as A
+from pipeline.runner import Context, StageOutput
+from stllr.run import atomic_json
+
+
+def run(ctx: Context) -> StageOutput:
+    from quantization import report
+
+    q, train = ctx.cfg.quantize, ctx.cfg.train
+    data = ctx.data
+    if q.qat_epochs > 0:
+        report.qat_module()  # a clear error before any work when QAT is missing
+    model, mode = A.load_float_model(ctx.run_dir, train, data)
+    calib = report.calibration_batches(data.train, q.calib_batches, train.batch_size, train.seed)
+    f_acc = report.float_accuracy(model, data.test, train.val_batch_size, ctx.progress)
+    widths = sorted(set(q.sweep_bits) | {q.bits})
+    results = {}
+    for b in tqdm(widths, desc="bit sweep (PTQ)", unit="width", disable=not ctx.progress):
+        results[b] = report.quantize_and_evaluate(
+            model, calib, data.test, train.val_batch_size, b, q.percentile, "ptq", ctx.progress
+        )
+    ptq = results[q.bits]
+    if ptq.error is not None:
+        raise ValueError(f"{q.bits}-bit PTQ failed: {ptq.error}")
+    qat = None
+    if q.qat_epochs > 0:
+        qat = report.qat_and_evaluate(
+            model,
+            mode,
+            data,
+            train,
+            calib,
+            q.bits,
+            q.percentile,
+            q.qat_epochs,
+            ctx.progress,
+            ctx.log,
+        )
+        if qat.error is not None:
+            raise ValueError(f"{q.bits}-bit QAT failed: {qat.error}")
+    deployed = qat if qat is not None else ptq
+    out = ctx.stage_dir("quantize")
+    deployed.qnet.save(out / "quantized.pt")
+    atomic_json(
+        {
+            "weight_bits": q.bits,
+            "percentile": q.percentile,
+            "calib_batches": len(calib),
+            "qat_epochs": q.qat_epochs,
+            "emulator_delay": 0,
+            "test_samples": len(data.test),
+            "input_format": ptq.input_format,
+            "float_accuracy": f_acc,
+            "ptq": {**ptq.as_dict(), "delta_vs_float": ptq.accuracy - f_acc},
+            "qat": None
+            if qat is None
+            else {**qat.as_dict(), "delta_vs_float": qat.accuracy - f_acc},
+            "deployed": deployed.method,
+        },
+        out / "quantization.json",
+    )
+    entry = {
+        "label": train.task,
+        "float_accuracy": f_acc,
+        "test_samples": len(data.test),
+        "ptq": [results[b].as_dict() for b in widths],
+        "qat": [] if qat is None else [qat.as_dict()],
+    }
+    atomic_json(
+        {"bits": widths, "percentile": q.percentile, "entries": [entry]}, out / "sweep.json"
+    )
+    sweep = {b: results[b].accuracy for b in widths}
+    summary = {
+        "bits": q.bits,
+        "float_accuracy": f_acc,
+        "ptq_accuracy": ptq.accuracy,
+        "qat_accuracy": None if qat is None else qat.accuracy,
+        "deployed": deployed.method,
+        "deployed_accuracy": deployed.accuracy,
+        "sweep": {str(b): a for b, a in sweep.items()},
+        "saturation_max_fraction": deployed.saturation.get("max_fraction", 0.0),
+        "test_samples": len(data.test),
+    }
+    cells = ", ".join(f"{b}b {'fail' if a is None else f'{a:.1f}'}" for b, a in sweep.items())
+    line = (
+        f"{q.bits}-bit {deployed.method.upper()} (integer emulator) {deployed.accuracy:.1f}% vs "
+        f"float {f_acc:.1f}% ({deployed.accuracy - f_acc:+.1f} pts); sweep: {cells}"
+    )
+    return StageOutput(summary, line, (A.QNET, A.QUANT_JSON, A.SWEEP_JSON))

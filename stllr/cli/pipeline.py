@@ -1,0 +1,167 @@
+"""stllr pipeline: train → quantize → Lava → on-device adaptation → report, in one run folder.
+
+Stages (each prints a one-line summary; finished stages are skipped on --resume):
+  train       float S-TLLR training of the task's network (the demo's settings by default)
+  quantize    8-bit post-training quantization (optionally after --qat-epochs of QAT),
+              scored with the integer emulator, plus an accuracy-vs-weight-bits sweep
+  cost        NeuroBench cost metrics per layer: synaptic operations, activation
+              sparsity, parameter footprint
+  lava        the deployed network in Lava (fixed_pt) on a few test samples: predictions
+              and every output compared with the emulator
+  adaptation  the network meets a shifted condition (a noisy sensor: lost and spurious
+              events) and adapts from a stream of labelled samples with only its
+              third-factor port; before/after accuracy and learning curves in float, the
+              fixed-point emulator and Lava (whose learned weights must equal the emulator's)
+  report      report/report.html (self-contained, figures embedded) and report/report.md
+
+Without arguments it runs the SHD-like stand-in (generated once, nothing is downloaded)
+in a few minutes on 2 CPU cores. --data PATH runs the real data set instead (task shd
+by default). Settings come from experiments/pipeline/<task>.toml; --set changes any of
+them, e.g. --set train.epochs=2 adaptation.samples=50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+STAGE_LIST = "train, quantize, cost, lava, adaptation, report"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "pipeline",
+        help="train, quantize, run in Lava, adapt on device and write a report, in one go",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Examples:\n"
+            "  stllr pipeline                                  # SHD-like stand-in, a few minutes\n"
+            "  stllr pipeline --resume                         # skip the finished stages\n"
+            "  stllr pipeline --data /datasets                 # real SHD (/datasets/SHD/*.h5)\n"
+            "  stllr pipeline --qat-epochs 1 --out runs/p_qat --set adaptation.lr=2e-6\n"
+            "  stllr pipeline --resume --rerun-from adaptation --set adaptation.samples=200"
+        ),
+    )
+    p.add_argument(
+        "--task",
+        default=None,
+        help="task with a pipeline config in experiments/pipeline/ (default: shd-standin, "
+        "or shd with --data)",
+    )
+    p.add_argument("--data", type=Path, default=None, help="dataset root with the real files")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="pipeline TOML (default: experiments/pipeline/<task>.toml)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="run folder (default: runs/pipeline_<task>)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out: finished stages are skipped, changed or damaged "
+        "ones re-run",
+    )
+    p.add_argument(
+        "--rerun-from",
+        default=None,
+        metavar="STAGE",
+        help=f"with --resume: run this stage and every later one again ({STAGE_LIST})",
+    )
+    p.add_argument("--skip-lava", action="store_true", help="no Lava runs (emulator only)")
+    p.add_argument(
+        "--qat-epochs",
+        type=int,
+        default=None,
+        help="epochs of quantization-aware training before deployment (default: the config's, 0)",
+    )
+    p.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override config values, e.g. train.epochs=2 adaptation.samples=50",
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(run=run)
+
+
+def _resolve(args: argparse.Namespace):
+    """(config, run folder) from the arguments; one-line errors for bad combinations."""
+    from pipeline.config import (
+        config_path_for_task,
+        load_pipeline_config,
+        pipeline_tasks,
+    )
+    from stllr.tasks import task_names
+
+    if args.data is not None and not args.data.exists():
+        raise FileNotFoundError(f"--data {args.data}: no such file or directory")
+    if args.qat_epochs is not None and args.qat_epochs < 0:
+        raise ValueError(f"--qat-epochs must be ≥ 0, got {args.qat_epochs}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be ≥ 0 (0 = torch's choice), got {args.threads}")
+    task = args.task
+    if args.config is not None:
+        path = args.config
+    else:
+        if task is None:
+            task = "shd" if args.data is not None else "shd-standin"
+        if task not in task_names():
+            raise ValueError(
+                f"unknown task {task!r}; tasks with a pipeline: {', '.join(pipeline_tasks())}"
+            )
+        path = config_path_for_task(task)
+    overrides = list(args.set)
+    if args.qat_epochs is not None:
+        overrides.append(f"quantize.qat_epochs={args.qat_epochs}")
+    if args.skip_lava:
+        overrides.append("lava.enabled=false")
+    if args.data is not None:
+        overrides.append(f"train.data={args.data}")
+    cfg = load_pipeline_config(path, overrides)
+    if task is not None and cfg.train.task != task:
+        raise ValueError(f"--task {task} but {path} configures task {cfg.train.task!r}")
+    task = cfg.train.task
+    if args.data is not None and task.endswith("-standin"):
+        raise ValueError(
+            f"--data reads real files but task {task!r} is the built-in stand-in; use "
+            f"--task {task.removesuffix('-standin')} (or leave out --data)"
+        )
+    if args.data is None and not task.endswith("-standin") and not cfg.train.data:
+        raise ValueError(
+            f"task {task!r} reads real files: give --data PATH (or --task {task}-standin)"
+        )
+    if args.skip_lava and args.rerun_from == "lava":
+        raise ValueError("--rerun-from lava and --skip-lava contradict each other")
+    out = args.out if args.out is not None else Path("runs") / f"pipeline_{task.replace('-', '_')}"
+    if (args.resume or args.rerun_from) and not (out / "pipeline.json").is_file():
+        raise ValueError(f"--resume: {out} holds no pipeline run (no {out / 'pipeline.json'})")
+    return load_pipeline_config(path, overrides, run_dir=out), out
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from pipeline import run_pipeline
+
+    cfg, out = _resolve(args)
+    print(f"stllr pipeline: task {cfg.train.task} → {out} (stages: {STAGE_LIST})")
+    summaries = run_pipeline(
+        cfg,
+        out,
+        resume=args.resume or args.rerun_from is not None,
+        rerun_from=args.rerun_from,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    print(f"report: {out / summaries['report']['html']}")
+    return 0

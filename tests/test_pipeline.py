@@ -1,0 +1,415 @@
+"""``stllr pipeline`` end to end on a tiny SHD stand-in, checked against recomputation.
+
+One tiny run (module fixture, ~40 s) is checked by recomputing its numbers independently:
+the deployed network re-scored from ``quantized.pt``, the float model from ``best.pt``, the
+emulator predictions of the Lava subset, the adapted accuracy from the stored weights and
+a freshly re-generated shifted test set, and the cost metrics with a batch-1 loop over
+each sample's real length. Resume tests work on copies of the run folder. The report is
+rendered by headless Chromium (tests/chromium.py) and its figures must load and show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from stllr.cli.main import main
+
+TINY = [
+    "train.epochs=2",
+    "train.hidden=32",
+    "train.standin_train=200",
+    "train.standin_test=40",
+    "quantize.sweep_bits=4,8",
+    "lava.samples=4",
+    "adaptation.layers=rec,readout",
+    "adaptation.samples=6",
+    "adaptation.eval_every=3",
+    "adaptation.eval_samples=20",
+    "adaptation.lava_eval_samples=4",
+]
+STAGES = ("train", "quantize", "cost", "lava", "adaptation", "report")
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["pipeline", "--no-progress", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shd_standin_pipeline")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, data_dir):
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    code, out, err = run_cli("--out", str(run_dir), "--set", *TINY, f"train.data={data_dir}")
+    assert code == 0, err
+    return run_dir, out
+
+
+def _json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def _cfg(run_dir: Path):
+    from pipeline.config import from_tables
+
+    stored = _json(run_dir / "pipeline.json")["config"]
+    return from_tables(stored, "pipeline.json")
+
+
+def test_runs_end_to_end_with_a_line_per_stage(tiny_run):
+    run_dir, out = tiny_run
+    for k, name in enumerate(STAGES, 1):
+        lines = [ln for ln in out.splitlines() if ln.startswith(f"[{k}/6] {name}: ")]
+        assert len(lines) == 2, out  # the title, then the one-line summary
+        marker = _json(run_dir / name / "stage.json")
+        assert marker["stage"] == name and marker["line"] in lines[1]
+        for rel in marker["artefacts"]:
+            assert (run_dir / rel).is_file(), rel
+    for rel in (
+        "train/trial_1/best.pt",
+        "quantize/quantized.pt",
+        "cost/cost.json",
+        "lava/lava.json",
+        "adaptation/adaptation.json",
+        "report/report.html",
+        "report/report.md",
+    ):
+        assert (run_dir / rel).is_file(), rel
+    assert f"report: {run_dir / 'report' / 'report.html'}" in out
+
+
+def test_quantize_numbers_recompute(tiny_run):
+    from pipeline.artefacts import load_float_model
+    from quantization.network import QNetwork
+    from quantization.report import emulator_accuracy, float_accuracy
+    from stllr.tasks import load_task
+
+    run_dir, _ = tiny_run
+    cfg = _cfg(run_dir)
+    data = load_task(cfg.train)
+    q = _json(run_dir / "quantize" / "quantization.json")
+    acc, _ = emulator_accuracy(
+        QNetwork.load(run_dir / "quantize" / "quantized.pt"), data.test, cfg.train.val_batch_size
+    )
+    assert acc == q["ptq"]["accuracy"] == _json(run_dir / "quantize/summary.json")["ptq_accuracy"]
+    model, _ = load_float_model(run_dir, cfg.train, data)
+    f_acc = float_accuracy(model, data.test, cfg.train.val_batch_size)
+    assert f_acc == q["float_accuracy"] == _json(run_dir / "train/summary.json")["best_test_acc"]
+    sweep = _json(run_dir / "quantize" / "sweep.json")
+    assert [r["bits"] for r in sweep["entries"][0]["ptq"]] == [4, 8]
+    assert sweep["entries"][0]["ptq"][1]["accuracy"] == acc
+
+
+def test_lava_agrees_with_emulator_and_recomputes(tiny_run):
+    from pipeline.artefacts import load_qnet
+    from pipeline.lava_inference import emulate, padded_subset
+    from quantization.ptq import quantize_input
+    from stllr.tasks import load_task
+
+    run_dir, _ = tiny_run
+    lava = _json(run_dir / "lava" / "lava.json")
+    assert lava["lava_vs_emulator_agreement"] == 1.0
+    assert lava["bit_exact"] and not any(lava["mismatched_values"].values())
+    data = load_task(_cfg(run_dir).train)
+    x, y, _ = padded_subset(data.test, range(lava["samples"]))
+    qnet = load_qnet(run_dir)
+    pred = emulate(qnet, quantize_input(x, qnet.input_format))["readout"].sum(0).argmax(1)
+    assert pred.tolist() == lava["predictions"]["emulator"] == lava["predictions"]["lava"]
+    assert y.tolist() == lava["labels"]
+    assert lava["accuracy"]["lava"] == 100.0 * float((pred == y).double().mean())
+
+
+def test_adaptation_parity_and_recomputed_accuracy(tiny_run):
+    import dataclasses
+
+    from pipeline.adaptation import emulator_predictions
+    from pipeline.artefacts import load_qnet
+    from pipeline.lava_inference import padded_subset
+    from pipeline.shift import make_shift
+    from stllr.tasks import load_task
+
+    run_dir, _ = tiny_run
+    res = _json(run_dir / "adaptation" / "adaptation.json")
+    assert res["lava"]["weights_equal"] and res["lava"]["outputs_bit_exact"]
+    assert res["lava"]["agreement"] == {"before": 1.0, "after": 1.0}
+    assert res["weights_changed"]["readout"] > 0 and res["weights_changed"]["rec"] > 0
+    assert res["curves"]["samples"] == [0, 3, 6]
+    acc = res["accuracy"]
+    assert res["curves"]["emulator"][0] == acc["emulator"]["before"]
+    assert res["curves"]["emulator"][-1] == acc["emulator"]["after"]
+    assert res["curves"]["float"][-1] == acc["float"]["after"]
+    # the adapted network rebuilt from the stored weights, on a re-generated shifted test set
+    cfg = _cfg(run_dir)
+    data = load_task(cfg.train)
+    qnet = load_qnet(run_dir)
+    learned = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=False)
+    for name, w in learned["device_after"].items():
+        n = qnet.node(name)
+        kw = {
+            k2: torch.round(v / 2.0**n.weight_exp).to(torch.int64)
+            for k2, v in (("weight", w["w"]), ("weight_rec", w.get("w_rec")))
+            if v is not None
+        }
+        assert (kw["weight"] != n.weight).any()
+        qnet = qnet.replace_node(dataclasses.replace(n, **kw))
+    x, y, _ = padded_subset(data.test, range(20), make_shift(cfg.adaptation), "test")
+    steps = res["settings"]["steps"]
+    x = torch.cat([x, x.new_zeros(steps - x.shape[0], *x.shape[1:])])
+    pred = emulator_predictions(qnet, x)
+    assert 100.0 * float((pred == y).double().mean()) == acc["emulator"]["after"]
+
+
+def test_cost_metrics_recompute_per_sample(tiny_run):
+    from pipeline.artefacts import load_qnet
+    from quantization.emulator import IntegerEmulator
+    from quantization.ptq import quantize_input
+    from stllr.tasks import load_task
+
+    run_dir, _ = tiny_run
+    cost = _json(run_dir / "cost" / "cost.json")
+    qnet = load_qnet(run_dir)
+    data = load_task(_cfg(run_dir).train)
+    w_ro = qnet.node("readout").weight
+    fan = (w_ro != 0).sum(0).double()  # nonzero fan-out of each hidden neuron
+    spikes = steps = ops = 0.0
+    for i in range(len(data.test)):
+        x, _ = data.test[i]
+        emu = IntegerEmulator(qnet)
+        xi = quantize_input(x[:, None], qnet.input_format)
+        for t in range(xi.shape[0]):  # the sample's own length, batch 1, no padding
+            s = emu.step(xi[t])["rec"][0].double()
+            spikes += float(s.sum())
+            steps += s.numel()
+            ops += float(s @ fan)
+    assert cost["activation_sparsity"]["rec"] == pytest.approx(1 - spikes / steps, rel=1e-12)
+    row = next(r for r in cost["connections"] if r["layer"] == "readout")
+    assert row["kind"] == "ACs"
+    assert row["effective_per_sample"] == pytest.approx(ops / len(data.test), rel=1e-12)
+    fp = next(r for r in cost["footprint"] if r["layer"] == "rec")
+    assert fp["param_bytes"] == ((700 * 32 + 32 * 32) * 8 + 32 * 13 + 12 + 17) / 8
+    first = next(r for r in cost["connections"] if r["source"] == "input")
+    assert first["kind"] == "MACs"  # event counts per bin are graded
+
+
+def _markers(run_dir: Path) -> dict[str, str]:
+    return {s: (run_dir / s / "stage.json").read_text() for s in STAGES}
+
+
+def test_resume_skips_finished_stages(tiny_run, tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    before = _markers(run_dir)
+    best = (run_dir / "train/trial_1/best.pt").stat().st_mtime_ns
+    code, out, err = run_cli(
+        "--out", str(run_dir), "--resume", "--set", *TINY, f"train.data={data_dir}"
+    )
+    assert code == 0, err
+    assert out.count("finished earlier, skipped") == len(STAGES), out
+    assert _markers(run_dir) == before
+    assert (run_dir / "train/trial_1/best.pt").stat().st_mtime_ns == best
+
+
+def test_deleted_artefact_and_changed_setting_rerun_only_their_stages(tiny_run, tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    before = _markers(run_dir)
+    (run_dir / "lava" / "sample.npz").unlink()
+    code, out, err = run_cli(
+        "--out", str(run_dir), "--resume", "--set", *TINY, f"train.data={data_dir}"
+    )
+    assert code == 0, err
+    assert "lava: Lava fixed_pt inference vs the integer emulator (an artefact is missing" in out
+    after = _markers(run_dir)
+    rerun = {s for s in STAGES if after[s] != before[s]}
+    assert "lava" in rerun and rerun <= {"lava", "report"}, rerun
+    assert (run_dir / "lava" / "sample.npz").is_file()
+    # a changed adaptation setting re-runs the adaptation (and the report), nothing before it
+    code, out, err = run_cli(
+        "--out",
+        str(run_dir),
+        "--resume",
+        "--set",
+        *TINY,
+        f"train.data={data_dir}",
+        "adaptation.samples=3",
+    )
+    assert code == 0, err
+    again = _markers(run_dir)
+    assert {s for s in STAGES if again[s] != after[s]} == {"adaptation", "report"}
+    assert _json(run_dir / "adaptation/adaptation.json")["curves"]["samples"] == [0, 3]
+    # a changed training setting is refused, not silently retrained
+    code, out, err = run_cli(
+        "--out",
+        str(run_dir),
+        "--resume",
+        "--set",
+        *TINY,
+        f"train.data={data_dir}",
+        "train.epochs=3",
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "the finished training used other settings (epochs: 2 → 3)" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "nope"], "unknown task 'nope'"),
+        (["--task", "gesture-standin"], "no pipeline config for task 'gesture-standin'"),
+        (["--task", "shd"], "task 'shd' reads real files: give --data PATH"),
+        (["--data", "/no/such/folder"], "--data /no/such/folder: no such file or directory"),
+        (["--task", "shd-standin", "--data", "."], "is the built-in stand-in"),
+        (["--config", "/no/such.toml"], "pipeline config /no/such.toml does not exist"),
+        (["--set", "epochs=2"], "--set expects section.key=value"),
+        (["--set", "adaptation.nokey=1"], "unknown key adaptation.nokey"),
+        (["--set", "train.nokey=1"], "unknown config key 'nokey'"),
+        (["--set", "adaptation.scenario=flood"], "unknown adaptation scenario 'flood'"),
+        (["--qat-epochs", "-1"], "--qat-epochs must be ≥ 0"),
+        (["--resume", "--out", "/no/such/run"], "holds no pipeline run"),
+        (["--skip-lava", "--rerun-from", "lava"], "contradict"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, tmp_path):
+    out_dir = [] if "--out" in args else ["--out", str(tmp_path / "run")]
+    code, out, err = run_cli(*args, *out_dir)
+    assert code == 2, (out, err)
+    assert err.count("\n") == 1 and err.startswith("stllr: error: "), err
+    assert message in err
+
+
+def test_existing_run_needs_resume_and_stage_names_are_checked(tiny_run):
+    run_dir = str(tiny_run[0])
+    code, _, err = run_cli("--out", run_dir, "--set", *TINY)
+    assert code == 2 and "already holds a pipeline run; pass --resume" in err
+    code, _, err = run_cli("--out", run_dir, "--resume", "--rerun-from", "nope", "--set", *TINY)
+    assert code == 2 and "--rerun-from 'nope': unknown stage" in err and err.count("\n") == 1
+
+
+def test_help_says_what_it_does_with_examples(capsys):
+    for argv in (["--help"], ["pipeline", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+        text = capsys.readouterr().out
+        assert "pipeline" in text and "Example" in text
+
+
+def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
+    from tests.chromium import render_images
+
+    run_dir, _ = tiny_run
+    figures = _json(run_dir / "report/summary.json")["figures"]
+    assert {
+        "accuracy_overview.png",
+        "accuracy_vs_bits.png",
+        "memory_vs_T.png",
+        "spike_raster.png",
+        "weight_histograms.png",
+        "adaptation_curves.png",
+        "synaptic_operations.png",
+    } <= set(figures)
+    images = render_images(run_dir / "report" / "report.html", tmp_path)
+    assert [im["file"] for im in images] == figures
+    for im in images:
+        assert im["complete"] and im["naturalWidth"] > 0 and im["naturalHeight"] > 0, im
+        assert im["width"] > 100 and im["height"] > 50, im
+        assert im["display"] != "none" and im["visibility"] == "visible", im
+        assert float(im["opacity"]) > 0 and im["left"] >= 0, im
+    md = (run_dir / "report" / "report.md").read_text()
+    for f in figures:
+        assert f"](figures/{f})" in md and (run_dir / "report" / "figures" / f).is_file()
+
+
+def test_chromium_probe_sees_broken_and_hidden_images(tmp_path):
+    """The probe is not vacuous: a broken image has no natural size, a hidden one no box."""
+    from tests.chromium import render_images
+
+    page = tmp_path / "page.html"
+    page.write_text(
+        '<!DOCTYPE html><html><body><img data-file="broken" src="data:image/png;base64,AAAA">'
+        '<img data-file="hidden" style="display:none" src="data:image/gif;base64,R0lGODlhAQAB'
+        'AIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"></body></html>'
+    )
+    broken, hidden = render_images(page, tmp_path)
+    assert broken["file"] == "broken" and broken["naturalWidth"] == 0
+    assert hidden["display"] == "none" and hidden["width"] == 0 and hidden["naturalWidth"] == 1
+
+
+def test_skip_lava_reruns_lava_dependent_stages_without_lava(tiny_run, tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    before = _markers(run_dir)
+    code, out, err = run_cli(
+        "--out", str(run_dir), "--resume", "--skip-lava", "--set", *TINY, f"train.data={data_dir}"
+    )
+    assert code == 0, err
+    after = _markers(run_dir)
+    assert {s for s in STAGES if after[s] != before[s]} == {"lava", "adaptation", "report"}
+    assert _json(run_dir / "lava/lava.json") == {"skipped": True}
+    res = _json(run_dir / "adaptation/adaptation.json")
+    assert res["lava"] is None and res["accuracy"]["lava"] is None
+    md = (run_dir / "report/report.md").read_text()
+    assert "skipped (--skip-lava)" in md and "spike_raster.png" not in md
+
+
+def test_interrupted_training_continues_from_its_checkpoint(tmp_path, data_dir):
+    """A training stage without a done-marker but with a checkpoint resumes after its last
+    epoch (bit-identical continuation is stllr.run's job, tested in test_run_and_cli)."""
+    from pipeline import STAGES as ALL
+    from pipeline.config import apply_pipeline_overrides, config_path_for_task, load_pipeline_config
+    from pipeline.runner import run_stages
+
+    run_dir = tmp_path / "run"
+    sets = [*TINY, f"train.data={data_dir}"]
+    cfg = load_pipeline_config(config_path_for_task("shd-standin"), sets, run_dir=run_dir)
+    logs: list[str] = []
+    run_stages(ALL[:1], cfg, run_dir, progress=False, log=logs.append)
+    (run_dir / "train" / "stage.json").unlink()  # as if stopped before the marker was written
+    cfg3 = apply_pipeline_overrides(cfg, ["train.epochs=3"])
+    logs.clear()
+    run_stages(ALL[:1], cfg3, run_dir, resume=True, progress=False, log=logs.append)
+    assert any("resuming after epoch 2" in line for line in logs), logs
+    assert [m["epoch"] for m in _json(run_dir / "train/trial_1/metrics.json")] == [1, 2, 3]
+
+
+def test_float_twin_computes_the_same_function_and_learns_only_plastic_weights():
+    from pipeline.learners import FloatLearner, float_twin
+    from stllr.models.shd import SHDNetSTLLR
+    from stllr.training import evaluate_batch
+
+    torch.manual_seed(0)
+    model = SHDNetSTLLR(num_inputs=40, hidden=16, num_classes=5).eval()
+    x = (torch.rand(30, 3, 40) < 0.2).float()
+    twin = float_twin(model, ["rec", "readout"])
+    assert not twin.rec.weight_std and model.rec.weight_std
+    torch.testing.assert_close(evaluate_batch(twin, x).logits, evaluate_batch(model, x).logits)
+    learner = FloatLearner(model, ["readout"], lr=1e-2, window=10)
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    learner.learn_sample(x[:, :1], 2)
+    after = learner.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"readout.weight"}
+
+
+def test_memory_points_fall_back_to_a_small_measurement(tmp_path):
+    from pipeline.memory import memory_points
+
+    points, source = memory_points(tmp_path / "missing.json")
+    assert source == "measured now, small network"
+    by = {(p["mode"], p["T"]): p["mib"] for p in points}
+    assert by[("stllr", 10)] == by[("stllr", 80)] > 0  # flat in T
+    assert by[("bptt", 80)] > 6 * by[("bptt", 10)]  # grows with T
+    bench, source = memory_points(Path(__file__).parents[1] / "benchmarks" / "results.json")
+    assert source.startswith("results.json") and {p["mode"] for p in bench} == {"stllr", "bptt"}
