@@ -20,6 +20,8 @@ import pytest
 import torch
 
 import lava_models.runtime
+from hw_tests.parity import dense_chain_qnet
+from hw_tests.parity import emulate_delay1 as _emulate
 from lava_models.builtin import (
     UnsupportedNodeError,
     check_builtin_supported,
@@ -27,8 +29,6 @@ from lava_models.builtin import (
     lif_kwargs,
     run_builtin,
 )
-from quantization.convert import register_converter, stllr_layer_spec
-from quantization.emulator import IntegerEmulator
 from quantization.loihi import (
     LIFFixedParams,
     LIFFixedState,
@@ -37,71 +37,14 @@ from quantization.loihi import (
     lif_int_step,
 )
 from quantization.network import QNetwork, Readout, SpikingLayer
-from quantization.ptq import PTQConfig, quantize_model
-from stllr.layers.stllr_layers import LinearSTLLR
-from stllr.models.base import SpikingModel
-from stllr.neuron import LIFParams
 
 T = 30
 
 
-class DenseChain(SpikingModel):
-    """A feed-forward chain of ``LinearSTLLR`` layers (the test's float model)."""
-
-    def __init__(self, sizes, lifs):
-        super().__init__((sizes[0],), sizes[-1])
-        self.layers = torch.nn.ModuleList(
-            LinearSTLLR(i, o, lif=p) for i, o, p in zip(sizes[:-1], sizes[1:], lifs, strict=True)
-        )
-
-    def forward(self, x, target=None):
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-
-def _convert_chain(model, factors):
-    specs, prev = [], "input"
-    for i, layer in enumerate(model.layers):
-        specs.append(stllr_layer_spec(layer, f"fc{i}", (prev,), factors))
-        prev = f"fc{i}"
-    return specs
-
-
-register_converter(DenseChain, _convert_chain)
-
-# (sizes, [(leak, threshold)] per layer, input rate)
-ARCHS = {
-    "2layer": ((30, 20, 10), [(2.0, 0.6), (0.5, 0.8)], 0.3),
-    "3layer": ((30, 24, 16, 8), [(3.0, 0.5), (0.0, 0.7), (1.0, 0.55)], 0.35),
-}
-
-
 def _quantized(arch: str, seed: int, bits: int):
-    sizes, lif_cfg, rate = ARCHS[arch]
-    torch.manual_seed(seed)
-    lifs = [LIFParams(leak=lk, threshold=th, reset="hard") for lk, th in lif_cfg]
-    model = DenseChain(sizes, lifs)
-    with torch.no_grad():
-        for layer in model.layers:  # non-zero biases, and a gain that drives the next layer
-            layer.bias.uniform_(-0.7, 0.4)
-            layer.gain.fill_(2.0)
-    g = torch.Generator().manual_seed(1000 + seed)
-    x = (torch.rand(T, 1, sizes[0], generator=g) < rate).float()
-    qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=bits))
-    return qnet, x[:, 0].numpy().astype(np.int64)
-
-
-def _emulate(qnet: QNetwork, x: np.ndarray) -> dict:
-    emu = IntegerEmulator(qnet, delay=1)
-    rec = {n.name: {"s": [], "u": [], "v": []} for n in qnet.nodes}
-    for t in range(x.shape[0]):
-        outs = emu.step(torch.as_tensor(x[t])[None])
-        for n in qnet.nodes:
-            st = emu.state[n.name]
-            for key, val in (("s", outs[n.name]), ("u", st.u), ("v", st.v)):
-                rec[n.name][key].append(val[0].numpy().astype(np.int64))
-    return {k: {q: np.stack(v) for q, v in r.items()} for k, r in rec.items()}
+    """PTQ of a hard-reset ``DenseChain`` (``hw_tests.parity.DENSE_ARCHS``) and its
+    binary input ``[T, in]``."""
+    return dense_chain_qnet(arch, seed, bits, steps=T)
 
 
 def _numpy_reference(qnet: QNetwork, x: np.ndarray) -> dict:

@@ -22,6 +22,9 @@ import pytest
 import torch
 
 import lava_models.runtime
+from hw_tests.parity import ConvChain, conv_chain_qnet
+from hw_tests.parity import emulate_delay1 as _emulate
+from hw_tests.parity import hard_lif as _lif
 from lava_models.builtin import (
     UnsupportedNodeError,
     check_builtin_supported,
@@ -32,98 +35,16 @@ from lava_models.builtin import (
     to_lava_shape,
 )
 from quantization import emulator as emulator_module
-from quantization.convert import register_converter, stllr_layer_spec
-from quantization.emulator import IntegerEmulator
 from quantization.network import Pool, QNetwork, Readout, SpikingLayer
 from quantization.ptq import PTQConfig, quantize_model
-from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR
-from stllr.models.base import SpikingModel
-from stllr.neuron import LIFParams
 
 T = 20
 
 
-class ConvChain(SpikingModel):
-    """Conv2dSTLLR layers, then optional LinearSTLLR layers on the flattened output."""
-
-    def __init__(self, input_shape, convs, denses):
-        super().__init__(tuple(input_shape), denses[-1][0] if denses else convs[-1][1])
-        self.convs = torch.nn.ModuleList(Conv2dSTLLR(**kw) for kw in convs_kwargs(convs))
-        shape = tuple(input_shape)
-        for layer in self.convs:
-            shape = (layer.out_channels, *layer.output_shape(*shape[1:]))
-        n_in, fcs = int(np.prod(shape)), []
-        for n_out, lif in denses:
-            fcs.append(LinearSTLLR(n_in, n_out, lif=lif))
-            n_in = n_out
-        self.fcs = torch.nn.ModuleList(fcs)
-
-    def forward(self, x, target=None):
-        for layer in self.convs:
-            x = layer(x)
-        if len(self.fcs):
-            x = x.flatten(1)  # [C, H, W] row-major: the order of the dense weight's columns
-        for layer in self.fcs:
-            x = layer(x)
-        return x
-
-
-def convs_kwargs(convs):
-    for c_in, c_out, k, extra, lif in convs:
-        yield {"in_channels": c_in, "out_channels": c_out, "kernel_size": k, "lif": lif, **extra}
-
-
-def _convert_chain(model, factors):
-    specs, prev = [], "input"
-    layers = [(f"conv{i}", m) for i, m in enumerate(model.convs)]
-    layers += [(f"fc{i}", m) for i, m in enumerate(model.fcs)]
-    for name, layer in layers:
-        specs.append(stllr_layer_spec(layer, name, (prev,), factors))
-        prev = name
-    return specs
-
-
-register_converter(ConvChain, _convert_chain)
-
-
-def _lif(leak, threshold):
-    return LIFParams(leak=leak, threshold=threshold, reset="hard")
-
-
-# name: (input [C, H, W], convs (c_in, c_out, kernel, kwargs, lif), denses (out, lif), rate)
-ARCHS = {
-    # padding 1, then stride 2 / padding 0, then a dense layer on the flattened 3×3 map
-    "pad1-stride2-fc": (
-        (2, 8, 8),
-        [(2, 4, 3, {"padding": 1}, _lif(1.0, 0.6)), (4, 3, 3, {"stride": 2}, _lif(0.5, 0.5))],
-        [(6, _lif(2.0, 0.6))],
-        0.3,
-    ),
-    # non-square everything (catches H/W swaps), groups and dilation, no dense layer
-    "asym-groups-dilation": (
-        (2, 9, 7),
-        [
-            (2, 4, (3, 2), {"stride": (2, 1), "padding": (1, 0)}, _lif(2.0, 0.5)),
-            (4, 4, 3, {"groups": 2, "dilation": (1, 2), "padding": (1, 2)}, _lif(0.0, 0.6)),
-        ],
-        [],
-        0.35,
-    ),
-}
-
-
 def _quantized(arch: str, seed: int, bits: int):
-    in_shape, convs, denses, rate = ARCHS[arch]
-    torch.manual_seed(seed)
-    model = ConvChain(in_shape, convs, denses)
-    with torch.no_grad():  # non-zero biases, and a gain that drives the next layer
-        for layer in (*model.convs, *model.fcs):
-            layer.bias.uniform_(-0.8, 0.7)
-            layer.gain.fill_(2.0)
-    g = torch.Generator().manual_seed(1000 + seed)
-    x = (torch.rand(T, 1, *in_shape, generator=g) < rate).float()
-    qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=bits))
-    return qnet, x[:, 0].numpy().astype(np.int64)
+    """PTQ of a hard-reset ``ConvChain`` (``hw_tests.parity.CONV_ARCHS``) and its binary
+    input ``[T, C, H, W]``."""
+    return conv_chain_qnet(arch, seed, bits, steps=T)
 
 
 @pytest.fixture
@@ -142,18 +63,6 @@ def flattening_emulator(monkeypatch):
         return kernel(emu, i, n, ins)
 
     monkeypatch.setitem(emulator_module._KERNELS, SpikingLayer, spiking)
-
-
-def _emulate(qnet: QNetwork, x: np.ndarray) -> dict:
-    emu = IntegerEmulator(qnet, delay=1)
-    rec = {n.name: {"s": [], "u": [], "v": []} for n in qnet.nodes}
-    for t in range(x.shape[0]):
-        outs = emu.step(torch.as_tensor(x[t])[None])
-        for n in qnet.nodes:
-            st = emu.state[n.name]
-            for key, val in (("s", outs[n.name]), ("u", st.u), ("v", st.v)):
-                rec[n.name][key].append(val[0].numpy().astype(np.int64))
-    return {k: {q: np.stack(v) for q, v in r.items()} for k, r in rec.items()}
 
 
 CASES = [("pad1-stride2-fc", 0, bits) for bits in (4, 6, 8)]

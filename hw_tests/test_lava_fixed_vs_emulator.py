@@ -22,9 +22,11 @@ import pytest
 import torch
 
 import lava_models.runtime
-from lava_models.exporter import UnsupportedNodeError, export, output_shapes
+from hw_tests.parity import Reference
+from hw_tests.parity import emulate as _emulate
+from hw_tests.parity import integer_signals as _signals
+from lava_models.exporter import UnsupportedNodeError, export
 from lava_models.runner import LavaRunError, run_lava
-from quantization.emulator import IntegerEmulator
 from quantization.learning import attach_learning
 from quantization.network import Add, QNetwork, Readout, SpikingLayer
 from quantization.ptq import PTQConfig, quantize_model
@@ -65,36 +67,6 @@ def _quantized(family: str, samples: int = 1):
     qnet, _ = quantize_model(model, [x * 2], PTQConfig(weight_bits=8))
     frames = (x[:, :samples] * 2).to(torch.int64).transpose(0, 1).numpy()  # [N, T, ...]
     return qnet, x * 2, frames
-
-
-def _signals(qnet, names, steps: int, seed: int, shape_prefix=()) -> dict[str, np.ndarray]:
-    """Uniform integer learning signals in [−60, 60], one per output neuron per step."""
-    rng = np.random.default_rng(seed)
-    shapes = output_shapes(qnet)
-    return {n: rng.integers(-60, 61, (*shape_prefix, steps, *shapes[n])) for n in names}
-
-
-@dataclass
-class Reference:
-    outputs: dict[str, np.ndarray]  # node → [steps, ...]
-    emu: IntegerEmulator
-
-
-def _emulate(qnet, frames, signals=None, step_offset: int = 0) -> Reference:
-    """The emulator, batch 1: ``reset()`` before every sample, one ``step`` per frame."""
-    emu = IntegerEmulator(qnet, delay=0)
-    emu.step_count = step_offset
-    outs = {n.name: [] for n in qnet.nodes}
-    frames = np.asarray(frames)
-    signals = signals or {}
-    for i in range(frames.shape[0]):
-        emu.reset()
-        for t in range(frames.shape[1]):
-            sig = {k: torch.as_tensor(v[i, t])[None] for k, v in signals.items()}
-            o = emu.step(torch.as_tensor(frames[i, t])[None], signals=sig or None)
-            for n in qnet.nodes:
-                outs[n.name].append(o[n.name][0].numpy())
-    return Reference({k: np.stack(v) for k, v in outs.items()}, emu)
 
 
 def _assert_outputs_equal(qnet, ref: Reference, res) -> None:

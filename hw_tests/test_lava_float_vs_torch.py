@@ -27,15 +27,15 @@ saturated, and learning moves weights by far more than the tolerance.
 
 from __future__ import annotations
 
-import copy
 import multiprocessing as mp
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import lava_models.runtime
+from hw_tests.parity import torch_inference as _torch_inference
+from hw_tests.parity import torch_learning as _torch_learning
 from lava_models.exporter import (
     UnsupportedNodeError,
     export_float,
@@ -44,14 +44,12 @@ from lava_models.exporter import (
 )
 from lava_models.runner import run_lava
 from quantization.convert import FloatSpiking, to_float_graph
-from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
 from stllr.models.resnet import SpikingResNet18
 from stllr.models.shd import SHDNetSTLLR
 from stllr.models.vgg import VGGSTLLR
 
 TOL = 1e-5
 VGG_KW = dict(channels=(8, 16), pool_after=(0, 1))
-STLLR_LAYERS = (Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR)
 
 
 def _resnet() -> SpikingResNet18:
@@ -87,120 +85,6 @@ def _frames(family: str, model, samples: int = 1, steps: int | None = None, seed
     gen = torch.Generator().manual_seed(seed + s)
     shape = (samples, steps or t, *model.input_shape)
     return (torch.rand(shape, generator=gen, dtype=torch.float64) < rate).double() * value
-
-
-def _modules(model) -> dict[str, nn.Module]:
-    """The float graph's weighted node names → the torch modules that compute them."""
-    if isinstance(model, SHDNetSTLLR):
-        return {"rec": model.rec, "readout": model.readout}
-    if isinstance(model, VGGSTLLR):
-        out = {f"conv{i}": c for i, c in enumerate(model.convs)}
-    else:
-        out = {"stem": model.stem}
-        for b, block in enumerate(model.blocks):
-            out[f"b{b}.conv1"], out[f"b{b}.conv2"] = block.conv1, block.conv2
-            if not isinstance(block.shortcut, nn.Identity):
-                out[f"b{b}.short"] = block.shortcut
-    out["head"] = model.head
-    return out
-
-
-class _Recorder:
-    """Forward hooks on the weighted modules: their output (and, for S-TLLR layers, the
-    membrane ũ) at every step. With ``detach`` the layers above read a detached copy, so
-    a gradient injected at a layer's output reaches that layer's weights only."""
-
-    def __init__(self, modules: dict[str, nn.Module], detach: bool = False):
-        self.out = {k: [] for k in modules}
-        self.mem = {k: [] for k, m in modules.items() if isinstance(m, STLLR_LAYERS)}
-        self.live: dict[str, torch.Tensor] = {}
-        self.handles = [m.register_forward_hook(self._hook(k, detach)) for k, m in modules.items()]
-
-    def _hook(self, name, detach):
-        def hook(module, args, output):
-            self.live[name] = output
-            self.out[name].append(output[0].detach().numpy().copy())
-            if name in self.mem:
-                self.mem[name].append(module.state.u[0].detach().numpy().copy())
-            return output.detach() if detach else None
-
-        return hook
-
-    def stacked(self):
-        return ({k: np.stack(v) for k, v in self.out.items()},
-                {k: np.stack(v) for k, v in self.mem.items()})  # fmt: skip
-
-    def remove(self):
-        for h in self.handles:
-            h.remove()
-
-
-def _torch_inference(model, frames):
-    """Outputs and membranes of every weighted module at every step, ``[N·T, ...]``."""
-    rec = _Recorder(_modules(model))
-    try:
-        with torch.no_grad():
-            for sample in frames:
-                model.reset_state()
-                for x in sample:
-                    model(x[None])
-    finally:
-        rec.remove()
-    return rec.stacked()
-
-
-def _effective_weight_model(model):
-    """A copy whose S-TLLR layers multiply by leaf copies of Ŵ (weight standardisation
-    off: ``weight`` ← Ŵ, ``weight_rec`` ← Ŵ_rec), every parameter frozen."""
-    model = copy.deepcopy(model)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, RecurrentLinearSTLLR) and m.weight_std:
-                w, w_rec = (t.clone() for t in m.standardized_weights())
-                m.weight.copy_(w)
-                m.weight_rec.copy_(w_rec)
-                m.weight_std = False
-            elif isinstance(m, STLLR_LAYERS) and m.weight_std:
-                m.weight.copy_(m.standardized_weight().clone())
-                m.weight_std = False
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model.reset_state()
-    return model
-
-
-def _torch_learning(model, frames, signals, plastic, lr):
-    """Online S-TLLR on Ŵ with δ = L injected at each plastic layer (module docstring).
-
-    Returns outputs/membranes like :func:`_torch_inference` and the learned weights
-    ``{name: {"w": ..., ["w_rec": ...]}}``."""
-    model = _effective_weight_model(model)
-    mods = _modules(model)
-    leaves = {}
-    for name in plastic:
-        m = mods[name]
-        leaves[name] = [m.weight] + ([m.weight_rec] if isinstance(m, RecurrentLinearSTLLR) else [])
-        for w in leaves[name]:
-            w.requires_grad_(True)
-    rec = _Recorder(mods, detach=True)
-    flat = [w for ws in leaves.values() for w in ws]
-    try:
-        for i, sample in enumerate(frames):
-            model.reset_state()
-            for t, x in enumerate(sample):
-                model(x[None])
-                loss = sum((torch.as_tensor(signals[k][i, t])[None] * rec.live[k]).sum()
-                           for k in plastic)  # fmt: skip
-                grads = torch.autograd.grad(loss, flat)
-                with torch.no_grad():
-                    for w, g in zip(flat, grads, strict=True):
-                        w -= lr * g
-    finally:
-        rec.remove()
-    out, mem = rec.stacked()
-    weights = {k: dict(zip(("w", "w_rec")[: len(ws)], (w.detach().numpy().copy() for w in ws),
-                           strict=True)) for k, ws in leaves.items()}  # fmt: skip
-    return out, mem, weights
 
 
 def _assert_matches_torch(model, res, out, mem) -> None:
