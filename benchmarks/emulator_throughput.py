@@ -25,7 +25,7 @@ from _common import emit, environment, set_threads, target
 
 from quantization.convert import register_converter, stllr_layer_spec
 from quantization.emulator import IntegerEmulator
-from quantization.ptq import PTQConfig, quantize_input, quantize_model
+from quantization.ptq import PTQConfig, quantize_model
 from stllr.layers.stllr_layers import LinearSTLLR
 from stllr.models.base import SpikingModel
 from stllr.neuron import LIFParams
@@ -99,7 +99,7 @@ def _torch_samples_per_s(fn, batch: int, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256, 1024])
     ap.add_argument("--lava-samples", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
@@ -122,7 +122,6 @@ def main() -> None:
     rows = []
     for batch in batches:
         x = x_all[:, :batch]
-        xi = quantize_input(x, qnet.input_format)
 
         def run_float(x=x):
             model.reset_state()
@@ -130,10 +129,8 @@ def main() -> None:
                 for t in range(steps):
                     model(x[t])
 
-        def run_emulator(xi=xi):
-            emu.reset()
-            for t in range(steps):
-                emu.step(xi[t])
+        def run_emulator(x=x):
+            emu.run(x)  # the inference API: quantizes the frames, sums the logits
 
         float_sps = _torch_samples_per_s(run_float, batch, args.repeats)
         emu_sps = _torch_samples_per_s(run_emulator, batch, args.repeats)

@@ -101,8 +101,10 @@ def calibrate_input(frames: Iterable[torch.Tensor], bits: int = 8) -> InputForma
 
 
 def quantize_input(x: torch.Tensor, fmt: InputFormat) -> torch.Tensor:
-    """``clip(round(x / 2^exp), lo, hi)`` as int64."""
-    return torch.round(x.double() / fmt.scale()).clamp(fmt.lo, fmt.hi).to(torch.int64)
+    """``clip(round(x / 2^exp), lo, hi)`` as int64 (dividing by a power of two is exact in
+    ``x``'s own float dtype, so no wider copy is made)."""
+    y = x if fmt.exp == 0 else x / fmt.scale()
+    return torch.round(y).clamp(fmt.lo, fmt.hi).to(torch.int64)
 
 
 def _weights(name, tensors, cfg: PTQConfig):
