@@ -393,51 +393,10 @@ def conv_chain_qnet(arch: str, seed: int, bits: int, steps: int = 20):
 
 
 def run_builtin_with_deadline(qnet: QNetwork, x: np.ndarray, timeout_s: float) -> dict:
-    """:func:`lava_models.builtin.run_builtin` under the runner's deadline and cleanup
-    (``run_builtin`` itself runs blocking). Same result layout."""
-    from lava_models.builtin import (
-        _input_to_lava,
-        build_builtin_network,
-        check_builtin_supported,
-        lava_layout,
-        node_shapes,
-        to_lava_shape,
-    )
-    from lava_models.runner import _Session
+    """:func:`lava_models.builtin.run_builtin` with the table's deadline."""
+    from lava_models.builtin import run_builtin
 
-    check_builtin_supported(qnet)
-    data = _input_to_lava(qnet, x)
-    steps = int(data.shape[-1])
-    shapes = node_shapes(qnet)
-    _, lifs, connect_input = build_builtin_network(qnet)
-
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.io.source import RingBuffer
-    from lava.proc.monitor.process import Monitor
-
-    src = RingBuffer(data=data)
-    connect_input(src.s_out)
-    monitors = []
-    for lif in lifs:
-        mons = {}
-        for key, target in (("s", lif.s_out), ("u", lif.u), ("v", lif.v)):
-            mons[key] = Monitor()
-            mons[key].probe(target, steps)
-        monitors.append(mons)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    with _Session(src, Loihi2SimCfg(select_tag="fixed_pt"), steps, timeout_s):
-        for n, lif, mons in zip(qnet.nodes, lifs, monitors, strict=True):
-            shape = shapes[n.name]
-            rec = {}
-            for key, mon in mons.items():
-                var = "s_out" if key == "s" else key
-                arr = np.asarray(mon.get_data()[lif.name][var]).astype(np.int64)
-                arr = arr.reshape(steps, *to_lava_shape(shape))
-                if len(shape) == 3:
-                    arr = lava_layout(arr, "neurons", inverse=True)
-                rec[key] = arr
-            out[n.name] = rec
-    return out
+    return run_builtin(qnet, x, timeout_s=timeout_s)
 
 
 # =======================================================================================

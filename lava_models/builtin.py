@@ -385,12 +385,15 @@ def _input_to_lava(qnet: QNetwork, spikes_int) -> np.ndarray:
     return np.moveaxis(x, 0, -1).astype(np.int32)  # Lava's RingBuffer layout: [*shape, T]
 
 
-def run_builtin(qnet: QNetwork, spikes_int) -> dict[str, dict[str, np.ndarray]]:
+def run_builtin(
+    qnet: QNetwork, spikes_int, timeout_s: float = 120.0
+) -> dict[str, dict[str, np.ndarray]]:
     """Run ``qnet`` in Lava (``fixed_pt``) on binary input spikes ``[T, *input_shape]``.
 
     Returns ``{node name: {"s": …, "u": …, "v": …}}`` (int64), the values at the end of
     every step, shaped ``[T, out]`` for a dense layer and ``[T, C, H, W]`` (our layout)
-    for a conv layer. The runtime is always stopped.
+    for a conv layer. The run has the runner's deadline (``timeout_s``; a hung or failed
+    run raises ``LavaRunError``) and the runtime is always stopped.
     """
     check_builtin_supported(qnet)
     data = _input_to_lava(qnet, spikes_int)
@@ -398,10 +401,11 @@ def run_builtin(qnet: QNetwork, spikes_int) -> dict[str, dict[str, np.ndarray]]:
     shapes = node_shapes(qnet)
     _, lifs, connect_input = build_builtin_network(qnet)
 
-    from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
     from lava.proc.monitor.process import Monitor
+
+    from lava_models.runner import _Session
 
     src = RingBuffer(data=data)
     connect_input(src.s_out)
@@ -413,8 +417,7 @@ def run_builtin(qnet: QNetwork, spikes_int) -> dict[str, dict[str, np.ndarray]]:
             mons[key].probe(target, steps)
         monitors.append(mons)
     out: dict[str, dict[str, np.ndarray]] = {}
-    try:
-        src.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    with _Session(src, Loihi2SimCfg(select_tag="fixed_pt"), steps, timeout_s):
         for n, lif, mons in zip(qnet.nodes, lifs, monitors, strict=True):
             shape = shapes[n.name]
             rec = {}
@@ -426,6 +429,4 @@ def run_builtin(qnet: QNetwork, spikes_int) -> dict[str, dict[str, np.ndarray]]:
                     data = lava_layout(data, "neurons", inverse=True)
                 rec[key] = data
             out[n.name] = rec
-    finally:
-        src.stop()
     return out

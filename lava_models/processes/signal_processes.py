@@ -45,7 +45,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lava_models.processes.models import PORT_DTYPE, _NodeModel
+from lava_models.processes.models import _in_port, _NodeModel, _out_port, _var
 from quantization.signals import ErrorFormat, output_error, project_signal, sign_error
 
 
@@ -132,18 +132,6 @@ class BPFeedbackProcess(AbstractProcess):
 
 
 # --- fixed_pt models ---------------------------------------------------------------------
-
-
-def _in_port(bits: int) -> LavaPyType:
-    return LavaPyType(PyInPort.VEC_DENSE, PORT_DTYPE, precision=bits)
-
-
-def _out_port(bits: int) -> LavaPyType:
-    return LavaPyType(PyOutPort.VEC_DENSE, PORT_DTYPE, precision=bits)
-
-
-def _var(bits: int) -> LavaPyType:
-    return LavaPyType(np.ndarray, np.int64, precision=bits)
 
 
 @implements(proc=ErrorProcess, protocol=LoihiProtocol)
