@@ -12,7 +12,8 @@ Layout of ``<run>/``::
     train/                   stllr train's run folder (trial_1/best.pt is deployed)
     quantize/                quantized.pt (the deployed QNetwork), quantization.json, sweep.json
     cost/cost.json           NeuroBench-style synaptic operations, sparsity, footprint per layer
-    lava/                    lava.json (Lava vs emulator vs float), sample.npz (spike raster)
+    lava/                    lava.json (Lava fixed_pt vs emulator, Lava floating_pt vs torch
+                             float64, accuracies), sample.npz (spike raster)
     adaptation/              adaptation.json (scenario, before/after, curves, parity), weights.pt
     report/                  report.html (self-contained), report.md, figures/*.png
     <stage>/stage.json       the done-marker; <stage>/summary.json its summary
@@ -42,7 +43,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("cost", "neuromorphic cost metrics (NeuroBench)", cost.run, ("quantize",), ("cost",)),
     Stage(
         "lava",
-        "Lava fixed_pt inference vs the integer emulator",
+        "Lava inference: fixed_pt vs the integer emulator, floating_pt vs torch",
         lava_inference.run,
         ("train", "quantize"),
         ("lava", "report"),

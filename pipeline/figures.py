@@ -33,19 +33,26 @@ def _save(fig, path: Path) -> None:
 
 def accuracy_overview(groups: list[tuple[str, dict[str, float | None]]], path: Path) -> None:
     """Grouped bars: one group per condition, one bar per implementation (float,
-    fixed-point emulator, Lava); missing values are left out. Values in %."""
+    fixed-point emulator, Lava fixed_pt, Lava floating_pt); missing values are left out.
+    Values in %."""
     plt = _plt()
-    impls = ["float", "emulator", "lava"]
-    labels = {"float": "float", "emulator": "fixed point (emulator)", "lava": "Lava fixed_pt"}
-    colors = {"float": "#4c72b0", "emulator": "#dd8452", "lava": "#55a868"}
+    labels = {
+        "float": "float (torch)",
+        "emulator": "fixed point (emulator)",
+        "lava": "Lava fixed_pt",
+        "lava_float": "Lava floating_pt",
+    }
+    colors = {"float": "#4c72b0", "emulator": "#dd8452", "lava": "#55a868", "lava_float": "#8172b2"}
+    # only the implementations some group has a value for get a slot
+    impls = [k for k in labels if any(vals.get(k) is not None for _, vals in groups)]
     fig, ax = plt.subplots(figsize=(9.0, 4.0), layout="constrained")
-    width = 0.26
+    width = 0.8 / max(len(impls), 1)
     for j, impl in enumerate(impls):
         xs, ys = [], []
         for i, (_, vals) in enumerate(groups):
             v = vals.get(impl)
             if v is not None:
-                xs.append(i + (j - 1) * width)
+                xs.append(i + (j - (len(impls) - 1) / 2) * width)
                 ys.append(v)
         bars = ax.bar(xs, ys, width, label=labels[impl], color=colors[impl])
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)

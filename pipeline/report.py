@@ -61,6 +61,29 @@ def _read(run_dir: Path, rel: str):
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def _lava_float_parity(lava: dict) -> list[str]:
+    """The parity row of Lava floating_pt vs the torch float64 model ("—" when the run
+    folder predates it)."""
+    name = "Lava floating_pt vs torch float64: inference, clean test"
+    lf = lava.get("lava_float")
+    if lf is None:
+        return [name, "—", "—", "not run (run folder made before this comparison)"]
+    if lf.get("error"):
+        return [name, "—", "not exported", lf["error"]]
+    n = lava["samples"]
+    same = round(lf["vs_float64_agreement"] * n)
+    f32 = round(lf["vs_float_agreement"] * n)
+    within = "within" if lf["within_tolerance"] else "BEYOND"
+    return [
+        name,
+        f"{n} samples × {lava['steps']} steps",
+        f"{same}/{n} predictions equal ({f32}/{n} with the float32 model)",
+        f"max |Δ logit| {lf['max_abs_logit_diff']:.2g} ({within} {lf['tolerance']:g}; "
+        f"logits up to {lf['max_abs_logit']:.3g}; float32 model: "
+        f"{lf['max_abs_logit_diff_vs_float32']:.2g})",
+    ]
+
+
 def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
     """(title, blocks); draws every figure into ``fig_dir``."""
     run_dir, cfg = ctx.run_dir, ctx.cfg
@@ -97,6 +120,7 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
             _pct(quant["float_accuracy"]),
             _pct(quant["ptq"]["accuracy"]) + f" ({quant['weight_bits']}-bit PTQ)",
             "—",
+            "—",
         ],
     ]
     if quant.get("qat"):
@@ -105,6 +129,7 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
                 f"test split, after {quant['qat_epochs']} QAT epoch(s)",
                 _pct(quant["qat"]["qat"]["fake_quant_accuracy"]) + " (fake-quant)",
                 _pct(quant["qat"]["accuracy"]),
+                "—",
                 "—",
             ]
         )
@@ -118,13 +143,14 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
         )
     ]
     if lava_ran:
-        a = lava["accuracy"]
+        a = lava["accuracy"]  # "lava_float" is absent in run folders made before it existed
         acc_rows.append(
             [
                 f"first {lava['samples']} test samples (Lava run)",
                 _pct(a["float"]),
                 _pct(a["emulator"]),
                 _pct(a["lava"]),
+                _pct(a.get("lava_float")),
             ]
         )
         groups.append((f"Lava subset\n(n={lava['samples']})", dict(a)))
@@ -140,6 +166,7 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
                     _pct(aa["float"][when]),
                     _pct(aa["emulator"][when]),
                     _pct(lv),
+                    "—",
                 ]
             )
             groups.append(
@@ -149,14 +176,24 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
                 )
             )
     blocks.append(
-        Table(["condition", "float", "fixed point (emulator)", "Lava fixed_pt"], acc_rows)
+        Table(
+            [
+                "condition",
+                "float (torch)",
+                "fixed point (emulator)",
+                "Lava fixed_pt",
+                "Lava floating_pt",
+            ],
+            acc_rows,
+        )
     )
     figures.accuracy_overview(groups, fig_dir / "accuracy_overview.png")
     blocks.append(
         Figure(
             "accuracy_overview.png",
-            "Accuracy of the float model, the deployed "
-            "fixed-point network (integer emulator) and Lava, on the original test "
+            "Accuracy of the float model (torch), the deployed "
+            "fixed-point network (integer emulator), that network in Lava fixed_pt and "
+            "the float model in Lava floating_pt (Lava subset only), on the original test "
             "split and on the shifted condition before and after on-device "
             "adaptation.",
         )
@@ -240,6 +277,7 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
                         "Lava-learned weights" if when == "after" else "deployed weights",
                     ]
                 )
+        prow.append(_lava_float_parity(lava))
         fa = lava["float_vs_emulator_agreement"]
         prow.append(
             [

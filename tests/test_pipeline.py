@@ -131,6 +131,49 @@ def test_lava_agrees_with_emulator_and_recomputes(tiny_run):
     assert lava["accuracy"]["lava"] == 100.0 * float((pred == y).double().mean())
 
 
+def test_lava_floating_pt_equals_a_float64_torch_recomputation(tiny_run):
+    """The float model in Lava floating_pt: its stored logits equal the trained model
+    re-evaluated here in float64 (the exact reference) within the documented tolerance,
+    and every stored prediction, accuracy and agreement recomputes."""
+    import copy
+
+    import numpy as np
+
+    from pipeline.artefacts import load_float_model
+    from pipeline.lava_inference import FLOAT_LOGIT_TOL, padded_subset
+    from stllr.tasks import load_task
+    from stllr.training import evaluate_batch
+
+    run_dir, _ = tiny_run
+    lava = _json(run_dir / "lava" / "lava.json")
+    lf = lava["lava_float"]
+    cfg = _cfg(run_dir)
+    data = load_task(cfg.train)
+    x, y, _ = padded_subset(data.test, range(lava["samples"]))
+    model, _ = load_float_model(run_dir, cfg.train, data)
+    ref32 = evaluate_batch(model, x).logits.double().numpy()
+    ref64 = evaluate_batch(copy.deepcopy(model).double(), x.double()).logits.numpy()
+    got = np.asarray(lf["logits"], dtype=np.float64)
+    assert got.shape == ref64.shape == (lava["samples"], data.num_classes)
+    diff = float(np.abs(got - ref64).max())
+    assert FLOAT_LOGIT_TOL == lf["tolerance"] == 1e-5
+    assert diff <= FLOAT_LOGIT_TOL and lf["within_tolerance"]
+    assert lf["max_abs_logit_diff"] == pytest.approx(diff, abs=1e-12)
+    assert np.abs(ref64).max() > 1e3 * FLOAT_LOGIT_TOL  # logits far from 0: not vacuous
+    pred = ref64.argmax(1)
+    assert lava["predictions"]["lava_float"] == got.argmax(1).tolist() == pred.tolist()
+    assert lf["float64_predictions"] == pred.tolist() and lf["vs_float64_agreement"] == 1.0
+    assert lava["predictions"]["float"] == ref32.argmax(1).tolist()
+    assert lf["vs_float_agreement"] == float((pred == ref32.argmax(1)).mean())
+    acc = 100.0 * float((torch.as_tensor(pred) == y).double().mean())
+    summary = _json(run_dir / "lava" / "summary.json")
+    assert lava["accuracy"]["lava_float"] == acc == summary["accuracy"]["lava_float"]
+    assert lf["max_abs_logit_diff_vs_float32"] == pytest.approx(np.abs(got - ref32).max())
+    n = lava["samples"]
+    line = _json(run_dir / "lava" / "stage.json")["line"]
+    assert f"Lava floating_pt {acc:.1f}% (= torch float64 predictions {n}/{n}" in line
+
+
 def test_adaptation_parity_and_recomputed_accuracy(tiny_run):
     import dataclasses
 
@@ -230,7 +273,8 @@ def test_deleted_artefact_and_changed_setting_rerun_only_their_stages(tiny_run, 
         "--out", str(run_dir), "--resume", "--set", *TINY, f"train.data={data_dir}"
     )
     assert code == 0, err
-    assert "lava: Lava fixed_pt inference vs the integer emulator (an artefact is missing" in out
+    title = "lava: Lava inference: fixed_pt vs the integer emulator, floating_pt vs torch"
+    assert f"{title} (an artefact is missing" in out
     after = _markers(run_dir)
     rerun = {s for s in STAGES if after[s] != before[s]}
     assert "lava" in rerun and rerun <= {"lava", "report"}, rerun
@@ -330,6 +374,48 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
     md = (run_dir / "report" / "report.md").read_text()
     for f in figures:
         assert f"](figures/{f})" in md and (run_dir / "report" / "figures" / f).is_file()
+
+
+def _md_row(md: str, first_cell: str) -> list[str]:
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {first_cell}"))
+    return [c.strip() for c in line.strip("|").split(" | ")]
+
+
+def test_report_has_a_lava_floating_pt_column_and_renders_older_runs(tiny_run, tmp_path):
+    from pipeline.report import run as report_run
+    from pipeline.runner import Context
+
+    run_dir, _ = tiny_run
+    lava = _json(run_dir / "lava" / "lava.json")
+    n = lava["samples"]
+    header = (
+        "| condition | float (torch) | fixed point (emulator) | Lava fixed_pt | Lava floating_pt |"
+    )
+    md = (run_dir / "report" / "report.md").read_text()
+    assert header in md
+    row = _md_row(md, f"first {n} test samples (Lava run)")
+    a = lava["accuracy"]
+    assert row[1:] == [f"{a[k]:.1f} %" for k in ("float", "emulator", "lava", "lava_float")]
+    assert _md_row(md, "shifted test, after adaptation")[4] == "—"
+    parity = _md_row(md, "Lava floating_pt vs torch float64")
+    assert parity[2].startswith(f"{n}/{n} predictions equal") and "within 1e-05" in parity[3]
+    html = (run_dir / "report" / "report.html").read_text()
+    assert "<th>Lava floating_pt</th>" in html
+    # a run folder written before the float Lava run existed still renders, with "—"
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    lava.pop("lava_float")
+    lava["accuracy"].pop("lava_float")
+    lava["predictions"].pop("lava_float")
+    (old / "lava" / "lava.json").write_text(json.dumps(lava))
+    report_run(Context(old, _cfg(run_dir), False, lambda _: None))
+    md = (old / "report" / "report.md").read_text()
+    assert header in md
+    assert _md_row(md, f"first {n} test samples (Lava run)")[4] == "—"
+    assert _md_row(md, "Lava floating_pt vs torch float64")[2:] == [
+        "—",
+        "not run (run folder made before this comparison)",
+    ]
 
 
 def test_chromium_probe_sees_broken_and_hidden_images(tmp_path):

@@ -7,7 +7,8 @@ Stages (each prints a one-line summary; finished stages are skipped on --resume)
   cost        NeuroBench cost metrics per layer: synaptic operations, activation
               sparsity, parameter footprint
   lava        the deployed network in Lava (fixed_pt) on a few test samples: predictions
-              and every output compared with the emulator
+              and every output compared with the emulator; the float model in Lava
+              (floating_pt) on the same samples, compared with torch in float64
   adaptation  the network meets a shifted condition (a noisy sensor: lost and spurious
               events) and adapts from a stream of labelled samples with only its
               third-factor port; before/after accuracy and learning curves in float, the
