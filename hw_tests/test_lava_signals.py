@@ -48,7 +48,9 @@ def _shd(names=("rec", "readout")):
     model = SHDNetSTLLR(num_inputs=40, hidden=32, num_classes=5).eval()
     gen = torch.Generator().manual_seed(100)
     x = (torch.rand(20, 4, 40, generator=gen) < 0.3).double() * 2
-    qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=8))
+    # power-of-two scale: its unused top bit is headroom for the large LR's updates; at the
+    # exact-threshold scale |m| reaches 127 and rec's weights saturate (20 % change, < 25 %)
+    qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=8, scale="pow2"))
     return attach_learning(qnet, list(names), [x], lr=LR, seed=7)
 
 

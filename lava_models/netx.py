@@ -541,6 +541,8 @@ def _write_node(g, layer: dict) -> None:
     g.attrs["stllr_weight_exp"] = int(n.weight_exp)
     g.attrs["stllr_bias_exp"] = int(n.bias_exp)
     g.attrs["stllr_weight_bits"] = int(n.weight_bits)
+    if n.gain != 1.0:  # PTQ's non-power-of-two scale (documentation only: no run-time effect)
+        g.attrs["stllr_gain"] = float(n.gain)
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -624,6 +626,10 @@ def _attr(g, key: str, where: str, kind: type, default):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise NetxFileError(f"{where}: attribute {key!r} = {value!r} is not an integer")
         return int(value)
+    if kind is float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (float, np.floating)):
+            raise NetxFileError(f"{where}: attribute {key!r} = {value!r} is not a float")
+        return float(value)
     if not isinstance(value, str):
         raise NetxFileError(f"{where}: attribute {key!r} = {value!r} is not a string")
     return value
@@ -728,7 +734,7 @@ def _dense_layer(g, where: str, rec: bool, in_shape, attrs: dict, dv: int, vth: 
         attrs["name"], (attrs["input"],), "dense", torch.as_tensor(mats[0]), attrs["weight_exp"],
         dv, vth, "hard", None if bias is None else torch.as_tensor(bias), bias_exp,
         torch.as_tensor(mats[1]) if rec else None,
-        weight_bits=attrs["weight_bits"] or _bits_for(*mats),
+        weight_bits=attrs["weight_bits"] or _bits_for(*mats), gain=attrs.get("gain", 1.0),
     ), (n_out,)  # fmt: skip
 
 
@@ -803,6 +809,7 @@ def _conv_layer(g, where: str, in_shape, attrs: dict, dv: int, vth: int):
         attrs["name"], (attrs["input"],), "conv", torch.as_tensor(w), attrs["weight_exp"], dv,
         vth, "hard", None if bias is None else torch.as_tensor(bias), bias_exp, None, stride,
         padding, dilation, groups, attrs["weight_bits"] or _bits_for(w),
+        gain=attrs.get("gain", 1.0),
     ), out_shape  # fmt: skip
 
 
@@ -900,6 +907,7 @@ def read_netx(path: str | Path) -> QNetwork:
                 "weight_exp": _attr(g, "stllr_weight_exp", where, int, 0),
                 "bias_exp": _attr(g, "stllr_bias_exp", where, int, NETX_BIAS_EXP),
                 "weight_bits": _attr(g, "stllr_weight_bits", where, int, 0),
+                "gain": _attr(g, "stllr_gain", where, float, 1.0),
                 "input": prev,
             }
             dv, vth = _neuron(g, where)

@@ -1,4 +1,5 @@
-"""Per-layer power-of-two scales: the exponent rule shared by PTQ, QAT and the exporter.
+"""Per-layer scales: the power-of-two exponent rule shared by PTQ, QAT and the exporter,
+and the exact-threshold scale of spiking layers (:func:`threshold_scale`, PTQ's default).
 
 A layer's float weights ``W`` are stored as integer mantissas ``m = round(W / 2^e)`` in a
 signed ``bits``-bit format, ``m ∈ [−2^(bits−1), 2^(bits−1) − 1]``. The exponent is the
@@ -7,8 +8,9 @@ smallest ``e`` for which the calibrated magnitude ``r`` (the max, or a percentil
 
     e = min { e ∈ ℤ : round(r / 2^e) ≤ 2^(bits−1) − 1 }
 
-so the largest weight uses the full positive range. ``r = 0`` (an all-zero layer) gives
-the exponent at which one LSB is the smallest normal float32, which keeps everything zero.
+so the largest weight uses the mantissa range down to half of it (a power of two wastes up
+to one bit). ``r = 0`` (an all-zero layer) gives the exponent at which one LSB is the
+smallest normal float32, which keeps everything zero.
 """
 
 from __future__ import annotations
@@ -53,3 +55,30 @@ def calibrated_range(w: torch.Tensor, percentile: float = 100.0) -> float:
     if percentile == 100.0:
         return float(a.max())
     return float(torch.quantile(a, percentile / 100.0))
+
+
+def threshold_scale(range_abs: float, theta: float, bits: int, vth_max: int) -> tuple[int, float]:
+    """Scale of a spiking layer whose threshold is exact: ``(vth, s)`` with ``s = θ / vth``.
+
+    A spiking layer's output (spikes) does not depend on the common scale of its weights,
+    bias and threshold, and on the chip only the integers ``m = W/s``, ``vth = θ/s`` and
+    the bias meet (Lava's ``LIF`` compares ``v > vth << 6``; the weight exponent is never
+    applied), so ``s`` can be any positive real. It is chosen so that the threshold is
+    represented exactly and the weights use the mantissa range as fully as possible::
+
+        vth = max { v ∈ ℤ, 1 ≤ v ≤ vth_max : round(r / (θ / v)) ≤ 2^(bits−1) − 1 }
+
+    (``r = 0`` gives ``vth_max``). ``vth = 0`` (``r`` beyond ``(2^(bits−1) − ½)·θ``: even
+    the coarsest exact scale overflows) is returned as is; the caller reports it.
+    """
+    if not math.isfinite(range_abs) or range_abs < 0:
+        raise ValueError(f"range must be a finite non-negative number, got {range_abs}")
+    if not (math.isfinite(theta) and theta > 0):
+        raise ValueError(f"threshold must be a finite positive number, got {theta}")
+    top = max_mantissa(bits)
+    if range_abs == 0.0:
+        return vth_max, theta / vth_max
+    vth = min(vth_max, math.floor((top + 0.5) * theta / range_abs) + 1)  # rounding: r/s < top + ½
+    while vth > 0 and round(range_abs / (theta / vth)) > top:  # as PTQ divides: W / s
+        vth -= 1
+    return vth, (theta / vth if vth > 0 else math.inf)

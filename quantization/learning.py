@@ -99,7 +99,9 @@ def attach_learning(
         lam_post, lam_pre, a_post, a_pre = _node_factors(n)
         spec = make_learning_spec(
             lambda_pre=lam_pre, lambda_post=lam_post, alpha_pre=a_pre, alpha_post=a_post,
-            lr=lr, psi_frac=n.psi.frac if isinstance(n, SpikingLayer) else 0,
+            # a weight LSB is 2^e / gain (PTQ's non-power-of-two scale): Δm = lr·gain·ΔW/2^e
+            lr=lr * getattr(n, "gain", 1.0),
+            psi_frac=n.psi.frac if isinstance(n, SpikingLayer) else 0,
             weight_exp=n.weight_exp, weight_bits=weight_bits or n.weight_bits,
             p_max=ranges[name]["p_max"], q_max=ranges[name]["q_max"], signal_max=signal_max,
             trace_bits=trace_bits, trace_rounding=trace_rounding, seed=seed,

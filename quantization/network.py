@@ -19,7 +19,10 @@ Node kinds (each a frozen dataclass; new kinds register with :func:`register_nod
 
 Units: a layer with weight exponent ``e`` holds ``W ≈ m·2^e``; its membrane ``v`` is in
 units of ``2^e / 64`` (Lava's ``act_shift = 6``); threshold ``vth`` in units of ``2^e``;
-bias ``bias_mant << bias_exp`` in membrane units.
+bias ``bias_mant << bias_exp`` in membrane units. A spiking layer with ``gain = k ≠ 1``
+(quantized at the non-power-of-two scale ``s = 2^e / k``) holds ``W ≈ m·s`` instead, all
+its other quantities in the same units (``SpikingLayer.weight_lsb = s``); nothing at run
+time depends on ``s``.
 """
 
 from __future__ import annotations
@@ -66,10 +69,20 @@ class SpikingLayer:
     psi: PsiTable | None = None
     factors: tuple[float, float, float, float] = (0.5, 0.8, -0.2, 1.0)  # λ_post λ_pre α_post α_pre
     learning: LearningSpec | None = None
+    #: ``k = 2^weight_exp / s`` for a layer quantized at a non-power-of-two scale ``s``
+    #: (PTQ's exact-threshold scale): its integers are those of the spike-equivalent float
+    #: layer with weights, bias and threshold multiplied by ``k``; 1 for a power of two.
+    gain: float = 1.0
 
     @property
     def out_channels(self) -> int:
         return int(self.weight.shape[0])
+
+    @property
+    def weight_lsb(self) -> float:
+        """Float value of one weight LSB in the source model's units, ``2^weight_exp / gain``
+        (the membrane LSB is ``weight_lsb / 64``, the threshold ``vth · weight_lsb``)."""
+        return 2.0**self.weight_exp / self.gain
 
 
 @register_node
@@ -87,6 +100,11 @@ class Readout:
     weight_bits: int = 8
     lambda_pre: float = 1.0  # decay of the pre-trace for on-device learning
     learning: LearningSpec | None = None
+
+    @property
+    def weight_lsb(self) -> float:
+        """Float value of one weight LSB, ``2^weight_exp`` (readouts are power-of-two)."""
+        return 2.0**self.weight_exp
 
 
 @register_node

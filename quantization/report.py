@@ -7,7 +7,8 @@ quantized one by the integer emulator (:func:`quantization.emulator.evaluate`, f
 timing ``delay = 0``), both on the same padded test batches of ``val_batch_size``.
 
 Per bit width ``b`` (PTQ): calibrate the input format on a few shuffled training
-batches, quantize the weights with ``PTQConfig(weight_bits=b, percentile=p)``, run the
+batches, quantize the weights with ``PTQConfig(weight_bits=b, percentile=p)`` (QAT:
+``scale="pow2"``, the format it was fine-tuned through), run the
 emulator on the test split. A width at which a layer cannot be represented
 (:class:`~quantization.ptq.QuantizationError`) is recorded with its message, not raised.
 
@@ -142,12 +143,20 @@ def quantize_and_evaluate(
     method: str = "ptq",
     progress: bool = False,
     log: Log = _quiet,
+    scale: str | None = None,
 ) -> QuantResult:
-    """PTQ of ``model`` at ``bits`` and its emulator accuracy; a QuantizationError is kept."""
+    """PTQ of ``model`` at ``bits`` and its emulator accuracy; a QuantizationError is kept.
+
+    ``scale``: :class:`PTQConfig`'s; default ``"threshold"``, but ``"pow2"`` for
+    ``method="qat"`` (the format QAT trains through)."""
     res = QuantResult(method, bits, percentile)
+    scale = scale or ("pow2" if method == "qat" else "threshold")
     try:
         qnet, reports = quantize_model(
-            model, calibration, PTQConfig(weight_bits=bits, percentile=percentile), log=log
+            model,
+            calibration,
+            PTQConfig(weight_bits=bits, percentile=percentile, scale=scale),
+            log=log,
         )
     except QuantizationError as exc:
         res.error = str(exc)
@@ -221,8 +230,11 @@ def compare_checkpoint(
     qat_epochs: int = 0,
     progress: bool = False,
     log: Log = _quiet,
+    scale: str = "threshold",
 ) -> dict:
     """Float accuracy, PTQ per bit width and (``qat_epochs > 0``) QAT per bit width.
+
+    ``scale`` is the PTQ rows' :class:`PTQConfig` scale (QAT rows always use ``"pow2"``).
 
     Returns ``{"float_accuracy", "test_samples", "ptq": [QuantResult dicts], "qat": [...]}``
     (QAT list empty without fine-tuning).
@@ -234,7 +246,16 @@ def compare_checkpoint(
     out = {"float_accuracy": f_acc, "test_samples": len(data.test), "ptq": [], "qat": []}
     for b in bits:
         r = quantize_and_evaluate(
-            model, calib, data.test, cfg.val_batch_size, b, percentile, "ptq", progress, log
+            model,
+            calib,
+            data.test,
+            cfg.val_batch_size,
+            b,
+            percentile,
+            "ptq",
+            progress,
+            log,
+            scale,
         )
         log(_result_line(r, f_acc))
         out["ptq"].append(r.as_dict())

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from quantization.convert import register_converter, stllr_layer_spec
 from quantization.emulator import IntegerEmulator
+from quantization.learning_formats import psi_table
 from quantization.network import Add, QNetwork, Readout, SpikingLayer
 from quantization.ptq import PTQConfig, QuantizationError, quantize_model
 from stllr.layers.stllr_layers import LinearSTLLR
@@ -283,32 +284,104 @@ def _effective_weights(family: str, model) -> dict[str, list[torch.Tensor]]:
     return out
 
 
+def _brute_force_vth(r: float, theta: float, bits: int) -> int:
+    """The largest integer threshold v (≤ 17 bits) at whose scale θ/v the range r fits."""
+    top = (1 << (bits - 1)) - 1
+    for v in range((1 << 17) - 1, 0, -1):
+        if round(r / (theta / v)) <= top:
+            return v
+    return 0
+
+
 @pytest.mark.parametrize("family", ["shd_stllr", "vgg_stllr_max", "vgg_stllr_avg"])
 @pytest.mark.parametrize("bits", [3, 8, 12])
-def test_mantissas_exponents_and_thresholds(family, bits):
+@pytest.mark.parametrize("scale", ["pow2", "threshold"])
+def test_mantissas_exponents_and_thresholds(family, bits, scale):
     model, x = _build(family)
-    qnet, reports = quantize_model(model, [x], PTQConfig(weight_bits=bits))
+    qnet, reports = quantize_model(model, [x], PTQConfig(weight_bits=bits, scale=scale))
     top = (1 << (bits - 1)) - 1
     rep = {r.name: r for r in reports}
+    lif = model.rec.lif if family == "shd_stllr" else model.convs[0].lif
     for name, tensors in _effective_weights(family, model).items():
         node = qnet.node(name)
         r = max(float(t.abs().max()) for t in tensors)
         e = _brute_force_exponent(r, bits)
-        assert node.weight_exp == e == rep[name].weight_exp, name
+        spiking = isinstance(node, SpikingLayer)
+        if spiking and scale == "threshold":
+            # exact threshold: s = θ/vth, the finest such scale at which max |W| fits
+            vth = _brute_force_vth(r, lif.theta_eff, bits)
+            s = lif.theta_eff / vth
+            assert node.vth == vth == rep[name].vth
+            assert round(r / (lif.theta_eff / (vth + 1))) > top  # one step finer overflows
+            while 2.0**e < s:  # nominal exponent: the power-of-two rule's, raised to 2^e ≥ s
+                e += 1
+            assert node.weight_exp == e == rep[name].weight_exp, name
+            assert node.gain == pytest.approx(2.0**e / s, rel=1e-12) and node.gain >= 1.0
+            assert node.weight_lsb == pytest.approx(s, rel=1e-12)
+            assert torch.equal(node.psi.table, psi_table(node.psi.variant, s / 64).table)
+        else:
+            s = 2.0**e
+            assert node.weight_exp == e == rep[name].weight_exp, name
+            assert round(r / 2.0 ** (e - 1)) > top  # minimality: one exponent lower overflows
+            if spiking:
+                assert node.vth == round(lif.theta_eff / s)
+                assert node.gain == 1.0
         mants = [node.weight] + (
             [node.weight_rec] if getattr(node, "weight_rec", None) is not None else []
         )
         for m, t in zip(mants, tensors, strict=True):
             assert m.dtype == torch.int64
             assert int(m.min()) >= -top - 1 and int(m.max()) <= top
-            assert torch.equal(m, torch.round(t.double() / 2.0**e).to(torch.int64)), name
-        # minimality: one exponent lower, the largest weight would not fit
-        assert round(r / 2.0 ** (e - 1)) > top
+            assert torch.equal(m, torch.round(t.double() / s).to(torch.int64)), name
         assert rep[name].clipped == 0
-        if isinstance(node, SpikingLayer):
-            lif = model.rec.lif if family == "shd_stllr" else model.convs[0].lif
-            assert node.vth == round(lif.theta_eff / 2.0**e)
+        if spiking:
             assert node.dv == round((1 - lif.gamma) * 4096)
+
+
+def test_threshold_scale_is_spike_equivalent_to_the_float_layer():
+    """At the exact-threshold scale the integers are those of the float layer times
+    ``gain``: m·2^e ≈ gain·W (half an LSB), vth·2^e = gain·θ (exactly, up to float
+    rounding) and the bias likewise, so a float64 LIF with the dequantized weights and
+    the *unrounded* threshold reproduces the emulator's spikes."""
+    model, x = _build("shd_stllr")
+    qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=8, scale="threshold"))
+    node = qnet.node("rec")
+    theta = model.rec.lif.theta_eff
+    assert node.vth * node.weight_lsb == pytest.approx(theta, rel=1e-12)
+    w = model.rec.standardized_weights()[0].detach().double()
+    err = node.weight.double() * node.weight_lsb - w
+    assert float(err.abs().max()) <= node.weight_lsb / 2 + 1e-12
+    assert node.gain * float(w.abs().max()) == pytest.approx(
+        float(node.weight.abs().max()) * 2.0**node.weight_exp, rel=1 / 100
+    )
+
+
+def test_threshold_scale_edge_cases():
+    from quantization.exponents import threshold_scale
+
+    assert threshold_scale(0.0, 0.6, 8, 1000) == (1000, 0.6 / 1000)  # all-zero layer
+    assert threshold_scale(1e-9, 0.6, 8, 1000)[0] == 1000  # capped at the 17-bit maximum
+    assert threshold_scale(0.6 * 127, 0.6, 8, 1000) == (1, 0.6)  # coarsest exact scale
+    assert threshold_scale(0.6 * 128, 0.6, 8, 1000)[0] == 0  # not representable
+    for r in (0.013, 0.25, 0.6, 3.7):
+        v, s = threshold_scale(r, 0.6, 8, (1 << 17) - 1)
+        assert v == _brute_force_vth(r, 0.6, 8) and s == 0.6 / v
+    with pytest.raises(ValueError):
+        threshold_scale(-1.0, 0.6, 8, 10)
+
+
+def test_unrepresentable_threshold_scale_is_an_error_naming_the_layer():
+    from quantization.convert import DEFAULT_FACTORS, FloatSpiking
+    from quantization.network import InputFormat
+    from quantization.ptq import quantize_graph
+
+    spec = FloatSpiking("big", ("input",), "dense", torch.full((2, 3), 10.0), None,
+                        LIFParams(), "b", DEFAULT_FACTORS)  # fmt: skip
+    fmt = InputFormat(exp=0, lo=0, hi=255)
+    with pytest.raises(QuantizationError, match="big"):  # 10 > 1.5·θ: no exact scale fits
+        quantize_graph([spec], fmt, PTQConfig(weight_bits=2, scale="threshold"))
+    nodes, _ = quantize_graph([spec], fmt, PTQConfig(weight_bits=8, scale="threshold"))
+    assert nodes[0].vth == 7 and int(nodes[0].weight.max()) == round(10.0 / (0.6 / 7))
 
 
 def test_avg_pool_scale_is_folded_into_the_next_layer():
@@ -316,12 +389,18 @@ def test_avg_pool_scale_is_folded_into_the_next_layer():
     layer must quantize ``Ŵ/4``; after a max pool, ``Ŵ`` itself."""
     for pooling, factor in (("avg", 0.25), ("max", 1.0)):
         model, x = _build(f"vgg_stllr_{pooling}")
-        qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=8))
-        node = qnet.node("conv1")
         w = model.convs[1].standardized_weight().detach().double() * factor
+        qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=8, scale="pow2"))
+        node = qnet.node("conv1")
         e = _brute_force_exponent(float(w.abs().max()), 8)
         assert node.weight_exp == e
         assert torch.equal(node.weight, torch.round(w / 2.0**e).to(torch.int64))
+        qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=8, scale="threshold"))
+        node = qnet.node("conv1")
+        theta = model.convs[1].lif.theta_eff
+        vth = _brute_force_vth(float(w.abs().max()), theta, 8)
+        assert node.vth == vth
+        assert torch.equal(node.weight, torch.round(w / (theta / vth)).to(torch.int64))
         pool = qnet.node("pool0")
         assert pool.mode == ("sum" if pooling == "avg" else "max") and pool.kernel == 2
 
@@ -331,7 +410,7 @@ def test_resnet_residual_add_puts_pooled_and_spiking_inputs_on_one_scale():
     (a sum-pool, scale 1/4): the spikes are shifted left by 2 bits, and the block's
     output keeps scale 1/4, which the next block's weights absorb."""
     model, x = _build("resnet_stllr")
-    qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=8))
+    qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=8, scale="pow2"))
     add0 = qnet.node("b0.add")
     assert isinstance(add0, Add) and add0.inputs == ("b0.conv2", "stem_pool")
     assert add0.shifts == (2, 0)
@@ -342,6 +421,10 @@ def test_resnet_residual_add_puts_pooled_and_spiking_inputs_on_one_scale():
     e = _brute_force_exponent(float(w.abs().max()), 8)
     assert node.weight_exp == e
     assert torch.equal(node.weight, torch.round(w / 2.0**e).to(torch.int64))
+    # the exact-threshold scale leaves the Add shifts unchanged (its inputs are spikes)
+    qnet_t, _ = quantize_model(model, [x], PTQConfig(weight_bits=8, scale="threshold"))
+    assert qnet_t.node("b0.add").shifts == (2, 0)
+    assert qnet_t.node("b2.add").shifts in ((), (0, 0))
 
 
 def test_unrepresentable_threshold_raises_naming_the_layer():
@@ -351,23 +434,44 @@ def test_unrepresentable_threshold_raises_naming_the_layer():
             model.rec.gain.mul_(factor)
             model.rec.gain_rec.mul_(factor)
         with pytest.raises(QuantizationError, match=r"layer rec: threshold 0\.6") as info:
-            quantize_model(model, [x], PTQConfig(weight_bits=8))
+            quantize_model(model, [x], PTQConfig(weight_bits=8, scale="pow2"))
         assert "1 … 131071" in str(info.value), reason
+    # the exact-threshold scale: huge weights fit no exact scale; tiny ones cap vth
+    model, x = _build("shd_stllr")
+    with torch.no_grad():
+        model.rec.gain.mul_(1e6)
+        model.rec.gain_rec.mul_(1e6)
+    with pytest.raises(QuantizationError, match=r"layer rec: weight range .* threshold 0\.6"):
+        quantize_model(model, [x], PTQConfig(weight_bits=8, scale="threshold"))
+    model, x = _build("shd_stllr")
+    with torch.no_grad():
+        model.rec.gain.mul_(1e-6)
+        model.rec.gain_rec.mul_(1e-6)
+    qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=8, scale="threshold"))
+    assert qnet.node("rec").vth == (1 << 17) - 1
 
 
 @pytest.mark.parametrize("percentile", [99.0, 90.0])
-def test_percentile_clips_weights_and_reports_them(percentile):
+@pytest.mark.parametrize("scale", ["pow2", "threshold"])
+def test_percentile_clips_weights_and_reports_them(percentile, scale):
     bits = 6
     model, x = _build("shd_stllr")
-    qnet, reports = quantize_model(model, [x], PTQConfig(weight_bits=bits, percentile=percentile))
+    cfg = PTQConfig(weight_bits=bits, percentile=percentile, scale=scale)
+    qnet, reports = quantize_model(model, [x], cfg)
     top = (1 << (bits - 1)) - 1
     w, w_rec = (t.detach().double() for t in model.rec.standardized_weights())
     # range: the largest per-tensor percentile (linear interpolation, as numpy computes it)
     r = max(float(np.percentile(t.abs().numpy(), percentile)) for t in (w, w_rec))
-    e = _brute_force_exponent(r, bits)
     node = qnet.node("rec")
-    assert node.weight_exp == e
-    raw = [torch.round(t / 2.0**e) for t in (w, w_rec)]
+    if scale == "pow2":
+        e = _brute_force_exponent(r, bits)
+        assert node.weight_exp == e
+        lsb = 2.0**e
+    else:
+        theta = model.rec.lif.theta_eff
+        assert node.vth == _brute_force_vth(r, theta, bits)
+        lsb = theta / node.vth
+    raw = [torch.round(t / lsb) for t in (w, w_rec)]
     expected_clipped = sum(int(((m > top) | (m < -top - 1)).sum()) for m in raw)
     rep = next(r for r in reports if r.name == "rec")
     assert rep.clipped == expected_clipped > 0

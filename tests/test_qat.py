@@ -279,7 +279,9 @@ def test_qat_weights_are_the_ptq_weights(family, bits, percentile):
     torch.manual_seed(4)
     model = make()
     x = torch.randint(0, 3, (2, 2, *shape)).float()  # event counts: PTQ keeps them integral
-    qnet, _ = quantize_model(model, [x], PTQConfig(weight_bits=bits, percentile=percentile))
+    qnet, _ = quantize_model(
+        model, [x], PTQConfig(weight_bits=bits, percentile=percentile, scale="pow2")
+    )
     ptq = []
     for node in qnet.nodes:
         if isinstance(node, (SpikingLayer, Readout)):
