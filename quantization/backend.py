@@ -13,6 +13,28 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+
+def _np_mul_shift_toward_zero(x, m: int, k: int):
+    p = np.asarray(x).astype(np.int64) * m
+    return np.sign(p) * (np.abs(p) >> k)
+
+
+def _torch_mul_shift_toward_zero(x, m: int, k: int):
+    # trunc(p / 2^k) for int64 p: a floor shift after adding 2^k − 1 to negative p (the
+    # same values as torch.div(p, 2^k, rounding_mode="trunc"), without an integer division)
+    p = x.to(torch.int64) * m
+    return (p + ((p >> 63) & ((1 << k) - 1))) >> k
+
+
+def _float_mul_shift_toward_zero(x, m: int, k: int):
+    # x = hi·2^k + lo with hi = trunc(x / 2^k) and lo of x's sign, |lo| < 2^k; then
+    # trunc(x·m / 2^k) = hi·m + trunc(lo·m / 2^k), every step an exact float operation
+    # while |x| < 2^24 (float32) and 0 ≤ m ≤ 2^(24 − k)
+    hi = torch.div(x, float(1 << k), rounding_mode="trunc")
+    lo = torch.add(x, hi, alpha=-float(1 << k)).mul_(m)
+    return lo.div_(float(1 << k), rounding_mode="trunc").add_(hi, alpha=m)
+
+
 _NUMPY = SimpleNamespace(
     name="numpy",
     sign=np.sign,
@@ -23,6 +45,9 @@ _NUMPY = SimpleNamespace(
     int32=lambda x: np.asarray(x).astype(np.int32),
     zeros_like=np.zeros_like,
     shift_toward_zero=lambda x, k: np.sign(x) * (np.abs(x) >> k),
+    mul_shift_toward_zero=_np_mul_shift_toward_zero,
+    shl=lambda x, k: np.asarray(x).astype(np.int64) << k,
+    positive=lambda x: x > 0,
 )
 
 _TORCH = SimpleNamespace(
@@ -36,13 +61,41 @@ _TORCH = SimpleNamespace(
     zeros_like=torch.zeros_like,
     # x / 2^k rounded toward zero; exact for int64 (same values as sign(x)·(|x| >> k))
     shift_toward_zero=lambda x, k: torch.div(x, 1 << k, rounding_mode="trunc"),
+    mul_shift_toward_zero=_torch_mul_shift_toward_zero,
+    shl=lambda x, k: x.to(torch.int64) << k,
+    positive=lambda x: x > 0,
+)
+
+#: Float tensors that hold integers ("exact floats", e.g. the integer emulator's float32
+#: LIF state): the names above that follow integer semantics keep the float dtype and
+#: stay exact within the stated bounds; ``positive`` gives 0/1 instead of booleans.
+_TORCH_EXACT_FLOAT = SimpleNamespace(
+    **{
+        **vars(_TORCH),
+        "name": "torch-exact-float",
+        "mul_shift_toward_zero": _float_mul_shift_toward_zero,
+        "shl": lambda x, k: x * float(1 << k),
+        "positive": lambda x: torch.clamp(x, 0, 1),
+    }
 )
 
 
 def xp_of(x) -> SimpleNamespace:
-    """The operation namespace for ``x`` (a numpy array or a torch tensor)."""
+    """The operation namespace for ``x`` (a numpy array or a torch tensor).
+
+    Beyond the plain array functions, the integer kernels use
+
+    * ``mul_shift_toward_zero(x, m, k)``: ``sign(x·m)·(|x·m| >> k)``, exact in 64 bits;
+    * ``shl(x, k)``: ``x << k`` in 64 bits;
+    * ``positive(x)``: ``x > 0`` (booleans).
+
+    A floating torch tensor is taken to hold integers: its namespace computes the same
+    values in its own dtype (``positive`` as 0/1), exact while the integers stay below
+    2^24 in magnitude for float32 (``mul_shift_toward_zero``: and ``m ≤ 2^(24 − k)``);
+    callers guarantee the bound (see ``IntegerEmulator``).
+    """
     if isinstance(x, torch.Tensor):
-        return _TORCH
+        return _TORCH_EXACT_FLOAT if x.is_floating_point() else _TORCH
     if isinstance(x, (np.ndarray, np.generic, int)):
         return _NUMPY
     raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
@@ -75,26 +128,30 @@ def _as_torch(x, dtype):
     return torch.as_tensor(np.asarray(x)).to(dtype), True
 
 
-def _back(y: torch.Tensor, was_numpy: bool):
+def _back(y: torch.Tensor, was_numpy: bool, keep_float: bool = False):
     # Exact integers by the dtype bound, so the conversion truncates nothing.
+    if keep_float and not was_numpy:
+        return y
     y = y.to(torch.int64)
     return y.numpy() if was_numpy else y
 
 
-def int_linear(x, w, dtype: torch.dtype = torch.float64):
-    """``x @ wᵀ`` for integer ``x`` ``[..., in]`` and ``w`` ``[out, in]`` (int64 result)."""
+def int_linear(x, w, dtype: torch.dtype = torch.float64, keep_float: bool = False):
+    """``x @ wᵀ`` for integer ``x`` ``[..., in]`` and ``w`` ``[out, in]`` (int64 result;
+    torch with ``keep_float``: the exact result in ``dtype``)."""
     xt, was_numpy = _as_torch(x, dtype)
     wt, _ = _as_torch(w, dtype)
-    return _back(xt @ wt.T, was_numpy)
+    return _back(xt @ wt.T, was_numpy, keep_float)
 
 
-def int_conv2d(x, w, stride, padding, dilation=(1, 1), groups=1, dtype=torch.float64):
-    """2-D convolution of integer ``x`` ``[B, C, H, W]`` with integer ``w`` (int64 result)."""
+def int_conv2d(x, w, stride, padding, dilation=(1, 1), groups=1, dtype=torch.float64,
+               keep_float: bool = False):  # fmt: skip
+    """2-D convolution of integer ``x`` ``[B, C, H, W]`` with integer ``w`` (int64 result;
+    torch with ``keep_float``: the exact result in ``dtype``)."""
     xt, was_numpy = _as_torch(x, dtype)
     wt, _ = _as_torch(w, dtype)
-    return _back(
-        torch.nn.functional.conv2d(xt, wt, None, stride, padding, dilation, groups), was_numpy
-    )
+    y = torch.nn.functional.conv2d(xt, wt, None, stride, padding, dilation, groups)
+    return _back(y, was_numpy, keep_float)
 
 
 def int_outer_sum(a, x, dtype: torch.dtype = torch.float64):

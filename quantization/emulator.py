@@ -13,7 +13,13 @@ the input at step t reaches the neuron at step t + 1 (recurrent currents already
 arrive one step later in both conventions). ``delay=0`` matches the float model.
 
 The products are computed in float32 or float64 only where that is exact (a static
-bound per node, :func:`quantization.backend.exact_float_dtype`).
+bound per node, :func:`quantization.backend.exact_float_dtype`). Bounds start from the
+largest |input|: the input format's range for :meth:`IntegerEmulator.forward`, the
+largest value in the frames for :meth:`IntegerEmulator.run`. A non-plastic spiking layer
+whose synaptic sums provably stay below 2^17 (so ``a << 6`` cannot wrap) runs its LIF on
+float32 tensors holding the same integers (every value below 2^24, so every operation is
+exact; see :func:`quantization.loihi.lif_int_step`), which is several times faster than
+int64 on CPUs; its outputs are int64 as everywhere else.
 
 On-device learning (:meth:`IntegerEmulator.step` with ``signals``) follows
 :mod:`quantization.learning_formats` for every node that carries a ``LearningSpec``.
@@ -50,7 +56,9 @@ from quantization.kernels import (
 )
 from quantization.loihi import (
     ACT_SHIFT,
+    DECAY_UNITY,
     UV_LIMIT,
+    VTH_SHIFT,
     LIFFixedParams,
     LIFFixedState,
     lif_int_step,
@@ -98,9 +106,17 @@ class IntegerEmulator:
         self.t = 0  # index of the current (last forward) step
         self._last_outs: dict[str, torch.Tensor] | None = None
         self._weights: dict[str, dict[str, torch.Tensor]] = {}
-        self._dtypes: dict[str, torch.dtype] = {}
-        self._bound: dict[str, int] = {}  # largest |value| each node can output
+        # Static bounds, keyed by (input bound, node): run() uses the bound of its frames
+        # for the duration of the call, forward() the input format's range.
+        self._in_bound = self._format_bound()
+        self._bound: dict[tuple[int, str], int] = {}  # largest |value| each node can output
+        self._a_bounds: dict[tuple[int, str], int] = {}  # largest |synaptic sum a|
+        self._dtypes: dict[tuple[int, str], torch.dtype] = {}
+        self._fast: dict[tuple[int, str], bool] = {}  # LIF on exact float32 (see _fast_lif)
+        self._row_sums: dict[tuple[str, str], int] = {}  # max over outputs of Σ|w|
         self._wfloat: dict[tuple, torch.Tensor] = {}
+        self._exact: dict[str, torch.Tensor] = {}  # this step's outputs as exact floats
+        self._int_input: bool | None = None  # whether a node needs the input as integers
         self._pending: dict[str, list] = {}
         self.state: dict[str, object] = {}
         self.learn: dict[str, LearnState] = {}
@@ -116,7 +132,7 @@ class IntegerEmulator:
         if n.bias_mant is not None:
             w["bias"] = n.bias_mant.to(self.device) << n.bias_exp
         self._weights[n.name] = w
-        self._dtypes.pop(n.name, None)
+        self._forget_bounds(n.name)
 
     def weights(self, name: str) -> dict[str, torch.Tensor]:
         """Current integer weights of node ``name`` (changed by on-device learning)."""
@@ -150,17 +166,24 @@ class IntegerEmulator:
 
         Advances neurons and, for plastic nodes, their traces and Ψ. Learning from this
         step needs its signal: call :meth:`apply_signals` before the next ``forward``.
+        ``x_int`` may be a float tensor holding integers (|x| < 2^24 in float32); it is
+        then passed on as it is unless a node needs integers.
         """
         self.t = self.step_count
         self.step_count += 1
-        outs = {"input": x_int.to(self.device)}
-        fmt = self.qnet.input_format
-        self._bound.setdefault("input", max(abs(fmt.lo), abs(fmt.hi)))
+        x = x_int.to(self.device)
+        if x.is_floating_point() and self._needs_int_input():
+            x = x.to(torch.int64)
+        outs = {"input": x}
+        self._exact = {}
+        ib = self._in_bound
+        self._bound.setdefault((ib, "input"), ib)
         for i, n in enumerate(self.qnet.nodes):
             ins = [outs[k] for k in n.inputs]
             outs[n.name] = _KERNELS[type(n)](self, i, n, ins)
-            if n.name not in self._bound:
-                self._bound[n.name] = _value_bound(n, [self._bound[k] for k in n.inputs], ins)
+            if (ib, n.name) not in self._bound:
+                in_bounds = [self._bound[ib, k] for k in n.inputs]
+                self._bound[ib, n.name] = _value_bound(n, in_bounds, ins)
         self._last_outs = outs
         return outs
 
@@ -184,41 +207,111 @@ class IntegerEmulator:
         return outs
 
     def run(self, frames: torch.Tensor, record: tuple[str, ...] = ()) -> EmulatorResult:
-        """Inference on float frames ``[T, B, *input_shape]`` (quantized with the input format)."""
-        x = quantize_input(frames, self.qnet.input_format)
+        """Inference on float frames ``[T, B, *input_shape]`` (quantized with the input format).
+
+        Each step's frame is quantized as it is used (the same values as quantizing all
+        frames at once). The largest |input| of these frames bounds every node's values
+        during the call, which lets more nodes take the exact float32 path.
+        """
+        fmt = self.qnet.input_format
         out_name = self.qnet.nodes[-1].name
         self.reset()
-        logits = None
-        counts = {n.name: 0 for n in self.qnet.nodes if isinstance(n, SpikingLayer)}
-        sizes: dict[str, int] = {}
-        records = {k: [] for k in record}
-        for t in range(x.shape[0]):
-            outs = self.step(x[t])
-            logits = outs[out_name] if logits is None else logits + outs[out_name]
-            for k in counts:
-                counts[k] += int(outs[k].sum())
-                sizes[k] = outs[k][0].numel()
-            for k in record:
-                records[k].append(outs[k].cpu())
+        bound = _frames_bound(frames, fmt)
+        self._in_bound = self._format_bound() if bound is None else bound
+        try:
+            logits = None
+            counts: dict[str, torch.Tensor | int] = {
+                n.name: 0 for n in self.qnet.nodes if isinstance(n, SpikingLayer)
+            }
+            sizes: dict[str, int] = {}
+            records = {k: [] for k in record}
+            # quantize_input's values, as exact floats in one reused buffer where no node
+            # needs the input as int64 and nothing keeps it (not recorded)
+            buf = (
+                torch.empty_like(frames[0]) if bound is not None and "input" not in record else None
+            )
+            for t in range(frames.shape[0]):
+                f = frames[t]
+                x = quantize_input(f, fmt) if buf is None else _quantize_exact(f, fmt, buf)
+                outs = self.step(x)
+                logits = outs[out_name] if logits is None else logits + outs[out_name]
+                for k in counts:  # summed on the device: no host sync per step
+                    counts[k] = counts[k] + outs[k].sum()
+                    sizes[k] = outs[k][0].numel()
+                for k in record:
+                    records[k].append(outs[k].cpu())
+        finally:
+            self._in_bound = self._format_bound()
         return EmulatorResult(
             logits_sum=logits.cpu(),
             logit_scale=self.logit_scale,
-            spike_counts=counts,
+            spike_counts={k: int(c) for k, c in counts.items()},
             neurons=sizes,
             saturation=self.saturation(),
             records=records or None,
         )
 
     # --- helpers for the kernels -------------------------------------------------------
-    def _dtype(self, n, x: torch.Tensor) -> torch.dtype:
+    def _needs_int_input(self) -> bool:
+        """Whether a node reads the network input as integers (not only through synapses)."""
+        if self._int_input is None:
+            self._int_input = any(
+                "input" in n.inputs
+                and not (isinstance(n, (SpikingLayer, Readout)) and n.learning is None)
+                for n in self.qnet.nodes
+            )
+        return self._int_input
+
+    def _format_bound(self) -> int:
+        fmt = self.qnet.input_format
+        return max(abs(fmt.lo), abs(fmt.hi))
+
+    def _forget_bounds(self, name: str) -> None:
+        """Drop what was derived from node ``name``'s weights (they changed)."""
+        self._row_sums = {k: v for k, v in self._row_sums.items() if k[0] != name}
+        for cache in (self._a_bounds, self._dtypes, self._fast):
+            for k in [k for k in cache if k[1] == name]:
+                del cache[k]
+
+    def _row_sum(self, name: str, key: str) -> int:
+        """``max_i Σ_j |w_ij|`` of a weight (conv: per output channel)."""
+        if (name, key) not in self._row_sums:
+            w = self._weights[name][key]
+            self._row_sums[name, key] = int(w.abs().flatten(1).sum(1).max()) if w.numel() else 0
+        return self._row_sums[name, key]
+
+    def _a_bound(self, n) -> int:
+        """Largest |synaptic sum| of node ``n``, and of any partial sum of its products:
+        input bound · max row Σ|w| (+ max row Σ|w_rec|, its input being spikes)."""
+        k = (self._in_bound, n.name)
+        if k not in self._a_bounds:
+            bound = self._bound[self._in_bound, n.inputs[0]] * self._row_sum(n.name, "w")
+            if "w_rec" in self._weights[n.name]:
+                bound += self._row_sum(n.name, "w_rec")
+            self._a_bounds[k] = bound
+        return self._a_bounds[k]
+
+    def _dtype(self, n, x: torch.Tensor | None = None) -> torch.dtype:
         """float32 where every partial sum of this node's products stays below 2^24."""
-        if n.name not in self._dtypes:
-            w = self._weights[n.name]
-            bound = self._bound[n.inputs[0]] * int(w["w"].abs().max()) * w["w"][0].numel()
-            if "w_rec" in w:
-                bound += int(w["w_rec"].abs().max()) * w["w_rec"].shape[1]
-            self._dtypes[n.name] = exact_float_dtype(bound)
-        return self._dtypes[n.name]
+        k = (self._in_bound, n.name)
+        if k not in self._dtypes:
+            self._dtypes[k] = exact_float_dtype(self._a_bound(n))
+        return self._dtypes[k]
+
+    def _fast_lif(self, n) -> bool:
+        """Whether spiking node ``n`` runs its LIF on exact float32 (the preconditions of
+        :func:`~quantization.loihi.lif_int_step`'s float path; plastic nodes stay int64)."""
+        k = (self._in_bound, n.name)
+        if k not in self._fast:
+            bias = self._weights[n.name].get("bias")
+            self._fast[k] = (
+                n.learning is None
+                and (self._a_bound(n) << ACT_SHIFT) < UV_LIMIT
+                and (bias is None or bias.numel() == 0 or int(bias.abs().max()) < 2 * UV_LIMIT)
+                and abs(n.vth << VTH_SHIFT) < UV_LIMIT
+                and 0 <= n.dv <= DECAY_UNITY
+            )
+        return self._fast[k]
 
     def _float_weight(self, name: str, key: str, dtype: torch.dtype) -> torch.Tensor:
         """The integer weights as ``dtype`` (cached until on-device learning changes them)."""
@@ -227,28 +320,52 @@ class IntegerEmulator:
             self._wfloat[k] = self._weights[name][key].to(dtype)
         return self._wfloat[k]
 
-    def _synapse(self, n, x: torch.Tensor) -> torch.Tensor:
+    def _synapse(self, n, x: torch.Tensor, keep_float: bool = False) -> torch.Tensor:
         dtype = self._dtype(n, x)
+        x = self._exact.get(n.inputs[0], x)  # the same integers, already as floats
         w = self._float_weight(n.name, "w", dtype)
         if getattr(n, "kind", "dense") == "conv":
-            return int_conv2d(x, w, n.stride, n.padding, n.dilation, n.groups, dtype)
-        return int_linear(x.flatten(1), w, dtype)  # a dense layer after a conv flattens C·H·W
+            return int_conv2d(x, w, n.stride, n.padding, n.dilation, n.groups, dtype, keep_float)
+        # a dense layer after a conv flattens C·H·W
+        return int_linear(x.flatten(1), w, dtype, keep_float)
+
+    def _bias(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """Node ``name``'s bias in ``like``'s dtype, broadcastable over it (0 if none)."""
+        k = (name, "bias", like.dtype, like.dim())
+        if k not in self._wfloat:
+            bias = self._weights[name].get("bias")
+            if bias is None:
+                bias = torch.zeros((), dtype=torch.int64, device=like.device)
+            self._wfloat[k] = _channel(bias, like).to(like.dtype)
+        return self._wfloat[k]
 
     def _delayed(self, name: str, a: torch.Tensor) -> torch.Tensor:
         if self.delay == 0:
             return a
-        prev = self.state.get(name + "/a", torch.zeros_like(a))
+        prev = self.state.get(name + "/a")
         self.state[name + "/a"] = a
-        return prev
+        if prev is None:
+            return torch.zeros_like(a)
+        return prev if prev.dtype == a.dtype else prev.to(a.dtype)
 
     def _count(self, name: str, values: torch.Tensor, limit: int) -> None:
         """Count values at or beyond ``limit`` (kept on the device; see :meth:`saturation`)."""
-        over = (values.abs() >= limit).sum()
-        if name in self._pending:
-            self._pending[name][0] += over
+        # Σ [|x| ≥ limit] as Σ clamp(|x| − (limit − 1), 0, 1): exact for integers, and
+        # faster than summing booleans; float sums in float64 stay exact when accumulated
+        over = values.abs().sub_(limit - 1).clamp_(0, 1)
+        over = over.sum(dtype=torch.float64) if over.is_floating_point() else over.sum()
+        if name in self._pending:  # not in place: an int64 sum may meet a float64 one
+            self._pending[name][0] = self._pending[name][0] + over
             self._pending[name][1] += values.numel()
         else:
             self._pending[name] = [over, values.numel()]
+
+    def _count_none(self, name: str, total: int) -> None:
+        """Record ``total`` values of which none can saturate (a static bound says so)."""
+        if name in self._pending:
+            self._pending[name][1] += total
+        else:
+            self._pending[name] = [0, total]
 
     def saturation(self) -> dict:
         """Per quantity: values that saturated or wrapped, out of how many (since creation)."""
@@ -281,7 +398,7 @@ class IntegerEmulator:
             key = node_stream_key(spec.seed, self.t, idx, STREAM_WREC)
             w["w_rec"] = self._apply_update(name + "/weight_rec", w["w_rec"], g, h, st.r, s_prev,
                                             spec, key, int_outer_sum)  # fmt: skip
-        self._dtypes.pop(name, None)
+        self._forget_bounds(name)
         self._wfloat = {k: v for k, v in self._wfloat.items() if k[0] != name}
 
     def _apply_update(self, label: str, w, g, h, pre_trace, pre_input, spec, key, correlate):
@@ -323,6 +440,28 @@ class IntegerEmulator:
             self._count(n.name + "/trace_post", st.q, top)
 
 
+def _quantize_exact(frame: torch.Tensor, fmt, out: torch.Tensor) -> torch.Tensor:
+    """:func:`~quantization.ptq.quantize_input` without its final cast to int64, into
+    ``out``: the same integers in the frame's float dtype (NaN-free frames)."""
+    if fmt.exp == 0:
+        torch.round(frame, out=out)
+    else:
+        torch.div(frame, fmt.scale(), out=out).round_()
+    return out.clamp_(fmt.lo, fmt.hi)
+
+
+def _frames_bound(frames: torch.Tensor, fmt) -> int | None:
+    """Largest |input integer| of ``frames`` (quantization is monotone, so the extremes of
+    the frames give it); ``None`` if that cannot be told (NaN, no frames, not floats)."""
+    if not frames.is_floating_point() or frames.numel() == 0:
+        return None
+    # per frame: aminmax of a strided slice of frames would copy it first
+    ext = torch.stack([torch.stack(torch.aminmax(f)) for f in frames]).flatten()
+    if bool(ext.isnan().any()):
+        return None
+    return int(quantize_input(ext, fmt).abs().max())
+
+
 def _value_bound(n, in_bounds: list[int], ins) -> int:
     """Largest |output| of node ``n`` given its inputs' bounds (static, for exact dtypes)."""
     if isinstance(n, SpikingLayer):
@@ -356,23 +495,30 @@ def register_kernel(node_cls: type, fn: Kernel) -> None:
 
 def _spiking(emu: IntegerEmulator, i: int, n: SpikingLayer, ins) -> torch.Tensor:
     (x,) = ins
-    a = emu._delayed(n.name, emu._synapse(n, x))
+    fast = emu._fast_lif(n)  # exact float32 state and currents, else int64
+    a = emu._delayed(n.name, emu._synapse(n, x, keep_float=fast))
     w = emu._weights[n.name]
     s_prev = emu.state.get(n.name + "/s")
     if "w_rec" in w and s_prev is not None:
         dtype = emu._dtype(n, x)
-        a = a + int_linear(s_prev, emu._float_weight(n.name, "w_rec", dtype), dtype)
+        a = a + int_linear(s_prev, emu._float_weight(n.name, "w_rec", dtype), dtype, fast)
     st = emu.state.get(n.name)
     if st is None:
         zeros = torch.zeros_like(a)
         st = LIFFixedState(zeros, zeros)
-    emu._count(n.name + "/current", a << ACT_SHIFT, UV_LIMIT)
-    p = LIFFixedParams(4095, n.dv, n.vth, w.get("bias", torch.zeros((), dtype=torch.int64)),
-                       0, n.reset)  # fmt: skip
-    p = p._replace(bias_mant=_channel(p.bias_mant, a))
-    s, v_c, st = lif_int_step(st, a, p)
+    elif st.v.dtype != a.dtype:  # the path changed (run() ended): exact either way
+        st = LIFFixedState(st.u.to(a.dtype), st.v.to(a.dtype))
+    a_bound = emu._a_bound(n)
+    if (a_bound << ACT_SHIFT) < UV_LIMIT:  # |a << 6| < 2^23: nothing to count
+        emu._count_none(n.name + "/current", a.numel())
+    else:
+        emu._count(n.name + "/current", a << ACT_SHIFT, UV_LIMIT)
+    p = LIFFixedParams(4095, n.dv, n.vth, emu._bias(n.name, a), 0, n.reset)
+    s, v_c, st = lif_int_step(st, a, p, a_bound)
     emu._count(n.name + "/membrane", st.v, UV_LIMIT - 1)
     emu.state[n.name] = st
+    if fast:
+        emu._exact[n.name] = s  # 0/1 float32, for the synapses of the next nodes
     s = s.to(torch.int64)
     if n.learning is not None:
         psi = psi_lookup(v_c, n.psi.table.to(a.device), n.psi.shift, n.psi.half)

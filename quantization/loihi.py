@@ -55,9 +55,12 @@ class LIFFixedParams(NamedTuple):
 
 
 def decay_toward_zero(x, decay: int):
-    """``sign(x·(4096 − decay)) · (|x·(4096 − decay)| >> 12)`` in 64-bit integers."""
-    xp = xp_of(x)
-    return xp.shift_toward_zero(xp.int64(x) * (DECAY_UNITY - decay), DECAY_SHIFT)
+    """``sign(x·(4096 − decay)) · (|x·(4096 − decay)| >> 12)`` in 64-bit integers.
+
+    Float torch tensors holding integers (|x| < 2^24 for float32) give the same values
+    in their own dtype (:func:`quantization.backend.xp_of`).
+    """
+    return xp_of(x).mul_shift_toward_zero(x, DECAY_UNITY - decay, DECAY_SHIFT)
 
 
 def lif_fixed_step(state: LIFFixedState, a_in, p: LIFFixedParams):
@@ -66,27 +69,41 @@ def lif_fixed_step(state: LIFFixedState, a_in, p: LIFFixedParams):
     return s, new
 
 
-def lif_int_step(state: LIFFixedState, a_in, p: LIFFixedParams):
+def lif_int_step(state: LIFFixedState, a_in, p: LIFFixedParams, a_bound: int | None = None):
     """One integer LIF step; returns ``(s, v_centred, new state)``.
 
     ``v_centred = v[t] − (vth << 6)`` before the reset is the integer argument of Ψ.
+    ``s`` is boolean for integer arrays. ``a_bound`` (optional) is a known bound on
+    ``|a_in|``: with ``du = 4095`` and ``a_bound << 6 < 2^23`` the wrap cannot act and is
+    skipped.
+
+    Float torch tensors holding integers (the emulator's fast path) give the same values
+    in their own dtype, ``s`` as 0/1, when the caller guarantees exactness: float32
+    with ``|a_in << 6| < 2^23`` (so no wrap), ``|bias| < 2^24``, ``vth << 6 < 2^23``,
+    ``du = 4095``, ``0 ≤ dv ≤ 4096``, and ``|v[t−1]| < 2^23`` (as every state of this step is).
+    Then ``decay(v) + u`` stays below 2^24 and is exact; adding the bias rounds only
+    sums of magnitude ≥ 2^24, which the clip maps to ``±(2^23 − 1)`` either way.
     """
     xp = xp_of(a_in)
-    u = xp.int64(a_in) << ACT_SHIFT
+    u = xp.shl(a_in, ACT_SHIFT)
     if p.du != DECAY_UNITY - 1:  # du = 4095 decays u fully: decay(u, 4096) = 0
         u = decay_toward_zero(state.u, p.du + 1) + u
-    u = xp.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
-    u = xp.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u)
-    bias = p.bias_mant << p.bias_exp if p.bias_exp >= 0 else p.bias_mant >> -p.bias_exp
+    if p.du != DECAY_UNITY - 1 or a_bound is None or (a_bound << ACT_SHIFT) >= UV_LIMIT:
+        u = xp.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
+        u = xp.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u)
+    if p.bias_exp == 0:
+        bias = p.bias_mant
+    else:
+        bias = p.bias_mant << p.bias_exp if p.bias_exp > 0 else p.bias_mant >> -p.bias_exp
     v = decay_toward_zero(state.v, p.dv) + u + bias
     v = xp.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
     theta = p.vth << VTH_SHIFT
-    s = v > theta
     v_centred = v - theta
+    s = xp.positive(v_centred)  # v > theta
     if p.reset == "soft":
         v_new = v - s * theta
     elif p.reset == "hard":
-        v_new = xp.where(s, v * 0, v)
+        v_new = v - v * s  # v = 0 where s
     else:
         raise ValueError(f"LIFFixedParams.reset must be 'hard' or 'soft', got {p.reset!r}")
     return s, v_centred, LIFFixedState(u, v_new)
