@@ -147,10 +147,10 @@ def quantize_and_evaluate(
 ) -> QuantResult:
     """PTQ of ``model`` at ``bits`` and its emulator accuracy; a QuantizationError is kept.
 
-    ``scale``: :class:`PTQConfig`'s; default ``"threshold"``, but ``"pow2"`` for
-    ``method="qat"`` (the format QAT trains through)."""
+    ``scale``: :class:`PTQConfig`'s (default ``"pow2"``; QAT models always use ``"pow2"``,
+    the format they train through)."""
     res = QuantResult(method, bits, percentile)
-    scale = scale or ("pow2" if method == "qat" else "threshold")
+    scale = "pow2" if method == "qat" else (scale or "pow2")
     try:
         qnet, reports = quantize_model(
             model,
@@ -230,7 +230,7 @@ def compare_checkpoint(
     qat_epochs: int = 0,
     progress: bool = False,
     log: Log = _quiet,
-    scale: str = "threshold",
+    scale: str = "pow2",
 ) -> dict:
     """Float accuracy, PTQ per bit width and (``qat_epochs > 0``) QAT per bit width.
 

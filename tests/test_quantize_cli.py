@@ -66,7 +66,7 @@ def _png_size(path):
 def test_quantize_writes_network_and_consistent_report(trained, tmp_path, capsys):
     from quantization.convert import FloatReadout, FloatSpiking, to_float_graph
     from quantization.emulator import evaluate
-    from quantization.network import QNetwork
+    from quantization.network import QNetwork, SpikingLayer
 
     assert main(["quantize", str(trained), "--calib-batches", "2", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -96,6 +96,7 @@ def test_quantize_writes_network_and_consistent_report(trained, tmp_path, capsys
 
     # per layer: exponent of the saved node, mantissas in 8 bits, RMS error recomputed from
     # the float graph (input and spikes are integers: their scale is 1) within half an LSB
+    # (weight_lsb: 2^e by default; θ/vth for a spiking layer at scale="threshold")
     assert fmt.exp == 0
     specs = {
         s.name: s for s in to_float_graph(ck.model) if isinstance(s, (FloatSpiking, FloatReadout))
@@ -111,13 +112,16 @@ def test_quantize_writes_network_and_consistent_report(trained, tmp_path, capsys
         err2 = w2 = n = 0.0
         for m, w in pairs:
             assert int(m.abs().max()) <= 128
-            err2 += float(((m.double() * 2.0**node.weight_exp - w.double()) ** 2).sum())
+            err2 += float(((m.double() * node.weight_lsb - w.double()) ** 2).sum())
             w2 += float((w.double() ** 2).sum())
             n += m.numel()
         assert d["total"] == n
         assert d["rms_error"] == pytest.approx(math.sqrt(err2 / n), rel=1e-9)
         assert d["rel_rms_error"] == pytest.approx(math.sqrt(err2 / w2), rel=1e-9)
-        assert d["rms_error"] <= 2.0**node.weight_exp / 2
+        assert d["rms_error"] <= node.weight_lsb / 2
+        if isinstance(node, SpikingLayer):  # the threshold in weight LSBs (exact at "threshold")
+            assert node.vth == round(spec.lif.theta_eff / node.weight_lsb)
+            assert d["gain"] == pytest.approx(2.0**node.weight_exp / node.weight_lsb)
 
 
 def test_quantize_with_qat_saves_the_fine_tuned_network(trained, tmp_path, capsys):
