@@ -54,5 +54,21 @@ class STLLRFactors:
 
 
 def trace_step(trace: torch.Tensor, value: torch.Tensor, decay: float) -> torch.Tensor:
-    """``trace[t] = decay · trace[t−1] + value[t]``."""
+    """``trace[t] = decay · trace[t−1] + value[t]`` (a new tensor).
+
+    For ``decay == 1`` the multiplication is skipped (multiplying by 1 is exact).
+    """
+    if decay == 1.0:
+        return trace + value
     return decay * trace + value
+
+
+def trace_step_(trace: torch.Tensor, value: torch.Tensor, decay: float) -> torch.Tensor:
+    """In-place :func:`trace_step` (overwrites and returns ``trace``), bitwise equal to it.
+
+    The same two operations in the same order; the multiplication is skipped for
+    ``decay == 1`` (multiplying by 1 is exact).
+    """
+    if decay != 1.0:
+        trace.mul_(decay)
+    return trace.add_(value)

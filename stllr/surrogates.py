@@ -47,7 +47,39 @@ def psi_d(v: torch.Tensor) -> torch.Tensor:
     return 1.0 / (1.0 + (10.0 * v) ** 2)
 
 
+def psi_a_(v: torch.Tensor) -> torch.Tensor:
+    """In-place :func:`psi_a` (overwrites ``v``)."""
+    return v.abs_().mul_(100.0).add_(1.0).pow_(-2)  # pow(−2) is 1/(t·t): bitwise equal
+
+
+def psi_b_(v: torch.Tensor) -> torch.Tensor:
+    """In-place :func:`psi_b` (overwrites ``v``)."""
+    return v.abs_().neg_().add_(1.0).clamp_(min=0.0).mul_(0.3)
+
+
+def psi_c_(v: torch.Tensor) -> torch.Tensor:
+    """In-place :func:`psi_c` (overwrites ``v``)."""
+    sig = v.mul_(4.0).sigmoid_()
+    one_minus = 1.0 - sig
+    return sig.mul_(4.0).mul_(one_minus)
+
+
+def psi_d_(v: torch.Tensor) -> torch.Tensor:
+    """In-place :func:`psi_d` (overwrites ``v``)."""
+    return v.mul_(10.0).pow_(2).add_(1.0).reciprocal_()
+
+
 SURROGATES: dict[str, Surrogate] = {"a": psi_a, "b": psi_b, "c": psi_c, "d": psi_d}
+#: In-place twins (same operations, same order: bitwise equal results), keyed by function.
+_IN_PLACE: dict[Surrogate, Surrogate] = {psi_a: psi_a_, psi_b: psi_b_, psi_c: psi_c_, psi_d: psi_d_}
+
+
+def in_place(psi: Surrogate) -> Surrogate:
+    """A Ψ that may overwrite its argument: the in-place twin of a built-in variant,
+    or ``psi`` itself (out of place) for any other callable."""
+    return _IN_PLACE.get(psi, psi)
+
+
 ALIASES: dict[str, str] = {"exp": "a", "triangle": "b", "sigmoid": "c", "arctan": "d"}
 
 

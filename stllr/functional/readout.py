@@ -29,10 +29,13 @@ class AccumulateStep(torch.autograd.Function):
         ctx.save_for_backward(w, p)
         ctx.has_bias = b is not None
         ctx.mark_non_differentiable(p)
+        ctx.set_materialize_grads(False)  # no zero tensor for the trace output's gradient
         return o, p
 
     @staticmethod
     def backward(ctx, delta, _unused):
+        if delta is None:
+            return (None,) * 7
         w, p = ctx.saved_tensors
         grad_h = delta.mm(w) if ctx.needs_input_grad[0] else None
         grad_w = delta.t().mm(p) if ctx.needs_input_grad[1] else None

@@ -19,17 +19,22 @@ Backward at step t, with δ = ∂L_t/∂s[t] arriving from above at the same t::
 Both weight terms are computed as one matmul/correlation over the batch-stacked
 operands, never as per-sample ``[B, out, in]`` tensors. Nothing is kept after the
 step's backward, so memory does not grow with T.
+
+Steps that need no graph (outside the learning window, evaluation) can skip the
+autograd Function: :func:`recurrent_step_` runs the recurrent forward with the
+state updated in place, bitwise equal to :class:`STLLRRecurrentStep`'s forward.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from stllr.factors import STLLRFactors, trace_step
-from stllr.neuron import LIFParams, lif_step
-from stllr.surrogates import Surrogate
+from stllr.neuron import LIFParams, lif_step, lif_step_
+from stllr.surrogates import Surrogate, in_place
 from stllr.synapse_ops import DenseOps, SynapseOps
 
 
@@ -59,10 +64,13 @@ class STLLRStep(torch.autograd.Function):
         ctx.spec = spec
         ctx.has_bias = b is not None
         ctx.mark_non_differentiable(u, p, q)
+        ctx.set_materialize_grads(False)  # no zero tensors for the state outputs' gradients
         return s, u, p, q
 
     @staticmethod
     def backward(ctx, delta, *_unused):
+        if delta is None:
+            return (None,) * 7
         x, w, p, q_prev, psi = ctx.saved_tensors
         spec: STLLRSpec = ctx.spec
         g = psi * delta
@@ -83,11 +91,9 @@ class STLLRRecurrentStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, s_prev, w, w_rec, b, u_prev, p_prev, r, q_prev, spec: STLLRSpec):
         f = spec.factors
-        ops = spec.ops
         p = trace_step(p_prev, x, f.lambda_pre)
-        current = ops.current(x, w, b) + ops.current(s_prev, w_rec, None)
-        s, v, u = lif_step(current, u_prev, spec.lif)
-        psi = spec.psi(v)
+        u = u_prev.clone()
+        s, psi = _recurrent_membrane_(x, s_prev, w, w_rec, b, u, spec)
         q = trace_step(q_prev, psi, f.lambda_post)
         r_next = trace_step(r, s, f.lambda_pre)
         ctx.save_for_backward(x, s_prev, w if ctx.needs_input_grad[0] else None, p, r, q_prev, psi)
@@ -95,26 +101,135 @@ class STLLRRecurrentStep(torch.autograd.Function):
         ctx.spec = spec
         ctx.has_bias = b is not None
         ctx.mark_non_differentiable(u, p, r_next, q)
+        ctx.set_materialize_grads(False)  # no zero tensors for the state outputs' gradients
         return s, u, p, r_next, q
 
     @staticmethod
     def backward(ctx, delta, *_unused):
+        if delta is None:
+            return (None,) * 10
         x, s_prev, w, p, r, q_prev, psi = ctx.saved_tensors
         spec: STLLRSpec = ctx.spec
-        g = psi * delta
-        grad_x = spec.ops.input_grad(g, w, x.shape) if ctx.needs_input_grad[0] else None
-        post, pre = _stacked_operands(spec.factors, g, delta, q_prev, p, x)
-        _, pre_rec = _stacked_operands(spec.factors, g, delta, q_prev, r, s_prev)
+        f = spec.factors
         n_out, n_in = ctx.w_shape
         if isinstance(spec.ops, DenseOps):
-            # One matmul for both matrices: [out, in + out].
-            both = post.t().mm(torch.cat([pre, pre_rec], dim=1))
-            grad_w, grad_w_rec = both.split([n_in, n_out], dim=1)
+            # Both matrices share the post-synaptic operand (built once, in place) and get
+            # one matmul each: contiguous results that accumulate straight into the
+            # gradients (no concatenation of the pre-synaptic operands, no split copies).
+            g, post = _post_operand(f, psi, delta, q_prev)
+            grad_w = post.t().mm(_pre_operand(f, p, x))
+            grad_w_rec = post.t().mm(_pre_operand(f, r, s_prev))
         else:
+            g = psi * delta
+            post, pre = _stacked_operands(f, g, delta, q_prev, p, x)
+            _, pre_rec = _stacked_operands(f, g, delta, q_prev, r, s_prev)
             grad_w = spec.ops.weight_grad(post, pre, ctx.w_shape)
             grad_w_rec = spec.ops.weight_grad(post, pre_rec, (n_out, n_out))
+        grad_x = spec.ops.input_grad(g, w, x.shape) if ctx.needs_input_grad[0] else None
         grad_b = spec.ops.bias_grad(g) if ctx.has_bias and ctx.needs_input_grad[4] else None
         return grad_x, None, grad_w, grad_w_rec, grad_b, None, None, None, None, None
+
+
+def needs_graph(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd would record a step on ``tensors``: grad mode is on and one of
+    them requires grad. Steps for which it is False may skip the autograd Functions."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+class StepConstants(NamedTuple):
+    """The numbers of a no-graph step as operands: 0-dim tensors of the state's dtype and
+    device (:func:`step_constants` with ``like``) or Python floats. An operation with a
+    Python number first converts it into a tensor (several µs on the CPU), which a loop
+    over many steps avoids by converting once; the values and results are the same."""
+
+    gamma: float | torch.Tensor
+    theta: float | torch.Tensor
+    zero: float | torch.Tensor
+    lambda_pre: float | torch.Tensor | None  # None: a decay of 1 (not multiplied)
+    lambda_post: float | torch.Tensor | None
+
+
+def step_constants(spec: STLLRSpec, like: torch.Tensor | None = None) -> StepConstants:
+    """``spec``'s constants as Python floats, or as 0-dim tensors shaped for ``like``."""
+
+    def c(value: float) -> float | torch.Tensor:
+        return value if like is None else torch.tensor(value, dtype=like.dtype, device=like.device)
+
+    f, lif = spec.factors, spec.lif
+    return StepConstants(
+        c(lif.gamma),
+        c(lif.theta_eff),
+        c(0.0),
+        None if f.lambda_pre == 1.0 else c(f.lambda_pre),
+        None if f.lambda_post == 1.0 else c(f.lambda_post),
+    )
+
+
+def recurrent_step_(
+    x, s_prev, w, w_rec, b, u, p, r, q, spec: STLLRSpec, k: StepConstants | None = None
+) -> torch.Tensor:
+    """:class:`STLLRRecurrentStep`'s forward without autograd, the state updated in place.
+
+    ``u``, ``p``, ``r``, ``q`` (ũ[t−1], P[t−1], R[t], Q[t−1]) are overwritten with
+    ũ[t], P[t], R[t+1], Q[t]; returns the new spikes s[t]. The same operations in the
+    same order as the Function (in-place twins of them), so the results are bitwise
+    equal; for steps that need no graph (no backward, nothing saved), where it avoids
+    the Function's bookkeeping and the allocation of a new state at every step.
+    ``k``: the constants (:func:`step_constants`; default: Python floats).
+    """
+    if k is None:
+        k = step_constants(spec)
+    _decay_add_(p, x, k.lambda_pre)
+    ops = spec.ops
+    current = ops.current(x, w, b)
+    current += ops.current(s_prev, w_rec, None)
+    s, v = lif_step_(current, u, spec.lif, k.gamma, k.theta, k.zero)
+    _decay_add_(q, in_place(spec.psi)(v), k.lambda_post)
+    _decay_add_(r, s, k.lambda_pre)
+    return s
+
+
+def _decay_add_(trace, value, decay):
+    """``trace ← decay·trace + value`` in place (:func:`trace_step_`; ``decay`` None = 1)."""
+    if decay is not None:
+        trace.mul_(decay)
+    return trace.add_(value)
+
+
+def _recurrent_membrane_(x, s_prev, w, w_rec, b, u, spec: STLLRSpec):
+    """``I = Ŵx + b + Ŵ_rec s_prev`` and the LIF step with ``u`` (ũ[t−1] → ũ[t]) updated
+    in place; returns ``(s[t], Ψ(v[t]))``, both new tensors."""
+    ops = spec.ops
+    current = ops.current(x, w, b)
+    current += ops.current(s_prev, w_rec, None)
+    s, v = lif_step_(current, u, spec.lif)
+    return s, in_place(spec.psi)(v)
+
+
+def _post_operand(f: STLLRFactors, psi, delta, q_prev):
+    """``(g, post)`` with ``g = Ψ⊙δ`` and ``post = cat[α_pre·g, α_post·(δ⊙Q[t−1])]`` (just
+    ``α_pre·g`` when α_post = 0), the values of :func:`_stacked_operands`, written into
+    one buffer; a factor of 1 is not multiplied (exact either way)."""
+    batch = delta.shape[0]
+    if f.alpha_post == 0.0:
+        g = psi * delta
+        return g, (g if f.alpha_pre == 1.0 else f.alpha_pre * g)
+    post = delta.new_empty((2 * batch, *delta.shape[1:]))
+    causal, acausal = post[:batch], post[batch:]
+    if f.alpha_pre == 1.0:
+        g = torch.mul(psi, delta, out=causal)
+    else:
+        g = psi * delta
+        torch.mul(g, f.alpha_pre, out=causal)
+    torch.mul(delta, q_prev, out=acausal)
+    if f.alpha_post != 1.0:
+        acausal.mul_(f.alpha_post)
+    return g, post
+
+
+def _pre_operand(f: STLLRFactors, trace, x):
+    """The pre-synaptic operand matching :func:`_post_operand`: ``cat[trace, x]``."""
+    return trace if f.alpha_post == 0.0 else torch.cat([trace, x], dim=0)
 
 
 def _stacked_operands(f: STLLRFactors, g, delta, q_prev, trace, x):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from stllr.neuron import LIFParams, reset
+from stllr.neuron import LIFParams, heaviside, reset
 from stllr.surrogates import Surrogate, canonical_name, get_surrogate
 from stllr.validation import check_float_tensor
 from stllr.weight_standardization import StandardizedWeightCache, WeightQuantizer
@@ -34,7 +34,7 @@ class SpikeFn(torch.autograd.Function):
     def forward(ctx, v, psi: Surrogate):
         ctx.save_for_backward(v)
         ctx.psi = psi
-        return (v > 0).to(v.dtype)
+        return heaviside(v)
 
     @staticmethod
     def backward(ctx, grad_s):

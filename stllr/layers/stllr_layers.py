@@ -27,7 +27,14 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from stllr.factors import STLLRFactors
-from stllr.functional.stllr_step import STLLRRecurrentStep, STLLRSpec, STLLRStep
+from stllr.functional.stllr_step import (
+    STLLRRecurrentStep,
+    STLLRSpec,
+    STLLRStep,
+    needs_graph,
+    recurrent_step_,
+    step_constants,
+)
 from stllr.neuron import LIFParams
 from stllr.surrogates import canonical_name, get_surrogate
 from stllr.synapse_ops import Conv2dOps, DenseOps
@@ -201,6 +208,14 @@ class RecurrentLinearSTLLR(_STLLRBase):
     """Recurrent dense S-TLLR LIF layer: ``I[t] = Ŵx[t] + b + Ŵ_rec s[t−1]``.
 
     ``weight_rec`` has its own gain ``gain_rec`` and no bias.
+
+    A step that needs no graph (gradients disabled, as outside the learning window
+    and in evaluation, or nothing requiring grad) runs without the autograd Function
+    (:func:`~stllr.functional.stllr_step.recurrent_step_`, bitwise equal) and
+    updates the state tensors ũ, P, R, Q **in place** (``self.state`` is replaced,
+    its tensors are reused; copy them to keep a snapshot). State tensors that came
+    from a step with a graph (possibly saved for its backward) or from outside are
+    copied first, never overwritten.
     """
 
     def __init__(
@@ -218,6 +233,12 @@ class RecurrentLinearSTLLR(_STLLRBase):
         self.weight_rec = nn.Parameter(torch.empty(out_features, out_features))
         self.gain_rec = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
         nn.init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
+        # the state whose tensors no-graph steps may overwrite (they created them)
+        self._own_state: STLLRRecurrentState | None = None
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self._own_state = None
 
     def _weight_pairs(self) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
         return ((self.weight, self.gain), (self.weight_rec, self.gain_rec))
@@ -228,18 +249,79 @@ class RecurrentLinearSTLLR(_STLLRBase):
             return self.weight, self.weight_rec
         return self.standardized_weight(), standardize_weight(self.weight_rec, self.gain_rec)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_dense_input(x)
+    def _current_state(self, x: torch.Tensor) -> STLLRRecurrentState:
+        """The state to continue from with input ``x`` (zeros at a new sequence)."""
         if self.state is None or self.state.u.shape[0] != x.shape[0]:
             z = _zeros_state(x, (self.out_features,))
             self.state = STLLRRecurrentState(z.u, z.p, z.q.clone(), z.q, z.u.clone())
+            self._own_state = self.state
+        return self.state
+
+    def _owned_state(self, x: torch.Tensor) -> STLLRRecurrentState:
+        """The current state with tensors that no-graph steps may overwrite (copies of
+        tensors that came from a step with a graph or from outside)."""
+        st = self._current_state(x)
+        if st is not self._own_state:
+            st = STLLRRecurrentState(st.u.clone(), st.p.clone(), st.r.clone(), st.q.clone(), st.s)
+        return st
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_dense_input(x)
+        st = self._current_state(x)
         w, w_rec = self.effective_weights()
-        st = self.state
+        spec = self._spec(self._ops)
+        if not needs_graph(x, w, w_rec, self.bias):
+            st = self._owned_state(x)
+            s = recurrent_step_(x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec)
+            self.state = self._own_state = st._replace(s=s)
+            return s
         s, u, p, r, q = STLLRRecurrentStep.apply(
-            x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, self._spec(self._ops)
+            x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec
         )
         self.state = STLLRRecurrentState(u, p, r, q, s.detach())
         return s
+
+    def no_graph_run(self, x: torch.Tensor) -> RecurrentNoGraphRun:
+        """Steps without autograd for inputs like ``x`` ``[B, in]`` (checked here, once):
+        see :class:`RecurrentNoGraphRun`."""
+        self._check_dense_input(x)
+        return RecurrentNoGraphRun(self, x)
+
+
+class RecurrentNoGraphRun:
+    """Consecutive steps of a :class:`RecurrentLinearSTLLR` that need no graph.
+
+    ``step(x_t)`` gives what ``layer(x_t)`` gives under ``no_grad`` (the same
+    operations, :func:`~stllr.functional.stllr_step.recurrent_step_`), with what is
+    constant over the steps prepared once: Ŵ, Ŵ_rec (``effective_weights()``, read when
+    the run starts: the weights must not change during it), the constants as tensors
+    (:func:`~stllr.functional.stllr_step.step_constants`) and the state tensors,
+    updated in place. ``close()`` stores the state in the layer; nothing else may use
+    the layer in between. Inputs must have the shape checked at the start.
+    """
+
+    __slots__ = ("layer", "weights", "spec", "k", "state", "s")
+
+    def __init__(self, layer: RecurrentLinearSTLLR, x: torch.Tensor):
+        self.layer = layer
+        self.state = layer._owned_state(x)
+        self.s = self.state.s
+        with torch.no_grad():
+            w, w_rec = layer.effective_weights()
+        self.weights = (w, w_rec, layer.bias)
+        self.spec = layer._spec(layer._ops)
+        self.k = step_constants(self.spec, like=self.state.u)
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """One step, ``x`` ``[B, in]``; returns the spikes s[t] (a new tensor)."""
+        st = self.state
+        w, w_rec, b = self.weights
+        self.s = recurrent_step_(x, self.s, w, w_rec, b, st.u, st.p, st.r, st.q, self.spec, self.k)
+        return self.s
+
+    def close(self) -> None:
+        """Store the state reached in the layer."""
+        self.layer.state = self.layer._own_state = self.state._replace(s=self.s)
 
 
 def _zeros_state(x: torch.Tensor, out_shape: tuple[int, ...]) -> STLLRState:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.modules import module as module_hooks
 
 from stllr.feedback import FeedbackContext
 
@@ -36,6 +37,27 @@ class SpikingModel(nn.Module):
         not batch-averaged); every other gradient is a batch mean. Data-parallel
         training sums the former over ranks and averages the latter."""
         return []
+
+    def forward_no_graph(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ_t model(x[t])`` over the steps of ``x`` ``[n, B, *input_shape]`` under
+        ``no_grad``, the state advancing as with those n calls (the steps outside the
+        learning window, evaluation). Returns ``[B, num_classes]`` (zeros for n = 0).
+
+        Models may override it with a faster loop that gives the same results (see
+        :meth:`stllr.models.shd.SHDNetSTLLR.forward_no_graph`); an override should
+        defer to this one while :meth:`has_forward_hooks`.
+        """
+        total = x.new_zeros(x.shape[1], self.num_classes)
+        with torch.no_grad():
+            for t in range(x.shape[0]):
+                total += self(x[t])
+        return total
+
+    def has_forward_hooks(self) -> bool:
+        """Whether a forward (pre-)hook is registered on any module, or globally."""
+        if module_hooks._global_forward_hooks or module_hooks._global_forward_pre_hooks:
+            return True
+        return any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())
 
     def feedback_context(self, target: torch.Tensor | None) -> FeedbackContext | None:
         """A per-step DFA context, or ``None`` without a target."""

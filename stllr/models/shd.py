@@ -59,6 +59,26 @@ class SHDNetSTLLR(SpikingModel):
             fb.set_output(logits)
         return logits
 
+    def forward_no_graph(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ_t o[t]`` over ``x`` ``[n, B, num_inputs]`` without autograd (see
+        :meth:`SpikingModel.forward_no_graph`): one loop over the two layers' no-graph
+        runs (weights, constants and state prepared once, the state updated in place),
+        with the results of n calls ``model(x[t])`` (the feedback hook is the identity
+        without a graph)."""
+        if x.shape[0] == 0 or self.has_forward_hooks():
+            return super().forward_no_graph(x)
+        total = x.new_zeros(x.shape[1], self.num_classes)
+        with torch.no_grad():
+            rec = self.rec.no_graph_run(x[0])
+            out = self.readout.no_graph_run(rec.state.u)
+            try:
+                for t in range(x.shape[0]):
+                    total += out.step(rec.step(x[t]))
+            finally:
+                rec.close()
+                out.close()
+        return total
+
 
 class SHDNetBPTT(SpikingModel):
     """700 → H recurrent LIF (BPTT, leak 15) → K leaky readout."""
