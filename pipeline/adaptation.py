@@ -1,12 +1,13 @@
 """Stage ``adaptation``: the deployed network meets a shifted condition and adapts on device.
 
-The scenario (:mod:`pipeline.shift`, e.g. a noisy sensor) shifts every input. A stream
-of ``adaptation.samples`` labelled, shifted *training* samples arrives one at a time; the
-network learns from them with only its third-factor port (:mod:`pipeline.learners`:
-the host sends ``softmax − onehot`` of each step's logits during the last ``window``
-steps). Accuracy is measured on shifted *test* samples (held out from the stream)
-before, during (the learning curve, every ``eval_every`` samples) and after, and on the
-clean test samples after (what the adaptation cost on the original condition).
+The scenario (:mod:`pipeline.shift`: a noisy sensor, sensor read-out noise, a held-out
+user) says which labelled samples stream in and which held-out samples of the shifted
+condition measure the network. The stream arrives one sample at a time; the network
+learns from it with only its third-factor port (:mod:`pipeline.learners`: the host sends
+``softmax − onehot`` of each step's logits during the last ``window`` steps). Accuracy
+is measured on the scenario's held-out samples before, during (the learning curve, every
+``eval_every`` samples) and after, and on samples of the original condition after (what
+the adaptation cost there).
 
 Three implementations of the same adaptation:
 
@@ -19,8 +20,9 @@ Three implementations of the same adaptation:
   ``lava_eval_samples`` shifted test samples with the weights *it* learned, and with the
   deployed weights (before).
 
-All frames are zero-padded to one length ``T`` (Lava resets every ``T`` steps), so the
-window counts from the end of the padded sample, as in training.
+The stream's frames are zero-padded to one length (Lava resets every ``T`` steps), so the
+window counts from the end of the padded sample, as in training; the evaluation samples
+are padded to their own common length.
 
 Writes ``adaptation/adaptation.json`` (accuracies, curves, parity, settings) and
 ``adaptation/weights.pt`` (plastic weights in float units: float, fixed point as deployed,
@@ -36,11 +38,20 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline import artefacts as A
-from pipeline.lava_inference import emulate, lava_outputs, padded_subset, run_in_lava
-from pipeline.learners import DeviceLearner, FloatLearner, make_plastic, strip_learning
+from pipeline.lava_inference import emulate, lava_outputs, run_in_lava
+from pipeline.learners import (
+    DeviceLearner,
+    FloatLearner,
+    OnDeviceLearner,
+    make_plan,
+    make_plastic,
+    module_name,
+    strip_learning,
+)
 from pipeline.runner import Context, StageOutput
 from pipeline.shift import make_shift
 from stllr.run import atomic_json, atomic_write_bytes
+from stllr.trainer import pad_time
 
 
 def _pad_to(x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -49,6 +60,19 @@ def _pad_to(x: torch.Tensor, steps: int) -> torch.Tensor:
     out = x.new_zeros((steps, *x.shape[1:]))
     out[: x.shape[0]] = x
     return out
+
+
+_SIGNAL_TEXT = {
+    "host": "host-computed error",
+    "dfa": "on-device error + DFA",
+    "sdfa": "on-device error + sign-DFA",
+}
+
+
+def _stack(samples) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[(frames [T_i, ...], label)]`` → frames ``[T, N, ...]`` zero-padded to the longest,
+    labels ``[N]``."""
+    return pad_time([x for x, _ in samples]), torch.tensor([int(y) for _, y in samples])
 
 
 def emulator_predictions(qnet, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -68,9 +92,9 @@ def _float_weights(qnet, names) -> dict[str, dict[str, torch.Tensor]]:
     out = {}
     for name in names:
         n = qnet.node(name)
-        d = {"w": n.weight.double() * 2.0**n.weight_exp}
+        d = {"w": n.weight.double() * n.weight_lsb}
         if getattr(n, "weight_rec", None) is not None:
-            d["w_rec"] = n.weight_rec.double() * 2.0**n.weight_exp
+            d["w_rec"] = n.weight_rec.double() * n.weight_lsb
         out[name] = d
     return out
 
@@ -79,14 +103,16 @@ def _twin_weights(model, names) -> dict[str, dict[str, torch.Tensor]]:
     modules = dict(model.named_modules())
     out = {}
     for name in names:
-        m = modules[name]
+        m = modules[module_name(model, name)]
         if hasattr(m, "standardized_weights"):
             w, w_rec = m.standardized_weights()
             out[name] = {"w": w.detach().double().clone(), "w_rec": w_rec.detach().double().clone()}
         elif hasattr(m, "standardized_weight"):
             out[name] = {"w": m.standardized_weight().detach().double().clone()}
-        else:
+        elif hasattr(m, "effective_weights"):
             out[name] = {"w": m.effective_weights()[0].detach().double().clone()}
+        else:  # a plain nn.Linear head
+            out[name] = {"w": m.weight.detach().double().clone()}
     return out
 
 
@@ -101,24 +127,28 @@ def run(ctx: Context) -> StageOutput:
     layers = tuple(a.layers)
 
     # --- the data of the scenario -----------------------------------------------------
-    gen = torch.Generator().manual_seed(a.seed)
-    n_stream = min(a.samples, len(data.train))
-    stream_idx = torch.randperm(len(data.train), generator=gen)[:n_stream].tolist()
-    n_eval = len(data.test) if a.eval_samples == 0 else min(a.eval_samples, len(data.test))
-    xs, ys, _ = padded_subset(data.train, stream_idx, shift, "train")
-    xe, ye, _ = padded_subset(data.test, range(n_eval), shift, "test")
-    xc, yc, _ = padded_subset(data.test, range(n_eval))
-    steps = max(xs.shape[0], xe.shape[0], xc.shape[0])
-    xs, xe, xc = (_pad_to(v, steps) for v in (xs, xe, xc))
+    scenario = shift.build(data, a)
+    n_stream, n_eval = len(scenario.stream), len(scenario.eval)
+    xs, ys = _stack(scenario.stream)
+    xe, ye = _stack(scenario.eval)
+    xc, yc = _stack(scenario.clean)
+    # the stream and the evaluations are padded separately: the learning window counts
+    # from the end of a stream sample, which must not be padding
+    steps = max(xe.shape[0], xc.shape[0])
+    xe, xc = _pad_to(xe, steps), _pad_to(xc, steps)
     xs_int = quantize_input(xs, qnet.input_format)
     checkpoints = sorted({*range(a.eval_every, n_stream + 1, a.eval_every), n_stream})
 
     # --- on-device learning in the integer emulator ----------------------------------
     calib = [xs[:, : min(32, n_stream)]]
-    plastic = make_plastic(qnet, layers, calib, a.lr, a.seed)
+    plastic = make_plastic(qnet, layers, calib, a.lr, a.seed, a.signal)
+    plan = None if a.signal == "host" else make_plan(plastic, layers, a.signal, a.seed)
     curve_emu = [(0, _acc(emulator_predictions(qnet, xe), ye))]
     clean_before = _acc(emulator_predictions(qnet, xc), yc)
-    learner = DeviceLearner(plastic, layers, a.window)
+    if plan is None:
+        learner = DeviceLearner(plastic, layers, a.window)
+    else:
+        learner = OnDeviceLearner(plastic, plan, a.window)
     signals: dict[str, list] = {}
     outputs: dict[str, list] = {}
     t0 = time.time()
@@ -146,7 +176,7 @@ def run(ctx: Context) -> StageOutput:
     )
 
     # --- the same adaptation in float ---------------------------------------------------
-    fl = FloatLearner(model, layers, a.lr, a.window)
+    fl = FloatLearner(model, layers, a.lr, a.window, plan)
     curve_float = [(0, _acc(fl.predict(xe), ye))]
     float_clean_before = _acc(fl.predict(xc), yc)
     t0 = time.time()
@@ -166,7 +196,9 @@ def run(ctx: Context) -> StageOutput:
     # --- Lava: the same stream and signals, then before/after on held-out samples -------
     lava = None
     if ctx.cfg.lava.enabled:
-        lava = _lava_part(ctx, qnet, plastic, learned, layers, xs_int, signals_t, outputs_t, xe, ye)
+        lava = _lava_part(
+            ctx, qnet, plastic, learned, layers, xs_int, ys, signals_t, outputs_t, xe, ye, plan
+        )
 
     # --- results -------------------------------------------------------------------------
     names = list(layers)
@@ -188,11 +220,15 @@ def run(ctx: Context) -> StageOutput:
         "description": shift.describe(),
         "settings": {
             "layers": names,
+            "signal": a.signal,
             "lr": a.lr,
             "window": a.window,
             "steps": steps,
+            "stream_steps": int(xs.shape[0]),
             "stream_samples": n_stream,
             "eval_samples": n_eval,
+            "eval_set": scenario.eval_name,
+            "clean_set": scenario.clean_name,
         },
         "accuracy": {
             "emulator": {
@@ -228,7 +264,8 @@ def run(ctx: Context) -> StageOutput:
     }
     e, f = acc["emulator"], acc["float"]
     line = (
-        f"{shift.describe()}; {n_stream} labelled samples, third factor only: emulator "
+        f"{shift.describe()}; {n_stream} labelled samples, third factor only "
+        f"({_SIGNAL_TEXT[a.signal]}): emulator "
         f"{e['before']:.1f}% → {e['after']:.1f}%, float {f['before']:.1f}% → {f['after']:.1f}%"
     )
     if lava is not None:
@@ -240,27 +277,49 @@ def run(ctx: Context) -> StageOutput:
     return StageOutput(summary, line, (A.ADAPT_JSON, A.ADAPT_WEIGHTS))
 
 
-def _lava_part(ctx, qnet, plastic, learned, layers, xs_int, signals, outputs, xe, ye) -> dict:
-    """Run the adaptation stream in Lava with the emulator's signals; compare; evaluate."""
+def _lava_part(
+    ctx, qnet, plastic, learned, layers, xs_int, ys, signals, outputs, xe, ye, plan
+) -> dict:
+    """Run the adaptation stream in Lava (host signals: the emulator's; on-device: Lava's
+    own error and feedback processes); compare with the emulator; evaluate."""
     import dataclasses
 
     from quantization.ptq import quantize_input
 
     n_stream = xs_int.shape[1]
     timeout = ctx.cfg.lava.timeout_s
-    ctx.log(
-        f"  Lava fixed_pt: adaptation stream of {n_stream} samples × {xs_int.shape[0]} "
-        "steps with the host's signals"
-    )
-    res = run_in_lava(plastic, xs_int, signals, timeout_s=timeout)
+    if plan is None:
+        ctx.log(
+            f"  Lava fixed_pt: adaptation stream of {n_stream} samples × {xs_int.shape[0]} "
+            "steps with the host's signals"
+        )
+        res = run_in_lava(plastic, xs_int, signals, timeout_s=timeout)
+    else:
+        from lava_models.online import run_lava_online
+        from lava_models.runtime import import_lava
+
+        import_lava()
+        ctx.log(
+            f"  Lava fixed_pt: adaptation stream of {n_stream} samples × {xs_int.shape[0]} "
+            f"steps; error and {plan.source.upper()} feedback computed by Lava processes"
+        )
+        res = run_lava_online(
+            plastic,
+            xs_int.transpose(0, 1).numpy(),
+            ys.numpy(),
+            learn_window=ctx.cfg.adaptation.window,
+            plan=plan,
+            timeout_s=timeout,
+        )
     got = lava_outputs(res, plastic, n_stream, xs_int.shape[0])
+    lava_weights = res.weights.__getitem__ if plan is not None else res.weights
     out_mismatch = {
         n.name: int((outputs[n.name].numpy() != got[n.name]).sum()) for n in plastic.nodes
     }
     w_mismatch = {}
     lava_net = plastic
     for name in layers:
-        lw = res.weights(name)
+        lw = lava_weights(name)
         ew = learned.node(name)
         diff = int((torch.as_tensor(lw["w"]) != ew.weight).sum())
         kw = {"weight": torch.as_tensor(lw["w"], dtype=torch.int64)}

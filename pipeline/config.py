@@ -78,11 +78,22 @@ class AdaptationSection:
     background: float = 0.02
     #: noisy_sensor: channels by which the whole input is shifted (a detuned sensor)
     channel_shift: int = 0
+    #: sensor_noise: std of the Gaussian noise added to every value of the frames
+    noise_std: float = 0.5
+    #: held_out_user: frames at the start of each recording the new user calibrates with
+    calib_frames: int = 20
+    #: held_out_user: the held-out users (empty = every user of the test split)
+    users: tuple[int, ...] = ()
     #: seed of the shift (events drawn per sample from (seed, split, index))
     seed: int = 7
     #: plastic nodes; the last one must be the readout. Hidden nodes get the readout's
     #: error fed back through the current readout weights (host-computed)
     layers: tuple[str, ...] = ("rec", "readout")
+    #: source of the third factor: "host" (the host sends softmax − onehot and, to the
+    #: readout's input layer, that error through the readout weights), "dfa" or "sdfa"
+    #: (made on the device: integer output error and fixed random feedback matrices,
+    #: pipeline.learners); with DFA any spiking layer can learn
+    signal: str = "host"
     #: learning rate η of the on-device rule (ΔW_eff = −η·e·L), also used in float
     lr: float = 2e-6
     #: the third factor is sent at the last ``window`` steps of every sample
@@ -199,12 +210,21 @@ def check(cfg: PipelineConfig) -> None:
             raise ValueError(f"adaptation.{key} must be ≥ 1, got {getattr(a, key)}")
     if a.eval_samples < 0:
         raise ValueError(f"adaptation.eval_samples must be ≥ 0 (0 = all), got {a.eval_samples}")
+    if a.noise_std < 0 or a.calib_frames < 1:
+        raise ValueError(
+            f"adaptation.noise_std must be ≥ 0 and adaptation.calib_frames ≥ 1, got "
+            f"{a.noise_std:g} and {a.calib_frames}"
+        )
     if not 0.0 <= a.event_loss < 1.0 or not 0.0 <= a.background < 1.0:
         raise ValueError("adaptation.event_loss and adaptation.background must be in [0, 1)")
     if not a.lr > 0:
         raise ValueError(f"adaptation.lr must be > 0, got {a.lr}")
     if not a.layers:
         raise ValueError("adaptation.layers must name at least the readout")
+    from pipeline.learners import SIGNALS
+
+    if a.signal not in SIGNALS:
+        raise ValueError(f"adaptation.signal must be one of {', '.join(SIGNALS)}, got {a.signal!r}")
     from pipeline.shift import SCENARIOS
 
     if a.scenario not in SCENARIOS:

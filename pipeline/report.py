@@ -162,7 +162,7 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
             lava_n = f"; Lava n={adapt['lava']['eval_samples']}" if lv is not None else ""
             acc_rows.append(
                 [
-                    f"shifted test, {when} adaptation (n={n_eval}{lava_n})",
+                    f"shifted condition, {when} adaptation (n={n_eval}{lava_n})",
                     _pct(aa["float"][when]),
                     _pct(aa["emulator"][when]),
                     _pct(lv),
@@ -257,7 +257,8 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
             prow.append(
                 [
                     "Lava vs emulator: on-device learning (stream)",
-                    f"{s['stream_samples']} samples × {s['steps']} steps, layers "
+                    f"{s['stream_samples']} samples × {s.get('stream_steps', s['steps'])} steps, "
+                    "layers "
                     f"{', '.join(s['layers'])}",
                     "learned weights equal"
                     if lv["weights_equal"]
@@ -296,19 +297,32 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
         s = adapt["settings"]
         aa = adapt["accuracy"]
         blocks.append(("h2", "On-device adaptation to a shifted condition"))
-        fed_back = ""
-        if len(s["layers"]) > 1:
-            fed_back = " and that error fed back through the readout weights to " + ", ".join(
-                s["layers"][:-1]
+        signal = s.get("signal", "host")
+        if signal == "host":
+            fed_back = ""
+            if len(s["layers"]) > 1:
+                fed_back = " and that error fed back through the readout weights to " + ", ".join(
+                    s["layers"][:-1]
+                )
+            how = f"the host sends softmax(logits) − onehot(label) to the readout{fed_back}"
+        else:
+            dfa = "DFA" if signal == "dfa" else "sign-DFA"
+            hidden = ", ".join(s["layers"][:-1]) or "no hidden layer"
+            how = (
+                "the device makes its own signal: an error unit compares the readout's "
+                "membrane with the label (clip(o/A, 0, 1) − onehot, in integers) and "
+                f"{dfa} sends it through fixed random int8 matrices to {hidden}; the host "
+                "only streams inputs and labels"
             )
+        eval_set = s.get("eval_set", "shifted test samples")
         text = (
-            f"Scenario — {adapt['description']}. The deployed network meets the shifted "
-            f"input; {s['stream_samples']} labelled, shifted training samples arrive one at a "
-            "time and the network learns with nothing but its third-factor port: during the "
-            f"last {s['window']} of {s['steps']} steps of each sample the host sends "
-            f"softmax(logits) − onehot(label) to the readout{fed_back} (learning rate "
-            f"η = {s['lr']:g}). Accuracy is measured on {s['eval_samples']} shifted test "
-            "samples that the stream never contains."
+            f"Scenario — {adapt['description']}. {s['stream_samples']} labelled samples of the "
+            "shifted condition arrive one at a time and the network learns with nothing but "
+            f"its third-factor port: during the last {s['window']} of "
+            f"{s.get('stream_steps', s['steps'])} steps of each sample {how} (learning rate "
+            f"η = {s['lr']:g}; plastic: {', '.join(s['layers'])}). Accuracy is measured on "
+            f"{s['eval_samples']} {eval_set}, which the stream never contains; the "
+            f"'original condition' columns use {s.get('clean_set', 'clean test samples')}."
         )
         blocks.append(("p", text))
         rows = []

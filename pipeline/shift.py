@@ -1,10 +1,15 @@
-"""Shifted conditions a deployed network meets: the inputs of the adaptation scenario.
+"""Shifted conditions a deployed network meets: the data of the adaptation scenario.
 
-A scenario is a frozen description plus a pure function of ``(frames, split, index)``:
-the shifted version of sample ``index`` of a split depends only on the scenario's
-seed, the split and the index (a counter-based generator per sample), never on the
-order in which samples are drawn or on earlier calls (no state carried between
-samples; DESIGN.md principle 9).
+A scenario says which labelled samples stream into the deployed network while it adapts
+(``stream``, in arrival order), which held-out samples of the shifted condition measure
+it before, during and after (``eval``), and which samples of the original condition
+measure what the adaptation cost there (``clean``): a :class:`ScenarioData`, built by
+the scenario's ``build(data, section)`` from the task's data and the ``[adaptation]``
+config section. Every choice is drawn from the scenario's seed, never from global state
+(DESIGN.md principle 9).
+
+Frame shifts (a pure function of ``(frames, split, index)``: the shifted version of
+sample ``index`` of a split depends only on the seed, the split and the index):
 
 ``noisy_sensor`` (frames of event counts, ``[T, C]`` for SHD-like audio, ``[T, 2, H, W]``
 for an event camera): a cheaper or ageing sensor, or a darker scene for an event camera,
@@ -13,9 +18,18 @@ that loses a fraction of its events and adds spurious ones::
     x'[t, c] = Binomial(x[t, c], 1 − event_loss) + Bernoulli(background)
     (then, for [T, C] frames and optionally, every channel moved by channel_shift)
 
-— the kind of change a keyword-spotting device meets in the field (a different
-microphone or cochlea front end, a noisier environment). New scenarios (a held-out user
-or new lighting for gesture data) register in :data:`SCENARIOS`.
+``sensor_noise`` (any real frames, e.g. CIFAR10-DVS's normalised ones): a noisier
+sensor read-out, ``x' = x + noise_std · N(0, 1)`` per element, in the units of the frames
+the network sees. For both, the stream is ``samples`` shifted training samples (a seeded
+draw without replacement), ``eval`` the first ``eval_samples`` shifted test samples and
+``clean`` the same test samples unshifted.
+
+``held_out_user`` (data with per-sample users, DVS Gesture): the test split's users are
+never seen in training. A new user calibrates the device by performing each gesture once:
+the first ``calib_frames`` frames of each of their recordings stream in (cycled, in a
+seeded order per pass, until ``samples`` have arrived); the rest of every recording is
+the evaluation (disjoint in time from what was learned); ``clean`` is a seeded draw of
+training samples (the users the network was trained for).
 """
 
 from __future__ import annotations
@@ -27,6 +41,8 @@ import torch
 
 _SPLIT = {"train": 1, "test": 2}
 
+Sample = tuple[torch.Tensor, int]
+
 
 def _generator(seed: int, split: str, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(
@@ -35,7 +51,48 @@ def _generator(seed: int, split: str, index: int) -> torch.Generator:
 
 
 @dataclass(frozen=True)
-class NoisySensor:
+class ScenarioData:
+    """What the adaptation stage runs: lists of ``(frames [T_i, ...], label)``."""
+
+    stream: list[Sample]
+    eval: list[Sample]
+    clean: list[Sample]
+    #: what ``eval`` and ``clean`` hold, for the report
+    eval_name: str = "shifted test samples"
+    clean_name: str = "clean test samples"
+
+
+def _count(n: int, available: int) -> int:
+    """``n`` samples of ``available`` (``0`` = all)."""
+    return available if n == 0 else min(n, available)
+
+
+class FrameShift:
+    """A shift applied to every frame stack; subclasses define ``__call__`` and ``describe``."""
+
+    seed: int
+
+    def __call__(self, x: torch.Tensor, split: str, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def build(self, data, section) -> ScenarioData:
+        """Stream: ``section.samples`` shifted training samples (seeded, no repeats);
+        eval: the first ``section.eval_samples`` test samples shifted; clean: unshifted."""
+        gen = torch.Generator().manual_seed(self.seed)
+        n_stream = min(section.samples, len(data.train))
+        stream_idx = torch.randperm(len(data.train), generator=gen)[:n_stream].tolist()
+        n_eval = _count(section.eval_samples, len(data.test))
+        stream = []
+        for i in stream_idx:
+            x, y = data.train[i]
+            stream.append((self(x, "train", i), int(y)))
+        test = [data.test[i] for i in range(n_eval)]
+        shifted = [(self(x, "test", i), int(y)) for i, (x, y) in enumerate(test)]
+        return ScenarioData(stream, shifted, [(x, int(y)) for x, y in test])
+
+
+@dataclass(frozen=True)
+class NoisySensor(FrameShift):
     """A sensor that loses ``event_loss`` of its events and adds ``background`` noise."""
 
     event_loss: float = 0.5
@@ -45,8 +102,8 @@ class NoisySensor:
 
     def describe(self) -> str:
         parts = [
-            f"{100 * self.event_loss:.0f}% of events lost",
-            f"{100 * self.background:.0f}% background events per channel and step",
+            f"{100 * self.event_loss:.3g}% of events lost",
+            f"{100 * self.background:.3g}% background events per channel and step",
         ]
         if self.channel_shift:
             parts.append(f"channels shifted by {self.channel_shift}")
@@ -57,7 +114,10 @@ class NoisySensor:
         the frames must be event counts (non-negative integers)."""
         counts = x.double()
         if bool((counts < 0).any()) or not bool((counts == counts.round()).all()):
-            raise ValueError("noisy_sensor needs frames of event counts (non-negative integers)")
+            raise ValueError(
+                "scenario noisy_sensor needs frames of event counts (non-negative integers); "
+                "for normalised frames use adaptation.scenario=sensor_noise"
+            )
         if self.channel_shift and x.dim() != 2:
             raise ValueError(f"channel_shift needs frames [T, channels], got {list(x.shape)}")
         g = _generator(self.seed, split, index)
@@ -82,9 +142,90 @@ class NoisySensor:
         return counts.to(x.dtype)
 
 
+@dataclass(frozen=True)
+class SensorNoise(FrameShift):
+    """Additive Gaussian read-out noise, ``x' = x + noise_std · N(0, 1)`` per element."""
+
+    noise_std: float = 0.5
+    seed: int = 7
+
+    def describe(self) -> str:
+        return f"noisier sensor read-out: Gaussian noise of std {self.noise_std:g} per value"
+
+    def __call__(self, x: torch.Tensor, split: str, index: int) -> torch.Tensor:
+        g = _generator(self.seed, split, index)
+        noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+        return (x.double() + self.noise_std * noise).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class HeldOutUser:
+    """A user never seen in training calibrates the device with ``calib_frames`` of each
+    recording and is evaluated on the rest (module doc)."""
+
+    calib_frames: int = 20
+    users: tuple[int, ...] = ()
+    seed: int = 7
+
+    def describe(self) -> str:
+        who = f"user(s) {', '.join(map(str, self.users))}" if self.users else "the test users"
+        return (
+            f"held-out user: {who}, never seen in training, adapt on the first "
+            f"{self.calib_frames} frames of each of their recordings; evaluated on the rest"
+        )
+
+    def build(self, data, section) -> ScenarioData:
+        test = data.test
+        users = getattr(test, "sample_users", None)
+        if users is None:
+            raise ValueError(
+                "scenario held_out_user needs a test split with per-sample users (DVS Gesture "
+                f"or its stand-in); this task's test split ({type(test).__name__}) has none"
+            )
+        wanted = set(self.users) if self.users else set(users)
+        missing = wanted - set(users)
+        if missing:
+            raise ValueError(
+                f"adaptation.users: no test recording of user(s) {sorted(missing)}; "
+                f"users of the test split: {sorted(set(users))}"
+            )
+        calib, rest = [], []
+        for i, u in enumerate(users):
+            if u not in wanted:
+                continue
+            x, y = test[i]
+            if x.shape[0] > self.calib_frames:  # a recording too short to split is left out
+                calib.append((x[: self.calib_frames], int(y)))
+                rest.append((x[self.calib_frames :], int(y)))
+        if not calib:
+            raise ValueError(
+                f"adaptation.calib_frames = {self.calib_frames}: no recording of the held-out "
+                "users is longer than that; lower it"
+            )
+        gen = torch.Generator().manual_seed(self.seed)
+        stream = []
+        while len(stream) < section.samples:  # every pass in a new seeded order
+            for j in torch.randperm(len(calib), generator=gen).tolist():
+                stream.append(calib[j])
+        stream = stream[: section.samples]
+        n_eval = _count(section.eval_samples, len(rest))
+        n_clean = min(n_eval, len(data.train))
+        clean_idx = torch.randperm(len(data.train), generator=gen)[:n_clean].tolist()
+        clean = [(data.train[i][0], int(data.train[i][1])) for i in clean_idx]
+        return ScenarioData(
+            stream,
+            rest[:n_eval],
+            clean,
+            eval_name="held-out users' recordings after the calibration frames",
+            clean_name="training users' samples",
+        )
+
+
 #: scenario name → builder from the ``[adaptation]`` config section
 SCENARIOS: dict[str, Callable] = {
     "noisy_sensor": lambda a: NoisySensor(a.event_loss, a.background, a.channel_shift, a.seed),
+    "sensor_noise": lambda a: SensorNoise(a.noise_std, a.seed),
+    "held_out_user": lambda a: HeldOutUser(a.calib_frames, tuple(a.users), a.seed),
 }
 
 

@@ -311,7 +311,7 @@ def test_deleted_artefact_and_changed_setting_rerun_only_their_stages(tiny_run, 
     ("args", "message"),
     [
         (["--task", "nope"], "unknown task 'nope'"),
-        (["--task", "gesture-standin"], "no pipeline config for task 'gesture-standin'"),
+        (["--task", "custom"], "no pipeline config for task 'custom'"),
         (["--task", "shd"], "task 'shd' reads real files: give --data PATH"),
         (["--data", "/no/such/folder"], "--data /no/such/folder: no such file or directory"),
         (["--task", "shd-standin", "--data", "."], "is the built-in stand-in"),
@@ -396,7 +396,7 @@ def test_report_has_a_lava_floating_pt_column_and_renders_older_runs(tiny_run, t
     row = _md_row(md, f"first {n} test samples (Lava run)")
     a = lava["accuracy"]
     assert row[1:] == [f"{a[k]:.1f} %" for k in ("float", "emulator", "lava", "lava_float")]
-    assert _md_row(md, "shifted test, after adaptation")[4] == "—"
+    assert _md_row(md, "shifted condition, after adaptation")[4] == "—"
     parity = _md_row(md, "Lava floating_pt vs torch float64")
     assert parity[2].startswith(f"{n}/{n} predictions equal") and "within 1e-05" in parity[3]
     html = (run_dir / "report" / "report.html").read_text()
@@ -499,3 +499,56 @@ def test_memory_points_fall_back_to_a_small_measurement(tmp_path):
     assert by[("bptt", 80)] > 6 * by[("bptt", 10)]  # grows with T
     bench, source = memory_points(Path(__file__).parents[1] / "benchmarks" / "results.json")
     assert source.startswith("results.json") and {p["mode"] for p in bench} == {"stllr", "bptt"}
+
+
+def test_on_device_dfa_signals_in_lava_equal_the_emulator(tiny_run, tmp_path, data_dir):
+    """adaptation.signal=dfa: Lava's own error and DFA feedback processes (no host between
+    steps) learn the same weights as the emulator, and the float learner's DFA uses the
+    device's B; only the adaptation and the report re-run."""
+    from pipeline.learners import make_plan, make_plastic
+    from quantization.signals import emulate_online
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    before = _markers(run_dir)
+    code, out, err = run_cli(
+        "--out",
+        str(run_dir),
+        "--resume",
+        "--set",
+        *TINY,
+        f"train.data={data_dir}",
+        "adaptation.signal=dfa",
+        "adaptation.lr=1e-4",
+    )
+    assert code == 0, err
+    assert "third factor only (on-device error + DFA)" in out
+    after = _markers(run_dir)
+    assert {s for s in STAGES if after[s] != before[s]} == {"adaptation", "report"}
+    res = _json(run_dir / "adaptation" / "adaptation.json")
+    assert res["settings"]["signal"] == "dfa"
+    assert res["lava"]["weights_equal"] and res["lava"]["outputs_bit_exact"]
+    assert res["weights_changed"]["rec"] > 0 and res["weights_changed"]["readout"] > 0
+    # the emulator's learned weights, recomputed with emulate_online on the same stream
+    from pipeline.artefacts import load_qnet
+    from pipeline.shift import make_shift
+    from quantization.ptq import quantize_input
+    from stllr.tasks import load_task
+    from stllr.trainer import pad_time
+
+    cfg = _cfg(run_dir)
+    a = cfg.adaptation
+    data = load_task(cfg.train)
+    qnet = load_qnet(run_dir)
+    sc = make_shift(a).build(data, a)
+    xs = pad_time([x for x, _ in sc.stream])
+    ys = [y for _, y in sc.stream]
+    plastic = make_plastic(qnet, a.layers, [xs[:, :32]], a.lr, a.seed, "dfa")
+    plan = make_plan(plastic, a.layers, "dfa", a.seed)
+    xs_int = quantize_input(xs, qnet.input_format)
+    ref = emulate_online(plastic, xs_int.transpose(0, 1), ys, learn_window=a.window, plan=plan)
+    stored = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=False)
+    for name in a.layers:
+        n = qnet.node(name)
+        got = torch.round(stored["device_after"][name]["w"] / 2.0**n.weight_exp)
+        assert torch.equal(got.to(torch.int64), torch.as_tensor(ref.weights[name]["w"]))
