@@ -9,9 +9,10 @@ Stages (each prints a one-line summary; finished stages are skipped on --resume)
   lava        the deployed network in Lava (fixed_pt) on a few test samples: predictions
               and every output compared with the emulator; the float model in Lava
               (floating_pt) on the same samples, compared with torch in float64
-  adaptation  the network meets a shifted condition (a noisy sensor: lost and spurious
-              events) and adapts from a stream of labelled samples with only its
-              third-factor port; before/after accuracy and learning curves in float, the
+  adaptation  the network meets a shifted condition (adaptation.scenario: noisy_sensor,
+              sensor_noise, held_out_user) and adapts from a stream of labelled samples
+              with only its third-factor port (adaptation.signal: host, or dfa / sdfa
+              made on the device); before/after accuracy and learning curves in float, the
               fixed-point emulator and Lava (whose learned weights must equal the emulator's)
   report      report/report.html (self-contained, figures embedded) and report/report.md
 
@@ -41,6 +42,8 @@ def add_parser(sub) -> None:
             "  stllr pipeline                                  # SHD-like stand-in, a few minutes\n"
             "  stllr pipeline --resume                         # skip the finished stages\n"
             "  stllr pipeline --data /datasets                 # real SHD (/datasets/SHD/*.h5)\n"
+            "  stllr pipeline --task gesture-standin           # VGG-9, DVS-Gesture-like stand-in\n"
+            "  stllr pipeline --task gesture --data /datasets  # real DVS Gesture, held-out users\n"
             "  stllr pipeline --qat-epochs 1 --out runs/p_qat --set adaptation.lr=2e-6\n"
             "  stllr pipeline --resume --rerun-from adaptation --set adaptation.samples=200"
         ),
