@@ -312,7 +312,8 @@ def _lava_part(
             timeout_s=timeout,
         )
     got = lava_outputs(res, plastic, n_stream, xs_int.shape[0])
-    lava_weights = res.weights.__getitem__ if plan is not None else res.weights
+    # run_lava's result reads weights by call, run_lava_online's holds them in a dict
+    lava_weights = res.weights.get if plan is not None else res.weights
     out_mismatch = {
         n.name: int((outputs[n.name].numpy() != got[n.name]).sum()) for n in plastic.nodes
     }

@@ -81,19 +81,21 @@ def check_layers(qnet, layers: tuple[str, ...], signal: str = "host") -> tuple[s
     return out.name, hidden
 
 
-def input_fold(qnet, name: str) -> int:
+def input_fold(qnet, name: str, shapes: dict | None = None) -> int:
     """How many float input values the deployed node's input sums: a ``GlobalSumPool`` before
     it sums ``H·W`` positions (the float model averages them), a sum ``Pool`` ``k²``, whose
-    ``1/n`` PTQ folded into the node's weights (``W_dev = W_float / n``, input ``n·mean``)."""
+    ``1/n`` PTQ folded into the node's weights (``W_dev = W_float / n``, input ``n·mean``).
+    ``shapes``: :func:`lava_models.exporter.output_shapes` of ``qnet`` (computed if absent)."""
+    from lava_models.exporter import output_shapes
     from quantization.network import GlobalSumPool, Pool
-    from quantization.signals import _out_shape
 
+    shapes = shapes if shapes is not None else output_shapes(qnet)
     fold = 1
     node = qnet.node(name)
     while len(node.inputs) == 1 and node.inputs[0] != "input":
         src = qnet.node(node.inputs[0])
         if isinstance(src, GlobalSumPool):
-            shape = _out_shape(qnet, src.inputs[0])
+            shape = shapes[src.inputs[0]]
             fold *= int(shape[-1] * shape[-2]) if len(shape) == 3 else 1
         elif isinstance(src, Pool) and src.mode == "sum":
             fold *= src.kernel**2
@@ -113,10 +115,12 @@ def make_plastic(qnet, layers, calibration, lr: float, seed: int, signal: str = 
     (host: the error fed back through the readout), :func:`~quantization.signals.
     dfa_signal_max` (DFA: ``Σ|e| ≤ 2`` times ``max|B|``) or ``K/2`` times that (sign-DFA:
     ``Σ|sign e| ≤ K``)."""
+    from lava_models.exporter import output_shapes
     from quantization.learning import attach_learning
-    from quantization.signals import _out_shape, dfa_signal_max
+    from quantization.signals import dfa_signal_max
 
     readout, hidden = check_layers(qnet, tuple(layers), signal)
+    shapes = output_shapes(qnet)
     out = qnet
     for name in [readout, *hidden]:
         if name == readout:
@@ -125,10 +129,10 @@ def make_plastic(qnet, layers, calibration, lr: float, seed: int, signal: str = 
             ro = qnet.node(readout)
             bound = 2.0 * float(ro.weight.abs().max()) * 2.0**ro.weight_exp
         else:
-            bound = dfa_signal_max(_out_shape(qnet, name))
+            bound = dfa_signal_max(shapes[name])
             if signal == "sdfa":
                 bound *= qnet.num_classes / 2.0
-        eta = lr / input_fold(qnet, name) ** 2
+        eta = lr / input_fold(qnet, name, shapes) ** 2
         out = attach_learning(out, [name], calibration, lr=eta, signal_max=bound, seed=seed)
     return out
 
@@ -246,8 +250,7 @@ _NODE_TO_HOOK = ((re.compile(r"^conv(\d+)$"), r"hooks.\1"), (re.compile(r"^rec$"
 
 
 def _resolve(modules: dict, name: str, patterns) -> str | None:
-    if name in modules and patterns is _NODE_TO_MODULE:
-        return name
+    """The first of ``patterns``' renamings of ``name`` that ``modules`` holds."""
     for pat, repl in patterns:
         if pat.match(name):
             cand = pat.sub(repl, name)
@@ -258,7 +261,8 @@ def _resolve(modules: dict, name: str, patterns) -> str | None:
 
 def module_name(model, node: str) -> str:
     """The float model's module that a QNetwork node was converted from."""
-    found = _resolve(dict(model.named_modules()), node, _NODE_TO_MODULE)
+    modules = dict(model.named_modules())
+    found = node if node in modules else _resolve(modules, node, _NODE_TO_MODULE)
     if found is None:
         raise ValueError(f"adaptation.layers: the float model has no module for node {node!r}")
     return found
