@@ -357,31 +357,58 @@ def qat_finetune(
     weights of the last fine-tuning forward pass; to evaluate the fake-quantized model,
     use ``with enable_qat(model, bits, percentile): run_epoch(model, test, ...)``.
 
+    :func:`float_finetune` runs the same epochs without the quantizer: the like-for-like
+    float control of a QAT result.
+
     Returns one :class:`QATEpoch` per epoch.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be ≥ 1, got {epochs}")
     handle = enable_qat(model, bits, percentile)
     try:
-        optimizer = make_optimizer(cfg, model.parameters())
-        if distributed.is_distributed():
-            optimizer = distributed.GradientAllReduce(optimizer, model.batch_summed_parameters())
-        history = []
-        for epoch in range(1, epochs + 1):
-            seed = epoch_seed(cfg.seed, QAT_SEED_TRIAL, epoch)
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
-            if hasattr(train_set, "reseed"):
-                train_set.reseed(seed)
-            t0 = time.perf_counter()
-            loss, acc = run_epoch(
-                model, train_set, cfg.batch_size, optimizer, mode, cfg.window, gen
-            )
-            history.append(QATEpoch(epoch, loss, acc, time.perf_counter() - t0))
-            log(
-                f"QAT {bits}-bit (p{percentile:g}) epoch {epoch}/{epochs}: train loss "
-                f"{loss:.4f}, acc {acc:5.1f}% [{history[-1].seconds:.1f} s]"
-            )
+        return _finetune(
+            model, mode, train_set, cfg, epochs, f"QAT {bits}-bit (p{percentile:g})", log
+        )
     finally:
         handle.remove()
+
+
+def float_finetune(
+    model: SpikingModel,
+    mode: str,
+    train_set: Dataset,
+    cfg: ExperimentConfig,
+    epochs: int,
+    log: Callable[[str], None] = print,
+) -> list[QATEpoch]:
+    """The float control of :func:`qat_finetune`: the same ``epochs`` with no quantizer.
+
+    Same optimiser, learning rate, batches, window and per-epoch seeds, so the batch
+    order and every random draw equal those of a QAT fine-tune of the same model: the
+    two results differ only by the weight quantizer. QAT's accuracy minus this model's
+    is the cost of quantization with the extra training counted on both sides.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be ≥ 1, got {epochs}")
+    return _finetune(model, mode, train_set, cfg, epochs, "float fine-tune", log)
+
+
+def _finetune(model, mode, train_set, cfg, epochs, label, log) -> list[QATEpoch]:
+    optimizer = make_optimizer(cfg, model.parameters())
+    if distributed.is_distributed():
+        optimizer = distributed.GradientAllReduce(optimizer, model.batch_summed_parameters())
+    history = []
+    for epoch in range(1, epochs + 1):
+        seed = epoch_seed(cfg.seed, QAT_SEED_TRIAL, epoch)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        if hasattr(train_set, "reseed"):
+            train_set.reseed(seed)
+        t0 = time.perf_counter()
+        loss, acc = run_epoch(model, train_set, cfg.batch_size, optimizer, mode, cfg.window, gen)
+        history.append(QATEpoch(epoch, loss, acc, time.perf_counter() - t0))
+        log(
+            f"{label} epoch {epoch}/{epochs}: train loss "
+            f"{loss:.4f}, acc {acc:5.1f}% [{history[-1].seconds:.1f} s]"
+        )
     return history

@@ -14,7 +14,12 @@ emulator on the test split. A width at which a layer cannot be represented
 
 QAT (``qat_epochs > 0``, :mod:`quantization.qat`, imported only then): a copy of the
 float model is fine-tuned through the fake quantizer at ``b`` bits, then quantized and
-emulated like PTQ; the fake-quantized float accuracy is recorded beside it.
+emulated like PTQ; the fake-quantized float accuracy is recorded beside it. QAT trains
+for ``qat_epochs`` more epochs than the float model saw, so a second copy is fine-tuned
+for the same epochs *without* the quantizer (:func:`float_control`: same optimiser,
+rate, batches and seeds): ``delta_vs_control`` = QAT − that control is the cost of
+quantization with the extra training counted on both sides; ``delta_vs_float`` (QAT −
+the checkpoint) mixes the two.
 
 Per layer (``layer_rows``): weight exponent ``e``, calibrated range, clipped fraction
 (weights beyond the range; only with ``percentile < 100``), and the RMS quantization
@@ -219,6 +224,25 @@ def qat_and_evaluate(
     return res
 
 
+def float_control(
+    model, mode: str, data, cfg, epochs: int, progress: bool = False, log: Log = _quiet
+) -> dict:
+    """The like-for-like float reference of a QAT result: a *copy* of ``model`` fine-tuned
+    ``epochs`` epochs by :func:`quantization.qat.float_finetune` (QAT's loop, no quantizer),
+    scored on the test split like the float model.
+
+    Returns ``{"epochs", "accuracy" (%), "history": [QATEpoch dicts]}``.
+    """
+    qat = qat_module()
+    tuned = copy.deepcopy(model)
+    history = qat.float_finetune(tuned, mode, data.train, cfg, epochs, log=log)
+    return {
+        "epochs": epochs,
+        "accuracy": float_accuracy(tuned, data.test, cfg.val_batch_size, progress),
+        "history": [dataclasses.asdict(h) for h in history],
+    }
+
+
 def compare_checkpoint(
     model,
     mode: str,
@@ -236,14 +260,21 @@ def compare_checkpoint(
 
     ``scale`` is the PTQ rows' :class:`PTQConfig` scale (QAT rows always use ``"pow2"``).
 
-    Returns ``{"float_accuracy", "test_samples", "ptq": [QuantResult dicts], "qat": [...]}``
-    (QAT list empty without fine-tuning).
+    Returns ``{"float_accuracy", "test_samples", "ptq": [QuantResult dicts], "qat": [...],
+    "float_control"}`` (QAT list empty and ``float_control`` ``None`` without fine-tuning;
+    else :func:`float_control`'s dict).
     """
     if qat_epochs > 0:
         qat_module()  # fail before any work when QAT is missing
     calib = calibration_batches(data.train, calib_batches, cfg.batch_size, cfg.seed)
     f_acc = float_accuracy(model, data.test, cfg.val_batch_size, progress)
-    out = {"float_accuracy": f_acc, "test_samples": len(data.test), "ptq": [], "qat": []}
+    out = {
+        "float_accuracy": f_acc,
+        "test_samples": len(data.test),
+        "ptq": [],
+        "qat": [],
+        "float_control": None,
+    }
     for b in bits:
         r = quantize_and_evaluate(
             model,
@@ -259,21 +290,34 @@ def compare_checkpoint(
         )
         log(_result_line(r, f_acc))
         out["ptq"].append(r.as_dict())
+    if qat_epochs > 0:
+        out["float_control"] = control = float_control(
+            model, mode, data, cfg, qat_epochs, progress, log
+        )
+        log(_control_line(control, f_acc))
     for b in bits if qat_epochs > 0 else ():
         r = qat_and_evaluate(
             model, mode, data, cfg, calib, b, percentile, qat_epochs, progress, log
         )
-        log(_result_line(r, f_acc))
+        log(_result_line(r, f_acc, control["accuracy"]))
         out["qat"].append(r.as_dict())
     return out
 
 
-def _result_line(r: QuantResult, float_acc: float) -> str:
+def _result_line(r: QuantResult, float_acc: float, control_acc: float | None = None) -> str:
     if r.error is not None:
         return f"  {r.method.upper()} {r.bits:2d}-bit: failed ({r.error})"
+    vs_control = "" if control_acc is None else f", {r.accuracy - control_acc:+.2f} vs control"
     return (
         f"  {r.method.upper()} {r.bits:2d}-bit: {r.accuracy:6.2f}% "
-        f"({r.accuracy - float_acc:+.2f} pts vs float)"
+        f"({r.accuracy - float_acc:+.2f} pts vs float{vs_control})"
+    )
+
+
+def _control_line(control: dict, float_acc: float) -> str:
+    return (
+        f"  float fine-tuned {control['epochs']} epoch(s) like QAT (control): "
+        f"{control['accuracy']:6.2f}% ({control['accuracy'] - float_acc:+.2f} pts vs float)"
     )
 
 
@@ -281,12 +325,16 @@ def comparison_rows(entries: list[dict]) -> list[dict]:
     """Flat rows task × method × bits → accuracy and ``delta_vs_float`` (percentage points).
 
     ``entries``: one dict per checkpoint with ``label``, ``task``, ``checkpoint`` and the
-    keys of :func:`compare_checkpoint`.
+    keys of :func:`compare_checkpoint`. With QAT, a ``float_control`` row (the float
+    model fine-tuned as long as QAT, ``bits`` ``None``) and, on QAT rows,
+    ``delta_vs_control`` (QAT − control); ``None`` elsewhere.
     """
     rows = []
     for e in entries:
         base = {"label": e["label"], "task": e["task"], "checkpoint": e["checkpoint"]}
         f = e["float_accuracy"]
+        control = e.get("float_control")
+        c = None if control is None else control["accuracy"]
         rows.append(
             {
                 **base,
@@ -294,12 +342,26 @@ def comparison_rows(entries: list[dict]) -> list[dict]:
                 "bits": None,
                 "accuracy": f,
                 "delta_vs_float": 0.0,
+                "delta_vs_control": None,
                 "error": None,
             }
         )
+        if control is not None:
+            rows.append(
+                {
+                    **base,
+                    "method": "float_control",
+                    "bits": None,
+                    "accuracy": c,
+                    "delta_vs_float": c - f,
+                    "delta_vs_control": None,
+                    "error": None,
+                }
+            )
         for method in ("ptq", "qat"):
             for r in e.get(method, []):
                 acc = r["accuracy"]
+                vs_c = None if acc is None or c is None or method != "qat" else acc - c
                 rows.append(
                     {
                         **base,
@@ -307,6 +369,7 @@ def comparison_rows(entries: list[dict]) -> list[dict]:
                         "bits": r["bits"],
                         "accuracy": acc,
                         "delta_vs_float": None if acc is None else acc - f,
+                        "delta_vs_control": vs_c,
                         "error": r["error"],
                     }
                 )
@@ -338,6 +401,12 @@ def format_comparison(entries: list[dict], bits: list[int]) -> str:
             f_cell = f"{e['float_accuracy']:6.2f}" if first else " " * 6
             lines.append(f"{label:<{width}}  {f_cell}  {method.upper():<6}{cells}")
             first = False
+        control = e.get("float_control")
+        if control is not None:
+            lines.append(
+                f"{'':<{width}}  {control['accuracy']:6.2f}  float fine-tuned "
+                f"{control['epochs']} epoch(s) like QAT (the control of the QAT row)"
+            )
     return "\n".join(lines)
 
 
@@ -382,9 +451,9 @@ PLOT_DPI = 100  # → an 800 × 400 pixel PNG
 def plot_accuracy_vs_bits(entries: list[dict], path: Path, title: str = "") -> None:
     """Accuracy vs weight bits, one colour per task: PTQ as a solid line with circles,
     QAT as a dotted line with squares (where present), the float accuracy as a dashed
-    horizontal line. Widths that failed to quantize are left out of the lines. Legends
-    (tasks; methods) sit right of the axes. Written atomically, ``PLOT_SIZE_INCHES`` at
-    ``PLOT_DPI``."""
+    horizontal line and, with QAT, its float control (fine-tuned as long) dash-dotted.
+    Widths that failed to quantize are left out of the lines. Legends (tasks; methods)
+    sit right of the axes. Written atomically, ``PLOT_SIZE_INCHES`` at ``PLOT_DPI``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -396,13 +465,18 @@ def plot_accuracy_vs_bits(entries: list[dict], path: Path, title: str = "") -> N
     fig, ax = plt.subplots(figsize=PLOT_SIZE_INCHES, layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = {"float": dict(linestyle="--", marker=""), "ptq": dict(linestyle="-", marker="o"),
-              "qat": dict(linestyle=":", marker="s")}  # fmt: skip
+              "qat": dict(linestyle=":", marker="s"),
+              "float_control": dict(linestyle="-.", marker="")}  # fmt: skip
     all_bits: set[int] = set()
     used = {"float"}
     task_handles = []
     for i, e in enumerate(entries):
         c = colors[i % len(colors)]
         ax.axhline(e["float_accuracy"], color=c, linewidth=1, **styles["float"])
+        if e.get("float_control") is not None:
+            ax.axhline(e["float_control"]["accuracy"], color=c, linewidth=1,
+                       **styles["float_control"])  # fmt: skip
+            used.add("float_control")
         for method in ("ptq", "qat"):
             pts = [(r["bits"], r["accuracy"]) for r in e.get(method, [])]
             all_bits.update(b for b, _ in pts)
@@ -418,10 +492,10 @@ def plot_accuracy_vs_bits(entries: list[dict], path: Path, title: str = "") -> N
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title or "accuracy vs weight bits (integer emulator)")
     ax.grid(alpha=0.3)
-    names = {"float": "float", "ptq": "PTQ", "qat": "QAT"}
+    names = {"float": "float", "ptq": "PTQ", "qat": "QAT", "float_control": "float, fine-tuned"}
     method_handles = [
         Line2D([], [], color="0.3", label=names[m], **styles[m])
-        for m in ("float", "ptq", "qat")
+        for m in ("float", "float_control", "ptq", "qat")
         if m in used
     ]
     fig.legend(handles=task_handles, fontsize="small", loc="outside right upper")

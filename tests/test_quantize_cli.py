@@ -140,6 +140,19 @@ def test_quantize_with_qat_saves_the_fine_tuned_network(trained, tmp_path, capsy
     assert 100.0 * evaluate(qnet, test)[0] == rep["qat"]["accuracy"] == rep["saved"]["accuracy"]
     assert "QAT (1 epoch(s))" in capsys.readouterr().out
 
+    # the float control: the checkpoint fine-tuned one epoch by QAT's loop without the
+    # quantizer, rebuilt here from the checkpoint and scored on the same test split
+    from quantization.qat import float_finetune
+    from stllr.trainer import run_epoch
+
+    ck, _ = _test_batches(trained)
+    float_finetune(ck.model, ck.mode, ck.data.train, ck.cfg, 1, log=lambda _: None)
+    _, acc = run_epoch(ck.model, ck.data.test, ck.cfg.val_batch_size)
+    control = rep["float_control"]
+    assert control["epochs"] == 1 and len(control["history"]) == 1
+    assert control["accuracy"] == pytest.approx(acc, abs=1e-9)
+    assert rep["qat"]["delta_vs_control"] == pytest.approx(rep["qat"]["accuracy"] - acc)
+
 
 def test_compare_sweeps_bits_and_records_failures(trained, tmp_path, capsys, monkeypatch):
     import quantization.report as report
@@ -161,17 +174,23 @@ def test_compare_sweeps_bits_and_records_failures(trained, tmp_path, capsys, mon
     args = ["compare", str(trained), str(trained), "--bits", "8", "2", "3", "--out", str(out)]
     assert main([*args, "--calib-batches", "2", "--qat-epochs", "1", "--no-progress"]) == 0
     table = capsys.readouterr().out
-    assert "fail" in table and "2-bit" in table
+    assert "fail" in table and "2-bit" in table and "like QAT" in table
     res = json.loads((out / "compare.json").read_text())
     assert res["bits"] == [2, 3, 8]
     labels = [e["label"] for e in res["checkpoints"]]
     assert len(set(labels)) == 2  # the same task twice: labels made unique
 
     by_key = {(r["label"], r["method"], r["bits"]): r for r in res["rows"]}
-    assert len(res["rows"]) == 2 * (1 + 3 + 3)
+    assert len(res["rows"]) == 2 * (1 + 1 + 3 + 3)
     for label in labels:
         f = by_key[(label, "float", None)]
         assert f["accuracy"] == single["float_accuracy"] and f["delta_vs_float"] == 0.0
+        c = by_key[(label, "float_control", None)]
+        assert c["delta_vs_float"] == pytest.approx(c["accuracy"] - f["accuracy"])
+        for b in (2, 8):
+            q = by_key[(label, "qat", b)]
+            assert q["delta_vs_control"] == pytest.approx(q["accuracy"] - c["accuracy"])
+            assert by_key[(label, "ptq", b)]["delta_vs_control"] is None
         # same checkpoint, same calibration batches: the 8-bit PTQ of quantize
         assert by_key[(label, "ptq", 8)]["accuracy"] == single["ptq"]["accuracy"]
         for method in ("ptq", "qat"):

@@ -3,14 +3,18 @@
 For each checkpoint (typically one per task): the float test accuracy, the accuracy of
 post-training quantization (integer emulator) at every --bits width and, with
 --qat-epochs N > 0, of quantization-aware fine-tuning (N epochs per width, from the
-float weights) followed by the same quantization. A width at which a layer cannot be
-represented is recorded as failed (with the reason), not an error.
+float weights) followed by the same quantization. With QAT, a float control is
+fine-tuned the same N epochs without the quantizer (same batches and seeds): QAT's
+delta_vs_control counts the extra training on both sides. A width at which a layer
+cannot be represented is recorded as failed (with the reason), not an error.
 
 Writes to --out (default: runs/compare):
-  compare.json          rows task × method (float, ptq, qat) × bits → accuracy (%) and
-                        delta vs float (percentage points), plus per-layer statistics
-                        and saturation per bit width
-  accuracy_vs_bits.png  one line per task, its float accuracy as a dashed line
+  compare.json          rows task × method (float, float_control, ptq, qat) × bits →
+                        accuracy (%), delta vs float and (QAT) vs the control
+                        (percentage points), plus per-layer statistics and saturation
+                        per bit width
+  accuracy_vs_bits.png  one line per task, its float accuracy as a dashed line (the
+                        control dash-dotted)
 """
 
 from __future__ import annotations

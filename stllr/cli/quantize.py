@@ -12,7 +12,9 @@ Writes to --out (default: a quantized/ folder next to the checkpoint):
 
 With --qat-epochs N > 0, a copy of the model is first fine-tuned for N epochs with
 quantization-aware training at --bits; quantized.pt then holds the QAT network (the
-JSON records PTQ and QAT side by side).
+JSON records PTQ and QAT side by side). A second copy is fine-tuned as long without
+the quantizer (same batches and seeds), the float control: QAT's delta_vs_control
+counts the extra training on both sides.
 """
 
 from __future__ import annotations
@@ -160,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
         )
         if qat.error is not None:
             raise ValueError(f"{args.bits}-bit QAT of {args.checkpoint} failed: {qat.error}")
+        control = report.float_control(
+            ck.model, ck.mode, data, cfg, args.qat_epochs, progress, print
+        )
     saved = qat if qat is not None else ptq
     out.mkdir(parents=True, exist_ok=True)
     saved.qnet.save(out / "quantized.pt")
@@ -182,7 +187,14 @@ def run(args: argparse.Namespace) -> int:
         "test_samples": len(data.test),
         "float_accuracy": f_acc,
         "ptq": {**ptq.as_dict(), "delta_vs_float": ptq.accuracy - f_acc},
-        "qat": None if qat is None else {**qat.as_dict(), "delta_vs_float": qat.accuracy - f_acc},
+        "qat": None
+        if qat is None
+        else {
+            **qat.as_dict(),
+            "delta_vs_float": qat.accuracy - f_acc,
+            "delta_vs_control": qat.accuracy - control["accuracy"],
+        },
+        "float_control": None if qat is None else control,
         "saved": {
             "file": "quantized.pt",
             "method": saved.method,
@@ -202,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
     if qat is not None:
         line += (
             f", QAT ({args.qat_epochs} epoch(s)) {qat.accuracy:.2f}% "
-            f"({qat.accuracy - f_acc:+.2f} pts; fake-quantized float "
+            f"({qat.accuracy - f_acc:+.2f} pts; {qat.accuracy - control['accuracy']:+.2f} vs "
+            f"the float control {control['accuracy']:.2f}%; fake-quantized float "
             f"{qat.qat['fake_quant_accuracy']:.2f}%)"
         )
     print(line + "  [integer emulator, test split]")
