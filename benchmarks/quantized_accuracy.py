@@ -18,11 +18,31 @@ too, as are the training split and the share of samples (evaluation set + traini
 on which the 8-bit prediction equals the float one. Lower widths (``--bits``) are scored
 on the evaluation set.
 
+Paired statistics. Each evaluation sample gives ``d = 1[8-bit right] − 1[float right]``
+∈ {−1, 0, 1}; ``Δ = mean(d)`` and its standard error ``sd(d)/√n`` (percentage points) are
+reported with the counts of samples only the float model (``float_only``) or only the
+8-bit one (``quant_only``) gets right. A Δ within one standard error of ±1 point is not
+resolved by the set.
+
+QAT like for like (``--qat-epochs N``). QAT trains N more epochs, so its reference is not
+the checkpoint but a float **control** fine-tuned the same N epochs with the same
+optimiser, rate (``--finetune-lr``, default 1e-4: a tenth of the recipes' rate, constant),
+batches and seeds (:func:`quantization.qat.float_finetune`). The QAT row scores the 8-bit
+network (the pow2 PTQ of the QAT weights, exactly QAT's fake-quantized weights) with the
+emulator and compares it with the control on the same evaluation set.
+
+Target: a task meets it when its 8-bit network is within 1 point of float on the
+evaluation set: the PTQ network against the checkpoint, or (with ``--qat-epochs``) the QAT
+network against its control. Both are reported either way.
+
 Recipes (stand-ins are small; event tasks use the narrow VGG-9 of the README table):
 
 * ``shd-standin``: ``stllr demo``'s S-TLLR network (700 → 256 recurrent → 20, 6 epochs);
 * ``gesture-standin``, ``cifar10dvs-standin``, ``ncaltech101-standin``: VGG-9 with
-  channels 16,16,32,32,32,32,32,32, BPTT, batch 8, 12 epochs (N-Caltech101: 20).
+  channels 16,16,32,32,32,32,32,32, BPTT, batch 8, 40 epochs with the cosine schedule
+  over the 40. (Until 2026-11-24 these were 12 epochs (N-Caltech101: 20), which stopped
+  the models mid-training, test accuracy still climbing, at 26–57 % on the evaluation
+  sets; the README keeps both.)
 """
 
 from __future__ import annotations
@@ -38,17 +58,19 @@ from pathlib import Path
 import torch
 from _common import REPO_ROOT, emit, environment, set_threads, target
 
+from quantization.report import paired_delta
+
 NARROW = "channels=16,16,32,32,32,32,32,32"
 RECIPES = {
     "shd-standin": ("experiments/shd_standin_stllr.toml", ["epochs=6", "hidden=256"]),
-    "gesture-standin": ("experiments/gesture_bptt.toml", [NARROW, "batch_size=8", "epochs=12"]),
+    "gesture-standin": ("experiments/gesture_bptt.toml", [NARROW, "batch_size=8", "epochs=40"]),
     "cifar10dvs-standin": (
         "experiments/cifar10dvs_bptt.toml",
-        [NARROW, "batch_size=8", "epochs=12"],
+        [NARROW, "batch_size=8", "epochs=40"],
     ),
     "ncaltech101-standin": (
         "experiments/ncaltech101_bptt.toml",
-        [NARROW, "batch_size=8", "epochs=20"],
+        [NARROW, "batch_size=8", "epochs=40"],
     ),
 }
 
@@ -136,25 +158,69 @@ def _heldout(task: str, cfg, n: int):
     return ConcatDataset([d for d in parts if len(d)])
 
 
-def _predictions(model, qnet, data, batch_size, emulator_cls, batches):
-    """Per-sample ``(labels, float predictions, 8-bit predictions)`` over ``data``."""
+def _predictions(model, qnet, data, batch_size, emulator_cls, batches, floats=True, quantized=True):
+    """Per-sample ``(labels, float predictions, 8-bit predictions)`` over ``data``; a
+    part switched off (``floats``/``quantized`` false, or ``qnet`` ``None``) is ``None``."""
+    quantized = quantized and qnet is not None
     ys, fs, qs = [], [], []
-    emu = emulator_cls(qnet)
+    emu = emulator_cls(qnet) if quantized else None
     for x, y in batches(data, batch_size):
         ys.append(y)
-        fs.append(_float_predictions(model, x))
-        qs.append(emu.run(x).predictions())
-    return torch.cat(ys), torch.cat(fs), torch.cat(qs)
+        if floats:
+            fs.append(_float_predictions(model, x))
+        if quantized:
+            qs.append(emu.run(x).predictions())
+    return (torch.cat(ys), torch.cat(fs) if fs else None, torch.cat(qs) if qs else None)
 
 
 def _split_row(y, f, q) -> dict:
     n = int(y.numel())
+    paired = paired_delta(y, f, q)
     return {
         "samples": n,
         "float_accuracy": 100.0 * float((f == y).double().mean()),
         "ptq8_accuracy": 100.0 * float((q == y).double().mean()),
-        "delta_8bit": 100.0 * float((q == y).double().mean() - (f == y).double().mean()),
+        "delta_8bit": paired["delta"],
+        "delta_standard_error": paired["standard_error"],
+        "float_only": paired["ref_only"],
+        "quant_only": paired["new_only"],
         "ptq8_prediction_agreement": float((f == q).double().mean()),
+    }
+
+
+def _qat_row(model, mode, data, cfg, evalset, calib, epochs, lr, batches, emulator_cls) -> dict:
+    """QAT at 8 bits and its float control (module doc), scored on ``evalset``."""
+    import copy
+    import dataclasses
+
+    from quantization.ptq import PTQConfig, quantize_model
+    from quantization.qat import float_finetune, qat_finetune
+
+    ft_cfg = dataclasses.replace(cfg, lr=lr)
+    log = lambda line: print(f"  {line}", file=sys.stderr, flush=True)  # noqa: E731
+    control, tuned = copy.deepcopy(model), copy.deepcopy(model)
+    c_hist = float_finetune(control, mode, data.train, ft_cfg, epochs, log=log)
+    q_hist = qat_finetune(tuned, mode, data.train, ft_cfg, epochs, 8, log=log)
+    qnet, _ = quantize_model(tuned, calib, PTQConfig(weight_bits=8, scale="pow2"))
+    bs = cfg.val_batch_size
+    y, fc, _ = _predictions(control, None, evalset, bs, emulator_cls, batches)
+    _, fq, _ = _predictions(tuned, None, evalset, bs, emulator_cls, batches, quantized=False)
+    _, _, qq = _predictions(tuned, qnet, evalset, bs, emulator_cls, batches, floats=False)
+    paired = paired_delta(y, fc, qq)
+    return {
+        "epochs": epochs,
+        "lr": lr,
+        "control_accuracy": 100.0 * float((fc == y).double().mean()),
+        "qat8_accuracy": 100.0 * float((qq == y).double().mean()),
+        "qat_float_weights_accuracy": 100.0 * float((fq == y).double().mean()),
+        "qat8_minus_control": target(abs(paired["delta"]), "<=", 1.0),
+        "delta_8bit": paired["delta"],
+        "delta_standard_error": paired["standard_error"],
+        "control_only": paired["ref_only"],
+        "qat_only": paired["new_only"],
+        "prediction_agreement": float((fc == qq).double().mean()),
+        "control_history": [dataclasses.asdict(h) for h in c_hist],
+        "qat_history": [dataclasses.asdict(h) for h in q_hist],
     }
 
 
@@ -168,9 +234,15 @@ def main() -> None:
         "--heldout", type=int, default=200, help="fresh event-stand-in recordings (about)"
     )
     ap.add_argument("--train", action="store_true", help="train the missing checkpoints")
+    ap.add_argument(
+        "--qat-epochs", type=int, default=0, help="8-bit QAT against a float control (0: off)"
+    )
+    ap.add_argument("--finetune-lr", type=float, default=1e-4, help="QAT and control rate")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.qat_epochs < 0 or not args.finetune_lr > 0:
+        ap.error("--qat-epochs must be ≥ 0 and --finetune-lr > 0")
     set_threads(args.threads, quick=False)
 
     from torch.utils.data import ConcatDataset
@@ -215,6 +287,11 @@ def main() -> None:
             r = quantize_and_evaluate(model, calib, evalset, bs, b, scale=args.scale)
             ptq[b] = r.accuracy
         delta = ev["delta_8bit"]
+        qat = None
+        if args.qat_epochs > 0:
+            qat = _qat_row(loaded.model, loaded.mode, data, cfg, evalset, calib,
+                           args.qat_epochs, args.finetune_lr, batches, IntegerEmulator)  # fmt: skip
+        met = abs(delta) <= 1.0 or (qat is not None and qat["qat8_minus_control"]["met"])
         rows.append({
             "task": task,
             "method": cfg.method,
@@ -226,6 +303,9 @@ def main() -> None:
             "ptq_accuracy": {b: ptq[b] for b in sorted(ptq)},
             "ptq_8bit_minus_float": target(abs(delta), "<=", 1.0),
             "delta_8bit": delta,
+            "delta_standard_error": ev["delta_standard_error"],
+            "qat": qat,
+            "met": met,
             "splits": split_rows,
             "ptq8_prediction_agreement": {
                 "samples": int(pooled[0].numel()),
@@ -238,15 +318,17 @@ def main() -> None:
             ],
             "seconds": time.perf_counter() - t0,
         })  # fmt: skip
-        print(json.dumps({k: rows[-1][k] for k in ("task", "delta_8bit", "splits")}),
-              file=sys.stderr, flush=True)  # fmt: skip
+        brief = {k: rows[-1][k] for k in ("task", "delta_8bit", "delta_standard_error", "met")}
+        if qat is not None:
+            brief["qat"] = {k: qat[k] for k in ("control_accuracy", "qat8_accuracy", "delta_8bit")}
+        print(json.dumps(brief), file=sys.stderr, flush=True)
     emit(
         {
             "benchmark": "quantized_accuracy",
             "units": "percent; delta in percentage points",
             "command": "python benchmarks/quantized_accuracy.py " + " ".join(sys.argv[1:]),
             "rows": rows,
-            "all_met": all(r["ptq_8bit_minus_float"]["met"] for r in rows),
+            "all_met": all(r["met"] for r in rows),
             "environment": environment(torch.device("cpu")),
         },
         args.out,

@@ -304,6 +304,29 @@ def compare_checkpoint(
     return out
 
 
+def paired_delta(y, ref, new) -> dict:
+    """Accuracy difference of two classifiers scored on the same samples.
+
+    ``y``, ``ref``, ``new``: labels and the two models' predictions, shape ``[n]``. Per
+    sample ``d = 1[new right] − 1[ref right]`` ∈ {−1, 0, 1}; returns
+
+    * ``delta`` = 100·mean(d), percentage points (= accuracy(new) − accuracy(ref));
+    * ``standard_error`` = 100·sd(d)/√n (sample sd, n − 1), the paired standard error:
+      only the samples the two disagree on contribute, so it is far smaller than the
+      error of two independent accuracies (NaN for n < 2);
+    * ``ref_only`` / ``new_only``: samples only ``ref`` / only ``new`` gets right.
+    """
+    d = (new == y).double() - (ref == y).double()
+    n = int(d.numel())
+    se = 100.0 * float(d.std(unbiased=True)) / n**0.5 if n > 1 else float("nan")
+    return {
+        "delta": 100.0 * float(d.mean()),
+        "standard_error": se,
+        "ref_only": int((d < 0).sum()),
+        "new_only": int((d > 0).sum()),
+    }
+
+
 def _result_line(r: QuantResult, float_acc: float, control_acc: float | None = None) -> str:
     if r.error is not None:
         return f"  {r.method.upper()} {r.bits:2d}-bit: failed ({r.error})"
