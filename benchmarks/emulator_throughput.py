@@ -23,43 +23,20 @@ import numpy as np
 import torch
 from _common import emit, environment, set_threads, target
 
-from quantization.convert import register_converter, stllr_layer_spec
 from quantization.emulator import IntegerEmulator
 from quantization.ptq import PTQConfig, quantize_model
-from stllr.layers.stllr_layers import LinearSTLLR
-from stllr.models.base import SpikingModel
+from stllr.models.chain import SpikingChain
 from stllr.neuron import LIFParams
 
 
-class DenseChain(SpikingModel):
-    """Feed-forward hard-reset ``LinearSTLLR`` layers; the output is the last layer's spikes."""
-
-    def __init__(self, sizes):
-        super().__init__((sizes[0],), sizes[-1])
-        lif = LIFParams(leak=3.0, threshold=0.6, reset="hard")
-        self.layers = torch.nn.ModuleList(
-            LinearSTLLR(i, o, lif=lif) for i, o in zip(sizes[:-1], sizes[1:], strict=True)
-        )
-        with torch.no_grad():
-            for layer in self.layers:
-                layer.gain.fill_(2.5)
-
-    def forward(self, x, target=None):
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-
-def _convert(model, factors):
-    names = [f"fc{i}" for i in range(len(model.layers))]
-    prev = ["input", *names[:-1]]
-    return [
-        stllr_layer_spec(m, n, (p,), factors)
-        for m, n, p in zip(model.layers, names, prev, strict=True)
-    ]
-
-
-register_converter(DenseChain, _convert)
+def dense_chain(sizes) -> SpikingChain:
+    """Hard-reset ``LinearSTLLR`` layers (leak 3, threshold 0.6, gain 2.5 so that every
+    layer fires); the output is the last layer's spikes."""
+    model = SpikingChain.dense(sizes, LIFParams(leak=3.0, threshold=0.6, reset="hard"))
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.gain.fill_(2.5)
+    return model
 
 
 def _lava_samples_per_s(qnet, spikes: np.ndarray, samples: int, steps: int) -> dict:
@@ -112,7 +89,7 @@ def main() -> None:
     batches = [1, 4] if args.quick else args.batches
     lava_samples = 1 if args.quick else args.lava_samples
     torch.manual_seed(0)
-    model = DenseChain(sizes).eval()
+    model = dense_chain(sizes).eval()
     g = torch.Generator().manual_seed(1)
     x_all = (torch.rand(steps, max(batches), sizes[0], generator=g) < 0.05).float()
     qnet, _ = quantize_model(model, [x_all], PTQConfig(weight_bits=8))

@@ -76,6 +76,7 @@ from quantization.network import QNetwork, Readout, SpikingLayer
 from quantization.ptq import PTQConfig, quantize_input, quantize_model
 from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
 from stllr.models.base import SpikingModel
+from stllr.models.chain import SpikingChain
 from stllr.models.shd import SHDNetSTLLR
 from stllr.models.vgg import VGGSTLLR
 from stllr.neuron import LIFParams
@@ -257,31 +258,6 @@ def emulate_delay1(qnet: QNetwork, x: np.ndarray) -> dict:
     return {k: {q: np.stack(v) for q, v in r.items()} for k, r in rec.items()}
 
 
-class DenseChain(SpikingModel):
-    """A feed-forward chain of ``LinearSTLLR`` layers (the test's float model)."""
-
-    def __init__(self, sizes, lifs):
-        super().__init__((sizes[0],), sizes[-1])
-        self.layers = torch.nn.ModuleList(
-            LinearSTLLR(i, o, lif=p) for i, o, p in zip(sizes[:-1], sizes[1:], lifs, strict=True)
-        )
-
-    def forward(self, x, target=None):
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-
-def _convert_dense_chain(model, factors):
-    specs, prev = [], "input"
-    for i, layer in enumerate(model.layers):
-        specs.append(stllr_layer_spec(layer, f"fc{i}", (prev,), factors))
-        prev = f"fc{i}"
-    return specs
-
-
-register_converter(DenseChain, _convert_dense_chain)
-
 # (sizes, [(leak, threshold)] per layer, input rate)
 DENSE_ARCHS = {
     "2layer": ((30, 20, 10), [(2.0, 0.6), (0.5, 0.8)], 0.3),
@@ -294,7 +270,7 @@ def dense_chain_qnet(arch: str, seed: int, bits: int, steps: int = 30):
     sizes, lif_cfg, rate = DENSE_ARCHS[arch]
     torch.manual_seed(seed)
     lifs = [LIFParams(leak=lk, threshold=th, reset="hard") for lk, th in lif_cfg]
-    model = DenseChain(sizes, lifs)
+    model = SpikingChain.dense(sizes, lifs)
     with torch.no_grad():
         for layer in model.layers:  # non-zero biases, and a gain that drives the next layer
             layer.bias.uniform_(-0.7, 0.4)

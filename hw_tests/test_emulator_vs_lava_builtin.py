@@ -42,7 +42,7 @@ T = 30
 
 
 def _quantized(arch: str, seed: int, bits: int):
-    """PTQ of a hard-reset ``DenseChain`` (``hw_tests.parity.DENSE_ARCHS``) and its
+    """PTQ of a hard-reset ``SpikingChain`` (``hw_tests.parity.DENSE_ARCHS``) and its
     binary input ``[T, in]``."""
     return dense_chain_qnet(arch, seed, bits, steps=T)
 

@@ -262,7 +262,17 @@ def _convert_resnet(model, factors):
     return _head(model, specs, prev)
 
 
+def _convert_chain(model, factors):
+    names = model.node_names()
+    inputs = ["input", *names[:-1]]
+    return [
+        stllr_layer_spec(layer, name, (prev,), factors)
+        for layer, name, prev in zip(model.layers, names, inputs, strict=True)
+    ]
+
+
 def _register_builtin() -> None:
+    from stllr.models.chain import SpikingChain
     from stllr.models.resnet import SpikingResNet18
     from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
     from stllr.models.vgg import VGGBPTT, VGGSTLLR
@@ -272,6 +282,7 @@ def _register_builtin() -> None:
     register_converter(VGGSTLLR, _convert_vgg_stllr)
     register_converter(VGGBPTT, _convert_vgg_bptt)
     register_converter(SpikingResNet18, _convert_resnet)
+    register_converter(SpikingChain, _convert_chain)
 
 
 _register_builtin()

@@ -1,8 +1,8 @@
 """netx hdf5 files: lossless round trip, netx's layout and semantics, clear errors.
 
 Networks are built like ``hw_tests/test_emulator_vs_lava_builtin.py`` builds them
-(S-TLLR layers with hard reset, a ``SpikingModel`` subclass, ``register_converter``,
-PTQ), their biases snapped to netx's grid, written with :func:`write_netx` and
+(S-TLLR layers with hard reset in a ``stllr.models.chain.SpikingChain``, PTQ), their
+biases snapped to netx's grid, written with :func:`write_netx` and
 checked three ways:
 
 * :func:`read_netx` gives back identical integer tensors and parameters, and the
@@ -42,7 +42,6 @@ from lava_models.netx import (
     snap_bias_to_netx,
     write_netx,
 )
-from quantization.convert import register_converter, stllr_layer_spec
 from quantization.emulator import IntegerEmulator
 from quantization.learning_formats import LearningSpec
 from quantization.network import (
@@ -56,7 +55,7 @@ from quantization.network import (
 )
 from quantization.ptq import PTQConfig, quantize_model
 from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
-from stllr.models.base import SpikingModel
+from stllr.models.chain import SpikingChain
 from stllr.neuron import LIFParams
 
 T = 25
@@ -64,32 +63,6 @@ LIMIT = 1 << 23
 
 
 # --- float models -------------------------------------------------------------------------
-
-
-class NetxChain(SpikingModel):
-    """A sequential chain of S-TLLR layers; a dense layer flattens a [C, H, W] input."""
-
-    def __init__(self, input_shape, layers, num_classes):
-        super().__init__(input_shape, num_classes)
-        self.layers = torch.nn.ModuleList(layers)
-
-    def forward(self, x, target=None):
-        for layer in self.layers:
-            if not isinstance(layer, Conv2dSTLLR) and x.dim() == 4:
-                x = x.flatten(1)
-            x = layer(x)
-        return x
-
-
-def _convert_chain(model, factors):
-    specs, prev = [], "input"
-    for i, layer in enumerate(model.layers):
-        specs.append(stllr_layer_spec(layer, f"l{i}", (prev,), factors))
-        prev = f"l{i}"
-    return specs
-
-
-register_converter(NetxChain, _convert_chain)
 
 
 def _hard(leak, threshold):
@@ -126,7 +99,7 @@ def build_network(case: str, seed: int = 0, bits: int = 8, steps: int = T, rate:
     input spikes ``[steps, *input_shape]`` (int64)."""
     torch.manual_seed(seed)
     shape, layers = _layers(case)
-    model = NetxChain(shape, layers, layers[-1].out_features)
+    model = SpikingChain(shape, layers, prefix="l")
     with torch.no_grad():
         for layer in model.layers:  # non-zero biases and a gain that drives the next layer
             layer.bias.uniform_(-0.7, 0.4)
