@@ -5,7 +5,10 @@ network to ``quantize.bits`` signed weight bits (one power-of-two exponent per l
 :mod:`quantization.ptq`) and scores it with the integer emulator on the test split, as
 ``stllr quantize`` does; the same for every width of ``quantize.sweep_bits`` (the report's
 accuracy-vs-bits figure). With ``quantize.qat_epochs > 0`` a copy of the model is first
-fine-tuned with quantization-aware training and the deployed network is its PTQ.
+fine-tuned with quantization-aware training and the deployed network is its PTQ; a
+second copy is fine-tuned as long without the quantizer (the float control,
+:func:`quantization.report.float_control`) so the report can tell QAT's cost from the
+extra training.
 
 Writes ``quantize/quantized.pt`` (the deployed :class:`~quantization.network.QNetwork`),
 ``quantize/quantization.json`` (per-layer exponents and errors, input format,
@@ -57,6 +60,9 @@ def run(ctx: Context) -> StageOutput:
         )
         if qat.error is not None:
             raise ValueError(f"{q.bits}-bit QAT failed: {qat.error}")
+        control = report.float_control(
+            model, mode, data, train, q.qat_epochs, ctx.progress, ctx.log
+        )
     deployed = qat if qat is not None else ptq
     out = ctx.stage_dir("quantize")
     deployed.qnet.save(out / "quantized.pt")
@@ -73,7 +79,12 @@ def run(ctx: Context) -> StageOutput:
             "ptq": {**ptq.as_dict(), "delta_vs_float": ptq.accuracy - f_acc},
             "qat": None
             if qat is None
-            else {**qat.as_dict(), "delta_vs_float": qat.accuracy - f_acc},
+            else {
+                **qat.as_dict(),
+                "delta_vs_float": qat.accuracy - f_acc,
+                "delta_vs_control": qat.accuracy - control["accuracy"],
+            },
+            "float_control": None if qat is None else control,
             "deployed": deployed.method,
         },
         out / "quantization.json",
@@ -84,6 +95,7 @@ def run(ctx: Context) -> StageOutput:
         "test_samples": len(data.test),
         "ptq": [results[b].as_dict() for b in widths],
         "qat": [] if qat is None else [qat.as_dict()],
+        "float_control": None if qat is None else control,
     }
     atomic_json(
         {"bits": widths, "percentile": q.percentile, "entries": [entry]}, out / "sweep.json"
@@ -94,6 +106,7 @@ def run(ctx: Context) -> StageOutput:
         "float_accuracy": f_acc,
         "ptq_accuracy": ptq.accuracy,
         "qat_accuracy": None if qat is None else qat.accuracy,
+        "float_control_accuracy": None if qat is None else control["accuracy"],
         "deployed": deployed.method,
         "deployed_accuracy": deployed.accuracy,
         "sweep": {str(b): a for b, a in sweep.items()},
@@ -103,6 +116,8 @@ def run(ctx: Context) -> StageOutput:
     cells = ", ".join(f"{b}b {'fail' if a is None else f'{a:.1f}'}" for b, a in sweep.items())
     line = (
         f"{q.bits}-bit {deployed.method.upper()} (integer emulator) {deployed.accuracy:.1f}% vs "
-        f"float {f_acc:.1f}% ({deployed.accuracy - f_acc:+.1f} pts); sweep: {cells}"
+        f"float {f_acc:.1f}% ({deployed.accuracy - f_acc:+.1f} pts"
+        + ("" if qat is None else f"; float control {control['accuracy']:.1f}%")
+        + f"); sweep: {cells}"
     )
     return StageOutput(summary, line, (A.QNET, A.QUANT_JSON, A.SWEEP_JSON))

@@ -133,6 +133,16 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
                 "—",
             ]
         )
+    if quant.get("float_control"):  # absent in run folders made before it existed
+        acc_rows.append(
+            [
+                f"test split, float fine-tuned {quant['qat_epochs']} epoch(s) like QAT",
+                _pct(quant["float_control"]["accuracy"]) + " (QAT's control)",
+                "—",
+                "—",
+                "—",
+            ]
+        )
     groups = [
         (
             f"test split\n(n={quant['test_samples']})",

@@ -552,3 +552,32 @@ def test_on_device_dfa_signals_in_lava_equal_the_emulator(tiny_run, tmp_path, da
         n = qnet.node(name)
         got = torch.round(stored["device_after"][name]["w"] / 2.0**n.weight_exp)
         assert torch.equal(got.to(torch.int64), torch.as_tensor(ref.weights[name]["w"]))
+
+
+def test_qat_reports_its_float_control(tiny_run, tmp_path, data_dir):
+    """With --qat-epochs the quantize stage also fine-tunes a float control as long as QAT;
+    its accuracy is recomputed here from the trained checkpoint."""
+    from pipeline.artefacts import load_float_model
+    from quantization.qat import float_finetune
+    from quantization.report import float_accuracy
+    from stllr.tasks import load_task
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    code, out, err = run_cli(
+        "--out", str(run_dir), "--resume", "--rerun-from", "quantize", "--skip-lava",
+        "--qat-epochs", "1", "--set", *TINY, f"train.data={data_dir}",
+    )  # fmt: skip
+    assert code == 0, err
+    cfg = _cfg(run_dir)
+    data = load_task(cfg.train)
+    model, mode = load_float_model(run_dir, cfg.train, data)
+    float_finetune(model, mode, data.train, cfg.train, 1, log=lambda _: None)
+    expected = float_accuracy(model, data.test, cfg.train.val_batch_size)
+    q = _json(run_dir / "quantize" / "quantization.json")
+    assert q["deployed"] == "qat" and q["float_control"]["epochs"] == 1
+    assert q["float_control"]["accuracy"] == pytest.approx(expected, abs=1e-9)
+    assert q["qat"]["delta_vs_control"] == pytest.approx(q["qat"]["accuracy"] - expected)
+    assert f"float control {expected:.1f}%" in out
+    row = _md_row((run_dir / "report/report.md").read_text(), "test split, float fine-tuned")
+    assert row[1].startswith(f"{expected:.1f}")
