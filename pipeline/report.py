@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline import artefacts as A
 from pipeline import figures
-from pipeline.config import resolve_repo_path
+from pipeline.config import PipelineConfig, resolve_repo_path
 from pipeline.runner import Context, StageOutput, read_marker
 from stllr.run import atomic_write_bytes
 
@@ -84,9 +84,24 @@ def _lava_float_parity(lava: dict) -> list[str]:
     ]
 
 
-def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
-    """(title, blocks); draws every figure into ``fig_dir``."""
-    run_dir, cfg = ctx.run_dir, ctx.cfg
+@dataclass(frozen=True)
+class _Artefacts:
+    """What the earlier stages wrote, read once for all sections."""
+
+    run_dir: Path
+    cfg: PipelineConfig
+    tr: dict  # the train stage's summary
+    quant: dict
+    sweep: dict
+    cost: dict
+    lava: dict | None
+    adapt: dict | None
+    lava_ran: bool  # the lava stage ran (not absent, not --skip-lava)
+
+
+def _read_artefacts(ctx: Context) -> _Artefacts:
+    """The summaries and JSON files of the earlier stages."""
+    run_dir = ctx.run_dir
     tr = ctx.summary("train")
     quant = _read(run_dir, A.QUANT_JSON)
     sweep = _read(run_dir, A.SWEEP_JSON)
@@ -94,25 +109,34 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
     lava = _read(run_dir, A.LAVA_JSON)
     adapt = _read(run_dir, A.ADAPT_JSON)
     lava_ran = lava is not None and not lava.get("skipped")
-    title = f"stllr pipeline report — {cfg.train.task}"
-    blocks: list = []
-    blocks.append(
+    return _Artefacts(run_dir, ctx.cfg, tr, quant, sweep, cost, lava, adapt, lava_ran)
+
+
+def _header_section(art: _Artefacts) -> list:
+    """The run folder, the time of writing and the data used."""
+    return [
         (
             "p",
-            f"Run folder {run_dir} · written {time.strftime('%Y-%m-%d %H:%M')} · "
-            f"data: {tr['data']}",
+            f"Run folder {art.run_dir} · written {time.strftime('%Y-%m-%d %H:%M')} · "
+            f"data: {art.tr['data']}",
         )
-    )
+    ]
 
-    # --- summary of the stages ---------------------------------------------------------
+
+def _stages_section(art: _Artefacts) -> list:
+    """The one-line result and the time of each stage."""
     rows = []
     for name in ("train", "quantize", "cost", "lava", "adaptation"):
-        m = read_marker(run_dir, name)
+        m = read_marker(art.run_dir, name)
         if m is not None:
             rows.append([name, m["line"], f"{m['seconds']:.0f} s"])
-    blocks += [("h2", "Stages"), Table(["stage", "result", "time"], rows)]
+    return [("h2", "Stages"), Table(["stage", "result", "time"], rows)]
 
-    # --- accuracy: float vs fixed point vs Lava -------------------------------------------
+
+def _accuracy_section(art: _Artefacts, fig_dir: Path) -> list:
+    """Accuracy of float, fixed point and Lava on every condition, as table and figure."""
+    quant, lava, adapt, lava_ran = art.quant, art.lava, art.adapt, art.lava_ran
+    blocks: list = []
     blocks.append(("h2", "Accuracy: float vs fixed point vs Lava"))
     acc_rows = [
         [
@@ -208,8 +232,13 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
             "adaptation.",
         )
     )
+    return blocks
 
-    # --- accuracy vs weight bits ---------------------------------------------------------
+
+def _bits_section(art: _Artefacts, fig_dir: Path) -> list:
+    """Accuracy vs weight width (PTQ sweep) and the deployed network per layer."""
+    quant, sweep = art.quant, art.sweep
+    blocks: list = []
     blocks.append(("h2", "Accuracy vs weight bits"))
     entry = sweep["entries"][0]
     blocks.append(
@@ -245,8 +274,13 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
     blocks.append(
         Table(["layer", "exponent e", "range |W|", "RMS error / RMS W", "vth", "dv"], layer_rows)
     )
+    return blocks
 
-    # --- parity ----------------------------------------------------------------------------
+
+def _parity_section(art: _Artefacts) -> list:
+    """How closely Lava, the emulator and the float model agree."""
+    quant, lava, adapt, lava_ran = art.quant, art.lava, art.adapt, art.lava_ran
+    blocks: list = []
     blocks.append(("h2", "Parity"))
     prow = []
     if lava_ran:
@@ -301,104 +335,115 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
     else:
         prow.append(["Lava", "—", "skipped (--skip-lava)", "—"])
     blocks.append(Table(["comparison", "data", "result", "detail"], prow))
+    return blocks
 
-    # --- adaptation ---------------------------------------------------------------------
-    if adapt is not None:
-        s = adapt["settings"]
-        aa = adapt["accuracy"]
-        blocks.append(("h2", "On-device adaptation to a shifted condition"))
-        signal = s.get("signal", "host")
-        if signal == "host":
-            fed_back = ""
-            if len(s["layers"]) > 1:
-                fed_back = " and that error fed back through the readout weights to " + ", ".join(
-                    s["layers"][:-1]
-                )
-            how = f"the host sends softmax(logits) − onehot(label) to the readout{fed_back}"
-        else:
-            dfa = "DFA" if signal == "dfa" else "sign-DFA"
-            hidden = ", ".join(s["layers"][:-1]) or "no hidden layer"
-            how = (
-                "the device makes its own signal: an error unit compares the readout's "
-                "membrane with the label (clip(o/A, 0, 1) − onehot, in integers) and "
-                f"{dfa} sends it through fixed random int8 matrices to {hidden}; the host "
-                "only streams inputs and labels"
-            )
-        eval_set = s.get("eval_set", "shifted test samples")
-        text = (
-            f"Scenario — {adapt['description']}. {s['stream_samples']} labelled samples of the "
-            "shifted condition arrive one at a time and the network learns with nothing but "
-            f"its third-factor port: during the last {s['window']} of "
-            f"{s.get('stream_steps', s['steps'])} steps of each sample {how} (learning rate "
-            f"η = {s['lr']:g}; plastic: {', '.join(s['layers'])}). Accuracy is measured on "
-            f"{s['eval_samples']} {eval_set}, which the stream never contains; the "
-            f"'original condition' columns use {s.get('clean_set', 'clean test samples')}."
-        )
-        blocks.append(("p", text))
-        rows = []
-        for impl in ("float", "emulator"):
-            d = aa[impl]
-            rows.append(
-                [
-                    impl if impl == "float" else "fixed point (emulator)",
-                    _pct(d["before"]),
-                    _pct(d["after"]),
-                    f"{d['after'] - d['before']:+.1f}",
-                    _pct(d["clean_before"]),
-                    _pct(d["clean_after"]),
-                ]
-            )
-        if aa.get("lava"):
-            d = aa["lava"]
-            rows.append(
-                [
-                    f"Lava fixed_pt ({adapt['lava']['eval_samples']} samples)",
-                    _pct(d["before"]),
-                    _pct(d["after"]),
-                    f"{d['after'] - d['before']:+.1f}",
-                    "—",
-                    "—",
-                ]
-            )
-        blocks.append(
-            Table(
-                [
-                    "",
-                    "shifted, before",
-                    "shifted, after",
-                    "Δ (points)",
-                    "original, before",
-                    "original, after",
-                ],
-                rows,
-            )
-        )
-        figures.adaptation_curves(adapt, fig_dir / "adaptation_curves.png")
-        blocks.append(
-            Figure(
-                "adaptation_curves.png",
-                "Learning curves: accuracy on the "
-                "shifted held-out samples as labelled samples stream in. Lava "
-                "learned the same stream (its weights equal the emulator's) and "
-                "was scored before and after.",
-            )
-        )
-        import torch
 
-        weights = torch.load(run_dir / A.ADAPT_WEIGHTS, map_location="cpu", weights_only=False)
-        figures.weight_histograms(weights, fig_dir / "weight_histograms.png")
-        moved = ", ".join(f"{k}: {v}" for k, v in adapt["weights_changed"].items())
-        blocks.append(
-            Figure(
-                "weight_histograms.png",
-                "Weights of the plastic layers: float "
-                "(trained Ŵ), fixed point as deployed, and after on-device "
-                f"learning (left); the on-device change in weight LSBs (right). "
-                f"Weights changed: {moved}.",
+def _adaptation_section(art: _Artefacts, fig_dir: Path) -> list:
+    """The on-device adaptation scenario, its accuracies, learning curves and weights."""
+    run_dir, adapt = art.run_dir, art.adapt
+    if adapt is None:
+        return []
+    blocks: list = []
+    s = adapt["settings"]
+    aa = adapt["accuracy"]
+    blocks.append(("h2", "On-device adaptation to a shifted condition"))
+    signal = s.get("signal", "host")
+    if signal == "host":
+        fed_back = ""
+        if len(s["layers"]) > 1:
+            fed_back = " and that error fed back through the readout weights to " + ", ".join(
+                s["layers"][:-1]
             )
+        how = f"the host sends softmax(logits) − onehot(label) to the readout{fed_back}"
+    else:
+        dfa = "DFA" if signal == "dfa" else "sign-DFA"
+        hidden = ", ".join(s["layers"][:-1]) or "no hidden layer"
+        how = (
+            "the device makes its own signal: an error unit compares the readout's "
+            "membrane with the label (clip(o/A, 0, 1) − onehot, in integers) and "
+            f"{dfa} sends it through fixed random int8 matrices to {hidden}; the host "
+            "only streams inputs and labels"
         )
+    eval_set = s.get("eval_set", "shifted test samples")
+    text = (
+        f"Scenario — {adapt['description']}. {s['stream_samples']} labelled samples of the "
+        "shifted condition arrive one at a time and the network learns with nothing but "
+        f"its third-factor port: during the last {s['window']} of "
+        f"{s.get('stream_steps', s['steps'])} steps of each sample {how} (learning rate "
+        f"η = {s['lr']:g}; plastic: {', '.join(s['layers'])}). Accuracy is measured on "
+        f"{s['eval_samples']} {eval_set}, which the stream never contains; the "
+        f"'original condition' columns use {s.get('clean_set', 'clean test samples')}."
+    )
+    blocks.append(("p", text))
+    rows = []
+    for impl in ("float", "emulator"):
+        d = aa[impl]
+        rows.append(
+            [
+                impl if impl == "float" else "fixed point (emulator)",
+                _pct(d["before"]),
+                _pct(d["after"]),
+                f"{d['after'] - d['before']:+.1f}",
+                _pct(d["clean_before"]),
+                _pct(d["clean_after"]),
+            ]
+        )
+    if aa.get("lava"):
+        d = aa["lava"]
+        rows.append(
+            [
+                f"Lava fixed_pt ({adapt['lava']['eval_samples']} samples)",
+                _pct(d["before"]),
+                _pct(d["after"]),
+                f"{d['after'] - d['before']:+.1f}",
+                "—",
+                "—",
+            ]
+        )
+    blocks.append(
+        Table(
+            [
+                "",
+                "shifted, before",
+                "shifted, after",
+                "Δ (points)",
+                "original, before",
+                "original, after",
+            ],
+            rows,
+        )
+    )
+    figures.adaptation_curves(adapt, fig_dir / "adaptation_curves.png")
+    blocks.append(
+        Figure(
+            "adaptation_curves.png",
+            "Learning curves: accuracy on the "
+            "shifted held-out samples as labelled samples stream in. Lava "
+            "learned the same stream (its weights equal the emulator's) and "
+            "was scored before and after.",
+        )
+    )
+    import torch
 
-    # --- cost -------------------------------------------------------------------------
+    weights = torch.load(run_dir / A.ADAPT_WEIGHTS, map_location="cpu", weights_only=False)
+    figures.weight_histograms(weights, fig_dir / "weight_histograms.png")
+    moved = ", ".join(f"{k}: {v}" for k, v in adapt["weights_changed"].items())
+    blocks.append(
+        Figure(
+            "weight_histograms.png",
+            "Weights of the plastic layers: float "
+            "(trained Ŵ), fixed point as deployed, and after on-device "
+            f"learning (left); the on-device change in weight LSBs (right). "
+            f"Weights changed: {moved}.",
+        )
+    )
+    return blocks
+
+
+def _cost_section(art: _Artefacts, fig_dir: Path) -> list:
+    """Synaptic operations, footprint and sparsity per layer (NeuroBench definitions)."""
+    cost = art.cost
+    blocks: list = []
     blocks.append(("h2", "Neuromorphic cost per layer (NeuroBench definitions)"))
     text = (
         "Synaptic operations per sample: for every connection and time step, the nonzero "
@@ -479,11 +524,15 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
             "Effective vs dense synaptic operations per sample, per connection.",
         )
     )
+    return blocks
 
-    # --- memory vs T ----------------------------------------------------------------------
+
+def _memory_section(art: _Artefacts, fig_dir: Path) -> list:
+    """Training memory of S-TLLR vs BPTT as the sequence grows."""
     from pipeline.memory import memory_points
 
-    points, source = memory_points(resolve_repo_path(cfg.report.memory_results))
+    blocks: list = []
+    points, source = memory_points(resolve_repo_path(art.cfg.report.memory_results))
     blocks.append(("h2", "Training memory vs sequence length"))
     figures.memory_vs_t(points, source, fig_dir / "memory_vs_T.png")
     blocks.append(
@@ -494,31 +543,42 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
             f"in T, BPTT grows linearly. Source: {source}.",
         )
     )
+    return blocks
 
-    # --- raster -----------------------------------------------------------------------
-    if lava_ran:
-        import numpy as np
 
-        from quantization.network import SpikingLayer
+def _raster_section(art: _Artefacts, fig_dir: Path) -> list:
+    """Spikes of one test sample in Lava (only when Lava ran)."""
+    if not art.lava_ran:
+        return []
+    import numpy as np
 
-        qnet = A.load_qnet(run_dir)
-        with np.load(run_dir / A.LAVA_SAMPLE) as z:
-            sample = {k: z[k] for k in z.files}
-        spiking = [n.name for n in qnet.nodes if isinstance(n, SpikingLayer)]
-        figures.spike_raster(sample, spiking, qnet.nodes[-1].name, fig_dir / "spike_raster.png")
-        blocks.append(("h2", "Spike raster of a sample"))
-        blocks.append(
-            Figure(
-                "spike_raster.png",
-                "One test sample in Lava fixed_pt: input "
-                "events, hidden spikes and the integer logits per step.",
-            )
+    from quantization.network import SpikingLayer
+
+    run_dir = art.run_dir
+    blocks: list = []
+    qnet = A.load_qnet(run_dir)
+    with np.load(run_dir / A.LAVA_SAMPLE) as z:
+        sample = {k: z[k] for k in z.files}
+    spiking = [n.name for n in qnet.nodes if isinstance(n, SpikingLayer)]
+    figures.spike_raster(sample, spiking, qnet.nodes[-1].name, fig_dir / "spike_raster.png")
+    blocks.append(("h2", "Spike raster of a sample"))
+    blocks.append(
+        Figure(
+            "spike_raster.png",
+            "One test sample in Lava fixed_pt: input "
+            "events, hidden spikes and the integer logits per step.",
         )
+    )
+    return blocks
 
-    # --- training -----------------------------------------------------------------------
+
+def _training_section(art: _Artefacts, fig_dir: Path) -> list:
+    """The float training run and its learning curves."""
     from stllr.run import plot_learning_curves
     from stllr.trainer import EpochMetrics
 
+    cfg, tr = art.cfg, art.tr
+    blocks: list = []
     plot_learning_curves([EpochMetrics(**m) for m in tr["history"]], fig_dir / "training.png")
     blocks.append(("h2", "Float training"))
     blocks.append(
@@ -531,6 +591,23 @@ def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
         )
     )
     blocks.append(Figure("training.png", "Float S-TLLR training: accuracy and loss per epoch."))
+    return blocks
+
+
+def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:
+    """(title, blocks); draws every figure into ``fig_dir``."""
+    art = _read_artefacts(ctx)
+    title = f"stllr pipeline report — {art.cfg.train.task}"
+    blocks: list = _header_section(art)
+    blocks += _stages_section(art)
+    blocks += _accuracy_section(art, fig_dir)
+    blocks += _bits_section(art, fig_dir)
+    blocks += _parity_section(art)
+    blocks += _adaptation_section(art, fig_dir)
+    blocks += _cost_section(art, fig_dir)
+    blocks += _memory_section(art, fig_dir)
+    blocks += _raster_section(art, fig_dir)
+    blocks += _training_section(art, fig_dir)
     return title, blocks
 
 
