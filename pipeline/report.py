@@ -256,7 +256,7 @@ def _bits_section(art: _Artefacts, fig_dir: Path) -> list:
             f"Post-training quantization at each weight "
             f"width (one power-of-two exponent per layer), integer emulator, "
             f"{quant['test_samples']} test samples; dashed: float "
-            f"({quant['float_accuracy']:.1f} %).",
+            f"({quant['float_accuracy']:.1f} %)" + _qat_caption(quant) + ".",
         )
     )
     layer_rows = [
@@ -275,6 +275,17 @@ def _bits_section(art: _Artefacts, fig_dir: Path) -> list:
         Table(["layer", "exponent e", "range |W|", "RMS error / RMS W", "vth", "dv"], layer_rows)
     )
     return blocks
+
+
+def _qat_caption(quant: dict) -> str:
+    """The QAT point and its float control in the bits figure, when QAT ran."""
+    if not quant.get("qat"):
+        return ""
+    text = f"; square: {quant['weight_bits']}-bit QAT ({quant['qat']['accuracy']:.1f} %)"
+    if quant.get("float_control"):  # absent in run folders made before it existed
+        c = quant["float_control"]
+        text += f"; dash-dotted: float fine-tuned as long ({c['accuracy']:.1f} %)"
+    return text
 
 
 def _parity_section(art: _Artefacts) -> list:

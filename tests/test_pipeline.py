@@ -579,5 +579,6 @@ def test_qat_reports_its_float_control(tiny_run, tmp_path, data_dir):
     assert q["float_control"]["accuracy"] == pytest.approx(expected, abs=1e-9)
     assert q["qat"]["delta_vs_control"] == pytest.approx(q["qat"]["accuracy"] - expected)
     assert f"float control {expected:.1f}%" in out
-    row = _md_row((run_dir / "report/report.md").read_text(), "test split, float fine-tuned")
-    assert row[1].startswith(f"{expected:.1f}")
+    md = (run_dir / "report/report.md").read_text()
+    assert _md_row(md, "test split, float fine-tuned")[1].startswith(f"{expected:.1f}")
+    assert f"dash-dotted: float fine-tuned as long ({expected:.1f} %)" in md
