@@ -44,7 +44,7 @@ def run(ctx: Context) -> StageOutput:
     ptq = results[q.bits]
     if ptq.error is not None:
         raise ValueError(f"{q.bits}-bit PTQ failed: {ptq.error}")
-    qat = None
+    qat = control = None
     if q.qat_epochs > 0:
         qat = report.qat_and_evaluate(
             model,
@@ -76,15 +76,7 @@ def run(ctx: Context) -> StageOutput:
             "test_samples": len(data.test),
             "input_format": ptq.input_format,
             "float_accuracy": f_acc,
-            "ptq": {**ptq.as_dict(), "delta_vs_float": ptq.accuracy - f_acc},
-            "qat": None
-            if qat is None
-            else {
-                **qat.as_dict(),
-                "delta_vs_float": qat.accuracy - f_acc,
-                "delta_vs_control": qat.accuracy - control["accuracy"],
-            },
-            "float_control": None if qat is None else control,
+            **report.method_results(f_acc, ptq, qat, control),
             "deployed": deployed.method,
         },
         out / "quantization.json",

@@ -243,6 +243,27 @@ def float_control(
     }
 
 
+def method_results(
+    float_acc: float, ptq: QuantResult, qat: QuantResult | None, control: dict | None
+) -> dict:
+    """The PTQ / QAT / float-control part of a quantization JSON: each result's dict with
+    ``delta_vs_float`` and, for QAT, ``delta_vs_control``; ``qat`` and ``float_control``
+    are ``None`` without QAT."""
+    out = {
+        "ptq": {**ptq.as_dict(), "delta_vs_float": ptq.accuracy - float_acc},
+        "qat": None,
+        "float_control": None,
+    }
+    if qat is not None:
+        out["qat"] = {
+            **qat.as_dict(),
+            "delta_vs_float": qat.accuracy - float_acc,
+            "delta_vs_control": qat.accuracy - control["accuracy"],
+        }
+        out["float_control"] = control
+    return out
+
+
 def compare_checkpoint(
     model,
     mode: str,

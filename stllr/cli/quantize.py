@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if ptq.error is not None:
         raise ValueError(f"{args.bits}-bit PTQ of {args.checkpoint} failed: {ptq.error}")
-    qat = None
+    qat = control = None
     if args.qat_epochs > 0:
         qat = report.qat_and_evaluate(
             ck.model,
@@ -186,15 +186,7 @@ def run(args: argparse.Namespace) -> int:
         "input_format": ptq.input_format,
         "test_samples": len(data.test),
         "float_accuracy": f_acc,
-        "ptq": {**ptq.as_dict(), "delta_vs_float": ptq.accuracy - f_acc},
-        "qat": None
-        if qat is None
-        else {
-            **qat.as_dict(),
-            "delta_vs_float": qat.accuracy - f_acc,
-            "delta_vs_control": qat.accuracy - control["accuracy"],
-        },
-        "float_control": None if qat is None else control,
+        **report.method_results(f_acc, ptq, qat, control),
         "saved": {
             "file": "quantized.pt",
             "method": saved.method,
