@@ -231,7 +231,10 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="+", default=[4, 6, 8])
     ap.add_argument("--scale", choices=["threshold", "pow2"], default="pow2")
     ap.add_argument(
-        "--heldout", type=int, default=200, help="fresh event-stand-in recordings (about)"
+        "--heldout",
+        type=int,
+        default=1100,
+        help="fresh event-stand-in recordings per task (about; the target's sets use 1100)",
     )
     ap.add_argument("--train", action="store_true", help="train the missing checkpoints")
     ap.add_argument(
