@@ -44,6 +44,13 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def resume_cli(run_dir, data_dir, *flags: str, sets: tuple[str, ...] = ()):
+    """``stllr pipeline --out RUN --resume FLAGS --set TINY train.data=DATA SETS``."""
+    return run_cli(
+        "--out", str(run_dir), "--resume", *flags, "--set", *TINY, f"train.data={data_dir}", *sets
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("shd_standin_pipeline")
@@ -255,9 +262,7 @@ def test_resume_skips_finished_stages(tiny_run, tmp_path, data_dir):
     shutil.copytree(tiny_run[0], run_dir)
     before = _markers(run_dir)
     best = (run_dir / "train/trial_1/best.pt").stat().st_mtime_ns
-    code, out, err = run_cli(
-        "--out", str(run_dir), "--resume", "--set", *TINY, f"train.data={data_dir}"
-    )
+    code, out, err = resume_cli(run_dir, data_dir)
     assert code == 0, err
     assert out.count("finished earlier, skipped") == len(STAGES), out
     assert _markers(run_dir) == before
@@ -269,9 +274,7 @@ def test_deleted_artefact_and_changed_setting_rerun_only_their_stages(tiny_run, 
     shutil.copytree(tiny_run[0], run_dir)
     before = _markers(run_dir)
     (run_dir / "lava" / "sample.npz").unlink()
-    code, out, err = run_cli(
-        "--out", str(run_dir), "--resume", "--set", *TINY, f"train.data={data_dir}"
-    )
+    code, out, err = resume_cli(run_dir, data_dir)
     assert code == 0, err
     title = "lava: Lava inference: fixed_pt vs the integer emulator, floating_pt vs torch"
     assert f"{title} (an artefact is missing" in out
@@ -280,29 +283,13 @@ def test_deleted_artefact_and_changed_setting_rerun_only_their_stages(tiny_run, 
     assert "lava" in rerun and rerun <= {"lava", "report"}, rerun
     assert (run_dir / "lava" / "sample.npz").is_file()
     # a changed adaptation setting re-runs the adaptation (and the report), nothing before it
-    code, out, err = run_cli(
-        "--out",
-        str(run_dir),
-        "--resume",
-        "--set",
-        *TINY,
-        f"train.data={data_dir}",
-        "adaptation.samples=3",
-    )
+    code, out, err = resume_cli(run_dir, data_dir, sets=("adaptation.samples=3",))
     assert code == 0, err
     again = _markers(run_dir)
     assert {s for s in STAGES if again[s] != after[s]} == {"adaptation", "report"}
     assert _json(run_dir / "adaptation/adaptation.json")["curves"]["samples"] == [0, 3]
     # a changed training setting is refused, not silently retrained
-    code, out, err = run_cli(
-        "--out",
-        str(run_dir),
-        "--resume",
-        "--set",
-        *TINY,
-        f"train.data={data_dir}",
-        "train.epochs=3",
-    )
+    code, out, err = resume_cli(run_dir, data_dir, sets=("train.epochs=3",))
     assert code == 2 and err.count("\n") == 1
     assert "the finished training used other settings (epochs: 2 → 3)" in err
 
@@ -437,9 +424,7 @@ def test_skip_lava_reruns_lava_dependent_stages_without_lava(tiny_run, tmp_path,
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run[0], run_dir)
     before = _markers(run_dir)
-    code, out, err = run_cli(
-        "--out", str(run_dir), "--resume", "--skip-lava", "--set", *TINY, f"train.data={data_dir}"
-    )
+    code, out, err = resume_cli(run_dir, data_dir, "--skip-lava")
     assert code == 0, err
     after = _markers(run_dir)
     assert {s for s in STAGES if after[s] != before[s]} == {"lava", "adaptation", "report"}
@@ -511,15 +496,8 @@ def test_on_device_dfa_signals_in_lava_equal_the_emulator(tiny_run, tmp_path, da
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run[0], run_dir)
     before = _markers(run_dir)
-    code, out, err = run_cli(
-        "--out",
-        str(run_dir),
-        "--resume",
-        "--set",
-        *TINY,
-        f"train.data={data_dir}",
-        "adaptation.signal=dfa",
-        "adaptation.lr=1e-4",
+    code, out, err = resume_cli(
+        run_dir, data_dir, sets=("adaptation.signal=dfa", "adaptation.lr=1e-4")
     )
     assert code == 0, err
     assert "third factor only (on-device error + DFA)" in out
@@ -564,10 +542,9 @@ def test_qat_reports_its_float_control(tiny_run, tmp_path, data_dir):
 
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run[0], run_dir)
-    code, out, err = run_cli(
-        "--out", str(run_dir), "--resume", "--rerun-from", "quantize", "--skip-lava",
-        "--qat-epochs", "1", "--set", *TINY, f"train.data={data_dir}",
-    )  # fmt: skip
+    code, out, err = resume_cli(
+        run_dir, data_dir, "--rerun-from", "quantize", "--skip-lava", "--qat-epochs", "1"
+    )
     assert code == 0, err
     cfg = _cfg(run_dir)
     data = load_task(cfg.train)
