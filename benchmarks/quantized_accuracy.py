@@ -158,19 +158,17 @@ def _heldout(task: str, cfg, n: int):
     return ConcatDataset([d for d in parts if len(d)])
 
 
-def _predictions(model, qnet, data, batch_size, emulator_cls, batches, floats=True, quantized=True):
-    """Per-sample ``(labels, float predictions, 8-bit predictions)`` over ``data``; a
-    part switched off (``floats``/``quantized`` false, or ``qnet`` ``None``) is ``None``."""
-    quantized = quantized and qnet is not None
+def _predictions(model, qnet, data, batch_size, emulator_cls, batches):
+    """Per-sample ``(labels, float predictions, 8-bit predictions)`` over ``data``; the
+    8-bit ones are ``None`` when ``qnet`` is ``None``."""
     ys, fs, qs = [], [], []
-    emu = emulator_cls(qnet) if quantized else None
+    emu = None if qnet is None else emulator_cls(qnet)
     for x, y in batches(data, batch_size):
         ys.append(y)
-        if floats:
-            fs.append(_float_predictions(model, x))
-        if quantized:
+        fs.append(_float_predictions(model, x))
+        if emu is not None:
             qs.append(emu.run(x).predictions())
-    return (torch.cat(ys), torch.cat(fs) if fs else None, torch.cat(qs) if qs else None)
+    return torch.cat(ys), torch.cat(fs), torch.cat(qs) if qs else None
 
 
 def _split_row(y, f, q) -> dict:
@@ -204,8 +202,7 @@ def _qat_row(model, mode, data, cfg, evalset, calib, epochs, lr, batches, emulat
     qnet, _ = quantize_model(tuned, calib, PTQConfig(weight_bits=8, scale="pow2"))
     bs = cfg.val_batch_size
     y, fc, _ = _predictions(control, None, evalset, bs, emulator_cls, batches)
-    _, fq, _ = _predictions(tuned, None, evalset, bs, emulator_cls, batches, quantized=False)
-    _, _, qq = _predictions(tuned, qnet, evalset, bs, emulator_cls, batches, floats=False)
+    _, fq, qq = _predictions(tuned, qnet, evalset, bs, emulator_cls, batches)
     paired = paired_delta(y, fc, qq)
     return {
         "epochs": epochs,
