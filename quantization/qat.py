@@ -362,8 +362,6 @@ def qat_finetune(
 
     Returns one :class:`QATEpoch` per epoch.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be ≥ 1, got {epochs}")
     handle = enable_qat(model, bits, percentile)
     try:
         return _finetune(
@@ -388,12 +386,13 @@ def float_finetune(
     two results differ only by the weight quantizer. QAT's accuracy minus this model's
     is the cost of quantization with the extra training counted on both sides.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be ≥ 1, got {epochs}")
     return _finetune(model, mode, train_set, cfg, epochs, "float fine-tune", log)
 
 
 def _finetune(model, mode, train_set, cfg, epochs, label, log) -> list[QATEpoch]:
+    """The fine-tuning loop both share: ``epochs`` seeded epochs with a fresh optimiser."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be ≥ 1, got {epochs}")
     optimizer = make_optimizer(cfg, model.parameters())
     if distributed.is_distributed():
         optimizer = distributed.GradientAllReduce(optimizer, model.batch_summed_parameters())
