@@ -32,7 +32,7 @@ from pipeline.config import PipelineConfig
 from pipeline.runner import Log, Stage, run_stages
 
 STAGES: tuple[Stage, ...] = (
-    Stage("train", "float S-TLLR training", train.run, (), ("train",)),
+    Stage("train", "float S-TLLR training", train.run, (), ("train",), keeps_staging=True),
     Stage(
         "quantize",
         "post-training quantization and bit sweep",

@@ -698,6 +698,6 @@ def run(ctx: Context) -> StageOutput:
     atomic_write_bytes(out / "report.md", to_markdown(title, blocks).encode())
     figs = [b.file for b in blocks if isinstance(b, Figure)]
     summary = {"html": A.REPORT_HTML, "markdown": A.REPORT_MD, "figures": figs}
-    line = f"{out / 'report.html'} (+ report.md, {len(figs)} figures)"
+    line = f"{ctx.run_dir / A.REPORT_HTML} (+ report.md, {len(figs)} figures)"
     arte = (A.REPORT_HTML, A.REPORT_MD, *[f"report/figures/{f}" for f in figs])
     return StageOutput(summary, line, arte)

@@ -14,15 +14,27 @@ the artefact digests of the stages it reads (``Stage.needs``), so a changed sett
 changed input re-runs exactly the stages that depend on it, and an upstream stage that
 re-runs to identical files leaves its consumers finished.
 
-Re-running a stage clears its folder first. The one exception is an interrupted
-training stage (no marker, a checkpoint written with the same settings): it continues
-from its last epoch (:func:`stllr.run.run_experiment` with ``resume=True``).
+A stage is never deleted before its replacement exists. It runs into a staging folder
+``<run>/.<stage>.new/``; its artefacts, ``summary.json`` and last of all its marker are
+written there, and only then is it swapped in: ``<stage>/`` → ``.<stage>.old/``,
+``.<stage>.new/`` → ``<stage>/``, ``.<stage>.old/`` removed. A failed or killed re-run
+therefore leaves the last good results in place, and :func:`recover` (run before every
+stage) finishes or undoes a swap that a kill cut short: a staging folder with a marker is
+complete and is swapped in, one without is the leftover of an interrupted run.
+
+The training stage keeps its checkpoints in the staging folder, so an interrupted training
+continues from its last epoch (:func:`stllr.run.run_experiment` with ``resume=True``) when
+the stage runs again with the same settings. A finished training is never replaced
+without being asked: changed settings or a damaged artefact (``best.pt`` modified) stop
+the run with the reason; ``--rerun-from train`` retrains, and the old ``train/`` folder
+stays until the new training has finished.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
+from stllr.errors import UserError
 from stllr.run import atomic_json
 
 MARKER = "stage.json"
@@ -58,6 +71,8 @@ class Stage:
     sections: tuple[str, ...] = ()
     #: extra fingerprint inputs from the config (e.g. whether Lava runs)
     extra: Callable[[PipelineConfig], dict] = field(default=lambda cfg: {})
+    #: an interrupted run's staging folder is continued, not cleared (training checkpoints)
+    keeps_staging: bool = False
 
 
 class Context:
@@ -69,11 +84,23 @@ class Context:
         self.progress = progress
         self.log = log
         self._data = None
+        #: why the running stage runs: "missing", "changed", "damaged" or "forced"
+        self.status = ""
+
+        #: stage name → the staging folder it is being written into (the running stage)
+        self.staging: dict[str, Path] = {}
 
     def stage_dir(self, name: str) -> Path:
-        d = self.run_dir / name
+        """Where stage ``name`` writes: its staging folder while it runs, else its folder."""
+        d = self.staging.get(name, self.run_dir / name)
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+    def path(self, rel: str) -> Path:
+        """The file ``rel`` (relative to the run folder, e.g. ``train/trial_1/best.pt``),
+        inside the staging folder when its stage is the one running."""
+        head, _, tail = str(rel).partition("/")
+        return self.staging[head] / tail if head in self.staging else self.run_dir / rel
 
     def rel(self, path: Path) -> str:
         return str(Path(path).relative_to(self.run_dir))
@@ -157,6 +184,62 @@ def stage_status(stage: Stage, cfg: PipelineConfig, run_dir: Path) -> str:
     return "done"
 
 
+def staging_dir(run_dir: Path, name: str) -> Path:
+    """Where stage ``name`` is written before it is swapped in (see module doc)."""
+    return Path(run_dir) / f".{name}.new"
+
+
+def _retired_dir(run_dir: Path, name: str) -> Path:
+    return Path(run_dir) / f".{name}.old"
+
+
+def recover(run_dir: Path, name: str, keep_partial: bool = False) -> None:
+    """Finish or undo a swap of stage ``name`` that a kill cut short.
+
+    The swap is: marker written into ``.<name>.new/``; ``<name>/`` → ``.<name>.old/``;
+    ``.<name>.new/`` → ``<name>/``; ``.<name>.old/`` removed. Whatever step a kill stopped,
+    this leaves ``<name>/`` holding the newest complete stage. A staging folder without a
+    marker is the leftover of an interrupted run and is removed, unless ``keep_partial``
+    (training: its checkpoint continues). A ``<name>/`` without a marker (never finished)
+    becomes the staging folder.
+    """
+    live, new, old = Path(run_dir) / name, staging_dir(run_dir, name), _retired_dir(run_dir, name)
+    if old.exists() and live.exists() and not (new / MARKER).is_file():
+        shutil.rmtree(old)  # the swap finished; removing the old folder was cut short
+    if (new / MARKER).is_file():  # complete but not yet swapped in
+        if live.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.rename(live, old)
+        os.rename(new, live)
+    if old.exists():
+        if live.exists():
+            shutil.rmtree(old)
+        else:
+            os.rename(old, live)
+    if live.is_dir() and not (live / MARKER).is_file() and not new.exists():
+        os.rename(live, new)
+    if new.exists() and not keep_partial:
+        shutil.rmtree(new)
+
+
+def _swap_in(run_dir: Path, name: str) -> None:
+    live, new, old = Path(run_dir) / name, staging_dir(run_dir, name), _retired_dir(run_dir, name)
+    if live.exists():
+        os.rename(live, old)
+    os.rename(new, live)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _worth_keeping(run_dir: Path, names: Sequence[str]) -> bool:
+    """Whether a run folder holds anything a user would miss: a finished stage, or an
+    interrupted training's checkpoint."""
+    if any(read_marker(run_dir, n) is not None for n in names):
+        return True
+    return any(Path(run_dir).glob(".train.new/trial_*/checkpoint.pt"))
+
+
 def run_stages(
     stages: Sequence[Stage],
     cfg: PipelineConfig,
@@ -171,20 +254,31 @@ def run_stages(
     """Run the stages that are not finished (see module doc); return every stage's summary.
 
     ``before_stage(stage, status, ctx)`` is called before a stage (re-)runs, after the
-    runner has decided to run it (the training stage uses it to check for a settings
-    change that should not silently retrain).
+    runner has decided to run it (the training stage uses it to refuse replacing a
+    finished training that was not asked for). A run folder this call created is removed
+    again when the call fails before anything worth keeping was written.
     """
     run_dir = Path(run_dir)
     names = [s.name for s in stages]
     if rerun_from is not None and rerun_from not in names:
-        raise ValueError(f"--rerun-from {rerun_from!r}: unknown stage; stages: {', '.join(names)}")
+        raise UserError(f"--rerun-from {rerun_from!r}: unknown stage; stages: {', '.join(names)}")
     if (run_dir / RUN_FILE).exists() and not resume:
-        raise ValueError(
+        raise UserError(
             f"{run_dir} already holds a pipeline run; pass --resume to continue it "
             "(finished stages are skipped), or choose another --out"
         )
     if run_dir.exists() and not (run_dir / RUN_FILE).exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir} exists and is not a pipeline run folder; choose another --out")
+        raise UserError(f"{run_dir} exists and is not a pipeline run folder; choose another --out")
+    created = not run_dir.exists()
+    try:
+        return _run_stages(stages, cfg, run_dir, names, rerun_from, progress, log, before_stage)
+    except BaseException:
+        if created and run_dir.exists() and not _worth_keeping(run_dir, names):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run_stages(stages, cfg, run_dir, names, rerun_from, progress, log, before_stage) -> dict:
     run_file = {"format": "stllr-pipeline/1", "stages": names, "config": cfg.as_dict()}
     if not (run_dir / RUN_FILE).exists():  # marks the folder as a run from the start
         atomic_json(run_file, run_dir / RUN_FILE)
@@ -193,6 +287,7 @@ def run_stages(
     summaries: dict[str, dict] = {}
     total = len(stages)
     for k, stage in enumerate(stages, 1):
+        recover(run_dir, stage.name, keep_partial=stage.keeps_staging)
         status = "forced" if stage.name in forced else stage_status(stage, cfg, run_dir)
         head = f"[{k}/{total}] {stage.name}"
         if status == "done":
@@ -209,31 +304,43 @@ def run_stages(
             "forced": " (--rerun-from)",
         }[status]
         log(f"{head}: {stage.title}{reason}")
-        keep = stage.name == "train" and status == "missing"  # an interrupted training resumes
-        stage_dir = run_dir / stage.name
-        if stage_dir.exists() and not keep:
-            shutil.rmtree(stage_dir)
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.time()
-        out = stage.run(ctx)
-        seconds = time.time() - t0
-        fp, _ = fingerprint(stage, cfg, run_dir)
-        arte = {rel: sha256_file(run_dir / rel) for rel in out.artefacts}
-        atomic_json(out.summary, stage_dir / "summary.json")
-        arte[f"{stage.name}/summary.json"] = sha256_file(stage_dir / "summary.json")
-        marker = {
-            "stage": stage.name,
-            "fingerprint": fp,
-            "config": _config_for_marker(cfg, stage),
-            "artefacts": arte,
-            "summary": out.summary,
-            "line": out.line,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
-            "seconds": round(seconds, 2),
-        }
-        atomic_json(marker, stage_dir / MARKER)
+        out, seconds = _run_one(stage, status, ctx)
         summaries[stage.name] = out.summary
         log(f"{head}: {out.line} [{seconds:.0f} s]")
     atomic_json(summaries, run_dir / SUMMARY_FILE)
     atomic_json(run_file, run_dir / RUN_FILE)  # the settings every stage now matches
     return summaries
+
+
+def _run_one(stage: Stage, status: str, ctx: Context) -> tuple[StageOutput, float]:
+    """Run one stage into its staging folder, write its marker there last, swap it in."""
+    run_dir, cfg = ctx.run_dir, ctx.cfg
+    new = staging_dir(run_dir, stage.name)  # recover() cleared or kept what a kill left
+    new.mkdir(parents=True, exist_ok=True)
+    ctx.staging = {stage.name: new}
+    ctx.status = status
+    t0 = time.time()
+    try:
+        out = stage.run(ctx)
+    except BaseException:
+        if not stage.keeps_staging:
+            shutil.rmtree(new, ignore_errors=True)
+        raise
+    seconds = time.time() - t0
+    fp, _ = fingerprint(stage, cfg, run_dir)
+    atomic_json(out.summary, new / "summary.json")
+    files = (*out.artefacts, f"{stage.name}/summary.json")
+    marker = {
+        "stage": stage.name,
+        "fingerprint": fp,
+        "config": _config_for_marker(cfg, stage),
+        "artefacts": {rel: sha256_file(ctx.path(rel)) for rel in files},
+        "summary": out.summary,
+        "line": out.line,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
+        "seconds": round(seconds, 2),
+    }
+    atomic_json(marker, new / MARKER)  # from here the staging folder is complete
+    ctx.staging = {}
+    _swap_in(run_dir, stage.name)
+    return out, seconds

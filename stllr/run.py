@@ -37,6 +37,8 @@ from stllr.tasks import TaskData, load_task
 from stllr.trainer import EpochMetrics, run_epoch
 
 CHECKPOINT = "checkpoint.pt"
+#: config keys a resumed run may change: more epochs, and where the run folder now lies
+MAY_CHANGE = ("epochs", "out_dir")
 BEST = "best.pt"
 
 
@@ -109,7 +111,7 @@ def run_experiment(
     if resume and config_path.exists():
         stored = json.loads(config_path.read_text())
         current = json.loads(json.dumps(cfg.as_dict()))
-        diff = sorted(k for k in current if stored.get(k) != current[k] and k != "epochs")
+        diff = sorted(k for k in current if stored.get(k) != current[k] and k not in MAY_CHANGE)
         if diff:
             raise ValueError(
                 f"--resume: {config_path} was written with different settings for {diff}; "
@@ -222,6 +224,10 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
             f"test {te_acc:5.1f}% (best {best:5.1f}%) lr {optimizer.param_groups[0]['lr']:.2e} "
             f"[{m.seconds:.1f} s]"
         )
+    if history and start > cfg.epochs:
+        # killed after the last checkpoint but before its metrics: write them now, so that
+        # a resume at any point finishes with every file
+        write_metrics(history, trial_dir)
     return {
         "trial": trial,
         "best_test_acc": best,

@@ -559,3 +559,48 @@ def test_qat_reports_its_float_control(tiny_run, tmp_path, data_dir):
     md = (run_dir / "report/report.md").read_text()
     assert _md_row(md, "test split, float fine-tuned")[1].startswith(f"{expected:.1f}")
     assert f"dash-dotted: float fine-tuned as long ({expected:.1f} %)" in md
+
+
+def test_damaged_training_is_not_retrained_unless_asked(tiny_run, tmp_path, data_dir):
+    """A modified best.pt stops the run with the reason; the checkpoint stays. Asked with
+    --rerun-from train, it retrains, and a retraining that fails keeps the old train/."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    ckpt = (run_dir / "train/trial_1/checkpoint.pt").read_bytes()
+    with (run_dir / "train/trial_1/best.pt").open("ab") as f:
+        f.write(b"\0")
+    code, out, err = resume_cli(run_dir, data_dir)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "train/trial_1/best.pt is missing or was modified" in err
+    assert "--rerun-from train" in err
+    assert (run_dir / "train/trial_1/checkpoint.pt").read_bytes() == ckpt
+    # a retraining that fails (here: on a setting refused by the training) keeps train/
+    code, out, err = resume_cli(
+        run_dir, data_dir, "--rerun-from", "train", sets=("train.val_batch_size=0",)
+    )
+    assert code == 2 and "val_batch_size must be ≥ 1" in err, err
+    assert (run_dir / "train/trial_1/checkpoint.pt").read_bytes() == ckpt
+    assert (run_dir / "train/stage.json").is_file()
+
+
+def test_killed_after_the_last_checkpoint_resumes_to_every_file(tiny_run, tmp_path, data_dir):
+    """Killed after the last epoch's checkpoint.pt but before its metrics, the plot and the
+    marker: --resume finishes the training without repeating an epoch."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    expected = _json(run_dir / "train/trial_1/metrics.json")
+    train = run_dir / "train"
+    for rel in ("stage.json", "summary.json", "trial_1/metrics.json", "trial_1/metrics.csv",
+                "trial_1/learning_curves.png"):  # fmt: skip
+        (train / rel).unlink()
+    train.rename(run_dir / ".train.new")  # a training that never finished is in staging
+    code, out, err = resume_cli(run_dir, data_dir)
+    assert code == 0, err
+    assert "resuming after epoch 2" in out, out
+    got = _json(run_dir / "train/trial_1/metrics.json")
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in got] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in expected
+    ]
+    assert (run_dir / "train/trial_1/learning_curves.png").is_file()
+    assert (run_dir / "report/report.html").is_file()
+    assert not (run_dir / ".train.new").exists()
