@@ -70,7 +70,8 @@ def check_frame_memory(
     if need > limit:
         w, h, p = (int(v) for v in sensor_size)
         raise UserError(
-            f"{where}: binning would make {n_frames} frames of (P, H, W) = ({p}, {h}, {w}), "
+            f"{where}: binning would make {n_frames} frame{'s' * (n_frames != 1)} of "
+            f"(P, H, W) = ({p}, {h}, {w}), "
             f"{_size_text(need)} of float32, over the limit of {_size_text(limit)} per "
             f"recording; {cause}, or raise the limit with {MAX_FRAME_BYTES_ENV}=<bytes>"
         )
