@@ -124,7 +124,7 @@ def run(ctx: Context) -> StageOutput:
     qnet = A.load_qnet(ctx.run_dir)
     model, _ = A.load_float_model(ctx.run_dir, train, data)
     shift = make_shift(a)
-    layers = tuple(a.layers)
+    layers = tuple(a.layers) or (qnet.nodes[-1].name,)  # empty: the output node alone
 
     # --- the data of the scenario -----------------------------------------------------
     scenario = shift.build(data, a)

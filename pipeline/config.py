@@ -87,7 +87,8 @@ class AdaptationSection:
     #: seed of the shift (events drawn per sample from (seed, split, index))
     seed: int = 7
     #: plastic nodes; the last one must be the readout. Hidden nodes get the readout's
-    #: error fed back through the current readout weights (host-computed)
+    #: error fed back through the current readout weights (host-computed). Empty: the
+    #: network's output node alone, whatever the architecture calls it (arch = auto)
     layers: tuple[str, ...] = ("rec", "readout")
     #: source of the third factor: "host" (the host sends softmax − onehot and, to the
     #: readout's input layer, that error through the readout weights), "dfa" or "sdfa"
@@ -219,8 +220,6 @@ def check(cfg: PipelineConfig) -> None:
         raise ValueError("adaptation.event_loss and adaptation.background must be in [0, 1)")
     if not a.lr > 0:
         raise ValueError(f"adaptation.lr must be > 0, got {a.lr}")
-    if not a.layers:
-        raise ValueError("adaptation.layers must name at least the readout")
     from pipeline.learners import SIGNALS
 
     if a.signal not in SIGNALS:

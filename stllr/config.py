@@ -29,7 +29,8 @@ class ExperimentConfig:
     name: str = "experiment"
     #: task/dataset: shd, ssc, gesture, cifar10dvs, ncaltech101, or a "-standin" variant
     task: str = "shd-standin"
-    #: model family: shd_rsnn, vgg9 (more register in stllr.tasks)
+    #: model family: shd_rsnn, vgg9, resnet18, or auto (shd_rsnn for [T, C] samples, vgg9
+    #: for [T, C, H, W]); more register in stllr.models.factory
     arch: str = "shd_rsnn"
     #: stllr, stllr_online, bptt or ottt [--training-mode]
     method: str = "stllr"

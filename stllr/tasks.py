@@ -10,6 +10,7 @@ real tasks read ``cfg.data`` and never download. New tasks register with
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,17 +174,44 @@ def _real(kind: str, build):
     return load
 
 
+class FlatChannels:
+    """Frames ``[T, P, 1, W]`` of a 1-D sensor (audio: ``H = 1``) as ``[T, P·W]``, channel
+    ``p·W + x``: the input of the dense/recurrent networks (``arch = shd_rsnn``)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        x, y = self.dataset[index]
+        return x.reshape(x.shape[0], -1), y
+
+
 def _custom(cfg: ExperimentConfig) -> TaskData:
+    """A bring-your-own events file (docs/data.md): camera sensors give ``[T, P, H, W]``
+    frames, 1-D sensors (``H = 1``) ``[T, P·W]`` (:class:`FlatChannels`)."""
     from stllr.data.custom_events import CustomEventsConfig, custom_events_dataset, read_header
+    from stllr.errors import UserError
 
     path = _require_data(cfg, "custom")
     info = read_header(path)
     kw = {"time_window_us": cfg.frame_us or None, "n_time_bins": cfg.n_time_bins or None}
     if (kw["time_window_us"] is None) == (kw["n_time_bins"] is None):
-        raise ValueError("task 'custom' needs exactly one of frame_us=<µs> or n_time_bins=<N>")
+        raise UserError(
+            "task 'custom' needs exactly one of frame_us=<µs> or n_time_bins=<N>, got "
+            f"frame_us={cfg.frame_us} and n_time_bins={cfg.n_time_bins} (0 = unset; set the "
+            "other one to 0)"
+        )
+    kw["progress"] = sys.stderr.isatty()
     train = custom_events_dataset(CustomEventsConfig(path, "train", **kw))
     test = custom_events_dataset(CustomEventsConfig(path, "test", **kw))
-    return _event_task(train, test, int(info.num_classes), f"custom events from {path}")
+    w, h, p = info.sensor_size
+    what = f"custom events from {path} (sensor {w}x{h}, {p} polarities)"
+    if h == 1:
+        train, test = FlatChannels(train), FlatChannels(test)
+    return _event_task(train, test, int(info.num_classes), what)
 
 
 register_task("gesture", _real("gesture", _gesture))

@@ -3,9 +3,14 @@
 import h5py
 import numpy as np
 import pytest
+import tonic
 import torch
 
 from stllr.data.custom_events import CustomEventsConfig, custom_events_dataset, write_custom_events
+from stllr.errors import UserError
+
+#: how every format error ends
+HINT = "; see docs/data.md (writer: stllr.data.event_writers.write_custom_events)"
 
 CAM = [("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "u1")]
 AUDIO = [("t", "<i8"), ("x", "<u2"), ("p", "u1")]
@@ -119,6 +124,8 @@ def test_format_errors_name_file_and_key(tmp_path, how, message):
     with pytest.raises(ValueError, match=message) as info:
         custom_events_dataset(cfg(path, time_window_us=1000))
     assert str(path) in str(info.value)
+    assert isinstance(info.value, UserError) and str(info.value).endswith(HINT)
+    assert "\n" not in str(info.value)
 
 
 def test_truncated_file_and_bad_events(tmp_path):
@@ -139,3 +146,126 @@ def test_truncated_file_and_bad_events(tmp_path):
         custom_events_dataset(cfg(bad))
     with pytest.raises(ValueError, match="exactly one of time_window_us"):
         custom_events_dataset(cfg(bad, time_window_us=5, n_time_bins=3))
+
+
+def _no_tonic_binning(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("ToFrame was called: the frames would have been allocated")
+
+    monkeypatch.setattr(tonic.transforms, "ToFrame", boom)
+
+
+def test_outlier_timestamp_refused_before_binning(tmp_path, monkeypatch):
+    """One event at 10^12 µs in a test recording: 10^9 frames of 1 ms would be needed."""
+    _no_tonic_binning(monkeypatch)
+    recs = [
+        rec(CAM, x=[0], y=[0], t=[0], p=[0]),
+        rec(CAM, x=[0], y=[0], t=[0], p=[0]),
+        rec(CAM, x=[3, 1], y=[0, 2], t=[5, 10**12], p=[1, 0]),
+    ]
+    path = camera_file(tmp_path / "outlier.h5", recordings=recs)
+    n = (10**12 - 5 - 1000) // 1000 + 1  # tonic's complete 1 ms windows from t = 5
+    with pytest.raises(UserError, match=f"'events/2': binning would make {n} frames") as info:
+        custom_events_dataset(cfg(path, split="test", time_window_us=1000))
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ") and msg.endswith(HINT)
+    assert "5..1000000000000 µs" in msg and "frame_us" in msg and "STLLR_MAX_FRAME_BYTES" in msg
+
+
+def test_huge_sensor_size_refused_from_the_header(tmp_path, monkeypatch):
+    _no_tonic_binning(monkeypatch)
+    path = camera_file(tmp_path / "huge.h5", sensor_size=(1 << 20, 1 << 20, 2))
+    with pytest.raises(UserError, match=r"attribute 'sensor_size' = \[1048576, 1048576, 2\]"):
+        custom_events_dataset(cfg(path, n_time_bins=4))
+    # 1 frame of 2·2^40 float32 values = 8 TiB
+    with pytest.raises(UserError, match="1 frame of .* 8 TiB of float32") as info:
+        custom_events_dataset(cfg(path, n_time_bins=4))
+    assert str(info.value).endswith(HINT)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_unsorted_times_refused_in_every_split(tmp_path, split):
+    recs = [
+        rec(CAM, x=[0, 1], y=[0, 0], t=[0, 9], p=[0, 0]),
+        rec(CAM, x=[0, 1, 2], y=[0, 0, 0], t=[0, 40, 30], p=[0, 0, 0]),
+    ]
+    splits = [{"train": "test", "test": "train"}[split], split]
+    path = write_custom_events(tmp_path / "u.h5", recs, [0, 1], splits, (4, 3, 2), 2)
+    with pytest.raises(UserError, match="'events/1': field 't' must be sorted") as info:
+        custom_events_dataset(cfg(path, split=split, time_window_us=10))
+    assert str(info.value).endswith(HINT)
+    other = {"train": "test", "test": "train"}[split]
+    assert len(custom_events_dataset(cfg(path, split=other, time_window_us=10))) == 1
+
+
+def _old_layout_file(path, recs, labels, splits, sensor_size, num_classes):
+    """The format as written before compact dtypes and compression (and by hand)."""
+    with h5py.File(path, "w") as f:
+        for i, r in enumerate(recs):
+            f.create_dataset(f"events/{i}", data=r)
+        f["labels"] = np.asarray(labels, dtype=np.int64)
+        f["split"] = np.array(splits, dtype="S5")
+        f.attrs["sensor_size"] = np.asarray(sensor_size, dtype=np.int64)
+        f.attrs["num_classes"] = np.int64(num_classes)
+    return path
+
+
+def _random_recordings(n, events, sensor_size, seed=0):
+    rng = np.random.default_rng(seed)
+    w, h, p = sensor_size
+    recs = []
+    for _ in range(n):
+        recs.append(
+            rec(
+                CAM,
+                x=rng.integers(0, w, events),
+                y=rng.integers(0, h, events),
+                t=np.sort(rng.integers(0, 3_000_000, events)),
+                p=rng.integers(0, p, events),
+            )
+        )
+    return recs
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf"])
+def test_writer_compact_and_compressed_round_trip(tmp_path, compression):
+    size = (128, 96, 2)
+    recs = _random_recordings(4, 5000, size)
+    labels, splits = [0, 1, 0, 1], ["train", "train", "test", "test"]
+    old = _old_layout_file(tmp_path / "old.h5", recs, labels, splits, size, 2)
+    new = write_custom_events(
+        tmp_path / "new.h5", recs, labels, splits, size, 2, compression=compression
+    )
+    # 8 + 2 + 2 + 1 = 13 bytes per event before; 4 + 1 + 1 + 1 = 7 uncompressed after
+    assert new.stat().st_size < 0.6 * old.stat().st_size
+    with h5py.File(new, "r") as f:
+        for i, r in enumerate(recs):
+            ds = f[f"events/{i}"]
+            assert ds.compression == compression
+            assert [ds.dtype[k] for k in ("x", "y", "t", "p")] == [
+                np.uint8,
+                np.uint8,
+                np.uint32,
+                np.uint8,
+            ]
+            got = ds[()]
+            for k in ("x", "y", "t", "p"):
+                np.testing.assert_array_equal(got[k], r[k])
+    # the reader gives the same frames from the old layout and the new one
+    for split in ("train", "test"):
+        a = custom_events_dataset(cfg(old, split=split, time_window_us=100_000))
+        b = custom_events_dataset(cfg(new, split=split, time_window_us=100_000))
+        assert len(a) == len(b) == 2
+        for i in range(2):
+            assert torch.equal(a[i][0], b[i][0]) and a[i][1] == b[i][1]
+
+
+def test_writer_widens_only_where_needed(tmp_path):
+    big = [rec(AUDIO, t=[0, 2**32 + 5], x=[0, 699], p=[0, 1])]
+    path = write_custom_events(tmp_path / "w.h5", big, [0], ["train"], (700, 1, 2), 1)
+    with h5py.File(path, "r") as f:
+        ds = f["events/0"]
+        assert (ds.dtype["t"], ds.dtype["x"], ds.dtype["p"]) == (np.uint64, np.uint16, np.uint8)
+        assert ds[()]["t"].tolist() == [0, 2**32 + 5]
+    x, _ = custom_events_dataset(cfg(path, n_time_bins=2))[0]
+    assert x.shape == (2, 2, 1, 700) and x.sum() == 1  # tonic drops the last event

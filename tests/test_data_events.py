@@ -21,6 +21,7 @@ from stllr.data.events import (
     random_crop,
     resize_frames,
 )
+from stllr.errors import UserError
 
 
 def structured(x, y, t, p):
@@ -77,6 +78,51 @@ def test_events_to_frames_errors_name_the_recording(bad, message):
     with pytest.raises(ValueError, match=message) as info:
         events_to_frames(bad, (4, 3, 2), "/data/rec_7.npy", time_window=10)
     assert "/data/rec_7.npy" in str(info.value)
+
+
+def _no_tonic_binning(monkeypatch):
+    """Make tonic's ToFrame fail the test if it is reached (the guard must refuse first)."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("ToFrame was called: the frames would have been allocated")
+
+    monkeypatch.setattr(tonic.transforms, "ToFrame", boom)
+
+
+def test_outlier_timestamp_refused_before_binning(monkeypatch):
+    """One timestamp at 10^12 µs would need 10^9 frames of 1 ms: refused with the numbers
+    (frame count, bytes, span of 't') before anything is allocated."""
+    _no_tonic_binning(monkeypatch)
+    e = structured([0, 1, 2], [0, 0, 1], [0, 500, 10**12], [0, 1, 0])
+    # independent count: complete 1000 µs windows in 10^12 µs; 2·3·4 float32 values each
+    n = (10**12 - 1000) // 1000 + 1
+    with pytest.raises(ValueError, match="binning would make") as info:
+        events_to_frames(e, (4, 3, 2), "/data/rec_7.h5", time_window=1000)
+    msg = str(info.value)
+    assert isinstance(info.value, UserError) and "\n" not in msg
+    assert msg.startswith("/data/rec_7.h5: ") and f"{n} frames" in msg
+    assert f"{n * 24 * 4 / 2**30:.3g} GiB" in msg and "0..1000000000000 µs" in msg
+    assert "frame_us" in msg and "STLLR_MAX_FRAME_BYTES" in msg
+
+
+def test_huge_sensor_size_refused_and_limit_is_a_setting(monkeypatch):
+    _no_tonic_binning(monkeypatch)
+    e = structured([0, 1], [0, 0], [0, 10], [0, 1])
+    with pytest.raises(UserError, match=r"5 frames of \(P, H, W\) = \(2, 100000, 100000\)"):
+        events_to_frames(e, (100_000, 100_000, 2), "rec", n_time_bins=5)
+    # the limit is the documented environment variable, in bytes
+    monkeypatch.setenv("STLLR_MAX_FRAME_BYTES", str(5 * 24 * 4 - 1))
+    with pytest.raises(UserError, match="over the limit of 479 bytes"):
+        events_to_frames(e, (4, 3, 2), "rec", n_time_bins=5)
+    monkeypatch.setenv("STLLR_MAX_FRAME_BYTES", "lots")
+    with pytest.raises(UserError, match="STLLR_MAX_FRAME_BYTES = 'lots'"):
+        events_to_frames(e, (4, 3, 2), "rec", n_time_bins=5)
+
+
+def test_frames_at_the_memory_limit_are_binned(monkeypatch):
+    e = structured([0, 1], [0, 0], [0, 10], [0, 1])
+    monkeypatch.setenv("STLLR_MAX_FRAME_BYTES", str(5 * 24 * 4))  # exactly 5 frames
+    assert events_to_frames(e, (4, 3, 2), "rec", n_time_bins=5).shape == (5, 2, 3, 4)
 
 
 def test_resize_matches_hand_computation_and_interpolate():

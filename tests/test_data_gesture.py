@@ -177,3 +177,16 @@ def test_bad_folder_name(tmp_path):
     np.save(folder / "1.npy", EVENTS)
     with pytest.raises(ValueError, match="unexpected folder or file name"):
         dvs_gesture_dataset(cfg(tmp_path))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_unsorted_times_refused_in_both_splits(tmp_path, train):
+    """The last two events swapped: in the train split they fall into the partial last
+    slice, which the slicer drops, so only a check of the whole recording sees them."""
+    events = EVENTS.copy()
+    events[[-2, -1], 3] = events[[-1, -2], 3]  # t = …, 1700, 1500 ms
+    split = "ibmGestureTrain" if train else "ibmGestureTest"
+    path = write(tmp_path, split, 1 if train else 24, "led", 2, events)
+    with pytest.raises(ValueError, match="field 't' must be sorted in ascending time") as info:
+        dvs_gesture_dataset(cfg(tmp_path, train=train))
+    assert str(path) in str(info.value)

@@ -18,8 +18,9 @@ Stages (each prints a one-line summary; finished stages are skipped on --resume)
 
 Without arguments it runs the SHD-like stand-in (generated once, nothing is downloaded)
 in a few minutes on 2 CPU cores. --data PATH runs the real data set instead (task shd
-by default). Settings come from experiments/pipeline/<task>.toml; --set changes any of
-them, e.g. --set train.epochs=2 adaptation.samples=50.
+by default); --task custom --data FILE runs a bring-your-own events file (docs/data.md).
+Settings come from experiments/pipeline/<task>.toml; --set changes any of them, e.g.
+--set train.epochs=2 adaptation.samples=50.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def add_parser(sub) -> None:
             "  stllr pipeline --data /datasets                 # real SHD (/datasets/SHD/*.h5)\n"
             "  stllr pipeline --task gesture-standin           # VGG-9, DVS-Gesture-like stand-in\n"
             "  stllr pipeline --task gesture --data /datasets  # real DVS Gesture, held-out users\n"
+            "  stllr pipeline --task custom --data events.h5   # your events file (docs/data.md)\n"
             "  stllr pipeline --qat-epochs 1 --out runs/p_qat --set adaptation.lr=2e-6\n"
             "  stllr pipeline --resume --rerun-from adaptation --set adaptation.samples=200"
         ),
@@ -54,7 +56,12 @@ def add_parser(sub) -> None:
         help="task with a pipeline config in experiments/pipeline/ (default: shd-standin, "
         "or shd with --data)",
     )
-    p.add_argument("--data", type=Path, default=None, help="dataset root with the real files")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="dataset root with the real files, or the .h5 file of --task custom",
+    )
     p.add_argument(
         "--config",
         type=Path,
@@ -140,9 +147,11 @@ def _resolve(args: argparse.Namespace):
             f"--task {task.removesuffix('-standin')} (or leave out --data)"
         )
     if args.data is None and not task.endswith("-standin") and not cfg.train.data:
-        raise ValueError(
-            f"task {task!r} reads real files: give --data PATH (or --task {task}-standin)"
-        )
+        if f"{task}-standin" in task_names():
+            hint = f"(or --task {task}-standin)"
+        else:
+            hint = "(an events .h5 file in the format of docs/data.md)"
+        raise ValueError(f"task {task!r} reads real files: give --data PATH {hint}")
     if args.skip_lava and args.rerun_from == "lava":
         raise ValueError("--rerun-from lava and --skip-lava contradict each other")
     out = args.out if args.out is not None else Path("runs") / f"pipeline_{task.replace('-', '_')}"

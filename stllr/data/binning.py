@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +16,95 @@ import tonic
 import torch
 import torch.nn.functional as F
 
+from stllr.errors import UserError
+
+#: default of :func:`max_frame_bytes`: float32 frames of one recording (1 GiB)
+MAX_FRAME_BYTES = 1 << 30
+#: environment variable that changes :data:`MAX_FRAME_BYTES` (a number of bytes)
+MAX_FRAME_BYTES_ENV = "STLLR_MAX_FRAME_BYTES"
+
+
+def max_frame_bytes() -> int:
+    """Most bytes the float32 frames ``[T, P, H, W]`` of one recording may take:
+    ``$STLLR_MAX_FRAME_BYTES`` if set, else :data:`MAX_FRAME_BYTES`."""
+    text = os.environ.get(MAX_FRAME_BYTES_ENV, "").strip()
+    if not text:
+        return MAX_FRAME_BYTES
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(
+            f"environment variable {MAX_FRAME_BYTES_ENV} = {text!r}; expected a positive "
+            "number of bytes (e.g. 4e9)"
+        )
+    return value
+
+
+def _size_text(n_bytes: int) -> str:
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes} bytes"
+
+
+def frame_count_first_spike(duration_us: int, window_us: float) -> int:
+    """tonic's number of complete windows of ``window_us`` in ``duration_us``, at least 1."""
+    return max(int((duration_us - window_us) // window_us) + 1, 1)
+
+
+def frame_memory(n_frames: int, sensor_size: tuple[int, int, int]) -> int:
+    """Bytes of ``n_frames`` float32 frames of ``sensor_size = (W, H, P)``."""
+    w, h, p = (int(v) for v in sensor_size)
+    return int(n_frames) * w * h * p * 4
+
+
+def check_frame_memory(
+    n_frames: int, sensor_size: tuple[int, int, int], where: str, cause: str
+) -> None:
+    """Raise :class:`~stllr.errors.UserError` naming ``where`` and the numbers when
+    ``n_frames`` float32 frames of ``sensor_size`` exceed :func:`max_frame_bytes`;
+    ``cause`` says where the frame count comes from and which setting lowers it."""
+    need, limit = frame_memory(n_frames, sensor_size), max_frame_bytes()
+    if need > limit:
+        w, h, p = (int(v) for v in sensor_size)
+        raise UserError(
+            f"{where}: binning would make {n_frames} frame{'s' * (n_frames != 1)} of "
+            f"(P, H, W) = ({p}, {h}, {w}), "
+            f"{_size_text(need)} of float32, over the limit of {_size_text(limit)} per "
+            f"recording; {cause}, or raise the limit with {MAX_FRAME_BYTES_ENV}=<bytes>"
+        )
+
+
+def frame_count(
+    events: np.ndarray,
+    *,
+    time_window: float | None = None,
+    n_time_bins: int | None = None,
+    n_event_bins: int | None = None,
+) -> int:
+    """Frames :func:`events_to_frames` makes of ``events`` (sorted by ``t``, at least one),
+    computed from the first and last timestamps without binning."""
+    if time_window is not None:
+        duration = int(events["t"][-1]) - int(events["t"][0])
+        return frame_count_first_spike(duration, time_window)
+    bins = n_time_bins if n_time_bins is not None else n_event_bins
+    return int(bins or 0)  # none given: tonic's own error follows
+
+
+def _frame_cause(events: np.ndarray, time_window: float | None) -> str:
+    if time_window is None:
+        return "lower the number of frames (n_time_bins / n_event_bins) or the sensor size"
+    t0, t1 = int(events["t"][0]), int(events["t"][-1])
+    return (
+        f"field 't' spans {t0}..{t1} µs ({t1 - t0} µs) in windows of {time_window:g} µs (an "
+        "outlier timestamp?); fix the timestamps or lengthen the frame (time_window / frame_us)"
+    )
+
 
 def validate_events(events: np.ndarray, sensor_size: tuple[int, int, int], where: str) -> None:
-    """Raise :class:`ValueError` naming ``where`` unless ``events`` can be binned.
+    """Raise :class:`~stllr.errors.UserError` naming ``where`` unless ``events`` can be binned.
 
     Checks: a structured array with integer ``x``/``p`` fields (``y`` when ``H > 1``) and a
     numeric ``t``; at least one event; ``t`` non-decreasing; ``0 ≤ x < W``, ``0 ≤ y < H``,
@@ -25,26 +112,26 @@ def validate_events(events: np.ndarray, sensor_size: tuple[int, int, int], where
     """
     names = events.dtype.names
     if names is None:
-        raise ValueError(
+        raise UserError(
             f"{where}: events must be a structured array with fields x, y, t, p; "
             f"got dtype {events.dtype}"
         )
     needed = ("x", "y", "t", "p") if sensor_size[1] > 1 else ("x", "t", "p")
     for field in needed:
         if field not in names:
-            raise ValueError(f"{where}: events lack the field '{field}' (fields: {names})")
+            raise UserError(f"{where}: events lack the field '{field}' (fields: {names})")
         kind = events.dtype[field].kind
         ok = "iufb" if field == "t" else "iub"
         if kind not in ok:
-            raise ValueError(
+            raise UserError(
                 f"{where}: field '{field}' has dtype {events.dtype[field]}; expected "
                 + ("a number" if field == "t" else "integers (or bool for p)")
             )
     if events.size == 0:
-        raise ValueError(f"{where}: empty recording (0 events); expected at least 1 event")
+        raise UserError(f"{where}: empty recording (0 events); expected at least 1 event")
     t = events["t"]
     if np.any(t[1:] < t[:-1]):
-        raise ValueError(f"{where}: field 't' must be sorted in ascending time")
+        raise UserError(f"{where}: field 't' must be sorted in ascending time")
     limits = {"x": sensor_size[0], "p": sensor_size[2]}
     if "y" in needed:
         limits["y"] = sensor_size[1]
@@ -52,7 +139,7 @@ def validate_events(events: np.ndarray, sensor_size: tuple[int, int, int], where
         values = events[field].astype(np.int64)
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi >= size:
-            raise ValueError(
+            raise UserError(
                 f"{where}: field '{field}' spans [{lo}, {hi}]; expected 0..{size - 1} "
                 f"for sensor_size (W, H, P) = {tuple(sensor_size)}"
             )
@@ -78,8 +165,17 @@ def events_to_frames(
     * ``n_event_bins``: ``n`` frames of ``N // n`` consecutive events (the last ``N mod n``
       events are dropped).
     Audio-like sensors (``H == 1``, no ``y`` field) give ``[T, P, 1, W]``.
+
+    Raises:
+        UserError: the events do not fit ``sensor_size`` or are unsorted
+            (:func:`validate_events`), or their frames would exceed :func:`max_frame_bytes`
+            (checked before anything is allocated).
     """
     validate_events(events, sensor_size, where)
+    n_frames = frame_count(
+        events, time_window=time_window, n_time_bins=n_time_bins, n_event_bins=n_event_bins
+    )
+    check_frame_memory(n_frames, sensor_size, where, _frame_cause(events, time_window))
     to_frame = tonic.transforms.ToFrame(
         sensor_size=tuple(sensor_size),
         time_window=time_window,

@@ -16,26 +16,50 @@ File format (all names fixed)::
 Frames are ``ToFrame(sensor_size, time_window=…)`` (complete windows from the first event) or
 ``ToFrame(sensor_size, n_time_bins=…)`` (``n`` windows of ``floor(duration / n)`` µs, so the
 last event is dropped) counts, float32 ``[T, P, H, W]`` (``H = 1`` for audio); see
-:func:`stllr.data.binning.events_to_frames`. :func:`write_custom_events` writes the format.
-Every error names the file and the key or field.
+:func:`stllr.data.binning.events_to_frames`.
+:func:`stllr.data.event_writers.write_custom_events` writes the format (re-exported here).
+Every format error is a one-line :class:`~stllr.errors.UserError` that names the file, the
+key or field and what was expected, and ends with :data:`FORMAT_HINT`. A recording whose
+frames would exceed :func:`stllr.data.binning.max_frame_bytes` (a timestamp far out, a huge
+``sensor_size``) is refused before it is binned.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from stllr.data.binning import events_to_frames
+from stllr.data.binning import check_frame_memory, events_to_frames
+from stllr.data.event_writers import CUSTOM_SPLITS as SPLITS
+from stllr.data.event_writers import write_custom_events
 from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
 from stllr.data.recording_sources import file_identity
+from stllr.errors import UserError
 
-SPLITS = ("train", "test")
+__all__ = [
+    "FORMAT_HINT",
+    "SPLITS",
+    "CustomEventsConfig",
+    "CustomFileInfo",
+    "CustomSource",
+    "custom_events_dataset",
+    "read_header",
+    "write_custom_events",
+]
+
+#: the end of every format error: where the format is described and what writes it
+FORMAT_HINT = "see docs/data.md (writer: stllr.data.event_writers.write_custom_events)"
+
+
+def format_error(message: str) -> UserError:
+    """A one-line :class:`UserError` for a file that breaks the format: ``message`` (file,
+    key or field, expected and found), then :data:`FORMAT_HINT`."""
+    return UserError(f"{message}; {FORMAT_HINT}")
 
 
 @dataclass(frozen=True)
@@ -77,59 +101,73 @@ def _open(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(
+        raise format_error(
             f"{path}: cannot be opened as HDF5 (truncated or corrupt file?): {err}"
         ) from err
 
 
 def _attr(path: Path, f: h5py.File, name: str) -> np.ndarray:
     if name not in f.attrs:
-        raise ValueError(f"{path}: missing file attribute '{name}'")
+        raise format_error(f"{path}: missing file attribute '{name}'")
     return np.asarray(f.attrs[name])
 
 
 def read_header(path: str | os.PathLike) -> CustomFileInfo:
     """Check the file's structure (keys, attributes, label range, splits, dtypes, emptiness).
 
+    Also refuses a ``sensor_size`` whose single frame exceeds
+    :func:`stllr.data.binning.max_frame_bytes`, before any recording is read.
+
     Raises:
         FileNotFoundError: no file.
-        ValueError: not HDF5, or a key/attribute/field is missing or wrong; names the file
-            and the key.
+        UserError: not HDF5, or a key/attribute/field is missing or wrong; names the file
+            and the key and ends with :data:`FORMAT_HINT`.
     """
     path = Path(path)
     with _open(path) as f:
         size = _attr(path, f, "sensor_size")
         if size.shape != (3,) or size.dtype.kind not in "iu" or np.any(size < 1):
-            raise ValueError(
+            raise format_error(
                 f"{path}: attribute 'sensor_size' = {size.tolist()}; expected 3 positive "
                 "integers (W, H, P)"
             )
+        try:
+            check_frame_memory(
+                1, size, f"{path}: attribute 'sensor_size' = {size.tolist()}", "check it"
+            )
+        except UserError as err:
+            raise format_error(str(err)) from None
         n_classes = _attr(path, f, "num_classes")
         if n_classes.shape != () or n_classes.dtype.kind not in "iu" or int(n_classes) < 1:
-            raise ValueError(
+            raise format_error(
                 f"{path}: attribute 'num_classes' = {n_classes!r}; expected a positive integer"
             )
         for key in ("events", "labels", "split"):
             if key not in f:
-                raise ValueError(f"{path}: missing key '{key}' (see stllr.data.custom_events)")
+                raise format_error(
+                    f"{path}: missing key '{key}'; expected keys events, labels, split"
+                )
         if not isinstance(f["events"], h5py.Group):
-            raise ValueError(f"{path}: 'events' must be a group of per-recording datasets")
+            raise format_error(
+                f"{path}: 'events' is a {type(f['events']).__name__}; expected a group of "
+                "per-recording datasets"
+            )
         labels = f["labels"][()]
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
-            raise ValueError(
+            raise format_error(
                 f"{path}: 'labels' must be a 1-d integer array, got dtype {labels.dtype} "
                 f"shape {labels.shape}"
             )
         splits = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in f["split"][()])
         n = labels.size
         if len(splits) != n:
-            raise ValueError(f"{path}: 'split' has {len(splits)} entries, 'labels' has {n}")
+            raise format_error(f"{path}: 'split' has {len(splits)} entries, 'labels' has {n}")
         bad = sorted({s for s in splits if s not in SPLITS})
         if bad:
-            raise ValueError(f"{path}: 'split' has values {bad}; expected 'train' or 'test'")
+            raise format_error(f"{path}: 'split' has values {bad}; expected 'train' or 'test'")
         if n and (labels.min() < 0 or labels.max() >= int(n_classes)):
             i = int(np.argmax((labels < 0) | (labels >= int(n_classes))))
-            raise ValueError(
+            raise format_error(
                 f"{path}: 'labels'[{i}] = {int(labels[i])} out of range; expected "
                 f"0..{int(n_classes) - 1} (num_classes = {int(n_classes)})"
             )
@@ -139,7 +177,7 @@ def read_header(path: str | os.PathLike) -> CustomFileInfo:
         if names != expected:
             missing = sorted(expected - names, key=int)[:5]
             extra = sorted(names - expected)[:5]
-            raise ValueError(
+            raise format_error(
                 f"{path}: 'events' must hold datasets named 0..{n - 1} (one per label); "
                 f"missing {missing}, unexpected {extra}"
             )
@@ -154,21 +192,21 @@ def read_header(path: str | os.PathLike) -> CustomFileInfo:
 def _check_recording_dtype(path: Path, ds: h5py.Dataset, i: int, fields: tuple[str, ...]):
     where = f"{path}: 'events/{i}'"
     if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
-        raise ValueError(
+        raise format_error(
             f"{where} must be a structured dataset with fields {fields}; got "
             f"{getattr(ds, 'dtype', type(ds).__name__)}"
         )
     for field in fields:
         if field not in ds.dtype.names:
-            raise ValueError(f"{where} lacks field '{field}' (has {ds.dtype.names})")
+            raise format_error(f"{where} lacks field '{field}' (has {ds.dtype.names})")
         kind = ds.dtype[field].kind
         if kind not in ("iu" if field == "t" else "iub"):
-            raise ValueError(
+            raise format_error(
                 f"{where} field '{field}' has dtype {ds.dtype[field]}; expected "
                 + ("integer microseconds" if field == "t" else "integers")
             )
     if ds.shape is None or len(ds.shape) != 1 or ds.shape[0] == 0:
-        raise ValueError(f"{where} is empty or not 1-d (shape {ds.shape}); expected ≥ 1 event")
+        raise format_error(f"{where} is empty or not 1-d (shape {ds.shape}); expected ≥ 1 event")
 
 
 class CustomSource:
@@ -176,7 +214,7 @@ class CustomSource:
 
     def __init__(self, path: str | os.PathLike, split: str):
         if split not in SPLITS:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+            raise UserError(f"split must be 'train' or 'test', got {split!r}")
         self.path = Path(path)
         self.info = read_header(self.path)
         self.indices = [i for i, s in enumerate(self.info.splits) if s == split]
@@ -193,11 +231,24 @@ class CustomSource:
         return [*file_identity([self.path]), f"split={self.split}", f"n={len(self)}"]
 
     def load(self, i: int) -> np.ndarray:
+        """Events of recording ``i`` with ``t`` as int64 (files may store uint32 times, whose
+        differences would wrap)."""
         try:
             with h5py.File(self.path, "r") as f:
-                return f["events"][str(self.indices[i])][()]
+                events = f["events"][str(self.indices[i])][()]
         except OSError as err:
-            raise ValueError(f"{self.describe(i)}: cannot be read ({err})") from err
+            raise format_error(f"{self.describe(i)}: cannot be read ({err})") from err
+        return _with_int64_time(events)
+
+
+def _with_int64_time(events: np.ndarray) -> np.ndarray:
+    if events.dtype["t"] == np.int64:
+        return events
+    dtype = [(n, np.int64 if n == "t" else events.dtype[n]) for n in events.dtype.names]
+    out = np.empty(events.shape, dtype=dtype)
+    for name in events.dtype.names:
+        out[name] = events[name]
+    return out
 
 
 def custom_frames(
@@ -207,10 +258,14 @@ def custom_frames(
     time_window_us: int | None,
     n_time_bins: int | None,
 ) -> list[np.ndarray]:
-    """One stack ``[T, P, H, W]`` of counts (float32) per recording."""
-    frames = events_to_frames(
-        events, sensor_size, where, time_window=time_window_us, n_time_bins=n_time_bins
-    )
+    """One stack ``[T, P, H, W]`` of counts (float32) per recording; binning errors (bad
+    coordinates, unsorted times, too many frames) end with :data:`FORMAT_HINT`."""
+    try:
+        frames = events_to_frames(
+            events, sensor_size, where, time_window=time_window_us, n_time_bins=n_time_bins
+        )
+    except UserError as err:
+        raise format_error(str(err)) from None
     return [frames.astype(np.float32)]
 
 
@@ -220,11 +275,11 @@ def custom_events_dataset(config: CustomEventsConfig) -> EventFrameDataset:
     The dataset gets ``sensor_size`` and ``num_classes`` attributes.
 
     Raises:
-        ValueError: not exactly one of ``time_window_us``/``n_time_bins``, or a format
+        UserError: not exactly one of ``time_window_us``/``n_time_bins``, or a format
             problem (names the file and key/field).
     """
     if (config.time_window_us is None) == (config.n_time_bins is None):
-        raise ValueError(
+        raise UserError(
             "give exactly one of time_window_us (µs per frame) or n_time_bins (frames per "
             f"recording); got time_window_us={config.time_window_us}, "
             f"n_time_bins={config.n_time_bins}"
@@ -254,42 +309,3 @@ def custom_events_dataset(config: CustomEventsConfig) -> EventFrameDataset:
     dataset.sensor_size = source.info.sensor_size
     dataset.num_classes = source.info.num_classes
     return dataset
-
-
-def write_custom_events(
-    path: str | os.PathLike,
-    recordings: Sequence[np.ndarray],
-    labels: Sequence[int],
-    splits: Sequence[str],
-    sensor_size: tuple[int, int, int],
-    num_classes: int,
-) -> Path:
-    """Write ``recordings`` (structured arrays, fields x, y, t, p or t, x, p) in the format.
-
-    Raises:
-        ValueError: lengths disagree, a split name is not train/test, or a recording is not
-            a structured array.
-    """
-    path = Path(path)
-    n = len(recordings)
-    if len(labels) != n or len(splits) != n:
-        raise ValueError(
-            f"{path}: {n} recordings, {len(labels)} labels, {len(splits)} splits; expected "
-            "one label and one split per recording"
-        )
-    bad = sorted({s for s in splits if s not in SPLITS})
-    if bad:
-        raise ValueError(f"{path}: split values {bad}; expected 'train' or 'test'")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        group = f.create_group("events")
-        for i, rec in enumerate(recordings):
-            rec = np.asarray(rec)
-            if rec.dtype.names is None:
-                raise ValueError(f"{path}: recording {i} is not a structured array")
-            group.create_dataset(str(i), data=rec)
-        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
-        f.create_dataset("split", data=np.array(list(splits), dtype="S5"))
-        f.attrs["sensor_size"] = np.asarray(sensor_size, dtype=np.int64)
-        f.attrs["num_classes"] = np.int64(num_classes)
-    return path

@@ -28,7 +28,13 @@ import numpy as np
 import tonic
 import torch
 
-from stllr.data.binning import CropAugment, events_to_frames, resize_frames, slice_by_time
+from stllr.data.binning import (
+    CropAugment,
+    events_to_frames,
+    resize_frames,
+    slice_by_time,
+    validate_events,
+)
 from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
 from stllr.data.offline import check_offline, offline_tonic_class, warn_if_incomplete
 from stllr.data.recording_sources import TonicSource
@@ -127,8 +133,9 @@ def gesture_frames(events: np.ndarray, where: str, config: GestureConfig) -> lis
     """
     pieces = [events]
     if config.train and config.slice_us is not None:
-        if events.size == 0:
-            raise ValueError(f"{where}: empty recording (0 events); expected at least 1 event")
+        # checked whole, before slicing: tonic's slicer assumes sorted times, so unsorted
+        # ones would be cut into pieces silently (or dropped with the partial last slice)
+        validate_events(events, SENSOR_SIZE, where)
         pieces = slice_by_time(events, config.slice_us)
     out = []
     for piece in pieces:

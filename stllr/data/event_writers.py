@@ -3,15 +3,25 @@
 * :func:`write_gesture_npy`: tonic's DVSGesture ``.npy`` (``(N, 4)`` int32 ``[x, y, p, t_ms]``);
 * :func:`encode_ncaltech_bin`: N-MNIST/N-Caltech101 5-byte ``.bin`` events;
 * :func:`write_aedat4`: minimal uncompressed AEDAT 4 (CIFAR10-DVS), read by the ``aedat``
-  package.
+  package;
+* :func:`write_custom_events`: the bring-your-own HDF5 format of
+  :mod:`stllr.data.custom_events` (docs/data.md), compressed, in compact dtypes.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
+import h5py
 import numpy as np
+
+from stllr.errors import UserError
+
+#: the split names of the bring-your-own format
+CUSTOM_SPLITS = ("train", "test")
 
 
 def write_gesture_npy(path: str | Path, x, y, p, t_ms) -> None:
@@ -107,3 +117,80 @@ def write_aedat4(path, t_us, x, y, p, width: int = 128, height: int = 128, packe
         for s in range(0, max(len(t), 1), packet_events):
             e = slice(s, s + packet_events)
             f.write(_aedat4_packet(t[e], x[e], y[e], p[e]))
+
+
+def _compact_int(values: np.ndarray, bound: int, floor: type = np.uint8) -> np.dtype:
+    """The smallest integer dtype (at least ``floor``) that holds ``values`` and
+    ``0..bound − 1``."""
+    lo = min(int(values.min()), 0) if values.size else 0
+    hi = max(int(values.max()), bound - 1) if values.size else bound - 1
+    return np.result_type(np.min_scalar_type(lo), np.min_scalar_type(hi), floor)
+
+
+def compact_events(events: np.ndarray, sensor_size: tuple[int, int, int]) -> np.ndarray:
+    """``events`` with the same fields and values in the narrowest dtypes that hold them:
+    ``x``/``y`` by the sensor's width/height (uint8 up to 256, uint16 up to 65536), ``p``
+    uint8, ``t`` uint32 when ``0 ≤ t < 2³²`` µs (71 minutes), else wider."""
+    bounds = {"x": sensor_size[0], "y": sensor_size[1], "p": sensor_size[2], "t": 1}
+    dtype = []
+    for name in events.dtype.names:
+        values = np.asarray(events[name])
+        if values.dtype.kind not in "iub" or name not in bounds:
+            dtype.append((name, values.dtype))  # left to the reader's checks
+        else:
+            floor = np.uint32 if name == "t" else np.uint8
+            dtype.append((name, _compact_int(values.astype(np.int64), bounds[name], floor)))
+    out = np.empty(events.shape, dtype=dtype)
+    for name in events.dtype.names:
+        out[name] = events[name]
+    return out
+
+
+def write_custom_events(
+    path: str | os.PathLike,
+    recordings: Sequence[np.ndarray],
+    labels: Sequence[int],
+    splits: Sequence[str],
+    sensor_size: tuple[int, int, int],
+    num_classes: int,
+    compression: str | None = "gzip",
+) -> Path:
+    """Write ``recordings`` (structured arrays, fields x, y, t, p or t, x, p) in the
+    bring-your-own format (:mod:`stllr.data.custom_events`, docs/data.md).
+
+    Each recording is stored in compact dtypes (:func:`compact_events`), shuffled and
+    compressed (``compression``: ``"gzip"``, ``"lzf"`` or ``None``); the values are
+    unchanged, and the reader reads uncompressed files with wide dtypes too.
+
+    Raises:
+        UserError: lengths disagree, a split name is not train/test, or a recording is not
+            a structured array.
+    """
+    path = Path(path)
+    n = len(recordings)
+    if len(labels) != n or len(splits) != n:
+        raise UserError(
+            f"{path}: {n} recordings, {len(labels)} labels, {len(splits)} splits; expected "
+            "one label and one split per recording"
+        )
+    bad = sorted({s for s in splits if s not in CUSTOM_SPLITS})
+    if bad:
+        raise UserError(f"{path}: split values {bad}; expected 'train' or 'test'")
+    options = {} if compression is None else {"compression": compression, "shuffle": True}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        group = f.create_group("events")
+        for i, rec in enumerate(recordings):
+            rec = np.asarray(rec)
+            if rec.dtype.names is None:
+                raise UserError(
+                    f"{path}: recording {i} has dtype {rec.dtype}; expected a structured "
+                    "array with fields x, y, t, p (or t, x, p)"
+                )
+            compact = compact_events(rec, sensor_size)
+            group.create_dataset(str(i), data=compact, **(options if rec.size else {}))
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+        f.create_dataset("split", data=np.array(list(splits), dtype="S5"))
+        f.attrs["sensor_size"] = np.asarray(sensor_size, dtype=np.int64)
+        f.attrs["num_classes"] = np.int64(num_classes)
+    return path

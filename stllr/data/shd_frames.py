@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 import torch
 
+from stllr.data.binning import frame_count_first_spike
 from stllr.data.shd_standin import (
     TEST_FILE,
     TRAIN_FILE,
@@ -75,11 +76,6 @@ def _duration_to_us(name: str, value_s: float) -> int:
     if not value_us >= 1:
         raise ValueError(f"{name} must be at least 1 µs (given in seconds), got {value_s!r}")
     return value_us
-
-
-def frame_count_first_spike(duration_us: int, window_us: int) -> int:
-    """tonic's number of complete windows of ``window_us`` in ``duration_us``, at least 1."""
-    return max((duration_us - window_us) // window_us + 1, 1)
 
 
 def bin_events(

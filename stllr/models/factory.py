@@ -8,6 +8,7 @@ arch          method stllr/stllr_online/ottt  method bptt
 shd_rsnn      SHDNetSTLLR                  SHDNetBPTT
 vgg9          VGGSTLLR                     VGGBPTT (AvgPool, as the reference)
 resnet18      SpikingResNet18 (S-TLLR)     SpikingResNet18 (BPTT)
+auto          shd_rsnn for frames ``[T, C]`` (1-D sensors), vgg9 for ``[T, C, H, W]``
 ============  ===========================  ==============================
 
 For ``ottt`` the factors are replaced by OTTT's (α_post = 0, λ_pre = γ of the
@@ -20,6 +21,7 @@ import math
 from collections.abc import Callable
 
 from stllr.config import ExperimentConfig
+from stllr.errors import UserError
 from stllr.models.base import SpikingModel
 from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
 from stllr.models.vgg import VGG9_CHANNELS, VGGBPTT, VGGSTLLR
@@ -42,7 +44,18 @@ def _factors(cfg: ExperimentConfig, leak: float):
     return ottt_factors(_gamma(leak)) if cfg.method == "ottt" else cfg.stllr_factors()
 
 
+def _check_shape(arch: str, input_shape, dims: int, other: str) -> None:
+    """One-line error when ``arch`` cannot take samples of ``input_shape``."""
+    if len(input_shape) != dims:
+        want = "[T, channels] (a 1-D sensor)" if dims == 1 else "[T, C, H, W] (a camera)"
+        raise UserError(
+            f"arch={arch} needs frames {want}; this task's samples are "
+            f"[T, {', '.join(map(str, input_shape))}]: use arch={other} (or arch=auto)"
+        )
+
+
 def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    _check_shape("shd_rsnn", input_shape, 1, "vgg9")
     (n_in,) = input_shape
     kw = {"num_inputs": n_in, "hidden": cfg.hidden, "num_classes": num_classes}
     psi = cfg.psi or "a"
@@ -54,6 +67,7 @@ def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
 
 
 def _vgg(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    _check_shape("vgg9", input_shape, 3, "shd_rsnn")
     channels = cfg.channels or VGG9_CHANNELS
     kw = {"input_shape": tuple(input_shape), "num_classes": num_classes, "channels": channels}
     psi = cfg.psi or "b"
@@ -87,9 +101,23 @@ def _resnet(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     )
 
 
+def _auto(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    """The model for the data's shape: the recurrent SHD network for ``[T, C]`` frames,
+    VGG-9 for ``[T, C, H, W]`` (each reads only its own keys: hidden; channels, pooling)."""
+    if len(input_shape) == 1:
+        return _shd(cfg, input_shape, num_classes)
+    if len(input_shape) == 3:
+        return _vgg(cfg, input_shape, num_classes)
+    raise UserError(
+        f"arch=auto: samples [T, {', '.join(map(str, input_shape))}] are neither [T, channels] "
+        "nor [T, C, H, W]; choose an arch (shd_rsnn, vgg9, resnet18)"
+    )
+
+
 register_arch("shd_rsnn", _shd)
 register_arch("vgg9", _vgg)
 register_arch("resnet18", _resnet)
+register_arch("auto", _auto)
 
 
 def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int):
