@@ -4,7 +4,8 @@ Each test starts a small, long Lava run (``run_lava`` on a one-layer network, 20
 steps) in a child Python process, waits until Lava's processes are up, kills the child
 and checks, by reading ``/proc``, that every process the child had started (Lava's
 process models, its shared-memory manager, multiprocessing's resource tracker) is gone
-within a few seconds, and so are the shared-memory segments they had mapped.
+within a few seconds, and so are the shared-memory segments they had mapped. The run's
+record folder goes with a SIGTERM at once, and with ``kill -9`` at the next run.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from lava_models.runner import record_dir, remove_orphaned_record_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
@@ -124,7 +128,36 @@ def test_killed_parent_takes_lava_processes_and_shared_memory_along(lava_child, 
     proc, started = lava_child
     segments = _shm_segments(started)
     assert segments, "Lava's processes map shared memory"
+    (folder,) = Path(tempfile.gettempdir()).glob(f"stllr_lava_{proc.pid}_*")
     os.kill(proc.pid, sig)
-    proc.wait(10)
+    code = proc.wait(10)
     assert _wait(lambda: not _alive(started), 5.0), f"left running: {sorted(_alive(started))}"
     assert _wait(lambda: not any(map(os.path.exists, segments)), 5.0), "shared memory left"
+    if sig == signal.SIGTERM:  # the run cleaned up and exited as SIGTERM would have
+        assert code == 128 + signal.SIGTERM, proc.stdout.read().decode()[-2000:]
+        assert not folder.exists()
+    else:  # nothing could run in the child: the next run removes its folder
+        assert code == -signal.SIGKILL and folder.is_dir()
+        assert folder in remove_orphaned_record_dirs()
+        assert not folder.exists()
+
+
+def test_record_folders_of_dead_processes_are_removed(tmp_path, monkeypatch):
+    """Only folders named for a process that no longer exists go; live owners' stay."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead = [tmp_path / f"stllr_lava_{ended.pid}_abc", tmp_path / f"stllr_online_{ended.pid}_x"]
+    alive = tmp_path / f"stllr_lava_{os.getppid()}_abc"  # pytest's parent lives on
+    other = [tmp_path / "stllr_lava_abc", tmp_path / f"unrelated_{ended.pid}_x"]
+    for d in [*dead, alive, *other]:
+        d.mkdir()
+    (dead[0] / "0.npz").write_bytes(b"x")
+    with record_dir("lava") as path:  # a run removes the dead ones first
+        assert Path(path).parent == tmp_path and Path(path).name.startswith(
+            f"stllr_lava_{os.getpid()}_"
+        )
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            p.name for p in [alive, *other, Path(path)]
+        )
+    assert not Path(path).exists()  # and its own folder when it ends

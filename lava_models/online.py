@@ -17,15 +17,13 @@ the labels; everything else runs in Lava processes.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from lava_models.exporter import export, output_shapes
-from lava_models.runner import LavaRunError, _Session, to_lava_time_layout
+from lava_models.runner import LavaRunError, _Session, record_dir, to_lava_time_layout
 from quantization.signals import (
     OnlineResult,
     SignalPlan,
@@ -119,10 +117,9 @@ def run_lava_online(
     y = y.reshape(steps, qnet.num_classes)
     timing = {}
     t0 = time.monotonic()
-    record_dir = tempfile.mkdtemp(prefix="stllr_online_")
-    try:
+    with record_dir("online") as rec_dir:
         common = dict(step_offset=int(step_offset), reset_interval=per_sample,
-                      record_dir=record_dir, record_steps=steps)  # fmt: skip
+                      record_dir=rec_dir, record_steps=steps)  # fmt: skip
         net = export(qnet, **common)
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io.source import RingBuffer
@@ -135,11 +132,9 @@ def run_lava_online(
         with _Session(src, Loihi2SimCfg(select_tag="fixed_pt"), steps, timeout_s) as session:
             timing["run"] = session.run_s
             t1 = time.monotonic()
-            records = _read(record_dir, len(qnet.nodes) + len(procs))
+            records = _read(rec_dir, len(qnet.nodes) + len(procs))
             timing["read"] = time.monotonic() - t1
         timing["stop"] = session.stop_s
-    finally:
-        shutil.rmtree(record_dir, ignore_errors=True)
     return _result(qnet, plan, records, per_sample, timing)
 
 

@@ -24,15 +24,27 @@ Never hangs: the run is started non-blocking and polled against a deadline
 process ends. On any failure the Lava processes (and Lava's shared-memory manager,
 all started by this run) are terminated by process handle; on success the runtime is
 stopped normally. Either way it happens in ``finally``.
+
+Never leaves anything behind: while Lava runs, SIGTERM (which would end the process
+at once) raises ``SystemExit(143)`` in the main thread instead, so the same clean-up
+runs. A process that is killed outright (``kill -9``) cannot clean up: its Lava
+processes die with it (:func:`lava_models.runtime.die_with_parent`), and its record
+folder, ``stllr_lava_<pid>_*`` in the temporary directory, is removed by the next run
+(:func:`remove_orphaned_record_dirs`).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -164,9 +176,8 @@ def run_lava(
         lsig[name] = arr
     timing = {}
     t0 = time.monotonic()
-    record_dir = tempfile.mkdtemp(prefix="stllr_lava_")
-    try:
-        kw = dict(reset_interval=per_sample or 0, record_dir=record_dir, record_steps=steps)
+    with record_dir("lava") as rec_dir:
+        kw = dict(reset_interval=per_sample or 0, record_dir=rec_dir, record_steps=steps)
         if floating:
             net = export_float(network, **kw)
         else:
@@ -183,16 +194,72 @@ def run_lava(
         with _Session(src, Loihi2SimCfg(select_tag=num.tag), steps, timeout_s) as session:
             timing["run"] = session.run_s
             t1 = time.monotonic()
-            outputs, state, per_step = _read_records(network, record_dir)
+            outputs, state, per_step = _read_records(network, rec_dir)
             got = {}
             for name, var_names in (var_reads or {}).items():
                 proc = net.nodes[name].process
                 got[name] = {v: _get(getattr(proc, v), num.integer) for v in var_names}
             timing["read"] = time.monotonic() - t1
         timing["stop"] = session.stop_s
-    finally:
-        shutil.rmtree(record_dir, ignore_errors=True)
     return LavaRunResult(outputs, state, steps, timing, got, per_step)
+
+
+_RECORD_DIR = re.compile(r"stllr_[a-z]+_(\d+)_")  # stllr_<kind>_<owner pid>_<random>
+
+
+@contextmanager
+def record_dir(kind: str) -> Iterator[str]:
+    """A new temporary folder ``stllr_<kind>_<pid>_*`` for one run's records, removed when
+    the block ends; the folders that killed runs left behind are removed first."""
+    remove_orphaned_record_dirs()
+    path = tempfile.mkdtemp(prefix=f"stllr_{kind}_{os.getpid()}_")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_orphaned_record_dirs(root: str | Path | None = None) -> list[Path]:
+    """Remove the record folders (see :func:`record_dir`) in ``root`` (default: the
+    temporary directory) whose owner process no longer exists; returns them."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob("stllr_*_*_*"):
+        match = _RECORD_DIR.match(path.name)
+        if match and path.is_dir() and not _process_exists(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _exit_on_sigterm() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM raises ``SystemExit(143)`` in this
+    process (only from the main thread, and only where SIGTERM still has its default
+    action), so that a terminated run stops Lava and removes its records in ``finally``.
+    Forked Lava processes inherit the handler; in them it keeps SIGTERM's default action."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):  # fmt: skip
+        return lambda: None
+    owner = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != owner:  # a forked Lava process: die as it would have
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _get(var, integer: bool = True) -> np.ndarray:
@@ -233,19 +300,26 @@ class _Session:
 
         t0 = time.monotonic()
         deadline = t0 + self.timeout_s
+        self._restore_sigterm = _exit_on_sigterm()
         try:
             self.source.run(condition=RunSteps(num_steps=self.steps, blocking=False),
                             run_cfg=self.run_cfg)  # fmt: skip
             self._wait(deadline)
         except BaseException:
-            self._shutdown(graceful=False)
+            try:
+                self._shutdown(graceful=False)
+            finally:
+                self._restore_sigterm()
             raise
         self.run_s = time.monotonic() - t0
         self._failed = False
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self._shutdown(graceful=exc_type is None and not self._failed)
+        try:
+            self._shutdown(graceful=exc_type is None and not self._failed)
+        finally:
+            self._restore_sigterm()
         return False
 
     def _actors(self) -> list:
@@ -308,4 +382,11 @@ def _alive(actor) -> bool:
         return False
 
 
-__all__ = ["LavaRunError", "LavaRunResult", "run_lava", "to_lava_time_layout"]
+__all__ = [
+    "LavaRunError",
+    "LavaRunResult",
+    "record_dir",
+    "remove_orphaned_record_dirs",
+    "run_lava",
+    "to_lava_time_layout",
+]
