@@ -58,6 +58,7 @@ from lava_models.exporter import (
     float_output_shapes,
     output_shapes,
 )
+from stllr.errors import UserError
 
 if TYPE_CHECKING:
     from quantization.network import QNetwork
@@ -106,28 +107,53 @@ class LavaRunResult:
 
 def to_lava_time_layout(x: np.ndarray, dtype=np.int32) -> np.ndarray:
     """``[T, *shape]`` (the toolkit's time-first layout) → ``[*shape, T]`` (Lava's
-    ``RingBuffer``: time last), as int32 (or ``dtype``)."""
-    return np.ascontiguousarray(np.moveaxis(np.asarray(x), 0, -1)).astype(dtype)
+    ``RingBuffer``: time last), as int32 (or ``dtype``). Integers that ``dtype`` cannot
+    hold raise :class:`~stllr.errors.UserError` (a cast would wrap them)."""
+    a = np.asarray(x)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        check_fits(a, dtype, "to_lava_time_layout")
+    return np.ascontiguousarray(np.moveaxis(a, 0, -1)).astype(dtype)
+
+
+def check_fits(a: np.ndarray, dtype, what: str) -> None:
+    """Refuse values of ``a`` beyond the integer type ``dtype`` (Lava's ``RingBuffer``
+    holds int32): casting would silently wrap them."""
+    info = np.iinfo(dtype)
+    if a.size and (a.min() < info.min or a.max() > info.max):
+        bad = a.min() if a.min() < info.min else a.max()
+        raise UserError(
+            f"{what}: value {int(bad)} does not fit Lava's {np.dtype(dtype).name} "
+            f"[{info.min}, {info.max}]"
+        )
+
+
+def as_lava_integers(x, what: str) -> np.ndarray:
+    """``x`` as int64 after checking that it holds integers (int, bool or integral float
+    dtype) that fit Lava's int32; :class:`~stllr.errors.UserError` otherwise."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise UserError(f"{what}: expected an array of integers, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
+        raise UserError(f"{what}: values must be integers (NaN or fractional values found)")
+    check_fits(a, np.int32, what)  # before the cast: a float beyond int64 would wrap
+    return a.astype(np.int64)
 
 
 def _as_steps(x, shape: tuple[int, ...], what: str,
               integer: bool = True) -> tuple[np.ndarray, int | None]:  # fmt: skip
     """``[T, *shape]`` or ``[N, T, *shape]`` → ``([N·T, *shape], T or None)``: int64
-    integers, or (``integer=False``) finite float64 values."""
-    a = np.asarray(x)
-    if not integer:
-        a = a.astype(np.float64)
-        if not np.isfinite(a).all():
-            raise ValueError(f"{what}: values must be finite")
-    elif not (np.issubdtype(a.dtype, np.integer) or np.array_equal(a, np.round(a))):
-        raise ValueError(f"{what}: values must be integers")
+    integers within int32, or (``integer=False``) finite float64 values."""
+    if integer:
+        a = as_lava_integers(x, what)
     else:
-        a = a.astype(np.int64)
+        a = np.asarray(x).astype(np.float64)
+        if not np.isfinite(a).all():
+            raise UserError(f"{what}: values must be finite")
     if a.ndim == len(shape) + 1 and tuple(a.shape[1:]) == shape:
         return a, None
     if a.ndim == len(shape) + 2 and tuple(a.shape[2:]) == shape:
         return a.reshape((-1, *shape)), int(a.shape[1])
-    raise ValueError(f"{what}: expected [T, {shape}] or [N, T, {shape}], got {list(a.shape)}")
+    raise UserError(f"{what}: expected [T, {shape}] or [N, T, {shape}], got {list(a.shape)}")
 
 
 def run_lava(
@@ -157,22 +183,25 @@ def run_lava(
     # validates every node before Lava starts
     shapes = float_output_shapes(network) if floating else output_shapes(network)
     if floating and step_offset:
-        raise ValueError("run_lava: step_offset keys random bits; a FloatNetwork has none")
-    x, per_sample = _as_steps(frames, tuple(network.input_shape), "frames", num.integer)
+        raise UserError("run_lava: step_offset keys random bits; a FloatNetwork has none")
+    x, per_sample = _as_steps(frames, tuple(network.input_shape), "run_lava: frames",
+                              num.integer)  # fmt: skip
+    if not floating and x.size:
+        network.input_format.check_range(x.min(), x.max(), "run_lava: frames")
     steps = int(x.shape[0])
     if steps < 1:
-        raise ValueError("run_lava: no time steps")
+        raise UserError("run_lava: no time steps")
     lsig = {}
     for name, sig in signals.items():
         node = network.node(name)
         plastic = name in network.plastic if floating else getattr(node, "learning", None)
         if not plastic:
-            raise ValueError(f"node {name!r} is not plastic (no LearningSpec / not in plastic)")
+            raise UserError(f"node {name!r} is not plastic (no LearningSpec / not in plastic)")
         arr, _ = _as_steps(sig, shapes[name], f"signal of {name!r}", num.integer)
         if arr.shape[0] != steps:
-            raise ValueError(f"signal of {name!r}: {arr.shape[0]} steps, the input has {steps}")
+            raise UserError(f"signal of {name!r}: {arr.shape[0]} steps, the input has {steps}")
         if num.integer and (arr.min(initial=0) < SIGNAL_MIN or arr.max(initial=0) > SIGNAL_MAX):
-            raise ValueError(f"signal of {name!r}: values beyond 8-bit signed [−128, 127]")
+            raise UserError(f"signal of {name!r}: values beyond 8-bit signed [−128, 127]")
         lsig[name] = arr
     timing = {}
     t0 = time.monotonic()
@@ -387,6 +416,8 @@ __all__ = [
     "LavaRunResult",
     "record_dir",
     "remove_orphaned_record_dirs",
+    "as_lava_integers",
+    "check_fits",
     "run_lava",
     "to_lava_time_layout",
 ]
