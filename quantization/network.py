@@ -28,6 +28,7 @@ time depends on ``s``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,8 +160,9 @@ class InputFormat:
         ``smallest``/``largest``: the extremes of the input; ``where``: what holds them."""
         if smallest < self.lo or largest > self.hi:
             bad = smallest if smallest < self.lo else largest
+            bad = int(bad) if math.isfinite(bad) else float(bad)
             raise UserError(
-                f"{where}: input value {int(bad)} is outside the network's input format "
+                f"{where}: input value {bad} is outside the network's input format "
                 f"[{self.lo}, {self.hi}] (float frames become such integers with "
                 "quantization.ptq.quantize_input)"
             )

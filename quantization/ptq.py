@@ -62,6 +62,7 @@ from quantization.network import (
     Readout,
     SpikingLayer,
 )
+from stllr.errors import UserError
 
 VTH_MAX = (1 << 17) - 1
 BIAS_MANT_MAX = (1 << 12) - 1
@@ -136,9 +137,12 @@ def calibrate_input(frames: Iterable[torch.Tensor], bits: int = 8) -> InputForma
     return InputFormat(exp=exp, lo=-(1 << (bits - 1)), hi=(1 << (bits - 1)) - 1)
 
 
-def quantize_input(x: torch.Tensor, fmt: InputFormat) -> torch.Tensor:
+def quantize_input(x: torch.Tensor, fmt: InputFormat, what: str = "quantize_input") -> torch.Tensor:
     """``clip(round(x / 2^exp), lo, hi)`` as int64 (dividing by a power of two is exact in
-    ``x``'s own float dtype, so no wider copy is made)."""
+    ``x``'s own float dtype, so no wider copy is made). NaN, which has no integer, raises
+    :class:`~stllr.errors.UserError` naming ``what``; ±inf saturate like any large value."""
+    if x.is_floating_point() and bool(x.isnan().any()):
+        raise UserError(f"{what}: NaN in the input frames; expected finite values")
     y = x if fmt.exp == 0 else x / fmt.scale()
     return torch.round(y).clamp(fmt.lo, fmt.hi).to(torch.int64)
 
