@@ -120,9 +120,15 @@ class LayerReport:
 
 
 def calibrate_input(frames: Iterable[torch.Tensor], bits: int = 8) -> InputFormat:
-    """The input format from calibration frames ``[T, B, ...]`` (see module doc)."""
+    """The input format from calibration frames ``[T, B, ...]`` (see module doc). A batch
+    holding NaN or ±inf raises :class:`~stllr.errors.UserError` (NaN would be skipped by
+    the maxima and give a meaningless format)."""
     x_max, x_min, integral = 0.0, 0.0, True
-    for x in frames:
+    for i, x in enumerate(frames):
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise UserError(
+                f"PTQ calibration: batch {i} holds NaN or inf; calibration frames must be finite"
+            )
         x_max = max(x_max, float(x.max()))
         x_min = min(x_min, float(x.min()))
         integral = integral and bool((x == torch.round(x)).all())

@@ -623,3 +623,14 @@ def test_emulator_run_refuses_nan_and_other_shapes():
         emu.run(torch.zeros(4, 3))
     with pytest.raises(UserError, match=r"quantize_input: NaN in the input frames"):
         quantize_input(x, emu.qnet.input_format)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_ptq_calibration_refuses_non_finite_frames(bad):
+    """NaN in a calibration batch used to be skipped by the maxima: the NaN batch below
+    turned the integral 0/2 frames' format (exp 0) into a fractional one (exp −6), and
+    all-NaN calibration into exp −126; inf failed with a message about a "range"."""
+    model, x = _build("shd_stllr")
+    poisoned = torch.full_like(x, bad)
+    with pytest.raises(UserError, match=r"PTQ calibration: batch 1 holds NaN or inf"):
+        quantize_model(model, [x, poisoned], PTQConfig(weight_bits=8))
