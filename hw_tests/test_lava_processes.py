@@ -128,7 +128,7 @@ def test_killed_parent_takes_lava_processes_and_shared_memory_along(lava_child, 
     proc, started = lava_child
     segments = _shm_segments(started)
     assert segments, "Lava's processes map shared memory"
-    (folder,) = Path(tempfile.gettempdir()).glob(f"stllr_lava_{proc.pid}_*")
+    (folder,) = Path(tempfile.gettempdir()).glob(f"stllr_lava_pid{proc.pid}_*")
     os.kill(proc.pid, sig)
     code = proc.wait(10)
     assert _wait(lambda: not _alive(started), 5.0), f"left running: {sorted(_alive(started))}"
@@ -147,15 +147,22 @@ def test_record_folders_of_dead_processes_are_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    dead = [tmp_path / f"stllr_lava_{ended.pid}_abc", tmp_path / f"stllr_online_{ended.pid}_x"]
-    alive = tmp_path / f"stllr_lava_{os.getppid()}_abc"  # pytest's parent lives on
-    other = [tmp_path / "stllr_lava_abc", tmp_path / f"unrelated_{ended.pid}_x"]
+    dead = [
+        tmp_path / f"stllr_lava_pid{ended.pid}_abc",
+        tmp_path / f"stllr_online_pid{ended.pid}_x",
+    ]
+    alive = tmp_path / f"stllr_lava_pid{os.getppid()}_abc"  # pytest's parent lives on
+    other = [  # an older run's random name that happens to start with digits, and others
+        tmp_path / f"stllr_lava_{ended.pid}_x",
+        tmp_path / "stllr_lava_abc",
+        tmp_path / f"unrelated_pid{ended.pid}_x",
+    ]
     for d in [*dead, alive, *other]:
         d.mkdir()
     (dead[0] / "0.npz").write_bytes(b"x")
     with record_dir("lava") as path:  # a run removes the dead ones first
         assert Path(path).parent == tmp_path and Path(path).name.startswith(
-            f"stllr_lava_{os.getpid()}_"
+            f"stllr_lava_pid{os.getpid()}_"
         )
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
             p.name for p in [alive, *other, Path(path)]

@@ -29,7 +29,7 @@ Never leaves anything behind: while Lava runs, SIGTERM (which would end the proc
 at once) raises ``SystemExit(143)`` in the main thread instead, so the same clean-up
 runs. A process that is killed outright (``kill -9``) cannot clean up: its Lava
 processes die with it (:func:`lava_models.runtime.die_with_parent`), and its record
-folder, ``stllr_lava_<pid>_*`` in the temporary directory, is removed by the next run
+folder, ``stllr_lava_pid<pid>_*`` in the temporary directory, is removed by the next run
 (:func:`remove_orphaned_record_dirs`).
 """
 
@@ -233,15 +233,15 @@ def run_lava(
     return LavaRunResult(outputs, state, steps, timing, got, per_step)
 
 
-_RECORD_DIR = re.compile(r"stllr_[a-z]+_(\d+)_")  # stllr_<kind>_<owner pid>_<random>
+_RECORD_DIR = re.compile(r"stllr_[a-z]+_pid(\d+)_")  # stllr_<kind>_pid<owner pid>_<random>
 
 
 @contextmanager
 def record_dir(kind: str) -> Iterator[str]:
-    """A new temporary folder ``stllr_<kind>_<pid>_*`` for one run's records, removed when
+    """A new temporary folder ``stllr_<kind>_pid<pid>_*`` for one run's records, removed when
     the block ends; the folders that killed runs left behind are removed first."""
     remove_orphaned_record_dirs()
-    path = tempfile.mkdtemp(prefix=f"stllr_{kind}_{os.getpid()}_")
+    path = tempfile.mkdtemp(prefix=f"stllr_{kind}_pid{os.getpid()}_")
     try:
         yield path
     finally:
