@@ -13,6 +13,7 @@ it is not trivial: every spiking layer spikes, and learning changes many weights
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
@@ -26,10 +27,11 @@ from hw_tests.parity import Reference
 from hw_tests.parity import emulate as _emulate
 from hw_tests.parity import integer_signals as _signals
 from lava_models.exporter import UnsupportedNodeError, export
-from lava_models.runner import LavaRunError, run_lava
+from lava_models.runner import LavaRunError, run_lava, to_lava_time_layout
 from quantization.learning import attach_learning
-from quantization.network import Add, QNetwork, Readout, SpikingLayer
+from quantization.network import Add, InputFormat, QNetwork, Readout, SpikingLayer
 from quantization.ptq import PTQConfig, quantize_model
+from stllr.errors import UserError
 from stllr.models.resnet import SpikingResNet18
 from stllr.models.shd import SHDNetSTLLR
 from stllr.models.vgg import VGGSTLLR
@@ -254,6 +256,31 @@ def test_bad_signals_raise_before_lava(no_lava_start):
         run_lava(qnet, np.zeros((4, 5), dtype=np.int64))
     with pytest.raises(ValueError, match="integers"):
         run_lava(qnet, x + 0.5)
+
+
+def test_out_of_range_frames_raise_before_lava(no_lava_start):
+    """Integers beyond 32 bits used to wrap silently into Lava's int32 RingBuffer (2^32 + 1
+    arrived as 1); they, and integers outside the network's input format (which the
+    emulator refuses too), are refused before Lava starts."""
+    qnet = QNetwork((_layer(),), (3,), 2)  # input format [0, 255]
+    x = np.zeros((4, 3), dtype=np.int64)
+    x[2, 1] = 2**32 + 1
+    with pytest.raises(UserError, match=r"frames: value 4294967297 does not fit Lava's int32"):
+        run_lava(qnet, x)
+    with pytest.raises(UserError, match=r"value 100000000000000000000 does not fit"):
+        run_lava(qnet, x.astype(np.float64) * 0 + 1e20)  # would wrap in the int64 cast first
+    wide = dataclasses.replace(qnet, input_format=InputFormat(0, -(2**40), 2**40))
+    with pytest.raises(UserError, match=r"value -2147483649 does not fit Lava's int32"):
+        run_lava(wide, np.full((4, 3), -(2**31) - 1))
+    for bad in (256, -1):
+        with pytest.raises(UserError, match=rf"value {bad} is outside .* input format \[0, 255\]"):
+            run_lava(qnet, np.full((4, 3), bad))
+    with pytest.raises(UserError, match="expected an array of integers, got dtype <U1"):
+        run_lava(qnet, np.full((4, 3), "1"))
+    big = np.array([[2**31 - 1, -(2**31)]])
+    assert to_lava_time_layout(big).tolist() == [[2**31 - 1], [-(2**31)]]
+    with pytest.raises(UserError, match="2147483648 does not fit"):
+        to_lava_time_layout(big + 1)
 
 
 def _children_settle(before: set, seconds: float = 10.0) -> set:

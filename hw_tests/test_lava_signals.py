@@ -36,6 +36,7 @@ from quantization.signals import (
     make_signal_plan,
     projection_signal,
 )
+from stllr.errors import UserError
 from stllr.models.shd import SHDNetSTLLR
 from stllr.models.vgg import VGGSTLLR
 
@@ -149,6 +150,10 @@ def test_bad_arguments_raise_before_lava():
         run_lava_online(qnet, _frames(1), [7])
     with pytest.raises(ValueError, match="source must be"):
         run_lava_online(qnet, _frames(1), [0], source="hebb")
+    with pytest.raises(UserError, match=r"value 400 is outside the network's input format"):
+        run_lava_online(qnet, _frames(1) * 200, [0])  # was run as it was (no clipping)
+    with pytest.raises(UserError, match="value 4294967296 does not fit Lava's int32"):
+        run_lava_online(qnet, _frames(1) * 2**31, [0])  # was wrapped into int32
     assert set(mp.active_children()) == before
 
 

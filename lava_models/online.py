@@ -17,15 +17,19 @@ the labels; everything else runs in Lava processes.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from lava_models.exporter import export, output_shapes
-from lava_models.runner import LavaRunError, _Session, to_lava_time_layout
+from lava_models.runner import (
+    LavaRunError,
+    _Session,
+    as_lava_integers,
+    record_dir,
+    to_lava_time_layout,
+)
 from quantization.signals import (
     OnlineResult,
     SignalPlan,
@@ -33,17 +37,20 @@ from quantization.signals import (
     label_schedule,
     make_signal_plan,
 )
+from stllr.errors import UserError
 
 
-def _frames(frames, input_shape: tuple[int, ...]) -> np.ndarray:
-    a = np.asarray(frames)
-    if not (np.issubdtype(a.dtype, np.integer) or np.array_equal(a, np.round(a))):
-        raise ValueError("run_lava_online: frames must be integers")
-    if a.ndim != len(input_shape) + 2 or tuple(a.shape[2:]) != tuple(input_shape):
-        raise ValueError(f"frames must be [N, T, {tuple(input_shape)}], got {list(a.shape)}")
+def _frames(frames, qnet) -> np.ndarray:
+    """Integer frames ``[N, T, *input_shape]`` within the network's input format (int64)."""
+    a = as_lava_integers(frames, "run_lava_online: frames")
+    shape = tuple(qnet.input_shape)
+    if a.ndim != len(shape) + 2 or tuple(a.shape[2:]) != shape:
+        raise UserError(f"run_lava_online: frames must be [N, T, {shape}], got {list(a.shape)}")
     if a.shape[1] < 1:
-        raise ValueError("run_lava_online: no time steps")
-    return a.astype(np.int64)
+        raise UserError("run_lava_online: no time steps")
+    if a.size:
+        qnet.input_format.check_range(a.min(), a.max(), "run_lava_online: frames")
+    return a
 
 
 def build_signal_processes(net, plan: SignalPlan, label_port, common: dict, first_index: int):
@@ -109,7 +116,7 @@ def run_lava_online(
     """
     plan = plan or make_signal_plan(qnet, source, seed=seed, target_logit=target_logit)
     output_shapes(qnet)  # validates every node before Lava starts
-    x = _frames(frames, tuple(qnet.input_shape))
+    x = _frames(frames, qnet)
     n_samples, per_sample = int(x.shape[0]), int(x.shape[1])
     y = label_schedule(labels, per_sample, qnet.num_classes, learn_window)
     if y.shape[0] != n_samples:
@@ -119,10 +126,9 @@ def run_lava_online(
     y = y.reshape(steps, qnet.num_classes)
     timing = {}
     t0 = time.monotonic()
-    record_dir = tempfile.mkdtemp(prefix="stllr_online_")
-    try:
+    with record_dir("online") as rec_dir:
         common = dict(step_offset=int(step_offset), reset_interval=per_sample,
-                      record_dir=record_dir, record_steps=steps)  # fmt: skip
+                      record_dir=rec_dir, record_steps=steps)  # fmt: skip
         net = export(qnet, **common)
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io.source import RingBuffer
@@ -135,11 +141,9 @@ def run_lava_online(
         with _Session(src, Loihi2SimCfg(select_tag="fixed_pt"), steps, timeout_s) as session:
             timing["run"] = session.run_s
             t1 = time.monotonic()
-            records = _read(record_dir, len(qnet.nodes) + len(procs))
+            records = _read(rec_dir, len(qnet.nodes) + len(procs))
             timing["read"] = time.monotonic() - t1
         timing["stop"] = session.stop_s
-    finally:
-        shutil.rmtree(record_dir, ignore_errors=True)
     return _result(qnet, plan, records, per_sample, timing)
 
 

@@ -24,15 +24,27 @@ Never hangs: the run is started non-blocking and polled against a deadline
 process ends. On any failure the Lava processes (and Lava's shared-memory manager,
 all started by this run) are terminated by process handle; on success the runtime is
 stopped normally. Either way it happens in ``finally``.
+
+Never leaves anything behind: while Lava runs, SIGTERM (which would end the process
+at once) raises ``SystemExit(143)`` in the main thread instead, so the same clean-up
+runs. A process that is killed outright (``kill -9``) cannot clean up: its Lava
+processes die with it (:func:`lava_models.runtime.die_with_parent`), and its record
+folder, ``stllr_lava_pid<pid>_*`` in the temporary directory, is removed by the next run
+(:func:`remove_orphaned_record_dirs`).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +58,7 @@ from lava_models.exporter import (
     float_output_shapes,
     output_shapes,
 )
+from stllr.errors import UserError
 
 if TYPE_CHECKING:
     from quantization.network import QNetwork
@@ -94,28 +107,53 @@ class LavaRunResult:
 
 def to_lava_time_layout(x: np.ndarray, dtype=np.int32) -> np.ndarray:
     """``[T, *shape]`` (the toolkit's time-first layout) → ``[*shape, T]`` (Lava's
-    ``RingBuffer``: time last), as int32 (or ``dtype``)."""
-    return np.ascontiguousarray(np.moveaxis(np.asarray(x), 0, -1)).astype(dtype)
+    ``RingBuffer``: time last), as int32 (or ``dtype``). Integers that ``dtype`` cannot
+    hold raise :class:`~stllr.errors.UserError` (a cast would wrap them)."""
+    a = np.asarray(x)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        check_fits(a, dtype, "to_lava_time_layout")
+    return np.ascontiguousarray(np.moveaxis(a, 0, -1)).astype(dtype)
+
+
+def check_fits(a: np.ndarray, dtype, what: str) -> None:
+    """Refuse values of ``a`` beyond the integer type ``dtype`` (Lava's ``RingBuffer``
+    holds int32): casting would silently wrap them."""
+    info = np.iinfo(dtype)
+    if a.size and (a.min() < info.min or a.max() > info.max):
+        bad = a.min() if a.min() < info.min else a.max()
+        raise UserError(
+            f"{what}: value {int(bad)} does not fit Lava's {np.dtype(dtype).name} "
+            f"[{info.min}, {info.max}]"
+        )
+
+
+def as_lava_integers(x, what: str) -> np.ndarray:
+    """``x`` as int64 after checking that it holds integers (int, bool or integral float
+    dtype) that fit Lava's int32; :class:`~stllr.errors.UserError` otherwise."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise UserError(f"{what}: expected an array of integers, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
+        raise UserError(f"{what}: values must be integers (NaN or fractional values found)")
+    check_fits(a, np.int32, what)  # before the cast: a float beyond int64 would wrap
+    return a.astype(np.int64)
 
 
 def _as_steps(x, shape: tuple[int, ...], what: str,
               integer: bool = True) -> tuple[np.ndarray, int | None]:  # fmt: skip
     """``[T, *shape]`` or ``[N, T, *shape]`` → ``([N·T, *shape], T or None)``: int64
-    integers, or (``integer=False``) finite float64 values."""
-    a = np.asarray(x)
-    if not integer:
-        a = a.astype(np.float64)
-        if not np.isfinite(a).all():
-            raise ValueError(f"{what}: values must be finite")
-    elif not (np.issubdtype(a.dtype, np.integer) or np.array_equal(a, np.round(a))):
-        raise ValueError(f"{what}: values must be integers")
+    integers within int32, or (``integer=False``) finite float64 values."""
+    if integer:
+        a = as_lava_integers(x, what)
     else:
-        a = a.astype(np.int64)
+        a = np.asarray(x).astype(np.float64)
+        if not np.isfinite(a).all():
+            raise UserError(f"{what}: values must be finite")
     if a.ndim == len(shape) + 1 and tuple(a.shape[1:]) == shape:
         return a, None
     if a.ndim == len(shape) + 2 and tuple(a.shape[2:]) == shape:
         return a.reshape((-1, *shape)), int(a.shape[1])
-    raise ValueError(f"{what}: expected [T, {shape}] or [N, T, {shape}], got {list(a.shape)}")
+    raise UserError(f"{what}: expected [T, {shape}] or [N, T, {shape}], got {list(a.shape)}")
 
 
 def run_lava(
@@ -145,28 +183,30 @@ def run_lava(
     # validates every node before Lava starts
     shapes = float_output_shapes(network) if floating else output_shapes(network)
     if floating and step_offset:
-        raise ValueError("run_lava: step_offset keys random bits; a FloatNetwork has none")
-    x, per_sample = _as_steps(frames, tuple(network.input_shape), "frames", num.integer)
+        raise UserError("run_lava: step_offset keys random bits; a FloatNetwork has none")
+    x, per_sample = _as_steps(frames, tuple(network.input_shape), "run_lava: frames",
+                              num.integer)  # fmt: skip
+    if not floating and x.size:
+        network.input_format.check_range(x.min(), x.max(), "run_lava: frames")
     steps = int(x.shape[0])
     if steps < 1:
-        raise ValueError("run_lava: no time steps")
+        raise UserError("run_lava: no time steps")
     lsig = {}
     for name, sig in signals.items():
         node = network.node(name)
         plastic = name in network.plastic if floating else getattr(node, "learning", None)
         if not plastic:
-            raise ValueError(f"node {name!r} is not plastic (no LearningSpec / not in plastic)")
+            raise UserError(f"node {name!r} is not plastic (no LearningSpec / not in plastic)")
         arr, _ = _as_steps(sig, shapes[name], f"signal of {name!r}", num.integer)
         if arr.shape[0] != steps:
-            raise ValueError(f"signal of {name!r}: {arr.shape[0]} steps, the input has {steps}")
+            raise UserError(f"signal of {name!r}: {arr.shape[0]} steps, the input has {steps}")
         if num.integer and (arr.min(initial=0) < SIGNAL_MIN or arr.max(initial=0) > SIGNAL_MAX):
-            raise ValueError(f"signal of {name!r}: values beyond 8-bit signed [−128, 127]")
+            raise UserError(f"signal of {name!r}: values beyond 8-bit signed [−128, 127]")
         lsig[name] = arr
     timing = {}
     t0 = time.monotonic()
-    record_dir = tempfile.mkdtemp(prefix="stllr_lava_")
-    try:
-        kw = dict(reset_interval=per_sample or 0, record_dir=record_dir, record_steps=steps)
+    with record_dir("lava") as rec_dir:
+        kw = dict(reset_interval=per_sample or 0, record_dir=rec_dir, record_steps=steps)
         if floating:
             net = export_float(network, **kw)
         else:
@@ -183,16 +223,72 @@ def run_lava(
         with _Session(src, Loihi2SimCfg(select_tag=num.tag), steps, timeout_s) as session:
             timing["run"] = session.run_s
             t1 = time.monotonic()
-            outputs, state, per_step = _read_records(network, record_dir)
+            outputs, state, per_step = _read_records(network, rec_dir)
             got = {}
             for name, var_names in (var_reads or {}).items():
                 proc = net.nodes[name].process
                 got[name] = {v: _get(getattr(proc, v), num.integer) for v in var_names}
             timing["read"] = time.monotonic() - t1
         timing["stop"] = session.stop_s
-    finally:
-        shutil.rmtree(record_dir, ignore_errors=True)
     return LavaRunResult(outputs, state, steps, timing, got, per_step)
+
+
+_RECORD_DIR = re.compile(r"stllr_[a-z]+_pid(\d+)_")  # stllr_<kind>_pid<owner pid>_<random>
+
+
+@contextmanager
+def record_dir(kind: str) -> Iterator[str]:
+    """A new temporary folder ``stllr_<kind>_pid<pid>_*`` for one run's records, removed when
+    the block ends; the folders that killed runs left behind are removed first."""
+    remove_orphaned_record_dirs()
+    path = tempfile.mkdtemp(prefix=f"stllr_{kind}_pid{os.getpid()}_")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_orphaned_record_dirs(root: str | Path | None = None) -> list[Path]:
+    """Remove the record folders (see :func:`record_dir`) in ``root`` (default: the
+    temporary directory) whose owner process no longer exists; returns them."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob("stllr_*_*_*"):
+        match = _RECORD_DIR.match(path.name)
+        if match and path.is_dir() and not _process_exists(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _exit_on_sigterm() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM raises ``SystemExit(143)`` in this
+    process (only from the main thread, and only where SIGTERM still has its default
+    action), so that a terminated run stops Lava and removes its records in ``finally``.
+    Forked Lava processes inherit the handler; in them it keeps SIGTERM's default action."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):  # fmt: skip
+        return lambda: None
+    owner = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != owner:  # a forked Lava process: die as it would have
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _get(var, integer: bool = True) -> np.ndarray:
@@ -233,19 +329,26 @@ class _Session:
 
         t0 = time.monotonic()
         deadline = t0 + self.timeout_s
+        self._restore_sigterm = _exit_on_sigterm()
         try:
             self.source.run(condition=RunSteps(num_steps=self.steps, blocking=False),
                             run_cfg=self.run_cfg)  # fmt: skip
             self._wait(deadline)
         except BaseException:
-            self._shutdown(graceful=False)
+            try:
+                self._shutdown(graceful=False)
+            finally:
+                self._restore_sigterm()
             raise
         self.run_s = time.monotonic() - t0
         self._failed = False
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self._shutdown(graceful=exc_type is None and not self._failed)
+        try:
+            self._shutdown(graceful=exc_type is None and not self._failed)
+        finally:
+            self._restore_sigterm()
         return False
 
     def _actors(self) -> list:
@@ -308,4 +411,13 @@ def _alive(actor) -> bool:
         return False
 
 
-__all__ = ["LavaRunError", "LavaRunResult", "run_lava", "to_lava_time_layout"]
+__all__ = [
+    "LavaRunError",
+    "LavaRunResult",
+    "record_dir",
+    "remove_orphaned_record_dirs",
+    "as_lava_integers",
+    "check_fits",
+    "run_lava",
+    "to_lava_time_layout",
+]

@@ -66,6 +66,7 @@ from quantization.loihi import (
 from quantization.network import Add, GlobalSumPool, Pool, QNetwork, Readout, SpikingLayer
 from quantization.ptq import quantize_input
 from quantization.qformat import SaturationCounter
+from stllr.errors import UserError
 
 
 @dataclass
@@ -167,8 +168,15 @@ class IntegerEmulator:
         Advances neurons and, for plastic nodes, their traces and Ψ. Learning from this
         step needs its signal: call :meth:`apply_signals` before the next ``forward``.
         ``x_int`` may be a float tensor holding integers (|x| < 2^24 in float32); it is
-        then passed on as it is unless a node needs integers.
+        then passed on as it is unless a node needs integers. Input that the network's
+        input format cannot hold (another shape, a non-numeric dtype, non-integers,
+        integers outside ``[lo, hi]``) raises :class:`~stllr.errors.UserError`.
         """
+        _check_input(x_int, self.qnet, "IntegerEmulator.forward")
+        return self._forward(x_int)
+
+    def _forward(self, x_int: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`forward` on input known to fit the input format."""
         self.t = self.step_count
         self.step_count += 1
         x = x_int.to(self.device)
@@ -211,10 +219,17 @@ class IntegerEmulator:
 
         Each step's frame is quantized as it is used (the same values as quantizing all
         frames at once). The largest |input| of these frames bounds every node's values
-        during the call, which lets more nodes take the exact float32 path.
+        during the call, which lets more nodes take the exact float32 path. Frames of
+        another shape, or holding NaN, raise :class:`~stllr.errors.UserError`.
         """
         fmt = self.qnet.input_format
         out_name = self.qnet.nodes[-1].name
+        shape = tuple(self.qnet.input_shape)
+        if frames.ndim != len(shape) + 2 or tuple(frames.shape[2:]) != shape:
+            raise UserError(
+                f"IntegerEmulator.run: frames must be [T, B, {', '.join(map(str, shape))}], "
+                f"got {list(frames.shape)}"
+            )
         self.reset()
         bound = _frames_bound(frames, fmt)
         self._in_bound = self._format_bound() if bound is None else bound
@@ -233,7 +248,7 @@ class IntegerEmulator:
             for t in range(frames.shape[0]):
                 f = frames[t]
                 x = quantize_input(f, fmt) if buf is None else _quantize_exact(f, fmt, buf)
-                outs = self.step(x)
+                outs = self._forward(x)  # quantized: within the input format
                 logits = outs[out_name] if logits is None else logits + outs[out_name]
                 for k in counts:  # summed on the device: no host sync per step
                     counts[k] = counts[k] + outs[k].sum()
@@ -452,14 +467,35 @@ def _quantize_exact(frame: torch.Tensor, fmt, out: torch.Tensor) -> torch.Tensor
 
 def _frames_bound(frames: torch.Tensor, fmt) -> int | None:
     """Largest |input integer| of ``frames`` (quantization is monotone, so the extremes of
-    the frames give it); ``None`` if that cannot be told (NaN, no frames, not floats)."""
+    the frames give it); ``None`` if that cannot be told (no frames, not floats). Frames
+    holding NaN raise :class:`~stllr.errors.UserError`."""
     if not frames.is_floating_point() or frames.numel() == 0:
         return None
     # per frame: aminmax of a strided slice of frames would copy it first
     ext = torch.stack([torch.stack(torch.aminmax(f)) for f in frames]).flatten()
-    if bool(ext.isnan().any()):
-        return None
-    return int(quantize_input(ext, fmt).abs().max())
+    return int(quantize_input(ext, fmt, "IntegerEmulator.run: frames").abs().max())
+
+
+def _check_input(x, qnet: QNetwork, where: str) -> None:
+    """Refuse input ``[B, *input_shape]`` that the network's input format cannot hold."""
+    shape = tuple(qnet.input_shape)
+    expected = f"[B, {', '.join(map(str, shape))}]"
+    if not isinstance(x, torch.Tensor) or x.dtype == torch.bool or x.is_complex():
+        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise UserError(
+            f"{where}: input must be an integer (or integral float) tensor {expected}, got {got}"
+        )
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise UserError(f"{where}: input must be {expected}, got {list(x.shape)}")
+    if x.numel() == 0:
+        return
+    if x.is_floating_point() and not bool((x == torch.round(x)).all()):
+        raise UserError(
+            f"{where}: input values must be integers (NaN or fractions found); "
+            "float frames become integers with quantization.ptq.quantize_input"
+        )
+    lo, hi = torch.aminmax(x)
+    qnet.input_format.check_range(lo.item(), hi.item(), where)
 
 
 def _value_bound(n, in_bounds: list[int], ins) -> int:

@@ -28,12 +28,14 @@ time depends on ``s``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from quantization.learning_formats import LearningSpec, PsiTable
+from stllr.errors import UserError
 
 FILE_FORMAT = "stllr-qnet/1"
 _NODE_TYPES: dict[str, type] = {}
@@ -151,6 +153,19 @@ class InputFormat:
 
     def scale(self) -> float:
         return 2.0**self.exp
+
+    def check_range(self, smallest, largest, where: str) -> None:
+        """Refuse input integers outside ``[lo, hi]``: the network was quantized for that
+        range, and the emulator and Lava would compute with the values as they are.
+        ``smallest``/``largest``: the extremes of the input; ``where``: what holds them."""
+        if smallest < self.lo or largest > self.hi:
+            bad = smallest if smallest < self.lo else largest
+            bad = int(bad) if math.isfinite(bad) else float(bad)
+            raise UserError(
+                f"{where}: input value {bad} is outside the network's input format "
+                f"[{self.lo}, {self.hi}] (float frames become such integers with "
+                "quantization.ptq.quantize_input)"
+            )
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ from quantization.network import (
     Readout,
     SpikingLayer,
 )
+from stllr.errors import UserError
 
 VTH_MAX = (1 << 17) - 1
 BIAS_MANT_MAX = (1 << 12) - 1
@@ -119,9 +120,15 @@ class LayerReport:
 
 
 def calibrate_input(frames: Iterable[torch.Tensor], bits: int = 8) -> InputFormat:
-    """The input format from calibration frames ``[T, B, ...]`` (see module doc)."""
+    """The input format from calibration frames ``[T, B, ...]`` (see module doc). A batch
+    holding NaN or ±inf raises :class:`~stllr.errors.UserError` (NaN would be skipped by
+    the maxima and give a meaningless format)."""
     x_max, x_min, integral = 0.0, 0.0, True
-    for x in frames:
+    for i, x in enumerate(frames):
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise UserError(
+                f"PTQ calibration: batch {i} holds NaN or inf; calibration frames must be finite"
+            )
         x_max = max(x_max, float(x.max()))
         x_min = min(x_min, float(x.min()))
         integral = integral and bool((x == torch.round(x)).all())
@@ -136,9 +143,12 @@ def calibrate_input(frames: Iterable[torch.Tensor], bits: int = 8) -> InputForma
     return InputFormat(exp=exp, lo=-(1 << (bits - 1)), hi=(1 << (bits - 1)) - 1)
 
 
-def quantize_input(x: torch.Tensor, fmt: InputFormat) -> torch.Tensor:
+def quantize_input(x: torch.Tensor, fmt: InputFormat, what: str = "quantize_input") -> torch.Tensor:
     """``clip(round(x / 2^exp), lo, hi)`` as int64 (dividing by a power of two is exact in
-    ``x``'s own float dtype, so no wider copy is made)."""
+    ``x``'s own float dtype, so no wider copy is made). NaN, which has no integer, raises
+    :class:`~stllr.errors.UserError` naming ``what``; ±inf saturate like any large value."""
+    if x.is_floating_point() and bool(x.isnan().any()):
+        raise UserError(f"{what}: NaN in the input frames; expected finite values")
     y = x if fmt.exp == 0 else x / fmt.scale()
     return torch.round(y).clamp(fmt.lo, fmt.hi).to(torch.int64)
 

@@ -20,7 +20,8 @@ from quantization.convert import register_converter, stllr_layer_spec
 from quantization.emulator import IntegerEmulator
 from quantization.learning_formats import psi_table
 from quantization.network import Add, QNetwork, Readout, SpikingLayer
-from quantization.ptq import PTQConfig, QuantizationError, quantize_model
+from quantization.ptq import PTQConfig, QuantizationError, quantize_input, quantize_model
+from stllr.errors import UserError
 from stllr.layers.stllr_layers import LinearSTLLR
 from stllr.models.base import SpikingModel
 from stllr.models.resnet import SpikingResNet18
@@ -561,3 +562,75 @@ def test_delay_one_shifts_each_layer_of_the_shd_network():
     o0, o1 = torch.stack(r0["readout"]), torch.stack(r1["readout"])
     assert int(s1[0].sum()) == 0 and torch.equal(s1[1 : T + 1], s0[:T])
     assert int(o1[:2].abs().sum()) == 0 and torch.equal(o1[2:], o0[:T])
+
+
+# --- input that the formats cannot hold: refused in one line, never computed with ----------
+
+
+def _tiny_emulator() -> IntegerEmulator:
+    w = torch.tensor([[3, -2, 1], [0, 5, -7]])
+    layer = SpikingLayer("fc0", ("input",), "dense", w, -4, 300, 6, "soft")
+    return IntegerEmulator(QNetwork((layer,), (3,), 2))  # input format [0, 255]
+
+
+@pytest.mark.parametrize(
+    "x,message",
+    [
+        (torch.tensor([[0, 256, 1]]), r"value 256 is outside .* input format \[0, 255\]"),
+        (torch.tensor([[0, -1, 1]]), r"value -1 is outside"),
+        (torch.tensor([[2**40, 0, 0]]), r"value 1099511627776 is outside"),
+        (torch.tensor([[0.5, 0.0, 1.0]]), r"values must be integers"),
+        (torch.tensor([[float("nan"), 0.0, 1.0]]), r"values must be integers \(NaN"),
+        (torch.tensor([[float("inf"), 0.0, 1.0]]), r"value inf is outside"),
+        (torch.zeros(1, 4, dtype=torch.int64), r"must be \[B, 3\], got \[1, 4\]"),
+        (torch.zeros(3, dtype=torch.int64), r"must be \[B, 3\], got \[3\]"),
+        (torch.zeros(1, 3, dtype=torch.bool), r"got torch.bool"),
+        (np.zeros((1, 3), dtype=np.int64), r"got ndarray"),
+    ],
+    ids=["256", "-1", "2^40", "fraction", "nan", "inf", "shape", "no-batch", "bool", "numpy"],
+)
+def test_emulator_refuses_input_its_format_cannot_hold(x, message):
+    """Such input used to be computed with as it was (256 in an 8-bit input, 2^40, 0.5) or
+    failed deep inside a kernel; it is now a one-line UserError, from forward and step."""
+    emu = _tiny_emulator()
+    for call in (emu.forward, emu.step):
+        with pytest.raises(UserError, match=rf"IntegerEmulator.forward: .*{message}"):
+            call(x)
+    assert emu.step_count == 0  # refused before anything moved
+
+
+def test_emulator_takes_the_whole_input_format():
+    """The edges of the format are accepted, as integers or integral floats, with the same
+    outputs (spikes of W·x with x at 0 and 255, checked against the weights)."""
+    emu = _tiny_emulator()
+    x = torch.tensor([[255, 0, 0], [0, 0, 255]])
+    a = emu.forward(x)["fc0"]
+    emu.reset()
+    b = emu.forward(x.double())["fc0"]
+    assert torch.equal(a, b)
+    # W·x: [765, 0] and [255, -1785] weight LSBs at threshold 6: only positive sums spike
+    assert a.tolist() == [[1, 0], [1, 0]]
+
+
+def test_emulator_run_refuses_nan_and_other_shapes():
+    """NaN frames used to become −2^63 after quantization; now a one-line UserError."""
+    emu = _tiny_emulator()
+    x = torch.zeros(4, 2, 3)
+    x[2, 1, 0] = float("nan")
+    with pytest.raises(UserError, match=r"IntegerEmulator.run: frames: NaN in the input frames"):
+        emu.run(x)
+    with pytest.raises(UserError, match=r"frames must be \[T, B, 3\], got \[4, 3\]"):
+        emu.run(torch.zeros(4, 3))
+    with pytest.raises(UserError, match=r"quantize_input: NaN in the input frames"):
+        quantize_input(x, emu.qnet.input_format)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_ptq_calibration_refuses_non_finite_frames(bad):
+    """NaN in a calibration batch used to be skipped by the maxima: the NaN batch below
+    turned the integral 0/2 frames' format (exp 0) into a fractional one (exp −6), and
+    all-NaN calibration into exp −126; inf failed with a message about a "range"."""
+    model, x = _build("shd_stllr")
+    poisoned = torch.full_like(x, bad)
+    with pytest.raises(UserError, match=r"PTQ calibration: batch 1 holds NaN or inf"):
+        quantize_model(model, [x, poisoned], PTQConfig(weight_bits=8))
