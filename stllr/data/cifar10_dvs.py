@@ -1,6 +1,6 @@
 """CIFAR10-DVS through tonic 1.7.0 ``CIFAR10DVS`` (aedat4 files), read offline.
 
-Pipeline of the reference (STLLR.md §3b, OTTT/spikingjelly code), per recording:
+Pipeline of the reference (docs/rule.md §11b, the OTTT/spikingjelly code), per recording:
 
 1. ``ToFrame(n_event_bins=10)``: 10 frames of equal event count, counts ``[10, 2, 128, 128]``
    (tonic drops the last ``N mod 10`` events; spikingjelly put them in the last frame).

@@ -1,6 +1,6 @@
 """DVS128 Gesture through tonic 1.7.0 ``DVSGesture`` (official split), read offline.
 
-Pipeline of the reference (STLLR.md §3a), all sizes configurable in :class:`GestureConfig`:
+Pipeline of the reference (docs/rule.md §11a), all sizes configurable in :class:`GestureConfig`:
 
 * **train**: ``SliceByTime(1.575 s)`` without the partial last slice (slices start at the
   first event), each slice → ``ToFrame(time_window=75 ms)`` counts ``[T, 2, 128, 128]``

@@ -1,6 +1,6 @@
 """N-Caltech101 through tonic 1.7.0 ``NCALTECH101`` (``.bin`` files), read offline.
 
-Pipeline of the reference (STLLR.md §3c): tonic shifts ``x`` and ``y`` of every recording
+Pipeline of the reference (docs/rule.md §11c): tonic shifts ``x`` and ``y`` of every recording
 to start at 0, then ``ToFrame(sensor_size=(240, 180, 2), time_window=30 ms)`` counts
 ``[T, 2, 180, 240]`` (complete windows from the first event, ``T ≈ 10`` for the 300 ms
 saccades) → torchvision ``Resize([45, 60])`` (bilinear, antialias, rounded back to integer
