@@ -116,7 +116,7 @@ def test_citation_check_reports_bad_pages_sections_and_pitfalls():
     assert len(errors) == 3, errors
     assert "x.py:2:" in errors[0] and "no heading '99.'" in errors[0]
     assert "no heading 'Pitfall 42.'" in errors[1]
-    assert "no such page docs/nope.md" in errors[2]
+    assert f"no such page docs/{bad[2]}" in errors[2]
 
 
 @pytest.mark.parametrize(
