@@ -31,13 +31,17 @@ from pathlib import Path
 import torch
 
 from stllr import distributed
+from stllr.checkpoints import load_model_state, load_pt
 from stllr.config import ExperimentConfig
+from stllr.errors import UserError
 from stllr.models.factory import build_model
 from stllr.tasks import TaskData, load_task
 from stllr.trainer import EpochMetrics, run_epoch
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
+#: what a checkpoint.pt holds, all needed to resume
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history", "config")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -93,6 +97,21 @@ def _check(cfg: ExperimentConfig) -> None:
         raise ValueError(f"config scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
 
 
+def _check_resumed_config(stored: dict, cfg: ExperimentConfig, path: Path) -> None:
+    """A run resumes only with the settings ``path`` (config.json or a checkpoint) was
+    written with; ``epochs`` alone may change (to train longer)."""
+    if not isinstance(stored, dict):
+        raise UserError(f"--resume: {path} holds no config dict (got {type(stored).__name__})")
+    current = json.loads(json.dumps(cfg.as_dict()))
+    stored = json.loads(json.dumps(stored, default=str))
+    diff = sorted(k for k in current if stored.get(k) != current[k] and k != "epochs")
+    if diff:
+        raise UserError(
+            f"--resume: {path} was written with different settings for {diff}; "
+            "use another name or out_dir, or the same config"
+        )
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     resume: bool = False,
@@ -107,14 +126,7 @@ def run_experiment(
     run_dir = Path(cfg.out_dir) / cfg.name
     config_path = run_dir / "config.json"
     if resume and config_path.exists():
-        stored = json.loads(config_path.read_text())
-        current = json.loads(json.dumps(cfg.as_dict()))
-        diff = sorted(k for k in current if stored.get(k) != current[k] and k != "epochs")
-        if diff:
-            raise ValueError(
-                f"--resume: {config_path} was written with different settings for {diff}; "
-                "use another name or out_dir, or the same config"
-            )
+        _check_resumed_config(json.loads(config_path.read_text()), cfg, config_path)
     elif not resume and (run_dir / "trial_1" / CHECKPOINT).exists():
         raise ValueError(
             f"{run_dir} already holds a run; pass --resume to continue it, "
@@ -160,13 +172,20 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
     start = 1
     ckpt_path = trial_dir / CHECKPOINT
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and ckpt["scheduler"] is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        history = [EpochMetrics(**m) for m in ckpt["history"]]
-        start = ckpt["epoch"] + 1
+        ckpt = load_pt(ckpt_path, keys=RESUME_KEYS)
+        _check_resumed_config(ckpt["config"], cfg, ckpt_path)
+        load_model_state(model, ckpt, ckpt_path, "its config")
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None and ckpt["scheduler"] is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            history = [EpochMetrics(**m) for m in ckpt["history"]]
+            start = int(ckpt["epoch"]) + 1
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(
+                f"--resume: {ckpt_path} has an optimizer, scheduler, history or epoch entry "
+                f"this run cannot continue from ({exc})"
+            ) from None
         log(f"trial {trial}: resuming after epoch {ckpt['epoch']} from {ckpt_path}")
     best = max((m.test_acc for m in history), default=-1.0)
     for epoch in range(start, cfg.epochs + 1):

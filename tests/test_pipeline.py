@@ -204,7 +204,7 @@ def test_adaptation_parity_and_recomputed_accuracy(tiny_run):
     cfg = _cfg(run_dir)
     data = load_task(cfg.train)
     qnet = load_qnet(run_dir)
-    learned = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=False)
+    learned = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=True)
     for name, w in learned["device_after"].items():
         n = qnet.node(name)
         kw = {
@@ -525,7 +525,7 @@ def test_on_device_dfa_signals_in_lava_equal_the_emulator(tiny_run, tmp_path, da
     plan = make_plan(plastic, a.layers, "dfa", a.seed)
     xs_int = quantize_input(xs, qnet.input_format)
     ref = emulate_online(plastic, xs_int.transpose(0, 1), ys, learn_window=a.window, plan=plan)
-    stored = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=False)
+    stored = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=True)
     for name in a.layers:
         n = qnet.node(name)
         got = torch.round(stored["device_after"][name]["w"] / 2.0**n.weight_exp)
