@@ -32,7 +32,7 @@ import torch
 
 from stllr import distributed
 from stllr.checkpoints import load_model_state, load_pt
-from stllr.config import ExperimentConfig
+from stllr.config import ExperimentConfig, check_training
 from stllr.errors import UserError
 from stllr.models.factory import build_model
 from stllr.tasks import TaskData, load_task
@@ -87,16 +87,6 @@ def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
 
 
-def _check(cfg: ExperimentConfig) -> None:
-    for key in ("epochs", "batch_size", "val_batch_size", "trials", "window"):
-        if getattr(cfg, key) < 1:
-            raise ValueError(f"config {key} must be ≥ 1, got {getattr(cfg, key)}")
-    if not cfg.lr > 0:
-        raise ValueError(f"config lr must be > 0, got {cfg.lr}")
-    if cfg.scheduler < 0:
-        raise ValueError(f"config scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
-
-
 def _check_resumed_config(stored: dict, cfg: ExperimentConfig, path: Path) -> None:
     """A run resumes only with the settings ``path`` (config.json or a checkpoint) was
     written with; ``epochs`` alone may change (to train longer)."""
@@ -120,7 +110,7 @@ def run_experiment(
     data: TaskData | None = None,
 ) -> dict:
     """Train ``cfg.trials`` trials and return the summary (also written to ``summary.json``)."""
-    _check(cfg)
+    check_training(cfg)
     if distributed.rank() != 0:
         log, progress = (lambda s: None), False
     run_dir = Path(cfg.out_dir) / cfg.name
