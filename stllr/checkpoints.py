@@ -71,20 +71,10 @@ def stored_config(ckpt: Mapping, path: str | Path) -> ExperimentConfig:
     """
     stored = ckpt.get("config")
     if not isinstance(stored, Mapping):
-        raise UserError(f"{path}: 'config' must be a dict of config keys, got {type(stored)}")
+        raise UserError(f"{path}: 'config' must be a dict, got {type(stored).__name__}")
     known = field_types()
     values = {k: coerce_value(k, v, known[k], str(path)) for k, v in stored.items() if k in known}
     return ExperimentConfig(**values)
-
-
-def changed_keys(stored: ExperimentConfig, cfg: ExperimentConfig) -> str:
-    """``"hidden=64, arch=vgg9"``: the keys of ``cfg`` that differ from ``stored``."""
-    a, b = stored.as_dict(), cfg.as_dict()
-    return ", ".join(f"{k}={_show(b[k])}" for k in a if a[k] != b[k])
-
-
-def _show(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def state_mismatch(model: torch.nn.Module, state: Mapping) -> list[str]:
@@ -123,6 +113,12 @@ def load_model_state(model: torch.nn.Module, ckpt: Mapping, path: str | Path, bu
 
 def built_from(stored: ExperimentConfig, cfg: ExperimentConfig, source: str) -> str:
     """How :func:`load_model_state` names a model built from ``cfg`` when the file's
-    config was ``stored``: ``"its config"`` or ``"its config with hidden=64"``."""
-    changes = changed_keys(stored, cfg)
+    config was ``stored``: ``source`` plus the keys that differ, e.g. ``"its config with
+    hidden=64"``."""
+    a, b = stored.as_dict(), cfg.as_dict()
+    changes = ", ".join(f"{k}={_show(b[k])}" for k in a if a[k] != b[k])
     return f"{source} with {changes}" if changes else source
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
