@@ -15,6 +15,7 @@ be 1 (the later stages deploy one network).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import tomli
 
-from stllr.config import ExperimentConfig, apply_overrides, coerce_value
+from stllr.config import ExperimentConfig, apply_overrides, check_training, coerce_value
+from stllr.errors import UserError
 
 #: where the per-task pipeline configs live (``<task with - as _>.toml``)
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "pipeline"
@@ -191,6 +193,7 @@ def _finish(cfg: PipelineConfig, run_dir: Path | None) -> PipelineConfig:
 def check(cfg: PipelineConfig) -> None:
     """One-line errors for values no stage can run with."""
     q, a, lava = cfg.quantize, cfg.adaptation, cfg.lava
+    check_training(cfg.train, prefix="train.")
     for b in (q.bits, *q.sweep_bits):
         if not 2 <= b <= 16:
             raise ValueError(f"quantize bits must be in 2..16, got {b}")
@@ -218,8 +221,8 @@ def check(cfg: PipelineConfig) -> None:
         )
     if not 0.0 <= a.event_loss < 1.0 or not 0.0 <= a.background < 1.0:
         raise ValueError("adaptation.event_loss and adaptation.background must be in [0, 1)")
-    if not a.lr > 0:
-        raise ValueError(f"adaptation.lr must be > 0, got {a.lr}")
+    if not 0 < a.lr < math.inf:
+        raise UserError(f"adaptation.lr must be a finite number > 0, got {a.lr}")
     from pipeline.learners import SIGNALS
 
     if a.signal not in SIGNALS:

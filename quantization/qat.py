@@ -404,7 +404,16 @@ def _finetune(model, mode, train_set, cfg, epochs, label, log) -> list[QATEpoch]
         if hasattr(train_set, "reseed"):
             train_set.reseed(seed)
         t0 = time.perf_counter()
-        loss, acc = run_epoch(model, train_set, cfg.batch_size, optimizer, mode, cfg.window, gen)
+        loss, acc = run_epoch(
+            model,
+            train_set,
+            cfg.batch_size,
+            optimizer,
+            mode,
+            cfg.window,
+            gen,
+            desc=f"{label} epoch {epoch}",
+        )
         history.append(QATEpoch(epoch, loss, acc, time.perf_counter() - t0))
         log(
             f"{label} epoch {epoch}/{epochs}: train loss "

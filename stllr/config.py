@@ -10,6 +10,7 @@ name the key, the file and the expected type.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import tomli
 
+from stllr.errors import UserError
 from stllr.factors import STLLRFactors
 
 
@@ -80,6 +82,20 @@ class ExperimentConfig:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def check_training(cfg: ExperimentConfig, prefix: str = "config ") -> None:
+    """One-line errors for values no training run can use; ``prefix`` leads each key's name
+    (``"train."`` in a pipeline config)."""
+    for key in ("epochs", "batch_size", "val_batch_size", "trials", "window"):
+        if getattr(cfg, key) < 1:
+            raise UserError(f"{prefix}{key} must be ≥ 1, got {getattr(cfg, key)}")
+    if not 0 < cfg.lr < math.inf:
+        raise UserError(f"{prefix}lr must be a finite number > 0, got {cfg.lr}")
+    if not 0 <= cfg.weight_decay < math.inf:
+        raise UserError(f"{prefix}weight_decay must be a finite number ≥ 0, got {cfg.weight_decay}")
+    if cfg.scheduler < 0:
+        raise UserError(f"{prefix}scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
 
 
 def field_types() -> dict[str, type]:

@@ -33,32 +33,14 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from stllr.config import ExperimentConfig, apply_overrides, field_types
-    from stllr.models.factory import build_model
+    from stllr.cli.checkpoint import load_checkpoint
     from stllr.run import atomic_json
-    from stllr.tasks import load_task
     from stllr.trainer import run_epoch
 
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    try:
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 — any unpickling failure means a bad file
-        raise ValueError(f"{args.checkpoint} is not a readable stllr checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{args.checkpoint} has no 'model'/'config' entries: not written by train")
-    known = field_types()
-    stored = {
-        k: (tuple(v) if isinstance(v, list) else v) for k, v in ckpt["config"].items() if k in known
-    }
-    cfg = apply_overrides(ExperimentConfig(**stored), args.set)
-    data = load_task(cfg)
-    model, _ = build_model(cfg, data.input_shape, data.num_classes)
-    model.load_state_dict(ckpt["model"])
+    ck = load_checkpoint(args.checkpoint, args.set)
+    cfg, data = ck.cfg, ck.data
     loss, acc = run_epoch(
-        model,
+        ck.model,
         data.test,
         cfg.val_batch_size,
         progress=not args.no_progress and sys.stderr.isatty(),
@@ -67,14 +49,14 @@ def run(args: argparse.Namespace) -> int:
     result = {
         "checkpoint": str(args.checkpoint),
         "task": cfg.task,
-        "epoch": ckpt.get("epoch"),
+        "epoch": ck.epoch,
         "test_acc": acc,
         "test_loss": loss,
         "samples": len(data.test),
     }
     print(
         f"{cfg.task}: test accuracy {acc:.2f}% on {len(data.test)} samples "
-        f"(checkpoint of epoch {ckpt.get('epoch')})"
+        f"(checkpoint of epoch {ck.epoch})"
     )
     if args.out is not None:
         atomic_json(result, args.out)
