@@ -298,7 +298,7 @@ def test_deleted_artefact_and_changed_setting_rerun_only_their_stages(tiny_run, 
     ("args", "message"),
     [
         (["--task", "nope"], "unknown task 'nope'"),
-        (["--task", "custom"], "no pipeline config for task 'custom'"),
+        (["--task", "custom"], "task 'custom' reads real files: give --data PATH (an events"),
         (["--task", "shd"], "task 'shd' reads real files: give --data PATH"),
         (["--data", "/no/such/folder"], "--data /no/such/folder: no such file or directory"),
         (["--task", "shd-standin", "--data", "."], "is the built-in stand-in"),
