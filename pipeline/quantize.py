@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from pipeline import artefacts as A
 from pipeline.runner import Context, StageOutput
+from stllr.errors import UserError
 from stllr.run import atomic_json
 
 
@@ -43,7 +44,7 @@ def run(ctx: Context) -> StageOutput:
         )
     ptq = results[q.bits]
     if ptq.error is not None:
-        raise ValueError(f"{q.bits}-bit PTQ failed: {ptq.error}")
+        raise UserError(f"{q.bits}-bit PTQ failed: {ptq.error}")
     qat = control = None
     if q.qat_epochs > 0:
         qat = report.qat_and_evaluate(
@@ -59,7 +60,7 @@ def run(ctx: Context) -> StageOutput:
             ctx.log,
         )
         if qat.error is not None:
-            raise ValueError(f"{q.bits}-bit QAT failed: {qat.error}")
+            raise UserError(f"{q.bits}-bit QAT failed: {qat.error}")
         control = report.float_control(
             model, mode, data, train, q.qat_epochs, ctx.progress, ctx.log
         )

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
+from stllr.errors import UserError
 from stllr.run import atomic_json
 
 MARKER = "stage.json"
@@ -177,14 +178,14 @@ def run_stages(
     run_dir = Path(run_dir)
     names = [s.name for s in stages]
     if rerun_from is not None and rerun_from not in names:
-        raise ValueError(f"--rerun-from {rerun_from!r}: unknown stage; stages: {', '.join(names)}")
+        raise UserError(f"--rerun-from {rerun_from!r}: unknown stage; stages: {', '.join(names)}")
     if (run_dir / RUN_FILE).exists() and not resume:
-        raise ValueError(
+        raise UserError(
             f"{run_dir} already holds a pipeline run; pass --resume to continue it "
             "(finished stages are skipped), or choose another --out"
         )
     if run_dir.exists() and not (run_dir / RUN_FILE).exists() and any(run_dir.iterdir()):
-        raise ValueError(f"{run_dir} exists and is not a pipeline run folder; choose another --out")
+        raise UserError(f"{run_dir} exists and is not a pipeline run folder; choose another --out")
     run_file = {"format": "stllr-pipeline/1", "stages": names, "config": cfg.as_dict()}
     if not (run_dir / RUN_FILE).exists():  # marks the folder as a run from the start
         atomic_json(run_file, run_dir / RUN_FILE)

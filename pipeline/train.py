@@ -12,6 +12,7 @@ import json
 
 from pipeline import artefacts as A
 from pipeline.runner import Context, StageOutput, read_marker
+from stllr.errors import UserError
 
 
 def run(ctx: Context) -> StageOutput:
@@ -58,7 +59,7 @@ def refuse_silent_retrain(stage, status: str, ctx: Context) -> None:
     current = json.loads(json.dumps(ctx.cfg.settings()["train"]))
     keys = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     diff = ", ".join(f"{k}: {stored.get(k)!r} → {current.get(k)!r}" for k in keys)
-    raise ValueError(
+    raise UserError(
         f"{ctx.run_dir}: the finished training used other settings ({diff or 'inputs changed'}); "
         "use another --out, or pass --rerun-from train to retrain"
     )

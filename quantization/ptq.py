@@ -62,6 +62,7 @@ from quantization.network import (
     Readout,
     SpikingLayer,
 )
+from stllr.errors import UserError
 
 VTH_MAX = (1 << 17) - 1
 BIAS_MANT_MAX = (1 << 12) - 1
@@ -95,7 +96,7 @@ class PTQConfig:
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
-            raise ValueError(f"PTQConfig.scale must be one of {SCALES}, got {self.scale!r}")
+            raise UserError(f"PTQConfig.scale must be one of {SCALES}, got {self.scale!r}")
 
 
 @dataclass

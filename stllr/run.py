@@ -32,6 +32,7 @@ import torch
 
 from stllr import distributed
 from stllr.config import ExperimentConfig
+from stllr.errors import UserError
 from stllr.models.factory import build_model
 from stllr.tasks import TaskData, load_task
 from stllr.trainer import EpochMetrics, run_epoch
@@ -80,17 +81,17 @@ def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+    raise UserError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
 
 
 def _check(cfg: ExperimentConfig) -> None:
     for key in ("epochs", "batch_size", "val_batch_size", "trials", "window"):
         if getattr(cfg, key) < 1:
-            raise ValueError(f"config {key} must be ≥ 1, got {getattr(cfg, key)}")
+            raise UserError(f"config {key} must be ≥ 1, got {getattr(cfg, key)}")
     if not cfg.lr > 0:
-        raise ValueError(f"config lr must be > 0, got {cfg.lr}")
+        raise UserError(f"config lr must be > 0, got {cfg.lr}")
     if cfg.scheduler < 0:
-        raise ValueError(f"config scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
+        raise UserError(f"config scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
 
 
 def run_experiment(
@@ -111,12 +112,12 @@ def run_experiment(
         current = json.loads(json.dumps(cfg.as_dict()))
         diff = sorted(k for k in current if stored.get(k) != current[k] and k != "epochs")
         if diff:
-            raise ValueError(
+            raise UserError(
                 f"--resume: {config_path} was written with different settings for {diff}; "
                 "use another name or out_dir, or the same config"
             )
     elif not resume and (run_dir / "trial_1" / CHECKPOINT).exists():
-        raise ValueError(
+        raise UserError(
             f"{run_dir} already holds a run; pass --resume to continue it, "
             "or choose another name/out_dir"
         )

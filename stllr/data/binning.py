@@ -15,6 +15,8 @@ import tonic
 import torch
 import torch.nn.functional as F
 
+from stllr.errors import UserError
+
 
 def validate_events(events: np.ndarray, sensor_size: tuple[int, int, int], where: str) -> None:
     """Raise :class:`ValueError` naming ``where`` unless ``events`` can be binned.
@@ -25,26 +27,26 @@ def validate_events(events: np.ndarray, sensor_size: tuple[int, int, int], where
     """
     names = events.dtype.names
     if names is None:
-        raise ValueError(
+        raise UserError(
             f"{where}: events must be a structured array with fields x, y, t, p; "
             f"got dtype {events.dtype}"
         )
     needed = ("x", "y", "t", "p") if sensor_size[1] > 1 else ("x", "t", "p")
     for field in needed:
         if field not in names:
-            raise ValueError(f"{where}: events lack the field '{field}' (fields: {names})")
+            raise UserError(f"{where}: events lack the field '{field}' (fields: {names})")
         kind = events.dtype[field].kind
         ok = "iufb" if field == "t" else "iub"
         if kind not in ok:
-            raise ValueError(
+            raise UserError(
                 f"{where}: field '{field}' has dtype {events.dtype[field]}; expected "
                 + ("a number" if field == "t" else "integers (or bool for p)")
             )
     if events.size == 0:
-        raise ValueError(f"{where}: empty recording (0 events); expected at least 1 event")
+        raise UserError(f"{where}: empty recording (0 events); expected at least 1 event")
     t = events["t"]
     if np.any(t[1:] < t[:-1]):
-        raise ValueError(f"{where}: field 't' must be sorted in ascending time")
+        raise UserError(f"{where}: field 't' must be sorted in ascending time")
     limits = {"x": sensor_size[0], "p": sensor_size[2]}
     if "y" in needed:
         limits["y"] = sensor_size[1]
@@ -52,7 +54,7 @@ def validate_events(events: np.ndarray, sensor_size: tuple[int, int, int], where
         values = events[field].astype(np.int64)
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi >= size:
-            raise ValueError(
+            raise UserError(
                 f"{where}: field '{field}' spans [{lo}, {hi}]; expected 0..{size - 1} "
                 f"for sensor_size (W, H, P) = {tuple(sensor_size)}"
             )

@@ -34,6 +34,7 @@ import numpy as np
 from stllr.data.binning import events_to_frames
 from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
 from stllr.data.recording_sources import file_identity
+from stllr.errors import UserError
 
 SPLITS = ("train", "test")
 
@@ -77,14 +78,14 @@ def _open(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(
+        raise UserError(
             f"{path}: cannot be opened as HDF5 (truncated or corrupt file?): {err}"
         ) from err
 
 
 def _attr(path: Path, f: h5py.File, name: str) -> np.ndarray:
     if name not in f.attrs:
-        raise ValueError(f"{path}: missing file attribute '{name}'")
+        raise UserError(f"{path}: missing file attribute '{name}'")
     return np.asarray(f.attrs[name])
 
 
@@ -100,36 +101,36 @@ def read_header(path: str | os.PathLike) -> CustomFileInfo:
     with _open(path) as f:
         size = _attr(path, f, "sensor_size")
         if size.shape != (3,) or size.dtype.kind not in "iu" or np.any(size < 1):
-            raise ValueError(
+            raise UserError(
                 f"{path}: attribute 'sensor_size' = {size.tolist()}; expected 3 positive "
                 "integers (W, H, P)"
             )
         n_classes = _attr(path, f, "num_classes")
         if n_classes.shape != () or n_classes.dtype.kind not in "iu" or int(n_classes) < 1:
-            raise ValueError(
+            raise UserError(
                 f"{path}: attribute 'num_classes' = {n_classes!r}; expected a positive integer"
             )
         for key in ("events", "labels", "split"):
             if key not in f:
-                raise ValueError(f"{path}: missing key '{key}' (see stllr.data.custom_events)")
+                raise UserError(f"{path}: missing key '{key}' (see stllr.data.custom_events)")
         if not isinstance(f["events"], h5py.Group):
-            raise ValueError(f"{path}: 'events' must be a group of per-recording datasets")
+            raise UserError(f"{path}: 'events' must be a group of per-recording datasets")
         labels = f["labels"][()]
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
-            raise ValueError(
+            raise UserError(
                 f"{path}: 'labels' must be a 1-d integer array, got dtype {labels.dtype} "
                 f"shape {labels.shape}"
             )
         splits = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in f["split"][()])
         n = labels.size
         if len(splits) != n:
-            raise ValueError(f"{path}: 'split' has {len(splits)} entries, 'labels' has {n}")
+            raise UserError(f"{path}: 'split' has {len(splits)} entries, 'labels' has {n}")
         bad = sorted({s for s in splits if s not in SPLITS})
         if bad:
-            raise ValueError(f"{path}: 'split' has values {bad}; expected 'train' or 'test'")
+            raise UserError(f"{path}: 'split' has values {bad}; expected 'train' or 'test'")
         if n and (labels.min() < 0 or labels.max() >= int(n_classes)):
             i = int(np.argmax((labels < 0) | (labels >= int(n_classes))))
-            raise ValueError(
+            raise UserError(
                 f"{path}: 'labels'[{i}] = {int(labels[i])} out of range; expected "
                 f"0..{int(n_classes) - 1} (num_classes = {int(n_classes)})"
             )
@@ -139,7 +140,7 @@ def read_header(path: str | os.PathLike) -> CustomFileInfo:
         if names != expected:
             missing = sorted(expected - names, key=int)[:5]
             extra = sorted(names - expected)[:5]
-            raise ValueError(
+            raise UserError(
                 f"{path}: 'events' must hold datasets named 0..{n - 1} (one per label); "
                 f"missing {missing}, unexpected {extra}"
             )
@@ -154,21 +155,21 @@ def read_header(path: str | os.PathLike) -> CustomFileInfo:
 def _check_recording_dtype(path: Path, ds: h5py.Dataset, i: int, fields: tuple[str, ...]):
     where = f"{path}: 'events/{i}'"
     if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
-        raise ValueError(
+        raise UserError(
             f"{where} must be a structured dataset with fields {fields}; got "
             f"{getattr(ds, 'dtype', type(ds).__name__)}"
         )
     for field in fields:
         if field not in ds.dtype.names:
-            raise ValueError(f"{where} lacks field '{field}' (has {ds.dtype.names})")
+            raise UserError(f"{where} lacks field '{field}' (has {ds.dtype.names})")
         kind = ds.dtype[field].kind
         if kind not in ("iu" if field == "t" else "iub"):
-            raise ValueError(
+            raise UserError(
                 f"{where} field '{field}' has dtype {ds.dtype[field]}; expected "
                 + ("integer microseconds" if field == "t" else "integers")
             )
     if ds.shape is None or len(ds.shape) != 1 or ds.shape[0] == 0:
-        raise ValueError(f"{where} is empty or not 1-d (shape {ds.shape}); expected ≥ 1 event")
+        raise UserError(f"{where} is empty or not 1-d (shape {ds.shape}); expected ≥ 1 event")
 
 
 class CustomSource:
@@ -176,7 +177,7 @@ class CustomSource:
 
     def __init__(self, path: str | os.PathLike, split: str):
         if split not in SPLITS:
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+            raise UserError(f"split must be 'train' or 'test', got {split!r}")
         self.path = Path(path)
         self.info = read_header(self.path)
         self.indices = [i for i, s in enumerate(self.info.splits) if s == split]
@@ -197,7 +198,7 @@ class CustomSource:
             with h5py.File(self.path, "r") as f:
                 return f["events"][str(self.indices[i])][()]
         except OSError as err:
-            raise ValueError(f"{self.describe(i)}: cannot be read ({err})") from err
+            raise UserError(f"{self.describe(i)}: cannot be read ({err})") from err
 
 
 def custom_frames(
@@ -224,7 +225,7 @@ def custom_events_dataset(config: CustomEventsConfig) -> EventFrameDataset:
             problem (names the file and key/field).
     """
     if (config.time_window_us is None) == (config.n_time_bins is None):
-        raise ValueError(
+        raise UserError(
             "give exactly one of time_window_us (µs per frame) or n_time_bins (frames per "
             f"recording); got time_window_us={config.time_window_us}, "
             f"n_time_bins={config.n_time_bins}"
@@ -273,20 +274,20 @@ def write_custom_events(
     path = Path(path)
     n = len(recordings)
     if len(labels) != n or len(splits) != n:
-        raise ValueError(
+        raise UserError(
             f"{path}: {n} recordings, {len(labels)} labels, {len(splits)} splits; expected "
             "one label and one split per recording"
         )
     bad = sorted({s for s in splits if s not in SPLITS})
     if bad:
-        raise ValueError(f"{path}: split values {bad}; expected 'train' or 'test'")
+        raise UserError(f"{path}: split values {bad}; expected 'train' or 'test'")
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         group = f.create_group("events")
         for i, rec in enumerate(recordings):
             rec = np.asarray(rec)
             if rec.dtype.names is None:
-                raise ValueError(f"{path}: recording {i} is not a structured array")
+                raise UserError(f"{path}: recording {i} is not a structured array")
             group.create_dataset(str(i), data=rec)
         f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
         f.create_dataset("split", data=np.array(list(splits), dtype="S5"))

@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 
 from stllr.config import ExperimentConfig
+from stllr.errors import UserError
 from stllr.models.base import SpikingModel
 from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
 from stllr.models.vgg import VGG9_CHANNELS, VGGBPTT, VGGSTLLR
@@ -95,9 +96,9 @@ register_arch("resnet18", _resnet)
 def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int):
     """Return ``(model, training_mode)``."""
     if cfg.arch not in _ARCHS:
-        raise ValueError(f"unknown arch {cfg.arch!r}; expected one of {sorted(_ARCHS)}")
+        raise UserError(f"unknown arch {cfg.arch!r}; expected one of {sorted(_ARCHS)}")
     if cfg.method not in TRAINING_MODES:
-        raise ValueError(f"unknown method {cfg.method!r}; expected one of {TRAINING_MODES}")
+        raise UserError(f"unknown method {cfg.method!r}; expected one of {TRAINING_MODES}")
     if cfg.method == "bptt" and cfg.feedback != "BP":
-        raise ValueError(f"feedback={cfg.feedback!r} needs an S-TLLR method, not bptt")
+        raise UserError(f"feedback={cfg.feedback!r} needs an S-TLLR method, not bptt")
     return _ARCHS[cfg.arch](cfg, input_shape, num_classes), cfg.method
