@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from stllr.errors import UserError
+
 
 @dataclass
 class LoadedCheckpoint:
@@ -35,9 +37,9 @@ def load_checkpoint(path: Path, overrides: list[str] = ()) -> LoadedCheckpoint:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 — any unpickling failure means a bad file
-        raise ValueError(f"{path} is not a readable stllr checkpoint ({exc})") from None
+        raise UserError(f"{path} is not a readable stllr checkpoint ({exc})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{path} has no 'model'/'config' entries: not written by train")
+        raise UserError(f"{path} has no 'model'/'config' entries: not written by train")
     known = field_types()
     stored = {
         k: (tuple(v) if isinstance(v, list) else v) for k, v in ckpt["config"].items() if k in known

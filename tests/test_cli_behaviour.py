@@ -1,0 +1,157 @@
+"""The command line behaves like the tools users know: --set, --threads, --version, a fast
+--help, one-line user errors and tracebacks for bugs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from stllr.cli.main import build_parser, main
+from stllr.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBCOMMANDS = {  # subcommand → (its positional arguments, a --set item it understands)
+    "demo": ([], None),
+    "train": (["c.toml"], "epochs=2"),
+    "eval": (["ckpt.pt"], "seed=1"),
+    "quantize": (["ckpt.pt"], "seed=1"),
+    "compare": (["ckpt.pt"], "seed=1"),
+    "pipeline": ([], "train.epochs=2"),
+}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "quantize", "pipeline"])
+def test_set_is_repeatable_and_stops_at_the_positional(command):
+    positional, item = SUBCOMMANDS[command]
+    parser = build_parser()
+    other = "name=x" if command != "pipeline" else "adaptation.samples=5"
+    forms = [
+        ["--set", item, other, *positional],  # the README's form, before the positional
+        [*positional, "--set", item, other],  # … after it
+        ["--set", item, "--set", other, *positional],  # repeated
+        ["--set=" + item, other, *positional],
+    ]
+    for argv in forms:
+        args = parser.parse_args([command, *argv])
+        assert args.set == [item, other], argv
+        if positional:
+            key = "config" if command == "train" else "checkpoint"
+            assert str(getattr(args, key)) == positional[0], argv
+    # a value that is not KEY=VALUE still reaches the config parser, which names it
+    assert parser.parse_args([command, "--set", "epochs", *positional]).set == ["epochs"]
+
+
+def test_set_leaves_a_path_with_an_equals_sign_to_the_positional():
+    args = build_parser().parse_args(["eval", "--set", "seed=1", "runs/lr=1e-3/best.pt"])
+    assert args.set == ["seed=1"] and str(args.checkpoint) == "runs/lr=1e-3/best.pt"
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_threads_and_no_progress_on_every_subcommand(command):
+    positional, _ = SUBCOMMANDS[command]
+    args = build_parser().parse_args([command, *positional, "--threads", "3", "--no-progress"])
+    assert args.threads == 3 and args.no_progress
+
+
+def test_threads_sets_torch_and_the_blas_variables(tmp_path, monkeypatch, capsys):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert main(["eval", str(tmp_path / "missing.pt"), "--threads", "2"]) == 2
+        assert torch.get_num_threads() == 2
+        assert os.environ["OMP_NUM_THREADS"] == os.environ["OPENBLAS_NUM_THREADS"] == "2"
+    finally:
+        torch.set_num_threads(before)
+    assert main(["eval", str(tmp_path / "missing.pt"), "--threads", "-1"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("stllr: error: --threads must")
+
+
+def test_makefile_passes_args_through():
+    for target in ("pipeline", "demo"):
+        res = subprocess.run(
+            ["make", "-n", target, "ARGS=--task gesture-standin --threads 2"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert res.returncode == 0, res.stderr
+        assert f"stllr {target} --task gesture-standin --threads 2" in res.stdout
+
+
+def test_version_is_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    declared = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert capsys.readouterr().out.strip() == f"stllr {declared.group(1)}"
+
+
+def test_help_does_not_import_torch():
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "stllr.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert res.returncode == 0 and "pipeline" in res.stdout
+    modules = [line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines()]
+    assert "stllr.cli.train" in modules
+    assert not [m for m in modules if m.split(".")[0] in ("torch", "numpy", "lava", "h5py")]
+    # every subcommand's parser too (main builds them all)
+    code = "import sys; from stllr.cli.main import build_parser; build_parser(); " + (
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], env=_env(), timeout=60).returncode == 0
+
+
+def _fail_with(exc: BaseException, monkeypatch):
+    def run(args):
+        raise exc
+
+    monkeypatch.setattr("stllr.cli.evaluate.run", run)
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys):
+    monkeypatch.delenv("STLLR_DEBUG", raising=False)
+    _fail_with(UserError("c.toml: epochs must be int, got 'x'"), monkeypatch)
+    assert main(["eval", "x.pt"]) == 2
+    assert capsys.readouterr().err == "stllr: error: c.toml: epochs must be int, got 'x'\n"
+
+    # a bug (a plain ValueError/TypeError) is not turned into a vague one-line message
+    for bug in (ValueError("too many values to unpack (expected 1)"), TypeError("bad operand")):
+        _fail_with(bug, monkeypatch)
+        with pytest.raises(type(bug), match=re.escape(str(bug))):
+            main(["eval", "x.pt"])
+        assert "internal error" in capsys.readouterr().err
+
+    # --debug and STLLR_DEBUG=1 show the traceback of user errors too
+    _fail_with(UserError("bad value"), monkeypatch)
+    for argv in (["--debug", "eval", "x.pt"], ["eval", "x.pt", "--debug"]):
+        with pytest.raises(UserError, match="bad value"):
+            main(argv)
+    monkeypatch.setenv("STLLR_DEBUG", "1")
+    with pytest.raises(UserError, match="bad value"):
+        main(["eval", "x.pt"])
+
+
+@pytest.mark.parametrize(
+    "exc", [FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError]
+)
+def test_path_errors_are_user_errors(exc, monkeypatch, capsys):
+    monkeypatch.delenv("STLLR_DEBUG", raising=False)
+    _fail_with(exc("runs/x: the problem"), monkeypatch)
+    assert main(["eval", "x.pt"]) == 2
+    assert capsys.readouterr().err == "stllr: error: runs/x: the problem\n"
