@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from quantization.emulator import evaluate
 from quantization.network import QNetwork
 from quantization.ptq import PTQConfig, QuantizationError, quantize_model
 from stllr.errors import UserError
+from stllr.progress import bar as progress_bar
 from stllr.trainer import batches, run_epoch
 
 #: Weight widths the CLI accepts: Loihi's synapses hold ≤ 8 bits; up to 16 for studies
@@ -102,7 +102,7 @@ def emulator_accuracy(
 ) -> tuple[float, dict]:
     """Test accuracy (%) of the integer emulator and its saturation counts (``as_dict``)."""
     n = -(-len(test) // batch_size)
-    with tqdm(total=n, desc=desc, leave=False, disable=not progress, unit="batch") as bar:
+    with progress_bar(show=progress, total=n, desc=desc, leave=False, unit="batch") as bar:
         acc, counter = evaluate(qnet, batches(test, batch_size), progress=bar.update)
     return 100.0 * acc, counter.as_dict()
 

@@ -8,6 +8,8 @@ for ``--no-progress`` and when stderr is not a terminal (a log file, a pipe).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 _enabled = True
 
 
@@ -19,6 +21,17 @@ def set_enabled(on: bool) -> None:
 
 def enabled() -> bool:
     return _enabled
+
+
+@contextmanager
+def switched(on: bool):
+    """Bars allowed (or silenced) inside the ``with`` block, the previous state after it."""
+    before = _enabled
+    set_enabled(on)
+    try:
+        yield
+    finally:
+        set_enabled(before)
 
 
 def bar(iterable=None, *, show: bool = True, **kwargs):

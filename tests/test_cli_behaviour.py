@@ -155,3 +155,34 @@ def test_path_errors_are_user_errors(exc, monkeypatch, capsys):
     _fail_with(exc("runs/x: the problem"), monkeypatch)
     assert main(["eval", "x.pt"]) == 2
     assert capsys.readouterr().err == "stllr: error: runs/x: the problem\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "tty", "shown"),
+    [([], True, True), (["--no-progress"], True, False), ([], False, False)],
+)
+def test_no_progress_and_a_non_terminal_silence_every_bar(
+    argv, tty, shown, tmp_path, monkeypatch, capsys
+):
+    from stllr.data.shd_standin import generate_shd_standin
+
+    def run(args):  # a data step that asks for its bar itself, as binning and caching do
+        generate_shd_standin(tmp_path / str(len(argv)), n_train=3, n_test=2, progress=True)
+
+    monkeypatch.setattr("stllr.cli.evaluate.run", run)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    assert main(["eval", "x.pt", *argv]) == 0
+    assert ("SHD stand-in (train)" in capsys.readouterr().err) == shown
+
+
+def test_every_progress_bar_comes_from_stllr_progress():
+    """One switch silences them all only if no module makes its own tqdm bar."""
+    own = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for package in ("stllr", "pipeline", "quantization", "lava_models")
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "progress.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\btqdm\(|import tqdm|from tqdm", line)
+    ]
+    assert own == []

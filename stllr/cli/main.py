@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from stllr import progress
 from stllr.cli import compare, demo, evaluate, options, pipeline, quantize, train
 from stllr.errors import UserError
 
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         options.apply_threads(args.threads)
-        options.apply_progress(args)
-        return int(args.run(args) or 0)
+        with progress.switched(options.show_progress(args)):
+            return int(args.run(args) or 0)
     except USER_ERRORS as exc:
         if _debug(args):
             raise

@@ -105,13 +105,6 @@ def apply_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def apply_progress(args: argparse.Namespace) -> None:
-    """Silence every progress bar of the run unless :func:`show_progress`."""
-    from stllr import progress
-
-    progress.set_enabled(show_progress(args))
-
-
 def add_debug_option(p: argparse.ArgumentParser) -> None:
     """``--debug``: tracebacks for user errors too (also ``STLLR_DEBUG=1``)."""
     p.add_argument(

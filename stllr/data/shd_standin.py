@@ -373,9 +373,9 @@ def generate_split(
     speaker_ids = split_speakers(meta_rng, n, split, cfg)
     indices: Sequence[int] = range(n)
     if progress:
-        from tqdm.auto import tqdm
+        from stllr.progress import bar as progress_bar
 
-        indices = tqdm(indices, desc=f"SHD stand-in ({split})", unit="sample")
+        indices = progress_bar(indices, desc=f"SHD stand-in ({split})", unit="sample")
     times, units = [], []
     for i in indices:
         rng = _rng(seed, stream, 1, i)
