@@ -22,8 +22,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ import torch
 from stllr import distributed
 from stllr.config import ExperimentConfig
 from stllr.errors import UserError
+from stllr.files import atomic_write
 from stllr.models.factory import build_model
 from stllr.tasks import TaskData, load_task
 from stllr.trainer import EpochMetrics, run_epoch
@@ -42,23 +41,14 @@ BEST = "best.pt"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+    """Write ``data`` to ``path`` atomically (:func:`stllr.files.atomic_write`: temp file in
+    the same folder + ``os.replace``, permissions from the umask).
 
     Under data-parallel training only rank 0 writes.
     """
     if distributed.rank() != 0:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_save(obj, path: Path) -> None:

@@ -186,3 +186,29 @@ def test_every_progress_bar_comes_from_stllr_progress():
         if re.search(r"\btqdm\(|import tqdm|from tqdm", line)
     ]
     assert own == []
+
+
+@pytest.fixture
+def umask_022():
+    before = os.umask(0o022)
+    yield 0o644
+    os.umask(before)
+
+
+def test_written_files_follow_the_umask(umask_022, tmp_path):
+    import numpy as np
+
+    from stllr.data.frame_cache import FrameCache
+    from stllr.run import atomic_json, atomic_save
+
+    atomic_json({"a": 1}, tmp_path / "r.json")
+    atomic_save({"w": torch.zeros(2)}, tmp_path / "c.pt")
+    cache = FrameCache(tmp_path / "cache", {"k": 1})
+    cache.write(0, [np.zeros((2, 3), np.float32)])
+    written = [tmp_path / "r.json", tmp_path / "c.pt", cache.path(0), cache.folder / "meta.json"]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
+        p.name: oct(umask_022) for p in written
+    }
+    os.umask(0o077)
+    atomic_json({"a": 2}, tmp_path / "private.json")
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
