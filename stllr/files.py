@@ -1,4 +1,5 @@
-"""Writing files atomically, with the permissions the user's umask gives.
+"""Writing files atomically, with the permissions the user's umask gives, and run folders
+that a failed start does not leave behind.
 
 A temp file in the target folder is written and renamed over the target
 (``os.replace``), so a reader never sees a half-written file. ``tempfile.mkstemp``
@@ -9,8 +10,10 @@ ordinary ``open(path, "w")`` would have given (``0o666 & ~umask``) before the re
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,4 +44,26 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool 
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def removed_on_failure(folder: Path, keep: Callable[[Path], bool]) -> Iterator[None]:
+    """A new ``folder`` that the block fills: if the block fails while ``keep(folder)`` is
+    false, the folders it created (``folder`` and any missing parents) are removed again.
+
+    A run whose first checkpoint or stage is not written yet leaves nothing behind, so a
+    failed start (bad data, a model that does not fit) needs no clean-up and no
+    ``--resume``. A folder that existed before the block is never touched.
+    """
+    folder = Path(folder)
+    top = folder
+    while not top.parent.exists():
+        top = top.parent
+    created = not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if created and top.exists() and not keep(folder):
+            shutil.rmtree(top, ignore_errors=True)
         raise

@@ -24,14 +24,14 @@ import json
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import torch
 
 from stllr import distributed
 from stllr.config import ExperimentConfig
 from stllr.errors import UserError
-from stllr.files import atomic_write
+from stllr.files import atomic_write, removed_on_failure
 from stllr.models.factory import build_model
 from stllr.tasks import TaskData, load_task
 from stllr.trainer import EpochMetrics, run_epoch
@@ -82,6 +82,17 @@ def _check(cfg: ExperimentConfig) -> None:
         raise UserError(f"config lr must be > 0, got {cfg.lr}")
     if cfg.scheduler < 0:
         raise UserError(f"config scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
+    name = PurePath(cfg.name)
+    if name.is_absolute() or ".." in name.parts or not name.parts:
+        raise UserError(
+            f"config name must be a folder name inside out_dir (relative, no '..'), "
+            f"got {cfg.name!r}"
+        )
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a trial of the run in ``run_dir`` finished an epoch (it can be resumed)."""
+    return any(Path(run_dir).glob(f"trial_*/{CHECKPOINT}"))
 
 
 def run_experiment(
@@ -91,8 +102,25 @@ def run_experiment(
     log: Callable[[str], None] = print,
     data: TaskData | None = None,
 ) -> dict:
-    """Train ``cfg.trials`` trials and return the summary (also written to ``summary.json``)."""
+    """Train ``cfg.trials`` trials and return the summary (also written to ``summary.json``).
+
+    A new run that fails before its first checkpoint (bad data, a model that does not fit
+    the data) leaves no run folder behind.
+    """
     _check(cfg)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    if resume and not (run_dir / "config.json").is_file():
+        raise UserError(
+            f"--resume: {run_dir} holds no run to resume (no config.json); "
+            "leave out --resume to start it"
+        )
+    if distributed.rank() != 0:  # only rank 0 writes, and cleans up
+        return _run_experiment(cfg, resume, progress, log, data)
+    with removed_on_failure(run_dir, has_checkpoint):
+        return _run_experiment(cfg, resume, progress, log, data)
+
+
+def _run_experiment(cfg, resume, progress, log, data) -> dict:
     if distributed.rank() != 0:
         log, progress = (lambda s: None), False
     run_dir = Path(cfg.out_dir) / cfg.name

@@ -212,3 +212,119 @@ def test_written_files_follow_the_umask(umask_022, tmp_path):
     os.umask(0o077)
     atomic_json({"a": 2}, tmp_path / "private.json")
     assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+
+
+def _events_file(path: Path) -> Path:
+    """A tiny bring-your-own events file: 8×8 sensor, 2 polarities, 3 classes."""
+    import numpy as np
+
+    from stllr.data.custom_events import write_custom_events
+
+    rng = np.random.default_rng(0)
+    dtype = [("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "u1")]
+    recs = []
+    for _ in range(6):
+        r = np.zeros(50, dtype=dtype)
+        r["x"], r["y"] = rng.integers(0, 8, 50), rng.integers(0, 8, 50)
+        r["t"], r["p"] = np.sort(rng.integers(0, 40_000, 50)), rng.integers(0, 2, 50)
+        recs.append(r)
+    labels, splits = [i % 3 for i in range(6)], ["train"] * 4 + ["test"] * 2
+    return write_custom_events(path, recs, labels, splits, (8, 8, 2), 3)
+
+
+def _train(tmp_path, *sets: str) -> int:
+    return main(["train", "--set", f"out_dir={tmp_path / 'runs'}", "name=r", *sets])
+
+
+def test_a_model_that_does_not_fit_the_data_names_the_arch_and_leaves_no_run(tmp_path, capsys):
+    data = _events_file(tmp_path / "events.h5")
+    assert _train(tmp_path, "task=custom", f"data={data}", "n_time_bins=5") == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "stllr: error: arch 'shd_rsnn' takes frames [channels], but task 'custom' gives "
+        "[channels, height, width] [2, 8, 8]: use arch=resnet18 or arch=vgg9 (--set arch=...)"
+    ]
+    assert not (tmp_path / "runs").exists()  # config.json was written before the model
+
+
+def test_model_input_check_both_ways():
+    from stllr.config import ExperimentConfig
+    from stllr.models.factory import build_model
+
+    with pytest.raises(
+        UserError,
+        match=r"'vgg9' takes frames \[channels, height, width\].*"
+        r"gives \[channels\] \[700\]: use arch=shd_rsnn",
+    ):
+        build_model(ExperimentConfig(arch="vgg9", task="shd"), (700,), 20)
+    model, _ = build_model(ExperimentConfig(arch="shd_rsnn", hidden=8), (700,), 20)
+    assert model is not None
+
+
+def test_train_that_fails_loading_data_leaves_no_run_folder(tmp_path, capsys):
+    assert _train(tmp_path, "task=shd", f"data={tmp_path / 'nothing'}") == 2
+    assert "SHD files not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    # a folder that existed before is left as it was
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "runs" / "r" / "notes.txt").write_text("mine")
+    assert _train(tmp_path, "task=shd", f"data={tmp_path / 'nothing'}") == 2
+    assert (tmp_path / "runs" / "r" / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_with_a_checkpoint_is_kept_when_it_fails_later(tmp_path, monkeypatch):
+    from stllr.config import ExperimentConfig
+    from stllr.run import CHECKPOINT, run_experiment
+    from stllr.tasks import TaskData
+    from stllr.trainer import ListDataset
+
+    frames = [(torch.rand(6, 10) < 0.3).float() for _ in range(8)]
+    task = TaskData(
+        ListDataset(frames, torch.arange(8) % 2),
+        ListDataset(frames, torch.arange(8) % 2),
+        (10,),
+        2,
+        "t",
+    )
+    cfg = ExperimentConfig(
+        name="k", hidden=4, epochs=2, batch_size=4, window=2, out_dir=str(tmp_path)
+    )
+
+    def interrupted(history, trial_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("stllr.run.write_metrics", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, progress=False, log=lambda s: None, data=task)
+    assert (tmp_path / "k" / "trial_1" / CHECKPOINT).is_file()  # resumable, so kept
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/stllr-absolute-name-h4", "a/../../b", ".."])
+def test_a_run_name_cannot_leave_the_output_folder(name, tmp_path, capsys):
+    # (a task whose data is missing: without the check, the run would fail fast, after
+    # writing its config.json outside the output folder)
+    assert _train(tmp_path / "o", "task=shd", f"data={tmp_path / 'none'}", f"name={name}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stllr: error: config name must be a folder name inside out_dir")
+    assert not list(tmp_path.rglob("config.json"))
+    assert not Path(name).is_absolute() or not Path(name).exists()
+
+
+def test_resume_of_a_run_that_does_not_exist_says_so(tmp_path, capsys):
+    sets = [f"out_dir={tmp_path}", "name=none", "task=shd", f"data={tmp_path / 'none'}"]
+    assert main(["train", "--resume", "--set", *sets]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"stllr: error: --resume: {tmp_path / 'none'} holds no run to resume (no config.json); "
+        "leave out --resume to start it"
+    ]
+    assert not (tmp_path / "none").exists()
+
+
+def test_pipeline_that_fails_at_the_start_leaves_no_run_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "runs" / "p"
+    argv = ["pipeline", "--task", "shd", "--data", str(tmp_path / "empty"), "--out", str(out)]
+    assert main(argv) == 2
+    assert "SHD files not found" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # pipeline.json was written before the data

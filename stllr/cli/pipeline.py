@@ -144,17 +144,27 @@ def _resolve(args: argparse.Namespace):
     return load_pipeline_config(path, overrides, run_dir=out), out
 
 
+def _resumable(out: Path) -> bool:
+    """A stage of the run in ``out`` finished, or its training wrote a checkpoint."""
+    from pipeline.runner import MARKER
+    from stllr.run import has_checkpoint
+
+    return any(out.glob(f"*/{MARKER}")) or has_checkpoint(out / "train")
+
+
 def run(args: argparse.Namespace) -> int:
     from pipeline import run_pipeline
+    from stllr.files import removed_on_failure
 
     cfg, out = _resolve(args)
     print(f"stllr pipeline: task {cfg.train.task} → {out} (stages: {STAGE_LIST})")
-    summaries = run_pipeline(
-        cfg,
-        out,
-        resume=args.resume or args.rerun_from is not None,
-        rerun_from=args.rerun_from,
-        progress=options.show_progress(args),
-    )
+    with removed_on_failure(out, _resumable):  # a failed start leaves no run folder
+        summaries = run_pipeline(
+            cfg,
+            out,
+            resume=args.resume or args.rerun_from is not None,
+            rerun_from=args.rerun_from,
+            progress=options.show_progress(args),
+        )
     print(f"report: {out / summaries['report']['html']}")
     return 0

@@ -28,11 +28,30 @@ from stllr.training import TRAINING_MODES, ottt_factors
 
 Builder = Callable[[ExperimentConfig, tuple[int, ...], int], SpikingModel]
 _ARCHS: dict[str, Builder] = {}
+#: arch → the number of dimensions of one input frame it takes (1: [channels], as SHD;
+#: 3: [channels, height, width], as the event cameras); None: not declared
+_INPUT_DIMS: dict[str, int | None] = {}
+_INPUT_LAYOUT = {1: "[channels]", 3: "[channels, height, width]"}
 
 
-def register_arch(name: str, builder: Builder) -> None:
-    """Make ``arch = name`` available to configs."""
+def register_arch(name: str, builder: Builder, input_dims: int | None = None) -> None:
+    """Make ``arch = name`` available to configs; ``input_dims``: see ``_INPUT_DIMS``."""
     _ARCHS[name] = builder
+    _INPUT_DIMS[name] = input_dims
+
+
+def _check_input_fits(cfg: ExperimentConfig, input_shape: tuple[int, ...]) -> None:
+    """A one-line error naming the archs that fit when ``cfg.arch`` cannot take the data."""
+    dims = _INPUT_DIMS.get(cfg.arch)
+    if dims is None or len(input_shape) == dims:
+        return
+    fits = sorted(a for a, d in _INPUT_DIMS.items() if d == len(input_shape))
+    layout = _INPUT_LAYOUT.get(len(input_shape), f"{len(input_shape)}-d")
+    use = " or ".join(f"arch={a}" for a in fits) if fits else "another arch"
+    raise UserError(
+        f"arch {cfg.arch!r} takes frames {_INPUT_LAYOUT.get(dims, f'{dims}-d')}, but task "
+        f"{cfg.task!r} gives {layout} {list(input_shape)}: use {use} (--set arch=...)"
+    )
 
 
 def _gamma(leak: float) -> float:
@@ -88,9 +107,9 @@ def _resnet(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     )
 
 
-register_arch("shd_rsnn", _shd)
-register_arch("vgg9", _vgg)
-register_arch("resnet18", _resnet)
+register_arch("shd_rsnn", _shd, input_dims=1)
+register_arch("vgg9", _vgg, input_dims=3)
+register_arch("resnet18", _resnet, input_dims=3)
 
 
 def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int):
@@ -101,4 +120,5 @@ def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes
         raise UserError(f"unknown method {cfg.method!r}; expected one of {TRAINING_MODES}")
     if cfg.method == "bptt" and cfg.feedback != "BP":
         raise UserError(f"feedback={cfg.feedback!r} needs an S-TLLR method, not bptt")
+    _check_input_fits(cfg, tuple(input_shape))
     return _ARCHS[cfg.arch](cfg, input_shape, num_classes), cfg.method
