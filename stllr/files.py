@@ -50,20 +50,33 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], durable: bool 
 @contextmanager
 def removed_on_failure(folder: Path, keep: Callable[[Path], bool]) -> Iterator[None]:
     """A new ``folder`` that the block fills: if the block fails while ``keep(folder)`` is
-    false, the folders it created (``folder`` and any missing parents) are removed again.
+    false, ``folder`` is removed again, and so are the parents the block created when
+    they are left empty (never anything else another process put there meanwhile).
 
     A run whose first checkpoint or stage is not written yet leaves nothing behind, so a
     failed start (bad data, a model that does not fit) needs no clean-up and no
     ``--resume``. A folder that existed before the block is never touched.
     """
     folder = Path(folder)
-    top = folder
-    while not top.parent.exists():
-        top = top.parent
-    created = not folder.exists()
+    created = [] if folder.exists() else [folder, *_missing_parents(folder)]
     try:
         yield
     except BaseException:
-        if created and top.exists() and not keep(folder):
-            shutil.rmtree(top, ignore_errors=True)
+        if created and folder.exists() and not keep(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            for parent in created[1:]:
+                try:
+                    parent.rmdir()  # only when empty
+                except OSError:
+                    break
         raise
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The parents of ``folder`` that do not exist, nearest first."""
+    missing = []
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    return missing

@@ -328,3 +328,20 @@ def test_pipeline_that_fails_at_the_start_leaves_no_run_folder(tmp_path, capsys)
     assert main(argv) == 2
     assert "SHD files not found" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # pipeline.json was written before the data
+
+
+def test_cleanup_removes_only_what_the_failed_run_created(tmp_path):
+    from stllr.files import removed_on_failure
+
+    run = tmp_path / "runs" / "group" / "mine"
+    with pytest.raises(RuntimeError):
+        with removed_on_failure(run, keep=lambda p: False):
+            (run / "trial_1").mkdir(parents=True)
+            (tmp_path / "runs" / "other").mkdir()  # another run started meanwhile
+            raise RuntimeError("failed start")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["other"]
+    with pytest.raises(RuntimeError):
+        with removed_on_failure(run, keep=lambda p: True):  # resumable: kept
+            run.mkdir(parents=True)
+            raise RuntimeError("failed later")
+    assert run.is_dir()
