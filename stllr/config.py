@@ -126,7 +126,7 @@ def _coerce(key: str, value: object, typ, source: str):
 
 def coerce_value(key: str, value: object, typ, source: str):
     """``value`` (from TOML or a ``key=value`` string) as ``typ`` (int, float, str, bool or
-    ``tuple[elem, ...]``); a ``ValueError`` naming ``key`` and ``source`` otherwise.
+    ``tuple[elem, ...]``); a ``UserError`` naming ``key`` and ``source`` otherwise.
 
     The rule every config of the toolkit uses (experiment configs here, the sections of a
     pipeline config in :mod:`pipeline.config`).

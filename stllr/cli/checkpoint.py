@@ -24,7 +24,7 @@ class LoadedCheckpoint:
 
 
 def load_checkpoint(path: Path, overrides: list[str] = ()) -> LoadedCheckpoint:
-    """Raise ``FileNotFoundError``/``ValueError`` with a one-line message on bad input."""
+    """Raise ``FileNotFoundError``/:class:`~stllr.errors.UserError` (one line) on bad input."""
     import torch
 
     from stllr.config import ExperimentConfig, apply_overrides, field_types
