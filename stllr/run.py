@@ -22,8 +22,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +32,7 @@ from stllr import distributed
 from stllr.checkpoints import load_model_state, load_pt
 from stllr.config import ExperimentConfig, check_training
 from stllr.errors import UserError
+from stllr.files import atomic_write, removed_on_failure
 from stllr.models.factory import build_model
 from stllr.tasks import TaskData, load_task
 from stllr.trainer import EpochMetrics, run_epoch
@@ -47,23 +46,14 @@ RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history", "config")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+    """Write ``data`` to ``path`` atomically (:func:`stllr.files.atomic_write`: temp file in
+    the same folder + ``os.replace``, permissions from the umask).
 
     Under data-parallel training only rank 0 writes.
     """
     if distributed.rank() != 0:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -86,7 +76,7 @@ def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+    raise UserError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
 
 
 def _check_resumed_config(stored: dict, cfg: ExperimentConfig, path: Path) -> None:
@@ -104,6 +94,11 @@ def _check_resumed_config(stored: dict, cfg: ExperimentConfig, path: Path) -> No
         )
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a trial of the run in ``run_dir`` finished an epoch (it can be resumed)."""
+    return any(Path(run_dir).glob(f"trial_*/{CHECKPOINT}"))
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     resume: bool = False,
@@ -111,8 +106,25 @@ def run_experiment(
     log: Callable[[str], None] = print,
     data: TaskData | None = None,
 ) -> dict:
-    """Train ``cfg.trials`` trials and return the summary (also written to ``summary.json``)."""
+    """Train ``cfg.trials`` trials and return the summary (also written to ``summary.json``).
+
+    A new run that fails before its first checkpoint (bad data, a model that does not fit
+    the data) leaves no run folder behind.
+    """
     check_training(cfg)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    if resume and not (run_dir / "config.json").is_file():
+        raise UserError(
+            f"--resume: {run_dir} holds no run to resume (no config.json); "
+            "leave out --resume to start it"
+        )
+    if distributed.rank() != 0:  # only rank 0 writes, and cleans up
+        return _run_experiment(cfg, resume, progress, log, data)
+    with removed_on_failure(run_dir, has_checkpoint):
+        return _run_experiment(cfg, resume, progress, log, data)
+
+
+def _run_experiment(cfg, resume, progress, log, data) -> dict:
     if distributed.rank() != 0:
         log, progress = (lambda s: None), False
     run_dir = Path(cfg.out_dir) / cfg.name
@@ -120,7 +132,7 @@ def run_experiment(
     if resume and config_path.exists():
         _check_resumed_config(json.loads(config_path.read_text()), cfg, config_path)
     elif not resume and (run_dir / "trial_1" / CHECKPOINT).exists():
-        raise ValueError(
+        raise UserError(
             f"{run_dir} already holds a run; pass --resume to continue it, "
             "or choose another name/out_dir"
         )

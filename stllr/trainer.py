@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from stllr.distributed import all_reduce_sum, shard
 from stllr.errors import UserError
 from stllr.models.base import SpikingModel
+from stllr.progress import bar as progress_bar
 from stllr.training import evaluate_batch, train_batch
 
 
@@ -105,7 +105,7 @@ def run_epoch(
     """
     total, correct, loss_sum = 0, 0, 0.0
     n_batches = -(-len(data) // batch_size)
-    bar = tqdm(total=n_batches, desc=desc, leave=False, disable=not progress, unit="batch")
+    bar = progress_bar(show=progress, total=n_batches, desc=desc, leave=False, unit="batch")
     for i, (x, y) in enumerate(batches(data, batch_size, generator), 1):
         if optimizer is None:
             res = evaluate_batch(model, x, y)

@@ -7,11 +7,12 @@ evaluate on the real files, or task=... for another split source).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from stllr.cli import options
 
-def add_parser(sub) -> None:
+
+def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
         help="evaluate a trained checkpoint on its task's test split",
@@ -20,16 +21,12 @@ def add_parser(sub) -> None:
         epilog="Example: stllr eval runs/demo_stllr/trial_1/best.pt --out runs/eval.json",
     )
     p.add_argument("checkpoint", type=Path, help="best.pt or checkpoint.pt written by train")
-    p.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config values stored in the checkpoint",
+    options.add_set_option(
+        p, "KEY=VALUE", "data=/datasets", "config values stored in the checkpoint"
     )
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         ck.model,
         data.test,
         cfg.val_batch_size,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=options.show_progress(args),
         desc="eval",
     )
     result = {

@@ -26,13 +26,15 @@ Settings come from experiments/pipeline/<task>.toml; --set changes any of them, 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from stllr.cli import options
+from stllr.errors import UserError
 
 STAGE_LIST = "train, quantize, cost, lava, adaptation, report"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "pipeline",
         help="train, quantize, run in Lava, adapt on device and write a report, in one go",
@@ -90,18 +92,11 @@ def add_parser(sub) -> None:
         default=None,
         help="epochs of quantization-aware training before deployment (default: the config's, 0)",
     )
-    p.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override config values, e.g. train.epochs=2 adaptation.samples=50",
+    options.add_set_option(
+        p, "SECTION.KEY=VALUE", "train.epochs=2 adaptation.samples=50", "config values"
     )
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run)
+    return p
 
 
 def _resolve(args: argparse.Namespace):
@@ -116,9 +111,7 @@ def _resolve(args: argparse.Namespace):
     if args.data is not None and not args.data.exists():
         raise FileNotFoundError(f"--data {args.data}: no such file or directory")
     if args.qat_epochs is not None and args.qat_epochs < 0:
-        raise ValueError(f"--qat-epochs must be ≥ 0, got {args.qat_epochs}")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be ≥ 0 (0 = torch's choice), got {args.threads}")
+        raise UserError(f"--qat-epochs must be ≥ 0, got {args.qat_epochs}")
     task = args.task
     if args.config is not None:
         path = args.config
@@ -126,7 +119,7 @@ def _resolve(args: argparse.Namespace):
         if task is None:
             task = "shd" if args.data is not None else "shd-standin"
         if task not in task_names():
-            raise ValueError(
+            raise UserError(
                 f"unknown task {task!r}; tasks with a pipeline: {', '.join(pipeline_tasks())}"
             )
         path = config_path_for_task(task)
@@ -139,10 +132,10 @@ def _resolve(args: argparse.Namespace):
         overrides.append(f"train.data={args.data}")
     cfg = load_pipeline_config(path, overrides)
     if task is not None and cfg.train.task != task:
-        raise ValueError(f"--task {task} but {path} configures task {cfg.train.task!r}")
+        raise UserError(f"--task {task} but {path} configures task {cfg.train.task!r}")
     task = cfg.train.task
     if args.data is not None and task.endswith("-standin"):
-        raise ValueError(
+        raise UserError(
             f"--data reads real files but task {task!r} is the built-in stand-in; use "
             f"--task {task.removesuffix('-standin')} (or leave out --data)"
         )
@@ -151,30 +144,26 @@ def _resolve(args: argparse.Namespace):
             hint = f"(or --task {task}-standin)"
         else:
             hint = "(an events .h5 file in the format of docs/data.md)"
-        raise ValueError(f"task {task!r} reads real files: give --data PATH {hint}")
+        raise UserError(f"task {task!r} reads real files: give --data PATH {hint}")
     if args.skip_lava and args.rerun_from == "lava":
-        raise ValueError("--rerun-from lava and --skip-lava contradict each other")
+        raise UserError("--rerun-from lava and --skip-lava contradict each other")
     out = args.out if args.out is not None else Path("runs") / f"pipeline_{task.replace('-', '_')}"
     if (args.resume or args.rerun_from) and not (out / "pipeline.json").is_file():
-        raise ValueError(f"--resume: {out} holds no pipeline run (no {out / 'pipeline.json'})")
+        raise UserError(f"--resume: {out} holds no pipeline run (no {out / 'pipeline.json'})")
     return load_pipeline_config(path, overrides, run_dir=out), out
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from pipeline import run_pipeline
 
     cfg, out = _resolve(args)
     print(f"stllr pipeline: task {cfg.train.task} → {out} (stages: {STAGE_LIST})")
-    summaries = run_pipeline(
+    summaries = run_pipeline(  # a failed start leaves no run folder (pipeline.runner)
         cfg,
         out,
         resume=args.resume or args.rerun_from is not None,
         rerun_from=args.rerun_from,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=options.show_progress(args),
     )
     print(f"report: {out / summaries['report']['html']}")
     return 0
