@@ -105,59 +105,22 @@ def add_parser(sub) -> None:
 
 
 def _resolve(args: argparse.Namespace):
-    """(config, run folder) from the arguments; one-line errors for bad combinations."""
-    from pipeline.config import (
-        config_path_for_task,
-        load_pipeline_config,
-        pipeline_tasks,
-    )
-    from stllr.tasks import task_names
+    """(config, run folder) from the arguments (:func:`pipeline.resolve.resolve_run`)."""
+    from pipeline.resolve import resolve_run
 
-    if args.data is not None and not args.data.exists():
-        raise FileNotFoundError(f"--data {args.data}: no such file or directory")
-    if args.qat_epochs is not None and args.qat_epochs < 0:
-        raise ValueError(f"--qat-epochs must be ≥ 0, got {args.qat_epochs}")
     if args.threads < 0:
         raise ValueError(f"--threads must be ≥ 0 (0 = torch's choice), got {args.threads}")
-    task = args.task
-    if args.config is not None:
-        path = args.config
-    else:
-        if task is None:
-            task = "shd" if args.data is not None else "shd-standin"
-        if task not in task_names():
-            raise ValueError(
-                f"unknown task {task!r}; tasks with a pipeline: {', '.join(pipeline_tasks())}"
-            )
-        path = config_path_for_task(task)
-    overrides = list(args.set)
-    if args.qat_epochs is not None:
-        overrides.append(f"quantize.qat_epochs={args.qat_epochs}")
-    if args.skip_lava:
-        overrides.append("lava.enabled=false")
-    if args.data is not None:
-        overrides.append(f"train.data={args.data}")
-    cfg = load_pipeline_config(path, overrides)
-    if task is not None and cfg.train.task != task:
-        raise ValueError(f"--task {task} but {path} configures task {cfg.train.task!r}")
-    task = cfg.train.task
-    if args.data is not None and task.endswith("-standin"):
-        raise ValueError(
-            f"--data reads real files but task {task!r} is the built-in stand-in; use "
-            f"--task {task.removesuffix('-standin')} (or leave out --data)"
-        )
-    if args.data is None and not task.endswith("-standin") and not cfg.train.data:
-        if f"{task}-standin" in task_names():
-            hint = f"(or --task {task}-standin)"
-        else:
-            hint = "(an events .h5 file in the format of docs/data.md)"
-        raise ValueError(f"task {task!r} reads real files: give --data PATH {hint}")
-    if args.skip_lava and args.rerun_from == "lava":
-        raise ValueError("--rerun-from lava and --skip-lava contradict each other")
-    out = args.out if args.out is not None else Path("runs") / f"pipeline_{task.replace('-', '_')}"
-    if (args.resume or args.rerun_from) and not (out / "pipeline.json").is_file():
-        raise ValueError(f"--resume: {out} holds no pipeline run (no {out / 'pipeline.json'})")
-    return load_pipeline_config(path, overrides, run_dir=out), out
+    return resolve_run(
+        task=args.task,
+        data=args.data,
+        config=args.config,
+        out=args.out,
+        resume=args.resume,
+        rerun_from=args.rerun_from,
+        skip_lava=args.skip_lava,
+        qat_epochs=args.qat_epochs,
+        overrides=args.set,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
