@@ -19,7 +19,7 @@ Stages (each prints a one-line summary; finished stages are skipped on --resume)
 Without arguments it runs the SHD-like stand-in (generated once, nothing is downloaded)
 in a few minutes on 2 CPU cores. --data PATH runs the real data set instead (task shd
 by default); --task custom --data FILE runs a bring-your-own events file (docs/data.md).
-Settings come from experiments/pipeline/<task>.toml; --set changes any of them, e.g.
+Settings come from pipeline/configs/<task>.toml; --set changes any of them, e.g.
 --set train.epochs=2 adaptation.samples=50.
 """
 
@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--task",
         default=None,
-        help="task with a pipeline config in experiments/pipeline/ (default: shd-standin, "
+        help="task with a pipeline config in pipeline/configs/ (default: shd-standin, "
         "or shd with --data)",
     )
     p.add_argument(
@@ -66,7 +66,7 @@ def add_parser(sub) -> None:
         "--config",
         type=Path,
         default=None,
-        help="pipeline TOML (default: experiments/pipeline/<task>.toml)",
+        help="pipeline TOML (default: pipeline/configs/<task>.toml)",
     )
     p.add_argument(
         "--out", type=Path, default=None, help="run folder (default: runs/pipeline_<task>)"
