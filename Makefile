@@ -12,12 +12,13 @@ $(STAMP): pyproject.toml tools/setup-venv tools/find-python310
 venv: $(STAMP)
 
 ## main job: train → quantize → Lava → on-device adaptation → report, on built-in stand-in data
+## (options pass through: make pipeline ARGS="--task gesture-standin --threads 2")
 pipeline: $(STAMP)
-	$(VENV)/bin/stllr pipeline
+	$(VENV)/bin/stllr pipeline $(ARGS)
 
 ## training only: the SHD-shaped network with S-TLLR on the built-in stand-in data
 demo: $(STAMP)
-	$(VENV)/bin/stllr demo
+	$(VENV)/bin/stllr demo $(ARGS)
 
 ## CI's test command: lint, format check, and the fast test suite (slow tests excluded)
 test: $(STAMP) lint

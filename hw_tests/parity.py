@@ -74,6 +74,8 @@ from quantization.emulator import IntegerEmulator
 from quantization.learning import attach_learning
 from quantization.network import QNetwork, Readout, SpikingLayer
 from quantization.ptq import PTQConfig, quantize_input, quantize_model
+from stllr.checkpoints import load_pt
+from stllr.errors import UserError
 from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
 from stllr.models.base import SpikingModel
 from stllr.models.chain import SpikingChain
@@ -802,28 +804,24 @@ def find_checkpoint(runs_dir: Path, task: str, arch: str, exclude: Path | None =
         if cfg is None or cfg.get("task") != task or cfg.get("arch") != arch:
             continue
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:  # noqa: BLE001 — an unreadable file is not a candidate
+            ckpt = load_pt(path, keys=("model", "config"))
+        except UserError:  # an unreadable, unsafe or foreign file is not a candidate
             continue
-        if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:
-            found.append((-float(ckpt.get("test_acc") or 0.0), str(path), ckpt))
+        found.append((-float(ckpt.get("test_acc") or 0.0), str(path), ckpt))
     if not found:
         return None
     _, path, ckpt = min(found, key=lambda f: f[:2])
     return Path(path), ckpt
 
 
-def _checkpoint_model(ckpt: dict, tasks: TaskCache):
-    from stllr.config import ExperimentConfig, field_types
+def _checkpoint_model(ckpt: dict, path: Path, tasks: TaskCache):
+    from stllr.checkpoints import load_model_state, stored_config
     from stllr.models.factory import build_model
 
-    known = field_types()
-    stored = {k: (tuple(v) if isinstance(v, list) else v)
-              for k, v in ckpt["config"].items() if k in known}  # fmt: skip
-    cfg = ExperimentConfig(**stored)
+    cfg = stored_config(ckpt, path)
     data = tasks.get(cfg)
     model, _ = build_model(cfg, data.input_shape, data.num_classes)
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt, path, "its config")
     return model.eval(), data
 
 
@@ -834,7 +832,7 @@ def _prediction_group(tm, mode, tasks, runs_dir, exclude, corrupt: bool) -> list
     found = find_checkpoint(runs_dir, tm.task, tm.arch, exclude) if runs_dir else None
     if found is not None:
         path, ckpt = found
-        model, data = _checkpoint_model(ckpt, tasks)
+        model, data = _checkpoint_model(ckpt, path, tasks)
         try:
             path = path.resolve().relative_to(ROOT)
         except ValueError:

@@ -1,6 +1,6 @@
 """torch and Lava live in one environment: both import, and Lava's fixed-point LIF runs.
 
-The check is analytic (LAVA.md §4): with ``u = 0``, ``bias_mant = 100``,
+The check is analytic (docs/lava.md §4): with ``u = 0``, ``bias_mant = 100``,
 ``bias_exp = 2`` and ``vth = 10`` the voltage gains ``100 << 2 = 400`` per step
 and fires when it exceeds ``10 << 6 = 640``, i.e. ``v = 400, 0 (spike), 400, 0, …``.
 """

@@ -8,7 +8,7 @@ image input): the flatten between them is implied, as in the toolkit. Anything e
 (pools, adds, readouts, soft reset, recurrence, a conv after a dense layer) raises
 :class:`~lava_models.errors.UnsupportedNodeError` naming the node, before Lava is imported.
 
-Mapping per node (LAVA.md §4–§5; integer semantics of :mod:`quantization.loihi`)::
+Mapping per node (docs/lava.md §4, §5; integer semantics of :mod:`quantization.loihi`)::
 
     dense: Dense(weights = m << 1, weight_exp = −1, num_weight_bits = 8, sign_mode = MIXED)
     conv:  Conv(weight = lava_layout(m, "conv_weight"), weight_exp = 0, num_weight_bits = 8,
@@ -54,7 +54,7 @@ import numpy as np
 
 from lava_models.errors import UnsupportedNodeError
 
-if TYPE_CHECKING:  # the module imports only numpy at top level (LAVA.md §7, pitfall 4)
+if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)
     from quantization.network import QNetwork, SpikingLayer
 
 #: Signed mantissa range that ``m << 1`` keeps inside Lava's MIXED clip [−256, 255]

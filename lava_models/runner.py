@@ -10,7 +10,7 @@ step, the final weights, traces and membranes of the weighted nodes and, for the
 network, the membrane of every spiking layer at every step.
 
 Reading results: every process records its outputs in memory and writes them, with its
-final state, to one ``.npz`` file in a temporary folder at the last step (LAVA.md §6:
+final state, to one ``.npz`` file in a temporary folder at the last step (docs/lava.md §6:
 ``Var.get()`` and ``Monitor`` read element by element, ~16 µs each). ``var_reads``
 additionally reads named Vars with ``Var.get()``, the slow public path.
 

@@ -2,7 +2,7 @@
 processes behind.
 
 Lava sets the multiprocessing start method to ``fork`` when its message
-infrastructure is imported (LAVA.md §7, pitfall 3). If anything has fixed the
+infrastructure is imported (docs/lava.md §7, pitfall 3). If anything has fixed the
 context before (tqdm's lock, an ``mp.Queue``, a DataLoader pool), that import
 raises ``RuntimeError: context has already been set``. :func:`import_lava`
 performs the import with the start method forced to ``fork`` instead.

@@ -35,7 +35,6 @@ import io
 import time
 
 import torch
-from tqdm.auto import tqdm
 
 from pipeline import artefacts as A
 from pipeline.lava_inference import emulate, lava_outputs, run_in_lava
@@ -50,6 +49,7 @@ from pipeline.learners import (
 )
 from pipeline.runner import Context, StageOutput
 from pipeline.shift import make_shift
+from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json, atomic_write_bytes
 from stllr.trainer import pad_time
 
@@ -152,11 +152,8 @@ def run(ctx: Context) -> StageOutput:
     signals: dict[str, list] = {}
     outputs: dict[str, list] = {}
     t0 = time.time()
-    for k in tqdm(
-        range(n_stream),
-        desc="on-device learning (emulator)",
-        unit="sample",
-        disable=not ctx.progress,
+    for k in progress_bar(
+        range(n_stream), show=ctx.progress, desc="on-device learning (emulator)", unit="sample"
     ):
         sig, outs = learner.learn_sample(xs_int[:, k : k + 1], int(ys[k]))
         for name, v in sig.items():
@@ -180,8 +177,8 @@ def run(ctx: Context) -> StageOutput:
     curve_float = [(0, _acc(fl.predict(xe), ye))]
     float_clean_before = _acc(fl.predict(xc), yc)
     t0 = time.time()
-    for k in tqdm(
-        range(n_stream), desc="S-TLLR learning (float)", unit="sample", disable=not ctx.progress
+    for k in progress_bar(
+        range(n_stream), show=ctx.progress, desc="S-TLLR learning (float)", unit="sample"
     ):
         fl.learn_sample(xs[:, k : k + 1], int(ys[k]))
         if k + 1 in checkpoints:

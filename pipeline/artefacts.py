@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 BEST = "train/trial_1/best.pt"
 TRAIN_METRICS = "train/trial_1/metrics.json"
 TRAIN_CURVES = "train/trial_1/learning_curves.png"
@@ -22,15 +20,21 @@ REPORT_MD = "report/report.md"
 
 
 def load_float_model(run_dir: Path, cfg, data):
-    """The trained float model (best test epoch) and its training mode, in eval mode."""
+    """The trained float model (best test epoch) and its training mode, in eval mode.
+
+    ``best.pt`` is read as plain data; weights that do not fit the model of ``cfg`` are a
+    one-line error naming the file, the parameters and the config keys that differ.
+    """
+    from stllr.checkpoints import built_from, load_model_state, load_pt, stored_config
     from stllr.models.factory import build_model
 
     path = Path(run_dir) / BEST
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the train stage has not finished")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_pt(path, keys=("model", "config"))
     model, mode = build_model(cfg, data.input_shape, data.num_classes)
-    model.load_state_dict(ckpt["model"])
+    built = built_from(stored_config(ckpt, path), cfg, "the pipeline's [train] config")
+    load_model_state(model, ckpt, path, built)
     model.eval()
     return model, mode
 

@@ -15,6 +15,7 @@ be 1 (the later stages deploy one network).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import tomli
 
-from stllr.config import ExperimentConfig, apply_overrides, coerce_value
+from stllr.config import ExperimentConfig, apply_overrides, check_training, coerce_value
+from stllr.errors import UserError
 
 #: where the per-task pipeline configs live (``<task with - as _>.toml``): package data of
 #: ``pipeline`` (pyproject.toml), so an installed wheel carries them and an editable install
@@ -169,7 +171,7 @@ def _apply_section(section, items: Iterable[tuple[str, object]], name: str, sour
     changes = {}
     for key, value in items:
         if key not in types_:
-            raise ValueError(
+            raise UserError(
                 f"{source}: unknown key {name}.{key}; valid keys of [{name}]: "
                 f"{', '.join(sorted(types_))}"
             )
@@ -181,7 +183,7 @@ def _finish(cfg: PipelineConfig, run_dir: Path | None) -> PipelineConfig:
     """Pin the pipeline-owned training keys and check the sections."""
     train = cfg.train
     if train.trials != 1:
-        raise ValueError(
+        raise UserError(
             f"train.trials must be 1 in a pipeline (one deployed network), got {train.trials}"
         )
     train = train.replace(name="train", out_dir=str(run_dir) if run_dir is not None else "")
@@ -193,43 +195,44 @@ def _finish(cfg: PipelineConfig, run_dir: Path | None) -> PipelineConfig:
 def check(cfg: PipelineConfig) -> None:
     """One-line errors for values no stage can run with."""
     q, a, lava = cfg.quantize, cfg.adaptation, cfg.lava
+    check_training(cfg.train, prefix="train.")
     for b in (q.bits, *q.sweep_bits):
         if not 2 <= b <= 16:
-            raise ValueError(f"quantize bits must be in 2..16, got {b}")
+            raise UserError(f"quantize bits must be in 2..16, got {b}")
     if not q.sweep_bits:
-        raise ValueError("quantize.sweep_bits must name at least one width")
+        raise UserError("quantize.sweep_bits must name at least one width")
     if not 0.0 < q.percentile <= 100.0:
-        raise ValueError(f"quantize.percentile must be in (0, 100], got {q.percentile:g}")
+        raise UserError(f"quantize.percentile must be in (0, 100], got {q.percentile:g}")
     if q.calib_batches < 1:
-        raise ValueError(f"quantize.calib_batches must be ≥ 1, got {q.calib_batches}")
+        raise UserError(f"quantize.calib_batches must be ≥ 1, got {q.calib_batches}")
     if q.qat_epochs < 0:
-        raise ValueError(f"quantize.qat_epochs (--qat-epochs) must be ≥ 0, got {q.qat_epochs}")
+        raise UserError(f"quantize.qat_epochs (--qat-epochs) must be ≥ 0, got {q.qat_epochs}")
     if cfg.cost.samples < 0:
-        raise ValueError(f"cost.samples must be ≥ 0 (0 = all), got {cfg.cost.samples}")
+        raise UserError(f"cost.samples must be ≥ 0 (0 = all), got {cfg.cost.samples}")
     if lava.samples < 1 or lava.timeout_s <= 0:
-        raise ValueError("lava.samples must be ≥ 1 and lava.timeout_s > 0")
+        raise UserError("lava.samples must be ≥ 1 and lava.timeout_s > 0")
     for key in ("samples", "window", "eval_every", "lava_eval_samples"):
         if getattr(a, key) < 1:
-            raise ValueError(f"adaptation.{key} must be ≥ 1, got {getattr(a, key)}")
+            raise UserError(f"adaptation.{key} must be ≥ 1, got {getattr(a, key)}")
     if a.eval_samples < 0:
-        raise ValueError(f"adaptation.eval_samples must be ≥ 0 (0 = all), got {a.eval_samples}")
+        raise UserError(f"adaptation.eval_samples must be ≥ 0 (0 = all), got {a.eval_samples}")
     if a.noise_std < 0 or a.calib_frames < 1:
-        raise ValueError(
+        raise UserError(
             f"adaptation.noise_std must be ≥ 0 and adaptation.calib_frames ≥ 1, got "
             f"{a.noise_std:g} and {a.calib_frames}"
         )
     if not 0.0 <= a.event_loss < 1.0 or not 0.0 <= a.background < 1.0:
-        raise ValueError("adaptation.event_loss and adaptation.background must be in [0, 1)")
-    if not a.lr > 0:
-        raise ValueError(f"adaptation.lr must be > 0, got {a.lr}")
+        raise UserError("adaptation.event_loss and adaptation.background must be in [0, 1)")
+    if not 0 < a.lr < math.inf:
+        raise UserError(f"adaptation.lr must be a finite number > 0, got {a.lr}")
     from pipeline.learners import SIGNALS
 
     if a.signal not in SIGNALS:
-        raise ValueError(f"adaptation.signal must be one of {', '.join(SIGNALS)}, got {a.signal!r}")
+        raise UserError(f"adaptation.signal must be one of {', '.join(SIGNALS)}, got {a.signal!r}")
     from pipeline.shift import SCENARIOS
 
     if a.scenario not in SCENARIOS:
-        raise ValueError(
+        raise UserError(
             f"unknown adaptation scenario {a.scenario!r}; expected one of {sorted(SCENARIOS)}"
         )
 
@@ -247,7 +250,7 @@ def load_pipeline_config(
         with path.open("rb") as f:
             table = tomli.load(f)
     except tomli.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
     cfg = from_tables(table, str(path))
     return _finish(apply_pipeline_overrides(cfg, overrides), run_dir)
 
@@ -257,7 +260,7 @@ def from_tables(table: Mapping, source: str) -> PipelineConfig:
     cfg = PipelineConfig(source=source)
     for name, value in table.items():
         if not isinstance(value, Mapping):
-            raise ValueError(
+            raise UserError(
                 f"{source}: top-level key {name!r}; put every key in a table "
                 f"([train], {', '.join(f'[{s}]' for s in SECTIONS)})"
             )
@@ -266,14 +269,14 @@ def from_tables(table: Mapping, source: str) -> PipelineConfig:
             try:
                 train = apply_overrides(cfg.train, items)
             except ValueError as exc:
-                raise ValueError(f"{source}: [train] {str(exc).removeprefix('--set: ')}") from None
+                raise UserError(f"{source}: [train] {str(exc).removeprefix('--set: ')}") from None
             cfg = cfg.replace(train=train)
         elif name in SECTIONS:
             cfg = cfg.replace(
                 **{name: _apply_section(getattr(cfg, name), value.items(), name, source)}
             )
         else:
-            raise ValueError(
+            raise UserError(
                 f"{source}: unknown table [{name}]; expected [train], "
                 f"{', '.join(f'[{s}]' for s in SECTIONS)}"
             )
@@ -292,7 +295,7 @@ def apply_pipeline_overrides(cfg: PipelineConfig, overrides: Iterable[str]) -> P
         key, sep, value = item.partition("=")
         section, dot, sub = key.strip().partition(".")
         if not sep or not dot or not sub:
-            raise ValueError(
+            raise UserError(
                 f"--set expects section.key=value (e.g. train.epochs=2, adaptation.lr=1e-6), "
                 f"got {item!r}"
             )
@@ -303,7 +306,7 @@ def apply_pipeline_overrides(cfg: PipelineConfig, overrides: Iterable[str]) -> P
             new = _apply_section(getattr(cfg, section), [(sub, value.strip())], section, "--set")
             cfg = cfg.replace(**{section: new})
         else:
-            raise ValueError(
+            raise UserError(
                 f"--set {item!r}: unknown section {section!r}; expected train, "
                 f"{', '.join(SECTIONS)}"
             )
@@ -314,7 +317,7 @@ def config_path_for_task(task: str) -> Path:
     """``pipeline/configs/<task>.toml``, or a one-line error listing the tasks that have one."""
     path = CONFIG_DIR / f"{task.replace('-', '_')}.toml"
     if not path.is_file():
-        raise ValueError(
+        raise UserError(
             f"no pipeline config for task {task!r} ({path} is missing); tasks with one: "
             f"{', '.join(pipeline_tasks()) or 'none'}"
         )

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from pipeline import artefacts as A
 from pipeline.runner import Context, StageOutput
+from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json
 
 BIAS_BITS, VTH_BITS, DV_BITS, STATE_BITS = 13, 17, 12, 24
@@ -78,7 +78,7 @@ def measure(qnet, batches, progress: bool = False, total: int | None = None) -> 
     neuron_steps = dict.fromkeys(spiking, 0.0)
     samples = 0
     input_nonzero = input_total = 0.0
-    bar = tqdm(total=total, desc="cost metrics", unit="batch", leave=False, disable=not progress)
+    bar = progress_bar(show=progress, total=total, desc="cost metrics", unit="batch", leave=False)
     for x, lengths in batches:
         xi = quantize_input(x, qnet.input_format)
         emu.reset()

@@ -39,6 +39,7 @@ import re
 
 import torch
 
+from stllr.errors import UserError
 from stllr.training import evaluate_batch, train_batch
 
 #: sources of the third factor (``adaptation.signal``)
@@ -52,14 +53,14 @@ def check_layers(qnet, layers: tuple[str, ...], signal: str = "host") -> tuple[s
     from quantization.network import SpikingLayer
 
     if signal not in SIGNALS:
-        raise ValueError(f"adaptation.signal must be one of {SIGNALS}, got {signal!r}")
+        raise UserError(f"adaptation.signal must be one of {SIGNALS}, got {signal!r}")
     out = qnet.nodes[-1]
     names = [n.name for n in qnet.nodes]
     for name in layers:
         if name not in names:
-            raise ValueError(f"adaptation.layers: no node {name!r}; nodes: {', '.join(names)}")
+            raise UserError(f"adaptation.layers: no node {name!r}; nodes: {', '.join(names)}")
     if layers[-1] != out.name:
-        raise ValueError(
+        raise UserError(
             f"adaptation.layers must end with the output node {out.name!r} (its error is the "
             f"third factor), got {list(layers)}"
         )
@@ -67,13 +68,13 @@ def check_layers(qnet, layers: tuple[str, ...], signal: str = "host") -> tuple[s
     for h in hidden:
         if signal != "host":
             if not isinstance(qnet.node(h), SpikingLayer):
-                raise ValueError(
+                raise UserError(
                     f"adaptation.layers: {h!r} is a {type(qnet.node(h)).__name__}; only "
                     "spiking layers and the readout learn"
                 )
             continue
         if h not in out.inputs:
-            raise ValueError(
+            raise UserError(
                 f"adaptation.layers: {h!r} does not feed {out.name!r} directly; only the "
                 "readout and its input layer learn from the host-computed error "
                 "(adaptation.signal=dfa reaches any spiking layer)"
@@ -264,7 +265,7 @@ def module_name(model, node: str) -> str:
     modules = dict(model.named_modules())
     found = node if node in modules else _resolve(modules, node, _NODE_TO_MODULE)
     if found is None:
-        raise ValueError(f"adaptation.layers: the float model has no module for node {node!r}")
+        raise UserError(f"adaptation.layers: the float model has no module for node {node!r}")
     return found
 
 

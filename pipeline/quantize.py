@@ -18,10 +18,10 @@ in the format of :func:`quantization.report.plot_accuracy_vs_bits`).
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
-
 from pipeline import artefacts as A
 from pipeline.runner import Context, StageOutput
+from stllr.errors import UserError
+from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json
 
 
@@ -37,13 +37,13 @@ def run(ctx: Context) -> StageOutput:
     f_acc = report.float_accuracy(model, data.test, train.val_batch_size, ctx.progress)
     widths = sorted(set(q.sweep_bits) | {q.bits})
     results = {}
-    for b in tqdm(widths, desc="bit sweep (PTQ)", unit="width", disable=not ctx.progress):
+    for b in progress_bar(widths, show=ctx.progress, desc="bit sweep (PTQ)", unit="width"):
         results[b] = report.quantize_and_evaluate(
             model, calib, data.test, train.val_batch_size, b, q.percentile, "ptq", ctx.progress
         )
     ptq = results[q.bits]
     if ptq.error is not None:
-        raise ValueError(f"{q.bits}-bit PTQ failed: {ptq.error}")
+        raise UserError(f"{q.bits}-bit PTQ failed: {ptq.error}")
     qat = control = None
     if q.qat_epochs > 0:
         qat = report.qat_and_evaluate(
@@ -59,7 +59,7 @@ def run(ctx: Context) -> StageOutput:
             ctx.log,
         )
         if qat.error is not None:
-            raise ValueError(f"{q.bits}-bit QAT failed: {qat.error}")
+            raise UserError(f"{q.bits}-bit QAT failed: {qat.error}")
         control = report.float_control(
             model, mode, data, train, q.qat_epochs, ctx.progress, ctx.log
         )

@@ -434,9 +434,9 @@ def _adaptation_section(art: _Artefacts, fig_dir: Path) -> list:
             "was scored before and after.",
         )
     )
-    import torch
+    from stllr.checkpoints import load_pt
 
-    weights = torch.load(run_dir / A.ADAPT_WEIGHTS, map_location="cpu", weights_only=False)
+    weights = load_pt(run_dir / A.ADAPT_WEIGHTS, what="adaptation weights file")
     figures.weight_histograms(weights, fig_dir / "weight_histograms.png")
     moved = ", ".join(f"{k}: {v}" for k, v in adapt["weights_changed"].items())
     blocks.append(

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from pipeline.config import PipelineConfig
 from stllr.errors import UserError
+from stllr.files import removed_on_failure
 from stllr.run import atomic_json
 
 MARKER = "stage.json"
@@ -269,13 +270,8 @@ def run_stages(
         )
     if run_dir.exists() and not (run_dir / RUN_FILE).exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} exists and is not a pipeline run folder; choose another --out")
-    created = not run_dir.exists()
-    try:
+    with removed_on_failure(run_dir, lambda d: _worth_keeping(d, names)):
         return _run_stages(stages, cfg, run_dir, names, rerun_from, progress, log, before_stage)
-    except BaseException:
-        if created and run_dir.exists() and not _worth_keeping(run_dir, names):
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
 
 
 def _run_stages(stages, cfg, run_dir, names, rerun_from, progress, log, before_stage) -> dict:

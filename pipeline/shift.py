@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import torch
 
+from stllr.errors import UserError
+
 _SPLIT = {"train": 1, "test": 2}
 
 Sample = tuple[torch.Tensor, int]
@@ -114,12 +116,12 @@ class NoisySensor(FrameShift):
         the frames must be event counts (non-negative integers)."""
         counts = x.double()
         if bool((counts < 0).any()) or not bool((counts == counts.round()).all()):
-            raise ValueError(
+            raise UserError(
                 "scenario noisy_sensor needs frames of event counts (non-negative integers); "
                 "for normalised frames use adaptation.scenario=sensor_noise"
             )
         if self.channel_shift and x.dim() != 2:
-            raise ValueError(f"channel_shift needs frames [T, channels], got {list(x.shape)}")
+            raise UserError(f"channel_shift needs frames [T, channels], got {list(x.shape)}")
         g = _generator(self.seed, split, index)
         if self.event_loss > 0:
             keep = torch.full_like(counts, 1.0 - self.event_loss)
@@ -178,14 +180,14 @@ class HeldOutUser:
         test = data.test
         users = getattr(test, "sample_users", None)
         if users is None:
-            raise ValueError(
+            raise UserError(
                 "scenario held_out_user needs a test split with per-sample users (DVS Gesture "
                 f"or its stand-in); this task's test split ({type(test).__name__}) has none"
             )
         wanted = set(self.users) if self.users else set(users)
         missing = wanted - set(users)
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"adaptation.users: no test recording of user(s) {sorted(missing)}; "
                 f"users of the test split: {sorted(set(users))}"
             )
@@ -198,7 +200,7 @@ class HeldOutUser:
                 calib.append((x[: self.calib_frames], int(y)))
                 rest.append((x[self.calib_frames :], int(y)))
         if not calib:
-            raise ValueError(
+            raise UserError(
                 f"adaptation.calib_frames = {self.calib_frames}: no recording of the held-out "
                 "users is longer than that; lower it"
             )
@@ -233,7 +235,7 @@ def make_shift(section):
     """The scenario of an :class:`~pipeline.config.AdaptationSection` (one-line error if
     unknown)."""
     if section.scenario not in SCENARIOS:
-        raise ValueError(
+        raise UserError(
             f"unknown adaptation scenario {section.scenario!r}; expected one of {sorted(SCENARIOS)}"
         )
     return SCENARIOS[section.scenario](section)

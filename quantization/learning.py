@@ -10,7 +10,7 @@ from ``signal_max``, the largest |learning signal| the user expects (1.0 for
 
 Units: the on-device rule updates the integer weights of ``W_eff = Ŵ·s_in`` (the
 input scale folded in) with the layer's integer input; ``lr`` is the float learning
-rate η of that parametrisation (ΔW_eff = −η · e · L, STLLR.md §1).
+rate η of that parametrisation (ΔW_eff = −η · e · L, docs/rule.md §5).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Written once against :mod:`quantization.backend`, so the same code runs on numpy
 arrays (inside Lava process models) and on batched torch tensors (the emulator).
 Integer semantics, as lava-nc 0.10's ``PyLifModelBitAcc`` and ``PyDenseModelBitAcc``
-(LAVA.md §4), all quantities integers:
+(docs/lava.md §4), all quantities integers:
 
 Dense, per step (its output reaches the neuron one step later)::
 

@@ -208,7 +208,7 @@ class QNetwork:
     def load(cls, path: str | Path) -> QNetwork:
         blob = torch.load(Path(path), map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or blob.get("format") != FILE_FORMAT:
-            raise ValueError(f"{path}: not a quantized stllr network (expected {FILE_FORMAT})")
+            raise UserError(f"{path}: not a quantized stllr network (expected {FILE_FORMAT})")
         return cls(
             nodes=tuple(_from_plain(n, path) for n in blob["nodes"]),
             input_shape=tuple(blob["input_shape"]),
@@ -236,7 +236,7 @@ def _from_plain(d, path):
         kind = d["__type__"]
         cls = _NODE_TYPES.get(kind) or _NESTED.get(kind)
         if cls is None:
-            raise ValueError(f"{path}: unknown node type {kind!r} (known: {sorted(_NODE_TYPES)})")
+            raise UserError(f"{path}: unknown node type {kind!r} (known: {sorted(_NODE_TYPES)})")
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in d:

@@ -96,7 +96,7 @@ class PTQConfig:
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
-            raise ValueError(f"PTQConfig.scale must be one of {SCALES}, got {self.scale!r}")
+            raise UserError(f"PTQConfig.scale must be one of {SCALES}, got {self.scale!r}")
 
 
 @dataclass

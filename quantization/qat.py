@@ -56,6 +56,7 @@ from torch import nn
 from quantization.exponents import calibrated_range, max_mantissa, power_of_two_exponent
 from stllr import distributed
 from stllr.config import ExperimentConfig
+from stllr.errors import UserError
 from stllr.layers.bptt import ScaledWSConv2d, ScaledWSLinear
 from stllr.layers.readout import AccumulateReadout
 from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
@@ -162,9 +163,9 @@ class WeightFakeQuantizer:
     def __post_init__(self):
         max_mantissa(self.bits)  # validates bits
         if not 0.0 < self.percentile <= 100.0:
-            raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
+            raise UserError(f"percentile must be in (0, 100], got {self.percentile}")
         if not (math.isfinite(self.input_scale) and self.input_scale > 0):
-            raise ValueError(f"input_scale must be a positive number, got {self.input_scale}")
+            raise UserError(f"input_scale must be a positive number, got {self.input_scale}")
 
     def __call__(self, weights: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         c = self.input_scale
@@ -404,7 +405,16 @@ def _finetune(model, mode, train_set, cfg, epochs, label, log) -> list[QATEpoch]
         if hasattr(train_set, "reseed"):
             train_set.reseed(seed)
         t0 = time.perf_counter()
-        loss, acc = run_epoch(model, train_set, cfg.batch_size, optimizer, mode, cfg.window, gen)
+        loss, acc = run_epoch(
+            model,
+            train_set,
+            cfg.batch_size,
+            optimizer,
+            mode,
+            cfg.window,
+            gen,
+            desc=f"{label} epoch {epoch}",
+        )
         history.append(QATEpoch(epoch, loss, acc, time.perf_counter() - t0))
         log(
             f"{label} epoch {epoch}/{epochs}: train loss "

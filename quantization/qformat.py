@@ -139,7 +139,7 @@ def dequantize(m: torch.Tensor, fmt: QFormat) -> torch.Tensor:
     return m.to(torch.float64) * fmt.lsb
 
 
-#: Lava/Loihi-style formats of the quantities an exported network holds (LAVA.md §3–4).
+#: Lava/Loihi-style formats of the quantities an exported network holds (docs/lava.md §3, §4).
 WEIGHT = QFormat("weight", bits=8, signed=True)  # mantissa; per-layer exponent separately
 STATE = QFormat("state_uv", bits=24, signed=True, overflow="wrap")
 DECAY = QFormat("decay", bits=12, signed=False)  # unity 4096 = 2^12

@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from quantization.emulator import evaluate
 from quantization.network import QNetwork
 from quantization.ptq import PTQConfig, QuantizationError, quantize_model
+from stllr.errors import UserError
+from stllr.progress import bar as progress_bar
 from stllr.trainer import batches, run_epoch
 
 #: Weight widths the CLI accepts: Loihi's synapses hold ≤ 8 bits; up to 16 for studies
@@ -85,7 +86,7 @@ class QuantResult:
 def calibration_batches(train, n_batches: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     """The frames ``[T, B, ...]`` of the first ``n_batches`` shuffled training batches."""
     if n_batches < 1:
-        raise ValueError(f"calibration needs at least 1 batch, got {n_batches}")
+        raise UserError(f"calibration needs at least 1 batch, got {n_batches}")
     gen = torch.Generator().manual_seed(seed)
     return [x for x, _ in itertools.islice(batches(train, batch_size, gen), n_batches)]
 
@@ -101,7 +102,7 @@ def emulator_accuracy(
 ) -> tuple[float, dict]:
     """Test accuracy (%) of the integer emulator and its saturation counts (``as_dict``)."""
     n = -(-len(test) // batch_size)
-    with tqdm(total=n, desc=desc, leave=False, disable=not progress, unit="batch") as bar:
+    with progress_bar(show=progress, total=n, desc=desc, leave=False, unit="batch") as bar:
         acc, counter = evaluate(qnet, batches(test, batch_size), progress=bar.update)
     return 100.0 * acc, counter.as_dict()
 
@@ -189,7 +190,7 @@ def qat_module():
     except ModuleNotFoundError as exc:
         if exc.name not in ("quantization.qat",):
             raise
-        raise ValueError(
+        raise UserError(
             "QAT is not available (quantization/qat.py is missing); use --qat-epochs 0"
         ) from None
     return qat

@@ -353,7 +353,7 @@ def label_schedule(labels, steps: int, num_classes: int,
                    learn_window: int | None = None) -> np.ndarray:  # fmt: skip
     """One-hot teaching vectors ``[N, T, K]`` (int64): the label at the last
     ``learn_window`` steps of each sample (``None``: every step), zeros elsewhere
-    (STLLR.md §1: the learning signal reaches steps ``T − D … T − 1``)."""
+    (docs/rule.md §6: the learning signal reaches steps ``T − D … T − 1``)."""
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must be in [0, {num_classes}), got {labels.tolist()}")

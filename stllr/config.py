@@ -10,16 +10,21 @@ name the key, the file and the expected type.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 import tomli
 
-from stllr.factors import STLLRFactors
+from stllr.errors import UserError
+
+if TYPE_CHECKING:  # stllr.factors imports torch; a config (and `stllr --help`) does not need it
+    from stllr.factors import STLLRFactors
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class ExperimentConfig:
     out_dir: str = "runs"
 
     def stllr_factors(self) -> STLLRFactors:
+        from stllr.factors import STLLRFactors
+
         return STLLRFactors.from_list(self.factors)
 
     def replace(self, **changes) -> ExperimentConfig:
@@ -80,6 +87,26 @@ class ExperimentConfig:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def check_training(cfg: ExperimentConfig, prefix: str = "config ") -> None:
+    """One-line errors for values no training run can use; ``prefix`` leads each key's name
+    (``"train."`` in a pipeline config)."""
+    for key in ("epochs", "batch_size", "val_batch_size", "trials", "window"):
+        if getattr(cfg, key) < 1:
+            raise UserError(f"{prefix}{key} must be ≥ 1, got {getattr(cfg, key)}")
+    if not 0 < cfg.lr < math.inf:
+        raise UserError(f"{prefix}lr must be a finite number > 0, got {cfg.lr}")
+    if not 0 <= cfg.weight_decay < math.inf:
+        raise UserError(f"{prefix}weight_decay must be a finite number ≥ 0, got {cfg.weight_decay}")
+    if cfg.scheduler < 0:
+        raise UserError(f"{prefix}scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
+    name = PurePath(cfg.name)
+    if name.is_absolute() or ".." in name.parts or not name.parts:
+        raise UserError(
+            f"{prefix}name must be a folder name inside out_dir (relative, no '..'), "
+            f"got {cfg.name!r}"
+        )
 
 
 def field_types() -> dict[str, type]:
@@ -95,7 +122,7 @@ def _coerce(key: str, value: object, typ, source: str):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{source}: {key} must be a list of {elem.__name__}, got {value!r}")
+            raise UserError(f"{source}: {key} must be a list of {elem.__name__}, got {value!r}")
         return tuple(_coerce(key, v, elem, source) for v in value)
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported config type for {key}")
@@ -115,13 +142,13 @@ def _coerce(key: str, value: object, typ, source: str):
         if typ is str:
             return str(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{source}: {key} must be {typ.__name__}, got {value!r}") from None
+        raise UserError(f"{source}: {key} must be {typ.__name__}, got {value!r}") from None
     raise TypeError(f"unsupported config type {typ} for {key}")
 
 
 def coerce_value(key: str, value: object, typ, source: str):
     """``value`` (from TOML or a ``key=value`` string) as ``typ`` (int, float, str, bool or
-    ``tuple[elem, ...]``); a ``ValueError`` naming ``key`` and ``source`` otherwise.
+    ``tuple[elem, ...]``); a ``UserError`` naming ``key`` and ``source`` otherwise.
 
     The rule every config of the toolkit uses (experiment configs here, the sections of a
     pipeline config in :mod:`pipeline.config`).
@@ -134,7 +161,7 @@ def _apply(base: ExperimentConfig, items: Iterable[tuple[str, object]], source: 
     changes = {}
     for key, value in items:
         if key not in types_:
-            raise ValueError(
+            raise UserError(
                 f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(types_))}"
             )
         changes[key] = _coerce(key, value, types_[key], source)
@@ -150,7 +177,7 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Exper
         with path.open("rb") as f:
             table = tomli.load(f)
     except tomli.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
     cfg = _apply(ExperimentConfig(), _flat(table, path), str(path))
     return apply_overrides(cfg, overrides)
 
@@ -161,7 +188,7 @@ def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> Experime
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise UserError(f"--set expects key=value, got {item!r}")
         items.append((key.strip().replace("-", "_"), value.strip()))
     return _apply(cfg, items, "--set")
 
@@ -169,5 +196,5 @@ def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> Experime
 def _flat(table: Mapping, path: Path):
     for key, value in table.items():
         if isinstance(value, Mapping):
-            raise ValueError(f"{path}: nested table [{key}] is not supported; use flat keys")
+            raise UserError(f"{path}: nested table [{key}] is not supported; use flat keys")
         yield key, value

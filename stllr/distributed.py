@@ -9,7 +9,7 @@ The reduction must reproduce single-process training on the global batch:
 
 * gradients of a batch-**mean** loss (the CE at the output, every BP path) are
   **averaged** over ranks: mean of per-rank means over B/W samples = mean over B;
-* DFA/sDFA learning signals are **not** batch-averaged (STLLR.md §1), so the
+* DFA/sDFA learning signals are **not** batch-averaged (docs/rule.md §7), so the
   hidden-layer gradients they drive are batch **sums**, and must be **summed**
   over ranks.
 

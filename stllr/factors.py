@@ -1,7 +1,7 @@
 """The four S-TLLR constants and the trace recursion.
 
 ``factors = [λ_post, λ_pre, α_post, α_pre]`` in the reference code's order
-(STLLR.md §1). The traces are::
+(docs/rule.md §3, §5). The traces are::
 
     P[t] = λ_pre  · P[t−1] + x[t]          pre-synaptic trace, includes the current input
     Q[t] = λ_post · Q[t−1] + Ψ(v[t])       post-synaptic trace

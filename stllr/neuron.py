@@ -1,6 +1,6 @@
 """Leaky integrate-and-fire dynamics as pure step functions.
 
-Discrete-time LIF used by every S-TLLR and BPTT layer (STLLR.md §1)::
+Discrete-time LIF used by every S-TLLR and BPTT layer (docs/rule.md §2)::
 
     m[t] = γ · ũ[t−1] + I[t]              γ = sigmoid(leak)
     v[t] = m[t] − θ_eff                    θ_eff = max(θ, 0.5)

@@ -22,8 +22,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +29,10 @@ from pathlib import Path
 import torch
 
 from stllr import distributed
-from stllr.config import ExperimentConfig
+from stllr.checkpoints import load_model_state, load_pt
+from stllr.config import ExperimentConfig, check_training
+from stllr.errors import UserError
+from stllr.files import atomic_write, removed_on_failure
 from stllr.models.factory import build_model
 from stllr.tasks import TaskData, load_task
 from stllr.trainer import EpochMetrics, run_epoch
@@ -40,26 +41,19 @@ CHECKPOINT = "checkpoint.pt"
 #: config keys a resumed run may change: more epochs, and where the run folder now lies
 MAY_CHANGE = ("epochs", "out_dir")
 BEST = "best.pt"
+#: what a checkpoint.pt holds, all needed to resume
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history", "config")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+    """Write ``data`` to ``path`` atomically (:func:`stllr.files.atomic_write`: temp file in
+    the same folder + ``os.replace``, permissions from the umask).
 
     Under data-parallel training only rank 0 writes.
     """
     if distributed.rank() != 0:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -82,17 +76,27 @@ def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+    raise UserError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
 
 
-def _check(cfg: ExperimentConfig) -> None:
-    for key in ("epochs", "batch_size", "val_batch_size", "trials", "window"):
-        if getattr(cfg, key) < 1:
-            raise ValueError(f"config {key} must be ≥ 1, got {getattr(cfg, key)}")
-    if not cfg.lr > 0:
-        raise ValueError(f"config lr must be > 0, got {cfg.lr}")
-    if cfg.scheduler < 0:
-        raise ValueError(f"config scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
+def _check_resumed_config(stored: dict, cfg: ExperimentConfig, path: Path) -> None:
+    """A run resumes only with the settings ``path`` (config.json or a checkpoint) was
+    written with; only ``MAY_CHANGE`` may differ (more epochs, a moved run folder)."""
+    if not isinstance(stored, dict):
+        raise UserError(f"--resume: {path} holds no config dict (got {type(stored).__name__})")
+    current = json.loads(json.dumps(cfg.as_dict()))
+    stored = json.loads(json.dumps(stored, default=str))
+    diff = sorted(k for k in current if stored.get(k) != current[k] and k not in MAY_CHANGE)
+    if diff:
+        raise UserError(
+            f"--resume: {path} was written with different settings for {diff}; "
+            "use another name or out_dir, or the same config"
+        )
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a trial of the run in ``run_dir`` finished an epoch (it can be resumed)."""
+    return any(Path(run_dir).glob(f"trial_*/{CHECKPOINT}"))
 
 
 def run_experiment(
@@ -102,23 +106,33 @@ def run_experiment(
     log: Callable[[str], None] = print,
     data: TaskData | None = None,
 ) -> dict:
-    """Train ``cfg.trials`` trials and return the summary (also written to ``summary.json``)."""
-    _check(cfg)
+    """Train ``cfg.trials`` trials and return the summary (also written to ``summary.json``).
+
+    A new run that fails before its first checkpoint (bad data, a model that does not fit
+    the data) leaves no run folder behind.
+    """
+    check_training(cfg)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    if resume and not (run_dir / "config.json").is_file():
+        raise UserError(
+            f"--resume: {run_dir} holds no run to resume (no config.json); "
+            "leave out --resume to start it"
+        )
+    if distributed.rank() != 0:  # only rank 0 writes, and cleans up
+        return _run_experiment(cfg, resume, progress, log, data)
+    with removed_on_failure(run_dir, has_checkpoint):
+        return _run_experiment(cfg, resume, progress, log, data)
+
+
+def _run_experiment(cfg, resume, progress, log, data) -> dict:
     if distributed.rank() != 0:
         log, progress = (lambda s: None), False
     run_dir = Path(cfg.out_dir) / cfg.name
     config_path = run_dir / "config.json"
     if resume and config_path.exists():
-        stored = json.loads(config_path.read_text())
-        current = json.loads(json.dumps(cfg.as_dict()))
-        diff = sorted(k for k in current if stored.get(k) != current[k] and k not in MAY_CHANGE)
-        if diff:
-            raise ValueError(
-                f"--resume: {config_path} was written with different settings for {diff}; "
-                "use another name or out_dir, or the same config"
-            )
+        _check_resumed_config(json.loads(config_path.read_text()), cfg, config_path)
     elif not resume and (run_dir / "trial_1" / CHECKPOINT).exists():
-        raise ValueError(
+        raise UserError(
             f"{run_dir} already holds a run; pass --resume to continue it, "
             "or choose another name/out_dir"
         )
@@ -162,13 +176,20 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
     start = 1
     ckpt_path = trial_dir / CHECKPOINT
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None and ckpt["scheduler"] is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        history = [EpochMetrics(**m) for m in ckpt["history"]]
-        start = ckpt["epoch"] + 1
+        ckpt = load_pt(ckpt_path, keys=RESUME_KEYS)
+        _check_resumed_config(ckpt["config"], cfg, ckpt_path)
+        load_model_state(model, ckpt, ckpt_path, "its config")
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None and ckpt["scheduler"] is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            history = [EpochMetrics(**m) for m in ckpt["history"]]
+            start = int(ckpt["epoch"]) + 1
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(
+                f"--resume: {ckpt_path} has an optimizer, scheduler, history or epoch entry "
+                f"this run cannot continue from ({exc})"
+            ) from None
         log(f"trial {trial}: resuming after epoch {ckpt['epoch']} from {ckpt_path}")
     best = max((m.test_acc for m in history), default=-1.0)
     for epoch in range(start, cfg.epochs + 1):

@@ -1,7 +1,7 @@
 """Ψ: the surrogate derivative used both as the spatial gradient and in the eligibility trace.
 
 Every function maps the threshold-centred membrane ``v = m − θ_eff`` (any shape)
-to Ψ(v) ≥ 0 with its peak at v = 0 (STLLR.md §1, "Ψ variants"):
+to Ψ(v) ≥ 0 with its peak at v = 0 (docs/rule.md §4):
 
 =========  =================================  ====================================
 name       Ψ(v)                               code names in the reference repo

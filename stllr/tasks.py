@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stllr.config import ExperimentConfig
+from stllr.errors import UserError
 from stllr.trainer import Dataset, ListDataset
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stllr"
@@ -44,7 +45,7 @@ def task_names() -> list[str]:
 
 def load_task(cfg: ExperimentConfig) -> TaskData:
     if cfg.task not in _TASKS:
-        raise ValueError(f"unknown task {cfg.task!r}; expected one of {task_names()}")
+        raise UserError(f"unknown task {cfg.task!r}; expected one of {task_names()}")
     return _TASKS[cfg.task](cfg)
 
 
@@ -69,7 +70,7 @@ def _audio(cfg: ExperimentConfig, name: str, test_split: str, classes: int) -> T
     from stllr.data.shd_frames import load_shd_frames
 
     if not cfg.data:
-        raise ValueError(
+        raise UserError(
             f"task {name!r} reads real files: give data=<folder containing {name.upper()}/>"
         )
     folder = Path(cfg.data) / name.upper()
@@ -115,14 +116,14 @@ def _standin_root(cfg: ExperimentConfig) -> Path:
 
 def _event_task(train, test, num_classes: int, description: str) -> TaskData:
     if len(train) == 0 or len(test) == 0:
-        raise ValueError(f"{description}: empty split ({len(train)} train, {len(test)} test)")
+        raise UserError(f"{description}: empty split ({len(train)} train, {len(test)} test)")
     shape = tuple(train[0][0].shape[1:])
     return TaskData(train, test, shape, num_classes, description)
 
 
 def _require_data(cfg: ExperimentConfig, task: str) -> str:
     if not cfg.data:
-        raise ValueError(
+        raise UserError(
             f"task {task!r} reads real files: give data=<dataset root> "
             f"(or use task={task}-standin for the built-in stand-in)"
         )

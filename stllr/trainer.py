@@ -8,16 +8,18 @@ learning window counts from the end of the padded sequence, as in the reference 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from stllr.distributed import all_reduce_sum, shard
+from stllr.errors import UserError
 from stllr.models.base import SpikingModel
+from stllr.progress import bar as progress_bar
 from stllr.training import evaluate_batch, train_batch
 
 
@@ -95,15 +97,24 @@ def run_epoch(
     progress: bool = False,
     desc: str = "",
 ) -> tuple[float, float]:
-    """Train (with ``optimizer``) or evaluate (without) over ``data``: (mean loss, accuracy %)."""
+    """Train (with ``optimizer``) or evaluate (without) over ``data``: (mean loss, accuracy %).
+
+    Training stops with a :class:`~stllr.errors.UserError` naming ``desc`` and the batch
+    as soon as the loss or a parameter is NaN or infinite, so a diverged model is never
+    returned (nor saved by a caller) as a trained one.
+    """
     total, correct, loss_sum = 0, 0, 0.0
     n_batches = -(-len(data) // batch_size)
-    bar = tqdm(total=n_batches, desc=desc, leave=False, disable=not progress, unit="batch")
-    for x, y in batches(data, batch_size, generator):
+    bar = progress_bar(show=progress, total=n_batches, desc=desc, leave=False, unit="batch")
+    for i, (x, y) in enumerate(batches(data, batch_size, generator), 1):
         if optimizer is None:
             res = evaluate_batch(model, x, y)
         else:
             res = train_batch(model, x, y, optimizer, mode=mode, window=window)
+            problem = _non_finite(res.loss, model)
+            if problem:
+                bar.close()
+                raise _diverged(desc, f"{problem} at batch {i} of {n_batches}", optimizer)
         total += y.numel()
         correct += res.correct(y)
         loss_sum += res.loss * y.numel()
@@ -112,6 +123,25 @@ def run_epoch(
     bar.close()
     loss_sum, correct, total = all_reduce_sum([loss_sum, correct, total])
     return loss_sum / max(total, 1), 100.0 * correct / max(total, 1)
+
+
+def _non_finite(loss: float, model: torch.nn.Module) -> str:
+    """What left the finite range in a training step ("" if nothing did)."""
+    if not math.isfinite(loss):
+        return f"the loss is {loss}"
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            return f"parameter {name} is not finite after the step"
+    return ""
+
+
+def _diverged(desc: str, what: str, optimizer: torch.optim.Optimizer) -> UserError:
+    """The one-line error for a training epoch whose loss or weights left the finite range."""
+    where = f" in {desc}" if desc else ""
+    lr = optimizer.param_groups[0]["lr"]
+    return UserError(
+        f"training diverged{where}: {what} (lr {lr:g}: lower it, or look for NaN/inf in the inputs)"
+    )
 
 
 def fit(
@@ -129,9 +159,10 @@ def fit(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> list[EpochMetrics]:
     """Adam training for ``epochs`` epochs, evaluating on ``test`` after each."""
-    if epochs < 1 or batch_size < 1 or not lr > 0:
+    if epochs < 1 or batch_size < 1 or not 0 < lr < math.inf:
         raise ValueError(
-            f"epochs and batch_size must be ≥ 1 and lr > 0, got {epochs}, {batch_size}, {lr}"
+            f"epochs and batch_size must be ≥ 1 and lr finite and > 0, "
+            f"got {epochs}, {batch_size}, {lr}"
         )
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)

@@ -1,6 +1,6 @@
 """Training and evaluation over one batch of sequences ``x`` ``[T, B, *input_shape]``.
 
-Modes (STLLR.md §1 "Learning-signal window", §6 OTTT):
+Modes (docs/rule.md §6; OTTT: docs/rule.md §9):
 
 ``stllr``
     ``zero_grad`` once; for each step t compute ``o[t] = model(x[t])``; the last

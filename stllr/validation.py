@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from stllr.errors import UserError
+
 
 def check_float_tensor(name: str, x: object) -> torch.Tensor:
     """``x`` must be a floating-point ``torch.Tensor``."""
@@ -27,13 +29,13 @@ def check_float_tensor(name: str, x: object) -> torch.Tensor:
 def check_shape(name: str, x: torch.Tensor, expected: Sequence[int | None], layout: str) -> None:
     """``x.shape`` must match ``expected`` (``None`` = any size); ``layout`` names the dims."""
     if x.dim() != len(expected):
-        raise ValueError(
+        raise UserError(
             f"{name} must have {len(expected)} dimensions {layout}, got shape {tuple(x.shape)}"
         )
     for axis, (got, want) in enumerate(zip(x.shape, expected, strict=True)):
         if want is not None and got != want:
             exp = tuple("*" if e is None else e for e in expected)
-            raise ValueError(
+            raise UserError(
                 f"{name} has size {got} in dimension {axis} but {want} was expected: "
                 f"expected shape {exp} {layout}, got {tuple(x.shape)}"
             )
@@ -49,7 +51,7 @@ def check_finite(name: str, x: torch.Tensor) -> None:
         return
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} contains {bad} NaN/inf value(s); all values must be finite")
+        raise UserError(f"{name} contains {bad} NaN/inf value(s); all values must be finite")
 
 
 def check_sequence(name: str, x: object, step_shape: Sequence[int | None], layout: str):
@@ -57,9 +59,9 @@ def check_sequence(name: str, x: object, step_shape: Sequence[int | None], layou
     x = check_float_tensor(name, x)
     check_shape(name, x, [None, None, *step_shape], layout)
     if x.shape[0] == 0:
-        raise ValueError(f"{name} has T = 0 time steps; at least 1 is required {layout}")
+        raise UserError(f"{name} has T = 0 time steps; at least 1 is required {layout}")
     if x.shape[1] == 0:
-        raise ValueError(f"{name} has batch size 0; at least 1 sample is required {layout}")
+        raise UserError(f"{name} has batch size 0; at least 1 sample is required {layout}")
     check_finite(name, x)
     return x
 
@@ -72,7 +74,7 @@ def check_labels(name: str, y: object, batch: int, num_classes: int) -> torch.Te
         raise TypeError(f"{name} must hold integer class indices (torch.long), got {y.dtype}")
     check_shape(name, y, [batch], "[B]")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(
+        raise UserError(
             f"{name} has labels in [{int(y.min())}, {int(y.max())}] "
             f"but the model has {num_classes} classes (expected 0..{num_classes - 1})"
         )

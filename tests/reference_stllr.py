@@ -1,4 +1,4 @@
-"""A naive S-TLLR reference written directly from the equations (STLLR.md §1).
+"""A naive S-TLLR reference written directly from the equations (docs/rule.md §2, §3, §5).
 
 Per sample, per step, per synapse: explicit outer products and, for
 convolutions, explicit patches at every output position. Slow by design and

@@ -36,7 +36,7 @@ def _run(out: Path, feedback: str, nproc: int) -> dict:
         ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return torch.load(out, weights_only=False)
+    return torch.load(out, weights_only=True)
 
 
 @pytest.mark.parametrize("feedback", ["BP", "DFA"])

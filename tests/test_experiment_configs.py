@@ -18,7 +18,7 @@ SHAPES = {
     "ncaltech101": ((2, 45, 60), 101),
 }
 
-# STLLR.md §4: the settings of the reference README commands.
+# docs/rule.md §12: the settings of the reference README commands.
 EXPECTED = {
     "gesture_stllr": dict(
         factors=(0.2, 0.75, -1.0, 1.0),

@@ -11,7 +11,7 @@ checked three ways:
   ``utils.py`` and ``blocks/process.py`` and lava-nc's Dense/Conv/LIF fixed models,
   in Lava's (W, H, C) layout with its own numpy convolution) runs the *file* and must
   equal ``IntegerEmulator(qnet, delay=1)`` on the original network for s, u and v;
-* keys, dtypes and shape orders are checked against LAVA.md §5.
+* keys, dtypes and shape orders are checked against docs/lava.md §5.
 
 The emulator has no flatten between a conv and a dense node, so conv networks are
 emulated node by node (:func:`emulate_lockstep`), which equals the full emulator on
@@ -453,7 +453,7 @@ def test_recurrence_reaches_the_file(tmp_path):
 
 
 def test_file_layout_matches_lava_md(tmp_path):
-    """Keys, dtypes and shape orders of LAVA.md §5 / netx's hdf5.py, field by field."""
+    """Keys, dtypes and shape orders of docs/lava.md §5 / netx's hdf5.py, field by field."""
     qnet = snap_bias_to_netx(build_network("conv", 0, 8)[0])
     path = tmp_path / "conv.net"
     write_netx(qnet, path, t_sample=17)

@@ -94,7 +94,7 @@ def test_one_d_sensor_frames_are_channels_p_times_w_plus_x(tmp_path):
     model, _ = build_model(ExperimentConfig(arch="auto", hidden=8), data.input_shape, 2)
     assert type(model).__name__ == "SHDNetSTLLR"
     with pytest.raises(
-        UserError, match=r"arch=vgg9 needs frames \[T, C, H, W\].*use arch=shd_rsnn"
+        UserError, match=r"arch 'vgg9' takes frames \[channels, height.*use arch=shd"
     ):
         build_model(ExperimentConfig(arch="vgg9"), data.input_shape, 2)
 
@@ -106,7 +106,7 @@ def test_camera_frames_pick_vgg_and_shd_rsnn_says_which_arch(tmp_path):
     cfg = ExperimentConfig(arch="auto", channels=(4,) * 8)
     model, _ = build_model(cfg, data.input_shape, 2)
     assert type(model).__name__ == "VGGSTLLR"
-    with pytest.raises(UserError, match=r"arch=shd_rsnn needs frames \[T, channels\].*vgg9"):
+    with pytest.raises(UserError, match=r"arch 'shd_rsnn' takes frames \[channels\].*arch=vgg9"):
         build_model(ExperimentConfig(arch="shd_rsnn"), data.input_shape, 2)
     both = ExperimentConfig(task="custom", data=str(path), n_time_bins=3, frame_us=100)
     with pytest.raises(UserError, match="frame_us=100 and n_time_bins=3"):

@@ -88,7 +88,7 @@ def test_held_out_user_adapts_conv_and_head_on_device_like_lava(gesture_run):
     # DFA reaches conv7 behind the pooling (the host's e·W_ro could not); the head learns
     # only once conv7 spikes, which two epochs of training need not give
     assert res["weights_changed"]["conv7"] > 0
-    stored = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=False)
+    stored = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=True)
     assert not torch.equal(
         stored["float_after"]["conv7"]["w"], stored["float_before"]["conv7"]["w"]
     )

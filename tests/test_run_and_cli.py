@@ -40,7 +40,7 @@ def _cfg(tmp_path, **kw):
 
 
 def _state(path):
-    return torch.load(path, weights_only=False)["model"]
+    return torch.load(path, weights_only=True)["model"]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,6 @@
 
 Nothing is imported here. Lava's model discovery imports the Process's package and
 executes every module in its directory whenever it compiles an ``STLLRLearningLIF``
-(LAVA.md §7, pitfall 4); that directory (:mod:`.neuron`) holds only the Process and its
+(docs/lava.md §7, pitfall 4); that directory (:mod:`.neuron`) holds only the Process and its
 models, which import numpy, Lava and the config (torch only when a model is built).
 """

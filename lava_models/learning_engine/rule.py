@@ -4,7 +4,7 @@
 ``τ`` was driven by the pre spikes of step ``τ−1``, while the engine's pre-synaptic state at
 ``τ`` (``x0``, ``x1``) already contains the spikes of step ``τ``. In the neuron's time line the
 layer input is ``x_in[τ] = x[τ−1]`` and ``P_in[τ] = P[τ−1]`` (``P`` the engine's pre trace,
-``P[τ] = λ_pre·P[τ−1] + x[τ]``). S-TLLR (STLLR.md §1) is then, per step τ::
+``P[τ] = λ_pre·P[τ−1] + x[τ]``). S-TLLR (docs/rule.md §5) is then, per step τ::
 
     ΔW_ij += −η·L_i[τ]·(α_pre·Ψ_i[τ]·P_j[τ−1]  +  α_post·Q_i[τ−1]·x_j[τ−1])
 
@@ -23,7 +23,7 @@ The non-causal product is exact except for ``L``: the rule needs ``Q[τ]·x[τ]�
 exact; otherwise the error is ``α_post·Q·x·(L[τ+1] − L[τ])``: :mod:`.deviation` reports
 it as the difference between the "exact" and the "expressible" reference.
 
-**Fixed point** (LAVA.md §3): a product contributes ``floor(m·Π y_int / 2^shift)·2^e``
+**Fixed point** (docs/lava.md §3): a product contributes ``floor(m·Π y_int / 2^shift)·2^e``
 weight LSBs, ``shift = max(0, Σ widths + 4 − 15)`` = 10 for ``x1*y2*y3`` and 3 for
 ``y1*y2``; ``m ∈ [−8, 7]`` (we use [−7, 7]: the parser rewrites −(−8) as 4·2^(e+1), which
 would break the bit-exact cancellation), ``e ∈ [−7, 8]``. The parser folds plain integer

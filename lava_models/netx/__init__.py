@@ -5,7 +5,7 @@
 another writer's, in the same subset) back into a ``QNetwork`` for
 :class:`~quantization.emulator.IntegerEmulator` or :mod:`lava_models.builtin`. Only
 h5py, numpy, torch and :mod:`quantization` are used, all imported lazily: at module
-level this package needs only numpy (it lives beside Lava processes, LAVA.md §7
+level this package needs only numpy (it lives beside Lava processes, docs/lava.md §7,
 pitfall 4).
 
 Supported subset: a sequential chain of :class:`~quantization.network.SpikingLayer`

@@ -21,7 +21,7 @@ import numpy as np
 from lava_models.errors import UnsupportedNodeError
 from lava_models.netx.layout import BIAS_MAX, BIAS_MIN, NETX_BIAS_EXP
 
-if TYPE_CHECKING:  # the module imports only numpy at top level (LAVA.md §7, pitfall 4)
+if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)
     from quantization.network import QNetwork, SpikingLayer
 
 

@@ -35,7 +35,7 @@ from lava_models.netx.layout import (
 )
 from lava_models.netx.synapse import check_netx_dense, check_sum_bound
 
-if TYPE_CHECKING:  # the module imports only numpy at top level (LAVA.md §7, pitfall 4)
+if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)
     from quantization.network import QNetwork
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from lava_models.netx.layout import I_DECAY_NONE, NETX_FORMAT
 from lava_models.netx.plan import plan_netx
 
-if TYPE_CHECKING:  # the module imports only numpy at top level (LAVA.md §7, pitfall 4)
+if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)
     from quantization.network import QNetwork
 
 

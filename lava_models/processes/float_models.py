@@ -30,7 +30,7 @@ schedule and the records are those of the ``fixed_pt`` models
 (:class:`lava_models.processes.models.NodeModel`).
 
 Absolute imports only: Lava's model discovery executes this file outside its package
-(LAVA.md §7, pitfall 4).
+(docs/lava.md §7, pitfall 4).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from this step's output cannot deadlock. The random bits of stochastic rounding 
 keyed by the emulator's global step ``step_offset + t − 1``.
 
 Imports: numpy, Lava and the toolkit's ``quantization`` kernels (which import torch).
-Lava's model discovery executes this file once per Process it compiles (LAVA.md §7,
+Lava's model discovery executes this file once per Process it compiles (docs/lava.md §7,
 pitfall 4); it has no side effects at import time and, once torch is loaded, costs
 only the class definitions. Absolute imports only: discovery executes the file outside
 its package.

@@ -39,9 +39,10 @@ Lava's ``time_step == 1``; the global step is ``step_offset + time_step − 1``)
 every ``reset_interval``-th step, the emulator's ``reset()`` between samples; weights
 keep learning) and ``record_dir``/``record_steps`` (if set, the model writes its output
 of every step and its final state to ``record_dir/<node_index>.npz`` at time step
-``record_steps``; far faster than ``Var.get()``, LAVA.md §6).
+``record_steps``; far faster than ``Var.get()``, docs/lava.md §6).
 
-This module imports only numpy and Lava (Lava's model discovery executes it, LAVA.md §7).
+This module imports only numpy and Lava (Lava's model discovery executes it,
+docs/lava.md §7, pitfall 4).
 """
 
 from __future__ import annotations

@@ -28,9 +28,9 @@ deadlock, and ``L[t]`` updates the weights at step ``t`` like
 weights at the end of step ``t`` (after its update), i.e. it uses at step ``t + 1``
 exactly the weights the emulator's BP reads before that step's update.
 
-Lava's model discovery executes every file of this folder (LAVA.md §7): this module has
-no side effects and uses absolute imports only. The models are defined next to their
-Processes, so discovery finds them in the Process's own module.
+Lava's model discovery executes every file of this folder (docs/lava.md §7, pitfall 4):
+this module has no side effects and uses absolute imports only. The models are defined
+next to their Processes, so discovery finds them in the Process's own module.
 """
 
 from __future__ import annotations

@@ -22,29 +22,20 @@ class LoadedCheckpoint:
 
 
 def load_checkpoint(path: Path, overrides: list[str] = ()) -> LoadedCheckpoint:
-    """Raise ``FileNotFoundError``/``ValueError`` with a one-line message on bad input."""
-    import torch
-
-    from stllr.config import ExperimentConfig, apply_overrides, field_types
+    """Raise ``FileNotFoundError``/``UserError`` with a one-line message on bad input: a
+    missing, truncated or unsafe file (:func:`stllr.checkpoints.load_pt`), or weights that
+    do not fit the model its config (with ``overrides``) builds."""
+    from stllr.checkpoints import built_from, load_model_state, load_pt, stored_config
+    from stllr.config import apply_overrides
     from stllr.models.factory import build_model
     from stllr.tasks import load_task
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 — any unpickling failure means a bad file
-        raise ValueError(f"{path} is not a readable stllr checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{path} has no 'model'/'config' entries: not written by train")
-    known = field_types()
-    stored = {
-        k: (tuple(v) if isinstance(v, list) else v) for k, v in ckpt["config"].items() if k in known
-    }
-    cfg = apply_overrides(ExperimentConfig(**stored), list(overrides))
+    ckpt = load_pt(path, keys=("model", "config"))
+    stored = stored_config(ckpt, path)
+    cfg = apply_overrides(stored, list(overrides))
     data = load_task(cfg)
     model, mode = build_model(cfg, data.input_shape, data.num_classes)
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt, path, built_from(stored, cfg, "its config"))
     model.eval()
     return LoadedCheckpoint(path, cfg, model, mode, data, ckpt.get("epoch"))

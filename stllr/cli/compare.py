@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stllr.cli.quantize import add_quant_options, check_quant_options, overrides, show_progress
+from stllr.cli import options
+from stllr.cli.quantize import add_quant_options, check_quant_options, overrides
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "compare",
         help="accuracy vs weight bits (PTQ, optional QAT) for one or more checkpoints",
@@ -49,6 +50,7 @@ def add_parser(sub) -> None:
         help="output folder (default: runs/compare)",
     )
     p.set_defaults(run=run)
+    return p
 
 
 def _labels(cfgs) -> list[str]:
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint {', '.join(missing)} does not exist")
     loaded = [load_checkpoint(p, overrides(args)) for p in args.checkpoints]
     labels = _labels([ck.cfg for ck in loaded])
-    progress = show_progress(args)
+    progress = options.show_progress(args)
     entries = []
     for ck, label in zip(loaded, labels, strict=True):
         print(f"{label}: {ck.path} (epoch {ck.epoch}), {len(ck.data.test)} test samples")

@@ -10,8 +10,10 @@ metrics (JSON, CSV) and learning curves go to <out-dir>/<name>/.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from stllr.cli import options
+from stllr.errors import UserError
 
 METHODS = {
     "stllr": ("stllr", "BP"),
@@ -21,7 +23,7 @@ METHODS = {
 }
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="train the SHD-shaped network with S-TLLR on built-in stand-in data",
@@ -60,8 +62,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("runs"), help="run folder root")
     p.add_argument("--name", default=None, help="run name (default: demo_<method>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run)
+    return p
 
 
 def config_from_args(args: argparse.Namespace):
@@ -94,15 +96,13 @@ def run(args: argparse.Namespace) -> int:
 
     for name in ("epochs", "hidden", "train_samples", "test_samples", "batch_size", "window"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
+            raise UserError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
     cfg = config_from_args(args)
     print(
         f"stllr demo: {args.method} on the SHD-like stand-in "
         f"(700 → {cfg.hidden} recurrent → 20, window {cfg.window}, {cfg.epochs} epochs)"
     )
-    summary = run_experiment(
-        cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty()
-    )
+    summary = run_experiment(cfg, resume=args.resume, progress=options.show_progress(args))
     trial = summary["trials"][0]
     print(
         f"final test accuracy {trial['final_test_acc']:.1f}% "

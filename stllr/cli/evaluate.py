@@ -7,11 +7,12 @@ evaluate on the real files, or task=... for another split source).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from stllr.cli import options
 
-def add_parser(sub) -> None:
+
+def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
         help="evaluate a trained checkpoint on its task's test split",
@@ -20,61 +21,39 @@ def add_parser(sub) -> None:
         epilog="Example: stllr eval runs/demo_stllr/trial_1/best.pt --out runs/eval.json",
     )
     p.add_argument("checkpoint", type=Path, help="best.pt or checkpoint.pt written by train")
-    p.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config values stored in the checkpoint",
+    options.add_set_option(
+        p, "KEY=VALUE", "data=/datasets", "config values stored in the checkpoint"
     )
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from stllr.config import ExperimentConfig, apply_overrides, field_types
-    from stllr.models.factory import build_model
+    from stllr.cli.checkpoint import load_checkpoint
     from stllr.run import atomic_json
-    from stllr.tasks import load_task
     from stllr.trainer import run_epoch
 
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    try:
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 — any unpickling failure means a bad file
-        raise ValueError(f"{args.checkpoint} is not a readable stllr checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{args.checkpoint} has no 'model'/'config' entries: not written by train")
-    known = field_types()
-    stored = {
-        k: (tuple(v) if isinstance(v, list) else v) for k, v in ckpt["config"].items() if k in known
-    }
-    cfg = apply_overrides(ExperimentConfig(**stored), args.set)
-    data = load_task(cfg)
-    model, _ = build_model(cfg, data.input_shape, data.num_classes)
-    model.load_state_dict(ckpt["model"])
+    ck = load_checkpoint(args.checkpoint, args.set)
+    cfg, data = ck.cfg, ck.data
     loss, acc = run_epoch(
-        model,
+        ck.model,
         data.test,
         cfg.val_batch_size,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=options.show_progress(args),
         desc="eval",
     )
     result = {
         "checkpoint": str(args.checkpoint),
         "task": cfg.task,
-        "epoch": ckpt.get("epoch"),
+        "epoch": ck.epoch,
         "test_acc": acc,
         "test_loss": loss,
         "samples": len(data.test),
     }
     print(
         f"{cfg.task}: test accuracy {acc:.2f}% on {len(data.test)} samples "
-        f"(checkpoint of epoch {ckpt.get('epoch')})"
+        f"(checkpoint of epoch {ck.epoch})"
     )
     if args.out is not None:
         atomic_json(result, args.out)

@@ -26,13 +26,14 @@ Settings come from pipeline/configs/<task>.toml; --set changes any of them, e.g.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from stllr.cli import options
 
 STAGE_LIST = "train, quantize, cost, lava, adaptation, report"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "pipeline",
         help="train, quantize, run in Lava, adapt on device and write a report, in one go",
@@ -90,26 +91,17 @@ def add_parser(sub) -> None:
         default=None,
         help="epochs of quantization-aware training before deployment (default: the config's, 0)",
     )
-    p.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override config values, e.g. train.epochs=2 adaptation.samples=50",
+    options.add_set_option(
+        p, "SECTION.KEY=VALUE", "train.epochs=2 adaptation.samples=50", "config values"
     )
-    p.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run)
+    return p
 
 
 def _resolve(args: argparse.Namespace):
     """(config, run folder) from the arguments (:func:`pipeline.resolve.resolve_run`)."""
     from pipeline.resolve import resolve_run
 
-    if args.threads < 0:
-        raise ValueError(f"--threads must be ≥ 0 (0 = torch's choice), got {args.threads}")
     return resolve_run(
         task=args.task,
         data=args.data,
@@ -124,20 +116,16 @@ def _resolve(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from pipeline import run_pipeline
 
     cfg, out = _resolve(args)
     print(f"stllr pipeline: task {cfg.train.task} → {out} (stages: {STAGE_LIST})")
-    summaries = run_pipeline(
+    summaries = run_pipeline(  # a failed start leaves no run folder (pipeline.runner)
         cfg,
         out,
         resume=args.resume or args.rerun_from is not None,
         rerun_from=args.rerun_from,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=options.show_progress(args),
     )
     print(f"report: {out / summaries['report']['html']}")
     return 0

@@ -20,11 +20,13 @@ counts the extra training on both sides.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from stllr.cli import options
+from stllr.errors import UserError
 
-def add_parser(sub) -> None:
+
+def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "quantize",
         help="quantize a trained checkpoint to fixed point and score it with the emulator",
@@ -47,6 +49,7 @@ def add_parser(sub) -> None:
         help="output folder (default: quantized/ next to the checkpoint)",
     )
     p.set_defaults(run=run)
+    return p
 
 
 def add_quant_options(p: argparse.ArgumentParser, bits_nargs: str | None) -> None:
@@ -82,14 +85,9 @@ def add_quant_options(p: argparse.ArgumentParser, bits_nargs: str | None) -> Non
         help="epochs of quantization-aware fine-tuning; 0 = PTQ only (default: 0)",
     )
     p.add_argument("--data", default=None, help="dataset root (shortcut for --set data=...)")
-    p.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config values stored in the checkpoint",
+    options.add_set_option(
+        p, "KEY=VALUE", "data=/datasets", "config values stored in the checkpoint"
     )
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def check_quant_options(args: argparse.Namespace, bits: list[int]) -> None:
@@ -98,21 +96,17 @@ def check_quant_options(args: argparse.Namespace, bits: list[int]) -> None:
 
     for b in bits:
         if not MIN_BITS <= b <= MAX_BITS:
-            raise ValueError(f"--bits must be in {MIN_BITS}..{MAX_BITS}, got {b}")
+            raise UserError(f"--bits must be in {MIN_BITS}..{MAX_BITS}, got {b}")
     if not 0.0 < args.percentile <= 100.0:
-        raise ValueError(f"--percentile must be in (0, 100], got {args.percentile:g}")
+        raise UserError(f"--percentile must be in (0, 100], got {args.percentile:g}")
     if args.calib_batches < 1:
-        raise ValueError(f"--calib-batches must be ≥ 1, got {args.calib_batches}")
+        raise UserError(f"--calib-batches must be ≥ 1, got {args.calib_batches}")
     if args.qat_epochs < 0:
-        raise ValueError(f"--qat-epochs must be ≥ 0, got {args.qat_epochs}")
+        raise UserError(f"--qat-epochs must be ≥ 0, got {args.qat_epochs}")
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
     return ([f"data={args.data}"] if args.data else []) + list(args.set)
-
-
-def show_progress(args: argparse.Namespace) -> bool:
-    return not args.no_progress and sys.stderr.isatty()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     ck = load_checkpoint(args.checkpoint, overrides(args))
     cfg, data = ck.cfg, ck.data
     out = args.out if args.out is not None else args.checkpoint.parent / "quantized"
-    progress = show_progress(args)
+    progress = options.show_progress(args)
     print(
         f"{cfg.task}: {args.checkpoint} (epoch {ck.epoch}), {len(data.test)} test samples; "
         f"{args.bits}-bit weights, percentile {args.percentile:g}"
@@ -145,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         print,
     )
     if ptq.error is not None:
-        raise ValueError(f"{args.bits}-bit PTQ of {args.checkpoint} failed: {ptq.error}")
+        raise UserError(f"{args.bits}-bit PTQ of {args.checkpoint} failed: {ptq.error}")
     qat = control = None
     if args.qat_epochs > 0:
         qat = report.qat_and_evaluate(
@@ -161,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             print,
         )
         if qat.error is not None:
-            raise ValueError(f"{args.bits}-bit QAT of {args.checkpoint} failed: {qat.error}")
+            raise UserError(f"{args.bits}-bit QAT of {args.checkpoint} failed: {qat.error}")
         control = report.float_control(
             ck.model, ck.mode, data, cfg, args.qat_epochs, progress, print
         )

@@ -8,11 +8,12 @@ after every epoch; --resume continues an interrupted run bit-identically.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from stllr.cli import options
 
-def add_parser(sub) -> None:
+
+def add_parser(sub) -> argparse.ArgumentParser:
     from stllr.config import field_types
 
     keys = ", ".join(sorted(field_types()))
@@ -48,20 +49,14 @@ def add_parser(sub) -> None:
         default=None,
         help="shortcut for --set data=...: dataset root, or the .h5 file of --task custom",
     )
-    p.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config values, e.g. --set lr=1e-3 factors=0.2,0.75,-1,1",
-    )
+    options.add_set_option(p, "KEY=VALUE", "lr=1e-3 factors=0.2,0.75,-1,1", "config values")
     p.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in <out_dir>/<name> from its last checkpoint",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(run=run)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, [*shortcuts, *args.set])
     distributed.init_from_env()  # no-op unless launched by torchrun with WORLD_SIZE > 1
-    run_experiment(cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())
+    run_experiment(cfg, resume=args.resume, progress=options.show_progress(args))
     return 0

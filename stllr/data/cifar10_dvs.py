@@ -1,6 +1,6 @@
 """CIFAR10-DVS through tonic 1.7.0 ``CIFAR10DVS`` (aedat4 files), read offline.
 
-Pipeline of the reference (STLLR.md §3b, OTTT/spikingjelly code), per recording:
+Pipeline of the reference (docs/rule.md §11b, the OTTT/spikingjelly code), per recording:
 
 1. ``ToFrame(n_event_bins=10)``: 10 frames of equal event count, counts ``[10, 2, 128, 128]``
    (tonic drops the last ``N mod 10`` events; spikingjelly put them in the last frame).
@@ -45,6 +45,7 @@ from stllr.data.binning import events_to_frames, random_crop
 from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
 from stllr.data.offline import check_offline, natural_key, offline_tonic_class, warn_if_incomplete
 from stllr.data.recording_sources import TonicSource
+from stllr.errors import UserError
 
 SENSOR_SIZE = (128, 128, 2)
 CLASS_NAMES = tuple(tonic.datasets.CIFAR10DVS.classes)  # airplane … truck, labels 0..9
@@ -213,7 +214,7 @@ def torch_resize_uint8(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def cifar_frames(events: np.ndarray, where: str, config: Cifar10DVSConfig) -> list[np.ndarray]:
     """Cached part of the pipeline: ``[n_frames, 2, size, size]`` float32 in [0, 1]."""
     if 0 < events.size < config.n_frames:
-        raise ValueError(
+        raise UserError(
             f"{where}: {events.size} events cannot fill {config.n_frames} frames of equal "
             f"event count; expected at least {config.n_frames} events"
         )
@@ -225,7 +226,7 @@ def cifar_frames(events: np.ndarray, where: str, config: Cifar10DVSConfig) -> li
     elif config.resize_mode == "torch":
         small = torch_resize_uint8(img, size)
     else:
-        raise ValueError(f"resize_mode must be 'pil' or 'torch', got {config.resize_mode!r}")
+        raise UserError(f"resize_mode must be 'pil' or 'torch', got {config.resize_mode!r}")
     return [small.astype(np.float32) / 255.0]
 
 
@@ -251,7 +252,7 @@ def _check_aedat4(path: str) -> None:
     with open(path, "rb") as f:
         head = f.read(14)
     if head != b"#!AER-DAT4.0\r\n":
-        raise ValueError(
+        raise UserError(
             f"{path}: not an AEDAT 4 file (starts with {head[:14]!r}); expected {EXPECTED_FORMAT}"
         )
 
@@ -280,18 +281,18 @@ def cifar10_dvs_dataset(config: Cifar10DVSConfig) -> EventFrameDataset:
             names the file).
     """
     if not 0.0 < config.train_fraction < 1.0:
-        raise ValueError(f"train_fraction must be in (0, 1), got {config.train_fraction}")
+        raise UserError(f"train_fraction must be in (0, 1), got {config.train_fraction}")
     base = check_offline(config.root, "CIFAR10DVS", LAYOUT, suffix=".aedat4")
     for folder in sorted(p for p in base.iterdir() if p.is_dir()):
         if any(folder.glob("*.aedat4")) and folder.name not in CLASS_NAMES:
-            raise ValueError(
+            raise UserError(
                 f"{folder}: unknown class folder '{folder.name}'; expected one of {CLASS_NAMES}"
             )
     cls = offline_tonic_class(tonic.datasets.CIFAR10DVS, LAYOUT)
     try:
         ds = cls(save_to=str(config.root))
     except KeyError as err:  # a nested folder of .aedat4 files with a non-class name
-        raise ValueError(
+        raise UserError(
             f"{base}: .aedat4 files in a folder named {err} that is not a class; expected "
             f"one of {CLASS_NAMES}"
         ) from err

@@ -1,6 +1,6 @@
 """DVS128 Gesture through tonic 1.7.0 ``DVSGesture`` (official split), read offline.
 
-Pipeline of the reference (STLLR.md §3a), all sizes configurable in :class:`GestureConfig`:
+Pipeline of the reference (docs/rule.md §11a), all sizes configurable in :class:`GestureConfig`:
 
 * **train**: ``SliceByTime(1.575 s)`` without the partial last slice (slices start at the
   first event), each slice → ``ToFrame(time_window=75 ms)`` counts ``[T, 2, 128, 128]``
@@ -38,6 +38,7 @@ from stllr.data.binning import (
 from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
 from stllr.data.offline import check_offline, offline_tonic_class, warn_if_incomplete
 from stllr.data.recording_sources import TonicSource
+from stllr.errors import UserError
 
 SENSOR_SIZE = (128, 128, 2)
 NUM_CLASSES = 11
@@ -152,7 +153,7 @@ def gesture_frames(events: np.ndarray, where: str, config: GestureConfig) -> lis
 
 def _check_npy(path: str) -> None:
     if os.path.getsize(path) == 0:
-        raise ValueError(f"{path}: empty file (0 bytes); expected {EXPECTED_FORMAT}")
+        raise UserError(f"{path}: empty file (0 bytes); expected {EXPECTED_FORMAT}")
 
 
 def dvs_gesture_dataset(config: GestureConfig) -> GestureDataset:
@@ -170,14 +171,14 @@ def dvs_gesture_dataset(config: GestureConfig) -> GestureDataset:
     try:
         ds = cls(save_to=str(config.root), train=config.train)
     except ValueError as err:  # a folder not named userNN_<lighting>, a file not <int>.npy
-        raise ValueError(
+        raise UserError(
             f"{base / folder}: unexpected folder or file name ({err}); expected\n{LAYOUT}"
         ) from err
     full = FULL_TRAIN if config.train else FULL_TEST
     warn_if_incomplete(base, len(ds.data), full, f"{folder} recordings")
     for path, label in zip(ds.data, ds.targets, strict=True):
         if not 0 <= label < NUM_CLASSES:
-            raise ValueError(
+            raise UserError(
                 f"{path}: label {label} (from the file name) out of range; expected "
                 f"0..{NUM_CLASSES - 1} ({NUM_CLASSES} gesture classes)"
             )
@@ -186,7 +187,7 @@ def dvs_gesture_dataset(config: GestureConfig) -> GestureDataset:
         keep = set(config.users)
         order = [j for j in order if ds.users[j] in keep]
         if not order:
-            raise ValueError(
+            raise UserError(
                 f"{Path(ds.location_on_system) / folder}: no recording of users "
                 f"{sorted(keep)}; users present: {sorted(set(ds.users))}"
             )

@@ -36,9 +36,9 @@ def encode_ncaltech_bin(x, y, p, t_us) -> bytes:
     would mark a timestamp-overflow event, so y must stay below 240.)"""
     x, y, p, t = (np.asarray(v, dtype=np.int64) for v in (x, y, p, t_us))
     if x.size and (x.min() < 0 or x.max() > 255 or y.min() < 0 or y.max() > 239):
-        raise ValueError("N-Caltech101 .bin needs 0 ≤ x ≤ 255 and 0 ≤ y ≤ 239")
+        raise UserError("N-Caltech101 .bin needs 0 ≤ x ≤ 255 and 0 ≤ y ≤ 239")
     if t.size and (t.min() < 0 or t.max() >= 1 << 23):
-        raise ValueError("N-Caltech101 .bin timestamps must be in [0, 2**23) µs")
+        raise UserError("N-Caltech101 .bin timestamps must be in [0, 2**23) µs")
     out = np.empty((x.size, 5), dtype=np.uint8)
     out[:, 0] = x
     out[:, 1] = y

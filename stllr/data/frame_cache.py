@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from stllr.files import atomic_write
 
 CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 
@@ -45,7 +46,9 @@ class FrameCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         meta_path = self.folder / "meta.json"
         if not meta_path.exists():
-            _atomic_write_bytes(meta_path, json.dumps(meta, indent=1, default=str).encode())
+            atomic_write(
+                meta_path, lambda f: f.write(json.dumps(meta, indent=1, default=str).encode())
+            )
 
     def path(self, i: int) -> Path:
         return self.folder / f"r{i:06d}.npz"
@@ -80,22 +83,8 @@ class FrameCache:
     def write(self, i: int, samples: Sequence[np.ndarray]) -> None:
         lengths = np.array([s.shape[0] for s in samples], dtype=np.int64)
         frames = np.concatenate(samples, axis=0) if samples else np.zeros((0,), np.float32)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".r{i:06d}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, frames=frames.astype(np.float32, copy=False), lengths=lengths)
-            os.replace(tmp, self.path(i))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
+        def save(f) -> None:
+            np.savez(f, frames=frames.astype(np.float32, copy=False), lengths=lengths)
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(self.path(i), save, durable=False)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from stllr.data.frame_cache import FrameCache, cache_key
 from stllr.data.recording_sources import RecordingSource
+from stllr.progress import bar as progress_bar
 
 SamplesFn = Callable[[np.ndarray, str], list[np.ndarray]]
 AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -99,11 +99,8 @@ class EventFrameDataset(torch.utils.data.Dataset):
         n = len(self.source)
         counts: list[int] = []
         memory: list[list[torch.Tensor]] = []
-        bar = tqdm(
-            range(n),
-            desc=f"binning {self.config.name}",
-            disable=not self.config.progress,
-            leave=False,
+        bar = progress_bar(
+            range(n), show=self.config.progress, desc=f"binning {self.config.name}", leave=False
         )
         for i in bar:
             if self._cache is not None:

@@ -1,6 +1,6 @@
 """N-Caltech101 through tonic 1.7.0 ``NCALTECH101`` (``.bin`` files), read offline.
 
-Pipeline of the reference (STLLR.md §3c): tonic shifts ``x`` and ``y`` of every recording
+Pipeline of the reference (docs/rule.md §11c): tonic shifts ``x`` and ``y`` of every recording
 to start at 0, then ``ToFrame(sensor_size=(240, 180, 2), time_window=30 ms)`` counts
 ``[T, 2, 180, 240]`` (complete windows from the first event, ``T ≈ 10`` for the 300 ms
 saccades) → torchvision ``Resize([45, 60])`` (bilinear, antialias, rounded back to integer
@@ -33,6 +33,7 @@ from stllr.data.binning import events_to_frames, resize_frames
 from stllr.data.frame_dataset import EventFrameDataset, FrameDatasetConfig
 from stllr.data.offline import check_offline, natural_key, offline_tonic_class, warn_if_incomplete
 from stllr.data.recording_sources import TonicSource
+from stllr.errors import UserError
 
 SENSOR_SIZE = (240, 180, 2)
 EVENT_BYTES = 5
@@ -98,7 +99,7 @@ def ncaltech_frames(events: np.ndarray, where: str, config: NCaltech101Config) -
 def _check_bin(path: str) -> None:
     size = os.path.getsize(path)
     if size == 0 or size % EVENT_BYTES:
-        raise ValueError(
+        raise UserError(
             f"{path}: {size} bytes is not a positive multiple of {EVENT_BYTES} (truncated or "
             f"not an N-Caltech101 file); expected {EXPECTED_FORMAT}"
         )
@@ -125,9 +126,9 @@ def ncaltech101_dataset(config: NCaltech101Config) -> EventFrameDataset:
             outside the 240×180 sensor (the message names the file).
     """
     if config.split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {config.split!r}")
+        raise UserError(f"split must be 'train' or 'test', got {config.split!r}")
     if not 0.0 < config.train_fraction < 1.0:
-        raise ValueError(f"train_fraction must be in (0, 1), got {config.train_fraction}")
+        raise UserError(f"train_fraction must be in (0, 1), got {config.train_fraction}")
     base = check_offline(config.root, "NCALTECH101", LAYOUT, subdir="Caltech101", suffix=".bin")
     cls = offline_tonic_class(tonic.datasets.NCALTECH101, LAYOUT)
     ds = cls(save_to=str(config.root))

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stllr.errors import UserError
+
 
 class RecordingSource(Protocol):
     """Recordings of one split: ``len(source)``, ``labels[i]``, ``load(i)`` and names."""
@@ -69,7 +71,7 @@ class TonicSource:
         check: Callable[[str], None] | None = None,
     ):
         if len(order) != len(labels):
-            raise ValueError(f"{kind}: {len(order)} recordings but {len(labels)} labels")
+            raise UserError(f"{kind}: {len(order)} recordings but {len(labels)} labels")
         self.dataset = dataset
         self.order = [int(j) for j in order]
         self.labels = [int(y) for y in labels]
@@ -94,7 +96,7 @@ class TonicSource:
         try:
             events, _ = self.dataset[self.order[i]]
         except Exception as err:  # numpy/aedat/tonic errors on truncated or foreign files
-            raise ValueError(
+            raise UserError(
                 f"{path}: cannot be read as a {self.kind} recording ({type(err).__name__}: "
                 f"{err}); expected {self.expected_format}"
             ) from err

@@ -49,6 +49,7 @@ from stllr.data.shd_standin import (
     read_standin_attrs,
     standin_attrs,
 )
+from stllr.errors import UserError
 
 REQUIRED_KEYS = ("spikes/times", "spikes/units", "labels")
 US_PER_S = 1_000_000
@@ -74,7 +75,7 @@ def _duration_to_us(name: str, value_s: float) -> int:
     """A positive duration in seconds → whole microseconds (rounded)."""
     value_us = round(float(value_s) * US_PER_S)
     if not value_us >= 1:
-        raise ValueError(f"{name} must be at least 1 µs (given in seconds), got {value_s!r}")
+        raise UserError(f"{name} must be at least 1 µs (given in seconds), got {value_s!r}")
     return value_us
 
 
@@ -106,7 +107,7 @@ def bin_events(
         rel, units = t_us[in_slice], units[in_slice]
         n_frames = int(rel[-1]) // dt_us + 1 if rel.size else 1
     else:
-        raise ValueError(f"align must be 'first_spike' or 'zero', got {align!r}")
+        raise UserError(f"align must be 'first_spike' or 'zero', got {align!r}")
     frame = rel // dt_us
     keep = frame < n_frames
     flat = frame[keep] * num_channels + units[keep].astype(np.int64)
@@ -119,20 +120,20 @@ def _check_recording(
 ) -> None:
     where = f"{path}: recording {i}"
     if times.shape != units.shape:
-        raise ValueError(
+        raise UserError(
             f"{where}: 'spikes/times' has {times.size} entries but 'spikes/units' has "
             f"{units.size}; expected one channel per spike time"
         )
     if times.size == 0:
-        raise ValueError(f"{where} is empty: 'spikes/times' has no spikes; expected ≥ 1")
+        raise UserError(f"{where} is empty: 'spikes/times' has no spikes; expected ≥ 1")
     if not np.all(np.isfinite(times)) or times.min() < 0:
-        raise ValueError(f"{where}: 'spikes/times' must be finite and ≥ 0 seconds")
+        raise UserError(f"{where}: 'spikes/times' must be finite and ≥ 0 seconds")
     if np.any(np.diff(times) < 0):
-        raise ValueError(f"{where}: 'spikes/times' must be sorted ascending (as in SHD)")
+        raise UserError(f"{where}: 'spikes/times' must be sorted ascending (as in SHD)")
     if not np.issubdtype(units.dtype, np.integer):
-        raise ValueError(f"{where}: 'spikes/units' must be integers, got dtype {units.dtype}")
+        raise UserError(f"{where}: 'spikes/units' must be integers, got dtype {units.dtype}")
     if units.min() < 0 or units.max() >= num_channels:
-        raise ValueError(
+        raise UserError(
             f"{where}: 'spikes/units' has channels in [{units.min()}, {units.max()}]; "
             f"expected 0..{num_channels - 1}"
         )
@@ -140,15 +141,15 @@ def _check_recording(
 
 def _read_dataset(path: Path, f: h5py.File, key: str) -> np.ndarray:
     if key not in f:
-        raise ValueError(
+        raise UserError(
             f"{path}: missing dataset '{key}'; an SHD file needs {', '.join(REQUIRED_KEYS)}"
         )
     obj = f[key]
     if not isinstance(obj, h5py.Dataset) or obj.ndim != 1:
-        raise ValueError(f"{path}: '{key}' must be a 1-d dataset (one entry per recording)")
+        raise UserError(f"{path}: '{key}' must be a 1-d dataset (one entry per recording)")
     is_vlen = h5py.check_vlen_dtype(obj.dtype) is not None
     if key.startswith("spikes/") and not is_vlen:
-        raise ValueError(
+        raise UserError(
             f"{path}: '{key}' must be a variable-length dataset (one array per recording), "
             f"got dtype {obj.dtype}"
         )
@@ -172,20 +173,20 @@ def read_shd_file(
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(f"{path}: cannot be opened as an HDF5 file ({err})") from err
+        raise UserError(f"{path}: cannot be opened as an HDF5 file ({err})") from err
     with f:
         times_col, units_col, labels = (_read_dataset(path, f, k) for k in REQUIRED_KEYS)
     lengths = {"spikes/times": len(times_col), "spikes/units": len(units_col)}
     for key, length in lengths.items():
         if length != len(labels):
-            raise ValueError(
+            raise UserError(
                 f"{path}: '{key}' has {length} recording(s) but 'labels' has {len(labels)}; "
                 "expected the same number"
             )
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{path}: 'labels' must be integers, got dtype {labels.dtype}")
+        raise UserError(f"{path}: 'labels' must be integers, got dtype {labels.dtype}")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
+        raise UserError(
             f"{path}: 'labels' has values in [{labels.min()}, {labels.max()}]; "
             f"expected 0..{num_classes - 1}"
         )
@@ -221,9 +222,9 @@ def load_shd_frames(
     dt_us = _duration_to_us("dt_s", dt_s)
     max_us = _duration_to_us("max_time_s", max_time_s)
     if max_us < dt_us:
-        raise ValueError(f"max_time_s ({max_time_s}) must be ≥ dt_s ({dt_s})")
+        raise UserError(f"max_time_s ({max_time_s}) must be ≥ dt_s ({dt_s})")
     if align not in ("first_spike", "zero"):
-        raise ValueError(f"align must be 'first_spike' or 'zero', got {align!r}")
+        raise UserError(f"align must be 'first_spike' or 'zero', got {align!r}")
     times, units, labels = read_shd_file(h5_path, num_classes, num_channels)
     frames = [
         torch.from_numpy(bin_events(seconds_to_us(t), u, dt_us, max_us, num_channels, align))
@@ -256,7 +257,7 @@ def _ensure_standin(folder: Path, expected: dict[str, dict], **generate_kwargs) 
             continue
         stored = read_standin_attrs(path)
         if stored is None:
-            raise ValueError(
+            raise UserError(
                 f"{path} exists but is not a generated stand-in (no 'stllr_standin' "
                 "attribute); refusing to overwrite it, use another folder"
             )

@@ -53,6 +53,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from stllr.errors import UserError
+
 TRAIN_FILE = "shd_train.h5"
 TEST_FILE = "shd_test.h5"
 ATTR_NAME = "stllr_standin"
@@ -371,9 +373,9 @@ def generate_split(
     speaker_ids = split_speakers(meta_rng, n, split, cfg)
     indices: Sequence[int] = range(n)
     if progress:
-        from tqdm.auto import tqdm
+        from stllr.progress import bar as progress_bar
 
-        indices = tqdm(indices, desc=f"SHD stand-in ({split})", unit="sample")
+        indices = progress_bar(indices, desc=f"SHD stand-in ({split})", unit="sample")
     times, units = [], []
     for i in indices:
         rng = _rng(seed, stream, 1, i)
@@ -453,7 +455,7 @@ def read_standin_attrs(path: Path) -> dict | None:
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(f"{path}: cannot be opened as an HDF5 file ({err})") from err
+        raise UserError(f"{path}: cannot be opened as an HDF5 file ({err})") from err
     with f:
         raw = f.attrs.get(ATTR_NAME)
     if raw is None:
@@ -469,13 +471,13 @@ def _check_args(n_train: int, n_test: int, num_classes: int, num_channels: int, 
         ("num_channels", num_channels, 1),
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+            raise UserError(f"{name} must be an integer ≥ {low}, got {value!r}")
     if num_channels > 65536:
-        raise ValueError(f"num_channels must be ≤ 65536 (units are uint16), got {num_channels}")
+        raise UserError(f"num_channels must be ≤ 65536 (units are uint16), got {num_channels}")
     if num_classes > 65536:
-        raise ValueError(f"num_classes must be ≤ 65536 (labels are uint16), got {num_classes}")
+        raise UserError(f"num_classes must be ≤ 65536 (labels are uint16), got {num_classes}")
     if not duration_s > 0:
-        raise ValueError(f"duration_s must be > 0 seconds, got {duration_s!r}")
+        raise UserError(f"duration_s must be > 0 seconds, got {duration_s!r}")
 
 
 def generate_shd_standin(

@@ -20,6 +20,7 @@ from stllr.data.event_writers import write_gesture_npy
 from stllr.data.offline import write_placeholder_archive
 from stllr.data.standin_markers import _ensure, _finish, _prepare
 from stllr.data.standin_random import Rng, _noise, _rng
+from stllr.errors import UserError
 
 
 def _edge_events(rng: Rng, pts: np.ndarray, t_ms: np.ndarray, density: float):
@@ -171,9 +172,9 @@ def gesture_recording(
 ) -> np.ndarray:
     """One gesture-like recording: int32 ``(N, 4)`` ``[x, y, p, t_ms]`` sorted by time."""
     if lighting not in LIGHTINGS:
-        raise ValueError(f"unknown lighting {lighting!r}; expected one of {sorted(LIGHTINGS)}")
+        raise UserError(f"unknown lighting {lighting!r}; expected one of {sorted(LIGHTINGS)}")
     if not 0 <= label < len(GESTURE_MOTIONS):
-        raise ValueError(f"gesture label {label} out of range 0..{len(GESTURE_MOTIONS) - 1}")
+        raise UserError(f"gesture label {label} out of range 0..{len(GESTURE_MOTIONS) - 1}")
     noise_hz, n_hot, hot_hz, density = LIGHTINGS[lighting]
     urng = _rng(seed, "gesture-user", user)  # per-user style, shared by all recordings
     style = {

@@ -29,11 +29,30 @@ from stllr.training import TRAINING_MODES, ottt_factors
 
 Builder = Callable[[ExperimentConfig, tuple[int, ...], int], SpikingModel]
 _ARCHS: dict[str, Builder] = {}
+#: arch → the number of dimensions of one input frame it takes (1: [channels], as SHD;
+#: 3: [channels, height, width], as the event cameras); None: not declared
+_INPUT_DIMS: dict[str, int | None] = {}
+_INPUT_LAYOUT = {1: "[channels]", 3: "[channels, height, width]"}
 
 
-def register_arch(name: str, builder: Builder) -> None:
-    """Make ``arch = name`` available to configs."""
+def register_arch(name: str, builder: Builder, input_dims: int | None = None) -> None:
+    """Make ``arch = name`` available to configs; ``input_dims``: see ``_INPUT_DIMS``."""
     _ARCHS[name] = builder
+    _INPUT_DIMS[name] = input_dims
+
+
+def _check_input_fits(cfg: ExperimentConfig, input_shape: tuple[int, ...]) -> None:
+    """A one-line error naming the archs that fit when ``cfg.arch`` cannot take the data."""
+    dims = _INPUT_DIMS.get(cfg.arch)
+    if dims is None or len(input_shape) == dims:
+        return
+    fits = sorted(a for a, d in _INPUT_DIMS.items() if d == len(input_shape))
+    layout = _INPUT_LAYOUT.get(len(input_shape), f"{len(input_shape)}-d")
+    use = " or ".join(f"arch={a}" for a in fits) if fits else "another arch"
+    raise UserError(
+        f"arch {cfg.arch!r} takes frames {_INPUT_LAYOUT.get(dims, f'{dims}-d')}, but task "
+        f"{cfg.task!r} gives {layout} {list(input_shape)}: use {use} (--set arch=...)"
+    )
 
 
 def _gamma(leak: float) -> float:
@@ -44,18 +63,7 @@ def _factors(cfg: ExperimentConfig, leak: float):
     return ottt_factors(_gamma(leak)) if cfg.method == "ottt" else cfg.stllr_factors()
 
 
-def _check_shape(arch: str, input_shape, dims: int, other: str) -> None:
-    """One-line error when ``arch`` cannot take samples of ``input_shape``."""
-    if len(input_shape) != dims:
-        want = "[T, channels] (a 1-D sensor)" if dims == 1 else "[T, C, H, W] (a camera)"
-        raise UserError(
-            f"arch={arch} needs frames {want}; this task's samples are "
-            f"[T, {', '.join(map(str, input_shape))}]: use arch={other} (or arch=auto)"
-        )
-
-
 def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
-    _check_shape("shd_rsnn", input_shape, 1, "vgg9")
     (n_in,) = input_shape
     kw = {"num_inputs": n_in, "hidden": cfg.hidden, "num_classes": num_classes}
     psi = cfg.psi or "a"
@@ -67,7 +75,6 @@ def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
 
 
 def _vgg(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
-    _check_shape("vgg9", input_shape, 3, "shd_rsnn")
     channels = cfg.channels or VGG9_CHANNELS
     kw = {"input_shape": tuple(input_shape), "num_classes": num_classes, "channels": channels}
     psi = cfg.psi or "b"
@@ -114,18 +121,19 @@ def _auto(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     )
 
 
-register_arch("shd_rsnn", _shd)
-register_arch("vgg9", _vgg)
-register_arch("resnet18", _resnet)
+register_arch("shd_rsnn", _shd, input_dims=1)
+register_arch("vgg9", _vgg, input_dims=3)
+register_arch("resnet18", _resnet, input_dims=3)
 register_arch("auto", _auto)
 
 
 def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int):
     """Return ``(model, training_mode)``."""
     if cfg.arch not in _ARCHS:
-        raise ValueError(f"unknown arch {cfg.arch!r}; expected one of {sorted(_ARCHS)}")
+        raise UserError(f"unknown arch {cfg.arch!r}; expected one of {sorted(_ARCHS)}")
     if cfg.method not in TRAINING_MODES:
-        raise ValueError(f"unknown method {cfg.method!r}; expected one of {TRAINING_MODES}")
+        raise UserError(f"unknown method {cfg.method!r}; expected one of {TRAINING_MODES}")
     if cfg.method == "bptt" and cfg.feedback != "BP":
-        raise ValueError(f"feedback={cfg.feedback!r} needs an S-TLLR method, not bptt")
+        raise UserError(f"feedback={cfg.feedback!r} needs an S-TLLR method, not bptt")
+    _check_input_fits(cfg, tuple(input_shape))
     return _ARCHS[cfg.arch](cfg, input_shape, num_classes), cfg.method

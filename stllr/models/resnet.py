@@ -1,4 +1,4 @@
-"""Spiking ResNet-18 (``ResNet_STDP`` / ``ResNet_BPTT`` of the reference), STLLR.md §2c.
+"""Spiking ResNet-18 (``ResNet_STDP`` / ``ResNet_BPTT`` of the reference), docs/rule.md §10c.
 
 Stem: spiking 3×3 conv → 64, AvgPool 2. Four stages of 2 BasicBlocks with
 ``widths`` (64, 128, 256, 512) and strides (1, 2, 2, 2). A block is two spiking 3×3

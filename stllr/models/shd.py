@@ -1,4 +1,4 @@
-"""The SHD recurrent network (``stllr_shd_net`` / ``bptt_shd_net``), STLLR.md §2d.
+"""The SHD recurrent network (``stllr_shd_net`` / ``bptt_shd_net``), docs/rule.md §10d.
 
 S-TLLR: ``RecurrentLinearSTLLR`` 700→H (γ = σ(5), θ = 0.6, Ψ (a), WS on W and
 W_rec) → feedback hook → ``AccumulateReadout`` H→K (γ = σ(5), λ_pre = 0.99).

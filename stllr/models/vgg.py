@@ -1,4 +1,6 @@
-"""VGG-9 for event-camera classification (``*_vgg_stllr`` / ``*_vgg_bptt``), STLLR.md §2a–b.
+"""VGG-9 for event-camera classification (``*_vgg_stllr`` / ``*_vgg_bptt``).
+
+The networks of docs/rule.md §10a, §10b:
 
 C(2→64)–C(64→128)–P–C(128→256)–C(256→256)–P–C(256→512)–C(512→512)–P–
 C(512→512)–C(512→512)–AdaptiveAvgPool(1)–Linear(512→K), every C a 3×3/1/1

@@ -1,7 +1,7 @@
 """``STLLRLearningLIF``: a LearningLIF that feeds Lava's learning engine the S-TLLR factors.
 
 Lava's built-in ``LearningLIF`` models ignore the third factor and never send ``bap`` or
-``y1..y3`` (LAVA.md §3, §7 pitfall 5). This subclass's models (``models.py``) do, every
+``y1..y3`` (docs/lava.md §3, §7, pitfall 5). This subclass's models (``models.py``) do, every
 step ``t``, after the LIF update::
 
     v_c[t] = v[t] − θ                      centred membrane before the reset (Var ``v_c``)
@@ -19,7 +19,7 @@ learning_rule``): ``reset`` (``"soft"``, S-TLLR's default, or ``"hard"``, Lava's
 ``stllr`` (a :class:`~lava_models.learning_engine.config.STLLRNeuronConfig`).
 
 This module imports only Lava and the config: Lava's model discovery executes every module
-of this directory once per compiled Process (LAVA.md §7, pitfall 4).
+of this directory once per compiled Process (docs/lava.md §7, pitfall 4).
 """
 
 from __future__ import annotations
