@@ -9,6 +9,13 @@ imports Lava, and only inside functions).
   stllr's float step functions (through :mod:`lava_models.float_ops`);
 * :mod:`lava_models.exporter` — node converters (registries) from a ``QNetwork`` or
   from the float graph of ``quantization.convert.to_float_graph`` (``export_float``);
-* :mod:`lava_models.runner` — runs an exported network with a deadline and always stops it;
-* :mod:`lava_models.runtime` — importing Lava safely next to torch/tqdm.
+* :mod:`lava_models.runner` — runs an exported network and reads its records;
+* :mod:`lava_models.session` — one Lava run with a deadline, always stopped;
+* :mod:`lava_models.runtime` — importing Lava safely next to torch/tqdm;
+* :mod:`lava_models.errors` — the package's errors (imports nothing).
+
+Imports go one way, without circles (tests/test_dependency_direction.py): ``errors`` and
+``runtime`` import no other module of the package, ``session`` only ``errors``; the
+exporters (``builtin``, ``exporter``, ``netx``) build on those, ``runner`` on the
+exporter, ``online`` on the runner. No module imports another's private names.
 """

@@ -6,7 +6,7 @@ every node a :class:`~quantization.network.SpikingLayer` of kind ``"dense"`` or
 input (``"input"`` or another such layer). A dense layer may read a conv layer (or an
 image input): the flatten between them is implied, as in the toolkit. Anything else
 (pools, adds, readouts, soft reset, recurrence, a conv after a dense layer) raises
-:class:`UnsupportedNodeError` naming the node, before Lava is imported.
+:class:`~lava_models.errors.UnsupportedNodeError` naming the node, before Lava is imported.
 
 Mapping per node (docs/lava.md §4, §5; integer semantics of :mod:`quantization.loihi`)::
 
@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lava_models.errors import UnsupportedNodeError
+
 if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)
     from quantization.network import QNetwork, SpikingLayer
 
@@ -69,10 +71,6 @@ EXPORT_SHIFT = 1
 NUM_WEIGHT_BITS = 8
 #: Lava's ``Conv`` stores kernel size, padding, stride, dilation and groups as int8.
 CONV_PARAM_MAX = 127
-
-
-class UnsupportedNodeError(ValueError):
-    """A node that Lava's built-in Dense/Conv + LIF cannot run bit-exactly (names the node)."""
 
 
 # --- layouts -----------------------------------------------------------------------------
@@ -405,7 +403,7 @@ def run_builtin(
     from lava.proc.io.source import RingBuffer
     from lava.proc.monitor.process import Monitor
 
-    from lava_models.runner import _Session
+    from lava_models.session import LavaSession
 
     src = RingBuffer(data=data)
     connect_input(src.s_out)
@@ -417,7 +415,7 @@ def run_builtin(
             mons[key].probe(target, steps)
         monitors.append(mons)
     out: dict[str, dict[str, np.ndarray]] = {}
-    with _Session(src, Loihi2SimCfg(select_tag="fixed_pt"), steps, timeout_s):
+    with LavaSession(src, Loihi2SimCfg(select_tag="fixed_pt"), steps, timeout_s):
         for n, lif, mons in zip(qnet.nodes, lifs, monitors, strict=True):
             shape = shapes[n.name]
             rec = {}

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lava_models.builtin import UnsupportedNodeError
+from lava_models.errors import UnsupportedNodeError
 
 if TYPE_CHECKING:
     from quantization.network import QNetwork

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from stllr.factors import STLLRFactors
-from stllr.functional.stllr_step import _stacked_operands
+from stllr.functional.stllr_step import stacked_operands
 from stllr.synapse_ops import Conv2dOps, DenseOps, SynapseOps
 
 #: What the float models compute in (and what their Vars and ports hold).
@@ -120,7 +120,7 @@ def weight_gradient(
     Q[t−1])ᵀ·x``, exactly what ``STLLRStep.backward`` returns for Ŵ.
     """
     g = signal if psi is None else psi * signal
-    post, pre = _stacked_operands(factors, g, signal, q_prev, trace, x)
+    post, pre = stacked_operands(factors, g, signal, q_prev, trace, x)
     return ops.weight_grad(post, pre, torch.Size(w_shape))
 
 

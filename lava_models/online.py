@@ -5,7 +5,7 @@
 one-hot teaching vector streamed from a ``RingBuffer``) and one feedback process per
 hidden plastic layer (DFA, sign-DFA, or BP through the readout's transposed weights —
 simulation only), runs it with the runner's deadline and clean-up machinery
-(:class:`lava_models.runner._Session`), and returns the outputs, errors, signals and
+(:class:`lava_models.session.LavaSession`), and returns the outputs, errors, signals and
 learned weights. :func:`emulate_online` (from :mod:`quantization.signals`) is the same
 thing in the integer emulator; both take their constants from one
 :class:`~quantization.signals.SignalPlan` (B matrices drawn from a seed), so the two are
@@ -22,14 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lava_models.errors import LavaRunError
 from lava_models.exporter import export, output_shapes
-from lava_models.runner import (
-    LavaRunError,
-    _Session,
-    as_lava_integers,
-    record_dir,
-    to_lava_time_layout,
-)
+from lava_models.runner import as_lava_integers, record_dir, to_lava_time_layout
+from lava_models.session import LavaSession
 from quantization.signals import (
     OnlineResult,
     SignalPlan,
@@ -138,7 +134,7 @@ def run_lava_online(
         lab = RingBuffer(data=to_lava_time_layout(y))
         procs = build_signal_processes(net, plan, lab.s_out, common, len(qnet.nodes))
         timing["build"] = time.monotonic() - t0
-        with _Session(src, Loihi2SimCfg(select_tag="fixed_pt"), steps, timeout_s) as session:
+        with LavaSession(src, Loihi2SimCfg(select_tag="fixed_pt"), steps, timeout_s) as session:
             timing["run"] = session.run_s
             t1 = time.monotonic()
             records = _read(rec_dir, len(qnet.nodes) + len(procs))

@@ -1,6 +1,6 @@
 """Pipeline configuration: one TOML file per task, one table per stage, overridable by key.
 
-A pipeline config (``experiments/pipeline/<task>.toml``) holds the tables ``[train]``
+A pipeline config (``pipeline/configs/<task>.toml``) holds the tables ``[train]``
 (the keys of :class:`stllr.config.ExperimentConfig`), ``[quantize]``, ``[cost]``,
 ``[lava]``, ``[adaptation]`` and ``[report]`` (the fields of the section dataclasses
 below). ``--set section.key=value`` overrides any of them, parsed with the field's type
@@ -27,8 +27,10 @@ import tomli
 from stllr.config import ExperimentConfig, apply_overrides, check_training, coerce_value
 from stllr.errors import UserError
 
-#: where the per-task pipeline configs live (``<task with - as _>.toml``)
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "pipeline"
+#: where the per-task pipeline configs live (``<task with - as _>.toml``): package data of
+#: ``pipeline`` (pyproject.toml), so an installed wheel carries them and an editable install
+#: reads the source tree's
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -312,7 +314,7 @@ def apply_pipeline_overrides(cfg: PipelineConfig, overrides: Iterable[str]) -> P
 
 
 def config_path_for_task(task: str) -> Path:
-    """``experiments/pipeline/<task>.toml``, or a one-line error listing the tasks that have one."""
+    """``pipeline/configs/<task>.toml``, or a one-line error listing the tasks that have one."""
     path = CONFIG_DIR / f"{task.replace('-', '_')}.toml"
     if not path.is_file():
         raise UserError(

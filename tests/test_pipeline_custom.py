@@ -1,5 +1,5 @@
 """Bring-your-own events end to end: ``stllr pipeline --task custom --data FILE`` with the
-default config (experiments/pipeline/custom.toml), the model chosen from the data's shape."""
+default config (pipeline/configs/custom.toml), the model chosen from the data's shape."""
 
 from __future__ import annotations
 

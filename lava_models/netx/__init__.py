@@ -12,15 +12,15 @@ Supported subset: a sequential chain of :class:`~quantization.network.SpikingLay
 nodes with ``reset == "hard"`` and no learning spec, of kind ``"dense"`` (netx
 ``dense``; ``dense_rec`` with ``weight_rec``) or ``"conv"`` (netx ``conv``), a conv
 never after a dense layer. Readouts, pools, global pools, adds, soft reset and learning
-specs raise :class:`~lava_models.builtin.UnsupportedNodeError` naming the node: netx
+specs raise :class:`~lava_models.errors.UnsupportedNodeError` naming the node: netx
 has no readout, raises ``NotImplementedError`` for ``pool``/``average``/``concat``
 (``hdf5.py:546-564, 625-683``), and its LIF resets ``v`` to 0.
 
 Modules:
 
-* :mod:`~lava_models.netx.layout` — the file layout, its constants and limits, the
-  errors (:class:`NetxFileError`, :class:`NetxInexactError`), conv output shapes, and
-  how netx runs the neuron, conv, flatten and timing;
+* :mod:`~lava_models.netx.layout` — the file layout, its constants and limits, conv
+  output shapes, and how netx runs the neuron, conv, flatten and timing (the errors,
+  :class:`NetxFileError` and :class:`NetxInexactError`, live in :mod:`lava_models.errors`);
 * :mod:`~lava_models.netx.synapse` — what netx and Lava make of dense weights
   (:func:`netx_dense_synapse`, :func:`check_netx_dense`) and the synaptic-sum bound;
 * :mod:`~lava_models.netx.bias` — biases on netx's grid (:func:`snap_bias_to_netx`);
@@ -44,6 +44,7 @@ in the file: load with the defaults (no reset; binary input spikes, or
 
 from __future__ import annotations
 
+from lava_models.errors import NetxFileError, NetxInexactError
 from lava_models.netx.bias import snap_bias_to_netx
 from lava_models.netx.layout import (
     BIAS_MAX,
@@ -58,8 +59,6 @@ from lava_models.netx.layout import (
     NETX_NOT_IMPLEMENTED,
     SYNAPSE_SUM_LIMIT,
     VTH_MAX,
-    NetxFileError,
-    NetxInexactError,
 )
 from lava_models.netx.plan import plan_netx
 from lava_models.netx.read import read_netx

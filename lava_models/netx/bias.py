@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lava_models.builtin import UnsupportedNodeError
+from lava_models.errors import UnsupportedNodeError
 from lava_models.netx.layout import BIAS_MAX, BIAS_MIN, NETX_BIAS_EXP
 
 if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)

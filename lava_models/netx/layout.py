@@ -67,15 +67,6 @@ SYNAPSE_SUM_LIMIT = 1 << 23
 NETX_NOT_IMPLEMENTED = ("pool", "convT", "unpool", "average", "concat")
 
 
-class NetxFileError(ValueError):
-    """A netx file that is malformed or outside the supported subset (names layer and field)."""
-
-
-class NetxInexactError(ValueError):
-    """netx's weight processing would change the weights (see
-    :func:`~lava_models.netx.synapse.netx_dense_synapse`)."""
-
-
 def conv_out_hw(weight_shape, in_hw, stride, padding, dilation) -> tuple[int, int]:
     """``(H', W')`` of a conv layer with weight ``[C_out, C_in/groups, kH, kW]`` on ``in_hw``."""
     kh, kw = (int(v) for v in weight_shape[2:4])

@@ -2,7 +2,7 @@
 
 Each layer of the plan holds what the file will (``type``, ``shape``, the int64
 weight, ``weight_rec`` and netx ``bias`` arrays, and the node); anything netx cannot
-represent exactly raises :class:`~lava_models.builtin.UnsupportedNodeError` naming the
+represent exactly raises :class:`~lava_models.errors.UnsupportedNodeError` naming the
 node. Only numpy is imported at module level (:mod:`quantization` inside functions).
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lava_models.builtin import UnsupportedNodeError
+from lava_models.errors import NetxInexactError, UnsupportedNodeError
 from lava_models.netx.bias import membrane_bias
 from lava_models.netx.layout import (
     BIAS_MAX,
@@ -23,7 +23,6 @@ from lava_models.netx.layout import (
     DV_MAX,
     NETX_BIAS_EXP,
     VTH_MAX,
-    NetxInexactError,
     conv_out_hw,
 )
 from lava_models.netx.synapse import check_netx_dense, check_sum_bound

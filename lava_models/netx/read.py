@@ -5,7 +5,7 @@ readers netx's ``NetDict`` implies (a string is 0-d or the first element, number
 be stored as floats if they are integers). The integer semantics come from the netx
 datasets alone; the ``stllr_*`` attributes (:mod:`lava_models.netx.layout`) restore
 what netx does not store. Anything malformed or outside the subset raises
-:class:`~lava_models.netx.layout.NetxFileError` naming the layer and field. Only
+:class:`~lava_models.errors.NetxFileError` naming the layer and field. Only
 numpy is imported at module level (h5py, torch and :mod:`quantization` inside
 functions).
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lava_models.builtin import UnsupportedNodeError
+from lava_models.errors import NetxFileError, NetxInexactError, UnsupportedNodeError
 from lava_models.netx.layout import (
     BIAS_MAX,
     BIAS_MIN,
@@ -31,8 +31,6 @@ from lava_models.netx.layout import (
     NETX_FORMAT,
     NETX_NOT_IMPLEMENTED,
     VTH_MAX,
-    NetxFileError,
-    NetxInexactError,
     conv_out_hw,
 )
 from lava_models.netx.synapse import check_netx_dense, check_sum_bound

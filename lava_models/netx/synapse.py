@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lava_models.builtin import UnsupportedNodeError
-from lava_models.netx.layout import SYNAPSE_SUM_LIMIT, NetxInexactError
+from lava_models.errors import NetxInexactError, UnsupportedNodeError
+from lava_models.netx.layout import SYNAPSE_SUM_LIMIT
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ So the update is the online (every step) S-TLLR step on the effective weights Ŵ
 themselves: the device learns Ŵ directly (weight standardisation is not part of the
 exported network, as ``weight_std=False`` in the torch layers). The timing, the reset
 schedule and the records are those of the ``fixed_pt`` models
-(:class:`lava_models.processes.models._NodeModel`).
+(:class:`lava_models.processes.models.NodeModel`).
 
 Absolute imports only: Lava's model discovery executes this file outside its package
 (docs/lava.md §7, pitfall 4).
@@ -54,7 +54,7 @@ from lava_models.float_ops import (
     tensor,
     weight_gradient,
 )
-from lava_models.processes.models import _NodeModel
+from lava_models.processes.models import NodeModel
 from lava_models.processes.process import (
     AddProcess,
     GlobalSumPoolProcess,
@@ -81,7 +81,7 @@ def _var() -> LavaPyType:
     return LavaPyType(np.ndarray, FLOAT_DTYPE)
 
 
-class _FloatNodeModel(_NodeModel):
+class _FloatNodeModel(NodeModel):
     """float64 records; outputs must stay finite."""
 
     RECORD_DTYPE = FLOAT_DTYPE

@@ -59,19 +59,22 @@ from quantization.loihi import DECAY_UNITY, LIFFixedParams, LIFFixedState, lif_i
 PORT_DTYPE = np.int32
 
 
-def _in_port(bits: int) -> LavaPyType:
+def in_port_type(bits: int) -> LavaPyType:
+    """Type of an int32 InPort that carries ``bits``-bit values (all fixed_pt models)."""
     return LavaPyType(PyInPort.VEC_DENSE, PORT_DTYPE, precision=bits)
 
 
-def _out_port(bits: int) -> LavaPyType:
+def out_port_type(bits: int) -> LavaPyType:
+    """Type of an int32 OutPort that carries ``bits``-bit values (all fixed_pt models)."""
     return LavaPyType(PyOutPort.VEC_DENSE, PORT_DTYPE, precision=bits)
 
 
-def _var(bits: int) -> LavaPyType:
+def var_type(bits: int) -> LavaPyType:
+    """Type of an int64 Var that holds ``bits``-bit values (all fixed_pt models)."""
     return LavaPyType(np.ndarray, np.int64, precision=bits)
 
 
-class _NodeModel(PyLoihiProcessModel):
+class NodeModel(PyLoihiProcessModel):
     """Global step, the reset schedule and the in-process recorder shared by all models
     (the ``floating_pt`` models of :mod:`lava_models.processes.float_models` too)."""
 
@@ -140,22 +143,22 @@ class _NodeModel(PyLoihiProcessModel):
 @implements(proc=STLLRLayer, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PySTLLRLayerModelFixed(_NodeModel):
+class PySTLLRLayerModelFixed(NodeModel):
     """Synapses + integer LIF + S-TLLR (see :class:`~lava_models.processes.STLLRLayer`)."""
 
-    s_in: PyInPort = _in_port(24)
-    ls_in: PyInPort = _in_port(8)
-    s_out: PyOutPort = _out_port(1)
-    weights: np.ndarray = _var(32)
-    weight_rec: np.ndarray = _var(32)
-    bias: np.ndarray = _var(24)
-    u: np.ndarray = _var(24)
-    v: np.ndarray = _var(24)
-    s: np.ndarray = _var(1)
-    psi: np.ndarray = _var(8)
-    p: np.ndarray = _var(32)
-    q: np.ndarray = _var(32)
-    r: np.ndarray = _var(32)
+    s_in: PyInPort = in_port_type(24)
+    ls_in: PyInPort = in_port_type(8)
+    s_out: PyOutPort = out_port_type(1)
+    weights: np.ndarray = var_type(32)
+    weight_rec: np.ndarray = var_type(32)
+    bias: np.ndarray = var_type(24)
+    u: np.ndarray = var_type(24)
+    v: np.ndarray = var_type(24)
+    s: np.ndarray = var_type(1)
+    psi: np.ndarray = var_type(8)
+    p: np.ndarray = var_type(32)
+    q: np.ndarray = var_type(32)
+    r: np.ndarray = var_type(32)
     STATE = ("weights", "weight_rec", "u", "v", "s", "psi", "p", "q", "r")
 
     def __init__(self, proc_params):
@@ -223,16 +226,16 @@ def _dense_correlate(a, x):
 @implements(proc=ReadoutProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyReadoutModelFixed(_NodeModel):
+class PyReadoutModelFixed(NodeModel):
     """Leaky integrator of ``W·x`` (the logits), plastic with Ψ ≡ 1."""
 
-    s_in: PyInPort = _in_port(24)
-    ls_in: PyInPort = _in_port(8)
-    s_out: PyOutPort = _out_port(24)
-    weights: np.ndarray = _var(32)
-    bias: np.ndarray = _var(24)
-    v: np.ndarray = _var(24)
-    p: np.ndarray = _var(32)
+    s_in: PyInPort = in_port_type(24)
+    ls_in: PyInPort = in_port_type(8)
+    s_out: PyOutPort = out_port_type(24)
+    weights: np.ndarray = var_type(32)
+    bias: np.ndarray = var_type(24)
+    v: np.ndarray = var_type(24)
+    p: np.ndarray = var_type(32)
     STATE = ("weights", "v", "p")
 
     def run_spk(self) -> None:
@@ -258,9 +261,9 @@ class PyReadoutModelFixed(_NodeModel):
 @implements(proc=PoolProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyPoolModelFixed(_NodeModel):
-    s_in: PyInPort = _in_port(24)
-    s_out: PyOutPort = _out_port(24)
+class PyPoolModelFixed(NodeModel):
+    s_in: PyInPort = in_port_type(24)
+    s_out: PyOutPort = out_port_type(24)
 
     def run_spk(self) -> None:
         x = self.s_in.recv().astype(np.int64)
@@ -273,9 +276,9 @@ class PyPoolModelFixed(_NodeModel):
 @implements(proc=GlobalSumPoolProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyGlobalSumPoolModelFixed(_NodeModel):
-    s_in: PyInPort = _in_port(24)
-    s_out: PyOutPort = _out_port(24)
+class PyGlobalSumPoolModelFixed(NodeModel):
+    s_in: PyInPort = in_port_type(24)
+    s_out: PyOutPort = out_port_type(24)
 
     def run_spk(self) -> None:
         out = global_sum_pool(self.s_in.recv().astype(np.int64))
@@ -286,10 +289,10 @@ class PyGlobalSumPoolModelFixed(_NodeModel):
 @implements(proc=AddProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyAddModelFixed(_NodeModel):
-    a_in: PyInPort = _in_port(24)
-    b_in: PyInPort = _in_port(24)
-    s_out: PyOutPort = _out_port(24)
+class PyAddModelFixed(NodeModel):
+    a_in: PyInPort = in_port_type(24)
+    b_in: PyInPort = in_port_type(24)
+    s_out: PyOutPort = out_port_type(24)
 
     def run_spk(self) -> None:
         a = self.a_in.recv().astype(np.int64)

@@ -45,7 +45,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from lava_models.processes.models import _in_port, _NodeModel, _out_port, _var
+from lava_models.processes.models import NodeModel, in_port_type, out_port_type, var_type
 from quantization.signals import ErrorFormat, output_error, project_signal, sign_error
 
 
@@ -137,11 +137,11 @@ class BPFeedbackProcess(AbstractProcess):
 @implements(proc=ErrorProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyErrorModelFixed(_NodeModel):
-    o_in: PyInPort = _in_port(24)
-    label_in: PyInPort = _in_port(1)
-    s_out: PyOutPort = _out_port(8)
-    e: np.ndarray = _var(8)
+class PyErrorModelFixed(NodeModel):
+    o_in: PyInPort = in_port_type(24)
+    label_in: PyInPort = in_port_type(1)
+    s_out: PyOutPort = out_port_type(8)
+    e: np.ndarray = var_type(8)
     STATE = ("e",)
 
     def __init__(self, proc_params):
@@ -160,11 +160,11 @@ class PyErrorModelFixed(_NodeModel):
 @implements(proc=DFAFeedbackProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyDFAFeedbackModelFixed(_NodeModel):
-    e_in: PyInPort = _in_port(8)
-    s_out: PyOutPort = _out_port(8)
-    matrix: np.ndarray = _var(8)
-    l: np.ndarray = _var(8)  # noqa: E741
+class PyDFAFeedbackModelFixed(NodeModel):
+    e_in: PyInPort = in_port_type(8)
+    s_out: PyOutPort = out_port_type(8)
+    matrix: np.ndarray = var_type(8)
+    l: np.ndarray = var_type(8)  # noqa: E741
     STATE = ("l",)
 
     def run_spk(self) -> None:
@@ -179,12 +179,12 @@ class PyDFAFeedbackModelFixed(_NodeModel):
 @implements(proc=BPFeedbackProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyBPFeedbackModelFixed(_NodeModel):
-    e_in: PyInPort = _in_port(8)
-    s_out: PyOutPort = _out_port(8)
+class PyBPFeedbackModelFixed(NodeModel):
+    e_in: PyInPort = in_port_type(8)
+    s_out: PyOutPort = out_port_type(8)
     w_ref: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int64, precision=32)
-    weights: np.ndarray = _var(32)
-    l: np.ndarray = _var(8)  # noqa: E741
+    weights: np.ndarray = var_type(32)
+    l: np.ndarray = var_type(8)  # noqa: E741
     STATE = ("l", "weights")
 
     def run_spk(self) -> None:

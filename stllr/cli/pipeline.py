@@ -19,7 +19,7 @@ Stages (each prints a one-line summary; finished stages are skipped on --resume)
 Without arguments it runs the SHD-like stand-in (generated once, nothing is downloaded)
 in a few minutes on 2 CPU cores. --data PATH runs the real data set instead (task shd
 by default); --task custom --data FILE runs a bring-your-own events file (docs/data.md).
-Settings come from experiments/pipeline/<task>.toml; --set changes any of them, e.g.
+Settings come from pipeline/configs/<task>.toml; --set changes any of them, e.g.
 --set train.epochs=2 adaptation.samples=50.
 """
 
@@ -29,7 +29,6 @@ import argparse
 from pathlib import Path
 
 from stllr.cli import options
-from stllr.errors import UserError
 
 STAGE_LIST = "train, quantize, cost, lava, adaptation, report"
 
@@ -55,7 +54,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--task",
         default=None,
-        help="task with a pipeline config in experiments/pipeline/ (default: shd-standin, "
+        help="task with a pipeline config in pipeline/configs/ (default: shd-standin, "
         "or shd with --data)",
     )
     p.add_argument(
@@ -68,7 +67,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="pipeline TOML (default: experiments/pipeline/<task>.toml)",
+        help="pipeline TOML (default: pipeline/configs/<task>.toml)",
     )
     p.add_argument(
         "--out", type=Path, default=None, help="run folder (default: runs/pipeline_<task>)"
@@ -100,57 +99,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _resolve(args: argparse.Namespace):
-    """(config, run folder) from the arguments; one-line errors for bad combinations."""
-    from pipeline.config import (
-        config_path_for_task,
-        load_pipeline_config,
-        pipeline_tasks,
-    )
-    from stllr.tasks import task_names
+    """(config, run folder) from the arguments (:func:`pipeline.resolve.resolve_run`)."""
+    from pipeline.resolve import resolve_run
 
-    if args.data is not None and not args.data.exists():
-        raise FileNotFoundError(f"--data {args.data}: no such file or directory")
-    if args.qat_epochs is not None and args.qat_epochs < 0:
-        raise UserError(f"--qat-epochs must be ≥ 0, got {args.qat_epochs}")
-    task = args.task
-    if args.config is not None:
-        path = args.config
-    else:
-        if task is None:
-            task = "shd" if args.data is not None else "shd-standin"
-        if task not in task_names():
-            raise UserError(
-                f"unknown task {task!r}; tasks with a pipeline: {', '.join(pipeline_tasks())}"
-            )
-        path = config_path_for_task(task)
-    overrides = list(args.set)
-    if args.qat_epochs is not None:
-        overrides.append(f"quantize.qat_epochs={args.qat_epochs}")
-    if args.skip_lava:
-        overrides.append("lava.enabled=false")
-    if args.data is not None:
-        overrides.append(f"train.data={args.data}")
-    cfg = load_pipeline_config(path, overrides)
-    if task is not None and cfg.train.task != task:
-        raise UserError(f"--task {task} but {path} configures task {cfg.train.task!r}")
-    task = cfg.train.task
-    if args.data is not None and task.endswith("-standin"):
-        raise UserError(
-            f"--data reads real files but task {task!r} is the built-in stand-in; use "
-            f"--task {task.removesuffix('-standin')} (or leave out --data)"
-        )
-    if args.data is None and not task.endswith("-standin") and not cfg.train.data:
-        if f"{task}-standin" in task_names():
-            hint = f"(or --task {task}-standin)"
-        else:
-            hint = "(an events .h5 file in the format of docs/data.md)"
-        raise UserError(f"task {task!r} reads real files: give --data PATH {hint}")
-    if args.skip_lava and args.rerun_from == "lava":
-        raise UserError("--rerun-from lava and --skip-lava contradict each other")
-    out = args.out if args.out is not None else Path("runs") / f"pipeline_{task.replace('-', '_')}"
-    if (args.resume or args.rerun_from) and not (out / "pipeline.json").is_file():
-        raise UserError(f"--resume: {out} holds no pipeline run (no {out / 'pipeline.json'})")
-    return load_pipeline_config(path, overrides, run_dir=out), out
+    return resolve_run(
+        task=args.task,
+        data=args.data,
+        config=args.config,
+        out=args.out,
+        resume=args.resume,
+        rerun_from=args.rerun_from,
+        skip_lava=args.skip_lava,
+        qat_epochs=args.qat_epochs,
+        overrides=args.set,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -75,7 +75,7 @@ class STLLRStep(torch.autograd.Function):
         spec: STLLRSpec = ctx.spec
         g = psi * delta
         grad_x = spec.ops.input_grad(g, w, x.shape) if ctx.needs_input_grad[0] else None
-        post, pre = _stacked_operands(spec.factors, g, delta, q_prev, p, x)
+        post, pre = stacked_operands(spec.factors, g, delta, q_prev, p, x)
         grad_w = spec.ops.weight_grad(post, pre, ctx.w_shape) if ctx.needs_input_grad[1] else None
         grad_b = spec.ops.bias_grad(g) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b, None, None, None, None
@@ -121,8 +121,8 @@ class STLLRRecurrentStep(torch.autograd.Function):
             grad_w_rec = post.t().mm(_pre_operand(f, r, s_prev))
         else:
             g = psi * delta
-            post, pre = _stacked_operands(f, g, delta, q_prev, p, x)
-            _, pre_rec = _stacked_operands(f, g, delta, q_prev, r, s_prev)
+            post, pre = stacked_operands(f, g, delta, q_prev, p, x)
+            _, pre_rec = stacked_operands(f, g, delta, q_prev, r, s_prev)
             grad_w = spec.ops.weight_grad(post, pre, ctx.w_shape)
             grad_w_rec = spec.ops.weight_grad(post, pre_rec, (n_out, n_out))
         grad_x = spec.ops.input_grad(g, w, x.shape) if ctx.needs_input_grad[0] else None
@@ -208,7 +208,7 @@ def _recurrent_membrane_(x, s_prev, w, w_rec, b, u, spec: STLLRSpec):
 
 def _post_operand(f: STLLRFactors, psi, delta, q_prev):
     """``(g, post)`` with ``g = Ψ⊙δ`` and ``post = cat[α_pre·g, α_post·(δ⊙Q[t−1])]`` (just
-    ``α_pre·g`` when α_post = 0), the values of :func:`_stacked_operands`, written into
+    ``α_pre·g`` when α_post = 0), the values of :func:`stacked_operands`, written into
     one buffer; a factor of 1 is not multiplied (exact either way)."""
     batch = delta.shape[0]
     if f.alpha_post == 0.0:
@@ -232,7 +232,7 @@ def _pre_operand(f: STLLRFactors, trace, x):
     return trace if f.alpha_post == 0.0 else torch.cat([trace, x], dim=0)
 
 
-def _stacked_operands(f: STLLRFactors, g, delta, q_prev, trace, x):
+def stacked_operands(f: STLLRFactors, g, delta, q_prev, trace, x):
     """Batch-stacked operands of ``α_pre gᵀ·trace + α_post (δ⊙Q[t−1])ᵀ·x``.
 
     Returns ``(post, pre)`` such that ``Σ_batch postᵀ·pre`` is the weight

@@ -1,0 +1,74 @@
+"""pipeline.resolve.resolve_run: the rules of ``stllr pipeline``'s command line, without it.
+
+The reference for each case is the config file itself (read here with tomli) and the
+documented defaults: the SHD-like stand-in without --data, real SHD with it, the run
+folder ``runs/pipeline_<task>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tomli
+
+from pipeline.config import config_path_for_task
+from pipeline.resolve import resolve_run
+from stllr.errors import UserError
+
+
+def _table(task: str) -> dict:
+    with config_path_for_task(task).open("rb") as f:
+        return tomli.load(f)
+
+
+def test_defaults_are_the_standin_and_its_run_folder():
+    cfg, out = resolve_run()
+    table = _table("shd-standin")
+    assert cfg.train.task == table["train"]["task"] == "shd-standin"
+    assert cfg.train.epochs == table["train"]["epochs"]
+    assert cfg.adaptation.lr == table["adaptation"]["lr"]
+    assert out == Path("runs") / "pipeline_shd_standin"
+    assert cfg.train.out_dir == str(out)
+
+
+def test_data_alone_means_real_shd_and_options_become_overrides(tmp_path):
+    cfg, out = resolve_run(
+        data=tmp_path, qat_epochs=2, skip_lava=True, overrides=["train.epochs=3"]
+    )
+    assert cfg.train.task == "shd" and cfg.train.data == str(tmp_path)
+    assert (cfg.quantize.qat_epochs, cfg.lava.enabled, cfg.train.epochs) == (2, False, 3)
+    assert out == Path("runs") / "pipeline_shd"
+
+
+def test_an_explicit_config_and_run_folder(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[train]\ntask = "gesture-standin"\nepochs = 1\n')
+    cfg, out = resolve_run(config=path, out=tmp_path / "run")
+    assert (cfg.train.task, cfg.train.epochs, out) == ("gesture-standin", 1, tmp_path / "run")
+    with pytest.raises(UserError, match="--task shd but .*mine.toml configures task"):
+        resolve_run(config=path, task="shd")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"task": "nope"}, "unknown task 'nope'; tasks with a pipeline: .*shd-standin"),
+        ({"qat_epochs": -1}, "--qat-epochs must be ≥ 0, got -1"),
+        ({"task": "shd"}, "task 'shd' reads real files: give --data PATH .or --task shd-standin"),
+        ({"task": "custom"}, "task 'custom' reads real files: .*docs/data.md"),
+        ({"skip_lava": True, "rerun_from": "lava"}, "--rerun-from lava and --skip-lava"),
+        ({"resume": True, "out": Path("no/such/run")}, "--resume: no/such/run holds no pipeline"),
+    ],
+)
+def test_refusals_are_one_line_user_errors(kwargs, message):
+    with pytest.raises(UserError, match=message) as err:
+        resolve_run(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_data_with_a_standin_and_missing_data_are_refused(tmp_path):
+    with pytest.raises(UserError, match="task 'gesture-standin' is the built-in stand-in; use "):
+        resolve_run(task="gesture-standin", data=tmp_path)
+    with pytest.raises(FileNotFoundError, match="--data .*missing: no such file"):
+        resolve_run(data=tmp_path / "missing")
