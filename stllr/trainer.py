@@ -4,6 +4,9 @@ A dataset is anything with ``len(ds)`` and ``ds[i] -> (frames [T_i, *input_shape
 (e.g. :class:`ListDataset`, or the event datasets of :mod:`stllr.data`). Batches are
 zero-padded at the end to the longest sample (``[T_max, B, *input_shape]``), so the
 learning window counts from the end of the padded sequence, as in the reference code.
+Each batch carries its samples' lengths, and evaluation scores every sample over its own
+steps only (:func:`stllr.training.evaluate_batch`): a test accuracy does not depend on
+the evaluation batch size.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tqdm.auto import tqdm
 
 from stllr.distributed import all_reduce_sum, shard
 from stllr.models.base import SpikingModel
+from stllr.padding import pad_time, stack_samples  # noqa: F401 (pad_time: its old home)
 from stllr.training import evaluate_batch, train_batch
 
 
@@ -58,19 +62,11 @@ class EpochMetrics:
         return asdict(self)
 
 
-def pad_time(samples: list[torch.Tensor]) -> torch.Tensor:
-    """Stack ``[T_i, *shape]`` samples into ``[T_max, B, *shape]``, zero-padded at the end."""
-    steps = max(s.shape[0] for s in samples)
-    out = samples[0].new_zeros((steps, len(samples), *samples[0].shape[1:]))
-    for i, s in enumerate(samples):
-        out[: s.shape[0], i] = s
-    return out
-
-
 def batches(
     data: Dataset, batch_size: int, generator: torch.Generator | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield padded ``(x [T, B, ...], y [B])``; shuffled when a generator is given.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield padded ``(x [T, B, ...], y [B], lengths [B])`` (:func:`stack_samples`);
+    shuffled when a generator is given.
 
     Under data-parallel training each rank gets its share of every batch
     (:func:`stllr.distributed.shard`), all ranks drawing the same order.
@@ -81,7 +77,7 @@ def batches(
         items = [data[i] for i in shard(order[start : start + batch_size].tolist())]
         if not items:
             continue
-        yield pad_time([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
+        yield stack_samples(items)
 
 
 def run_epoch(
@@ -95,13 +91,16 @@ def run_epoch(
     progress: bool = False,
     desc: str = "",
 ) -> tuple[float, float]:
-    """Train (with ``optimizer``) or evaluate (without) over ``data``: (mean loss, accuracy %)."""
+    """Train (with ``optimizer``) or evaluate (without) over ``data``: (mean loss, accuracy %).
+
+    Evaluation scores each sample over its own steps (padding masked), so it does not
+    depend on ``batch_size``; training sees the padded batch (module doc)."""
     total, correct, loss_sum = 0, 0, 0.0
     n_batches = -(-len(data) // batch_size)
     bar = tqdm(total=n_batches, desc=desc, leave=False, disable=not progress, unit="batch")
-    for x, y in batches(data, batch_size, generator):
+    for x, y, lengths in batches(data, batch_size, generator):
         if optimizer is None:
-            res = evaluate_batch(model, x, y)
+            res = evaluate_batch(model, x, y, lengths)
         else:
             res = train_batch(model, x, y, optimizer, mode=mode, window=window)
         total += y.numel()
