@@ -3,7 +3,7 @@
 Samples of different lengths are zero-padded to the longest of their batch. The score of a
 sample must be the sum of its logits over its own steps only: what it gets when it runs
 alone, unpadded. Checked for the float model (``evaluate_batch``, ``run_epoch``, ``stllr
-eval``), the integer emulator (``run``, ``evaluate``)
+eval``), the integer emulator (``run``, ``evaluate``, the Lava stage's batched emulation)
 and against an independent reference: each sample run alone, step by step, by plain
 ``model(x[t])`` calls (float) or :meth:`IntegerEmulator.forward` (integers).
 """
@@ -114,6 +114,38 @@ def test_emulator_score_is_the_sample_alone_at_every_batch_size():
     assert stats[0][0] == {k: sum(r.spike_counts[k] for r in alone) for k in stats[0][0]}
     totals = {k: v["total"] for k, v in stats[0][1].items()}
     assert totals["readout/membrane"] == 5 * sum(LENGTHS)
+
+
+def test_lava_stage_scores_each_sample_over_its_own_steps():
+    """The Lava stage's runs on padded samples, scored over each sample's lengths: the
+    batched emulator and Lava ``fixed_pt`` give every sample's integer logits alone, Lava
+    ``floating_pt`` its float64 logits alone (within the stage's tolerance)."""
+    from pipeline.lava_inference import (
+        FLOAT_LOGIT_TOL,
+        emulate,
+        float64_model,
+        lava_outputs,
+        padded_subset,
+        run_float_in_lava,
+        run_in_lava,
+    )
+
+    model = _model()
+    xs = _samples()
+    qnet = _quantized(model, xs)
+    x, _, lengths = padded_subset(ListDataset(xs, torch.zeros(len(xs))), range(len(xs)))
+    x_int = quantize_input(x, qnet.input_format)
+    out = emulate(qnet, x_int)[qnet.nodes[-1].name]
+    ref = torch.stack([_emulated_alone(qnet, s) for s in xs])
+    assert torch.equal(sum_over_lengths(out, lengths), ref)
+    assert not torch.equal(out.sum(0), ref)  # the padding would count
+    res = run_in_lava(qnet, x_int, timeout_s=120)
+    got = lava_outputs(res, qnet, len(xs), x.shape[0])[qnet.nodes[-1].name]
+    assert torch.equal(sum_over_lengths(got, lengths), ref)
+    model64 = float64_model(model)
+    ref64 = torch.stack([_alone(model64, s.double()) for s in xs])
+    logits, _ = run_float_in_lava(model64, x, 120, lengths)
+    assert float((torch.as_tensor(logits) - ref64).abs().max()) <= FLOAT_LOGIT_TOL
 
 
 def test_step_mask_marks_each_samples_own_steps():
