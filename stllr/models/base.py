@@ -44,7 +44,7 @@ class SpikingModel(nn.Module):
         ``no_grad``, the state advancing as with those n calls (the steps outside the
         learning window, evaluation). Returns ``[B, num_classes]`` (zeros for n = 0).
 
-        ``mask`` ``[n, B]`` (0/1 in ``x``'s dtype, :func:`stllr.training.step_mask`) counts
+        ``mask`` ``[n, B]`` (0/1 in ``x``'s dtype, :func:`stllr.padding.step_mask`) counts
         sample b's output at step t only where ``mask[t, b]`` is 1: the steps of its own
         length in a zero-padded batch. The sum is then ``Σ_t mask[t]·o[t]``, in the same
         order, so a sample's total equals the one it gets alone.
