@@ -18,9 +18,9 @@ Modes (STLLR.md §1 "Learning-signal window", §6 OTTT):
 
 Training and its returned logits use ``Σ_t o[t]`` over **all** T steps of the (padded)
 batch: the learning window counts from the end of the padded sequence, as in the reference
-code (docs/decisions.md, "Padding"). Evaluation given the samples' ``lengths`` sums each
-sample's logits over its own steps only, ``Σ_{t < len_b} o_b[t]``: the score it gets run
-alone, whatever the batch it is padded into (:func:`step_mask`).
+code (docs/decisions.md, "Padding and evaluation"). Evaluation given the samples'
+``lengths`` sums each sample's logits over its own steps only, ``Σ_{t < len_b} o_b[t]``:
+the score it gets run alone, whatever the batch it is padded into (:func:`step_mask`).
 """
 
 from __future__ import annotations
