@@ -91,13 +91,6 @@ def _train(runs: Path, task: str) -> None:
     subprocess.run(cmd, check=True, env=env, stdout=sys.stderr)
 
 
-def _float_predictions(model, x):
-    model.eval()
-    model.reset_state()
-    with torch.no_grad():
-        return sum(model(x[t]) for t in range(x.shape[0])).argmax(dim=1)
-
-
 def _heldout_root(task: str, tag: str) -> Path:
     from stllr.tasks import CACHE_DIR
 
@@ -159,15 +152,17 @@ def _heldout(task: str, cfg, n: int):
 
 
 def _predictions(model, qnet, data, batch_size, emulator_cls, batches):
-    """Per-sample ``(labels, float predictions, 8-bit predictions)`` over ``data``; the
-    8-bit ones are ``None`` when ``qnet`` is ``None``."""
+    """Per-sample ``(labels, float predictions, 8-bit predictions)`` over ``data``, each
+    sample scored over its own steps; the 8-bit ones are ``None`` when ``qnet`` is ``None``."""
+    from stllr.training import evaluate_batch
+
     ys, fs, qs = [], [], []
     emu = None if qnet is None else emulator_cls(qnet)
-    for x, y in batches(data, batch_size):
+    for x, y, lengths in batches(data, batch_size):
         ys.append(y)
-        fs.append(_float_predictions(model, x))
+        fs.append(evaluate_batch(model, x, lengths=lengths).logits.argmax(dim=1))
         if emu is not None:
-            qs.append(emu.run(x).predictions())
+            qs.append(emu.run(x, lengths=lengths).predictions())
     return torch.cat(ys), torch.cat(fs), torch.cat(qs) if qs else None
 
 

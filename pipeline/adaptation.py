@@ -22,7 +22,8 @@ Three implementations of the same adaptation:
 
 The stream's frames are zero-padded to one length (Lava resets every ``T`` steps), so the
 window counts from the end of the padded sample, as in training; the evaluation samples
-are padded to their own common length.
+are padded to their own common length, and every accuracy (emulator, float, Lava) scores
+each evaluation sample over its own steps only (:mod:`stllr.padding`), as if run alone.
 
 Writes ``adaptation/adaptation.json`` (accuracies, curves, parity, settings) and
 ``adaptation/weights.pt`` (plastic weights in float units: float, fixed point as deployed,
@@ -49,9 +50,9 @@ from pipeline.learners import (
 )
 from pipeline.runner import Context, StageOutput
 from pipeline.shift import make_shift
+from stllr.padding import stack_samples, sum_over_lengths
 from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json, atomic_write_bytes
-from stllr.trainer import pad_time
 
 
 def _pad_to(x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -69,18 +70,19 @@ _SIGNAL_TEXT = {
 }
 
 
-def _stack(samples) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[(frames [T_i, ...], label)]`` → frames ``[T, N, ...]`` zero-padded to the longest,
-    labels ``[N]``."""
-    return pad_time([x for x, _ in samples]), torch.tensor([int(y) for _, y in samples])
-
-
-def emulator_predictions(qnet, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def emulator_predictions(
+    qnet, x: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
+    """Predictions ``[N]`` of the network (learning off) on frames ``[T, N, ...]``, each
+    sample scored over its ``lengths`` steps."""
     from quantization.emulator import IntegerEmulator
 
     emu = IntegerEmulator(strip_learning(qnet))
     return torch.cat(
-        [emu.run(x[:, s : s + batch_size]).predictions() for s in range(0, x.shape[1], batch_size)]
+        [
+            emu.run(x[:, s : s + batch_size], lengths=lengths[s : s + batch_size]).predictions()
+            for s in range(0, x.shape[1], batch_size)
+        ]
     )
 
 
@@ -129,9 +131,9 @@ def run(ctx: Context) -> StageOutput:
     # --- the data of the scenario -----------------------------------------------------
     scenario = shift.build(data, a)
     n_stream, n_eval = len(scenario.stream), len(scenario.eval)
-    xs, ys = _stack(scenario.stream)
-    xe, ye = _stack(scenario.eval)
-    xc, yc = _stack(scenario.clean)
+    xs, ys, _ = stack_samples(scenario.stream)
+    xe, ye, le = stack_samples(scenario.eval)
+    xc, yc, lc = stack_samples(scenario.clean)
     # the stream and the evaluations are padded separately: the learning window counts
     # from the end of a stream sample, which must not be padding
     steps = max(xe.shape[0], xc.shape[0])
@@ -143,8 +145,8 @@ def run(ctx: Context) -> StageOutput:
     calib = [xs[:, : min(32, n_stream)]]
     plastic = make_plastic(qnet, layers, calib, a.lr, a.seed, a.signal)
     plan = None if a.signal == "host" else make_plan(plastic, layers, a.signal, a.seed)
-    curve_emu = [(0, _acc(emulator_predictions(qnet, xe), ye))]
-    clean_before = _acc(emulator_predictions(qnet, xc), yc)
+    curve_emu = [(0, _acc(emulator_predictions(qnet, xe, le), ye))]
+    clean_before = _acc(emulator_predictions(qnet, xc, lc), yc)
     if plan is None:
         learner = DeviceLearner(plastic, layers, a.window)
     else:
@@ -161,12 +163,12 @@ def run(ctx: Context) -> StageOutput:
         for name, v in outs.items():
             outputs.setdefault(name, []).append(v)
         if k + 1 in checkpoints:
-            curve_emu.append((k + 1, _acc(emulator_predictions(learner.network(), xe), ye)))
+            curve_emu.append((k + 1, _acc(emulator_predictions(learner.network(), xe, le), ye)))
     emu_seconds = time.time() - t0
     learned = learner.network()
     signals_t = {k: torch.cat(v, dim=1) for k, v in signals.items()}  # [T, N, *out]
     outputs_t = {k: torch.cat(v, dim=1) for k, v in outputs.items()}
-    clean_after = _acc(emulator_predictions(learned, xc), yc)
+    clean_after = _acc(emulator_predictions(learned, xc, lc), yc)
     ctx.log(
         f"  emulator: shifted {curve_emu[0][1]:.1f}% → {curve_emu[-1][1]:.1f}% after "
         f"{n_stream} samples; clean {clean_before:.1f}% → {clean_after:.1f}% [{emu_seconds:.0f} s]"
@@ -174,17 +176,17 @@ def run(ctx: Context) -> StageOutput:
 
     # --- the same adaptation in float ---------------------------------------------------
     fl = FloatLearner(model, layers, a.lr, a.window, plan)
-    curve_float = [(0, _acc(fl.predict(xe), ye))]
-    float_clean_before = _acc(fl.predict(xc), yc)
+    curve_float = [(0, _acc(fl.predict(xe, le), ye))]
+    float_clean_before = _acc(fl.predict(xc, lc), yc)
     t0 = time.time()
     for k in progress_bar(
         range(n_stream), show=ctx.progress, desc="S-TLLR learning (float)", unit="sample"
     ):
         fl.learn_sample(xs[:, k : k + 1], int(ys[k]))
         if k + 1 in checkpoints:
-            curve_float.append((k + 1, _acc(fl.predict(xe), ye)))
+            curve_float.append((k + 1, _acc(fl.predict(xe, le), ye)))
     float_seconds = time.time() - t0
-    float_clean_after = _acc(fl.predict(xc), yc)
+    float_clean_after = _acc(fl.predict(xc, lc), yc)
     ctx.log(
         f"  float: shifted {curve_float[0][1]:.1f}% → {curve_float[-1][1]:.1f}% "
         f"[{float_seconds:.0f} s]"
@@ -194,7 +196,7 @@ def run(ctx: Context) -> StageOutput:
     lava = None
     if ctx.cfg.lava.enabled:
         lava = _lava_part(
-            ctx, qnet, plastic, learned, layers, xs_int, ys, signals_t, outputs_t, xe, ye, plan
+            ctx, qnet, plastic, learned, layers, xs_int, ys, signals_t, outputs_t, xe, ye, le, plan
         )
 
     # --- results -------------------------------------------------------------------------
@@ -275,10 +277,11 @@ def run(ctx: Context) -> StageOutput:
 
 
 def _lava_part(
-    ctx, qnet, plastic, learned, layers, xs_int, ys, signals, outputs, xe, ye, plan
+    ctx, qnet, plastic, learned, layers, xs_int, ys, signals, outputs, xe, ye, le, plan
 ) -> dict:
     """Run the adaptation stream in Lava (host signals: the emulator's; on-device: Lava's
-    own error and feedback processes); compare with the emulator; evaluate."""
+    own error and feedback processes); compare with the emulator; evaluate (each sample
+    over its ``le`` steps)."""
     import dataclasses
 
     from quantization.ptq import quantize_input
@@ -328,14 +331,17 @@ def _lava_part(
         lava_net = lava_net.replace_node(dataclasses.replace(lava_net.node(name), **kw))
     n_eval = min(ctx.cfg.adaptation.lava_eval_samples, xe.shape[1])
     xe_int = quantize_input(xe[:, :n_eval], qnet.input_format)
-    y = ye[:n_eval]
+    y, lengths = ye[:n_eval], le[:n_eval]
     out_name = qnet.nodes[-1].name
     preds = {}
     for when, net in (("before", qnet), ("after", strip_learning(lava_net))):
         r = run_in_lava(strip_learning(net), xe_int, timeout_s=timeout)
-        lava_logits = lava_outputs(r, net, n_eval, xe_int.shape[0])[out_name].sum(0)
-        emu_logits = emulate(strip_learning(net), xe_int)[out_name].sum(0)
-        preds[when] = (torch.as_tensor(lava_logits).argmax(1), emu_logits.argmax(1))
+        lava_out = lava_outputs(r, net, n_eval, xe_int.shape[0])[out_name]
+        emu_out = emulate(strip_learning(net), xe_int)[out_name]
+        preds[when] = (
+            sum_over_lengths(lava_out, lengths).argmax(1),
+            sum_over_lengths(emu_out, lengths).argmax(1),
+        )
     return {
         "eval_samples": n_eval,
         "accuracy": {"before": _acc(preds["before"][0], y), "after": _acc(preds["after"][0], y)},

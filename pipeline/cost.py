@@ -168,12 +168,11 @@ def footprint(qnet) -> list[dict]:
 
 
 def _test_batches(data, n: int, batch_size: int):
-    from stllr.trainer import pad_time
+    from stllr.padding import stack_samples
 
     for start in range(0, n, batch_size):
-        items = [data[i] for i in range(start, min(start + batch_size, n))]
-        lengths = torch.tensor([x.shape[0] for x, _ in items])
-        yield pad_time([x for x, _ in items]), lengths
+        x, _, lengths = stack_samples([data[i] for i in range(start, min(start + batch_size, n))])
+        yield x, lengths
 
 
 def run(ctx: Context) -> StageOutput:

@@ -7,12 +7,15 @@ frames: the float model (torch, float32 as trained), the integer emulator (``del
 batched), Lava ``fixed_pt`` (:func:`lava_models.runner.run_lava` on the quantized network,
 the toolkit's fused processes), the float model exported to Lava ``floating_pt``
 (:func:`lava_models.exporter.float_network`, run by the same ``run_lava``) and, as that
-one's exact reference, a float64 copy of the torch model. Recorded: the accuracy of each
+one's exact reference, a float64 copy of the torch model. Every run scores sample b over
+its own steps ``t < len_b`` only (:mod:`stllr.padding`): what the sample scores run alone,
+as ``stllr eval`` and the quantize stage score it. Recorded: the accuracy of each
 Lava run, the emulator and the float model; how many Lava ``fixed_pt`` predictions equal
-the emulator's and whether every node's output at every step is bit-identical (the count
-of differing values per node); how many Lava ``floating_pt`` predictions equal the torch
-float64 and float32 ones, and the largest difference of its logits ``Σ_t o[t]`` from the
-float64 model's (tolerance :data:`FLOAT_LOGIT_TOL`, see there).
+the emulator's and whether every node's output at every step (padding included) is
+bit-identical (the count of differing values per node); how many Lava ``floating_pt``
+predictions equal the torch float64 and float32 ones, and the largest difference of its
+logits (summed over each sample's steps) from the float64 model's (tolerance
+:data:`FLOAT_LOGIT_TOL`, see there).
 
 Writes ``lava/lava.json`` and ``lava/sample.npz`` (the report's spike raster: input
 events, hidden spikes and logits of one sample, as Lava computed them). With
@@ -28,19 +31,17 @@ import torch
 
 from pipeline import artefacts as A
 from pipeline.runner import Context, StageOutput
+from stllr.padding import stack_samples, sum_over_lengths
 from stllr.run import atomic_json, atomic_write_bytes
-from stllr.trainer import pad_time
 
 
 def padded_subset(dataset, indices, shift=None, split: str = "test"):
     """Frames ``[T, N, ...]`` (zero-padded to the longest), labels ``[N]``, lengths ``[N]``."""
-    xs, ys = [], []
+    items = []
     for i in indices:
         x, y = dataset[i]
-        xs.append(shift(x, split, i) if shift is not None else x)
-        ys.append(int(y))
-    lengths = torch.tensor([x.shape[0] for x in xs])
-    return pad_time(xs), torch.tensor(ys), lengths
+        items.append((shift(x, split, i) if shift is not None else x, y))
+    return stack_samples(items)
 
 
 def emulate(qnet, x_int: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -102,10 +103,11 @@ def float64_model(model):
     return copy.deepcopy(model).double().eval()
 
 
-def run_float_in_lava(model_or_network, x: torch.Tensor, timeout_s: float = 900.0):
+def run_float_in_lava(model_or_network, x: torch.Tensor, timeout_s: float = 900.0, lengths=None):
     """The float model (a float64 task model or its :class:`~lava_models.exporter.
     FloatNetwork`) in Lava ``floating_pt`` on ``[T, N, ...]`` frames: ``(logits [N, K]
-    float64, LavaRunResult)``; logits are the last node's outputs summed over T."""
+    float64, LavaRunResult)``; logits are the last node's outputs summed over T (over
+    each sample's ``lengths`` steps when given)."""
     from lava_models.exporter import float_network
     from lava_models.runner import run_lava
     from lava_models.runtime import import_lava
@@ -115,17 +117,18 @@ def run_float_in_lava(model_or_network, x: torch.Tensor, timeout_s: float = 900.
     steps, n = int(x.shape[0]), int(x.shape[1])
     res = run_lava(net, x.double().transpose(0, 1).numpy(), timeout_s=timeout_s)
     out = lava_outputs(res, net, n, steps)[net.nodes[-1].name]
-    return out.sum(0), res
+    return sum_over_lengths(out, lengths).numpy(), res
 
 
-def _float_in_lava(ctx: Context, model, x, y, float_logits, timeout_s: float) -> dict:
-    """Lava ``floating_pt`` vs the torch float64 (exact) and float32 (as trained) model."""
+def _float_in_lava(ctx: Context, model, x, y, lengths, float_logits, timeout_s: float) -> dict:
+    """Lava ``floating_pt`` vs the torch float64 (exact) and float32 (as trained) model,
+    each sample scored over its ``lengths`` steps."""
     from lava_models.exporter import UnsupportedNodeError, float_network, float_output_shapes
     from stllr.training import evaluate_batch
 
     n = int(x.shape[1])
     model64 = float64_model(model)
-    ref = evaluate_batch(model64, x.double()).logits.numpy()
+    ref = evaluate_batch(model64, x.double(), lengths=lengths).logits.numpy()
     try:  # a model without a float export: TypeError (to_float_graph) or UnsupportedNodeError
         net = float_network(model64)
         float_output_shapes(net)
@@ -133,7 +136,7 @@ def _float_in_lava(ctx: Context, model, x, y, float_logits, timeout_s: float) ->
         ctx.log(f"  WARNING: the float model does not export to Lava floating_pt: {err}")
         return {"error": str(err), "float64_predictions": ref.argmax(1).tolist()}
     ctx.log(f"  Lava floating_pt: the float model (float64) on the same {n} samples")
-    logits, res = run_float_in_lava(net, x, timeout_s)
+    logits, res = run_float_in_lava(net, x, timeout_s, lengths)
     pred = torch.as_tensor(logits.argmax(1))
     float_pred = float_logits.argmax(1)
     pred64 = torch.as_tensor(ref.argmax(1))
@@ -174,16 +177,16 @@ def run(ctx: Context) -> StageOutput:
     x_int = quantize_input(x, qnet.input_format)
     ref = emulate(qnet, x_int)
     out_name = qnet.nodes[-1].name
-    emu_pred = ref[out_name].sum(0).argmax(1)
+    emu_pred = sum_over_lengths(ref[out_name], lengths).argmax(1)
     ctx.log(f"  Lava fixed_pt: {n} test samples × {steps} steps (one runtime, reset per sample)")
     res = run_in_lava(qnet, x_int, timeout_s=lava.timeout_s)
     got = lava_outputs(res, qnet, n, steps)
-    lava_pred = torch.as_tensor(got[out_name].sum(0)).argmax(1)
+    lava_pred = sum_over_lengths(got[out_name], lengths).argmax(1)
     mismatches = compare_outputs(qnet, ref, got)
     model, _ = A.load_float_model(ctx.run_dir, ctx.cfg.train, data)
-    float_logits = evaluate_batch(model, x).logits
+    float_logits = evaluate_batch(model, x, lengths=lengths).logits
     float_pred = float_logits.argmax(1)
-    flt = _float_in_lava(ctx, model, x, y, float_logits, lava.timeout_s)
+    flt = _float_in_lava(ctx, model, x, y, lengths, float_logits, lava.timeout_s)
     flt_pred = flt.get("predictions")
 
     def acc(pred) -> float:

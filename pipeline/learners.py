@@ -342,9 +342,13 @@ class FloatLearner:
         )
         self.model.eval()
 
-    def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256):
+        """Predictions ``[N]`` on frames ``[T, N, ...]``, each sample over its ``lengths``
+        steps."""
         preds = [
-            evaluate_batch(self.model, x[:, s : s + batch_size]).logits.argmax(1)
+            evaluate_batch(
+                self.model, x[:, s : s + batch_size], lengths=lengths[s : s + batch_size]
+            ).logits.argmax(1)
             for s in range(0, x.shape[1], batch_size)
         ]
         return torch.cat(preds)

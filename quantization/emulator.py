@@ -67,6 +67,7 @@ from quantization.network import Add, GlobalSumPool, Pool, QNetwork, Readout, Sp
 from quantization.ptq import quantize_input
 from quantization.qformat import SaturationCounter
 from stllr.errors import UserError
+from stllr.padding import masked_step, step_mask
 
 
 @dataclass
@@ -119,6 +120,10 @@ class IntegerEmulator:
         self._exact: dict[str, torch.Tensor] = {}  # this step's outputs as exact floats
         self._int_input: bool | None = None  # whether a node needs the input as integers
         self._pending: dict[str, list] = {}
+        # run() with lengths, at a step where some samples are padding: which samples
+        # count ([B] 0/1, on the device) and how many (None: every sample counts)
+        self._active: torch.Tensor | None = None
+        self._n_active = 0
         self.state: dict[str, object] = {}
         self.learn: dict[str, LearnState] = {}
         for n in qnet.nodes:
@@ -214,13 +219,22 @@ class IntegerEmulator:
             self.apply_signals(signals)
         return outs
 
-    def run(self, frames: torch.Tensor, record: tuple[str, ...] = ()) -> EmulatorResult:
+    def run(
+        self,
+        frames: torch.Tensor,
+        record: tuple[str, ...] = (),
+        lengths: torch.Tensor | None = None,
+    ) -> EmulatorResult:
         """Inference on float frames ``[T, B, *input_shape]`` (quantized with the input format).
 
         Each step's frame is quantized as it is used (the same values as quantizing all
         frames at once). The largest |input| of these frames bounds every node's values
         during the call, which lets more nodes take the exact float32 path. Frames of
         another shape, or holding NaN, raise :class:`~stllr.errors.UserError`.
+
+        ``lengths`` ``[B]``: the samples' steps before their zero padding. The logits, spike
+        counts and saturation counts then take sample b's steps t < len_b only, exactly
+        what it gives run alone (:mod:`stllr.padding`); ``records`` keep every step.
         """
         fmt = self.qnet.input_format
         out_name = self.qnet.nodes[-1].name
@@ -230,6 +244,7 @@ class IntegerEmulator:
                 f"IntegerEmulator.run: frames must be [T, B, {', '.join(map(str, shape))}], "
                 f"got {list(frames.shape)}"
             )
+        mask, n_active = self._padding(lengths, frames.shape[0], frames.shape[1])
         self.reset()
         bound = _frames_bound(frames, fmt)
         self._in_bound = self._format_bound() if bound is None else bound
@@ -248,15 +263,20 @@ class IntegerEmulator:
             for t in range(frames.shape[0]):
                 f = frames[t]
                 x = quantize_input(f, fmt) if buf is None else _quantize_exact(f, fmt, buf)
+                padded = mask is not None and n_active[t] < frames.shape[1]
+                self._active, self._n_active = (mask[t], n_active[t]) if padded else (None, 0)
                 outs = self._forward(x)  # quantized: within the input format
-                logits = outs[out_name] if logits is None else logits + outs[out_name]
+                out = masked_step(outs[out_name], mask, t) if padded else outs[out_name]
+                logits = out if logits is None else logits + out
                 for k in counts:  # summed on the device: no host sync per step
-                    counts[k] = counts[k] + outs[k].sum()
+                    spikes = masked_step(outs[k], mask, t) if padded else outs[k]
+                    counts[k] = counts[k] + spikes.sum()
                     sizes[k] = outs[k][0].numel()
                 for k in record:
                     records[k].append(outs[k].cpu())
         finally:
             self._in_bound = self._format_bound()
+            self._active = None
         return EmulatorResult(
             logits_sum=logits.cpu(),
             logit_scale=self.logit_scale,
@@ -265,6 +285,17 @@ class IntegerEmulator:
             saturation=self.saturation(),
             records=records or None,
         )
+
+    def _padding(self, lengths, steps: int, batch: int) -> tuple[torch.Tensor | None, list]:
+        """:meth:`run`'s step mask ``[T, B]`` (int64, on the device) and the number of
+        samples that count at each step (host ints: no device sync per step)."""
+        if lengths is None:
+            return None, []
+        lengths = torch.as_tensor(lengths).cpu()
+        if lengths.shape != (batch,):
+            raise ValueError(f"{tuple(lengths.shape)} lengths for a batch of {batch} samples")
+        mask = step_mask(lengths, steps, torch.int64)
+        return mask.to(self.device), mask.sum(1).tolist()
 
     # --- helpers for the kernels -------------------------------------------------------
     def _needs_int_input(self) -> bool:
@@ -363,20 +394,33 @@ class IntegerEmulator:
             return torch.zeros_like(a)
         return prev if prev.dtype == a.dtype else prev.to(a.dtype)
 
+    def _counted(self, values: torch.Tensor) -> int:
+        """How many of this step's values ``[B, ...]`` count: those of the samples that are
+        not padding at this step (:meth:`run` with lengths), else all."""
+        if self._active is None:
+            return values.numel()
+        return values[0].numel() * self._n_active
+
     def _count(self, name: str, values: torch.Tensor, limit: int) -> None:
-        """Count values at or beyond ``limit`` (kept on the device; see :meth:`saturation`)."""
+        """Count values at or beyond ``limit`` (kept on the device; see :meth:`saturation`),
+        of the samples that count at this step (:meth:`_counted`)."""
         # Σ [|x| ≥ limit] as Σ clamp(|x| − (limit − 1), 0, 1): exact for integers, and
         # faster than summing booleans; float sums in float64 stay exact when accumulated
         over = values.abs().sub_(limit - 1).clamp_(0, 1)
+        if self._active is not None:
+            over = over * self._active.to(over.dtype).view(-1, *([1] * (over.dim() - 1)))
         over = over.sum(dtype=torch.float64) if over.is_floating_point() else over.sum()
+        total = self._counted(values)
         if name in self._pending:  # not in place: an int64 sum may meet a float64 one
             self._pending[name][0] = self._pending[name][0] + over
-            self._pending[name][1] += values.numel()
+            self._pending[name][1] += total
         else:
-            self._pending[name] = [over, values.numel()]
+            self._pending[name] = [over, total]
 
-    def _count_none(self, name: str, total: int) -> None:
-        """Record ``total`` values of which none can saturate (a static bound says so)."""
+    def _count_none(self, name: str, values: torch.Tensor) -> None:
+        """Record this step's ``values`` (:meth:`_counted`), none of which can saturate (a
+        static bound says so)."""
+        total = self._counted(values)
         if name in self._pending:
             self._pending[name][1] += total
         else:
@@ -546,7 +590,7 @@ def _spiking(emu: IntegerEmulator, i: int, n: SpikingLayer, ins) -> torch.Tensor
         st = LIFFixedState(st.u.to(a.dtype), st.v.to(a.dtype))
     a_bound = emu._a_bound(n)
     if (a_bound << ACT_SHIFT) < UV_LIMIT:  # |a << 6| < 2^23: nothing to count
-        emu._count_none(n.name + "/current", a.numel())
+        emu._count_none(n.name + "/current", a)
     else:
         emu._count(n.name + "/current", a << ACT_SHIFT, UV_LIMIT)
     p = LIFFixedParams(4095, n.dv, n.vth, emu._bias(n.name, a), 0, n.reset)
@@ -607,11 +651,12 @@ register_kernel(Add, _add)
 def evaluate(
     qnet: QNetwork, batches, device="cpu", delay: int = 0, progress=None
 ) -> tuple[float, SaturationCounter]:
-    """Accuracy of the integer network over ``(frames [T, B, ...], labels [B])`` batches."""
+    """Accuracy of the integer network over ``(frames [T, B, ...], labels [B], lengths
+    [B])`` batches (:func:`stllr.trainer.batches`): each sample scored over its own steps."""
     emu = IntegerEmulator(qnet, delay=delay, device=device)
     correct = total = 0
-    for x, y in batches:
-        res = emu.run(x)
+    for x, y, lengths in batches:
+        res = emu.run(x, lengths=lengths)
         correct += int((res.predictions() == y).sum())
         total += int(y.numel())
         if progress is not None:

@@ -4,7 +4,9 @@ What ``stllr quantize`` and ``stllr compare`` compute and write. Accuracies are 
 percent of the test split (as ``stllr eval``'s ``test_acc``); ``delta_vs_float`` is in
 percentage points. The float model is scored by :func:`stllr.trainer.run_epoch`, the
 quantized one by the integer emulator (:func:`quantization.emulator.evaluate`, float-model
-timing ``delay = 0``), both on the same padded test batches of ``val_batch_size``.
+timing ``delay = 0``), both on the same padded test batches of ``val_batch_size``, each
+sample over its own steps (the padding masked: the accuracies do not depend on the batch
+size).
 
 Per bit width ``b`` (PTQ): calibrate the input format on a few shuffled training
 batches, quantize the weights with ``PTQConfig(weight_bits=b, percentile=p)`` (QAT:
@@ -88,7 +90,7 @@ def calibration_batches(train, n_batches: int, batch_size: int, seed: int) -> li
     if n_batches < 1:
         raise UserError(f"calibration needs at least 1 batch, got {n_batches}")
     gen = torch.Generator().manual_seed(seed)
-    return [x for x, _ in itertools.islice(batches(train, batch_size, gen), n_batches)]
+    return [x for x, _, _ in itertools.islice(batches(train, batch_size, gen), n_batches)]
 
 
 def float_accuracy(model, test, batch_size: int, progress: bool = False) -> float:

@@ -4,6 +4,9 @@ A dataset is anything with ``len(ds)`` and ``ds[i] -> (frames [T_i, *input_shape
 (e.g. :class:`ListDataset`, or the event datasets of :mod:`stllr.data`). Batches are
 zero-padded at the end to the longest sample (``[T_max, B, *input_shape]``), so the
 learning window counts from the end of the padded sequence, as in the reference code.
+Each batch carries its samples' lengths, and evaluation scores every sample over its own
+steps only (:func:`stllr.training.evaluate_batch`): a test accuracy does not depend on
+the evaluation batch size.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from stllr.distributed import all_reduce_sum, shard
 from stllr.errors import UserError
 from stllr.models.base import SpikingModel
+from stllr.padding import pad_time, stack_samples  # noqa: F401 (pad_time: its old home)
 from stllr.progress import bar as progress_bar
 from stllr.training import evaluate_batch, train_batch
 
@@ -60,19 +64,11 @@ class EpochMetrics:
         return asdict(self)
 
 
-def pad_time(samples: list[torch.Tensor]) -> torch.Tensor:
-    """Stack ``[T_i, *shape]`` samples into ``[T_max, B, *shape]``, zero-padded at the end."""
-    steps = max(s.shape[0] for s in samples)
-    out = samples[0].new_zeros((steps, len(samples), *samples[0].shape[1:]))
-    for i, s in enumerate(samples):
-        out[: s.shape[0], i] = s
-    return out
-
-
 def batches(
     data: Dataset, batch_size: int, generator: torch.Generator | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield padded ``(x [T, B, ...], y [B])``; shuffled when a generator is given.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield padded ``(x [T, B, ...], y [B], lengths [B])`` (:func:`stack_samples`);
+    shuffled when a generator is given.
 
     Under data-parallel training each rank gets its share of every batch
     (:func:`stllr.distributed.shard`), all ranks drawing the same order.
@@ -83,7 +79,7 @@ def batches(
         items = [data[i] for i in shard(order[start : start + batch_size].tolist())]
         if not items:
             continue
-        yield pad_time([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
+        yield stack_samples(items)
 
 
 def run_epoch(
@@ -101,14 +97,16 @@ def run_epoch(
 
     Training stops with a :class:`~stllr.errors.UserError` naming ``desc`` and the batch
     as soon as the loss or a parameter is NaN or infinite, so a diverged model is never
-    returned (nor saved by a caller) as a trained one.
+    returned (nor saved by a caller) as a trained one. Evaluation scores each sample over
+    its own steps (padding masked), so it does not depend on ``batch_size``; training sees
+    the padded batch (module doc).
     """
     total, correct, loss_sum = 0, 0, 0.0
     n_batches = -(-len(data) // batch_size)
     bar = progress_bar(show=progress, total=n_batches, desc=desc, leave=False, unit="batch")
-    for i, (x, y) in enumerate(batches(data, batch_size, generator), 1):
+    for i, (x, y, lengths) in enumerate(batches(data, batch_size, generator), 1):
         if optimizer is None:
-            res = evaluate_batch(model, x, y)
+            res = evaluate_batch(model, x, y, lengths)
         else:
             res = train_batch(model, x, y, optimizer, mode=mode, window=window)
             problem = _non_finite(res.loss, model)

@@ -16,7 +16,11 @@ Modes (docs/rule.md §6; OTTT: docs/rule.md §9):
     (OTTT_A: gradients accumulate, one step per sequence). Use it with
     :func:`ottt_factors` (α_post = 0, λ_pre = γ).
 
-Evaluation and the returned logits are ``Σ_t o[t]`` over **all** T steps.
+Training and its returned logits use ``Σ_t o[t]`` over **all** T steps of the (padded)
+batch: the learning window counts from the end of the padded sequence, as in the reference
+code (docs/decisions.md, "Padding and evaluation"). Evaluation given the samples'
+``lengths`` sums each sample's logits over its own steps only, ``Σ_{t < len_b} o_b[t]``:
+the score it gets run alone, whatever the batch it is padded into (:func:`step_mask`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 
 from stllr.factors import STLLRFactors
 from stllr.models.base import SpikingModel
+from stllr.padding import step_mask
 from stllr.validation import check_labels, check_sequence
 from stllr.weight_standardization import deferred_weight_gradients
 
@@ -125,11 +130,23 @@ def train_batch(
 
 
 @torch.no_grad()
-def evaluate_batch(model: SpikingModel, x: torch.Tensor, y: torch.Tensor | None = None):
-    """Summed logits ``Σ_t o[t]`` ``[B, K]`` (and the loss when ``y`` is given)."""
+def evaluate_batch(
+    model: SpikingModel,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    lengths: torch.Tensor | None = None,
+):
+    """Summed logits ``[B, K]`` (and the loss when ``y`` is given).
+
+    With ``lengths`` ``[B]`` (the samples' steps before zero padding) sample b's logits are
+    ``Σ_{t < len_b} o_b[t]``, what it scores alone; without, ``Σ_t o[t]`` over all T steps.
+    """
     x, y = _checked(model, x, y)
+    mask = None if lengths is None else step_mask(lengths, x.shape[0], x.dtype).to(x.device)
+    if mask is not None and mask.shape[1] != x.shape[1]:
+        raise ValueError(f"{mask.shape[1]} lengths for a batch of {x.shape[1]} samples")
     model.eval()
     model.reset_state()
-    logits = model.forward_no_graph(x)
+    logits = model.forward_no_graph(x, mask)
     loss = float(F.cross_entropy(logits, y)) if y is not None else float("nan")
     return BatchResult(loss, logits)

@@ -123,6 +123,7 @@ def test_lava_agrees_with_emulator_and_recomputes(tiny_run):
     from pipeline.artefacts import load_qnet
     from pipeline.lava_inference import emulate, padded_subset
     from quantization.ptq import quantize_input
+    from stllr.padding import sum_over_lengths
     from stllr.tasks import load_task
 
     run_dir, _ = tiny_run
@@ -130,9 +131,10 @@ def test_lava_agrees_with_emulator_and_recomputes(tiny_run):
     assert lava["lava_vs_emulator_agreement"] == 1.0
     assert lava["bit_exact"] and not any(lava["mismatched_values"].values())
     data = load_task(_cfg(run_dir).train)
-    x, y, _ = padded_subset(data.test, range(lava["samples"]))
+    x, y, lengths = padded_subset(data.test, range(lava["samples"]))
     qnet = load_qnet(run_dir)
-    pred = emulate(qnet, quantize_input(x, qnet.input_format))["readout"].sum(0).argmax(1)
+    out = emulate(qnet, quantize_input(x, qnet.input_format))["readout"]
+    pred = sum_over_lengths(out, lengths).argmax(1)  # each sample over its own steps
     assert pred.tolist() == lava["predictions"]["emulator"] == lava["predictions"]["lava"]
     assert y.tolist() == lava["labels"]
     assert lava["accuracy"]["lava"] == 100.0 * float((pred == y).double().mean())
@@ -156,10 +158,11 @@ def test_lava_floating_pt_equals_a_float64_torch_recomputation(tiny_run):
     lf = lava["lava_float"]
     cfg = _cfg(run_dir)
     data = load_task(cfg.train)
-    x, y, _ = padded_subset(data.test, range(lava["samples"]))
+    x, y, lengths = padded_subset(data.test, range(lava["samples"]))
     model, _ = load_float_model(run_dir, cfg.train, data)
-    ref32 = evaluate_batch(model, x).logits.double().numpy()
-    ref64 = evaluate_batch(copy.deepcopy(model).double(), x.double()).logits.numpy()
+    ref32 = evaluate_batch(model, x, lengths=lengths).logits.double().numpy()
+    model64 = copy.deepcopy(model).double()
+    ref64 = evaluate_batch(model64, x.double(), lengths=lengths).logits.numpy()
     got = np.asarray(lf["logits"], dtype=np.float64)
     assert got.shape == ref64.shape == (lava["samples"], data.num_classes)
     diff = float(np.abs(got - ref64).max())
@@ -214,10 +217,10 @@ def test_adaptation_parity_and_recomputed_accuracy(tiny_run):
         }
         assert (kw["weight"] != n.weight).any()
         qnet = qnet.replace_node(dataclasses.replace(n, **kw))
-    x, y, _ = padded_subset(data.test, range(20), make_shift(cfg.adaptation), "test")
+    x, y, lengths = padded_subset(data.test, range(20), make_shift(cfg.adaptation), "test")
     steps = res["settings"]["steps"]
     x = torch.cat([x, x.new_zeros(steps - x.shape[0], *x.shape[1:])])
-    pred = emulator_predictions(qnet, x)
+    pred = emulator_predictions(qnet, x, lengths)
     assert 100.0 * float((pred == y).double().mean()) == acc["emulator"]["after"]
 
 

@@ -82,7 +82,7 @@ def test_quantize_writes_network_and_consistent_report(trained, tmp_path, capsys
     acc, counter = evaluate(qnet, test)
     assert 100.0 * acc == rep["ptq"]["accuracy"] == rep["saved"]["accuracy"]
     assert counter.as_dict() == rep["ptq"]["saturation"]["quantities"]
-    assert rep["test_samples"] == len(ck.data.test) == sum(len(y) for _, y in test)
+    assert rep["test_samples"] == len(ck.data.test) == sum(len(y) for _, y, _ in test)
     fmt = qnet.input_format
     assert rep["input_format"] == {"exp": fmt.exp, "lo": fmt.lo, "hi": fmt.hi, "scale": fmt.scale()}
 

@@ -46,7 +46,7 @@ def test_task_model_trains_on_standin(standin_root, task, method):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     gen = torch.Generator().manual_seed(0)
-    for x, y in itertools.islice(batches(data.train, 4, gen), 2):
+    for x, y, _ in itertools.islice(batches(data.train, 4, gen), 2):
         res = train_batch(model, x, y, opt, mode=mode, window=cfg.window)
         assert torch.isfinite(torch.tensor(res.loss))
     now = dict(model.named_parameters())
@@ -58,8 +58,8 @@ def test_task_model_trains_on_standin(standin_root, task, method):
     assert len(biases) == len(NARROW) + 1
     for name in [first, *biases]:
         assert not torch.equal(before[name], now[name]), name
-    x, y = next(iter(batches(data.test, 4)))
-    logits = evaluate_batch(model, x, y).logits
+    x, y, lengths = next(iter(batches(data.test, 4)))
+    logits = evaluate_batch(model, x, y, lengths).logits
     assert logits.shape == (len(y), data.num_classes)
     if task == "gesture":
         assert x.shape[0] > 20, "DVS Gesture test sequences are full length, not 20-step slices"

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torch.nn.modules import module as module_hooks
 
 from stllr.feedback import FeedbackContext
+from stllr.padding import masked_step
 
 
 class SpikingModel(nn.Module):
@@ -38,10 +39,15 @@ class SpikingModel(nn.Module):
         training sums the former over ranks and averages the latter."""
         return []
 
-    def forward_no_graph(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_no_graph(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``Σ_t model(x[t])`` over the steps of ``x`` ``[n, B, *input_shape]`` under
         ``no_grad``, the state advancing as with those n calls (the steps outside the
         learning window, evaluation). Returns ``[B, num_classes]`` (zeros for n = 0).
+
+        ``mask`` ``[n, B]`` (0/1 in ``x``'s dtype, :func:`stllr.padding.step_mask`) counts
+        sample b's output at step t only where ``mask[t, b]`` is 1: the steps of its own
+        length in a zero-padded batch. The sum is then ``Σ_t mask[t]·o[t]``, in the same
+        order, so a sample's total equals the one it gets alone.
 
         Models may override it with a faster loop that gives the same results (see
         :meth:`stllr.models.shd.SHDNetSTLLR.forward_no_graph`); an override should
@@ -50,7 +56,7 @@ class SpikingModel(nn.Module):
         total = x.new_zeros(x.shape[1], self.num_classes)
         with torch.no_grad():
             for t in range(x.shape[0]):
-                total += self(x[t])
+                total += masked_step(self(x[t]), mask, t)
         return total
 
     def has_forward_hooks(self) -> bool:

@@ -20,6 +20,7 @@ from stllr.layers.readout import AccumulateReadout
 from stllr.layers.stllr_layers import RecurrentLinearSTLLR
 from stllr.models.base import SpikingModel
 from stllr.neuron import LIFParams
+from stllr.padding import masked_step
 
 SHD_FACTORS = STLLRFactors(lambda_post=0.5, lambda_pre=1.0, alpha_post=1.0, alpha_pre=1.0)
 
@@ -59,21 +60,21 @@ class SHDNetSTLLR(SpikingModel):
             fb.set_output(logits)
         return logits
 
-    def forward_no_graph(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_no_graph(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``Σ_t o[t]`` over ``x`` ``[n, B, num_inputs]`` without autograd (see
         :meth:`SpikingModel.forward_no_graph`): one loop over the two layers' no-graph
         runs (weights, constants and state prepared once, the state updated in place),
         with the results of n calls ``model(x[t])`` (the feedback hook is the identity
-        without a graph)."""
+        without a graph); ``mask`` as there."""
         if x.shape[0] == 0 or self.has_forward_hooks():
-            return super().forward_no_graph(x)
+            return super().forward_no_graph(x, mask)
         total = x.new_zeros(x.shape[1], self.num_classes)
         with torch.no_grad():
             rec = self.rec.no_graph_run(x[0])
             out = self.readout.no_graph_run(rec.state.u)
             try:
                 for t in range(x.shape[0]):
-                    total += out.step(rec.step(x[t]))
+                    total += masked_step(out.step(rec.step(x[t])), mask, t)
             finally:
                 rec.close()
                 out.close()
