@@ -558,13 +558,20 @@ def _(work):
 
 @case("eval-batch-size-independent", "stllr eval gives one accuracy at val batch 1, 7 and 400")
 def _(work):
+    r = work.train("evalb", "epochs=4", "lr=1e-2", "hidden=32")  # above chance, unlike ckpt
+    if r.code != 0:
+        return False, f"training failed: {r.err[-160:]}"
+    ckpt = work.runs / "evalb" / "trial_1" / "best.pt"
     accs = []
     for b in (1, 7, 400):
-        r = work.stllr("eval", str(work.ckpt), "--set", f"val_batch_size={b}")
+        r = work.stllr("eval", str(ckpt), "--set", f"val_batch_size={b}")
         if r.code != 0:
             return False, f"eval failed at batch {b}: {r.err[-160:]}"
-        accs.append(r.out.strip().splitlines()[-1])
-    return len(set(accs)) == 1, " | ".join(accs)[:160]
+        line = r.out.strip().splitlines()[-1]
+        accs.append(line.split("accuracy")[1].split("%")[0].strip())
+    above_chance = float(accs[0]) > 5.0
+    ok = len(set(accs)) == 1 and above_chance
+    return ok, f"{' / '.join(accs)} % at batch 1 / 7 / 400 (chance 5 %)"
 
 
 # --- the command line --------------------------------------------------------------------
