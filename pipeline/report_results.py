@@ -124,7 +124,7 @@ def bits_section(art: Artefacts, fig_dir: Path) -> list:
             [["PTQ (emulator)", *[pct(r["accuracy"]) for r in entry["ptq"]]]],
         )
     )
-    from quantization.report import plot_accuracy_vs_bits
+    from quantization.accuracy_plot import plot_accuracy_vs_bits
 
     plot_accuracy_vs_bits(sweep["entries"], fig_dir / "accuracy_vs_bits.png")
     blocks.append(
