@@ -92,7 +92,7 @@ def run_in_lava(qnet, x_int: torch.Tensor, signals=None, timeout_s: float = 900.
 #: 0). A hidden spike that flips changes the logits by a readout weight (mean |w| ≈ 0.07
 #: in the default run) carried through the readout's leaky sum: four orders of magnitude
 #: above the bound, so the bound separates rounding from a real error. 1e-5 is the toolkit's
-#: float parity bound (``hw_tests/parity.py`` ``TOL``, membranes and logits). The float32
+#: float parity bound (``hw_tests.parity`` ``TOL``, membranes and logits). The float32
 #: model that was trained is *not* the exact reference: its own rounding (≈ 1e-3 on these
 #: logits) can flip a spike near threshold, so only its predictions are compared.
 FLOAT_LOGIT_TOL = 1e-5

@@ -12,5 +12,7 @@ Depends on ``stllr``; never imports Lava.
 * :mod:`quantization.emulator` — batched integer inference and on-device learning;
 * :mod:`quantization.learning` — calibrated on-device learning constants;
 * :mod:`quantization.qat` — quantization-aware fine-tuning (straight-through estimator);
-* :mod:`quantization.report` — what ``stllr quantize`` / ``stllr compare`` compute and plot.
+* :mod:`quantization.report` — the PTQ/QAT workflow of ``stllr quantize`` / ``stllr compare``;
+  :mod:`quantization.comparison` — their rows and text tables, the paired accuracy
+  difference; :mod:`quantization.accuracy_plot` — the accuracy-vs-bits figure.
 """

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from quantization.exponents import power_of_two_exponent
-from stllr.surrogates import get_surrogate
+from stllr.surrogates import get_surrogate, psi_peak, support_half_width
 
 PSI_BITS = 8
 PSI_MAX_ENTRIES = 1 << 16  # per side of the table
@@ -52,26 +52,32 @@ class PsiTable:
 
 def psi_frac_for(variant: str) -> int:
     """Fractional bits that put Ψ's peak (Ψ(0)) just inside 8 unsigned bits."""
-    peak = float(get_surrogate(variant)(torch.zeros(1, dtype=torch.float64)))
-    return int(math.floor(math.log2(((1 << PSI_BITS) - 1) / peak)))
+    return int(math.floor(math.log2(((1 << PSI_BITS) - 1) / psi_peak(variant))))
+
+
+def psi_bins(variant: str, v_lsb: float, floor: float) -> tuple[int, int]:
+    """``(shift, half)`` of a Ψ table over a membrane whose LSB is ``v_lsb`` (float units):
+    bins of ``2^shift`` LSBs, at most ``PSI_MAX_ENTRIES`` a side, reaching past the
+    half-width beyond which ``Ψ < floor`` (:func:`stllr.surrogates.support_half_width`)."""
+    half_lsb = math.ceil(support_half_width(variant, floor) / v_lsb)
+    shift = max(0, math.ceil(math.log2(max(half_lsb, 1) / PSI_MAX_ENTRIES)))
+    return shift, (half_lsb >> shift) + 1
+
+
+def psi_at_bins(variant: str, v_lsb: float, shift: int, half: int) -> torch.Tensor:
+    """Ψ (float64) at the left edge ``(i − half)·2^shift·v_lsb`` of each bin ``i``."""
+    idx = torch.arange(-half, half + 1, dtype=torch.float64)
+    return get_surrogate(variant)(idx * (2.0**shift) * v_lsb)
 
 
 def psi_table(variant: str, v_lsb: float) -> PsiTable:
     """Build the Ψ table of ``variant`` for a membrane whose LSB is ``v_lsb`` (float units)."""
-    fn = get_surrogate(variant)
     frac = psi_frac_for(variant)
-    # Half-width in float units beyond which Ψ·2^frac < 0.5 (rounds to 0).
-    v_max = 1e-3
-    while float(fn(torch.tensor([v_max], dtype=torch.float64))) * 2**frac >= 0.5:
-        v_max *= 1.25
-        if v_max > 1e6:
-            raise ValueError(f"Ψ variant {variant!r} does not decay to zero")
-    half_lsb = math.ceil(v_max / v_lsb)
-    shift = max(0, math.ceil(math.log2(max(half_lsb, 1) / PSI_MAX_ENTRIES)))
-    half = (half_lsb >> shift) + 1
-    idx = torch.arange(-half, half + 1, dtype=torch.float64)
-    v = idx * (2.0**shift) * v_lsb
-    table = torch.round(fn(v) * 2**frac).clamp(0, (1 << PSI_BITS) - 1).to(torch.int64)
+    # Bins out to where Ψ·2^frac < 0.5 (rounds to 0); 2^frac is a power of two, so
+    # Ψ·2^frac ≥ 0.5 and Ψ ≥ 0.5 / 2^frac are the same test.
+    shift, half = psi_bins(variant, v_lsb, 0.5 / 2**frac)
+    psi = psi_at_bins(variant, v_lsb, shift, half)
+    table = torch.round(psi * 2**frac).clamp(0, (1 << PSI_BITS) - 1).to(torch.int64)
     return PsiTable(table=table, shift=shift, half=half, frac=frac, variant=variant)
 
 

@@ -27,27 +27,44 @@ Per layer (``layer_rows``): weight exponent ``e``, calibrated range, clipped fra
 (weights beyond the range; only with ``percentile < 100``), and the RMS quantization
 error relative to the RMS weight, ``rms(m·2^e − W) / rms(W)``.
 
-Plotting (:func:`plot_accuracy_vs_bits`, matplotlib Agg) only reads the result dicts.
+Plotting (:func:`plot_accuracy_vs_bits`, matplotlib Agg) only reads the result dicts; it
+lives in :mod:`quantization.accuracy_plot`, the comparison rows, the paired difference and
+the text tables in :mod:`quantization.comparison`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
+from quantization.accuracy_plot import PLOT_DPI, PLOT_SIZE_INCHES, plot_accuracy_vs_bits
+from quantization.comparison import (
+    comparison_rows,
+    format_comparison,
+    format_layer_table,
+    format_saturation,
+    paired_delta,
+)
 from quantization.emulator import evaluate
 from quantization.network import QNetwork
 from quantization.ptq import PTQConfig, QuantizationError, quantize_model
 from stllr.errors import UserError
 from stllr.progress import bar as progress_bar
 from stllr.trainer import batches, run_epoch
+
+__all__ = [
+    "MAX_BITS", "MIN_BITS", "PLOT_DPI", "PLOT_SIZE_INCHES", "Log", "QuantResult",
+    "calibration_batches", "compare_checkpoint", "comparison_rows", "emulator_accuracy",
+    "float_accuracy", "float_control", "format_comparison", "format_layer_table",
+    "format_saturation", "input_format_dict", "layer_rows", "method_results",
+    "paired_delta", "plot_accuracy_vs_bits", "qat_and_evaluate", "qat_module",
+    "quantize_and_evaluate", "quantize_model", "saturation_summary",
+]  # fmt: skip
 
 #: Weight widths the CLI accepts: Loihi's synapses hold ≤ 8 bits; up to 16 for studies
 #: (beyond ~12 bits the 24-bit membrane starts to saturate, which the report shows).
@@ -328,29 +345,6 @@ def compare_checkpoint(
     return out
 
 
-def paired_delta(y, ref, new) -> dict:
-    """Accuracy difference of two classifiers scored on the same samples.
-
-    ``y``, ``ref``, ``new``: labels and the two models' predictions, shape ``[n]``. Per
-    sample ``d = 1[new right] − 1[ref right]`` ∈ {−1, 0, 1}; returns
-
-    * ``delta`` = 100·mean(d), percentage points (= accuracy(new) − accuracy(ref));
-    * ``standard_error`` = 100·sd(d)/√n (sample sd, n − 1), the paired standard error:
-      only the samples the two disagree on contribute, so it is far smaller than the
-      error of two independent accuracies (NaN for n < 2);
-    * ``ref_only`` / ``new_only``: samples only ``ref`` / only ``new`` gets right.
-    """
-    d = (new == y).double() - (ref == y).double()
-    n = int(d.numel())
-    se = 100.0 * float(d.std(unbiased=True)) / n**0.5 if n > 1 else float("nan")
-    return {
-        "delta": 100.0 * float(d.mean()),
-        "standard_error": se,
-        "ref_only": int((d < 0).sum()),
-        "new_only": int((d > 0).sum()),
-    }
-
-
 def _result_line(r: QuantResult, float_acc: float, control_acc: float | None = None) -> str:
     if r.error is not None:
         return f"  {r.method.upper()} {r.bits:2d}-bit: failed ({r.error})"
@@ -366,188 +360,3 @@ def _control_line(control: dict, float_acc: float) -> str:
         f"  float fine-tuned {control['epochs']} epoch(s) like QAT (control): "
         f"{control['accuracy']:6.2f}% ({control['accuracy'] - float_acc:+.2f} pts vs float)"
     )
-
-
-def comparison_rows(entries: list[dict]) -> list[dict]:
-    """Flat rows task × method × bits → accuracy and ``delta_vs_float`` (percentage points).
-
-    ``entries``: one dict per checkpoint with ``label``, ``task``, ``checkpoint`` and the
-    keys of :func:`compare_checkpoint`. With QAT, a ``float_control`` row (the float
-    model fine-tuned as long as QAT, ``bits`` ``None``) and, on QAT rows,
-    ``delta_vs_control`` (QAT − control); ``None`` elsewhere.
-    """
-    rows = []
-    for e in entries:
-        base = {"label": e["label"], "task": e["task"], "checkpoint": e["checkpoint"]}
-        f = e["float_accuracy"]
-        control = e.get("float_control")
-        c = None if control is None else control["accuracy"]
-        rows.append(
-            {
-                **base,
-                "method": "float",
-                "bits": None,
-                "accuracy": f,
-                "delta_vs_float": 0.0,
-                "delta_vs_control": None,
-                "error": None,
-            }
-        )
-        if control is not None:
-            rows.append(
-                {
-                    **base,
-                    "method": "float_control",
-                    "bits": None,
-                    "accuracy": c,
-                    "delta_vs_float": c - f,
-                    "delta_vs_control": None,
-                    "error": None,
-                }
-            )
-        for method in ("ptq", "qat"):
-            for r in e.get(method, []):
-                acc = r["accuracy"]
-                vs_c = None if acc is None or c is None or method != "qat" else acc - c
-                rows.append(
-                    {
-                        **base,
-                        "method": method,
-                        "bits": r["bits"],
-                        "accuracy": acc,
-                        "delta_vs_float": None if acc is None else acc - f,
-                        "delta_vs_control": vs_c,
-                        "error": r["error"],
-                    }
-                )
-    return rows
-
-
-# --- text --------------------------------------------------------------------------------
-
-
-def format_comparison(entries: list[dict], bits: list[int]) -> str:
-    """Accuracy table: one line per task and method, one column per bit width."""
-    width = max([len("task")] + [len(e["label"]) for e in entries])
-    head = f"{'task':<{width}}  {'float':>6}  {'method':<6}" + "".join(
-        f"{f'{b}-bit':>8}" for b in bits
-    )
-    lines = [head, "-" * len(head)]
-    for e in entries:
-        first = True
-        for method in ("ptq", "qat"):
-            results = {r["bits"]: r for r in e.get(method, [])}
-            if not results:
-                continue
-            cells = ""
-            for b in bits:
-                r = results.get(b)
-                cell = "—" if r is None else "fail" if r["error"] else f"{r['accuracy']:.2f}"
-                cells += f"{cell:>8}"
-            label = e["label"] if first else ""
-            f_cell = f"{e['float_accuracy']:6.2f}" if first else " " * 6
-            lines.append(f"{label:<{width}}  {f_cell}  {method.upper():<6}{cells}")
-            first = False
-        control = e.get("float_control")
-        if control is not None:
-            lines.append(
-                f"{'':<{width}}  {control['accuracy']:6.2f}  float fine-tuned "
-                f"{control['epochs']} epoch(s) like QAT (the control of the QAT row)"
-            )
-    return "\n".join(lines)
-
-
-def format_layer_table(layers: list[dict]) -> str:
-    """Per-layer table: exponent, range, clipped fraction, relative RMS error, vth, dv."""
-    head = (
-        f"{'layer':<12} {'exp':>4} {'range':>9} {'clipped':>16} {'rel RMS err':>12} "
-        f"{'vth':>7} {'dv':>5}"
-    )
-    lines = [head]
-    for d in layers:
-        clipped = f"{d['clipped']}/{d['total']} ({100 * d['clipped_fraction']:.1f}%)"
-        rel = "—" if d["rel_rms_error"] is None else f"{100 * d['rel_rms_error']:.2f}%"
-        vth = "—" if d["vth"] is None else str(d["vth"])
-        dv = "—" if d["dv"] is None else str(d["dv"])
-        lines.append(
-            f"{d['name']:<12} {d['weight_exp']:>4} {d['range_abs']:>9.4g} {clipped:>16} "
-            f"{rel:>12} {vth:>7} {dv:>5}"
-        )
-    return "\n".join(lines)
-
-
-def format_saturation(sat: dict) -> str:
-    """One line per quantity that overflowed (or a line saying nothing did)."""
-    if not sat or sat["overflowed"] == 0:
-        return "saturation: none (no value reached its format's limit)"
-    lines = ["saturation (values at their format's limit):"]
-    for name, v in sorted(sat["quantities"].items()):
-        if v["overflowed"]:
-            lines.append(
-                f"  {name:<24} {v['overflowed']}/{v['total']} ({100 * v['fraction']:.3f}%)"
-            )
-    return "\n".join(lines)
-
-
-# --- plot --------------------------------------------------------------------------------
-
-PLOT_SIZE_INCHES = (8.0, 4.0)
-PLOT_DPI = 100  # → an 800 × 400 pixel PNG
-
-
-def plot_accuracy_vs_bits(entries: list[dict], path: Path, title: str = "") -> None:
-    """Accuracy vs weight bits, one colour per task: PTQ as a solid line with circles,
-    QAT as a dotted line with squares (where present), the float accuracy as a dashed
-    horizontal line and, with QAT, its float control (fine-tuned as long) dash-dotted.
-    Widths that failed to quantize are left out of the lines. Legends (tasks; methods)
-    sit right of the axes. Written atomically, ``PLOT_SIZE_INCHES`` at ``PLOT_DPI``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    from stllr.run import atomic_write_bytes
-
-    fig, ax = plt.subplots(figsize=PLOT_SIZE_INCHES, layout="constrained")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = {"float": dict(linestyle="--", marker=""), "ptq": dict(linestyle="-", marker="o"),
-              "qat": dict(linestyle=":", marker="s"),
-              "float_control": dict(linestyle="-.", marker="")}  # fmt: skip
-    all_bits: set[int] = set()
-    used = {"float"}
-    task_handles = []
-    for i, e in enumerate(entries):
-        c = colors[i % len(colors)]
-        ax.axhline(e["float_accuracy"], color=c, linewidth=1, **styles["float"])
-        if e.get("float_control") is not None:
-            ax.axhline(e["float_control"]["accuracy"], color=c, linewidth=1,
-                       **styles["float_control"])  # fmt: skip
-            used.add("float_control")
-        for method in ("ptq", "qat"):
-            pts = [(r["bits"], r["accuracy"]) for r in e.get(method, [])]
-            all_bits.update(b for b, _ in pts)
-            pts = [(b, a) for b, a in pts if a is not None]
-            if pts:
-                xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, color=c, **styles[method])
-                used.add(method)
-        task_handles.append(Line2D([], [], color=c, linewidth=3, label=e["label"]))
-    if all_bits:
-        ax.set_xticks(sorted(all_bits))
-    ax.set_xlabel("weight bits")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title or "accuracy vs weight bits (integer emulator)")
-    ax.grid(alpha=0.3)
-    names = {"float": "float", "ptq": "PTQ", "qat": "QAT", "float_control": "float, fine-tuned"}
-    method_handles = [
-        Line2D([], [], color="0.3", label=names[m], **styles[m])
-        for m in ("float", "float_control", "ptq", "qat")
-        if m in used
-    ]
-    fig.legend(handles=task_handles, fontsize="small", loc="outside right upper")
-    fig.legend(handles=method_handles, fontsize="small", loc="outside right lower")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=PLOT_DPI)
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())

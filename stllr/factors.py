@@ -56,6 +56,8 @@ class STLLRFactors:
 def trace_step(trace: torch.Tensor, value: torch.Tensor, decay: float) -> torch.Tensor:
     """``trace[t] = decay · trace[t−1] + value[t]`` (a new tensor).
 
+    The one home of the trace recursion (P, Q, R and the readout's P_o; its in-place twin
+    is :func:`trace_step_`). Works on numpy arrays as well (the Lava float models use it).
     For ``decay == 1`` the multiplication is skipped (multiplying by 1 is exact).
     """
     if decay == 1.0:
@@ -63,12 +65,16 @@ def trace_step(trace: torch.Tensor, value: torch.Tensor, decay: float) -> torch.
     return decay * trace + value
 
 
-def trace_step_(trace: torch.Tensor, value: torch.Tensor, decay: float) -> torch.Tensor:
+def trace_step_(
+    trace: torch.Tensor, value: torch.Tensor, decay: float | torch.Tensor | None
+) -> torch.Tensor:
     """In-place :func:`trace_step` (overwrites and returns ``trace``), bitwise equal to it.
 
     The same two operations in the same order; the multiplication is skipped for
-    ``decay == 1`` (multiplying by 1 is exact).
+    ``decay == 1`` (multiplying by 1 is exact) and for ``decay=None`` (a decay of 1).
+    ``decay`` may be a 0-dim tensor of ``trace``'s dtype holding λ (a loop over many
+    steps converts λ once; the values and results are the same), never compared with 1.
     """
-    if decay != 1.0:
+    if decay is not None and (isinstance(decay, torch.Tensor) or decay != 1.0):
         trace.mul_(decay)
     return trace.add_(value)

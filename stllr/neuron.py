@@ -28,6 +28,15 @@ RESET_MECHANISMS: tuple[str, ...] = ("soft", "hard")
 THRESHOLD_FLOOR = 0.5
 
 
+def decay_from_leak(leak: float) -> float:
+    """The membrane (or readout) decay per step, ``γ = sigmoid(leak)``, as a Python float.
+
+    The one home of γ: LIF populations, the leaky readouts and the OTTT factors take it
+    from here.
+    """
+    return 1.0 / (1.0 + math.exp(-leak))
+
+
 @dataclass(frozen=True)
 class LIFParams:
     """Constant parameters of a LIF population.
@@ -54,8 +63,8 @@ class LIFParams:
 
     @property
     def gamma(self) -> float:
-        """Membrane decay per step, ``γ = sigmoid(leak)``."""
-        return 1.0 / (1.0 + math.exp(-self.leak))
+        """Membrane decay per step, ``γ = sigmoid(leak)`` (:func:`decay_from_leak`)."""
+        return decay_from_leak(self.leak)
 
     @property
     def theta_eff(self) -> float:

@@ -96,3 +96,21 @@ def canonical_name(name: str) -> str:
     """The one-letter name of a Ψ variant (validates ``name``)."""
     get_surrogate(name)
     return ALIASES.get(name, name)
+
+
+def psi_peak(name: str) -> float:
+    """Ψ(0), the peak of a variant, in float64 (the fixed-point formats scale Ψ by it)."""
+    return float(get_surrogate(name)(torch.zeros(1, dtype=torch.float64)))
+
+
+def support_half_width(name: str, floor: float) -> float:
+    """A half-width ``v_max`` beyond which Ψ stays below ``floor`` (the variants decay
+    monotonically): from 1e-3, grown by ×1.25 until ``Ψ(v_max) < floor``; the Ψ lookup
+    tables of the fixed-point learning cover ``[−v_max, v_max]``."""
+    fn = get_surrogate(name)
+    v_max = 1e-3
+    while float(fn(torch.tensor([v_max], dtype=torch.float64))) >= floor:
+        v_max *= 1.25
+        if v_max > 1e6:
+            raise ValueError(f"Ψ variant {name!r} does not decay to zero")
+    return v_max

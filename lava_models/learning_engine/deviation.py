@@ -200,6 +200,7 @@ def auto_lr(setup: Setup, target_lsb: float) -> float:
 def calibrate_for(setup: Setup, lr: float, mode: str, alignment: str = "corrected", **kw):
     """:func:`calibrate_mapping` with ranges measured on the setup (module doc)."""
     from lava_models.learning_engine.rule import calibrate_mapping
+    from stllr.factors import trace_step
 
     if mode == "floating_pt":
         return calibrate_mapping(setup.factors, lr, mode=mode, psi=setup.psi, alignment=alignment)
@@ -207,7 +208,7 @@ def calibrate_for(setup: Setup, lr: float, mode: str, alignment: str = "correcte
     p = np.zeros(setup.pre.shape[0])
     p_max = 0.0
     for t in range(setup.pre.shape[1]):
-        p = lam_pre * p + setup.pre[:, t]
+        p = trace_step(p, setup.pre[:, t], lam_pre)  # numpy: the same two operations
         p_max = max(p_max, float(p.max()))
     ref = stllr_reference(setup.pre, static_membranes(setup), setup.third, setup.factors, lr,
                           setup.psi)  # fmt: skip

@@ -277,14 +277,6 @@ def _pick_literal(target: float, others: float, cap: float, base_shift: int, mk_
     return ScaleLiteral(sign * lit.mant, lit.exp, lit.const), s
 
 
-def _psi_peak(variant: str) -> float:
-    import torch
-
-    from stllr.surrogates import get_surrogate
-
-    return float(get_surrogate(variant)(torch.zeros(1, dtype=torch.float64)))
-
-
 def _scaled_tables(variant: str, v_lsb: float, scales: Sequence[float], extra_bits: int):
     """Ψ lookup tables at arbitrary scales ``s`` with ``extra_bits`` fractional bits.
 
@@ -298,26 +290,15 @@ def _scaled_tables(variant: str, v_lsb: float, scales: Sequence[float], extra_bi
     """
     import torch
 
-    from quantization.learning_formats import PSI_MAX_ENTRIES, psi_table
-    from stllr.surrogates import get_surrogate
+    from quantization.learning_formats import psi_at_bins, psi_bins, psi_table
 
-    fn = get_surrogate(variant)
     geom = psi_table(variant, v_lsb)
     if max(scales) > 2.0**geom.frac:
         raise ValueError(f"Ψ scale {max(scales)} exceeds the table's 2^{geom.frac}")
     shift, half = geom.shift, geom.half
     if extra_bits:
-        floor_value = 0.5 / (max(scales) * 2.0**extra_bits)
-        v_max = 1e-3
-        while float(fn(torch.tensor([v_max], dtype=torch.float64))) >= floor_value:
-            v_max *= 1.25
-            if v_max > 1e6:
-                raise ValueError(f"Ψ variant {variant!r} does not decay to zero")
-        half_lsb = math.ceil(v_max / v_lsb)
-        shift = max(0, math.ceil(math.log2(max(half_lsb, 1) / PSI_MAX_ENTRIES)))
-        half = (half_lsb >> shift) + 1
-    idx = torch.arange(-half, half + 1, dtype=torch.float64)
-    psi = fn(idx * (2.0**shift) * v_lsb)
+        shift, half = psi_bins(variant, v_lsb, 0.5 / (max(scales) * 2.0**extra_bits))
+    psi = psi_at_bins(variant, v_lsb, shift, half)
     top = TRACE_MAX * 2**extra_bits
     tables = [
         torch.round(psi * s * 2.0**extra_bits).clamp(0, top).to(torch.int64).numpy().copy()
@@ -405,7 +386,9 @@ def calibrate_mapping(
             coef_noncausal=coef_n, neuron=neuron,
         )  # fmt: skip
 
-    peak = _psi_peak(psi)
+    from stllr.surrogates import psi_peak
+
+    peak = psi_peak(psi)
     if p_max is None:
         if lam_pre >= 1.0:
             raise ValueError("λ_pre = 1: the pre trace grows without bound, give p_max")

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import torch
 
-from stllr.factors import STLLRFactors, trace_step
+from stllr.factors import STLLRFactors, trace_step, trace_step_
 from stllr.neuron import LIFParams, lif_step, lif_step_
 from stllr.surrogates import Surrogate, in_place
 from stllr.synapse_ops import DenseOps, SynapseOps
@@ -179,21 +179,14 @@ def recurrent_step_(
     """
     if k is None:
         k = step_constants(spec)
-    _decay_add_(p, x, k.lambda_pre)
+    trace_step_(p, x, k.lambda_pre)
     ops = spec.ops
     current = ops.current(x, w, b)
     current += ops.current(s_prev, w_rec, None)
     s, v = lif_step_(current, u, spec.lif, k.gamma, k.theta, k.zero)
-    _decay_add_(q, in_place(spec.psi)(v), k.lambda_post)
-    _decay_add_(r, s, k.lambda_pre)
+    trace_step_(q, in_place(spec.psi)(v), k.lambda_post)
+    trace_step_(r, s, k.lambda_pre)
     return s
-
-
-def _decay_add_(trace, value, decay):
-    """``trace ← decay·trace + value`` in place (:func:`trace_step_`; ``decay`` None = 1)."""
-    if decay is not None:
-        trace.mul_(decay)
-    return trace.add_(value)
 
 
 def _recurrent_membrane_(x, s_prev, w, w_rec, b, u, spec: STLLRSpec):

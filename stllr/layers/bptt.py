@@ -14,14 +14,12 @@ optional ``weight_quantizer`` hook on Ŵ (:mod:`stllr.layers.stllr_layers`).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from stllr.neuron import LIFParams, heaviside, reset
+from stllr.neuron import LIFParams, decay_from_leak, heaviside, reset
 from stllr.surrogates import Surrogate, canonical_name, get_surrogate
 from stllr.validation import check_float_tensor
 from stllr.weight_standardization import StandardizedWeightCache, WeightQuantizer
@@ -130,7 +128,7 @@ class LeakyReadout(nn.Module):
     def __init__(self, in_features: int, out_features: int, leak: float = 5.0):
         super().__init__()
         self.linear = nn.Linear(in_features, out_features)
-        self.gamma = 1.0 / (1.0 + math.exp(-leak))
+        self.gamma = decay_from_leak(leak)
         self.o: torch.Tensor | None = None
 
     def reset_state(self) -> None:

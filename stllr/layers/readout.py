@@ -18,8 +18,6 @@ place (bitwise equal results; a trace from a step with a graph is copied first).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +25,7 @@ from torch import nn
 from stllr.factors import trace_step_
 from stllr.functional.readout import AccumulateStep
 from stllr.functional.stllr_step import needs_graph
+from stllr.neuron import decay_from_leak
 from stllr.validation import check_float_tensor, check_shape
 from stllr.weight_standardization import StandardizedWeightCache, WeightQuantizer
 
@@ -45,7 +44,7 @@ class AccumulateReadout(nn.Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.gamma = 1.0 / (1.0 + math.exp(-leak))
+        self.gamma = decay_from_leak(leak)
         self.lambda_pre = lambda_pre
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
@@ -131,9 +130,7 @@ class ReadoutNoGraphRun:
 
     def step(self, h: torch.Tensor) -> torch.Tensor:
         """One step, ``h`` ``[B, in]``; returns the logits o[t] (a new tensor)."""
-        if self.lam is not None:
-            self.p.mul_(self.lam)
-        self.p.add_(h)
+        trace_step_(self.p, h, self.lam)
         self.o = torch.mul(self.o, self.gamma).add_(F.linear(h, self.w, self.b))
         return self.o
 

@@ -17,7 +17,6 @@ layers). New architectures register with :func:`register_arch`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from stllr.config import ExperimentConfig
@@ -25,6 +24,7 @@ from stllr.errors import UserError
 from stllr.models.base import SpikingModel
 from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
 from stllr.models.vgg import VGG9_CHANNELS, VGGBPTT, VGGSTLLR
+from stllr.neuron import decay_from_leak
 from stllr.training import TRAINING_MODES, ottt_factors
 
 Builder = Callable[[ExperimentConfig, tuple[int, ...], int], SpikingModel]
@@ -55,12 +55,8 @@ def _check_input_fits(cfg: ExperimentConfig, input_shape: tuple[int, ...]) -> No
     )
 
 
-def _gamma(leak: float) -> float:
-    return 1.0 / (1.0 + math.exp(-leak))
-
-
 def _factors(cfg: ExperimentConfig, leak: float):
-    return ottt_factors(_gamma(leak)) if cfg.method == "ottt" else cfg.stllr_factors()
+    return ottt_factors(decay_from_leak(leak)) if cfg.method == "ottt" else cfg.stllr_factors()
 
 
 def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:

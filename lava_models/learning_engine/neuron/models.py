@@ -59,12 +59,14 @@ class PySTLLRLearningLIFModelFloat(LearningNeuronModelFloat, AbstractPyLifModelF
         super().__init__(proc_params)
         import torch  # noqa: F401  (lazy: see module doc)
 
+        from stllr.factors import trace_step
         from stllr.surrogates import get_surrogate
 
         cfg = proc_params["stllr"]
         self._cfg = cfg
         self._soft = proc_params["reset"] == "soft"
         self._psi_fn = get_surrogate(cfg.psi_variant)
+        self._trace_step = trace_step  # on numpy arrays: the same two operations
         self._q = np.zeros(proc_params["shape"], dtype=np.float64)
         g1, g2, g3 = _y_gains(self._learning_rule)
         self._k1, self._k2, self._k3 = cfg.s_q * g1, cfg.s_l * g2, cfg.s_psi * g3
@@ -80,7 +82,7 @@ class PySTLLRLearningLIFModelFloat(LearningNeuronModelFloat, AbstractPyLifModelF
         v_c = self.v - self.vth
         spikes = v_c > 0
         psi = self._psi(v_c)
-        self._q = self._cfg.lam_post * self._q + psi
+        self._q = self._trace_step(self._q, psi, self._cfg.lam_post)
         if self._soft:
             self.v[spikes] -= self.vth
         else:
