@@ -151,6 +151,15 @@ def succeeded(r: Result, what: str = "") -> tuple[bool, str]:
     return r.code == 0, what if r.code == 0 else f"exit {r.code}: {last}"
 
 
+def _said(r: Result) -> str:
+    """What a snippet printed (its refusals), else its last error line, else that it was
+    accepted without a word."""
+    if r.out.strip():
+        return r.out.strip().replace("\n", " | ")[:160]
+    lines = r.err.strip().splitlines()
+    return lines[-1][:160] if lines else "accepted silently"
+
+
 # --- process helpers ---------------------------------------------------------------------
 
 
@@ -512,7 +521,7 @@ def _(work):
             print("refused:", type(e).__name__, e)
     """)
     ok = "refused:" in r.out and "nan" in r.out.lower()
-    return ok, (r.out.strip() or r.err.strip().splitlines()[-1])[:160]
+    return ok, _said(r)
 
 
 @case("emulator-out-of-format-input", "the emulator refuses inputs its format cannot hold")
@@ -536,7 +545,7 @@ def _(work):
             print("refused:", type(e).__name__, e)
     """)
     ok = r.out.count("refused:") == 3
-    return ok, (r.out.strip().replace("\n", " | ") or r.err.strip().splitlines()[-1])[:160]
+    return ok, _said(r)
 
 
 @case("lava-int-beyond-32-bits", "integers beyond 32 bits sent to Lava are refused")
@@ -550,7 +559,7 @@ def _(work):
             print("refused:", type(e).__name__, e)
     """)
     ok = "refused:" in r.out
-    return ok, (r.out.strip() or r.err.strip().splitlines()[-1])[:160]
+    return ok, _said(r)
 
 
 # --- honest evaluation -------------------------------------------------------------------
