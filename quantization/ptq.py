@@ -220,7 +220,7 @@ def _threshold(name: str, theta: float, s: float, e: int) -> int:
     return vth
 
 
-def _decay(gamma: float, allow_full: bool) -> int:
+def quantize_decay(gamma: float, allow_full: bool = False) -> int:
     """12-bit decay of the leak ``γ``: ``round((1 − γ)·4096)``, at most ``DV_MAX`` (a readout:
     ``DECAY_UNITY``, no memory)."""
     dv = round_float((1.0 - gamma) * DECAY_UNITY, "nearest_even")
@@ -241,7 +241,7 @@ def quantize_graph(specs: list, input_format: InputFormat, cfg: PTQConfig):
             ms, e, w_lsb, rep = _weights(s.name, tensors, cfg, s.lif.theta_eff)
             bias, bias_exp = _bias(s.name, s.bias, w_lsb, e)
             vth = rep.vth
-            dv = _decay(s.lif.gamma, allow_full=False)
+            dv = quantize_decay(s.lif.gamma, allow_full=False)
             rep.dv, rep.bias_exp = dv, bias_exp
             nodes.append(
                 SpikingLayer(
@@ -271,7 +271,7 @@ def quantize_graph(specs: list, input_format: InputFormat, cfg: PTQConfig):
         elif isinstance(s, FloatReadout):
             ms, e, w_lsb, rep = _weights(s.name, [s.weight * s_in], cfg)
             bias, bias_exp = _bias(s.name, s.bias, w_lsb, e)
-            dv = _decay(s.gamma, allow_full=True)
+            dv = quantize_decay(s.gamma, allow_full=True)
             rep.dv, rep.bias_exp = dv, bias_exp
             nodes.append(
                 Readout(
