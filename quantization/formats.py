@@ -317,7 +317,7 @@ FORMATS: dict[str, QFormat] = {
             True,
             "nearest_even",
             "saturate",
-            "`2^l_exp`, from the expected |L| max",
+            "`2^l_exp`, from the expected max of \\|L\\|",
             width="8 bit signed, per post neuron",
             rounding_note="`quantize_signal`; on the device: shifts nearest_up",
         ),
@@ -372,3 +372,29 @@ def markdown_table(section: str) -> str:
     if not rows:
         raise ValueError(f"markdown_table: no formats in section {section!r}")
     return _HEADER + "".join(rows)
+
+
+def _markers(section: str) -> tuple[str, str]:
+    start = f"<!-- formats:{section} (generated from quantization/formats.py) -->"
+    return start, "<!-- /formats -->"
+
+
+def render_doc(text: str) -> str:
+    """``text`` (docs/fixed_point.md) with each generated table replaced by
+    :func:`markdown_table` of its section (between the ``<!-- formats:... -->`` markers)."""
+    for section in ("inference", "learning"):
+        start, end = _markers(section)
+        i = text.find(start)
+        j = text.find(end, i)
+        if i < 0 or j < 0:
+            raise ValueError(f"docs/fixed_point.md: no {start} … {end} block")
+        text = text[: i + len(start)] + "\n" + markdown_table(section) + text[j:]
+    return text
+
+
+if __name__ == "__main__":  # python -m quantization.formats docs/fixed_point.md: rewrite it
+    import sys
+    from pathlib import Path
+
+    for arg in sys.argv[1:]:
+        Path(arg).write_text(render_doc(Path(arg).read_text(encoding="utf-8")), encoding="utf-8")
