@@ -140,20 +140,19 @@ def _round_even(x):
     return torch.round(x) if isinstance(x, torch.Tensor) else np.rint(x)
 
 
-_NUMPY_ROUND = {
-    "nearest_even": np.rint,
-    "nearest_up": lambda x: np.floor(x + 0.5),
-    "floor": np.floor,
-    "toward_zero": np.trunc,
-    "exact": _exact,
-}
-_TORCH_ROUND = {
-    "nearest_even": torch.round,
-    "nearest_up": lambda x: torch.floor(x + 0.5),
-    "floor": torch.floor,
-    "toward_zero": torch.trunc,
-    "exact": _exact,
-}
+def _rounders(rint, floor, trunc) -> dict:
+    """The deterministic rules of :func:`round_float` from one library's functions."""
+    return {
+        "nearest_even": rint,
+        "nearest_up": lambda x: floor(x + 0.5),
+        "floor": floor,
+        "toward_zero": trunc,
+        "exact": _exact,
+    }
+
+
+_NUMPY_ROUND = _rounders(np.rint, np.floor, np.trunc)
+_TORCH_ROUND = _rounders(torch.round, torch.floor, torch.trunc)
 
 
 def round_shift(x, k: int, rounding: str, noise=None):

@@ -141,213 +141,78 @@ class QFormat:
         return self.width or f"{self.bits} bit {'signed' if self.signed else 'unsigned'}"
 
 
-def _row(section, name, quantity, bits, signed, rounding, overflow, scale, **notes) -> QFormat:
+# fmt: off
+def _row(section, name, quantity, bits, signed, rounding, overflow, scale, **more) -> QFormat:
+    """One table row: the format and its doc cells (``more``: width, notes, symmetric)."""
     return QFormat(name, bits, signed=signed, rounding=rounding, overflow=overflow,
-                   section=section, quantity=quantity, scale=scale, **notes)  # fmt: skip
+                   section=section, quantity=quantity, scale=scale, **more)
+# fmt: on
 
 
 _INF, _LRN = "inference", "learning"
 
 #: Every integer quantity of an exported network (docs/fixed_point.md, generated).
-FORMATS: dict[str, QFormat] = {
-    f.name: f
-    for f in (
-        _row(
-            _INF,
-            "input",
-            "input frames",
-            8,
-            False,
-            "nearest_even",
-            "saturate",
-            "counts as they are when integral; else `2^e_in`, calibrated",
-            width="8 bit, unsigned if non-negative (else signed)",
-            overflow_note="counted",
-        ),
-        _row(
-            _INF,
-            "weight",
-            "weight mantissa `m`",
-            8,
-            True,
-            "nearest_even",
-            "saturate",
-            "`s = 2^e`, `e` the smallest exponent at which the calibrated range r (max, or "
-            'a percentile) fits; `scale="threshold"`: spiking layers `θ_eff / vth`, `vth` '
-            "the largest integer ≤ 2^17 − 1 with `round(r / (θ_eff / vth)) ≤ 2^(b−1) − 1`",
-            width="`weight_bits` signed (2–8 for Lava; up to 32 in the emulator)",
-            overflow_note="only when the user clips (percentile < 100 or a fixed exponent), "
-            "counted per layer",
-        ),
-        _row(
-            _INF,
-            "current",
-            "current `u = a << 6`",
-            STATE_BITS,
-            True,
-            "exact",
-            "wrap",
-            "`s / 64`",
-            overflow_note="Lava's `u`, counted as `<layer>/current`",
-        ),
-        QFormat(
-            "membrane",
-            STATE_BITS,
-            signed=True,
-            rounding="toward_zero",
-            overflow="saturate",
-            symmetric=True,
-            section=_INF,
-            quantity="membrane `v`",
-            scale="`s / 64`",
-            rounding_note="decay",
-            overflow_note="at ±(2^23 − 1), counted as `<layer>/membrane`",
-        ),
-        _row(
-            _INF,
-            "vth",
-            "threshold `vth`",
-            VTH_BITS,
-            False,
-            "nearest_even",
-            "error",
-            "`s`, compared as `v > vth << 6`",
-            width="17 bit unsigned, ≥ 1",
-            rounding_note='of `θ_eff / 2^e` (default); `scale="threshold"`: exact '
-            "(`s = θ_eff / vth`)",
-            overflow_note="`θ/2^e` outside 1 … 2^17 − 1 (threshold scale: range beyond "
-            "`(2^(b−1) − ½)·θ_eff`) → `QuantizationError` naming the layer and value",
-        ),
-        _row(
-            _INF,
-            "dv",
-            "decay `dv`",
-            12,
-            False,
-            "nearest_even",
-            "saturate",
-            "`γ = 1 − dv/4096`",
-            width="12 bit (`0 … 4095`; readouts also 4096 = no memory)",
-            rounding_note="of `(1 − γ)·4096`",
-            overflow_note="clipped to the range",
-        ),
-        _row(
-            _INF,
-            "bias",
-            "bias",
-            BIAS_BITS,
-            True,
-            "nearest_even",
-            "error",
-            "membrane units `s / 64`",
-            width="13 bit signed mantissa `<< bias_exp`",
-            rounding_note="the finest `bias_exp` that fits",
-            overflow_note="beyond 24 bits → `QuantizationError`",
-        ),
-        QFormat(
-            "logits",
-            STATE_BITS,
-            signed=True,
-            rounding="toward_zero",
-            overflow="saturate",
-            symmetric=True,
-            section=_INF,
-            quantity="logits (readout state)",
-            scale="`2^e / 64` (readouts are always power-of-two)",
-            rounding_note="decay",
-            overflow_note="at ±(2^23 − 1)",
-        ),
-        _row(
-            _LRN,
-            "psi",
-            "Ψ (graded; table built at the true membrane LSB `s / 64`)",
-            PSI_BITS,
-            False,
-            "nearest_even",
-            "none",
-            "`2^−psi_frac`, the largest that keeps Ψ's peak ≤ 255 (7 for variants a, c, d; "
-            "9 for b)",
-            rounding_note="`Ψ · 2^psi_frac` at the bin's left edge of a lookup table over "
-            "the centred membrane `v − (vth << 6)`",
-            overflow_note="beyond the table Ψ = 0",
-        ),
-        _row(
-            _LRN,
-            "trace_pre",
-            "pre-trace P, recurrent pre-trace R",
-            7,
-            False,
-            "stochastic",
-            "saturate",
-            "`2^−p_frac`, the largest that fits the calibrated maximum",
-            width="`trace_bits` (7) unsigned",
-            rounding_note="decay (default); the option `trace_rounding` also takes floor, "
-            "toward_zero or nearest (= nearest_up)",
-            overflow_note="counted",
-        ),
-        _row(
-            _LRN,
-            "trace_post",
-            "post-trace Q",
-            7,
-            False,
-            "stochastic",
-            "saturate",
-            "`2^−q_frac` (≤ `psi_frac`); impulse `Ψ >> (psi_frac − q_frac)`",
-            width="`trace_bits` unsigned",
-            rounding_note="as P",
-            overflow_note="counted",
-        ),
-        _row(
-            _LRN,
-            "lambda",
-            "trace decays λ",
-            12,
-            False,
-            "nearest_even",
-            "none",
-            "`λ = lam / 4096` (4096: no decay)",
-            width="12 bit (0 … 4096)",
-        ),
-        _row(
-            _LRN,
-            "signal",
-            "third factor L",
-            SIGNAL_BITS,
-            True,
-            "nearest_even",
-            "saturate",
-            "`2^l_exp`, from the expected max of \\|L\\|",
-            width="8 bit signed, per post neuron",
-            rounding_note="`quantize_signal`; on the device: shifts nearest_up",
-        ),
-        _row(_LRN, "alpha", "α_pre, α_post", 8, True, "nearest_even", "none", "`2^−a_frac`"),
-        _row(
-            _LRN,
-            "acc",
-            "eligibility × signal `acc`",
-            62,
-            True,
-            "exact",
-            "none",
-            "`2^(l_exp − psi_frac − p_frac − a_frac)`",
-            width="int64",
-        ),
-        _row(
-            _LRN,
-            "weight_update",
-            "update ΔW",
-            62,
-            True,
-            "stochastic",
-            "saturate",
-            "weight LSBs (`s = 2^e / gain`): `−acc · lr_mant / 2^lr_shift`, "
-            "`lr_mant ∈ [64, 127]` from `lr · gain`",
-            width="int64",
-            overflow_note="the weight saturates at its width, counted",
-        ),
-    )  # fmt: skip
-}
+# fmt: off
+FORMATS: dict[str, QFormat] = {f.name: f for f in (
+    _row(_INF, "input", "input frames", 8, False, "nearest_even", "saturate",
+         "counts as they are when integral; else `2^e_in`, calibrated",
+         width="8 bit, unsigned if non-negative (else signed)", overflow_note="counted"),
+    _row(_INF, "weight", "weight mantissa `m`", 8, True, "nearest_even", "saturate",
+         "`s = 2^e`, `e` the smallest exponent at which the calibrated range r (max, or a "
+         "percentile) fits; `scale=\"threshold\"`: spiking layers `θ_eff / vth`, `vth` the "
+         "largest integer ≤ 2^17 − 1 with `round(r / (θ_eff / vth)) ≤ 2^(b−1) − 1`",
+         width="`weight_bits` signed (2–8 for Lava; up to 32 in the emulator)",
+         overflow_note="only when the user clips (percentile < 100 or a fixed exponent), "
+         "counted per layer"),
+    _row(_INF, "current", "current `u = a << 6`", STATE_BITS, True, "exact", "wrap",
+         "`s / 64`", overflow_note="Lava's `u`, counted as `<layer>/current`"),
+    _row(_INF, "membrane", "membrane `v`", STATE_BITS, True, "toward_zero", "saturate",
+         "`s / 64`", symmetric=True, rounding_note="decay",
+         overflow_note="at ±(2^23 − 1), counted as `<layer>/membrane`"),
+    _row(_INF, "vth", "threshold `vth`", VTH_BITS, False, "nearest_even", "error",
+         "`s`, compared as `v > vth << 6`", width="17 bit unsigned, ≥ 1",
+         rounding_note="of `θ_eff / 2^e` (default); `scale=\"threshold\"`: exact "
+         "(`s = θ_eff / vth`)",
+         overflow_note="`θ/2^e` outside 1 … 2^17 − 1 (threshold scale: range beyond "
+         "`(2^(b−1) − ½)·θ_eff`) → `QuantizationError` naming the layer and value"),
+    _row(_INF, "dv", "decay `dv`", 12, False, "nearest_even", "saturate",
+         "`γ = 1 − dv/4096`", width="12 bit (`0 … 4095`; readouts also 4096 = no memory)",
+         rounding_note="of `(1 − γ)·4096`", overflow_note="clipped to the range"),
+    _row(_INF, "bias", "bias", BIAS_BITS, True, "nearest_even", "error",
+         "membrane units `s / 64`", width="13 bit signed mantissa `<< bias_exp`",
+         rounding_note="the finest `bias_exp` that fits",
+         overflow_note="beyond 24 bits → `QuantizationError`"),
+    _row(_INF, "logits", "logits (readout state)", STATE_BITS, True, "toward_zero",
+         "saturate", "`2^e / 64` (readouts are always power-of-two)", symmetric=True,
+         rounding_note="decay", overflow_note="at ±(2^23 − 1)"),
+    _row(_LRN, "psi", "Ψ (graded; table built at the true membrane LSB `s / 64`)", PSI_BITS,
+         False, "nearest_even", "none",
+         "`2^−psi_frac`, the largest that keeps Ψ's peak ≤ 255 (7 for variants a, c, d; "
+         "9 for b)",
+         rounding_note="`Ψ · 2^psi_frac` at the bin's left edge of a lookup table over the "
+         "centred membrane `v − (vth << 6)`", overflow_note="beyond the table Ψ = 0"),
+    _row(_LRN, "trace_pre", "pre-trace P, recurrent pre-trace R", 7, False, "stochastic",
+         "saturate", "`2^−p_frac`, the largest that fits the calibrated maximum",
+         width="`trace_bits` (7) unsigned",
+         rounding_note="decay (default); the option `trace_rounding` also takes floor, "
+         "toward_zero or nearest (= nearest_up)", overflow_note="counted"),
+    _row(_LRN, "trace_post", "post-trace Q", 7, False, "stochastic", "saturate",
+         "`2^−q_frac` (≤ `psi_frac`); impulse `Ψ >> (psi_frac − q_frac)`",
+         width="`trace_bits` unsigned", rounding_note="as P", overflow_note="counted"),
+    _row(_LRN, "lambda", "trace decays λ", 12, False, "nearest_even", "none",
+         "`λ = lam / 4096` (4096: no decay)", width="12 bit (0 … 4096)"),
+    _row(_LRN, "signal", "third factor L", SIGNAL_BITS, True, "nearest_even", "saturate",
+         "`2^l_exp`, from the expected max of \\|L\\|", width="8 bit signed, per post neuron",
+         rounding_note="`quantize_signal`; on the device: shifts nearest_up"),
+    _row(_LRN, "alpha", "α_pre, α_post", 8, True, "nearest_even", "none", "`2^−a_frac`"),
+    _row(_LRN, "acc", "eligibility × signal `acc`", 62, True, "exact", "none",
+         "`2^(l_exp − psi_frac − p_frac − a_frac)`", width="int64"),
+    _row(_LRN, "weight_update", "update ΔW", 62, True, "stochastic", "saturate",
+         "weight LSBs (`s = 2^e / gain`): `−acc · lr_mant / 2^lr_shift`, "
+         "`lr_mant ∈ [64, 127]` from `lr · gain`", width="int64",
+         overflow_note="the weight saturates at its width, counted"),
+)}
+# fmt: on
 
 #: Shorthands for the formats the kernels read limits from.
 MEMBRANE = FORMATS["membrane"]
