@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lava_models.errors import UnsupportedNodeError
+from quantization.formats import BIAS_MANT_MAX, BIAS_MANT_MIN, DU_NONE, DV_MAX, VTH_MAX
 
 if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)
     from quantization.network import QNetwork, SpikingLayer
@@ -60,12 +61,8 @@ if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §
 #: Signed mantissa range that ``m << 1`` keeps inside Lava's MIXED clip [−256, 255]
 #: (conv weights are not clipped by Lava; the same 8-bit range is kept for Loihi).
 WEIGHT_MIN, WEIGHT_MAX = -128, 127
-#: Lava LIF register ranges (``PyLifModelBitAcc`` docstring).
-DV_MAX = 4095
-VTH_MAX = (1 << 17) - 1
-BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1
-#: ``du`` that gives Lava's LIF no current memory (``u[t] = a[t] << 6``).
-DU_NONE = 4095
+#: Lava LIF register ranges (``PyLifModelBitAcc`` docstring) and ``DU_NONE`` (no current
+#: memory) come from :mod:`quantization.formats` (imported above).
 #: Export of the weight mantissas (see the module docstring).
 EXPORT_SHIFT = 1
 NUM_WEIGHT_BITS = 8

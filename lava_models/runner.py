@@ -58,12 +58,11 @@ from lava_models.exporter import (
     output_shapes,
 )
 from lava_models.session import LavaSession
+from quantization.formats import SIGNAL_MAX, SIGNAL_MIN  # the 8-bit signed third factor
 from stllr.errors import UserError
 
 if TYPE_CHECKING:
     from quantization.network import QNetwork
-
-SIGNAL_MIN, SIGNAL_MAX = -128, 127  # the third factor is 8-bit signed (docs/fixed_point.md)
 
 
 @dataclass(frozen=True)

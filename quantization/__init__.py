@@ -2,9 +2,12 @@
 
 Depends on ``stllr``; never imports Lava.
 
-* :mod:`quantization.qformat` — formats as data, quantize/dequantize, saturation counters;
+* :mod:`quantization.formats` — every integer quantity's format (width, scale, rounding,
+  overflow) and the constants of Lava's registers, one table (docs/fixed_point.md);
+* :mod:`quantization.qformat` — quantize/dequantize into a format, saturation counters;
 * :mod:`quantization.exponents` — the per-layer power-of-two exponent rule;
-* :mod:`quantization.backend` — the numpy/torch operations the kernels share;
+* :mod:`quantization.backend` — the numpy/torch operations the kernels share, and the
+  rounding vocabulary (``round_float``, ``round_shift``, ``saturate``);
 * :mod:`quantization.loihi`, :mod:`quantization.kernels` — integer LIF/Dense (bit-exact with
   Lava's ``fixed_pt``), traces, Ψ tables, stochastic rounding and the S-TLLR update;
 * :mod:`quantization.convert` → :mod:`quantization.ptq` — float task models → a

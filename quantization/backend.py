@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from quantization.formats import ROUNDINGS, SHIFT_ALIASES
+
 
 def _np_mul_shift_toward_zero(x, m: int, k: int):
     p = np.asarray(x).astype(np.int64) * m
@@ -99,6 +101,100 @@ def xp_of(x) -> SimpleNamespace:
     if isinstance(x, (np.ndarray, np.generic, int)):
         return _NUMPY
     raise TypeError(f"expected a numpy array or a torch tensor, got {type(x).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# The rounding vocabulary (quantization.formats.ROUNDINGS), once for numpy arrays, torch
+# tensors and Python numbers.
+# ---------------------------------------------------------------------------
+
+
+def round_float(x, rounding: str = "nearest_even", noise=None):
+    """``x`` (floats) rounded to integer values by ``rounding`` (:data:`~quantization.formats.
+    ROUNDINGS`); same type and dtype as ``x`` (a Python float gives an ``int``).
+
+    ``nearest_even`` is ``torch.round`` / ``np.rint`` / Python ``round``; ``nearest_up`` is
+    ``floor(x + ½)``; ``stochastic`` is ``floor(x + noise)`` with ``noise`` in ``[0, 1)``.
+    """
+    if isinstance(x, int):
+        return x
+    fns = _TORCH_ROUND if isinstance(x, torch.Tensor) else _NUMPY_ROUND
+    if rounding == "stochastic":
+        if noise is None:
+            raise ValueError("round_float: stochastic rounding needs noise in [0, 1)")
+        x, rounding = x + noise, "floor"
+    if rounding not in fns:
+        raise ValueError(f"round_float: rounding must be one of {ROUNDINGS}, got {rounding!r}")
+    if isinstance(x, float):  # Python and numpy scalars
+        return int(fns[rounding](np.float64(x)))
+    return fns[rounding](x)
+
+
+def _exact(x):
+    if not bool((x == _round_even(x)).all()):
+        raise ValueError("round_float: rounding 'exact' of a value that is not an integer")
+    return x
+
+
+def _round_even(x):
+    return torch.round(x) if isinstance(x, torch.Tensor) else np.rint(x)
+
+
+def _rounders(rint, floor, trunc) -> dict:
+    """The deterministic rules of :func:`round_float` from one library's functions."""
+    return {
+        "nearest_even": rint,
+        "nearest_up": lambda x: floor(x + 0.5),
+        "floor": floor,
+        "toward_zero": trunc,
+        "exact": _exact,
+    }
+
+
+_NUMPY_ROUND = _rounders(np.rint, np.floor, np.trunc)
+_TORCH_ROUND = _rounders(torch.round, torch.floor, torch.trunc)
+
+
+def round_shift(x, k: int, rounding: str, noise=None):
+    """Integer ``x / 2^k`` rounded by ``rounding``; ``k ≥ 0``; int64 in and out.
+
+    ``floor`` ``x >> k``; ``toward_zero`` ``sign(x)·(|x| >> k)``; ``nearest_up``
+    ``(x + 2^(k−1)) >> k``; ``nearest_even`` the same with ties to the even quotient;
+    ``stochastic`` ``(x + noise) >> k`` with ``noise`` integers uniform in ``[0, 2^k)``
+    broadcastable to ``x``. ``"nearest"`` means ``nearest_up`` (:data:`~quantization.
+    formats.SHIFT_ALIASES`).
+    """
+    if k < 0:
+        raise ValueError(f"round_shift: k must be ≥ 0, got {k}")
+    rounding = SHIFT_ALIASES.get(rounding, rounding)
+    if rounding not in ROUNDINGS or rounding == "exact":
+        raise ValueError(f"rounding must be one of {ROUNDINGS[:-1]}, got {rounding!r}")
+    if k == 0:
+        return x
+    if rounding == "floor":
+        return x >> k
+    if rounding == "toward_zero":
+        return xp_of(x).shift_toward_zero(x, k)
+    if rounding == "nearest_up":
+        return (x + (1 << (k - 1))) >> k
+    if rounding == "nearest_even":  # a tie moves up only from an odd quotient
+        return (x + ((1 << (k - 1)) - 1) + ((x >> k) & 1)) >> k
+    if noise is None:
+        raise ValueError("round_shift: stochastic rounding needs noise")
+    return (x + noise) >> k
+
+
+def saturate(x, lo: int, hi: int):
+    """Clip to ``[lo, hi]`` (a saturating register)."""
+    return xp_of(x).clip(x, lo, hi)
+
+
+def fit(x, fmt):
+    """Saturate ``x`` to the integer range of the :class:`~quantization.formats.QFormat`
+    ``fmt`` (its overflow must be ``saturate``)."""
+    if fmt.overflow != "saturate":
+        raise ValueError(f"fit: format {fmt.name!r} does not saturate ({fmt.overflow})")
+    return saturate(x, fmt.min_int, fmt.max_int)
 
 
 # ---------------------------------------------------------------------------

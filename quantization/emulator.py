@@ -41,6 +41,7 @@ from quantization.backend import (
     int_outer_sum,
     int_sum_pool2d,
 )
+from quantization.formats import ACT_SHIFT, DECAY_UNITY, DU_NONE, UV_LIMIT, VTH_SHIFT
 from quantization.kernels import (
     STREAM_W,
     STREAM_WREC,
@@ -54,15 +55,7 @@ from quantization.kernels import (
     stllr_weight_step,
     synapse_correlation,
 )
-from quantization.loihi import (
-    ACT_SHIFT,
-    DECAY_UNITY,
-    UV_LIMIT,
-    VTH_SHIFT,
-    LIFFixedParams,
-    LIFFixedState,
-    lif_int_step,
-)
+from quantization.loihi import LIFFixedParams, LIFFixedState, lif_int_step
 from quantization.network import Add, GlobalSumPool, Pool, QNetwork, Readout, SpikingLayer
 from quantization.ptq import quantize_input
 from quantization.qformat import SaturationCounter
@@ -501,7 +494,8 @@ class IntegerEmulator:
 
 def _quantize_exact(frame: torch.Tensor, fmt, out: torch.Tensor) -> torch.Tensor:
     """:func:`~quantization.ptq.quantize_input` without its final cast to int64, into
-    ``out``: the same integers in the frame's float dtype (NaN-free frames)."""
+    ``out``: the same integers in the frame's float dtype (NaN-free frames). In place, so
+    not through ``round_float``: ``torch.round`` is its ``nearest_even``, the input's rule."""
     if fmt.exp == 0:
         torch.round(frame, out=out)
     else:
@@ -593,7 +587,7 @@ def _spiking(emu: IntegerEmulator, i: int, n: SpikingLayer, ins) -> torch.Tensor
         emu._count_none(n.name + "/current", a)
     else:
         emu._count(n.name + "/current", a << ACT_SHIFT, UV_LIMIT)
-    p = LIFFixedParams(4095, n.dv, n.vth, emu._bias(n.name, a), 0, n.reset)
+    p = LIFFixedParams(DU_NONE, n.dv, n.vth, emu._bias(n.name, a), 0, n.reset)
     s, v_c, st = lif_int_step(st, a, p, a_bound)
     emu._count(n.name + "/membrane", st.v, UV_LIMIT - 1)
     emu.state[n.name] = st

@@ -19,6 +19,9 @@ import math
 
 import torch
 
+from quantization.backend import round_float
+from quantization.formats import FORMATS
+
 ZERO_RANGE_EXPONENT = -126
 
 
@@ -27,6 +30,11 @@ def max_mantissa(bits: int) -> int:
     if not 2 <= bits <= 32:
         raise ValueError(f"weight bits must be in 2..32, got {bits}")
     return (1 << (bits - 1)) - 1
+
+
+def _mantissa(value: float) -> int:
+    """``value`` rounded as a weight mantissa is (the ``weight`` format's rule)."""
+    return round_float(value, FORMATS["weight"].rule)
 
 
 def power_of_two_exponent(range_abs: float, bits: int) -> int:
@@ -38,9 +46,9 @@ def power_of_two_exponent(range_abs: float, bits: int) -> int:
         return ZERO_RANGE_EXPONENT
     e = math.ceil(math.log2(range_abs / top))
     # log2 rounding and round-half-to-even can leave the top value one over; step once.
-    while round(range_abs / 2.0**e) > top:
+    while _mantissa(range_abs / 2.0**e) > top:
         e += 1
-    while e > ZERO_RANGE_EXPONENT and round(range_abs / 2.0 ** (e - 1)) <= top:
+    while e > ZERO_RANGE_EXPONENT and _mantissa(range_abs / 2.0 ** (e - 1)) <= top:
         e -= 1
     return e
 
@@ -79,6 +87,6 @@ def threshold_scale(range_abs: float, theta: float, bits: int, vth_max: int) -> 
     if range_abs == 0.0:
         return vth_max, theta / vth_max
     vth = min(vth_max, math.floor((top + 0.5) * theta / range_abs) + 1)  # rounding: r/s < top + ½
-    while vth > 0 and round(range_abs / (theta / vth)) > top:  # as PTQ divides: W / s
+    while vth > 0 and _mantissa(range_abs / (theta / vth)) > top:  # as PTQ divides: W / s
         vth -= 1
     return vth, (theta / vth if vth > 0 else math.inf)

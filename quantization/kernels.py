@@ -4,14 +4,10 @@ Every quantity is an integer mantissa; the scale of each is stated where it is m
 (:mod:`quantization.learning_formats`). Shapes are per sample for numpy (``[N]``) and
 batched for torch (``[B, N]``); the kernels do not care.
 
-Rounding of a right shift by ``k`` bits (``round_shift``), stated per operation:
-
-* ``floor``        ``x >> k`` (arithmetic shift);
-* ``toward_zero``  ``sign(x)·(|x| >> k)`` (Lava's decays);
-* ``nearest``      ``(x + 2^(k−1)) >> k`` (ties upward);
-* ``stochastic``   ``(x + r) >> k`` with ``r`` uniform in ``[0, 2^k)``, drawn from
-  :func:`hash_uniform` (Loihi's learning engine rounds this way). Unbiased:
-  ``E[(x + r) >> k] = x / 2^k``.
+Rounding of a right shift by ``k`` bits is :func:`quantization.backend.round_shift` (the
+rounding vocabulary of :mod:`quantization.formats`), stated per operation; stochastic
+rounding adds ``r`` uniform in ``[0, 2^k)`` drawn from :func:`hash_uniform` (Loihi's
+learning engine rounds this way; unbiased: ``E[(x + r) >> k] = x / 2^k``).
 
 Node-level kernels (the per-node math of :mod:`quantization.emulator` and of the Lava
 ``fixed_pt`` models in :mod:`lava_models.processes`): :func:`stllr_trace_step`,
@@ -30,13 +26,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from quantization.backend import int_conv2d_weight, int_outer_sum, xp_of
-from quantization.loihi import ACT_SHIFT, UV_LIMIT, decay_toward_zero
+from quantization.backend import (
+    int_conv2d_weight,
+    int_outer_sum,
+    round_shift,
+    saturate,
+    xp_of,
+)
+from quantization.formats import ACT_SHIFT, DECAY_SHIFT, MEMBRANE
+from quantization.loihi import decay_toward_zero
 
 MASK32 = (1 << 32) - 1
 _MIX = 0x45D9F3B  # < 2^31: products with 32-bit values stay below 2^63
 _IDX = 0x2C1B3C6D
-ROUNDINGS = ("floor", "toward_zero", "nearest", "stochastic")
 
 
 def _hash32(h, xp):
@@ -70,29 +72,6 @@ def hash_uniform(like, shape, key: int, bits: int):
     return h >> (32 - bits) if bits else h * 0
 
 
-def round_shift(x, k: int, rounding: str, noise=None):
-    """``x / 2^k`` rounded as ``rounding`` says (see module doc); ``k ≥ 0``; int64 in/out.
-
-    ``noise`` (stochastic only): integers uniform in ``[0, 2^k)`` broadcastable to ``x``.
-    """
-    if k < 0:
-        raise ValueError(f"round_shift: k must be ≥ 0, got {k}")
-    if k == 0:
-        return x
-    xp = xp_of(x)
-    if rounding == "floor":
-        return x >> k
-    if rounding == "toward_zero":
-        return xp.sign(x) * (xp.abs(x) >> k)
-    if rounding == "nearest":
-        return (x + (1 << (k - 1))) >> k
-    if rounding == "stochastic":
-        if noise is None:
-            raise ValueError("round_shift: stochastic rounding needs noise")
-        return (x + noise) >> k
-    raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
-
-
 def stochastic_noise(x, k: int, key: int):
     """Noise for :func:`round_shift` of ``x`` by ``k`` bits, one value per element of one
     sample (``x.shape[1:]`` for batched torch input, ``x.shape`` for numpy)."""
@@ -102,11 +81,6 @@ def stochastic_noise(x, k: int, key: int):
     return hash_uniform(x, shape, key, 32) << (k - 32)
 
 
-def saturate(x, lo: int, hi: int):
-    """Clip to ``[lo, hi]`` (a saturating register)."""
-    return xp_of(x).clip(x, lo, hi)
-
-
 def trace_int_step(trace, impulse, decay: int, bits: int, rounding: str, key: int = 0):
     """``trace[t] = sat_u(round(trace[t−1]·decay >> 12) + impulse)`` in ``bits`` unsigned bits.
 
@@ -114,8 +88,8 @@ def trace_int_step(trace, impulse, decay: int, bits: int, rounding: str, key: in
     ``impulse`` ≥ 0 is already in the trace's units.
     """
     prod = trace * decay
-    noise = stochastic_noise(prod, 12, key) if rounding == "stochastic" else None
-    return saturate(round_shift(prod, 12, rounding, noise) + impulse, 0, (1 << bits) - 1)
+    noise = stochastic_noise(prod, DECAY_SHIFT, key) if rounding == "stochastic" else None
+    return saturate(round_shift(prod, DECAY_SHIFT, rounding, noise) + impulse, 0, (1 << bits) - 1)
 
 
 def psi_lookup(v_centred, table, shift: int, half: int):
@@ -235,7 +209,7 @@ def readout_int_step(o, a, dv: int, bias=None):
     new = (a << ACT_SHIFT) + (0 if bias is None else bias)
     if o is not None:
         new = new + decay_toward_zero(o, dv)
-    return saturate(new, -UV_LIMIT + 1, UV_LIMIT - 1)
+    return saturate(new, MEMBRANE.min_int, MEMBRANE.max_int)
 
 
 def add_shifted(inputs, shifts=()):

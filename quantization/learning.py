@@ -20,7 +20,9 @@ from collections.abc import Iterable
 
 import torch
 
+from quantization.backend import round_float, saturate
 from quantization.emulator import IntegerEmulator
+from quantization.formats import SIGNAL
 from quantization.learning_formats import LearningSpec, make_learning_spec
 from quantization.network import QNetwork, Readout, SpikingLayer
 from quantization.ptq import quantize_input
@@ -112,4 +114,5 @@ def attach_learning(
 
 def quantize_signal(signal: torch.Tensor, spec: LearningSpec) -> torch.Tensor:
     """Float learning signal → 8-bit signed integers at the spec's scale (nearest, saturated)."""
-    return torch.round(signal.double() / 2.0**spec.l_exp).clamp(-128, 127).to(torch.int64)
+    m = round_float(signal.double() / 2.0**spec.l_exp, SIGNAL.rule)
+    return saturate(m, SIGNAL.min_int, SIGNAL.max_int).to(torch.int64)

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import torch
 
+from quantization.backend import round_float, saturate
 from quantization.exponents import power_of_two_exponent
+from quantization.formats import DECAY_UNITY, PSI, PSI_BITS
 from stllr.surrogates import get_surrogate, psi_peak, support_half_width
 
-PSI_BITS = 8
 PSI_MAX_ENTRIES = 1 << 16  # per side of the table
 
 
@@ -77,7 +78,8 @@ def psi_table(variant: str, v_lsb: float) -> PsiTable:
     # Ψ·2^frac ≥ 0.5 and Ψ ≥ 0.5 / 2^frac are the same test.
     shift, half = psi_bins(variant, v_lsb, 0.5 / 2**frac)
     psi = psi_at_bins(variant, v_lsb, shift, half)
-    table = torch.round(psi * 2**frac).clamp(0, (1 << PSI_BITS) - 1).to(torch.int64)
+    table = saturate(round_float(psi * 2**frac, PSI.rule), PSI.min_int, PSI.max_int)
+    table = table.to(torch.int64)
     return PsiTable(table=table, shift=shift, half=half, frac=frac, variant=variant)
 
 
@@ -111,7 +113,7 @@ def lambda_12bit(lam: float) -> int:
     """``round(λ·4096)`` for a trace decay λ in [0, 1]."""
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"trace decay λ must be in [0, 1], got {lam}")
-    return round(lam * 4096)
+    return round_float(lam * DECAY_UNITY, "nearest_even")
 
 
 def trace_frac(max_value: float, bits: int) -> int:
@@ -153,16 +155,16 @@ def make_learning_spec(
     l_exp = power_of_two_exponent(signal_max, 8)
     c = lr * 2.0 ** (l_exp - psi_frac - p_frac - a_frac - weight_exp)
     lr_shift = 6 - math.floor(math.log2(c))
-    lr_mant = round(c * 2.0**lr_shift)
+    lr_mant = round_float(c * 2.0**lr_shift, "nearest_even")
     if lr_mant > 127:  # rounding reached 128
         lr_shift -= 1
-        lr_mant = round(c * 2.0**lr_shift)
+        lr_mant = round_float(c * 2.0**lr_shift, "nearest_even")
     top = (1 << (weight_bits - 1)) - 1
     return LearningSpec(
         lam_pre=lambda_12bit(lambda_pre),
         lam_post=lambda_12bit(lambda_post),
-        a_pre=round(alpha_pre * 2.0**a_frac),
-        a_post=round(alpha_post * 2.0**a_frac),
+        a_pre=round_float(alpha_pre * 2.0**a_frac, "nearest_even"),
+        a_post=round_float(alpha_post * 2.0**a_frac, "nearest_even"),
         a_frac=a_frac,
         p_frac=p_frac,
         q_frac=q_frac,

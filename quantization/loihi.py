@@ -29,13 +29,16 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from quantization.backend import xp_of
-
-DECAY_SHIFT = 12
-DECAY_UNITY = 1 << DECAY_SHIFT
-ACT_SHIFT = 6
-VTH_SHIFT = 6
-UV_LIMIT = 1 << 23  # 24-bit state
+from quantization.backend import round_shift, xp_of
+from quantization.formats import (
+    ACT_SHIFT,
+    DECAY_SHIFT,
+    DECAY_UNITY,
+    DU_NONE,
+    MEMBRANE,
+    UV_LIMIT,
+    VTH_SHIFT,
+)
 
 
 class LIFFixedState(NamedTuple):
@@ -86,17 +89,18 @@ def lif_int_step(state: LIFFixedState, a_in, p: LIFFixedParams, a_bound: int | N
     """
     xp = xp_of(a_in)
     u = xp.shl(a_in, ACT_SHIFT)
-    if p.du != DECAY_UNITY - 1:  # du = 4095 decays u fully: decay(u, 4096) = 0
+    if p.du != DU_NONE:  # du = 4095 decays u fully: decay(u, 4096) = 0
         u = decay_toward_zero(state.u, p.du + 1) + u
-    if p.du != DECAY_UNITY - 1 or a_bound is None or (a_bound << ACT_SHIFT) >= UV_LIMIT:
+    if p.du != DU_NONE or a_bound is None or (a_bound << ACT_SHIFT) >= UV_LIMIT:
         u = xp.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
         u = xp.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u)
     if p.bias_exp == 0:
         bias = p.bias_mant
     else:
-        bias = p.bias_mant << p.bias_exp if p.bias_exp > 0 else p.bias_mant >> -p.bias_exp
+        bias = (p.bias_mant << p.bias_exp if p.bias_exp > 0
+                else round_shift(p.bias_mant, -p.bias_exp, "floor"))  # fmt: skip
     v = decay_toward_zero(state.v, p.dv) + u + bias
-    v = xp.clip(v, -UV_LIMIT + 1, UV_LIMIT - 1)
+    v = xp.clip(v, MEMBRANE.min_int, MEMBRANE.max_int)
     theta = p.vth << VTH_SHIFT
     v_centred = v - theta
     s = xp.positive(v_centred)  # v > theta
@@ -120,7 +124,7 @@ def dense_weights(w, num_weight_bits: int = 8, mixed: bool = True):
     w = xp.int64(w)
     w = xp.clip(w, -256, 255) if mixed else xp.clip(w, 0, 255)
     shift = 8 - num_weight_bits + int(mixed)
-    return (w >> shift) << shift
+    return round_shift(w, shift, "floor") << shift
 
 
 def dense_accumulate(w, s, weight_exp: int = 0):
@@ -131,4 +135,4 @@ def dense_accumulate(w, s, weight_exp: int = 0):
     xp = xp_of(s)
     s64 = xp.int64(s)
     a = (s64 @ w.T) if s64.ndim == 2 else (w @ s64)
-    return a << weight_exp if weight_exp >= 0 else a >> -weight_exp
+    return a << weight_exp if weight_exp >= 0 else round_shift(a, -weight_exp, "floor")

@@ -45,12 +45,21 @@ from dataclasses import dataclass, field
 
 import torch
 
+from quantization.backend import round_float, saturate
 from quantization.convert import FloatGlobalPool, FloatReadout, FloatSpiking, to_float_graph
 from quantization.exponents import (
     calibrated_range,
     max_mantissa,
     power_of_two_exponent,
     threshold_scale,
+)
+from quantization.formats import (
+    ACT_SHIFT,
+    BIAS_MANT_MAX,
+    DECAY_UNITY,
+    DV_MAX,
+    STATE_MAX,
+    VTH_MAX,
 )
 from quantization.learning_formats import psi_table
 from quantization.network import (
@@ -63,12 +72,6 @@ from quantization.network import (
     SpikingLayer,
 )
 from stllr.errors import UserError
-
-VTH_MAX = (1 << 17) - 1
-BIAS_MANT_MAX = (1 << 12) - 1
-STATE_MAX = (1 << 23) - 1
-ACT_SHIFT = 6
-
 
 SCALES = ("threshold", "pow2")
 
@@ -150,7 +153,7 @@ def quantize_input(x: torch.Tensor, fmt: InputFormat, what: str = "quantize_inpu
     if x.is_floating_point() and bool(x.isnan().any()):
         raise UserError(f"{what}: NaN in the input frames; expected finite values")
     y = x if fmt.exp == 0 else x / fmt.scale()
-    return torch.round(y).clamp(fmt.lo, fmt.hi).to(torch.int64)
+    return saturate(round_float(y, "nearest_even"), fmt.lo, fmt.hi).to(torch.int64)
 
 
 def _scale(name, tensors, cfg: PTQConfig, theta: float | None):
@@ -177,9 +180,9 @@ def _weights(name, tensors, cfg: PTQConfig, theta: float | None = None):
     top = max_mantissa(cfg.weight_bits)
     out, clipped, total, err2, w2 = [], 0, 0, 0.0, 0.0
     for t in tensors:
-        m = torch.round(t.double() / s)
+        m = round_float(t.double() / s, "nearest_even")
         over = (m > top) | (m < -top - 1)
-        m = m.clamp(-top - 1, top).to(torch.int64)
+        m = saturate(m, -top - 1, top).to(torch.int64)
         clipped += int(over.sum())
         total += m.numel()
         err2 += float(((m.double() * s - t.double()) ** 2).sum())
@@ -202,13 +205,13 @@ def _bias(name: str, bias: torch.Tensor | None, s: float, e: int):
             f"beyond the 24-bit state (weight exponent {e})"
         )
     bias_exp = 0
-    while round(big / 2.0**bias_exp) > BIAS_MANT_MAX:
+    while round_float(big / 2.0**bias_exp, "nearest_even") > BIAS_MANT_MAX:
         bias_exp += 1
-    return torch.round(b_v / 2.0**bias_exp).to(torch.int64), bias_exp
+    return round_float(b_v / 2.0**bias_exp, "nearest_even").to(torch.int64), bias_exp
 
 
 def _threshold(name: str, theta: float, s: float, e: int) -> int:
-    vth = round(theta / s)
+    vth = round_float(theta / s, "nearest_even")
     if vth < 1 or vth > VTH_MAX:
         raise QuantizationError(
             f"layer {name}: threshold {theta} is {theta / s:.4g} weight LSBs at weight "
@@ -217,8 +220,11 @@ def _threshold(name: str, theta: float, s: float, e: int) -> int:
     return vth
 
 
-def _decay(gamma: float, allow_full: bool) -> int:
-    return min(round((1.0 - gamma) * 4096), 4096 if allow_full else 4095)
+def quantize_decay(gamma: float, allow_full: bool = False) -> int:
+    """12-bit decay of the leak ``γ``: ``round((1 − γ)·4096)``, at most ``DV_MAX`` (a readout:
+    ``DECAY_UNITY``, no memory)."""
+    dv = round_float((1.0 - gamma) * DECAY_UNITY, "nearest_even")
+    return min(dv, DECAY_UNITY if allow_full else DV_MAX)
 
 
 def quantize_graph(specs: list, input_format: InputFormat, cfg: PTQConfig):
@@ -235,7 +241,7 @@ def quantize_graph(specs: list, input_format: InputFormat, cfg: PTQConfig):
             ms, e, w_lsb, rep = _weights(s.name, tensors, cfg, s.lif.theta_eff)
             bias, bias_exp = _bias(s.name, s.bias, w_lsb, e)
             vth = rep.vth
-            dv = _decay(s.lif.gamma, allow_full=False)
+            dv = quantize_decay(s.lif.gamma, allow_full=False)
             rep.dv, rep.bias_exp = dv, bias_exp
             nodes.append(
                 SpikingLayer(
@@ -265,7 +271,7 @@ def quantize_graph(specs: list, input_format: InputFormat, cfg: PTQConfig):
         elif isinstance(s, FloatReadout):
             ms, e, w_lsb, rep = _weights(s.name, [s.weight * s_in], cfg)
             bias, bias_exp = _bias(s.name, s.bias, w_lsb, e)
-            dv = _decay(s.gamma, allow_full=True)
+            dv = quantize_decay(s.gamma, allow_full=True)
             rep.dv, rep.bias_exp = dv, bias_exp
             nodes.append(
                 Readout(

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from quantization.backend import round_float, saturate
 from quantization.exponents import calibrated_range, max_mantissa, power_of_two_exponent
 from stllr import distributed
 from stllr.config import ExperimentConfig
@@ -99,8 +100,8 @@ class FakeQuantSTE(torch.autograd.Function):
     def forward(ctx, w: torch.Tensor, exponent: int, bits: int):
         hi = max_mantissa(bits)
         lo = -hi - 1
-        m = torch.round(w * 2.0 ** (-exponent))
-        clamped = m.clamp(lo, hi)
+        m = round_float(w * 2.0 ** (-exponent), "nearest_even")  # as the PTQ's weights
+        clamped = saturate(m, lo, hi)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(clamped == m)  # not clipped
         return clamped.mul_(2.0**exponent)

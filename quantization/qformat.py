@@ -1,15 +1,10 @@
-"""Fixed-point formats as data: one :class:`QFormat` per quantity.
+"""Quantize float tensors into a :class:`~quantization.formats.QFormat` and back.
 
-A value ``x`` (float) is stored as an integer mantissa ``m`` with
-``x ≈ m · 2^(−frac_bits)``; ``m`` lies in ``[−2^(bits−1), 2^(bits−1) − 1]`` (signed) or
-``[0, 2^bits − 1]`` (unsigned). Each format states its rounding and overflow:
-
-rounding
-    ``nearest`` (ties to even, as ``torch.round``), ``floor`` (an arithmetic right
-    shift), ``toward_zero`` (Lava's decays), or ``stochastic`` (floor(x/lsb + U[0, 1)),
-    Loihi's learning engine; needs a seeded ``torch.Generator``).
-overflow
-    ``saturate`` (clip to the range) or ``wrap`` (two's complement modulo 2^bits).
+The formats themselves, and the rounding and overflow vocabularies, live in
+:mod:`quantization.formats` (``QFormat`` is re-exported here). ``quantize`` rounds by
+the format's rule (``stochastic`` needs a seeded ``torch.Generator``) and
+:func:`fit_integer` applies its overflow: ``wrap`` (two's complement modulo 2^bits),
+``error`` (raise), else saturate.
 
 :class:`SaturationCounter` counts the values that overflowed, per format name, so a
 user can read how often each quantity saturated or wrapped.
@@ -18,57 +13,13 @@ user can read how often each quantity saturated or wrapped.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import torch
 
-ROUNDINGS = ("nearest", "floor", "toward_zero", "stochastic")
-OVERFLOWS = ("saturate", "wrap")
+from quantization.backend import round_float
+from quantization.formats import QFormat
 
-
-@dataclass(frozen=True)
-class QFormat:
-    """Bit width, binary point, signedness, rounding and overflow of one quantity."""
-
-    name: str
-    bits: int
-    frac_bits: int = 0
-    signed: bool = True
-    rounding: str = "nearest"
-    overflow: str = "saturate"
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 62:
-            raise ValueError(f"QFormat {self.name!r}: bits must be in 1..62, got {self.bits}")
-        if self.rounding not in ROUNDINGS:
-            raise ValueError(
-                f"QFormat {self.name!r}: rounding must be one of {ROUNDINGS}, got {self.rounding!r}"
-            )
-        if self.overflow not in OVERFLOWS:
-            raise ValueError(
-                f"QFormat {self.name!r}: overflow must be one of {OVERFLOWS}, got {self.overflow!r}"
-            )
-
-    @property
-    def min_int(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
-
-    @property
-    def max_int(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
-
-    @property
-    def lsb(self) -> float:
-        """Value of one least-significant bit, ``2^(−frac_bits)``."""
-        return 2.0**-self.frac_bits
-
-    @property
-    def min_value(self) -> float:
-        return self.min_int * self.lsb
-
-    @property
-    def max_value(self) -> float:
-        return self.max_int * self.lsb
+__all__ = ["QFormat", "SaturationCounter", "dequantize", "fit_integer", "quantize"]
 
 
 class SaturationCounter:
@@ -94,18 +45,14 @@ class SaturationCounter:
 
 
 def _round(scaled: torch.Tensor, fmt: QFormat, generator: torch.Generator | None):
-    if fmt.rounding == "nearest":
-        return torch.round(scaled)
-    if fmt.rounding == "floor":
-        return torch.floor(scaled)
-    if fmt.rounding == "toward_zero":
-        return torch.trunc(scaled)
+    if fmt.rule != "stochastic":
+        return round_float(scaled, fmt.rule)
     if generator is None:
         raise ValueError(
             f"QFormat {fmt.name!r} rounds stochastically: pass a seeded torch.Generator"
         )
     noise = torch.rand(scaled.shape, generator=generator, dtype=scaled.dtype)
-    return torch.floor(scaled + noise)
+    return round_float(scaled, "stochastic", noise)
 
 
 def quantize(
@@ -128,7 +75,9 @@ def fit_integer(m: torch.Tensor, fmt: QFormat, counter: SaturationCounter | None
     over = (m < fmt.min_int) | (m > fmt.max_int)
     if counter is not None:
         counter.add(fmt.name, int(over.sum()), m.numel())
-    if fmt.overflow == "saturate":
+    if fmt.overflow == "error" and bool(over.any()):
+        raise ValueError(f"fit_integer({fmt.name}): values beyond [{fmt.min_int}, {fmt.max_int}]")
+    if fmt.overflow != "wrap":
         return m.clamp(fmt.min_int, fmt.max_int)
     span = 1 << fmt.bits
     return (m - fmt.min_int) % span + fmt.min_int
@@ -137,11 +86,3 @@ def fit_integer(m: torch.Tensor, fmt: QFormat, counter: SaturationCounter | None
 def dequantize(m: torch.Tensor, fmt: QFormat) -> torch.Tensor:
     """Float values ``m · 2^(−frac_bits)`` (float64)."""
     return m.to(torch.float64) * fmt.lsb
-
-
-#: Lava/Loihi-style formats of the quantities an exported network holds (docs/lava.md §3, §4).
-WEIGHT = QFormat("weight", bits=8, signed=True)  # mantissa; per-layer exponent separately
-STATE = QFormat("state_uv", bits=24, signed=True, overflow="wrap")
-DECAY = QFormat("decay", bits=12, signed=False)  # unity 4096 = 2^12
-TRACE = QFormat("trace", bits=7, signed=False, rounding="stochastic")
-LEARNING_SIGNAL = QFormat("learning_signal", bits=8, signed=True)

@@ -51,13 +51,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from quantization.backend import int_linear, xp_of
+from quantization.backend import int_linear, round_float, round_shift, saturate, xp_of
 from quantization.exponents import power_of_two_exponent
-from quantization.kernels import round_shift, saturate
-from quantization.loihi import ACT_SHIFT
+from quantization.formats import ACT_SHIFT, SIGNAL_MAX, SIGNAL_MIN
 from quantization.network import QNetwork, Readout, SpikingLayer
 
-SIGNAL_MIN, SIGNAL_MAX = -128, 127  # 8-bit signed third factor (docs/fixed_point.md)
 SOURCES = ("dfa", "sdfa", "bp")
 #: Exponent of a unit error when the readout does not learn (its own l_exp otherwise).
 DEFAULT_ERROR_EXP = power_of_two_exponent(1.0, 8)
@@ -71,7 +69,7 @@ def shift_nearest(x, k: int):
     ``k ≤ 0``."""
     if k <= 0:
         return x << -k
-    return round_shift(x, k, "nearest")
+    return round_shift(x, k, "nearest_up")
 
 
 def sat8(x):
@@ -218,7 +216,8 @@ def feedback_matrix(num_classes: int, out_shape: tuple[int, ...], seed: int,
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(stream))
     b = (torch.rand(num_classes, n, generator=gen, dtype=torch.float64) * 2 - 1) * bound
     b_exp = power_of_two_exponent(bound, 8)
-    return torch.round(b / 2.0**b_exp).clamp(-128, 127).to(torch.int64), b_exp
+    b_int = saturate(round_float(b / 2.0**b_exp, "nearest_even"), SIGNAL_MIN, SIGNAL_MAX)
+    return b_int.to(torch.int64), b_exp
 
 
 @dataclass(frozen=True)

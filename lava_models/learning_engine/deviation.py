@@ -108,12 +108,14 @@ def make_setup(
 ) -> Setup:
     """A :class:`Setup` for one of :data:`FACTOR_SETS`. The input's last step is silent (so
     that with a ``constant`` L the grammar's extra end term vanishes); ``sign`` scales L."""
+    from quantization.backend import round_float, saturate
+
     cfg = FACTOR_SETS[name]
     rng = np.random.default_rng(seed)
     pre = (rng.random((n_in, steps)) < rate).astype(np.float64)
     pre[:, -1] = 0.0
     w = rng.normal(cfg["w_mean"], cfg["w_std"], (n_out, n_in))
-    w_lsb = 2 * np.clip(np.round(w / 2.0 ** (weight_exp + 1)), -64, 63)
+    w_lsb = 2 * saturate(round_float(w / 2.0 ** (weight_exp + 1), "nearest_even"), -64, 63)
     return Setup(
         factors=tuple(cfg["factors"]), psi=cfg["psi"], gamma=cfg["gamma"], theta=theta,
         pre=pre, third=sign * third_factor(profile, n_out, steps), w_lsb=w_lsb,

@@ -59,11 +59,12 @@ from lava.utils.weightutils import SignMode
 
 from lava_models.learning_engine.config import STLLRNeuronConfig
 from lava_models.learning_engine.neuron.process import STLLRLearningLIF
+from quantization.formats import DECAY_UNITY, DU_NONE, SIGNAL_MAX, SIGNAL_MIN, VTH_MAX
 
 MODES = ("floating_pt", "fixed_pt")
 ALIGNMENTS = ("corrected", "direct")
 TRACE_MAX = 127  # 7-bit unsigned traces x1, y1, y3
-Y_SIGNED_MAX = 127  # y2 (the signed third factor) is clipped to [−128, 127]
+Y_SIGNED_MAX = SIGNAL_MAX  # y2 (the signed third factor) is clipped to [−128, 127]
 SHIFT_CAUSAL = 10  # x1*y2*y3: 3·7 + 4 − 15
 SHIFT_PAIR = 3  # y1*y2, x1… : 2·7 + 4 − 15
 MANT_MAX = 7
@@ -80,8 +81,6 @@ PSI_ROUNDINGS = ("stochastic", "nearest")
 PSI_EXTRA_BITS = 8
 #: x1_tau used for λ_pre = 1 (no decay): exp(−1/τ) = 1 − 1e−12.
 TAU_NO_DECAY = 1e12
-#: Fixed LIF: ``du = 4095`` gives the current no memory (``u = a << 6``).
-DU_NONE = 4095
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,10 @@ class GrammarMapping:
         signal = np.asarray(signal, dtype=np.float64)
         if self.mode == "floating_pt":
             return signal
-        return np.clip(np.round(signal * self.s_l), -128, Y_SIGNED_MAX).astype(np.int32)
+        from quantization.backend import round_float, saturate
+
+        y2 = saturate(round_float(signal * self.s_l, "nearest_even"), SIGNAL_MIN, SIGNAL_MAX)
+        return y2.astype(np.int32)
 
     def summary(self) -> dict:
         """JSON-friendly description (for reports)."""
@@ -290,6 +292,7 @@ def _scaled_tables(variant: str, v_lsb: float, scales: Sequence[float], extra_bi
     """
     import torch
 
+    from quantization.backend import round_float, saturate
     from quantization.learning_formats import psi_at_bins, psi_bins, psi_table
 
     geom = psi_table(variant, v_lsb)
@@ -301,7 +304,10 @@ def _scaled_tables(variant: str, v_lsb: float, scales: Sequence[float], extra_bi
     psi = psi_at_bins(variant, v_lsb, shift, half)
     top = TRACE_MAX * 2**extra_bits
     tables = [
-        torch.round(psi * s * 2.0**extra_bits).clamp(0, top).to(torch.int64).numpy().copy()
+        saturate(round_float(psi * s * 2.0**extra_bits, "nearest_even"), 0, top)
+        .to(torch.int64)
+        .numpy()
+        .copy()
         for s in scales
     ]
     return tables, shift, half
@@ -353,6 +359,8 @@ def calibrate_mapping(
     goes to the neuron config (off by default: see
     :class:`~lava_models.learning_engine.config.STLLRNeuronConfig`).
     """
+    from quantization.backend import round_float
+
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if alignment not in ALIGNMENTS:
@@ -424,8 +432,8 @@ def calibrate_mapping(
     neuron = STLLRNeuronConfig(
         psi_variant=psi, lam_post=lam_post, s_q=s_q, s_l=s_l, s_psi=s_psi, psi_table=psi_tab,
         q_table=q_tab, psi_shift=shift, psi_half=half, psi_extra_bits=extra,
-        lam_post_12=round(lam_post * 4096), trace_rounding=trace_rounding, seed=seed,
-        send_bap=send_bap,
+        lam_post_12=round_float(lam_post * DECAY_UNITY, "nearest_even"),
+        trace_rounding=trace_rounding, seed=seed, send_bap=send_bap,
     )  # fmt: skip
     return GrammarMapping(
         mode=mode, alignment=alignment, factors=(lam_post, lam_pre, a_post, a_pre), lr=lr,
@@ -500,9 +508,12 @@ def make_stllr_neuron(
     if mapping.mode == "floating_pt":
         du, dv, vth = 1.0, 1.0 - gamma, float(theta)
     else:
-        du, dv = DU_NONE, min(4095, round((1.0 - gamma) * 4096))
-        vth = round(theta / 2.0**mapping.weight_exp)
-        if not 1 <= vth < 1 << 17:
+        from quantization.backend import round_float
+        from quantization.ptq import quantize_decay
+
+        du, dv = DU_NONE, quantize_decay(gamma)
+        vth = round_float(theta / 2.0**mapping.weight_exp, "nearest_even")
+        if not 1 <= vth <= VTH_MAX:
             raise ValueError(f"threshold {theta} is {vth} LSBs: outside Lava's 17-bit vth")
     return STLLRLearningLIF(
         shape=(n,), du=du, dv=dv, vth=vth, learning_rule=rule, reset=reset,

@@ -48,13 +48,14 @@ def snap_bias_to_netx(qnet: QNetwork) -> QNetwork:
     """
     import torch
 
+    from quantization.backend import round_float
     from quantization.network import SpikingLayer
 
     nodes = []
     for n in qnet.nodes:
         if isinstance(n, SpikingLayer) and n.bias_mant is not None:
             b = torch.as_tensor(membrane_bias(n), dtype=torch.float64)
-            mant = torch.round(b / (1 << NETX_BIAS_EXP)).to(torch.int64)
+            mant = round_float(b / (1 << NETX_BIAS_EXP), "nearest_even").to(torch.int64)
             lo, hi = int(mant.min()), int(mant.max())
             if lo < BIAS_MIN or hi > BIAS_MAX:
                 raise UnsupportedNodeError(

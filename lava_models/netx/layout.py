@@ -44,18 +44,20 @@ Only numpy is imported.
 
 from __future__ import annotations
 
+from quantization.formats import BIAS_MANT_MAX, BIAS_MANT_MIN, DU_NONE
+from quantization.formats import DV_MAX as DV_MAX  # re-exported (netx plan and read)
+from quantization.formats import VTH_MAX as VTH_MAX
+
 #: Marks files written by :func:`~lava_models.netx.write.write_netx` (a root attribute;
 #: netx ignores it).
 NETX_FORMAT = "stllr-netx/1"
 #: netx maps ``du = iDecay − 1``; 4096 gives Lava's du = 4095 (no current memory).
-I_DECAY_NONE = 4096
+I_DECAY_NONE = DU_NONE + 1
 #: netx's fixed bias exponent (``hdf5.py:158``).
 NETX_BIAS_EXP = 6
-#: Loihi's 13-bit signed bias mantissa.
-BIAS_MIN, BIAS_MAX = -(1 << 12), (1 << 12) - 1
-#: 17-bit threshold mantissa; 12-bit voltage decay.
-VTH_MAX = (1 << 17) - 1
-DV_MAX = 4095
+#: Loihi's 13-bit signed bias mantissa (the 17-bit threshold ``VTH_MAX`` and the 12-bit
+#: voltage decay ``DV_MAX`` are imported above).
+BIAS_MIN, BIAS_MAX = BIAS_MANT_MIN, BIAS_MANT_MAX
 #: Conv weights go to Lava unchanged; kept within Loihi's signed 8-bit-magnitude range.
 CONV_WEIGHT_MIN, CONV_WEIGHT_MAX = -256, 255
 #: Lava's ``Conv`` stores kernel size, stride, padding, dilation and groups as int8.

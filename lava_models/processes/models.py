@@ -40,6 +40,7 @@ from lava_models.processes.process import (
     STLLRLayer,
 )
 from quantization.backend import int_conv2d, int_linear, int_max_pool2d, int_sum_pool2d
+from quantization.formats import DU_NONE
 from quantization.kernels import (
     STREAM_W,
     STREAM_WREC,
@@ -53,7 +54,7 @@ from quantization.kernels import (
     stllr_weight_step,
     synapse_correlation,
 )
-from quantization.loihi import DECAY_UNITY, LIFFixedParams, LIFFixedState, lif_int_step
+from quantization.loihi import LIFFixedParams, LIFFixedState, lif_int_step
 
 #: Graded values on the ports (spikes, pooled counts, sums, 24-bit logits, 8-bit L).
 PORT_DTYPE = np.int32
@@ -168,7 +169,7 @@ class PySTLLRLayerModelFixed(NodeModel):
         self.conv = (prm["stride"], prm["padding"], prm["dilation"], prm["groups"])
         self.recurrent = bool(prm["recurrent"])
         self.spec = prm["learning"]
-        self.lif = LIFFixedParams(DECAY_UNITY - 1, prm["dv"], prm["vth"], 0, 0, prm["reset"])
+        self.lif = LIFFixedParams(DU_NONE, prm["dv"], prm["vth"], 0, 0, prm["reset"])
 
     def correlate(self, a, x):
         return synapse_correlation(self.kind, a, x, self.weights.shape, *self.conv)

@@ -33,10 +33,11 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
 
 from lava_models.learning_engine.neuron.process import STLLRLearningLIF
+from quantization.formats import SIGNAL_MAX, SIGNAL_MIN
 
 #: Random streams (``quantization.kernels.stream_key``): Q decay, y3 and Q-impulse rounding.
 STREAM_Q, STREAM_PSI, STREAM_QIMP = 0, 1, 2
-Y_MIN, Y_MAX = -128, 127
+Y_MIN, Y_MAX = SIGNAL_MIN, SIGNAL_MAX  # the 8-bit signed third factor
 
 
 def _y_gains(rule) -> tuple[float, float, float]:
@@ -111,13 +112,8 @@ class PySTLLRLearningLIFModelFixed(LearningNeuronModelFixed, AbstractPyLifModelF
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        from quantization.kernels import (
-            psi_lookup,
-            round_shift,
-            stochastic_noise,
-            stream_key,
-            trace_int_step,
-        )
+        from quantization.backend import round_shift
+        from quantization.kernels import psi_lookup, stochastic_noise, stream_key, trace_int_step
 
         cfg = proc_params["stllr"]
         if cfg.psi_table is None or cfg.q_table is None:
