@@ -175,3 +175,27 @@ def test_file_that_is_not_nir(tmp_path):
     bad.write_text("not hdf5")
     with pytest.raises(UserError, match="bad.nir: not a readable NIR graph"):
         read_nir(bad)
+
+
+def test_cli_export_then_import_a_trained_checkpoint(tmp_path, capsys):
+    from stllr.cli.checkpoint import load_checkpoint
+    from stllr.cli.main import main
+
+    demo = ["demo", "--epochs", "1", "--train-samples", "40", "--test-samples", "20"]
+    demo += ["--hidden", "16", "--window", "5", "--data-dir", str(tmp_path / "data")]
+    assert main([*demo, "--out-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
+    best = tmp_path / "runs" / "demo_stllr" / "trial_1" / "best.pt"
+    out = tmp_path / "shd.nir"
+    assert main(["export", str(best), "--format", "nir", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["import", str(out)]) == 0
+    assert "rec_lif ← input: RecurrentLinearSTLLR" in capsys.readouterr().out
+
+    trained = load_checkpoint(best).model
+    x = (torch.rand(30, 2, trained.input_shape[0], generator=torch.Generator()) < 0.2).float()
+    (a, sa), (b, sb) = _run(trained, x), _run(read_nir(out), x)
+    assert all(torch.equal(u, v) for u, v in zip(sa, sb, strict=True))
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+
+    assert main(["import", str(tmp_path / "missing.nir")]) == 2
+    assert "missing.nir: no such NIR file" in capsys.readouterr().err
