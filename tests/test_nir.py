@@ -199,3 +199,27 @@ def test_cli_export_then_import_a_trained_checkpoint(tmp_path, capsys):
 
     assert main(["import", str(tmp_path / "missing.nir")]) == 2
     assert "missing.nir: no such NIR file" in capsys.readouterr().err
+
+
+def test_imported_network_fine_tunes_with_stllr(tmp_path):
+    """A graph from elsewhere keeps learning: S-TLLR batches lower the training loss."""
+    from stllr.training import evaluate_batch, train_batch
+
+    torch.manual_seed(0)
+    path = tmp_path / "shd.nir"
+    write_nir(SHDNetSTLLR(num_inputs=20, hidden=24, num_classes=3), path)
+    model = read_nir(path)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat(4)
+    rates = torch.full((12, 20), 0.05)
+    for c in range(3):  # class c drives its own third of the channels
+        rates[y == c, c * 6 : c * 6 + 6] = 0.5
+    x = (torch.rand(20, 12, 20, generator=g) < rates).float()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    before = torch.nn.functional.cross_entropy(evaluate_batch(model, x).logits, y)
+    w0 = model.units["rec_lif"].weight_rec.detach().clone()
+    for _ in range(15):
+        train_batch(model, x, y, opt, mode="stllr", window=10)
+    after = torch.nn.functional.cross_entropy(evaluate_batch(model, x).logits, y)
+    assert not torch.equal(model.units["rec_lif"].weight_rec, w0)
+    assert after < 0.5 * before, (before, after)
