@@ -72,7 +72,7 @@ def leak_from_tau(where: str, tau_values, r_values, v_leak_values, dt: float) ->
     if not 0.0 < gamma < 1.0:
         raise UserError(
             f"{where}: field 'tau' must be > dt = {dt} so that the decay γ = 1 − dt/τ is in "
-            f"(0, 1), got τ = {tau}"
+            f"(0, 1), got τ = {tau} (a graph without metadata 'dt' needs --dt; snnTorch's is 1e-4)"
         )
     if np.float32(r * dt / tau) != np.float32(1.0):
         raise UserError(
