@@ -23,6 +23,8 @@ SUBCOMMANDS = {  # subcommand → (its positional arguments, a --set item it und
     "quantize": (["ckpt.pt"], "seed=1"),
     "compare": (["ckpt.pt"], "seed=1"),
     "pipeline": ([], "train.epochs=2"),
+    "export": (["ckpt.pt", "--out", "m.nir"], "seed=1"),
+    "import": (["m.nir"], None),
 }
 
 

@@ -1,0 +1,195 @@
+"""Export a float S-TLLR model to a NIR graph (:func:`to_nir`, :func:`write_nir`).
+
+Each spiking layer becomes a synapse node (``Affine`` or ``Conv2d`` holding the
+standardised weight Ŵ, weight standardisation folded in) followed by a ``LIF`` node; the
+recurrent layer adds a ``Linear`` node (Ŵ_rec) on the edge from its ``LIF`` back to
+itself; ``AvgPool2d`` and global average pooling become ``AvgPool2d`` nodes; a residual
+sum becomes a ``Scale`` node of ones fed by both branches (NIR sums the edges into a
+node); the SHD accumulate readout is ``Affine`` → ``LI``, the VGG/ResNet head an
+``Affine`` into the output. The graph's metadata states dt and the discrete-time
+conventions (docs/nir.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stllr.errors import UserError
+from stllr.layers.readout import AccumulateReadout
+from stllr.layers.stllr_layers import Conv2dSTLLR, RecurrentLinearSTLLR
+from stllr.models.base import SpikingModel
+from stllr.models.chain import SpikingChain
+from stllr.models.resnet import BasicBlock, SpikingResNet18
+from stllr.models.shd import SHDNetSTLLR
+from stllr.models.vgg import VGGSTLLR
+from stllr.nir_interop import require_nir
+from stllr.nir_interop.time_mapping import DEFAULT_DT, li_arrays, lif_arrays
+
+#: what a discrete-time reader needs to run the graph as the toolkit does
+CONVENTIONS = (
+    "discrete time, one step of dt per input frame; forward Euler: v[t] = (1 - dt/tau) v[t-1] "
+    "+ (dt r/tau) I[t]; spike when v > v_threshold; node metadata 'reset' = 'soft' subtracts "
+    "v_threshold, 'hard' sets v_reset; a recurrent edge carries the spikes of step t-1; "
+    "the edges into a node are summed; outputs are per-step values (logits), summed over "
+    "steps for classification"
+)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+class _Graph:
+    """Nodes and edges being collected, with the shape of each node's output."""
+
+    def __init__(self, nir, dt: float):
+        self.nir = nir
+        self.dt = dt
+        self.nodes: dict = {}
+        self.edges: list[tuple[str, str]] = []
+        self.shapes: dict[str, tuple[int, ...]] = {}
+
+    def add(self, name: str, node, shape, *sources: str) -> str:
+        self.nodes[name] = node
+        self.shapes[name] = tuple(int(s) for s in shape)
+        self.edges += [(src, name) for src in sources]
+        return name
+
+    def lif(self, name: str, layer, shape, synapse: str) -> str:
+        meta = {"reset": layer.lif.reset, "stllr_leak": float(layer.lif.leak)}
+        node = self.nir.LIF(**lif_arrays(layer.lif, shape, self.dt), metadata=meta)
+        return self.add(name, node, shape, synapse)
+
+    def spiking(self, name: str, layer: nn.Module, src: str) -> str:
+        """A ``LinearSTLLR`` / ``Conv2dSTLLR`` / ``RecurrentLinearSTLLR`` fed by ``src``."""
+        with torch.no_grad():
+            w = layer.standardized_weight()
+        bias = layer.bias if layer.bias is not None else torch.zeros(w.shape[0])
+        in_shape = self.shapes[src]
+        if isinstance(layer, Conv2dSTLLR):
+            o = layer._ops
+            syn = self.nir.Conv2d(
+                input_shape=in_shape[1:], weight=_np(w), stride=o.stride, padding=o.padding,
+                dilation=o.dilation, groups=o.groups, bias=_np(bias),
+            )  # fmt: skip
+            shape = (layer.out_channels, *layer.output_shape(*in_shape[1:]))
+        else:
+            if len(in_shape) > 1:
+                src = self.flatten(f"{name}.flatten", src)
+            syn = self.nir.Affine(weight=_np(w), bias=_np(bias))
+            shape = (layer.out_features,)
+        self.add(f"{name}.syn", syn, shape, src)
+        out = self.lif(f"{name}.lif", layer, shape, f"{name}.syn")
+        if isinstance(layer, RecurrentLinearSTLLR):
+            with torch.no_grad():
+                _, w_rec = layer.standardized_weights()
+            self.add(f"{name}.rec", self.nir.Linear(weight=_np(w_rec)), shape, out)
+            self.edges.append((f"{name}.rec", out))
+        return out
+
+    def flatten(self, name: str, src: str) -> str:
+        shape = self.shapes[src]
+        node = self.nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+        return self.add(name, node, (int(np.prod(shape)),), src)
+
+    def avg_pool(self, name: str, kernel, src: str) -> str:
+        c, h, w = self.shapes[src]
+        k = np.array(kernel, dtype=np.int64)
+        node = self.nir.AvgPool2d(kernel_size=k, stride=k, padding=np.zeros(2, dtype=np.int64))
+        return self.add(name, node, (c, h // k[0], w // k[1]), src)
+
+    def pool(self, name: str, pool: nn.Module, src: str) -> str:
+        if isinstance(pool, nn.Identity):
+            return src
+        if isinstance(pool, nn.AvgPool2d) and pool.kernel_size == pool.stride == 2:
+            if pool.padding not in (0, (0, 0)):
+                raise UserError(f"{name}: AvgPool2d with padding has no exact NIR node")
+            return self.avg_pool(name, (2, 2), src)
+        raise UserError(
+            f"{name}: {type(pool).__name__} has no NIR node (NIR 1.0 has AvgPool2d and "
+            f"SumPool2d only); train with pooling='avg' to export"
+        )
+
+    def head(self, model: SpikingModel, src: str) -> str:
+        """Global average pooling, flatten and the ``nn.Linear`` head (VGG, ResNet)."""
+        _, h, w = self.shapes[src]
+        src = self.flatten("gap.flatten", self.avg_pool("gap", (h, w), src))
+        lin = model.head
+        return self.add("head", self.nir.Affine(weight=_np(lin.weight), bias=_np(lin.bias)),
+                        (lin.out_features,), src)  # fmt: skip
+
+
+def _shd(g: _Graph, model: SHDNetSTLLR, src: str) -> str:
+    h = g.spiking("rec", model.rec, src)
+    ro: AccumulateReadout = model.readout
+    g.add("readout.syn", g.nir.Affine(weight=_np(ro.weight), bias=_np(ro.bias)),
+          (ro.out_features,), h)  # fmt: skip
+    li = g.nir.LI(**li_arrays(ro.gamma, ro.out_features, g.dt),
+                  metadata={"stllr_lambda_pre": float(ro.lambda_pre)})  # fmt: skip
+    return g.add("readout.li", li, (ro.out_features,), "readout.syn")
+
+
+def _chain(g: _Graph, model: SpikingChain, src: str) -> str:
+    for i, layer in enumerate(model.layers):
+        src = g.spiking(f"{model.prefix}{i}", layer, src)
+    return src
+
+
+def _vgg(g: _Graph, model: VGGSTLLR, src: str) -> str:
+    for i, (conv, pool) in enumerate(zip(model.convs, model.pools, strict=True)):
+        src = g.pool(f"pool{i}", pool, g.spiking(f"conv{i}", conv, src))
+    return g.head(model, src)
+
+
+def _block(g: _Graph, name: str, block: BasicBlock, src: str) -> str:
+    body = g.spiking(f"{name}.conv2", block.conv2, g.spiking(f"{name}.conv1", block.conv1, src))
+    short = src
+    if not isinstance(block.shortcut, nn.Identity):
+        short = g.spiking(f"{name}.shortcut", block.shortcut, src)
+    shape = g.shapes[body]
+    ones = g.nir.Scale(scale=np.ones(shape, dtype=np.float32))
+    return g.add(f"{name}.sum", ones, shape, body, short)
+
+
+def _resnet(g: _Graph, model: SpikingResNet18, src: str) -> str:
+    if model.family != "stllr":
+        raise UserError("NIR export: the BPTT ResNet twin is not supported; export an S-TLLR model")
+    src = g.avg_pool("pool", (2, 2), g.spiking("stem", model.stem, src))
+    for i, block in enumerate(model.blocks):
+        src = _block(g, f"block{i}", block, src)
+    return g.head(model, src)
+
+
+_EXPORTERS = (
+    (SHDNetSTLLR, _shd),
+    (SpikingChain, _chain),
+    (VGGSTLLR, _vgg),
+    (SpikingResNet18, _resnet),
+)
+
+
+def to_nir(model: SpikingModel, dt: float = DEFAULT_DT):
+    """The NIR graph of ``model`` (float weights, evaluation semantics: dropout off)."""
+    nir = require_nir()
+    export = dict(_EXPORTERS).get(type(model))
+    if export is None:
+        names = ", ".join(c.__name__ for c, _ in _EXPORTERS)
+        raise UserError(f"NIR export supports {names}; got {type(model).__name__}")
+    g = _Graph(nir, dt)
+    g.add("input", nir.Input(input_type={"input": np.array(model.input_shape)}),
+          model.input_shape)  # fmt: skip
+    out = export(g, model, "input")
+    g.add("output", nir.Output(output_type={"output": np.array(g.shapes[out])}),
+          g.shapes[out], out)  # fmt: skip
+    meta = {"dt": float(dt), "conventions": CONVENTIONS, "producer": "stllr",
+            "model": type(model).__name__}  # fmt: skip
+    return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata=meta, type_check=False)
+
+
+def write_nir(model: SpikingModel, path: str | Path, dt: float = DEFAULT_DT) -> None:
+    """Write ``model``'s NIR graph to ``path`` (HDF5, ``nir.write``)."""
+    require_nir().write(str(path), to_nir(model, dt))

@@ -1,0 +1,225 @@
+"""NIR interchange (issue #18): stllr → NIR file → stllr gives the same spikes and logits,
+and graphs the toolkit cannot represent exactly are refused with a one-line error.
+
+The reference is the exported model itself: the imported network is built from the file
+alone (no model class, no checkpoint), so equal spikes at every layer and every step show
+that the weights (Ŵ with weight standardisation folded in), the LIF constants (τ ↔ γ, r,
+threshold, reset), the recurrent edge, pooling and the readout survived the trip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stllr.errors import UserError
+from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
+from stllr.models.chain import SpikingChain
+from stllr.models.resnet import SpikingResNet18
+from stllr.models.shd import SHDNetSTLLR
+from stllr.models.vgg import VGGSTLLR
+from stllr.neuron import LIFParams
+
+nir = pytest.importorskip("nir")
+
+from stllr.nir_interop.export import to_nir, write_nir  # noqa: E402
+from stllr.nir_interop.load import from_nir, read_nir  # noqa: E402
+
+SPIKING = (Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR)
+
+
+def _lively(model: torch.nn.Module, gain: float) -> torch.nn.Module:
+    """Raise the WS gains and biases so that every layer of a narrow random net spikes."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, SPIKING):
+                m.gain.fill_(gain)
+                m.bias.uniform_(0.0, 0.3)
+        head = getattr(model, "head", None)
+        if head is not None:
+            head.bias.uniform_(-1.0, 1.0)
+    return model.eval()
+
+
+def _run(model, x):
+    """Per-step outputs ``[T, B, K]`` and every spiking layer's spikes, in call order."""
+    spikes = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: spikes.append(out.clone()))
+        for m in model.modules()
+        if isinstance(m, SPIKING)
+    ]
+    model.reset_state()
+    with torch.no_grad():
+        out = torch.stack([model(x[t]).clone() for t in range(x.shape[0])])
+    for h in hooks:
+        h.remove()
+    return out, spikes
+
+
+def _round_trip(model, x, tmp_path):
+    path = tmp_path / "model.nir"
+    write_nir(model, path)
+    imported = read_nir(path).eval()
+    (a, sa), (b, sb) = _run(model, x), _run(imported, x)
+    assert len(sa) == len(sb) and len(sa) > 0
+    for i, (u, v) in enumerate(zip(sa, sb, strict=True)):
+        assert torch.equal(u, v), f"spikes of call {i} differ"
+    # every layer spikes somewhere, so equal spikes say something
+    per_layer = len(sa) // x.shape[0]
+    for layer in range(per_layer):
+        assert sum(float(s.sum()) for s in sa[layer::per_layer]) > 0, f"layer {layer} silent"
+    assert a.abs().max() > 0
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+    return imported
+
+
+def test_shd_rsnn_round_trip_is_exact(tmp_path):
+    model = SHDNetSTLLR(num_inputs=40, hidden=32, num_classes=5).eval()
+    x = (torch.rand(25, 3, 40, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    imported = _round_trip(model, x, tmp_path)
+    rec = imported.units["rec_lif"]
+    assert isinstance(rec, RecurrentLinearSTLLR) and rec.lif == model.rec.lif
+    assert imported.units["readout_li"].gamma == model.readout.gamma
+
+
+def test_vgg9_round_trip_is_exact(tmp_path):
+    model = _lively(VGGSTLLR((2, 16, 16), 4, channels=(8,) * 8, pooling="avg"), gain=2.0)
+    x = (torch.rand(6, 2, 2, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    _round_trip(model, x, tmp_path)
+
+
+def test_resnet18_round_trip_is_exact(tmp_path):
+    model = _lively(SpikingResNet18((2, 8, 8), 4, widths=(8, 8, 8, 8)), gain=2.0)
+    x = (torch.rand(6, 2, 2, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    _round_trip(model, x, tmp_path)
+
+
+def test_hard_reset_chain_round_trip(tmp_path):
+    lif = LIFParams(leak=1.0, threshold=0.7, reset="hard")
+    model = SpikingChain.dense([12, 10, 6], lif).eval()
+    x = (torch.rand(10, 4, 12, generator=torch.Generator().manual_seed(0)) < 0.5).float() * 2
+    imported = _round_trip(model, x, tmp_path)
+    assert imported.units["fc0_lif"].lif.reset == "hard"
+
+
+def test_graph_states_dt_and_time_constants():
+    model = SHDNetSTLLR(num_inputs=6, hidden=4, num_classes=2)
+    g = to_nir(model, dt=1e-3)
+    assert g.metadata["dt"] == 1e-3 and "forward Euler" in g.metadata["conventions"]
+    lif = g.nodes["rec.lif"]
+    gamma = model.rec.lif.gamma
+    np.testing.assert_allclose(1 - 1e-3 / lif.tau, gamma, rtol=1e-12)  # γ = 1 − dt/τ
+    np.testing.assert_allclose(lif.r * 1e-3 / lif.tau, 1.0, rtol=1e-12)  # dt·R/τ = 1
+    assert ("rec.lif", "rec.rec") in g.edges and ("rec.rec", "rec.lif") in g.edges
+
+
+def test_max_pooling_is_refused():
+    model = VGGSTLLR((2, 8, 8), 3, channels=(4,) * 8, pool_after=(1,), pooling="max")
+    with pytest.raises(UserError, match="MaxPool2d has no NIR node"):
+        to_nir(model)
+
+
+def _graph_with_lif(**override):
+    """Affine 3 → LIF 2 (γ = 0.5 at dt = 1) with fields replaced by ``override``."""
+    params = dict(
+        tau=np.full(2, 2.0), r=np.full(2, 2.0), v_leak=np.zeros(2),
+        v_threshold=np.full(2, 0.6), v_reset=np.zeros(2),
+    )  # fmt: skip
+    params.update(override)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([3])}),
+        "fc": nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32)),
+        "lif": nir.LIF(**params),
+        "output": nir.Output(output_type={"output": np.array([2])}),
+    }
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0}, type_check=False)
+
+
+def test_exact_graph_from_elsewhere_maps_to_hard_reset():
+    net = from_nir(_graph_with_lif())
+    lif = net.units["lif"].lif
+    assert lif.reset == "hard" and lif.gamma == pytest.approx(0.5) and lif.threshold == 0.6
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("v_leak", np.full(2, 0.1), "field 'v_leak' must be 0"),
+        ("r", np.full(2, 1.0), "field 'r' must be"),
+        ("tau", np.array([2.0, 3.0]), "field 'tau' must be one finite value"),
+        ("tau", np.full(2, 0.5), "field 'tau' must be > dt"),
+        ("v_threshold", np.full(2, 0.3), "field 'v_threshold' must be ≥ 0.5"),
+        ("v_reset", np.full(2, -1.0), "field 'v_reset' must be 0"),
+    ],
+)
+def test_inexact_lif_parameters_are_refused(field, value, message):
+    with pytest.raises(UserError, match=message) as err:
+        from_nir(_graph_with_lif(**{field: value}))
+    assert "NIR node 'lif' (LIF)" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_node_kind_is_named():
+    g = _graph_with_lif()
+    g.nodes["delay"] = nir.Delay(delay=np.ones(2))
+    g.edges = [("input", "fc"), ("fc", "lif"), ("lif", "delay"), ("delay", "output")]
+    with pytest.raises(UserError, match="NIR node 'delay': kind Delay has no S-TLLR counterpart"):
+        from_nir(g)
+
+
+def test_file_that_is_not_nir(tmp_path):
+    bad = tmp_path / "bad.nir"
+    bad.write_text("not hdf5")
+    with pytest.raises(UserError, match="bad.nir: not a readable NIR graph"):
+        read_nir(bad)
+
+
+def test_cli_export_then_import_a_trained_checkpoint(tmp_path, capsys):
+    from stllr.cli.checkpoint import load_checkpoint
+    from stllr.cli.main import main
+
+    demo = ["demo", "--epochs", "1", "--train-samples", "40", "--test-samples", "20"]
+    demo += ["--hidden", "16", "--window", "5", "--data-dir", str(tmp_path / "data")]
+    assert main([*demo, "--out-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
+    best = tmp_path / "runs" / "demo_stllr" / "trial_1" / "best.pt"
+    out = tmp_path / "shd.nir"
+    assert main(["export", str(best), "--format", "nir", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["import", str(out)]) == 0
+    assert "rec_lif ← input: RecurrentLinearSTLLR" in capsys.readouterr().out
+
+    trained = load_checkpoint(best).model
+    x = (torch.rand(30, 2, trained.input_shape[0], generator=torch.Generator()) < 0.2).float()
+    (a, sa), (b, sb) = _run(trained, x), _run(read_nir(out), x)
+    assert all(torch.equal(u, v) for u, v in zip(sa, sb, strict=True))
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+
+    assert main(["import", str(tmp_path / "missing.nir")]) == 2
+    assert "missing.nir: no such NIR file" in capsys.readouterr().err
+
+
+def test_imported_network_fine_tunes_with_stllr(tmp_path):
+    """A graph from elsewhere keeps learning: S-TLLR batches lower the training loss."""
+    from stllr.training import evaluate_batch, train_batch
+
+    torch.manual_seed(0)
+    path = tmp_path / "shd.nir"
+    write_nir(SHDNetSTLLR(num_inputs=20, hidden=24, num_classes=3), path)
+    model = read_nir(path)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat(4)
+    rates = torch.full((12, 20), 0.05)
+    for c in range(3):  # class c drives its own third of the channels
+        rates[y == c, c * 6 : c * 6 + 6] = 0.5
+    x = (torch.rand(20, 12, 20, generator=g) < rates).float()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    before = torch.nn.functional.cross_entropy(evaluate_batch(model, x).logits, y)
+    w0 = model.units["rec_lif"].weight_rec.detach().clone()
+    for _ in range(15):
+        train_batch(model, x, y, opt, mode="stllr", window=10)
+    after = torch.nn.functional.cross_entropy(evaluate_batch(model, x).logits, y)
+    assert not torch.equal(model.units["rec_lif"].weight_rec, w0)
+    assert after < 0.5 * before, (before, after)
