@@ -1,5 +1,9 @@
 """Data-parallel training across processes (torchrun; NCCL on GPUs, gloo on CPUs).
 
+The backend follows the ``device`` setting (:func:`stllr.devices.backend_for`): NCCL only
+when the model, and so every gradient and metric this module reduces, is on a GPU; gloo
+with everything on the CPU. A collective's tensors are always on its backend's device.
+
 S-TLLR computes its gradients with per-step backward passes inside one
 optimiser step, which DistributedDataParallel's one-backward-per-forward hooks
 do not fit. Instead :class:`GradientAllReduce` wraps the optimiser and reduces
@@ -25,6 +29,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from stllr.devices import backend_for, resolve_device
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -38,13 +44,27 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def init_from_env() -> bool:
-    """Initialise the process group when launched by torchrun (``WORLD_SIZE`` > 1)."""
+def init_from_env(device: str | torch.device = "auto") -> bool:
+    """Initialise the process group when launched by torchrun (``WORLD_SIZE`` > 1).
+
+    ``device`` is the training device (a setting as in :func:`stllr.devices.resolve_device`
+    or a :class:`torch.device`): NCCL with this rank's GPU made current when it is CUDA,
+    gloo when it is the CPU, so the backend and the tensors always agree.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return is_distributed()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
+    device = resolve_device(device) if isinstance(device, str) else device
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend_for(device))
     return True
+
+
+def collective_device() -> torch.device:
+    """Where a collective's tensors must be: this rank's GPU under NCCL, else the CPU."""
+    if is_distributed() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def shard(indices: list[int]) -> list[int]:
@@ -58,13 +78,16 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     """Sum scalars over ranks (metrics: correct counts, loss sums)."""
     if not is_distributed():
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=collective_device())
     dist.all_reduce(t)
     return t.tolist()
 
 
 class GradientAllReduce:
     """Optimiser wrapper: reduce gradients over ranks, then step.
+
+    Gradients are reduced where they are, on the parameters' device, which must be the
+    backend's (:func:`init_from_env` with the training device sees to it).
 
     Args:
         optimizer: the per-rank optimiser (identical initial state on all ranks).

@@ -2,7 +2,9 @@
 
 Two ranks with half of every batch each, after gradient reduction (mean for the
 batch-mean CE paths, sum for DFA-driven hidden layers), must reach the same
-weights as one process with the whole batches (float64; 2 optimiser steps).
+weights as one process with the whole batches (float64; 2 optimiser steps), for S-TLLR
+with BP and DFA signals and for BPTT. The backend is gloo because the model is on the CPU
+(:func:`stllr.devices.backend_for`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def _run(out: Path, feedback: str, nproc: int) -> dict:
     return torch.load(out, weights_only=True)
 
 
-@pytest.mark.parametrize("feedback", ["BP", "DFA"])
+@pytest.mark.parametrize("feedback", ["BP", "DFA", "BPTT"])
 def test_two_gloo_ranks_equal_one_process(tmp_path, feedback):
     single = _run(tmp_path / "single.pt", feedback, 1)
     double = _run(tmp_path / "double.pt", feedback, 2)
@@ -47,17 +49,18 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, feedback):
     assert single["loss"] == pytest.approx(double["loss"], rel=1e-12)
     for name, w in single["state"].items():
         assert torch.allclose(w, double["state"][name], atol=1e-12, rtol=0), name
-    moved = (single["state"]["rec.weight"] - _initial_rec_weight()).abs().max()
+    moved = (single["state"]["rec.weight"] - _initial_rec_weight(feedback)).abs().max()
     assert moved > 1e-4, "training must have changed the weights"
 
 
-def _initial_rec_weight():
-    from stllr.models.shd import SHDNetSTLLR
+def _initial_rec_weight(feedback):
+    from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
 
     torch.manual_seed(1)
     with torch.no_grad():
         torch.set_default_dtype(torch.float64)
         try:
-            return SHDNetSTLLR(num_inputs=30, hidden=20, num_classes=5).rec.weight.clone()
+            cls = SHDNetBPTT if feedback == "BPTT" else SHDNetSTLLR
+            return cls(num_inputs=30, hidden=20, num_classes=5).rec.weight.clone()
         finally:
             torch.set_default_dtype(torch.float32)

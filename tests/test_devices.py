@@ -1,0 +1,90 @@
+"""The ``device`` setting: parsing, the loader's device and workers, the backend choice,
+and (on a CUDA host only) a training step on the GPU against the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from stllr import distributed
+from stllr.cli.main import main
+from stllr.config import ExperimentConfig, apply_overrides, check_training
+from stllr.devices import backend_for, resolve_device
+from stllr.errors import UserError
+from stllr.padding import stack_samples
+from stllr.trainer import ListDataset, batches
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _data(n=10):
+    g = torch.Generator().manual_seed(0)
+    samples = [(torch.rand(5 + i % 4, 6, generator=g) < 0.3).float() for i in range(n)]
+    return ListDataset(samples, torch.randint(0, 3, (n,), generator=g))
+
+
+def test_device_spellings():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    for bad in ("gpu", "cuda:", "cuda:x", "CPU", ""):
+        with pytest.raises(UserError, match=r"^device must be one of auto, cpu, cuda, cuda:N"):
+            resolve_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error is for hosts without CUDA")
+def test_cuda_without_cuda_is_a_one_line_user_error():
+    with pytest.raises(UserError, match="'cuda:1' but CUDA is not available here"):
+        resolve_device("cuda:1", "config device")
+
+
+def test_config_checks_device_and_workers():
+    with pytest.raises(UserError, match="^config device must be one of"):
+        check_training(apply_overrides(ExperimentConfig(), ["device=gpu"]))
+    with pytest.raises(UserError, match="^config num_workers must be ≥ 0"):
+        check_training(ExperimentConfig(num_workers=-1))
+
+
+def test_backend_follows_the_device():
+    assert backend_for(torch.device("cpu")) == "gloo"
+    assert backend_for(torch.device("cuda", 0)) == "nccl"
+
+
+def test_cpu_training_on_a_cuda_host_uses_gloo(monkeypatch):
+    """The old code chose NCCL whenever CUDA was present, with the tensors on the CPU."""
+    chosen = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.distributed, "init_process_group", chosen.append)
+    assert distributed.init_from_env("cpu")
+    assert chosen == ["gloo"]
+
+
+def test_workers_load_the_same_batches():
+    """Worker processes change how batches are loaded, never which: the reference is
+    :func:`stack_samples` over the shuffled order."""
+    data = _data()
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(3)).tolist()
+    expected = [stack_samples([data[i] for i in order[s : s + 4]]) for s in range(0, 10, 4)]
+    for workers in (0, 2):
+        gen = torch.Generator().manual_seed(3)
+        got = list(batches(data, 4, gen, torch.device("cpu"), workers))
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected, strict=True):
+            for ta, tb in zip(a, b, strict=True):
+                assert torch.equal(ta, tb)
+
+
+def test_cli_device_option_reaches_the_run(tmp_path, capsys):
+    args = ["train", "--no-progress", "--device", "cpu", "--set", f"out_dir={tmp_path}"]
+    args += ["name=d", "epochs=1", "hidden=8", "window=2", "standin_train=8", "standin_test=4"]
+    args += ["batch_size=4", "val_batch_size=4", "num_workers=1"]
+    assert main(args) == 0
+    cfg = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert cfg["device"] == "cpu" and cfg["num_workers"] == 1
+    assert main(["train", "--device", "gpu", "--set", f"out_dir={tmp_path}", "name=e"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["stllr: error: --device must be one of auto, cpu, cuda, cuda:N, got 'gpu'"]
