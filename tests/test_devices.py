@@ -88,3 +88,27 @@ def test_cli_device_option_reaches_the_run(tmp_path, capsys):
     assert main(["train", "--device", "gpu", "--set", f"out_dir={tmp_path}", "name=e"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["stllr: error: --device must be one of auto, cpu, cuda, cuda:N, got 'gpu'"]
+
+
+@CUDA
+def test_a_training_run_on_cuda_matches_the_cpu(tmp_path):
+    """Same config, device cpu vs cuda: float64 weights after one epoch agree closely."""
+    from stllr.run import run_experiment
+    from stllr.tasks import TaskData
+
+    data = _data(16)
+    task = TaskData(data, data, (6,), 3, "tiny")
+    states = {}
+    torch.set_default_dtype(torch.float64)
+    try:
+        for dev in ("cpu", "cuda"):
+            cfg = ExperimentConfig(
+                name=dev, hidden=8, epochs=1, batch_size=4, val_batch_size=4, window=3,
+                lr=1e-2, out_dir=str(tmp_path), device=dev,
+            )  # fmt: skip
+            run_experiment(cfg, progress=False, log=lambda s: None, data=task)
+            states[dev] = torch.load(tmp_path / dev / "trial_1" / "checkpoint.pt")["model"]
+    finally:
+        torch.set_default_dtype(torch.float32)
+    for k, w in states["cpu"].items():
+        assert torch.allclose(states["cuda"][k].cpu(), w, rtol=1e-9, atol=1e-12), k
