@@ -394,7 +394,6 @@ def _finetune(model, mode, train_set, cfg, epochs, label, log) -> list[QATEpoch]
     """The fine-tuning loop both share: ``epochs`` seeded epochs with a fresh optimiser."""
     if epochs < 1:
         raise ValueError(f"epochs must be ≥ 1, got {epochs}")
-    device = next(model.parameters()).device  # batches follow the model (cfg.device)
     optimizer = make_optimizer(cfg, model.parameters())
     if distributed.is_distributed():
         optimizer = distributed.GradientAllReduce(optimizer, model.batch_summed_parameters())
@@ -415,8 +414,7 @@ def _finetune(model, mode, train_set, cfg, epochs, label, log) -> list[QATEpoch]
             cfg.window,
             gen,
             desc=f"{label} epoch {epoch}",
-            device=device,
-            num_workers=cfg.num_workers,
+            num_workers=cfg.num_workers,  # batches go to the model's device
         )
         history.append(QATEpoch(epoch, loss, acc, time.perf_counter() - t0))
         log(

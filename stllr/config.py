@@ -94,6 +94,11 @@ class ExperimentConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+#: keys that say where a run executes, not what it computes: a resumed run may change them
+#: and they are no part of a result's fingerprint
+PLACEMENT_KEYS = ("device", "num_workers")
+
+
 def check_training(cfg: ExperimentConfig, prefix: str = "config ") -> None:
     """One-line errors for values no training run can use; ``prefix`` leads each key's name
     (``"train."`` in a pipeline config)."""

@@ -35,7 +35,7 @@ import torch
 
 from stllr import distributed
 from stllr.checkpoints import load_model_state, load_pt
-from stllr.config import ExperimentConfig, check_training
+from stllr.config import PLACEMENT_KEYS, ExperimentConfig, check_training
 from stllr.devices import resolve_device
 from stllr.errors import UserError
 from stllr.files import atomic_write, removed_on_failure
@@ -46,7 +46,7 @@ from stllr.trainer import EpochMetrics, run_epoch
 CHECKPOINT = "checkpoint.pt"
 #: config keys a resumed run may change: more epochs, where the run folder now lies, and
 #: where it runs (a run started on a GPU may resume on the CPU and back)
-MAY_CHANGE = ("epochs", "out_dir", "device", "num_workers")
+MAY_CHANGE = ("epochs", "out_dir", *PLACEMENT_KEYS)
 BEST = "best.pt"
 #: what a checkpoint.pt holds, all needed to resume
 RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history", "config")

@@ -101,6 +101,12 @@ def batches(
         yield to_device(batch, device)
 
 
+def model_device(model: torch.nn.Module) -> torch.device | None:
+    """The device of ``model``'s parameters (None for a model without any)."""
+    p = next(model.parameters(), None)
+    return None if p is None else p.device
+
+
 def run_epoch(
     model: SpikingModel,
     data: Dataset,
@@ -120,9 +126,11 @@ def run_epoch(
     as soon as the loss or a parameter is NaN or infinite, so a diverged model is never
     returned (nor saved by a caller) as a trained one. Evaluation scores each sample over
     its own steps (padding masked), so it does not depend on ``batch_size``; training sees
-    the padded batch (module doc). Batches go to ``device`` (the model's; None: where the
-    dataset makes them), loaded by ``num_workers`` processes (:func:`batches`).
+    the padded batch (module doc). Batches go to ``device`` (None: the model's), loaded by
+    ``num_workers`` processes (:func:`batches`).
     """
+    if device is None:
+        device = model_device(model)
     total, correct, loss_sum = 0, 0, 0.0
     n_batches = -(-len(data) // batch_size)
     bar = progress_bar(show=progress, total=n_batches, desc=desc, leave=False, unit="batch")

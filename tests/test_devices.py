@@ -112,3 +112,23 @@ def test_a_training_run_on_cuda_matches_the_cpu(tmp_path):
         torch.set_default_dtype(torch.float32)
     for k, w in states["cpu"].items():
         assert torch.allclose(states["cuda"][k].cpu(), w, rtol=1e-9, atol=1e-12), k
+
+
+def test_resume_may_change_the_device_and_fingerprints_ignore_it(tmp_path):
+    """Where a run executes is not what it computes: a run resumes on another device, and a
+    pipeline stage's fingerprint (its settings) does not see the device or the workers."""
+    from pipeline.config import PipelineConfig
+    from stllr.run import run_experiment
+    from stllr.tasks import TaskData
+
+    data = _data(8)
+    task = TaskData(data, data, (6,), 3, "tiny")
+    kw = dict(name="r", hidden=8, batch_size=4, val_batch_size=4, window=3, out_dir=str(tmp_path))
+    first = ExperimentConfig(epochs=1, device="cpu", **kw)
+    run_experiment(first, progress=False, log=print, data=task)
+    again = ExperimentConfig(epochs=2, device="auto", num_workers=1, **kw)
+    summary = run_experiment(again, resume=True, progress=False, log=print, data=task)
+    assert summary["trials"][0]["epochs"] == 2
+    a = PipelineConfig().settings()
+    b = PipelineConfig(train=ExperimentConfig(device="cpu", num_workers=3)).settings()
+    assert a == b and "device" not in a["train"]
