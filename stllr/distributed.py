@@ -83,6 +83,28 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     return t.tolist()
 
 
+def all_reduce_max(value: int) -> int:
+    """The largest ``value`` over ranks (a batch's padded length)."""
+    if not is_distributed():
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def pad_to_global_steps(x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[T, B, ...]`` zero-padded at the end to the longest shard's ``T``.
+
+    A single process pads the whole batch to its longest sample, and the S-TLLR learning
+    window counts from the end of the padded sequence; each rank's shard must be padded to
+    the same length, or its samples would learn at other steps than in one process.
+    """
+    steps = all_reduce_max(x.shape[0])
+    if steps == x.shape[0]:
+        return x
+    return torch.cat([x, x.new_zeros(steps - x.shape[0], *x.shape[1:])])
+
+
 class GradientAllReduce:
     """Optimiser wrapper: reduce gradients over ranks, then step.
 

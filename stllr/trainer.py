@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 
 from stllr.devices import to_device
-from stllr.distributed import all_reduce_sum, shard
+from stllr.distributed import all_reduce_sum, pad_to_global_steps, shard
 from stllr.errors import UserError
 from stllr.models.base import SpikingModel
 from stllr.padding import pad_time, stack_samples  # noqa: F401 (pad_time: its old home)
@@ -76,7 +76,8 @@ def batches(
     shuffled when a generator is given, on ``device`` when one is given.
 
     Under data-parallel training each rank gets its share of every batch
-    (:func:`stllr.distributed.shard`), all ranks drawing the same order. With
+    (:func:`stllr.distributed.shard`), all ranks drawing the same order, padded to the
+    whole batch's length (:func:`stllr.distributed.pad_to_global_steps`). With
     ``num_workers`` > 0 a :class:`torch.utils.data.DataLoader` loads the same batches in
     worker processes; batches bound for CUDA are stacked in pinned memory and copied
     asynchronously. The batches are the same whatever the workers and the device.
@@ -87,18 +88,18 @@ def batches(
     index_batches = [b for b in index_batches if b]
     pin = device is not None and device.type == "cuda"
     if num_workers == 0 and not pin:
-        for indices in index_batches:
-            yield to_device(stack_samples([data[i] for i in indices]), device)
-        return
-    loader = torch.utils.data.DataLoader(
-        data,
-        batch_sampler=index_batches,
-        collate_fn=stack_samples,
-        num_workers=num_workers,
-        pin_memory=pin,
-    )
+        loader = (stack_samples([data[i] for i in indices]) for indices in index_batches)
+    else:
+        loader = torch.utils.data.DataLoader(
+            data,
+            batch_sampler=index_batches,
+            collate_fn=stack_samples,
+            num_workers=num_workers,
+            pin_memory=pin,
+        )
     for batch in loader:
-        yield to_device(batch, device)
+        x, y, lengths = to_device(batch, device)
+        yield pad_to_global_steps(x), y, lengths
 
 
 def model_device(model: torch.nn.Module) -> torch.device | None:

@@ -19,7 +19,8 @@ def main(out: str, feedback: str) -> None:
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
     g = torch.Generator().manual_seed(0)
-    samples = [(torch.rand(12, 30, generator=g) < 0.3).double() for _ in range(16)]
+    # lengths differ within a batch: each rank's shard is padded to the whole batch's
+    samples = [(torch.rand(8 + i % 5, 30, generator=g) < 0.3).double() for i in range(16)]
     labels = torch.randint(0, 5, (16,), generator=g)
     torch.manual_seed(1)
     if feedback == "BPTT":

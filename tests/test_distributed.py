@@ -64,3 +64,37 @@ def _initial_rec_weight(feedback):
             return cls(num_inputs=30, hidden=20, num_classes=5).rec.weight.clone()
         finally:
             torch.set_default_dtype(torch.float32)
+
+
+def _train(args: list[str], nproc: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launch += [f"--nproc_per_node={nproc}", "-m", "stllr.cli.main"]
+    cmd = (launch if nproc > 1 else [sys.executable, "-m", "stllr.cli.main"]) + args
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_torchrun_checkpoints_on_rank_0_and_resumes(tmp_path):
+    """``torchrun … stllr train --device cpu`` (gloo): rank 0 writes the checkpoint; its
+    first epoch equals one process on the whole batches (float32: up to reduction order),
+    and a resumed 2-rank run equals an uninterrupted one bit for bit."""
+    keys = ["--threads", "1", "--no-progress", "--device", "cpu", "--set", "hidden=16"]
+    keys += ["window=4", "batch_size=8", "val_batch_size=8", "standin_train=16"]
+    keys += ["standin_test=8", "lr=5e-2", "optimizer=sgd"]
+    ckpt = "experiment/trial_1/checkpoint.pt"
+    load = lambda run: torch.load(tmp_path / run / ckpt, weights_only=True)  # noqa: E731
+    _train(["train", *keys, f"out_dir={tmp_path / 'one'}", "epochs=1"], 1)
+    _train(["train", *keys, f"out_dir={tmp_path / 'two'}", "epochs=1"], 2)
+    one, two = load("one"), load("two")
+    for name, w in one["model"].items():
+        assert torch.allclose(w, two["model"][name], rtol=0, atol=1e-5), name
+    assert not list((tmp_path / "two").rglob("*.tmp*")), "only rank 0 writes"
+    _train(["train", *keys, f"out_dir={tmp_path / 'two'}", "epochs=2", "--resume"], 2)
+    _train(["train", *keys, f"out_dir={tmp_path / 'whole'}", "epochs=2"], 2)
+    resumed, whole = load("two"), load("whole")
+    assert resumed["epoch"] == whole["epoch"] == 2
+    for name, w in whole["model"].items():
+        assert torch.equal(w, resumed["model"][name]), name
