@@ -132,3 +132,21 @@ def test_resume_may_change_the_device_and_fingerprints_ignore_it(tmp_path):
     a = PipelineConfig().settings()
     b = PipelineConfig(train=ExperimentConfig(device="cpu", num_workers=3)).settings()
     assert a == b and "device" not in a["train"]
+
+
+@CUDA
+def test_the_emulator_on_cuda_equals_the_cpu_bit_for_bit():
+    """With torch's default TF32 for cuDNN convolutions: the emulator turns it off."""
+    from quantization.emulator import IntegerEmulator
+    from quantization.ptq import PTQConfig, quantize_model
+    from stllr.models.factory import build_model
+
+    torch.manual_seed(0)
+    cfg = ExperimentConfig(arch="vgg9", channels=(8,) * 8)
+    model, _ = build_model(cfg, (2, 16, 16), 4)
+    x = (torch.rand(6, 3, 2, 16, 16) < 0.2).float()
+    qnet, _ = quantize_model(model.eval(), [x], PTQConfig(weight_bits=8))
+    cpu = IntegerEmulator(qnet).run(x)
+    gpu = IntegerEmulator(qnet, device="cuda").run(x)
+    assert torch.equal(cpu.logits_sum, gpu.logits_sum.cpu())
+    assert cpu.spike_counts == gpu.spike_counts
