@@ -314,10 +314,12 @@ def compare_checkpoint(
     progress: bool = False,
     log: Log = _quiet,
     scale: str = "pow2",
+    device: str | torch.device = "cpu",
 ) -> dict:
     """Float accuracy, PTQ per bit width and (``qat_epochs > 0``) QAT per bit width.
 
     ``scale`` is the PTQ rows' :class:`PTQConfig` scale (QAT rows always use ``"pow2"``).
+    ``device``: where the integer emulator runs.
 
     Returns ``{"float_accuracy", "test_samples", "ptq": [QuantResult dicts], "qat": [...],
     "float_control"}`` (QAT list empty and ``float_control`` ``None`` without fine-tuning;
@@ -346,6 +348,7 @@ def compare_checkpoint(
             progress,
             log,
             scale,
+            device,
         )
         log(_result_line(r, f_acc))
         out["ptq"].append(r.as_dict())
@@ -356,7 +359,7 @@ def compare_checkpoint(
         log(_control_line(control, f_acc))
     for b in bits if qat_epochs > 0 else ():
         r = qat_and_evaluate(
-            model, mode, data, cfg, calib, b, percentile, qat_epochs, progress, log
+            model, mode, data, cfg, calib, b, percentile, qat_epochs, progress, log, device
         )
         log(_result_line(r, f_acc, control["accuracy"]))
         out["qat"].append(r.as_dict())

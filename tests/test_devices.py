@@ -150,3 +150,15 @@ def test_the_emulator_on_cuda_equals_the_cpu_bit_for_bit():
     gpu = IntegerEmulator(qnet, device="cuda").run(x)
     assert torch.equal(cpu.logits_sum, gpu.logits_sum.cpu())
     assert cpu.spike_counts == gpu.spike_counts
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["demo"], ["eval", "x.pt"], ["quantize", "x.pt"], ["compare", "x.pt"], ["pipeline"]],
+)
+def test_every_subcommand_checks_device_first(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.pt").write_bytes(b"")
+    assert main([*argv, "--device", "tpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["stllr: error: --device must be one of auto, cpu, cuda, cuda:N, got 'tpu'"]

@@ -92,14 +92,20 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     add_debug_option(group)
 
 
-def device_override(args: argparse.Namespace, key: str = "device") -> list[str]:
-    """``["<key>=<--device>"]`` to append to a command's ``--set`` overrides ([] without
-    ``--device``); ``key`` is where the setting lives (``train.device`` in a pipeline).
-    A value that is no device is a one-line error naming ``--device``."""
+def device_option(args: argparse.Namespace) -> str | None:
+    """``--device`` (None when not given); a value that is no device is a one-line error
+    naming ``--device``."""
     from stllr.devices import check_device_spec
 
     device = getattr(args, "device", None)
-    return [] if device is None else [f"{key}={check_device_spec(device, '--device')}"]
+    return None if device is None else check_device_spec(device, "--device")
+
+
+def device_override(args: argparse.Namespace, key: str = "device") -> list[str]:
+    """``["<key>=<--device>"]`` to append to a command's ``--set`` overrides ([] without
+    ``--device``); ``key`` is where the setting lives (``train.device`` in a pipeline)."""
+    device = device_option(args)
+    return [] if device is None else [f"{key}={device}"]
 
 
 def show_progress(args: argparse.Namespace) -> bool:
