@@ -68,10 +68,16 @@ def collective_device() -> torch.device:
 
 
 def shard(indices: list[int]) -> list[int]:
-    """This rank's contiguous share of a batch's indices (all ranks see the same order)."""
+    """This rank's contiguous share of a batch's indices (all ranks see the same order).
+
+    Shares differ in size by at most one, so every rank has samples whenever the batch has
+    at least as many as there are ranks (:func:`stllr.trainer.batches` skips a smaller
+    one on every rank, so no rank waits in a collective alone).
+    """
     w, r = world_size(), rank()
-    per = -(-len(indices) // w)
-    return indices[r * per : (r + 1) * per]
+    base, extra = divmod(len(indices), w)
+    start = r * base + min(r, extra)
+    return indices[start : start + base + (r < extra)]
 
 
 def all_reduce_sum(values: list[float]) -> list[float]:
@@ -120,21 +126,32 @@ class GradientAllReduce:
     def __init__(self, optimizer: torch.optim.Optimizer, summed: list[torch.nn.Parameter]):
         self.optimizer = optimizer
         self._summed = {id(p) for p in summed}
+        self.local_batch = 1  # this rank's samples in the current batch (set_local_batch)
+
+    def set_local_batch(self, size: int) -> None:
+        """This rank's share of the batch about to be trained: the averaged gradients are
+        weighted by it, so unequal shares still give the mean over the whole batch."""
+        self.local_batch = size
 
     def __getattr__(self, name):
         return getattr(self.optimizer, name)
 
     def reduce_gradients(self) -> None:
+        """Batch-mean gradients: Σ_r B_r·g_r / Σ_r B_r (the mean over the whole batch);
+        batch-sum gradients (DFA/sDFA): Σ_r g_r."""
         if not is_distributed():
             return
-        w = world_size()
+        total = all_reduce_sum([float(self.local_batch)])[0]
         for group in self.optimizer.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad)
-                if id(p) not in self._summed:
-                    p.grad /= w
+                if id(p) in self._summed:
+                    dist.all_reduce(p.grad)
+                else:
+                    p.grad *= self.local_batch
+                    dist.all_reduce(p.grad)
+                    p.grad /= total
 
     def step(self, closure=None):
         self.reduce_gradients()

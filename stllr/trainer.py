@@ -20,7 +20,7 @@ from typing import Protocol
 import torch
 
 from stllr.devices import to_device
-from stllr.distributed import all_reduce_sum, pad_to_global_steps, shard
+from stllr.distributed import all_reduce_sum, pad_to_global_steps, shard, world_size
 from stllr.errors import UserError
 from stllr.models.base import SpikingModel
 from stllr.padding import pad_time, stack_samples  # noqa: F401 (pad_time: its old home)
@@ -84,8 +84,9 @@ def batches(
     """
     n = len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    index_batches = [shard(order[s : s + batch_size].tolist()) for s in range(0, n, batch_size)]
-    index_batches = [b for b in index_batches if b]
+    # a batch with fewer samples than ranks is skipped by all (distributed.shard)
+    whole = [order[s : s + batch_size].tolist() for s in range(0, n, batch_size)]
+    index_batches = [shard(b) for b in whole if len(b) >= world_size()]
     pin = device is not None and device.type == "cuda"
     if num_workers == 0 and not pin:
         loader = (stack_samples([data[i] for i in indices]) for indices in index_batches)
@@ -140,6 +141,8 @@ def run_epoch(
         if optimizer is None:
             res = evaluate_batch(model, x, y, lengths)
         else:
+            if hasattr(optimizer, "set_local_batch"):  # distributed.GradientAllReduce
+                optimizer.set_local_batch(y.numel())
             res = train_batch(model, x, y, optimizer, mode=mode, window=window)
             problem = _non_finite(res.loss, model)
             if problem:

@@ -20,8 +20,10 @@ def main(out: str, feedback: str) -> None:
     torch.set_default_dtype(torch.float64)
     g = torch.Generator().manual_seed(0)
     # lengths differ within a batch: each rank's shard is padded to the whole batch's
-    samples = [(torch.rand(8 + i % 5, 30, generator=g) < 0.3).double() for i in range(16)]
-    labels = torch.randint(0, 5, (16,), generator=g)
+    # 13 samples, batches of 8: the last batch splits 3 + 2, so the averaged gradients
+    # must be weighted by each rank's share
+    samples = [(torch.rand(8 + i % 5, 30, generator=g) < 0.3).double() for i in range(13)]
+    labels = torch.randint(0, 5, (13,), generator=g)
     torch.manual_seed(1)
     if feedback == "BPTT":
         model, mode = SHDNetBPTT(num_inputs=30, hidden=20, num_classes=5), "bptt"

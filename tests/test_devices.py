@@ -93,6 +93,7 @@ def test_cli_device_option_reaches_the_run(tmp_path, capsys):
 @CUDA
 def test_a_training_run_on_cuda_matches_the_cpu(tmp_path):
     """Same config, device cpu vs cuda: float64 weights after one epoch agree closely."""
+    from stllr.checkpoints import load_pt
     from stllr.run import run_experiment
     from stllr.tasks import TaskData
 
@@ -107,7 +108,7 @@ def test_a_training_run_on_cuda_matches_the_cpu(tmp_path):
                 lr=1e-2, out_dir=str(tmp_path), device=dev,
             )  # fmt: skip
             run_experiment(cfg, progress=False, log=lambda s: None, data=task)
-            states[dev] = torch.load(tmp_path / dev / "trial_1" / "checkpoint.pt")["model"]
+            states[dev] = load_pt(tmp_path / dev / "trial_1" / "checkpoint.pt")["model"]
     finally:
         torch.set_default_dtype(torch.float32)
     for k, w in states["cpu"].items():
