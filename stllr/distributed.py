@@ -12,14 +12,16 @@ the accumulated ``.grad`` of every parameter right before each ``step()``.
 The reduction must reproduce single-process training on the global batch:
 
 * gradients of a batch-**mean** loss (the CE at the output, every BP path) are
-  **averaged** over ranks: mean of per-rank means over B/W samples = mean over B;
+  **averaged** over ranks, each weighted by its share: Σ_r B_r·mean_r / Σ_r B_r = the
+  mean over the whole batch, also when the shares differ (the last batch of an epoch);
 * DFA/sDFA learning signals are **not** batch-averaged (docs/rule.md §7), so the
   hidden-layer gradients they drive are batch **sums**, and must be **summed**
   over ranks.
 
 A model states which parameters are batch sums through
 ``batch_summed_parameters()`` (see :class:`~stllr.models.base.SpikingModel`).
-Each rank sees a disjoint shard of the same shuffled order (:func:`shard`).
+Each rank sees a disjoint shard of the same shuffled order (:func:`shard`), zero-padded
+to the whole batch's length (:func:`pad_to_global_steps`).
 """
 
 from __future__ import annotations
