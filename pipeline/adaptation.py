@@ -50,6 +50,7 @@ from pipeline.learners import (
 )
 from pipeline.runner import Context, StageOutput
 from pipeline.shift import make_shift
+from stllr.devices import resolve_device
 from stllr.padding import stack_samples, sum_over_lengths
 from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json, atomic_write_bytes
@@ -102,19 +103,21 @@ def _float_weights(qnet, names) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def _twin_weights(model, names) -> dict[str, dict[str, torch.Tensor]]:
+    """Copies, float64 on the CPU, of the plastic Ŵ of ``model`` (on any device)."""
+    snap = lambda w: w.detach().to("cpu", torch.float64, copy=True)  # noqa: E731
     modules = dict(model.named_modules())
     out = {}
     for name in names:
         m = modules[module_name(model, name)]
         if hasattr(m, "standardized_weights"):
             w, w_rec = m.standardized_weights()
-            out[name] = {"w": w.detach().double().clone(), "w_rec": w_rec.detach().double().clone()}
+            out[name] = {"w": snap(w), "w_rec": snap(w_rec)}
         elif hasattr(m, "standardized_weight"):
-            out[name] = {"w": m.standardized_weight().detach().double().clone()}
+            out[name] = {"w": snap(m.standardized_weight())}
         elif hasattr(m, "effective_weights"):
-            out[name] = {"w": m.effective_weights()[0].detach().double().clone()}
+            out[name] = {"w": snap(m.effective_weights()[0])}
         else:  # a plain nn.Linear head
-            out[name] = {"w": m.weight.detach().double().clone()}
+            out[name] = {"w": snap(m.weight)}
     return out
 
 
@@ -175,7 +178,8 @@ def run(ctx: Context) -> StageOutput:
     )
 
     # --- the same adaptation in float ---------------------------------------------------
-    fl = FloatLearner(model, layers, a.lr, a.window, plan)
+    device = resolve_device(train.device, "train.device")
+    fl = FloatLearner(model, layers, a.lr, a.window, plan, device)
     curve_float = [(0, _acc(fl.predict(xe, le), ye))]
     float_clean_before = _acc(fl.predict(xc, lc), yc)
     t0 = time.time()

@@ -24,7 +24,13 @@ from pathlib import Path
 
 import tomli
 
-from stllr.config import ExperimentConfig, apply_overrides, check_training, coerce_value
+from stllr.config import (
+    PLACEMENT_KEYS,
+    ExperimentConfig,
+    apply_overrides,
+    check_training,
+    coerce_value,
+)
 from stllr.errors import UserError
 
 #: where the per-task pipeline configs live (``<task with - as _>.toml``): package data of
@@ -151,10 +157,12 @@ class PipelineConfig:
         return d
 
     def settings(self) -> dict:
-        """:meth:`as_dict` without where the run lives (``train.out_dir``): what results
-        depend on, so a moved run folder stays resumable."""
+        """:meth:`as_dict` without where the run lives (``train.out_dir``) and where it
+        executes (``train.device``, ``train.num_workers``): what results depend on, so a
+        moved run folder, or one resumed on another device, stays resumable."""
         d = self.as_dict()
-        d["train"] = {k: v for k, v in d["train"].items() if k != "out_dir"}
+        where = ("out_dir", *PLACEMENT_KEYS)
+        d["train"] = {k: v for k, v in d["train"].items() if k not in where}
         return d
 
     def replace(self, **changes) -> PipelineConfig:

@@ -318,10 +318,17 @@ def plastic_parameters(twin, layers) -> list[torch.nn.Parameter]:
 
 
 class FloatLearner:
-    """SGD on the plastic Ŵ with S-TLLR gradients at every step of the window."""
+    """SGD on the plastic Ŵ with S-TLLR gradients at every step of the window.
 
-    def __init__(self, model, layers, lr: float, window: int, plan=None):
+    The twin learns on ``device`` (None: where ``model`` is); inputs go there and
+    predictions come back to the CPU.
+    """
+
+    def __init__(self, model, layers, lr: float, window: int, plan=None, device=None):
         self.model = float_twin(model, layers)
+        if device is not None:
+            self.model.to(device)
+        self.device = next(self.model.parameters()).device
         if plan is not None and plan.projections:
             use_device_feedback(self.model, plan)
         self.window = window
@@ -334,8 +341,8 @@ class FloatLearner:
     def learn_sample(self, x: torch.Tensor, label: int) -> None:
         train_batch(
             self.model,
-            x,
-            torch.tensor([label]),
+            x.to(self.device),
+            torch.tensor([label], device=self.device),
             self.optimizer,
             mode="stllr_online",
             window=self.window,
@@ -347,8 +354,12 @@ class FloatLearner:
         steps."""
         preds = [
             evaluate_batch(
-                self.model, x[:, s : s + batch_size], lengths=lengths[s : s + batch_size]
-            ).logits.argmax(1)
+                self.model,
+                x[:, s : s + batch_size].to(self.device),
+                lengths=lengths[s : s + batch_size],
+            )
+            .logits.argmax(1)
+            .cpu()
             for s in range(0, x.shape[1], batch_size)
         ]
         return torch.cat(preds)

@@ -8,6 +8,7 @@ arrays and torch tensors; the functions below cover what does not.
 
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -232,12 +233,34 @@ def _back(y: torch.Tensor, was_numpy: bool, keep_float: bool = False):
     return y.numpy() if was_numpy else y
 
 
+@contextlib.contextmanager
+def no_tf32(t: torch.Tensor):
+    """TF32 off while an exact float32 product runs on a CUDA tensor ``t``.
+
+    cuDNN convolutions use TF32 by default (and matmuls when asked to): a 10-bit mantissa
+    would round the integers the emulator keeps exact in float32, so its GPU results would
+    differ from the CPU's. A no-op on the CPU.
+    """
+    if not t.is_cuda:
+        yield
+        return
+    matmul, conv = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = conv
+
+
 def int_linear(x, w, dtype: torch.dtype = torch.float64, keep_float: bool = False):
     """``x @ wᵀ`` for integer ``x`` ``[..., in]`` and ``w`` ``[out, in]`` (int64 result;
     torch with ``keep_float``: the exact result in ``dtype``)."""
     xt, was_numpy = _as_torch(x, dtype)
     wt, _ = _as_torch(w, dtype)
-    return _back(xt @ wt.T, was_numpy, keep_float)
+    with no_tf32(xt):
+        return _back(xt @ wt.T, was_numpy, keep_float)
 
 
 def int_conv2d(x, w, stride, padding, dilation=(1, 1), groups=1, dtype=torch.float64,
@@ -246,7 +269,8 @@ def int_conv2d(x, w, stride, padding, dilation=(1, 1), groups=1, dtype=torch.flo
     torch with ``keep_float``: the exact result in ``dtype``)."""
     xt, was_numpy = _as_torch(x, dtype)
     wt, _ = _as_torch(w, dtype)
-    y = torch.nn.functional.conv2d(xt, wt, None, stride, padding, dilation, groups)
+    with no_tf32(xt):
+        y = torch.nn.functional.conv2d(xt, wt, None, stride, padding, dilation, groups)
     return _back(y, was_numpy, keep_float)
 
 
@@ -254,7 +278,8 @@ def int_outer_sum(a, x, dtype: torch.dtype = torch.float64):
     """``Σ_b aᵀ x`` for ``a`` ``[B, out]`` and ``x`` ``[B, in]`` (int64 ``[out, in]``)."""
     at, was_numpy = _as_torch(a, dtype)
     xt, _ = _as_torch(x, dtype)
-    return _back(at.T @ xt, was_numpy)
+    with no_tf32(xt):
+        return _back(at.T @ xt, was_numpy)
 
 
 def int_conv2d_weight(
@@ -263,7 +288,8 @@ def int_conv2d_weight(
     """``Σ_b,positions`` correlation of ``a`` ``[B, C_out, H', W']`` with ``x`` (int64 weight)."""
     xt, was_numpy = _as_torch(x, dtype)
     at, _ = _as_torch(a, dtype)
-    g = torch.nn.grad.conv2d_weight(xt, tuple(w_shape), at, stride, padding, dilation, groups)
+    with no_tf32(xt):
+        g = torch.nn.grad.conv2d_weight(xt, tuple(w_shape), at, stride, padding, dilation, groups)
     return _back(g, was_numpy)
 
 

@@ -415,6 +415,7 @@ def _finetune(model, mode, train_set, cfg, epochs, label, log) -> list[QATEpoch]
             cfg.window,
             gen,
             desc=f"{label} epoch {epoch}",
+            num_workers=cfg.num_workers,  # batches go to the model's device
         )
         history.append(QATEpoch(epoch, loss, acc, time.perf_counter() - t0))
         log(

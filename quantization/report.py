@@ -117,12 +117,18 @@ def float_accuracy(model, test, batch_size: int, progress: bool = False) -> floa
 
 
 def emulator_accuracy(
-    qnet: QNetwork, test, batch_size: int, progress: bool = False, desc: str = "emulator"
+    qnet: QNetwork,
+    test,
+    batch_size: int,
+    progress: bool = False,
+    desc: str = "emulator",
+    device: str | torch.device = "cpu",
 ) -> tuple[float, dict]:
-    """Test accuracy (%) of the integer emulator and its saturation counts (``as_dict``)."""
+    """Test accuracy (%) of the integer emulator on ``device`` and its saturation counts
+    (``as_dict``); the emulator gives the same integers on every device."""
     n = -(-len(test) // batch_size)
     with progress_bar(show=progress, total=n, desc=desc, leave=False, unit="batch") as bar:
-        acc, counter = evaluate(qnet, batches(test, batch_size), progress=bar.update)
+        acc, counter = evaluate(qnet, batches(test, batch_size), device, progress=bar.update)
     return 100.0 * acc, counter.as_dict()
 
 
@@ -169,11 +175,12 @@ def quantize_and_evaluate(
     progress: bool = False,
     log: Log = _quiet,
     scale: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> QuantResult:
     """PTQ of ``model`` at ``bits`` and its emulator accuracy; a QuantizationError is kept.
 
     ``scale``: :class:`PTQConfig`'s (default ``"pow2"``; QAT models always use ``"pow2"``,
-    the format they train through)."""
+    the format they train through). ``device``: where the emulator runs."""
     res = QuantResult(method, bits, percentile)
     scale = "pow2" if method == "qat" else (scale or "pow2")
     try:
@@ -191,7 +198,7 @@ def quantize_and_evaluate(
     res.input_format = input_format_dict(qnet)
     res.layers = layer_rows(reports)
     res.accuracy, sat = emulator_accuracy(
-        qnet, test, batch_size, progress, desc=f"{method.upper()} {bits}-bit emulator"
+        qnet, test, batch_size, progress, f"{method.upper()} {bits}-bit emulator", device
     )
     res.saturation = saturation_summary(sat)
     return res
@@ -226,15 +233,26 @@ def qat_and_evaluate(
     epochs: int,
     progress: bool = False,
     log: Log = _quiet,
+    device: str | torch.device = "cpu",
 ) -> QuantResult:
-    """Fine-tune a *copy* of ``model`` with QAT at ``bits``, then PTQ + emulator accuracy."""
+    """Fine-tune a *copy* of ``model`` with QAT at ``bits``, then PTQ + emulator accuracy
+    (the emulator on ``device``)."""
     qat = qat_module()
     tuned = copy.deepcopy(model)
     history = qat.qat_finetune(tuned, mode, data.train, cfg, epochs, bits, percentile, log=log)
     with qat.enable_qat(tuned, bits, percentile):
         fake = float_accuracy(tuned, data.test, cfg.val_batch_size, progress)
     res = quantize_and_evaluate(
-        tuned, calibration, data.test, cfg.val_batch_size, bits, percentile, "qat", progress, log
+        tuned,
+        calibration,
+        data.test,
+        cfg.val_batch_size,
+        bits,
+        percentile,
+        "qat",
+        progress,
+        log,
+        device=device,
     )
     res.qat = {
         "epochs": epochs,
@@ -296,10 +314,12 @@ def compare_checkpoint(
     progress: bool = False,
     log: Log = _quiet,
     scale: str = "pow2",
+    device: str | torch.device = "cpu",
 ) -> dict:
     """Float accuracy, PTQ per bit width and (``qat_epochs > 0``) QAT per bit width.
 
     ``scale`` is the PTQ rows' :class:`PTQConfig` scale (QAT rows always use ``"pow2"``).
+    ``device``: where the integer emulator runs.
 
     Returns ``{"float_accuracy", "test_samples", "ptq": [QuantResult dicts], "qat": [...],
     "float_control"}`` (QAT list empty and ``float_control`` ``None`` without fine-tuning;
@@ -328,6 +348,7 @@ def compare_checkpoint(
             progress,
             log,
             scale,
+            device,
         )
         log(_result_line(r, f_acc))
         out["ptq"].append(r.as_dict())
@@ -338,7 +359,7 @@ def compare_checkpoint(
         log(_control_line(control, f_acc))
     for b in bits if qat_epochs > 0 else ():
         r = qat_and_evaluate(
-            model, mode, data, cfg, calib, b, percentile, qat_epochs, progress, log
+            model, mode, data, cfg, calib, b, percentile, qat_epochs, progress, log, device
         )
         log(_result_line(r, f_acc, control["accuracy"]))
         out["qat"].append(r.as_dict())

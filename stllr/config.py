@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import tomli
 
+from stllr.devices import check_device_spec
 from stllr.errors import UserError
 
 if TYPE_CHECKING:  # stllr.factors imports torch; a config (and `stllr --help`) does not need it
@@ -76,6 +77,10 @@ class ExperimentConfig:
     n_time_bins: int = 0
     #: where runs are written
     out_dir: str = "runs"
+    #: auto (CUDA when available, else CPU), cpu, cuda or cuda:N; overridden by --device
+    device: str = "auto"
+    #: data-loading worker processes (0: load in the training process)
+    num_workers: int = 0
 
     def stllr_factors(self) -> STLLRFactors:
         from stllr.factors import STLLRFactors
@@ -87,6 +92,11 @@ class ExperimentConfig:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+#: keys that say where a run executes, not what it computes: a resumed run may change them
+#: and they are no part of a result's fingerprint
+PLACEMENT_KEYS = ("device", "num_workers")
 
 
 def check_training(cfg: ExperimentConfig, prefix: str = "config ") -> None:
@@ -101,6 +111,9 @@ def check_training(cfg: ExperimentConfig, prefix: str = "config ") -> None:
         raise UserError(f"{prefix}weight_decay must be a finite number ≥ 0, got {cfg.weight_decay}")
     if cfg.scheduler < 0:
         raise UserError(f"{prefix}scheduler must be ≥ 0 (0 = none), got {cfg.scheduler}")
+    if cfg.num_workers < 0:
+        raise UserError(f"{prefix}num_workers must be ≥ 0 (0 = none), got {cfg.num_workers}")
+    check_device_spec(cfg.device, f"{prefix}device")
     name = PurePath(cfg.name)
     if name.is_absolute() or ".." in name.parts or not name.parts:
         raise UserError(

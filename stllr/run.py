@@ -13,7 +13,12 @@ Every file is written atomically (temp file + rename), so an interrupted run
 never leaves a truncated checkpoint. Randomness is re-seeded from
 ``(seed, trial, epoch)`` at the start of every epoch (shuffling, dropout masks,
 augmentation drawn from the global torch RNG), so resuming from the checkpoint
-of epoch k continues bit-identically to an uninterrupted run.
+of epoch k continues bit-identically to an uninterrupted run (on the same device:
+docs/decisions.md, "Devices and reproducibility").
+
+The model, its state and the optimiser live on ``cfg.device``
+(:func:`stllr.devices.resolve_device`); checkpoints are written by rank 0 only and load
+onto whatever device the resumed run uses.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import torch
 
 from stllr import distributed
 from stllr.checkpoints import load_model_state, load_pt
-from stllr.config import ExperimentConfig, check_training
+from stllr.config import PLACEMENT_KEYS, ExperimentConfig, check_training
+from stllr.devices import resolve_device
 from stllr.errors import UserError
 from stllr.files import atomic_write, removed_on_failure
 from stllr.models.factory import build_model
@@ -38,8 +44,9 @@ from stllr.tasks import TaskData, load_task
 from stllr.trainer import EpochMetrics, run_epoch
 
 CHECKPOINT = "checkpoint.pt"
-#: config keys a resumed run may change: more epochs, and where the run folder now lies
-MAY_CHANGE = ("epochs", "out_dir")
+#: config keys a resumed run may change: more epochs, where the run folder now lies, and
+#: where it runs (a run started on a GPU may resume on the CPU and back)
+MAY_CHANGE = ("epochs", "out_dir", *PLACEMENT_KEYS)
 BEST = "best.pt"
 #: what a checkpoint.pt holds, all needed to resume
 RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history", "config")
@@ -163,7 +170,9 @@ def _run_experiment(cfg, resume, progress, log, data) -> dict:
 
 def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progress, log) -> dict:
     torch.manual_seed(epoch_seed(cfg.seed, trial, 0))
+    device = resolve_device(cfg.device, "config device")
     model, mode = build_model(cfg, data.input_shape, data.num_classes)
+    model.to(device)  # initialised on the CPU first: the same weights on every device
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.scheduler)
@@ -209,9 +218,17 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
             gen,
             progress,
             f"trial {trial} epoch {epoch}",
+            device,
+            cfg.num_workers,
         )
         te_loss, te_acc = run_epoch(
-            model, data.test, cfg.val_batch_size, progress=progress, desc="test"
+            model,
+            data.test,
+            cfg.val_batch_size,
+            progress=progress,
+            desc="test",
+            device=device,
+            num_workers=cfg.num_workers,
         )
         m = EpochMetrics(epoch, tr_loss, tr_acc, te_loss, te_acc, time.perf_counter() - t0)
         history.append(m)

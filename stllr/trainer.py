@@ -19,7 +19,8 @@ from typing import Protocol
 
 import torch
 
-from stllr.distributed import all_reduce_sum, shard
+from stllr.devices import to_device
+from stllr.distributed import all_reduce_sum, pad_to_global_steps, shard, world_size
 from stllr.errors import UserError
 from stllr.models.base import SpikingModel
 from stllr.padding import pad_time, stack_samples  # noqa: F401 (pad_time: its old home)
@@ -65,21 +66,47 @@ class EpochMetrics:
 
 
 def batches(
-    data: Dataset, batch_size: int, generator: torch.Generator | None = None
+    data: Dataset,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
+    num_workers: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield padded ``(x [T, B, ...], y [B], lengths [B])`` (:func:`stack_samples`);
-    shuffled when a generator is given.
+    shuffled when a generator is given, on ``device`` when one is given.
 
     Under data-parallel training each rank gets its share of every batch
-    (:func:`stllr.distributed.shard`), all ranks drawing the same order.
+    (:func:`stllr.distributed.shard`), all ranks drawing the same order, padded to the
+    whole batch's length (:func:`stllr.distributed.pad_to_global_steps`). With
+    ``num_workers`` > 0 a :class:`torch.utils.data.DataLoader` loads the same batches in
+    worker processes; batches bound for CUDA are stacked in pinned memory and copied
+    asynchronously. The batches are the same whatever the workers and the device.
     """
     n = len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
-        items = [data[i] for i in shard(order[start : start + batch_size].tolist())]
-        if not items:
-            continue
-        yield stack_samples(items)
+    # a batch with fewer samples than ranks is skipped by all (distributed.shard)
+    whole = [order[s : s + batch_size].tolist() for s in range(0, n, batch_size)]
+    index_batches = [shard(b) for b in whole if len(b) >= world_size()]
+    pin = device is not None and device.type == "cuda"
+    if num_workers == 0 and not pin:
+        loader = (stack_samples([data[i] for i in indices]) for indices in index_batches)
+    else:
+        loader = torch.utils.data.DataLoader(
+            data,
+            batch_sampler=index_batches,
+            collate_fn=stack_samples,
+            num_workers=num_workers,
+            pin_memory=pin,
+        )
+    for batch in loader:
+        x, y, lengths = to_device(batch, device)
+        yield pad_to_global_steps(x), y, lengths
+
+
+def model_device(model: torch.nn.Module) -> torch.device | None:
+    """The device of ``model``'s parameters (None for a model without any)."""
+    p = next(model.parameters(), None)
+    return None if p is None else p.device
 
 
 def run_epoch(
@@ -92,6 +119,8 @@ def run_epoch(
     generator: torch.Generator | None = None,
     progress: bool = False,
     desc: str = "",
+    device: torch.device | None = None,
+    num_workers: int = 0,
 ) -> tuple[float, float]:
     """Train (with ``optimizer``) or evaluate (without) over ``data``: (mean loss, accuracy %).
 
@@ -99,15 +128,21 @@ def run_epoch(
     as soon as the loss or a parameter is NaN or infinite, so a diverged model is never
     returned (nor saved by a caller) as a trained one. Evaluation scores each sample over
     its own steps (padding masked), so it does not depend on ``batch_size``; training sees
-    the padded batch (module doc).
+    the padded batch (module doc). Batches go to ``device`` (None: the model's), loaded by
+    ``num_workers`` processes (:func:`batches`).
     """
+    if device is None:
+        device = model_device(model)
     total, correct, loss_sum = 0, 0, 0.0
     n_batches = -(-len(data) // batch_size)
     bar = progress_bar(show=progress, total=n_batches, desc=desc, leave=False, unit="batch")
-    for i, (x, y, lengths) in enumerate(batches(data, batch_size, generator), 1):
+    loader = batches(data, batch_size, generator, device, num_workers)
+    for i, (x, y, lengths) in enumerate(loader, 1):
         if optimizer is None:
             res = evaluate_batch(model, x, y, lengths)
         else:
+            if hasattr(optimizer, "set_local_batch"):  # distributed.GradientAllReduce
+                optimizer.set_local_batch(y.numel())
             res = train_batch(model, x, y, optimizer, mode=mode, window=window)
             problem = _non_finite(res.loss, model)
             if problem:
@@ -155,22 +190,37 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    device: torch.device | None = None,
 ) -> list[EpochMetrics]:
-    """Adam training for ``epochs`` epochs, evaluating on ``test`` after each."""
+    """Adam training for ``epochs`` epochs, evaluating on ``test`` after each; the model
+    moves to ``device`` first when one is given (its batches follow)."""
     if epochs < 1 or batch_size < 1 or not 0 < lr < math.inf:
         raise ValueError(
             f"epochs and batch_size must be ≥ 1 and lr finite and > 0, "
             f"got {epochs}, {batch_size}, {lr}"
         )
+    if device is not None:
+        model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     history = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         tr_loss, tr_acc = run_epoch(
-            model, train, batch_size, optimizer, mode, window, gen, progress, f"epoch {epoch} train"
+            model,
+            train,
+            batch_size,
+            optimizer,
+            mode,
+            window,
+            gen,
+            progress,
+            f"epoch {epoch} train",
+            device,
         )
-        te_loss, te_acc = run_epoch(model, test, batch_size, progress=progress, desc="test")
+        te_loss, te_acc = run_epoch(
+            model, test, batch_size, progress=progress, desc="test", device=device
+        )
         m = EpochMetrics(epoch, tr_loss, tr_acc, te_loss, te_acc, time.perf_counter() - t0)
         history.append(m)
         if on_epoch is not None:

@@ -65,6 +65,7 @@ def _labels(cfgs) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from quantization import report
     from stllr.cli.checkpoint import load_checkpoint
+    from stllr.devices import resolve_device
     from stllr.run import atomic_json
 
     bits = sorted(set(args.bits))
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.checkpoints if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"checkpoint {', '.join(missing)} does not exist")
-    loaded = [load_checkpoint(p, overrides(args)) for p in args.checkpoints]
+    extra = [*overrides(args), *options.device_override(args)]
+    loaded = [load_checkpoint(p, extra) for p in args.checkpoints]
     labels = _labels([ck.cfg for ck in loaded])
     progress = options.show_progress(args)
     entries = []
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             args.qat_epochs,
             progress,
             print,
+            device=resolve_device(ck.cfg.device, "device"),  # the emulator's
         )
         entries.append(
             {

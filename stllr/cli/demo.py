@@ -88,6 +88,7 @@ def config_from_args(args: argparse.Namespace):
         standin_train=args.train_samples,
         standin_test=args.test_samples,
         out_dir=str(args.out_dir),
+        device=options.device_option(args) or "auto",
     )
 
 

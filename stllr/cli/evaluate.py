@@ -31,17 +31,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from stllr.cli.checkpoint import load_checkpoint
+    from stllr.devices import resolve_device
     from stllr.run import atomic_json
     from stllr.trainer import run_epoch
 
-    ck = load_checkpoint(args.checkpoint, args.set)
+    ck = load_checkpoint(args.checkpoint, [*args.set, *options.device_override(args)])
     cfg, data = ck.cfg, ck.data
+    device = resolve_device(cfg.device, "device")
     loss, acc = run_epoch(
-        ck.model,
+        ck.model.to(device),
         data.test,
         cfg.val_batch_size,
         progress=options.show_progress(args),
         desc="eval",
+        device=device,
+        num_workers=cfg.num_workers,
     )
     result = {
         "checkpoint": str(args.checkpoint),

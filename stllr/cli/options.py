@@ -68,8 +68,15 @@ def add_set_option(p: argparse.ArgumentParser, metavar: str, example: str, what:
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
-    """``--threads`` and ``--no-progress``, on every subcommand."""
+    """``--threads``, ``--device`` and ``--no-progress``, on every subcommand."""
     group = p.add_argument_group("common options")
+    group.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="auto, cpu, cuda or cuda:N: where training, evaluation and the emulator run "
+        "(shortcut for --set device=...; default: the config's, auto = CUDA when available)",
+    )
     group.add_argument(
         "--threads",
         type=int,
@@ -83,6 +90,22 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
         help="no progress bars (they are also off when stderr is not a terminal)",
     )
     add_debug_option(group)
+
+
+def device_option(args: argparse.Namespace) -> str | None:
+    """``--device`` (None when not given); a value that is no device is a one-line error
+    naming ``--device``."""
+    from stllr.devices import check_device_spec
+
+    device = getattr(args, "device", None)
+    return None if device is None else check_device_spec(device, "--device")
+
+
+def device_override(args: argparse.Namespace, key: str = "device") -> list[str]:
+    """``["<key>=<--device>"]`` to append to a command's ``--set`` overrides ([] without
+    ``--device``); ``key`` is where the setting lives (``train.device`` in a pipeline)."""
+    device = device_option(args)
+    return [] if device is None else [f"{key}={device}"]
 
 
 def show_progress(args: argparse.Namespace) -> bool:

@@ -111,7 +111,7 @@ def _resolve(args: argparse.Namespace):
         rerun_from=args.rerun_from,
         skip_lava=args.skip_lava,
         qat_epochs=args.qat_epochs,
-        overrides=args.set,
+        overrides=[*args.set, *options.device_override(args, "train.device")],
     )
 
 

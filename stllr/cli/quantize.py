@@ -112,13 +112,15 @@ def overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from quantization import report
     from stllr.cli.checkpoint import load_checkpoint
+    from stllr.devices import resolve_device
     from stllr.run import atomic_json
 
     check_quant_options(args, [args.bits])
     if args.qat_epochs > 0:
         report.qat_module()  # a clear error before any work when QAT is missing
-    ck = load_checkpoint(args.checkpoint, overrides(args))
+    ck = load_checkpoint(args.checkpoint, [*overrides(args), *options.device_override(args)])
     cfg, data = ck.cfg, ck.data
+    device = resolve_device(cfg.device, "device")  # the emulator's; float work stays on CPU
     out = args.out if args.out is not None else args.checkpoint.parent / "quantized"
     progress = options.show_progress(args)
     print(
@@ -137,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         "ptq",
         progress,
         print,
+        device=device,
     )
     if ptq.error is not None:
         raise UserError(f"{args.bits}-bit PTQ of {args.checkpoint} failed: {ptq.error}")
@@ -153,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             args.qat_epochs,
             progress,
             print,
+            device=device,
         )
         if qat.error is not None:
             raise UserError(f"{args.bits}-bit QAT of {args.checkpoint} failed: {qat.error}")

@@ -28,7 +28,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
             "  stllr train --task custom --data events.h5 --set arch=vgg9 frame_us=50000\n"
             "  stllr train experiments/shd_standin_stllr.toml --set epochs=3 trials=2\n"
             "  stllr train experiments/shd_standin_stllr.toml --resume\n"
-            "  torchrun --nproc_per_node 2 -m stllr.cli.main train experiments/gesture_stllr.toml"
+            "  stllr train experiments/gesture_stllr.toml --device cuda:1\n"
+            "  torchrun --nproc_per_node 2 -m stllr.cli.main train experiments/gesture_stllr.toml\n"
+            "  (several machines: README.md, 'Devices')"
         ),
     )
     p.add_argument(
@@ -62,13 +64,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from stllr import distributed
     from stllr.config import ExperimentConfig, apply_overrides, load_config
+    from stllr.devices import check_device_spec
     from stllr.run import run_experiment
 
     shortcuts = [f"{k}={v}" for k, v in (("task", args.task), ("data", args.data)) if v]
+    overrides = [*shortcuts, *args.set, *options.device_override(args)]
     if args.config is None:
-        cfg = apply_overrides(ExperimentConfig(), [*shortcuts, *args.set])
+        cfg = apply_overrides(ExperimentConfig(), overrides)
     else:
-        cfg = load_config(args.config, [*shortcuts, *args.set])
-    distributed.init_from_env()  # no-op unless launched by torchrun with WORLD_SIZE > 1
+        cfg = load_config(args.config, overrides)
+    check_device_spec(cfg.device, "config device")
+    # no-op unless launched by torchrun with WORLD_SIZE > 1; NCCL on GPUs, gloo on CPUs
+    distributed.init_from_env(cfg.device)
     run_experiment(cfg, resume=args.resume, progress=options.show_progress(args))
     return 0
