@@ -15,9 +15,9 @@ changed input re-runs exactly the stages that depend on it, and an upstream stag
 re-runs to identical files leaves its consumers finished.
 
 A stage is never deleted before its replacement exists. It runs into a staging folder
-``<run>/.<stage>.new/``; its artefacts, ``summary.json`` and last of all its marker are
-written there, and only then is it swapped in: ``<stage>/`` → ``.<stage>.old/``,
-``.<stage>.new/`` → ``<stage>/``, ``.<stage>.old/`` removed. A failed or killed re-run
+``<run>/.staging/<stage>/``; its artefacts, ``summary.json`` and last of all its marker are
+written there, and only then is it swapped in: ``<stage>/`` → ``.retired/<stage>/``,
+``.staging/<stage>/`` → ``<stage>/``, ``.retired/<stage>/`` removed. A failed or killed re-run
 therefore leaves the last good results in place, and :func:`recover` (run before every
 stage) finishes or undoes a swap that a kill cut short: a staging folder with a marker is
 complete and is swapped in, one without is the leftover of an interrupted run.
@@ -185,24 +185,44 @@ def stage_status(stage: Stage, cfg: PipelineConfig, run_dir: Path) -> str:
     return "done"
 
 
+#: where stages are written before they are swapped in, and where a replaced one goes
+STAGING, RETIRED = ".staging", ".retired"
+
+
 def staging_dir(run_dir: Path, name: str) -> Path:
-    """Where stage ``name`` is written before it is swapped in (see module doc)."""
-    return Path(run_dir) / f".{name}.new"
+    """Where stage ``name`` is written before it is swapped in (see module doc). The
+    folder keeps the stage's own name, so what the stage records of its folder (the
+    training's ``config.json``, its log lines) says ``train``, not a staging name."""
+    return Path(run_dir) / STAGING / name
 
 
 def _retired_dir(run_dir: Path, name: str) -> Path:
-    return Path(run_dir) / f".{name}.old"
+    return Path(run_dir) / RETIRED / name
+
+
+def _move(src: Path, dst: Path) -> None:
+    """``os.rename`` (atomic within one file system) into a parent made first."""
+    dst.parent.mkdir(exist_ok=True)
+    os.rename(src, dst)
+
+
+def _tidy(run_dir: Path) -> None:
+    for d in (STAGING, RETIRED):
+        try:
+            (Path(run_dir) / d).rmdir()  # only when empty
+        except OSError:
+            pass
 
 
 def recover(run_dir: Path, name: str, keep_partial: bool = False) -> None:
     """Finish or undo a swap of stage ``name`` that a kill cut short.
 
-    The swap is: marker written into ``.<name>.new/``; ``<name>/`` → ``.<name>.old/``;
-    ``.<name>.new/`` → ``<name>/``; ``.<name>.old/`` removed. Whatever step a kill stopped,
-    this leaves ``<name>/`` holding the newest complete stage. A staging folder without a
-    marker is the leftover of an interrupted run and is removed, unless ``keep_partial``
-    (training: its checkpoint continues). A ``<name>/`` without a marker (never finished)
-    becomes the staging folder.
+    The swap is: marker written into ``.staging/<name>/``; ``<name>/`` →
+    ``.retired/<name>/``; ``.staging/<name>/`` → ``<name>/``; ``.retired/<name>/`` removed.
+    Whatever step a kill stopped, this leaves ``<name>/`` holding the newest complete
+    stage. A staging folder without a marker is the leftover of an interrupted run and is
+    removed, unless ``keep_partial`` (training: its checkpoint continues). A ``<name>/``
+    without a marker (never finished) becomes the staging folder.
     """
     live, new, old = Path(run_dir) / name, staging_dir(run_dir, name), _retired_dir(run_dir, name)
     if old.exists() and live.exists() and not (new / MARKER).is_file():
@@ -211,7 +231,7 @@ def recover(run_dir: Path, name: str, keep_partial: bool = False) -> None:
         if live.exists():
             if old.exists():
                 shutil.rmtree(old)
-            os.rename(live, old)
+            _move(live, old)
         os.rename(new, live)
     if old.exists():
         if live.exists():
@@ -219,18 +239,20 @@ def recover(run_dir: Path, name: str, keep_partial: bool = False) -> None:
         else:
             os.rename(old, live)
     if live.is_dir() and not (live / MARKER).is_file() and not new.exists():
-        os.rename(live, new)
+        _move(live, new)
     if new.exists() and not keep_partial:
         shutil.rmtree(new)
+    _tidy(run_dir)
 
 
 def _swap_in(run_dir: Path, name: str) -> None:
     live, new, old = Path(run_dir) / name, staging_dir(run_dir, name), _retired_dir(run_dir, name)
     if live.exists():
-        os.rename(live, old)
+        _move(live, old)
     os.rename(new, live)
     if old.exists():
         shutil.rmtree(old)
+    _tidy(run_dir)
 
 
 def _worth_keeping(run_dir: Path, names: Sequence[str]) -> bool:
@@ -238,7 +260,7 @@ def _worth_keeping(run_dir: Path, names: Sequence[str]) -> bool:
     interrupted training's checkpoint."""
     if any(read_marker(run_dir, n) is not None for n in names):
         return True
-    return any(Path(run_dir).glob(".train.new/trial_*/checkpoint.pt"))
+    return any(Path(run_dir).glob(f"{STAGING}/train/trial_*/checkpoint.pt"))
 
 
 def run_stages(

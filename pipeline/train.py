@@ -3,7 +3,7 @@
 Writes ``<run>/train/`` as ``stllr train`` does (``config.json``, ``summary.json``,
 ``trial_1/{best.pt, checkpoint.pt, metrics.json, metrics.csv, learning_curves.png}``).
 The later stages deploy ``best.pt`` (the epoch with the best test accuracy). Training
-runs in the stage's staging folder (``<run>/.train.new/``, see :mod:`pipeline.runner`);
+runs in the stage's staging folder (``<run>/.staging/train/``, see :mod:`pipeline.runner`);
 an interrupted training continues there from its last finished epoch, bit-identically,
 when run again with the same settings. A finished training is replaced only when asked
 (``--rerun-from train``), and only once the new one has finished.

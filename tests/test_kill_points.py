@@ -210,7 +210,7 @@ def test_stage_runner_killed_at_every_write_and_swap_then_resumed(tmp_path, monk
         run_stages(_stages(), _Cfg(), run, resume=True, **quiet)
         assert _run_files(run) == reference, f"killed at call {k}"
         assert [stage_status(s, _Cfg(), run) for s in _stages()] == ["done"] * 3, k
-        assert not list(run.glob(".*.new")) and not list(run.glob(".*.old")), k
+        assert not (run / ".staging").exists() and not (run / ".retired").exists(), k
         shutil.rmtree(run)
 
 

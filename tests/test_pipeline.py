@@ -605,7 +605,8 @@ def test_killed_after_the_last_checkpoint_resumes_to_every_file(tiny_run, tmp_pa
     for rel in ("stage.json", "summary.json", "trial_1/metrics.json", "trial_1/metrics.csv",
                 "trial_1/learning_curves.png"):  # fmt: skip
         (train / rel).unlink()
-    train.rename(run_dir / ".train.new")  # a training that never finished is in staging
+    (run_dir / ".staging").mkdir()
+    train.rename(run_dir / ".staging" / "train")  # a training that never finished is in staging
     code, out, err = resume_cli(run_dir, data_dir)
     assert code == 0, err
     assert "resuming after epoch 2" in out, out
@@ -615,4 +616,5 @@ def test_killed_after_the_last_checkpoint_resumes_to_every_file(tiny_run, tmp_pa
     ]
     assert (run_dir / "train/trial_1/learning_curves.png").is_file()
     assert (run_dir / "report/report.html").is_file()
-    assert not (run_dir / ".train.new").exists()
+    assert not (run_dir / ".staging").exists()
+    assert _json(run_dir / "train/config.json")["name"] == "train"
