@@ -2,7 +2,7 @@
 
 Torch only (no Lava), so the exporter can evaluate output shapes before Lava is
 imported. Everything is a thin call into :mod:`stllr` or ``torch.nn.functional``,
-the functions the torch task models themselves run (DESIGN.md principles 1 and 3):
+the functions the torch task models themselves run (each formula written once, reused):
 
 * :func:`synapse_ops` — stllr's :class:`~stllr.synapse_ops.DenseOps` /
   :class:`~stllr.synapse_ops.Conv2dOps` (``current`` and ``weight_grad``);

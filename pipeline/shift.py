@@ -6,7 +6,7 @@ it before, during and after (``eval``), and which samples of the original condit
 measure what the adaptation cost there (``clean``): a :class:`ScenarioData`, built by
 the scenario's ``build(data, section)`` from the task's data and the ``[adaptation]``
 config section. Every choice is drawn from the scenario's seed, never from global state
-(DESIGN.md principle 9).
+(no state kept from one sample for the next).
 
 Frame shifts (a pure function of ``(frames, split, index)``: the shifted version of
 sample ``index`` of a split depends only on the seed, the split and the index):

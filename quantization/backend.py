@@ -1,6 +1,6 @@
 """The few array operations the integer kernels need, for numpy arrays and torch tensors.
 
-Kernels are written once against this namespace (DESIGN.md principle 3) so that the
+Kernels are written once against this namespace so that the
 torch emulator and the Lava ``fixed_pt`` process models run the same code. Python
 operators (``+ - * >> <<``, comparisons) already behave alike on integer numpy
 arrays and torch tensors; the functions below cover what does not.

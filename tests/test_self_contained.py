@@ -23,7 +23,7 @@ DOCS = ROOT / "docs"
 
 #: Citations of the specification files outside the repository (spelled so that this
 #: file does not match itself).
-FOREIGN = re.compile(r"\b(?:STLLR|LAVA|DATA)\.md\b|\.\./shared\b")
+FOREIGN = re.compile(r"\b(?:STLLR|LAVA|DATA|DESIGN)\.md\b|\.\./shared\b")
 #: ``docs/rule.md §5``, ``docs/lava.md §3, §4``, ``docs/lava.md §7, pitfall 4``.
 CITATION = re.compile(
     r"docs/(?P<page>[\w-]+)\.md"

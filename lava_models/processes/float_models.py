@@ -2,7 +2,7 @@
 
 The float network of :func:`quantization.convert.to_float_graph` (Ŵ after weight
 standardisation, LIF γ/θ_eff/reset, Ψ, S-TLLR factors) run in float64. Each model is
-glue around the functions the torch model runs (DESIGN.md principles 1 and 3):
+glue around the functions the torch model runs (each formula written once, reused):
 ``stllr.neuron.lif_step``, ``stllr.factors.trace_step``, the surrogates of
 ``stllr.surrogates``, stllr's synapse operators and fast S-TLLR weight gradient and
 ``AccumulateStep`` for the readout (through :mod:`lava_models.float_ops`). Nothing is

@@ -2,8 +2,8 @@
 
 Each model is glue around the integer kernels of :mod:`quantization.loihi`,
 :mod:`quantization.kernels` and :mod:`quantization.backend`, the same functions the
-batched emulator (:mod:`quantization.emulator`) calls on torch tensors (DESIGN.md
-principle 3): here they run on one sample's numpy arrays (no batch dimension).
+batched emulator (:mod:`quantization.emulator`) calls on torch tensors (each kernel
+written once, used twice): here they run on one sample's numpy arrays (no batch dimension).
 
 Timing, per Lava time step ``t`` (``self.time_step``, counted from 1): every model
 receives its inputs, computes and sends its output within ``run_spk`` of the same step,
