@@ -145,12 +145,17 @@ def read_marker(run_dir: Path, name: str) -> dict | None:
         return None
 
 
+def damaged_artefacts(run_dir: Path, marker: dict) -> list[str]:
+    """The files a marker lists that are missing or no longer have their sha256."""
+    return [
+        rel
+        for rel, digest in marker.get("artefacts", {}).items()
+        if not (Path(run_dir) / rel).is_file() or sha256_file(Path(run_dir) / rel) != digest
+    ]
+
+
 def artefacts_intact(run_dir: Path, marker: dict) -> bool:
-    for rel, digest in marker.get("artefacts", {}).items():
-        p = Path(run_dir) / rel
-        if not p.is_file() or sha256_file(p) != digest:
-            return False
-    return True
+    return not damaged_artefacts(run_dir, marker)
 
 
 def fingerprint(stage: Stage, cfg: PipelineConfig, run_dir: Path) -> tuple[str, dict]:

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from pipeline import artefacts as A
-from pipeline.runner import Context, StageOutput, read_marker, sha256_file
+from pipeline.runner import Context, StageOutput, damaged_artefacts, read_marker
 from stllr.errors import UserError
 from stllr.run import MAY_CHANGE
 
@@ -93,11 +93,7 @@ def refuse_silent_retrain(stage, status: str, ctx: Context) -> None:
         return
     marker = read_marker(ctx.run_dir, "train") or {}
     if status == "damaged":
-        bad = [
-            rel
-            for rel, digest in marker.get("artefacts", {}).items()
-            if not (ctx.run_dir / rel).is_file() or sha256_file(ctx.run_dir / rel) != digest
-        ]
+        bad = damaged_artefacts(ctx.run_dir, marker)
         raise UserError(
             f"{ctx.run_dir}: the finished training's {', '.join(bad)} is missing or was "
             "modified after the stage finished; restore it, or pass --rerun-from train to "
