@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
+from stllr.padding import pad_time
+
 
 def pad_collate(
     batch: Sequence[tuple[torch.Tensor, int]],
@@ -27,10 +29,7 @@ def pad_collate(
         raise ValueError(
             f"pad_collate needs samples [T_i, *S] with one trailing shape S, got {shapes}"
         )
-    t_max = max(s[0] for s in shapes)
-    x = torch.zeros((t_max, len(frames), *shapes[0][1:]), dtype=torch.float32)
-    for b, f in enumerate(frames):
-        x[: f.shape[0], b] = f
+    x = pad_time([f.to(torch.float32) for f in frames])
     y = torch.tensor([int(label) for _, label in batch], dtype=torch.long)
     return x, y
 
