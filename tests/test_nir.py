@@ -342,3 +342,16 @@ def test_imported_network_fine_tunes_with_stllr(tmp_path):
     after = torch.nn.functional.cross_entropy(evaluate_batch(model, x).logits, y)
     assert not torch.equal(model.rec.weight_rec, w0)
     assert after < 0.5 * before, (before, after)
+
+
+def test_the_writer_of_a_graph_is_read_from_its_metadata(tmp_path):
+    from pipeline.nir_import import describe
+    from stllr.nir_interop.graph import producer
+    from stllr.nir_interop.load import read_graph
+
+    path = tmp_path / "m.nir"
+    write_nir(SpikingChain.dense([4, 3], LIFParams()), path)
+    assert producer(read_graph(path).metadata) == "stllr"  # read back from the file
+    assert producer({}) == "" and producer({"framework": b"norse"}) == "norse"
+    info = {"file": str(path), "producer": "", "sha256": "ab" * 32, "model": "X", "dt": 1e-3}
+    assert "written by a framework its metadata does not name" in describe(info)
