@@ -82,8 +82,8 @@ class ExperimentConfig:
     device: str = "auto"
     #: data-loading worker processes (0: load in the training process)
     num_workers: int = 0
-    #: arch nir: the NIR graph (HDF5) the network is imported from; epochs may then be 0
-    #: (import only, no fine-tuning)
+    #: arch nir: the NIR graph (HDF5) the network is imported from (in a pipeline, epochs
+    #: may then be 0: import only, no fine-tuning)
     nir_file: str = ""
     #: arch nir: its time step in seconds (0 = the graph's metadata dt, else 1e-3;
     #: snnTorch's graphs state none and use 1e-4)
@@ -117,12 +117,15 @@ OMITTED_AT_DEFAULT = ("nir_file", "nir_dt")
 PLACEMENT_KEYS = ("device", "num_workers")
 
 
-def check_training(cfg: ExperimentConfig, prefix: str = "config ") -> None:
+def check_training(
+    cfg: ExperimentConfig, prefix: str = "config ", import_only: bool = False
+) -> None:
     """One-line errors for values no training run can use; ``prefix`` leads each key's name
-    (``"train."`` in a pipeline config)."""
+    (``"train."`` in a pipeline config); ``import_only``: ``epochs = 0`` is allowed with
+    ``arch = "nir"`` (the pipeline deploys the imported network as it is)."""
     for key in ("epochs", "batch_size", "val_batch_size", "trials", "window"):
-        if key == "epochs" and cfg.arch == "nir" and cfg.epochs == 0:
-            continue  # an imported network, not fine-tuned
+        if key == "epochs" and import_only and cfg.arch == "nir" and cfg.epochs == 0:
+            continue
         if getattr(cfg, key) < 1:
             raise UserError(f"{prefix}{key} must be ≥ 1, got {getattr(cfg, key)}")
     if not 0 <= cfg.nir_dt < math.inf:
