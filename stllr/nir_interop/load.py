@@ -135,8 +135,9 @@ def _spiking_unit(name, lif_node, syn_name, syn, rec, dt, opts) -> nn.Module:
     lif = _lif_params(name, lif_node, dt)
     w, b = _synapse(syn_name, syn)
     b = np.zeros(w.shape[0], np.float32) if b is None else b.astype(np.float32)
-    if rec is not None and _synapse(*rec)[1] is not None:
-        b = b + _synapse(*rec)[1].astype(np.float32)  # added every step, as b is
+    w_rec, b_rec = _synapse(*rec) if rec is not None else (None, None)
+    if b_rec is not None:
+        b = b + b_rec.astype(np.float32)  # added at every step, as b is
     if _kind(syn) == "Conv2d":
         pad = syn.padding
         if isinstance(pad, str):
@@ -154,8 +155,8 @@ def _spiking_unit(name, lif_node, syn_name, syn, rec, dt, opts) -> nn.Module:
     with torch.no_grad():
         layer.weight.copy_(_t(w))
         layer.bias.copy_(_t(b))
-        if rec is not None:
-            layer.weight_rec.copy_(_t(_synapse(*rec)[0]))
+        if w_rec is not None:
+            layer.weight_rec.copy_(_t(w_rec))
     return layer
 
 
