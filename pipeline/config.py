@@ -203,7 +203,7 @@ def _finish(cfg: PipelineConfig, run_dir: Path | None) -> PipelineConfig:
 def check(cfg: PipelineConfig) -> None:
     """One-line errors for values no stage can run with."""
     q, a, lava = cfg.quantize, cfg.adaptation, cfg.lava
-    check_training(cfg.train, prefix="train.")
+    check_training(cfg.train, prefix="train.", import_only=True)
     for b in (q.bits, *q.sweep_bits):
         if not 2 <= b <= 16:
             raise UserError(f"quantize bits must be in 2..16, got {b}")
