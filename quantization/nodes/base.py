@@ -1,4 +1,5 @@
-"""What every node kind shares: the registry, the host interface, typed weights and traces.
+"""What every node kind shares: the registry, the host interface, typed weights and traces
+(docs/node_kinds.md).
 
 A *node kind* (one module of this package) owns, for its kind of
 :class:`~quantization.network.QNetwork` node: the node dataclass (the quantized

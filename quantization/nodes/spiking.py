@@ -18,7 +18,7 @@ and, if the node carries a ``LearningSpec``, after the neuron::
     W_rec ← stllr_weight_step(W_rec; g, h, R[t], s[t−1])        stream STREAM_WREC
 
 Naming: ``u`` is the synaptic current and ``v`` the membrane voltage (Lava's names,
-docs/fixed_point.md); with ``du = 4095`` the current has no memory.
+docs/node_kinds.md, "Naming"); with ``du = 4095`` the current has no memory.
 """
 
 from __future__ import annotations
