@@ -20,6 +20,7 @@ from quantization.nodes.base import (
     kind_of,
     node_class,
     register_kind,
+    registered_kinds,
 )
 from quantization.nodes.pooling import Add, GlobalSumPool, Pool
 from quantization.nodes.readout import Readout, ReadoutState
@@ -45,4 +46,5 @@ __all__ = [
     "kind_of",
     "node_class",
     "register_kind",
+    "registered_kinds",
 ]

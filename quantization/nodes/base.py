@@ -172,6 +172,11 @@ def node_class(name: str) -> type | None:
     return _BY_NAME.get(name)
 
 
+def registered_kinds() -> tuple[NodeKind, ...]:
+    """Every registered kind, in registration order."""
+    return tuple(_KINDS.values())
+
+
 def kind_names() -> list[str]:
     return sorted(_BY_NAME)
 
