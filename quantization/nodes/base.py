@@ -27,10 +27,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import torch
 
-
-class UnsupportedNodeError(ValueError):
-    """A node that a back end (Lava's built-in Dense/Conv + LIF, the toolkit's processes,
-    or netx) cannot represent exactly; the message names the node."""
+from quantization.errors import UnsupportedNodeError
 
 
 class Host(Protocol):
