@@ -51,7 +51,7 @@ from hw_tests.parity_setup import (
     task_frames,
     weighted_nodes,
 )
-from lava_models.exporter import float_network, float_output_shapes
+from lava_models.float_exporter import float_network, float_output_shapes
 from lava_models.runner import run_lava
 from quantization.convert import FloatSpiking
 from quantization.emulator import IntegerEmulator

@@ -2,7 +2,7 @@
 
 Small versions of every task model (SHD recurrent net, VGG with max and average
 pooling, a narrow ResNet-18), in eval mode and float64, exported with
-:func:`lava_models.exporter.export_float` (the float graph of ``to_float_graph``: Ŵ
+:func:`lava_models.float_exporter.export_float` (the float graph of ``to_float_graph``: Ŵ
 after weight standardisation) and run by :func:`lava_models.runner.run_lava` on random
 binary frames, batch 1.
 
@@ -36,12 +36,8 @@ import torch
 import lava_models.runtime
 from hw_tests.parity import torch_inference as _torch_inference
 from hw_tests.parity import torch_learning as _torch_learning
-from lava_models.exporter import (
-    UnsupportedNodeError,
-    export_float,
-    float_network,
-    float_output_shapes,
-)
+from lava_models.errors import UnsupportedNodeError
+from lava_models.float_exporter import export_float, float_network, float_output_shapes
 from lava_models.runner import run_lava
 from quantization.convert import FloatSpiking, to_float_graph
 from stllr.models.resnet import SpikingResNet18

@@ -7,8 +7,8 @@ runner, and no two modules import each other to share one.
 
 from __future__ import annotations
 
-# the node kinds raise it too (their output-shape checks), so it lives with them
-from quantization.nodes.base import UnsupportedNodeError
+# the node kinds raise it too (their output-shape checks), so it lives below them
+from quantization.errors import UnsupportedNodeError
 
 
 class LavaRunError(RuntimeError):

@@ -1,5 +1,5 @@
 """Run a network in Lava with on-device learning: a :class:`~quantization.network.QNetwork`
-(``fixed_pt``) or the float network, a :class:`~lava_models.exporter.FloatNetwork`
+(``fixed_pt``) or the float network, a :class:`~lava_models.float_exporter.FloatNetwork`
 (``floating_pt``).
 
 :func:`run_lava` exports the network (:mod:`lava_models.exporter`), feeds the input
@@ -50,13 +50,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lava_models.errors import LavaRunError
-from lava_models.exporter import (
-    FloatNetwork,
-    export,
-    export_float,
-    float_output_shapes,
-    output_shapes,
-)
+from lava_models.exporter import export, output_shapes
+from lava_models.float_exporter import FloatNetwork, export_float, float_output_shapes
 from lava_models.session import LavaSession
 from quantization.formats import SIGNAL_MAX, SIGNAL_MIN  # the 8-bit signed third factor
 from stllr.errors import UserError
@@ -163,7 +158,7 @@ def run_lava(
     """Run ``network`` on frames ``[T, *input_shape]`` or ``[N, T, *input_shape]``.
 
     A :class:`~quantization.network.QNetwork` runs its ``fixed_pt`` models on integer
-    frames; a :class:`~lava_models.exporter.FloatNetwork` (:func:`~lava_models.exporter.
+    frames; a :class:`~lava_models.float_exporter.FloatNetwork` (:func:`~lava_models.float_exporter.
     float_network`) runs the ``floating_pt`` models on float frames.
     ``signals``: plastic node name → L ``[T_total or N, T, *out_shape]`` (integers in
     [−128, 127] for a QNetwork, finite floats for a FloatNetwork); those nodes learn at

@@ -6,7 +6,7 @@ back to back and resets every state each ``T`` steps), are run five ways on the 
 frames: the float model (torch, float32 as trained), the integer emulator (``delay = 0``,
 batched), Lava ``fixed_pt`` (:func:`lava_models.runner.run_lava` on the quantized network,
 the toolkit's fused processes), the float model exported to Lava ``floating_pt``
-(:func:`lava_models.exporter.float_network`, run by the same ``run_lava``) and, as that
+(:func:`lava_models.float_exporter.float_network`, run by the same ``run_lava``) and, as that
 one's exact reference, a float64 copy of the torch model. Every run scores sample b over
 its own steps ``t < len_b`` only (:mod:`stllr.padding`): what the sample scores run alone,
 as ``stllr eval`` and the quantize stage score it. Recorded: the accuracy of each
@@ -104,11 +104,11 @@ def float64_model(model):
 
 
 def run_float_in_lava(model_or_network, x: torch.Tensor, timeout_s: float = 900.0, lengths=None):
-    """The float model (a float64 task model or its :class:`~lava_models.exporter.
+    """The float model (a float64 task model or its :class:`~lava_models.float_exporter.
     FloatNetwork`) in Lava ``floating_pt`` on ``[T, N, ...]`` frames: ``(logits [N, K]
     float64, LavaRunResult)``; logits are the last node's outputs summed over T (over
     each sample's ``lengths`` steps when given)."""
-    from lava_models.exporter import float_network
+    from lava_models.float_exporter import float_network
     from lava_models.runner import run_lava
     from lava_models.runtime import import_lava
 
@@ -123,7 +123,8 @@ def run_float_in_lava(model_or_network, x: torch.Tensor, timeout_s: float = 900.
 def _float_in_lava(ctx: Context, model, x, y, lengths, float_logits, timeout_s: float) -> dict:
     """Lava ``floating_pt`` vs the torch float64 (exact) and float32 (as trained) model,
     each sample scored over its ``lengths`` steps."""
-    from lava_models.exporter import UnsupportedNodeError, float_network, float_output_shapes
+    from lava_models.errors import UnsupportedNodeError
+    from lava_models.float_exporter import float_network, float_output_shapes
     from stllr.training import evaluate_batch
 
     n = int(x.shape[1])

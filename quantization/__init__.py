@@ -12,6 +12,8 @@ Depends on ``stllr``; never imports Lava.
   Lava's ``fixed_pt``), traces, Ψ tables, stochastic rounding and the S-TLLR update;
 * :mod:`quantization.convert` → :mod:`quantization.ptq` — float task models → a
   :class:`~quantization.network.QNetwork` of integer nodes;
+* :mod:`quantization.nodes` — the node kinds: each kind's node, state, step, learning rule,
+  shapes and float → integer converter, one module each (docs/node_kinds.md);
 * :mod:`quantization.emulator` — batched integer inference and on-device learning;
 * :mod:`quantization.learning` — calibrated on-device learning constants;
 * :mod:`quantization.qat` — quantization-aware fine-tuning (straight-through estimator);

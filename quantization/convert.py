@@ -13,11 +13,11 @@ is an error that names its class (never a silent partial export).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from quantization.float_nodes import FloatGlobalPool, FloatReadout, FloatSpiking
 from quantization.network import Add, Pool
 from stllr.factors import STLLRFactors
 from stllr.layers.bptt import BPTTLIF, LeakyReadout, ScaledWSConv2d, ScaledWSLinear
@@ -25,51 +25,10 @@ from stllr.layers.dropout import DropoutLIF
 from stllr.layers.readout import AccumulateReadout
 from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
 from stllr.models.base import SpikingModel
-from stllr.neuron import LIFParams
 from stllr.weight_standardization import standardize_weight
 
 #: Factors given to layers trained without S-TLLR (BPTT twins) for on-device learning.
 DEFAULT_FACTORS = STLLRFactors()
-
-
-@dataclass(frozen=True)
-class FloatSpiking:
-    """A spiking layer in float: ``I = Ŵ x + b (+ Ŵ_rec s[t−1])``, LIF (γ, θ_eff, reset)."""
-
-    name: str
-    inputs: tuple[str, ...]
-    kind: str  # "dense" | "conv"
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-    lif: LIFParams
-    psi: str
-    factors: STLLRFactors
-    weight_rec: torch.Tensor | None = None
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-
-
-@dataclass(frozen=True)
-class FloatReadout:
-    """``o[t] = γ o[t−1] + W x[t] + b`` (γ = 0: a plain linear head); λ for its pre-trace."""
-
-    name: str
-    inputs: tuple[str, ...]
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-    gamma: float
-    lambda_pre: float = 1.0
-
-
-@dataclass(frozen=True)
-class FloatGlobalPool:
-    """Global average pooling over ``positions`` = H·W spatial positions."""
-
-    name: str
-    inputs: tuple[str, ...]
-    positions: int
 
 
 Converter = Callable[[SpikingModel, STLLRFactors | None], list]

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import torch
 
 from quantization.backend import exact_float_dtype, int_linear
+from quantization.device_counts import DeviceCounts
+from quantization.emulator_input import check_input, frames_bound, quantize_exact
 from quantization.formats import ACT_SHIFT, DECAY_UNITY, UV_LIMIT, VTH_SHIFT
 from quantization.network import QNetwork, SpikingLayer
 from quantization.nodes import SynapseWeights, kind_of
@@ -69,7 +71,8 @@ class IntegerEmulator:
         self.qnet = qnet
         self.delay = delay
         self.device = torch.device(device)
-        self.counter = SaturationCounter()
+        self.counts = DeviceCounts()  # saturation, summed on the device
+        self.counter = self.counts.counter
         self.step_count = 0  # steps taken (keys the random bits; not reset per sample)
         self.t = 0  # index of the current (last forward) step
         self._last_outs: dict[str, torch.Tensor] | None = None
@@ -88,11 +91,6 @@ class IntegerEmulator:
         self._wfloat: dict[tuple, torch.Tensor] = {}
         self._exact: dict[str, torch.Tensor] = {}  # this step's outputs as exact floats
         self._int_input: bool | None = None  # whether a node needs the input as integers
-        self._pending: dict[str, list] = {}
-        # run() with lengths, at a step where some samples are padding: which samples
-        # count ([B] 0/1, on the device) and how many (None: every sample counts)
-        self._active: torch.Tensor | None = None
-        self._n_active = 0
         self.state: dict[str, object] = {}  # typed state per node (module doc)
         self._delay_buf: dict[str, torch.Tensor] = {}  # delay=1: last step's W·x per node
         for n, kind in zip(qnet.nodes, self._kinds, strict=True):
@@ -147,7 +145,7 @@ class IntegerEmulator:
         input format cannot hold (another shape, a non-numeric dtype, non-integers,
         integers outside ``[lo, hi]``) raises :class:`~stllr.errors.UserError`.
         """
-        _check_input(x_int, self.qnet, "IntegerEmulator.forward")
+        check_input(x_int, self.qnet, "IntegerEmulator.forward")
         return self._forward(x_int)
 
     def _forward(self, x_int: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -230,7 +228,7 @@ class IntegerEmulator:
             )
         mask, n_active = self._padding(lengths, frames.shape[0], frames.shape[1])
         self.reset()
-        bound = _frames_bound(frames, fmt)
+        bound = frames_bound(frames, fmt)
         self._in_bound = self._format_bound() if bound is None else bound
         try:
             logits = None
@@ -246,9 +244,9 @@ class IntegerEmulator:
             )
             for t in range(frames.shape[0]):
                 f = frames[t]
-                x = quantize_input(f, fmt) if buf is None else _quantize_exact(f, fmt, buf)
+                x = quantize_input(f, fmt) if buf is None else quantize_exact(f, fmt, buf)
                 padded = mask is not None and n_active[t] < frames.shape[1]
-                self._active, self._n_active = (mask[t], n_active[t]) if padded else (None, 0)
+                self.counts.set_active(*((mask[t], n_active[t]) if padded else (None, 0)))
                 outs = self._forward(x)  # quantized: within the input format
                 out = masked_step(outs[out_name], mask, t) if padded else outs[out_name]
                 logits = out if logits is None else logits + out
@@ -260,7 +258,7 @@ class IntegerEmulator:
                     records[k].append(outs[k].cpu())
         finally:
             self._in_bound = self._format_bound()
-            self._active = None
+            self.counts.set_active(None)
         return EmulatorResult(
             logits_sum=logits.cpu(),
             logit_scale=self.logit_scale,
@@ -310,9 +308,9 @@ class IntegerEmulator:
 
     def count(self, label: str, values: torch.Tensor, limit: int | None) -> None:
         if limit is None:
-            self._count_none(label, values)
+            self.counts.count_none(label, values)
         else:
-            self._count(label, values, limit)
+            self.counts.count(label, values, limit)
 
     def count_range(self, label: str, raw: torch.Tensor, lo: int, hi: int) -> None:
         self.counter.add(label, int(((raw > hi) | (raw < lo)).sum()), raw.numel())
@@ -395,6 +393,10 @@ class IntegerEmulator:
             self._wfloat[k] = _channel(bias, like).to(like.dtype)
         return self._wfloat[k]
 
+    def saturation(self) -> dict:
+        """Per quantity: values that saturated or wrapped, out of how many (since creation)."""
+        return self.counts.flush()
+
     def _delayed(self, name: str, a: torch.Tensor) -> torch.Tensor:
         if self.delay == 0:
             return a
@@ -403,89 +405,6 @@ class IntegerEmulator:
         if prev is None:
             return torch.zeros_like(a)
         return prev if prev.dtype == a.dtype else prev.to(a.dtype)
-
-    def _counted(self, values: torch.Tensor) -> int:
-        """How many of this step's values ``[B, ...]`` count: those of the samples that are
-        not padding at this step (:meth:`run` with lengths), else all."""
-        if self._active is None:
-            return values.numel()
-        return values[0].numel() * self._n_active
-
-    def _count(self, name: str, values: torch.Tensor, limit: int) -> None:
-        """Count values at or beyond ``limit`` (kept on the device; see :meth:`saturation`),
-        of the samples that count at this step (:meth:`_counted`)."""
-        # Σ [|x| ≥ limit] as Σ clamp(|x| − (limit − 1), 0, 1): exact for integers, and
-        # faster than summing booleans; float sums in float64 stay exact when accumulated
-        over = values.abs().sub_(limit - 1).clamp_(0, 1)
-        if self._active is not None:
-            over = over * self._active.to(over.dtype).view(-1, *([1] * (over.dim() - 1)))
-        over = over.sum(dtype=torch.float64) if over.is_floating_point() else over.sum()
-        total = self._counted(values)
-        if name in self._pending:  # not in place: an int64 sum may meet a float64 one
-            self._pending[name][0] = self._pending[name][0] + over
-            self._pending[name][1] += total
-        else:
-            self._pending[name] = [over, total]
-
-    def _count_none(self, name: str, values: torch.Tensor) -> None:
-        """Record this step's ``values`` (:meth:`_counted`), none of which can saturate (a
-        static bound says so)."""
-        total = self._counted(values)
-        if name in self._pending:
-            self._pending[name][1] += total
-        else:
-            self._pending[name] = [0, total]
-
-    def saturation(self) -> dict:
-        """Per quantity: values that saturated or wrapped, out of how many (since creation)."""
-        for name, (over, total) in self._pending.items():
-            self.counter.add(name, int(over), total)
-        self._pending = {}
-        return self.counter.as_dict()
-
-
-def _quantize_exact(frame: torch.Tensor, fmt, out: torch.Tensor) -> torch.Tensor:
-    """:func:`~quantization.ptq.quantize_input` without its final cast to int64, into
-    ``out``: the same integers in the frame's float dtype (NaN-free frames). In place, so
-    not through ``round_float``: ``torch.round`` is its ``nearest_even``, the input's rule."""
-    if fmt.exp == 0:
-        torch.round(frame, out=out)
-    else:
-        torch.div(frame, fmt.scale(), out=out).round_()
-    return out.clamp_(fmt.lo, fmt.hi)
-
-
-def _frames_bound(frames: torch.Tensor, fmt) -> int | None:
-    """Largest |input integer| of ``frames`` (quantization is monotone, so the extremes of
-    the frames give it); ``None`` if that cannot be told (no frames, not floats). Frames
-    holding NaN raise :class:`~stllr.errors.UserError`."""
-    if not frames.is_floating_point() or frames.numel() == 0:
-        return None
-    # per frame: aminmax of a strided slice of frames would copy it first
-    ext = torch.stack([torch.stack(torch.aminmax(f)) for f in frames]).flatten()
-    return int(quantize_input(ext, fmt, "IntegerEmulator.run: frames").abs().max())
-
-
-def _check_input(x, qnet: QNetwork, where: str) -> None:
-    """Refuse input ``[B, *input_shape]`` that the network's input format cannot hold."""
-    shape = tuple(qnet.input_shape)
-    expected = f"[B, {', '.join(map(str, shape))}]"
-    if not isinstance(x, torch.Tensor) or x.dtype == torch.bool or x.is_complex():
-        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-        raise UserError(
-            f"{where}: input must be an integer (or integral float) tensor {expected}, got {got}"
-        )
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-        raise UserError(f"{where}: input must be {expected}, got {list(x.shape)}")
-    if x.numel() == 0:
-        return
-    if x.is_floating_point() and not bool((x == torch.round(x)).all()):
-        raise UserError(
-            f"{where}: input values must be integers (NaN or fractions found); "
-            "float frames become integers with quantization.ptq.quantize_input"
-        )
-    lo, hi = torch.aminmax(x)
-    qnet.input_format.check_range(lo.item(), hi.item(), where)
 
 
 def _channel(bias: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

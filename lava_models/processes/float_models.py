@@ -94,7 +94,7 @@ class _FloatNodeModel(NodeModel):
         if key is not None and self.proc_params.get(key) is None:
             raise TypeError(f"{type(self).__name__}: this process was built as an integer "
                             f"node (no {key}=); run it with fixed_pt or export the float "
-                            "network (lava_models.exporter.export_float)")  # fmt: skip
+                            "network (lava_models.float_exporter.export_float)")  # fmt: skip
 
     def send(self, out: np.ndarray) -> None:
         if not np.isfinite(out).all():

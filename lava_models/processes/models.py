@@ -178,6 +178,18 @@ class KindModel(NodeModel):
         return self.node.learning is not None and bool(self.ls_in.csp_ports)
 
 
+class StatelessKindModel(KindModel):
+    """A kind without weights or state: receive every input, ``forward``, send."""
+
+    IN_PORTS: tuple[str, ...] = ("s_in",)
+
+    def run_spk(self) -> None:
+        ins = [getattr(self, port).recv().astype(np.int64) for port in self.IN_PORTS]
+        out = self.forward(None, ins).out
+        self.send(out)
+        self.record(out)
+
+
 @implements(proc=STLLRLayer, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
@@ -260,39 +272,24 @@ class PyReadoutModelFixed(KindModel):
 @implements(proc=PoolProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyPoolModelFixed(KindModel):
+class PyPoolModelFixed(StatelessKindModel):
     s_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)
-
-    def run_spk(self) -> None:
-        out = self.forward(None, [self.s_in.recv().astype(np.int64)]).out
-        self.send(out)
-        self.record(out)
 
 
 @implements(proc=GlobalSumPoolProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyGlobalSumPoolModelFixed(KindModel):
+class PyGlobalSumPoolModelFixed(StatelessKindModel):
     s_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)
-
-    def run_spk(self) -> None:
-        out = self.forward(None, [self.s_in.recv().astype(np.int64)]).out
-        self.send(out)
-        self.record(out)
 
 
 @implements(proc=AddProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyAddModelFixed(KindModel):
+class PyAddModelFixed(StatelessKindModel):
+    IN_PORTS = ("a_in", "b_in")
     a_in: PyInPort = in_port_type(24)
     b_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)
-
-    def run_spk(self) -> None:
-        ins = [self.a_in.recv().astype(np.int64), self.b_in.recv().astype(np.int64)]
-        out = self.forward(None, ins).out
-        self.send(out)
-        self.record(out)

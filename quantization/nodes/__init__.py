@@ -10,14 +10,17 @@ from quantization.nodes import pooling, readout, spiking  # noqa: F401  (registe
 from quantization.nodes.base import (
     Host,
     NodeKind,
+    Quantized,
     Step,
     SynapseWeights,
     Traces,
     UnsupportedNodeError,
+    kind_for_float,
     kind_names,
     kind_of,
     node_class,
     register_kind,
+    registered_kinds,
 )
 from quantization.nodes.pooling import Add, GlobalSumPool, Pool
 from quantization.nodes.readout import Readout, ReadoutState
@@ -29,6 +32,7 @@ __all__ = [
     "Host",
     "NodeKind",
     "Pool",
+    "Quantized",
     "Readout",
     "ReadoutState",
     "SpikingLayer",
@@ -37,8 +41,10 @@ __all__ = [
     "SynapseWeights",
     "Traces",
     "UnsupportedNodeError",
+    "kind_for_float",
     "kind_names",
     "kind_of",
     "node_class",
     "register_kind",
+    "registered_kinds",
 ]

@@ -1,4 +1,5 @@
-"""What every node kind shares: the registry, the host interface, typed weights and traces.
+"""What every node kind shares: the registry, the host interface, typed weights and traces
+(docs/node_kinds.md).
 
 A *node kind* (one module of this package) owns, for its kind of
 :class:`~quantization.network.QNetwork` node: the node dataclass (the quantized
@@ -26,10 +27,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import torch
 
-
-class UnsupportedNodeError(ValueError):
-    """A node that a back end (Lava's built-in Dense/Conv + LIF, the toolkit's processes,
-    or netx) cannot represent exactly; the message names the node."""
+from quantization.errors import UnsupportedNodeError
 
 
 class Host(Protocol):
@@ -84,6 +82,16 @@ class Traces(NamedTuple):
     r: Any = None
 
 
+class Quantized(NamedTuple):
+    """What a kind's ``from_float`` makes of a float spec: the integer node, its
+    :class:`~quantization.layer_quantization.LayerReport` (``None``: no weights) and the
+    float value of one unit of its output (its consumers fold it into their weights)."""
+
+    node: Any
+    report: Any
+    scale: float
+
+
 class Step(NamedTuple):
     """What ``forward`` returns: the output (int64), the new state, and the same output
     as exact float32 where the host computed it so (``None`` otherwise)."""
@@ -103,7 +111,9 @@ class NodeKind:
     the random streams); ``learn(node, weights, state, signal, host, step, index) ->
     SynapseWeights`` (``None``: never plastic); ``out_shape(node, in_shapes)`` per-sample
     shape (raises :class:`UnsupportedNodeError`); ``value_bound(node, in_bounds,
-    in_shapes)`` the largest |output| given the inputs' bounds.
+    in_shapes)`` the largest |output| given the inputs' bounds; ``from_float(spec, scales,
+    cfg) -> Quantized`` its float → integer converter for float specs of class
+    ``float_spec`` (``scales``: the float value of one unit of every earlier output).
     """
 
     node: type
@@ -113,6 +123,8 @@ class NodeKind:
     learn: Callable | None = None
     #: ``W·x`` of the node's synapses (``None``: a node without weights)
     synapse: Callable | None = None
+    float_spec: type | None = None
+    from_float: Callable | None = None
 
     @property
     def has_weights(self) -> bool:
@@ -121,12 +133,15 @@ class NodeKind:
 
 _KINDS: dict[type, NodeKind] = {}
 _BY_NAME: dict[str, type] = {}
+_BY_FLOAT: dict[type, NodeKind] = {}
 
 
 def register_kind(kind: NodeKind) -> NodeKind:
     """Make ``kind`` known to the emulator, Lava, the exporter and the saved-network loader."""
     _KINDS[kind.node] = kind
     _BY_NAME[kind.node.__name__] = kind.node
+    if kind.float_spec is not None:
+        _BY_FLOAT[kind.float_spec] = kind
     return kind
 
 
@@ -141,9 +156,22 @@ def kind_of(node) -> NodeKind:
     return kind
 
 
+def kind_for_float(spec) -> NodeKind:
+    """The kind that quantizes float spec ``spec`` (``TypeError`` naming it if none)."""
+    kind = _BY_FLOAT.get(type(spec))
+    if kind is None:
+        raise TypeError(f"no node kind quantizes {type(spec).__name__} ({spec.name})")
+    return kind
+
+
 def node_class(name: str) -> type | None:
     """The node class registered under ``name`` (for loading saved networks)."""
     return _BY_NAME.get(name)
+
+
+def registered_kinds() -> tuple[NodeKind, ...]:
+    """Every registered kind, in registration order."""
+    return tuple(_KINDS.values())
 
 
 def kind_names() -> list[str]:

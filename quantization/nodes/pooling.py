@@ -10,13 +10,16 @@ Per time step (integers; inputs ``[B, C, H, W]`` batched or ``[C, H, W]`` one sa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from quantization.backend import int_max_pool2d, int_sum_pool2d
+from quantization.float_nodes import FloatGlobalPool
 from quantization.kernels import add_shifted, global_sum_pool
-from quantization.nodes.base import NodeKind, Step, UnsupportedNodeError, register_kind
+from quantization.layer_quantization import QuantizationError
+from quantization.nodes.base import NodeKind, Quantized, Step, UnsupportedNodeError, register_kind
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,34 @@ def add_bound(node: Add, in_bounds, in_shapes) -> int:
     return sum(b << k for b, k in zip(in_bounds, shifts, strict=True))
 
 
-POOL = register_kind(NodeKind(Pool, pool_forward, pool_out_shape, pool_bound))
-GLOBAL_SUM_POOL = register_kind(NodeKind(GlobalSumPool, gsum_forward, gsum_out_shape, gsum_bound))
-ADD = register_kind(NodeKind(Add, add_forward, add_out_shape, add_bound))
+def pool_from_float(spec: Pool, scales: dict, cfg) -> Quantized:
+    """The same pool; a sum over k² inputs has scale ``s_in / k²``."""
+    s_in = scales[spec.inputs[0]]
+    return Quantized(spec, None, s_in / (spec.kernel**2 if spec.mode == "sum" else 1))
+
+
+def gsum_from_float(spec: FloatGlobalPool, scales: dict, cfg) -> Quantized:
+    """Global average pooling becomes a sum at scale ``s_in / (H·W)``."""
+    node = GlobalSumPool(spec.name, spec.inputs)
+    return Quantized(node, None, scales[spec.inputs[0]] / spec.positions)
+
+
+def add_from_float(spec: Add, scales: dict, cfg) -> Quantized:
+    """Shifts that put every input on the finest scale (powers of two apart, or an error)."""
+    finest = min(scales[i] for i in spec.inputs)
+    shifts = tuple(round(math.log2(scales[i] / finest)) for i in spec.inputs)
+    if any(scales[i] != finest * 2.0**k for i, k in zip(spec.inputs, shifts, strict=True)):
+        mine = {i: scales[i] for i in spec.inputs}
+        raise QuantizationError(
+            f"node {spec.name}: input scales {mine} differ by a non-power-of-two factor"
+        )
+    return Quantized(Add(spec.name, spec.inputs, shifts if any(shifts) else ()), None, finest)
+
+
+POOL = register_kind(NodeKind(Pool, pool_forward, pool_out_shape, pool_bound,
+                              float_spec=Pool, from_float=pool_from_float))  # fmt: skip
+GLOBAL_SUM_POOL = register_kind(NodeKind(GlobalSumPool, gsum_forward, gsum_out_shape, gsum_bound,
+                                         float_spec=FloatGlobalPool,
+                                         from_float=gsum_from_float))  # fmt: skip
+ADD = register_kind(NodeKind(Add, add_forward, add_out_shape, add_bound, float_spec=Add,
+                             from_float=add_from_float))  # fmt: skip

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from quantization.backend import int_linear
-from quantization.formats import UV_LIMIT
+from quantization.float_nodes import FloatReadout
+from quantization.formats import ACT_SHIFT, UV_LIMIT
 from quantization.kernels import (
     STREAM_W,
     node_stream_key,
@@ -26,9 +27,16 @@ from quantization.kernels import (
     stllr_trace_step,
     stllr_weight_step,
 )
+from quantization.layer_quantization import (
+    PTQConfig,
+    quantize_bias,
+    quantize_decay,
+    quantize_weights,
+)
 from quantization.learning_formats import LearningSpec
 from quantization.nodes.base import (
     NodeKind,
+    Quantized,
     Step,
     SynapseWeights,
     Traces,
@@ -118,5 +126,17 @@ def value_bound(node: Readout, in_bounds, in_shapes) -> int:
     return UV_LIMIT
 
 
+def from_float(spec: FloatReadout, scales: dict, cfg: PTQConfig) -> Quantized:
+    """PTQ of the float readout at ``s = 2^e``; its output (the integrator) has scale
+    ``2^e / 64``."""
+    ms, e, w_lsb, rep = quantize_weights(spec.name, [spec.weight * scales[spec.inputs[0]]], cfg)
+    bias, bias_exp = quantize_bias(spec.name, spec.bias, w_lsb, e)
+    dv = quantize_decay(spec.gamma, allow_full=True)
+    rep.dv, rep.bias_exp = dv, bias_exp
+    node = Readout(spec.name, spec.inputs, ms[0], e, dv, bias, bias_exp, cfg.weight_bits,
+                   spec.lambda_pre)  # fmt: skip
+    return Quantized(node, rep, 2.0**e / 2**ACT_SHIFT)
+
+
 KIND = register_kind(NodeKind(Readout, forward, out_shape, value_bound, learn,
-                              synaptic_sum))  # fmt: skip
+                              synaptic_sum, FloatReadout, from_float))  # fmt: skip

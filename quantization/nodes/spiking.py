@@ -18,7 +18,7 @@ and, if the node carries a ``LearningSpec``, after the neuron::
     W_rec ← stllr_weight_step(W_rec; g, h, R[t], s[t−1])        stream STREAM_WREC
 
 Naming: ``u`` is the synaptic current and ``v`` the membrane voltage (Lava's names,
-docs/fixed_point.md); with ``du = 4095`` the current has no memory.
+docs/node_kinds.md, "Naming"); with ``du = 4095`` the current has no memory.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from quantization.backend import int_conv2d, int_linear
+from quantization.float_nodes import FloatSpiking
 from quantization.formats import ACT_SHIFT, DU_NONE, UV_LIMIT
 from quantization.kernels import (
     STREAM_W,
@@ -41,10 +42,17 @@ from quantization.kernels import (
     stllr_weight_step,
     synapse_correlation,
 )
-from quantization.learning_formats import LearningSpec, PsiTable
+from quantization.layer_quantization import (
+    PTQConfig,
+    quantize_bias,
+    quantize_decay,
+    quantize_weights,
+)
+from quantization.learning_formats import LearningSpec, PsiTable, psi_table
 from quantization.loihi import LIFFixedParams, LIFFixedState, lif_int_step
 from quantization.nodes.base import (
     NodeKind,
+    Quantized,
     Step,
     SynapseWeights,
     Traces,
@@ -232,5 +240,25 @@ def value_bound(node: SpikingLayer, in_bounds, in_shapes) -> int:
     return 1
 
 
+def from_float(spec: FloatSpiking, scales: dict, cfg: PTQConfig) -> Quantized:
+    """PTQ of a float spiking layer (quantization.ptq): the input's scale folded into ``W``,
+    one exponent for ``W`` and ``W_rec``, threshold, bias, 12-bit decay and Ψ's table at
+    the membrane LSB ``s / 64``. Its output (spikes) has scale 1."""
+    tensors = [spec.weight * scales[spec.inputs[0]]]
+    if spec.weight_rec is not None:
+        tensors.append(spec.weight_rec)
+    ms, e, w_lsb, rep = quantize_weights(spec.name, tensors, cfg, spec.lif.theta_eff)
+    bias, bias_exp = quantize_bias(spec.name, spec.bias, w_lsb, e)
+    dv = quantize_decay(spec.lif.gamma, allow_full=False)
+    rep.dv, rep.bias_exp = dv, bias_exp
+    node = SpikingLayer(
+        spec.name, spec.inputs, spec.kind, ms[0], e, dv, rep.vth, spec.lif.reset, bias, bias_exp,
+        ms[1] if len(ms) > 1 else None, spec.stride, spec.padding, spec.dilation, spec.groups,
+        cfg.weight_bits, psi_table(spec.psi, w_lsb / 2**ACT_SHIFT),
+        tuple(spec.factors.as_list()), gain=rep.gain,
+    )  # fmt: skip
+    return Quantized(node, rep, 1.0)
+
+
 KIND = register_kind(NodeKind(SpikingLayer, forward, out_shape, value_bound, learn,
-                              synaptic_sum))  # fmt: skip
+                              synaptic_sum, FloatSpiking, from_float))  # fmt: skip

@@ -1,0 +1,54 @@
+"""The float layer graph's node specs: what a converter (:mod:`quantization.convert`)
+emits for a float model and what each node kind's ``from_float`` quantizes
+(:mod:`quantization.nodes`). The weightless kinds (``Pool``, ``Add``) are their own
+float specs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from stllr.factors import STLLRFactors
+from stllr.neuron import LIFParams
+
+
+@dataclass(frozen=True)
+class FloatSpiking:
+    """A spiking layer in float: ``I = Ŵ x + b (+ Ŵ_rec s[t−1])``, LIF (γ, θ_eff, reset)."""
+
+    name: str
+    inputs: tuple[str, ...]
+    kind: str  # "dense" | "conv"
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    lif: LIFParams
+    psi: str
+    factors: STLLRFactors
+    weight_rec: torch.Tensor | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+@dataclass(frozen=True)
+class FloatReadout:
+    """``o[t] = γ o[t−1] + W x[t] + b`` (γ = 0: a plain linear head); λ for its pre-trace."""
+
+    name: str
+    inputs: tuple[str, ...]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    gamma: float
+    lambda_pre: float = 1.0
+
+
+@dataclass(frozen=True)
+class FloatGlobalPool:
+    """Global average pooling over ``positions`` = H·W spatial positions."""
+
+    name: str
+    inputs: tuple[str, ...]
+    positions: int
