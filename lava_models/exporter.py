@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 
 def _builtin_fixed() -> tuple:
     """Each kind's Process; the output shapes are the kinds' own (quantization.nodes)."""
-    from quantization.nodes import Add, GlobalSumPool, Pool, Readout, SpikingLayer
+    from quantization.nodes import Add, Concat, GlobalSumPool, Pool, Readout, SpikingLayer
 
     made = ((SpikingLayer, _spiking), (Readout, _readout), (Pool, _pool),
             (GlobalSumPool, _gsum), (Add, export_add))  # fmt: skip
-    return tuple((cls, fn, kind_out_shape) for cls, fn in made)
+    return (*((cls, fn, kind_out_shape) for cls, fn in made), (Concat, _concat, _concat_shape))
 
 
 def kind_out_shape(n, in_shapes) -> tuple[int, ...]:
@@ -161,6 +161,21 @@ def export_add(n, ctx: ExportContext) -> NodeExport:
     proc = AddProcess(shape=ctx.out_shape, shifts=tuple(n.shifts) or (0, 0),
                       node_index=ctx.index, name=f"add_{n.name}", node=n,
                       **ctx.common)  # fmt: skip
+    return NodeExport(proc, (proc.a_in, proc.b_in), proc.s_out)
+
+
+def _concat_shape(n, in_shapes) -> tuple[int, ...]:
+    if len(in_shapes) != 2:
+        raise UnsupportedNodeError(f"ConcatProcess joins exactly 2 inputs, got {len(in_shapes)}")
+    return kind_out_shape(n, in_shapes)
+
+
+def _concat(n, ctx: ExportContext) -> NodeExport:
+    from lava_models.processes import ConcatProcess
+
+    proc = ConcatProcess(a_shape=ctx.in_shapes[0], b_shape=ctx.in_shapes[1],
+                         shifts=tuple(n.shifts) or (0, 0), node_index=ctx.index,
+                         name=f"concat_{n.name}", node=n, **ctx.common)  # fmt: skip
     return NodeExport(proc, (proc.a_in, proc.b_in), proc.s_out)
 
 

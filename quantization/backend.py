@@ -274,6 +274,34 @@ def int_conv2d(x, w, stride, padding, dilation=(1, 1), groups=1, dtype=torch.flo
     return _back(y, was_numpy, keep_float)
 
 
+def int_conv_transpose2d(x, w, stride, padding, output_padding=(0, 0), dilation=(1, 1),
+                         groups=1, dtype=torch.float64, keep_float: bool = False):  # fmt: skip
+    """2-D transposed convolution of integer ``x`` ``[B, C_in, H, W]`` with integer ``w``
+    ``[C_in, C_out/g, kH, kW]``: ``y[o, p·stride − padding + k·dilation] += x[i, p]·w[i, o, k]``
+    (int64 result; torch with ``keep_float``: the exact result in ``dtype``)."""
+    xt, was_numpy = _as_torch(x, dtype)
+    wt, _ = _as_torch(w, dtype)
+    with no_tf32(xt):
+        y = torch.nn.functional.conv_transpose2d(xt, wt, None, stride, padding, output_padding,
+                                                 groups, dilation)  # fmt: skip
+    return _back(y, was_numpy, keep_float)
+
+
+def int_conv_transpose2d_weight(x, w_shape, a, stride, padding, dilation=(1, 1), groups=1,
+                                dtype=torch.float64):  # fmt: skip
+    """``Σ_b,positions`` correlation of the post factor ``a`` ``[B, C_out, H', W']`` with the
+    input ``x`` ``[B, C_in, H, W]`` of a transposed convolution, in its weight's shape
+    ``[C_in, C_out/g, kH, kW]`` (int64). A transposed convolution of ``x`` is the input
+    gradient of the convolution with the same weight, so ``⟨a, convT(x, W)⟩ = ⟨conv(a, W), x⟩``
+    and this is the weight gradient of that convolution with input ``a`` and output
+    gradient ``x``."""
+    xt, was_numpy = _as_torch(x, dtype)
+    at, _ = _as_torch(a, dtype)
+    with no_tf32(xt):
+        g = torch.nn.grad.conv2d_weight(at, tuple(w_shape), xt, stride, padding, dilation, groups)
+    return _back(g, was_numpy)
+
+
 def int_outer_sum(a, x, dtype: torch.dtype = torch.float64):
     """``Σ_b aᵀ x`` for ``a`` ``[B, out]`` and ``x`` ``[B, in]`` (int64 ``[out, in]``)."""
     at, was_numpy = _as_torch(a, dtype)

@@ -40,7 +40,7 @@ from quantization.device_counts import DeviceCounts
 from quantization.emulator_input import check_input, frames_bound, quantize_exact
 from quantization.formats import ACT_SHIFT, DECAY_UNITY, UV_LIMIT, VTH_SHIFT
 from quantization.network import QNetwork, SpikingLayer
-from quantization.nodes import SynapseWeights, kind_of
+from quantization.nodes import SynapseWeights, kind_of, max_abs_fan_in
 from quantization.ptq import quantize_input
 from quantization.qformat import SaturationCounter
 from stllr.errors import UserError
@@ -337,10 +337,11 @@ class IntegerEmulator:
                 del cache[k]
 
     def _row_sum(self, name: str, key: str) -> int:
-        """``max_i Σ_j |w_ij|`` of a weight (conv: per output channel)."""
+        """``max_i Σ_j |w_ij|`` of a weight (conv: per output channel; see max_abs_fan_in)."""
         if (name, key) not in self._row_sums:
             w = getattr(self._weights[name], key)
-            self._row_sums[name, key] = int(w.abs().flatten(1).sum(1).max()) if w.numel() else 0
+            geometry = getattr(self.qnet.nodes[self._index[name]], "kind", "dense")
+            self._row_sums[name, key] = max_abs_fan_in(w, geometry if key == "w" else "dense")
         return self._row_sums[name, key]
 
     def _a_bound(self, n) -> int:

@@ -28,6 +28,7 @@ import torch
 
 from quantization.backend import (
     int_conv2d_weight,
+    int_conv_transpose2d_weight,
     int_outer_sum,
     round_shift,
     saturate,
@@ -176,12 +177,15 @@ def synapse_correlation(kind: str, a, x, w_shape, stride=(1, 1), padding=(0, 0),
                         dilation=(1, 1), groups: int = 1):  # fmt: skip
     """``Σ`` over samples (and positions) of the post factor ``a`` times the pre quantity ``x``,
     in the weight's shape: ``aᵀx`` for ``kind == "dense"``, the weight gradient of the
-    convolution for ``"conv"``. numpy inputs are one sample (``[out]``/``[C, H, W]``),
-    torch inputs a batch."""
+    convolution for ``"conv"`` and of the transposed convolution for ``"deconv"``. numpy
+    inputs are one sample (``[out]``/``[C, H, W]``), torch inputs a batch."""
     if not isinstance(a, torch.Tensor):
         a, x = np.asarray(a)[None], np.asarray(x)[None]
     if kind == "conv":
         return int_conv2d_weight(x, tuple(w_shape), a, stride, padding, dilation, groups)
+    if kind == "deconv":
+        return int_conv_transpose2d_weight(x, tuple(w_shape), a, stride, padding, dilation,
+                                           groups)  # fmt: skip
     return int_outer_sum(a, x)
 
 

@@ -150,3 +150,17 @@ def quantize_decay(gamma: float, allow_full: bool = False) -> int:
     ``DECAY_UNITY``, no memory)."""
     dv = round_float((1.0 - gamma) * DECAY_UNITY, "nearest_even")
     return min(dv, DECAY_UNITY if allow_full else DV_MAX)
+
+
+def shifts_to_finest(name: str, inputs, scales: dict) -> tuple[tuple[int, ...], float]:
+    """``(shifts, finest)``: the left shifts that put every input on the finest of their
+    float scales (``scale_i = finest · 2^shift_i``), for nodes that add or concatenate
+    their inputs; a :class:`QuantizationError` if two scales are not powers of two apart."""
+    finest = min(scales[i] for i in inputs)
+    shifts = tuple(round(math.log2(scales[i] / finest)) for i in inputs)
+    if any(scales[i] != finest * 2.0**k for i, k in zip(inputs, shifts, strict=True)):
+        mine = {i: scales[i] for i in inputs}
+        raise QuantizationError(
+            f"node {name}: input scales {mine} differ by a non-power-of-two factor"
+        )
+    return shifts, finest

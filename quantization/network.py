@@ -17,6 +17,7 @@ its step; re-exported here):
 ``Pool``          ``max`` or ``sum`` over k×k windows.
 ``GlobalSumPool`` sum over all positions ``[B, C, H, W] → [B, C]``.
 ``Add``           elementwise sum of its inputs (residual blocks).
+``Concat``        channel concatenation of its inputs (decoder skip paths).
 
 Units: a layer with weight exponent ``e`` holds ``W ≈ m·2^e``; its membrane ``v`` is in
 units of ``2^e / 64`` (Lava's ``act_shift = 6``); threshold ``vth`` in units of ``2^e``;
@@ -38,6 +39,7 @@ import torch
 from quantization.learning_formats import LearningSpec, PsiTable
 from quantization.nodes import (
     Add,
+    Concat,
     GlobalSumPool,
     Pool,
     Readout,
@@ -49,6 +51,7 @@ from stllr.errors import UserError
 
 __all__ = [
     "Add",
+    "Concat",
     "GlobalSumPool",
     "InputFormat",
     "Pool",

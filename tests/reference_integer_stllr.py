@@ -74,10 +74,15 @@ def all_indices(shape):
 
 
 class RefLayer:
-    """One plastic node: ``kind`` dense/conv/readout, state per sample as nested dicts."""
+    """One plastic node: ``kind`` dense/conv/deconv/readout, state per sample as nested dicts.
+
+    ``deconv`` is a transposed convolution written from its definition: input ``(c, i, j)``
+    adds ``x·w[c, o, ky, kz]`` to output ``(o, i·stride − padding + ky, j·stride − padding
+    + kz)`` where that position exists.
+    """
 
     def __init__(self, kind, w, spec, *, dv, vth=0, reset="soft", bias=None, w_rec=None,
-                 psi=None, padding=0, node_index=0):  # fmt: skip
+                 psi=None, padding=0, node_index=0, stride=1):  # fmt: skip
         self.kind, self.spec, self.dv, self.vth, self.reset = kind, spec, dv, vth, reset
         self.w = w  # dict: index tuple → int
         self.w_shape = tuple(max(i[d] for i in w) + 1 for d in range(len(next(iter(w)))))
@@ -85,6 +90,7 @@ class RefLayer:
         self.bias = bias
         self.psi = psi  # (table list, shift, half, frac) or None for a readout
         self.padding = padding
+        self.stride = stride
         self.idx = node_index
         self.state = None
 
@@ -95,6 +101,12 @@ class RefLayer:
             n_out, n_in = self.w_shape
             for i in range(n_out):
                 a[(i,)] = sum(self.w[(i, j)] * x[(j,)] for j in range(n_in))
+            return a
+        if self.kind == "deconv":
+            a = {i: 0 for i in all_indices(out_shape)}
+            for (c, i, j), xv in x.items():
+                for o, ky, kz, y, z in self._taps(c, i, j, out_shape):
+                    a[(o, y, z)] += xv * self.w[(c, o, ky, kz)]
             return a
         c_out, c_in, kh, kw = self.w_shape
         _, h, wd = out_shape
@@ -108,6 +120,18 @@ class RefLayer:
                             total += self.w[(o, c, dy, dz)] * x[(c, yy, zz)]
             a[(o, y, z)] = total
         return a
+
+    def _taps(self, c, i, j, out_shape):
+        """deconv: ``(o, ky, kz, y, z)`` for every output that input ``(c, i, j)`` reaches."""
+        _, c_out, kh, kw = self.w_shape
+        _, h, wd = out_shape
+        for o in range(c_out):
+            for ky in range(kh):
+                for kz in range(kw):
+                    y = i * self.stride - self.padding + ky
+                    z = j * self.stride - self.padding + kz
+                    if 0 <= y < h and 0 <= z < wd:
+                        yield o, ky, kz, y, z
 
     def step(self, xs, in_shape, out_shape, seed_step):
         """Forward all samples ``xs`` (list of dicts) at global step ``seed_step``."""
@@ -197,7 +221,16 @@ class RefLayer:
         for widx in self.w:
             total = 0
             for b in range(len(xs)):
-                if self.kind == "conv":
+                if self.kind == "deconv":
+                    c, o, ky, kz = widx
+                    for cc, i, j in xs[b]:
+                        if cc != c:
+                            continue
+                        for oo, yy, zz, y, z in self._taps(c, i, j, out_shape):
+                            if (oo, yy, zz) == (o, ky, kz):
+                                total += eligibility(b, (o, y, z), self.state[b]["p"][(c, i, j)],
+                                                     xs[b][(c, i, j)])  # fmt: skip
+                elif self.kind == "conv":
                     o, c, dy, dz = widx
                     _, h, wd = out_shape
                     for y in range(h):

@@ -51,6 +51,7 @@ def _run(node, in_shape, steps, batch, gen, density=0.4, signal_scale=60):
         if isinstance(node, Readout)
         else (node.psi.table.tolist(), node.psi.shift, node.psi.half, node.psi.frac),
         padding=node.padding[0] if isinstance(node, SpikingLayer) else 0,
+        stride=node.stride[0] if isinstance(node, SpikingLayer) else 1,
     )
     emu.reset()
     changed = 0
@@ -151,3 +152,23 @@ def test_same_seed_same_weights_other_seed_differs():
         runs.append(emu.weights("dense")["w"].clone())
     assert torch.equal(runs[0], runs[1])
     assert not torch.equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("stride,padding", [(2, 0), (2, 1), (1, 1)])
+def test_deconv_update_equals_reference(stride, padding):
+    """A transposed-convolution layer (the kind the optical-flow decoder upsamples with):
+    spikes, traces and the learned weights equal the reference written from the definition
+    of a transposed convolution, step by step."""
+    gen = torch.Generator().manual_seed(21)
+    e = -6
+    node = SpikingLayer(
+        name="up", inputs=("input",), kind="deconv",
+        weight=torch.randint(-50, 51, (3, 2, 3, 3), generator=gen), weight_exp=e, dv=900,
+        vth=60, reset="soft", bias_mant=torch.randint(-200, 200, (2,), generator=gen),
+        stride=(stride, stride), padding=(padding, padding),
+        output_padding=(stride - 1, stride - 1) if padding else (0, 0),
+        psi=psi_table("d", 2.0**e / 64), learning=_spec(),
+    )  # fmt: skip
+    changed, emu = _run(node, (3, 3, 3), steps=8, batch=2, gen=gen, density=0.5)
+    assert changed > 0
+    assert emu.state["up"].traces.q.shape[1:] == (2, *emu.state["up"].v.shape[2:])

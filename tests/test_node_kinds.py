@@ -138,3 +138,30 @@ def test_emulator_state_is_typed():
     assert isinstance(ro, ReadoutState) and ro.traces.q is None
     np.testing.assert_array_equal(st.traces.p.numpy(), (x << spec.p_frac).numpy())
     assert st.traces.r is not None and not st.traces.r.any()  # s[−1] = 0
+
+
+def test_concat_joins_channels_with_shifts():
+    """``Concat`` (one module, quantization/nodes/concat.py): output channel ``c`` is input
+    0's channel ``c`` for ``c < C_0`` and input 1's channel ``c − C_0`` shifted left by
+    ``shifts[1]`` after that, element by element; PTQ gives the shifts of the scales."""
+    from quantization.layer_quantization import PTQConfig
+    from quantization.nodes import Concat, kind_of
+
+    gen = torch.Generator().manual_seed(2)
+    a = SpikingLayer("a", ("input",), "conv", torch.randint(-9, 10, (2, 1, 3, 3), generator=gen),
+                     0, 300, 6, "soft", padding=(1, 1))  # fmt: skip
+    b = SpikingLayer("b", ("input",), "conv", torch.randint(-9, 10, (3, 1, 1, 1), generator=gen),
+                     0, 300, 4, "soft")  # fmt: skip
+    cat = Concat("cat", ("a", "b"), (0, 2))
+    emu = IntegerEmulator(QNetwork((a, b, cat), (1, 4, 4), 5, InputFormat(0, 0, 3)))
+    for _ in range(4):
+        o = emu.forward(torch.randint(0, 4, (2, 1, 4, 4), generator=gen))
+        sa, sb, y = o["a"].tolist(), o["b"].tolist(), o["cat"].tolist()
+        for n in range(2):
+            for c in range(5):
+                for i in range(4):
+                    for j in range(4):
+                        want = sa[n][c][i][j] if c < 2 else sb[n][c - 2][i][j] << 2
+                        assert y[n][c][i][j] == want
+    made = kind_of(cat).from_float(Concat("cat", ("a", "b")), {"a": 0.25, "b": 1.0}, PTQConfig())
+    assert made.node.shifts == (0, 2) and made.scale == 0.25

@@ -10,10 +10,18 @@ error and DFA/sDFA/BP feedback, with their ``fixed_pt`` models) here, without si
 
 from lava_models.processes.process import (
     AddProcess,
+    ConcatProcess,
     GlobalSumPoolProcess,
     PoolProcess,
     ReadoutProcess,
     STLLRLayer,
 )
 
-__all__ = ["AddProcess", "GlobalSumPoolProcess", "PoolProcess", "ReadoutProcess", "STLLRLayer"]
+__all__ = [
+    "AddProcess",
+    "ConcatProcess",
+    "GlobalSumPoolProcess",
+    "PoolProcess",
+    "ReadoutProcess",
+    "STLLRLayer",
+]

@@ -37,6 +37,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lava_models.processes.process import (
     AddProcess,
+    ConcatProcess,
     GlobalSumPoolProcess,
     PoolProcess,
     ReadoutProcess,
@@ -289,6 +290,16 @@ class PyGlobalSumPoolModelFixed(StatelessKindModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyAddModelFixed(StatelessKindModel):
+    IN_PORTS = ("a_in", "b_in")
+    a_in: PyInPort = in_port_type(24)
+    b_in: PyInPort = in_port_type(24)
+    s_out: PyOutPort = out_port_type(24)
+
+
+@implements(proc=ConcatProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyConcatModelFixed(StatelessKindModel):
     IN_PORTS = ("a_in", "b_in")
     a_in: PyInPort = in_port_type(24)
     b_in: PyInPort = in_port_type(24)

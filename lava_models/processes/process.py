@@ -9,7 +9,8 @@ from a :class:`~quantization.network.QNetwork`.
 
 Layout: ports and Vars keep the toolkit's per-sample layout, ``[C, H, W]`` for feature
 maps (Lava's own ``Conv`` uses ``(W, H, C)``) and ``[N]`` for dense vectors; weights are
-``[out, in]`` (dense) or ``[C_out, C_in/groups, kH, kW]`` (conv).
+``[out, in]`` (dense), ``[C_out, C_in/groups, kH, kW]`` (conv) or ``[C_in, C_out/groups, kH,
+kW]`` (deconv, a transposed convolution; fixed_pt only).
 
 Fixed or float: by default a Process holds integers (int64 Vars) for its ``fixed_pt``
 model. ``STLLRLayer(lif=LIFParams)`` and ``ReadoutProcess(gamma=γ)`` make a float node
@@ -31,6 +32,7 @@ Per step, ``x`` the input received on ``s_in`` (integer semantics: docs/fixed_po
     PoolProcess      max, sum (or, float only, average) over k×k windows
     GlobalSumPoolProcess  sum (or, float only, ``average=True``: mean) over H, W
     AddProcess       (a_in << shifts[0]) + (b_in << shifts[1])
+    ConcatProcess    [a_in << shifts[0], b_in << shifts[1]] along channels
 
 Common keyword arguments (``proc_params``): ``node_index`` (keys the random streams:
 ``node_index·8 + quantity``), ``step_offset`` (the emulator's global step counter at
@@ -118,8 +120,9 @@ class STLLRLayer(AbstractProcess):
         floating = lif is not None
         array, dtype = (_float_array, np.float64) if floating else (_int_array, np.int64)
         bias = np.zeros(channels, dtype) if bias is None else array(bias, (channels,))
-        if kind not in ("dense", "conv"):
-            raise ValueError(f"STLLRLayer: kind must be 'dense' or 'conv', got {kind!r}")
+        if kind not in ("dense", "conv", "deconv") or (floating and kind == "deconv"):
+            raise ValueError(f"STLLRLayer: kind must be 'dense' or 'conv' (fixed_pt also "
+                             f"'deconv'), got {kind!r}")  # fmt: skip
         if floating:
             reset = lif.reset
         if reset not in ("soft", "hard"):
@@ -226,8 +229,28 @@ class AddProcess(AbstractProcess):
         self.s_out = OutPort(shape=shape)
 
 
+class ConcatProcess(AbstractProcess):
+    """``[a_in << shifts[0], b_in << shifts[1]]`` along the channel axis of ``[C, H, W]``
+    (a skip connection into a decoder)."""
+
+    def __init__(self, *, a_shape, b_shape, shifts=(0, 0), **kw):
+        a_shape, b_shape = tuple(a_shape), tuple(b_shape)
+        shifts = tuple(int(k) for k in shifts)
+        if len(a_shape) != 3 or a_shape[1:] != b_shape[1:]:
+            raise ValueError(f"ConcatProcess: inputs must be [C, H, W] of one H, W, got "
+                             f"{a_shape} and {b_shape}")  # fmt: skip
+        if len(shifts) != 2 or min(shifts) < 0:
+            raise ValueError(f"ConcatProcess: shifts must be two non-negative ints, got {shifts}")
+        out_shape = (a_shape[0] + b_shape[0], *a_shape[1:])
+        super().__init__(a_shape=a_shape, b_shape=b_shape, shifts=shifts, **_common(kw))
+        self.a_in = InPort(shape=a_shape)
+        self.b_in = InPort(shape=b_shape)
+        self.s_out = OutPort(shape=out_shape)
+
+
 __all__ = [
     "AddProcess",
+    "ConcatProcess",
     "GlobalSumPoolProcess",
     "PoolProcess",
     "ReadoutProcess",

@@ -6,7 +6,7 @@ bound, registered with :func:`~quantization.nodes.base.register_kind`) plus its 
 line below.
 """
 
-from quantization.nodes import pooling, readout, spiking  # noqa: F401  (registers the kinds)
+from quantization.nodes import concat, pooling, readout, spiking  # noqa: F401  (registers)
 from quantization.nodes.base import (
     Host,
     NodeKind,
@@ -18,16 +18,19 @@ from quantization.nodes.base import (
     kind_for_float,
     kind_names,
     kind_of,
+    max_abs_fan_in,
     node_class,
     register_kind,
     registered_kinds,
 )
+from quantization.nodes.concat import Concat
 from quantization.nodes.pooling import Add, GlobalSumPool, Pool
 from quantization.nodes.readout import Readout, ReadoutState
 from quantization.nodes.spiking import SpikingLayer, SpikingState
 
 __all__ = [
     "Add",
+    "Concat",
     "GlobalSumPool",
     "Host",
     "NodeKind",
@@ -44,6 +47,7 @@ __all__ = [
     "kind_for_float",
     "kind_names",
     "kind_of",
+    "max_abs_fan_in",
     "node_class",
     "register_kind",
     "registered_kinds",

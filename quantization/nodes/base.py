@@ -192,6 +192,19 @@ def as_dtype_of(x, like):
     return x
 
 
+def max_abs_fan_in(w, geometry: str = "dense") -> int:
+    """``max_o Σ |w|`` over the weights that feed output ``o`` (a bound on ``|W·x|`` per unit
+    of ``max |x|``): a row of a dense ``[out, in]`` or conv ``[C_out, ...]`` weight; for a
+    transposed conv (``"deconv"``, ``[C_in, C_out/g, kH, kW]``) the sum over input channels
+    and kernel taps per output channel (an upper bound: not every tap reaches every
+    position)."""
+    if not w.numel():
+        return 0
+    if geometry == "deconv":
+        w = w.transpose(0, 1)
+    return int(w.abs().flatten(1).sum(1).max())
+
+
 def zeros_like(x, dtype=None):
     if isinstance(x, torch.Tensor):
         return torch.zeros_like(x, dtype=dtype)

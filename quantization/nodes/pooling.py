@@ -10,7 +10,6 @@ Per time step (integers; inputs ``[B, C, H, W]`` batched or ``[C, H, W]`` one sa
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from quantization.backend import int_max_pool2d, int_sum_pool2d
 from quantization.float_nodes import FloatGlobalPool
 from quantization.kernels import add_shifted, global_sum_pool
-from quantization.layer_quantization import QuantizationError
+from quantization.layer_quantization import shifts_to_finest
 from quantization.nodes.base import NodeKind, Quantized, Step, UnsupportedNodeError, register_kind
 
 
@@ -127,13 +126,7 @@ def gsum_from_float(spec: FloatGlobalPool, scales: dict, cfg) -> Quantized:
 
 def add_from_float(spec: Add, scales: dict, cfg) -> Quantized:
     """Shifts that put every input on the finest scale (powers of two apart, or an error)."""
-    finest = min(scales[i] for i in spec.inputs)
-    shifts = tuple(round(math.log2(scales[i] / finest)) for i in spec.inputs)
-    if any(scales[i] != finest * 2.0**k for i, k in zip(spec.inputs, shifts, strict=True)):
-        mine = {i: scales[i] for i in spec.inputs}
-        raise QuantizationError(
-            f"node {spec.name}: input scales {mine} differ by a non-power-of-two factor"
-        )
+    shifts, finest = shifts_to_finest(spec.name, spec.inputs, scales)
     return Quantized(Add(spec.name, spec.inputs, shifts if any(shifts) else ()), None, finest)
 
 

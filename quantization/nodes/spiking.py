@@ -1,9 +1,10 @@
-"""Node kind ``SpikingLayer``: dense or conv synapses (+ recurrent) into the integer LIF,
-plastic with S-TLLR. The one home of its step, used by the emulator and by Lava.
+"""Node kind ``SpikingLayer``: dense, conv or transposed-conv synapses (+ recurrent) into
+the integer LIF, plastic with S-TLLR. The one home of its step, used by the emulator and by
+Lava.
 
 Per time step ``t``, all quantities integers (docs/fixed_point.md, docs/rule.md)::
 
-    a[t]          = W·x[t]  (+ W_rec·s[t−1] if recurrent)
+    a[t]          = W·x[t]  (+ W_rec·s[t−1] if recurrent)      W·x: dense, conv or convT
     s, v_c, u, v  = LIF(a[t])                (quantization.loihi.lif_int_step, du = 4095)
 
 and, if the node carries a ``LearningSpec``, after the neuron::
@@ -29,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from quantization.backend import int_conv2d, int_linear
+from quantization.backend import int_conv2d, int_conv_transpose2d, int_linear
 from quantization.float_nodes import FloatSpiking
 from quantization.formats import ACT_SHIFT, DU_NONE, UV_LIMIT
 from quantization.kernels import (
@@ -67,11 +68,12 @@ from quantization.nodes.base import (
 
 @dataclass(frozen=True)
 class SpikingLayer:
-    """Integer spiking layer. ``weight`` int64 ``[out, in]`` or ``[C_out, C_in/g, kH, kW]``."""
+    """Integer spiking layer. ``weight`` int64 ``[out, in]``, ``[C_out, C_in/g, kH, kW]``
+    (conv) or ``[C_in, C_out/g, kH, kW]`` (deconv: transposed convolution)."""
 
     name: str
     inputs: tuple[str, ...]
-    kind: str  # "dense" | "conv"
+    kind: str  # "dense" | "conv" | "deconv"
     weight: torch.Tensor
     weight_exp: int
     dv: int  # 12-bit voltage decay, round((1 − γ)·4096)
@@ -92,9 +94,13 @@ class SpikingLayer:
     #: (PTQ's exact-threshold scale): its integers are those of the spike-equivalent float
     #: layer with weights, bias and threshold multiplied by ``k``; 1 for a power of two.
     gain: float = 1.0
+    #: deconv only: extra rows/columns on one side of the output (PyTorch's output_padding)
+    output_padding: tuple[int, int] = (0, 0)
 
     @property
     def out_channels(self) -> int:
+        if self.kind == "deconv":
+            return int(self.weight.shape[1]) * self.groups
         return int(self.weight.shape[0])
 
     @property
@@ -133,6 +139,9 @@ def synaptic_sum(node: SpikingLayer, w, x, dtype=torch.float64, keep_float: bool
     if node.kind == "conv":
         conv = (node.stride, node.padding, node.dilation, node.groups)
         return int_conv2d(x, w, *conv, dtype, keep_float)
+    if node.kind == "deconv":
+        return int_conv_transpose2d(x, w, node.stride, node.padding, node.output_padding,
+                                    node.dilation, node.groups, dtype, keep_float)  # fmt: skip
     return int_linear(flat_batch(x), w, dtype, keep_float)
 
 
@@ -221,12 +230,12 @@ def out_shape(node: SpikingLayer, in_shapes) -> tuple[int, ...]:
     (shape,) = in_shapes
     w = node.weight.detach().cpu().numpy().astype(np.int64)
     zeros = np.zeros(shape, dtype=np.int64)
-    if node.kind == "conv":
+    if node.kind in ("conv", "deconv"):
         if len(shape) != 3:
-            raise UnsupportedNodeError(f"a conv layer needs a [C, H, W] input, got {shape}")
-        return int_conv2d(zeros, w, node.stride, node.padding, node.dilation, node.groups).shape
+            raise UnsupportedNodeError(f"a {node.kind} layer needs a [C, H, W] input, got {shape}")
+        return synaptic_sum(node, w, zeros).shape
     if node.kind != "dense":
-        raise UnsupportedNodeError(f"kind {node.kind!r} is not supported (dense or conv)")
+        raise UnsupportedNodeError(f"kind {node.kind!r} is not supported (dense, conv, deconv)")
     if len(shape) != 1:
         raise UnsupportedNodeError(f"a dense layer needs a flat input, got {shape}")
     out = int_linear(zeros, w).shape
