@@ -95,6 +95,26 @@ def test_emulator_equals_lava_builtin(arch, seed, bits):
     _assert_equal(_numpy_reference(qnet, x), lava, "numpy kernels")
 
 
+@pytest.mark.parametrize("dus", [(1024, 300), (0, 3000), (2048, 4095)])
+def test_current_based_lif_equals_lava_builtin(dus):
+    """A current-based LIF (CuLIF: the current u keeps memory with Lava's decay ``du``)
+    maps onto Lava's built-in ``LIF`` unchanged: spikes, u and v equal at every step."""
+    import dataclasses
+
+    qnet, x = _quantized("2layer", 0, 8)
+    nodes = tuple(dataclasses.replace(n, du=du) for n, du in zip(qnet.nodes, dus, strict=True))
+    qnet = dataclasses.replace(qnet, nodes=nodes)
+    lava = run_builtin(qnet, x)
+    for n in qnet.nodes:
+        s = lava[n.name]["s"]
+        assert 0 < s.sum() < s.size, f"{n.name}: {int(s.sum())} spikes of {s.size}"
+    # the current carries memory: it is not the last step's input alone
+    u0 = lava[qnet.nodes[0].name]["u"]
+    assert dus[0] == 4095 or (u0[1:] != 0).sum() > (u0[1:] == 0).sum()
+    _assert_equal(_emulate(qnet, x), lava, "torch emulator")
+    _assert_equal(_numpy_reference(qnet, x), lava, "numpy kernels")
+
+
 def test_cases_cover_bias_and_weight_ranges():
     """The parametrised networks exercise biases, leaks and the full mantissa range."""
     bias_exps = set()

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lava_models.errors import UnsupportedNodeError
-from quantization.formats import BIAS_MANT_MAX, BIAS_MANT_MIN, DU_NONE, DV_MAX, VTH_MAX
+from quantization.formats import BIAS_MANT_MAX, BIAS_MANT_MIN, DV_MAX, VTH_MAX
 
 if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)
     from quantization.network import QNetwork, SpikingLayer
@@ -293,7 +293,7 @@ def lif_kwargs(node: SpikingLayer, out_shape: tuple[int, ...] | None = None) -> 
         bias = node.bias_mant.detach().cpu().numpy().astype(np.int32).reshape(n_out)
     return {
         "shape": shape,
-        "du": DU_NONE,
+        "du": int(node.du),  # 4095: no current memory; smaller: a current-based LIF
         "dv": int(node.dv),
         "vth": int(node.vth),
         "bias_mant": np.ascontiguousarray(np.broadcast_to(bias, shape)),  # C is last in Lava

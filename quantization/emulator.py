@@ -38,7 +38,7 @@ import torch
 from quantization.backend import exact_float_dtype, int_linear
 from quantization.device_counts import DeviceCounts
 from quantization.emulator_input import check_input, frames_bound, quantize_exact
-from quantization.formats import ACT_SHIFT, DECAY_UNITY, UV_LIMIT, VTH_SHIFT
+from quantization.formats import ACT_SHIFT, DECAY_UNITY, DU_NONE, UV_LIMIT, VTH_SHIFT
 from quantization.network import QNetwork, SpikingLayer
 from quantization.nodes import SynapseWeights, kind_of, max_abs_fan_in
 from quantization.ptq import quantize_input
@@ -370,6 +370,7 @@ class IntegerEmulator:
             bias = self._weights[n.name].bias
             self._fast[k] = (
                 n.learning is None
+                and n.du == DU_NONE
                 and (self._a_bound(n) << ACT_SHIFT) < UV_LIMIT
                 and (bias is None or bias.numel() == 0 or int(bias.abs().max()) < 2 * UV_LIMIT)
                 and abs(n.vth << VTH_SHIFT) < UV_LIMIT

@@ -736,7 +736,7 @@ def _reader_cases():
     yield "float w", _set("layer/3/weight", np.full((2, 12), 0.5)), "layer 3 .*non-integer"
     yield "pool", _set_type("layer/1/type", "pool"), "layer 1 .*'pool' is not supported"
     yield "unknown", _set_type("layer/3/type", "foo"), "layer 3 .*unknown layer type 'foo'"
-    yield "iDecay", _set("layer/3/neuron/iDecay", 410), r"layer 3 \(dense\) neuron: iDecay = 410"
+    yield "iDecay", _set("layer/3/neuron/iDecay", 0), r"layer 3 \(dense\) neuron: iDecay = 0 is not"
     yield "SDNN", _set("layer/3/neuron/type", "SDNN"), "neuron: type 'SDNN'"
     yield "graded", _set("layer/3/neuron/messageBits", 3), "messageBits"
     yield "vth", _set("layer/1/neuron/vThMant", 1 << 17), "vThMant = 131072"

@@ -165,3 +165,14 @@ def test_concat_joins_channels_with_shifts():
                         assert y[n][c][i][j] == want
     made = kind_of(cat).from_float(Concat("cat", ("a", "b")), {"a": 0.25, "b": 1.0}, PTQConfig())
     assert made.node.shifts == (0, 2) and made.scale == 0.25
+
+
+def test_current_based_layer_cannot_be_made_plastic():
+    """A current-based layer (``du < 4095``) runs (its equality with Lava's LIF is in
+    hw_tests/test_emulator_vs_lava_builtin.py) but refuses on-device S-TLLR by name."""
+    w = torch.ones(2, 3, dtype=torch.int64)
+    SpikingLayer("cu", ("input",), "dense", w, 0, 300, 6, "hard", du=1000)
+    with pytest.raises(ValueError, match="'?cu'?.*du = 1000.*cannot learn on device"):
+        SpikingLayer("cu", ("input",), "dense", w, 0, 300, 6, "hard", du=1000, learning=_spec())
+    with pytest.raises(ValueError, match="du must be in 0 … 4095"):
+        SpikingLayer("cu", ("input",), "dense", w, 0, 300, 6, "hard", du=5000)

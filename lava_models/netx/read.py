@@ -12,6 +12,7 @@ functions).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,8 +127,10 @@ def _attr(g, key: str, where: str, kind: type, default):
     return value
 
 
-def _neuron(g, where: str) -> tuple[int, int]:
-    """``(dv, vth)`` of a layer's CUBA neuron; errors for anything netx maps differently."""
+def _neuron(g, where: str) -> tuple[int, int, int]:
+    """``(du, dv, vth)`` of a layer's CUBA neuron (netx: ``du = iDecay − 1``, so iDecay 4096
+    is the toolkit's LIF without current memory and smaller values a current-based LIF);
+    errors for anything netx maps differently."""
     import h5py
 
     where = f"{where} neuron"
@@ -145,10 +148,10 @@ def _neuron(g, where: str) -> tuple[int, int]:
             f"{where}: type {kind!r} is not supported (only CUBA/LOIHI map to Lava's LIF)"
         )
     i_decay = _int(nrn, "iDecay", where)
-    if i_decay != I_DECAY_NONE:
+    if not 1 <= i_decay <= I_DECAY_NONE:
         raise NetxFileError(
-            f"{where}: iDecay = {i_decay}; the toolkit's neurons have no current memory, which "
-            f"is iDecay = {I_DECAY_NONE} (Lava du = 4095)"
+            f"{where}: iDecay = {i_decay} is not a current decay netx maps onto Lava's LIF "
+            f"(1 … {I_DECAY_NONE}: du = iDecay − 1; {I_DECAY_NONE} = no current memory)"
         )
     dv = _int(nrn, "vDecay", where)
     if not 0 <= dv <= DV_MAX:
@@ -158,7 +161,7 @@ def _neuron(g, where: str) -> tuple[int, int]:
         raise NetxFileError(f"{where}: vThMant = {vth} is beyond 17 bits (0 … {VTH_MAX})")
     if "messageBits" in nrn and _int(nrn, "messageBits", where) != 0:
         raise NetxFileError(f"{where}: messageBits > 0 (graded spikes) is not supported")
-    return dv, vth
+    return i_decay - 1, dv, vth
 
 
 def _bias(g, where: str, n_out: int, bias_exp: int):
@@ -401,7 +404,7 @@ def read_netx(path: str | Path) -> QNetwork:
                 "gain": _attr(g, "stllr_gain", where, float, 1.0),
                 "input": prev,
             }
-            dv, vth = _neuron(g, where)
+            du, dv, vth = _neuron(g, where)
             if kind == "conv":
                 if flatten_next:
                     raise NetxFileError(f"{where}: a flatten layer must be followed by a dense")
@@ -428,6 +431,8 @@ def read_netx(path: str | Path) -> QNetwork:
                         shape = in_shape = (int(shape[0]),)
                 node, out = _dense_layer(g, where, kind == "dense_rec", shape, attrs, dv, vth)
                 flatten_next = False
+            if du != I_DECAY_NONE - 1:  # a current-based LIF (CuLIF)
+                node = dataclasses.replace(node, du=du)
             if node.name in {n.name for n in nodes} or node.name == "input":
                 raise NetxFileError(f"{where}: duplicate node name {node.name!r}")
             nodes.append(node)

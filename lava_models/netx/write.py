@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lava_models.netx.layout import I_DECAY_NONE, NETX_FORMAT
+from lava_models.netx.layout import NETX_FORMAT
 from lava_models.netx.plan import plan_netx
 
 if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)
@@ -78,7 +78,7 @@ def _write_node(g, layer: dict) -> None:
         g.create_dataset("bias", data=layer["bias"].astype(np.int32))
     neuron = g.create_group("neuron")
     neuron.create_dataset("type", data="CUBA")  # variable-length string, as slayer writes it
-    neuron.create_dataset("iDecay", data=np.int64(I_DECAY_NONE))
+    neuron.create_dataset("iDecay", data=np.int64(n.du + 1))  # netx: du = iDecay − 1
     neuron.create_dataset("vDecay", data=np.int64(n.dv))
     neuron.create_dataset("vThMant", data=np.int64(n.vth))
     neuron.create_dataset("refDelay", data=np.int64(1))

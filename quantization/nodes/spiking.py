@@ -5,7 +5,12 @@ Lava.
 Per time step ``t``, all quantities integers (docs/fixed_point.md, docs/rule.md)::
 
     a[t]          = W·x[t]  (+ W_rec·s[t−1] if recurrent)      W·x: dense, conv or convT
-    s, v_c, u, v  = LIF(a[t])                (quantization.loihi.lif_int_step, du = 4095)
+    s, v_c, u, v  = LIF(a[t])                (quantization.loihi.lif_int_step)
+
+``du = 4095`` (the default) is the toolkit's LIF: the current ``u`` has no memory. Any other
+``du`` is the current-based LIF (CuLIF) of Lava's built-in ``LIF``:
+``u[t] = wrap24(decay(u[t−1], du + 1) + (a[t] << 6))``; on-device S-TLLR needs a current
+without memory and refuses such a layer.
 
 and, if the node carries a ``LearningSpec``, after the neuron::
 
@@ -19,7 +24,7 @@ and, if the node carries a ``LearningSpec``, after the neuron::
     W_rec ← stllr_weight_step(W_rec; g, h, R[t], s[t−1])        stream STREAM_WREC
 
 Naming: ``u`` is the synaptic current and ``v`` the membrane voltage (Lava's names,
-docs/node_kinds.md, "Naming"); with ``du = 4095`` the current has no memory.
+docs/node_kinds.md, "Naming").
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from quantization.layer_quantization import (
     quantize_weights,
 )
 from quantization.learning_formats import LearningSpec, PsiTable, psi_table
-from quantization.loihi import LIFFixedParams, LIFFixedState, lif_int_step
+from quantization.loihi import LIFFixedParams, LIFFixedState, decay_toward_zero, lif_int_step
 from quantization.nodes.base import (
     NodeKind,
     Quantized,
@@ -96,6 +101,20 @@ class SpikingLayer:
     gain: float = 1.0
     #: deconv only: extra rows/columns on one side of the output (PyTorch's output_padding)
     output_padding: tuple[int, int] = (0, 0)
+    #: 12-bit current decay (Lava's du): 4095 = no current memory (the toolkit's LIF),
+    #: smaller = a current-based LIF (CuLIF)
+    du: int = DU_NONE
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.du <= DU_NONE:
+            raise ValueError(
+                f"SpikingLayer {self.name}: du must be in 0 … {DU_NONE}, got {self.du}"
+            )
+        if self.learning is not None and self.du != DU_NONE:
+            raise ValueError(
+                f"SpikingLayer {self.name}: on-device S-TLLR needs a current without memory "
+                f"(du = {DU_NONE}); a current-based layer (du = {self.du}) cannot learn on device"
+            )
 
     @property
     def out_channels(self) -> int:
@@ -159,10 +178,14 @@ def forward(node: SpikingLayer, state: SpikingState | None, inputs, host, step: 
     else:  # the host may have changed path between calls (exact either way)
         lif = LIFFixedState(as_dtype_of(state.u, a), as_dtype_of(state.v, a))
     a_bound = host.a_bound(node)
-    no_wrap = a_bound is not None and (a_bound << ACT_SHIFT) < UV_LIMIT
-    host.count(node.name + "/current", a if no_wrap else a << ACT_SHIFT,
-               None if no_wrap else UV_LIMIT)  # fmt: skip
-    p = LIFFixedParams(DU_NONE, node.dv, node.vth, host.bias_of(node, a), 0, node.reset)
+    if node.du != DU_NONE:  # the current before its 24-bit wrap
+        host.count(node.name + "/current", decay_toward_zero(lif.u, node.du + 1)
+                   + (a << ACT_SHIFT), UV_LIMIT)  # fmt: skip
+    elif a_bound is not None and (a_bound << ACT_SHIFT) < UV_LIMIT:
+        host.count(node.name + "/current", a, None)  # a static bound: it cannot wrap
+    else:
+        host.count(node.name + "/current", a << ACT_SHIFT, UV_LIMIT)
+    p = LIFFixedParams(node.du, node.dv, node.vth, host.bias_of(node, a), 0, node.reset)
     s, v_c, lif = lif_int_step(lif, a, p, a_bound)
     host.count(node.name + "/membrane", lif.v, UV_LIMIT - 1)
     out = as_int64(s)
