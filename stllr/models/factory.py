@@ -6,6 +6,7 @@
 arch          method stllr/stllr_online/ottt  method bptt
 ============  ===========================  ==============================
 shd_rsnn      SHDNetSTLLR                  SHDNetBPTT
+  neuron≠lif  SHDNeuronNetSTLLR            SHDNeuronNetBPTT (culif, pculif, adlif, cuadlif)
 vgg9          VGGSTLLR                     VGGBPTT (AvgPool, as the reference)
 resnet18      SpikingResNet18 (S-TLLR)     SpikingResNet18 (BPTT)
 auto          shd_rsnn for frames ``[T, C]`` (1-D sensors), vgg9 for ``[T, C, H, W]``
@@ -17,14 +18,17 @@ layers). New architectures register with :func:`register_arch`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from stllr.config import ExperimentConfig
 from stllr.errors import UserError
 from stllr.models.base import SpikingModel
 from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
+from stllr.models.shd_neurons import SHDNeuronNetBPTT, SHDNeuronNetSTLLR
 from stllr.models.vgg import VGG9_CHANNELS, VGGBPTT, VGGSTLLR
 from stllr.neuron import decay_from_leak
+from stllr.neurons.population import NEURON_KINDS, NeuronSpec
 from stllr.training import TRAINING_MODES, ottt_factors
 
 Builder = Callable[[ExperimentConfig, tuple[int, ...], int], SpikingModel]
@@ -55,13 +59,53 @@ def _check_input_fits(cfg: ExperimentConfig, input_shape: tuple[int, ...]) -> No
     )
 
 
+def spec_decay(spec: NeuronSpec) -> float:
+    """The voltage decay ``e^{−1/τ_mem}`` of ``spec`` at initialisation (OTTT's λ_pre)."""
+    return math.exp(-1.0 / spec.tau_mem)
+
+
 def _factors(cfg: ExperimentConfig, leak: float):
     return ottt_factors(decay_from_leak(leak)) if cfg.method == "ottt" else cfg.stllr_factors()
+
+
+def _neuron_spec(cfg: ExperimentConfig) -> NeuronSpec | None:
+    """The hidden neurons of the SHD network: None for the LIF, else their spec."""
+    if cfg.neuron == "lif":
+        if cfg.reset != "soft":
+            raise UserError(
+                f"config reset={cfg.reset!r} applies to neuron = {' | '.join(NEURON_KINDS)}; "
+                'the SHD network\'s lif resets softly (set reset = "soft")'
+            )
+        return None
+    if cfg.neuron not in NEURON_KINDS:
+        raise UserError(
+            f"config neuron must be one of {['lif', *NEURON_KINDS]}, got {cfg.neuron!r}"
+        )
+    try:
+        return NeuronSpec(
+            kind=cfg.neuron,
+            tau_mem=cfg.tau_mem,
+            tau_syn=cfg.tau_syn,
+            tau_adapt=cfg.tau_adapt,
+            threshold=cfg.threshold,
+            reset=cfg.reset,
+            decay_mode=cfg.decay_mode,
+        )
+    except ValueError as exc:
+        raise UserError(f"config (neuron = {cfg.neuron!r}): {exc}") from None
 
 
 def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     (n_in,) = input_shape
     kw = {"num_inputs": n_in, "hidden": cfg.hidden, "num_classes": num_classes}
+    spec = _neuron_spec(cfg)
+    if spec is not None:
+        # the reference's surrogate for these neurons is the sigmoid's, Ψ (c)
+        psi = cfg.psi or "c"
+        if cfg.method == "bptt":
+            return SHDNeuronNetBPTT(spec, psi=psi, **kw)
+        factors = ottt_factors(spec_decay(spec)) if cfg.method == "ottt" else cfg.stllr_factors()
+        return SHDNeuronNetSTLLR(spec, factors=factors, psi=psi, feedback=cfg.feedback, **kw)
     psi = cfg.psi or "a"
     if cfg.method == "bptt":
         return SHDNetBPTT(psi=psi, threshold=cfg.threshold, **kw)
@@ -70,7 +114,17 @@ def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     )
 
 
+def _lif_only(cfg: ExperimentConfig) -> None:
+    """Only the SHD network has the current-based/adaptive neurons (so far)."""
+    if cfg.neuron != "lif":
+        raise UserError(
+            f"config neuron={cfg.neuron!r} is available for arch=shd_rsnn only; "
+            f'arch {cfg.arch!r} needs neuron = "lif"'
+        )
+
+
 def _vgg(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    _lif_only(cfg)
     channels = cfg.channels or VGG9_CHANNELS
     kw = {"input_shape": tuple(input_shape), "num_classes": num_classes, "channels": channels}
     psi = cfg.psi or "b"
@@ -88,6 +142,7 @@ def _vgg(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
 
 
 def _resnet(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    _lif_only(cfg)
     from stllr.models.resnet import RESNET18_WIDTHS, SpikingResNet18
 
     family = "bptt" if cfg.method == "bptt" else "stllr"
