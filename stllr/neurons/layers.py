@@ -51,8 +51,9 @@ class NeuronLayerState(NamedTuple):
 class RecurrentNeuronSTLLR(nn.Module):
     """Recurrent dense S-TLLR layer of ``spec.kind`` neurons, ``[B, in] → [B, out]``.
 
-    ``lambda_syn`` is the decay of the current's pre-trace (current-based kinds);
-    default the neuron's initial current decay ``e^{−1/τ_syn}``. λ_pre, λ_post and the
+    ``weight_std=False`` multiplies by the raw weights. ``lambda_syn`` is the decay of
+    the current's pre-trace (current-based kinds); default the neuron's initial current
+    decay ``e^{−1/τ_syn}``. λ_pre, λ_post and the
     α's come from ``factors`` (docs/neurons.md §3).
     """
 
@@ -65,6 +66,7 @@ class RecurrentNeuronSTLLR(nn.Module):
         psi: str = "c",
         bias: bool = True,
         lambda_syn: float | None = None,
+        weight_std: bool = True,
     ):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
@@ -72,10 +74,11 @@ class RecurrentNeuronSTLLR(nn.Module):
         self.psi_name = canonical_name(psi)
         self.lambda_syn = math.exp(-1.0 / spec.tau_syn) if lambda_syn is None else lambda_syn
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        self.gain = nn.Parameter(torch.ones(out_features, 1))
+        self.weight_std = weight_std
+        self.gain = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.weight_rec = nn.Parameter(torch.empty(out_features, out_features))
-        self.gain_rec = nn.Parameter(torch.ones(out_features, 1))
+        self.gain_rec = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         nn.init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
         self.neurons = NeuronPopulation(out_features, spec)
@@ -96,11 +99,16 @@ class RecurrentNeuronSTLLR(nn.Module):
         self.neurons.reset_state()
 
     def effective_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Ŵ, Ŵ_rec), cached while the parameters are unchanged."""
+        """(Ŵ, Ŵ_rec), cached while the parameters are unchanged (the raw weights when
+        ``weight_std`` is off)."""
+        if not self.weight_std:
+            return self.weight, self.weight_rec
         return self._ws.get_group(((self.weight, self.gain), (self.weight_rec, self.gain_rec)))
 
     def standardized_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(Ŵ, Ŵ_rec) recomputed, outside any cache."""
+        if not self.weight_std:
+            return self.weight, self.weight_rec
         return standardize_weight(self.weight, self.gain), standardize_weight(
             self.weight_rec, self.gain_rec
         )
