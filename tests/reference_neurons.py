@@ -15,8 +15,6 @@ For ``kind = "lif"`` the neuron is the toolkit's one-state LIF (docs/rule.md §2
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from tests.reference_stllr import psi_fn
@@ -116,7 +114,3 @@ def recurrent_sequence(kind, x, w, w_rec, b, delta, neuron_params, *, factors, l
             s_prev = s_new
     return out
 
-
-def decay(tau: float) -> float:
-    """``e^{−1/τ}``."""
-    return math.exp(-1.0 / tau)

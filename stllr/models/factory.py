@@ -18,7 +18,6 @@ layers). New architectures register with :func:`register_arch`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from stllr.config import ExperimentConfig
@@ -28,7 +27,7 @@ from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
 from stllr.models.shd_neurons import SHDNeuronNetBPTT, SHDNeuronNetSTLLR
 from stllr.models.vgg import VGG9_CHANNELS, VGGBPTT, VGGSTLLR
 from stllr.neuron import decay_from_leak
-from stllr.neurons.population import NEURON_KINDS, NeuronSpec
+from stllr.neurons.population import NEURON_KINDS, NeuronSpec, decay_from_tau
 from stllr.training import TRAINING_MODES, ottt_factors
 
 Builder = Callable[[ExperimentConfig, tuple[int, ...], int], SpikingModel]
@@ -57,11 +56,6 @@ def _check_input_fits(cfg: ExperimentConfig, input_shape: tuple[int, ...]) -> No
         f"arch {cfg.arch!r} takes frames {_INPUT_LAYOUT.get(dims, f'{dims}-d')}, but task "
         f"{cfg.task!r} gives {layout} {list(input_shape)}: use {use} (--set arch=...)"
     )
-
-
-def spec_decay(spec: NeuronSpec) -> float:
-    """The voltage decay ``e^{−1/τ_mem}`` of ``spec`` at initialisation (OTTT's λ_pre)."""
-    return math.exp(-1.0 / spec.tau_mem)
 
 
 def _factors(cfg: ExperimentConfig, leak: float):
@@ -104,7 +98,11 @@ def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
         psi = cfg.psi or "c"
         if cfg.method == "bptt":
             return SHDNeuronNetBPTT(spec, psi=psi, **kw)
-        factors = ottt_factors(spec_decay(spec)) if cfg.method == "ottt" else cfg.stllr_factors()
+        factors = (
+            ottt_factors(decay_from_tau(spec.tau_mem))
+            if cfg.method == "ottt"
+            else cfg.stllr_factors()
+        )
         return SHDNeuronNetSTLLR(spec, factors=factors, psi=psi, feedback=cfg.feedback, **kw)
     psi = cfg.psi or "a"
     if cfg.method == "bptt":

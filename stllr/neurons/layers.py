@@ -32,7 +32,7 @@ from stllr.neurons.eligibility import (
     pre_trace_step,
     zero_pre_trace,
 )
-from stllr.neurons.population import NeuronPopulation, NeuronSpec
+from stllr.neurons.population import NeuronPopulation, NeuronSpec, decay_from_tau
 from stllr.surrogates import canonical_name, get_surrogate
 from stllr.validation import check_float_tensor, check_shape
 from stllr.weight_standardization import StandardizedWeightCache, standardize_weight
@@ -72,7 +72,7 @@ class RecurrentNeuronSTLLR(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.factors = factors or STLLRFactors()
         self.psi_name = canonical_name(psi)
-        self.lambda_syn = math.exp(-1.0 / spec.tau_syn) if lambda_syn is None else lambda_syn
+        self.lambda_syn = decay_from_tau(spec.tau_syn) if lambda_syn is None else lambda_syn
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.weight_std = weight_std
         self.gain = nn.Parameter(torch.ones(out_features, 1)) if weight_std else None

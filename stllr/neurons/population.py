@@ -55,6 +55,12 @@ _STEPS = {
 }
 
 
+def decay_from_tau(tau: float) -> float:
+    """The decay per step of a time constant of ``tau`` steps, ``e^{−1/τ}`` (the one home of
+    this conversion: the populations' initial decays and the traces' default decays)."""
+    return math.exp(-1.0 / tau)
+
+
 def decay_logit(tau: float) -> float:
     """``d = −log(e^{1/τ} − 1)``, so that ``σ(d) = e^{−1/τ}`` (τ in steps, > 0)."""
     return -math.log(math.expm1(1.0 / tau))
