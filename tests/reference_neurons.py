@@ -113,4 +113,3 @@ def recurrent_sequence(kind, x, w, w_rec, b, delta, neuron_params, *, factors, l
             out["spikes"][t, bi] = torch.tensor(s_new, dtype=torch.float64)
             s_prev = s_new
     return out
-
