@@ -322,3 +322,24 @@ def test_factory_rejects_bad_neuron_settings():
         build_model(ExperimentConfig(reset="hard"), (12,), 3)
     with pytest.raises(UserError, match="shd_rsnn only"):
         build_model(ExperimentConfig(arch="vgg9", neuron="adlif"), (2, 8, 8), 3)
+
+
+def test_adlif_run_resumes_bit_identically(tmp_path):
+    """Through the experiment runner: the neurons' parameters (a, b drawn at random) are in
+    the checkpoint and a resumed run ends where an uninterrupted one does."""
+    from stllr.run import CHECKPOINT, run_experiment
+    from tests.test_run_and_cli import _cfg, _tiny_task
+
+    task = _tiny_task()
+    kw = {"neuron": "adlif", "method": "stllr", "threshold": 0.3, "epochs": 2}
+    run_experiment(_cfg(tmp_path / "a", **kw), progress=False, log=lambda s: None, data=task)
+    part = _cfg(tmp_path / "b", **{**kw, "epochs": 1})
+    run_experiment(part, progress=False, log=lambda s: None, data=task)
+    resumed = _cfg(tmp_path / "b", **kw)
+    run_experiment(resumed, resume=True, progress=False, log=lambda s: None, data=task)
+    load = lambda p: torch.load(p / "t" / "trial_1" / CHECKPOINT, weights_only=True)["model"]  # noqa: E731
+    a, b = load(tmp_path / "a"), load(tmp_path / "b")
+    assert any(k.endswith("neurons.a") for k in a)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
