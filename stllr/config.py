@@ -62,8 +62,9 @@ class ExperimentConfig:
     tau_adapt: float = 100.0
     #: learnable decays: "layer" (one value) or "neuron" (one each); "" = the neuron's default
     decay_mode: str = ""
-    #: reset of those neurons: soft (subtract θ) or hard (to 0)
-    reset: str = "soft"
+    #: reset of the neuron: soft (subtract θ) or hard (to 0); "" = the neuron's default
+    #: (soft for lif, hard for the others, as their reference networks)
+    reset: str = ""
     #: VGG channel widths; empty = the paper's (64,128,256,256,512,512,512,512)
     channels: tuple[int, ...] = ()
     #: number of last time steps with a learning signal [--delay-ls]

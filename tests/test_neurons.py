@@ -169,6 +169,7 @@ def _neuron_params(layer: RecurrentNeuronSTLLR) -> list[dict]:
         ("culif", "layer", "soft", [0.5, 1.0, 1.0, 1.0], "c"),
         ("pculif", "neuron", "hard", [0.2, 0.75, -1.0, 1.0], "a"),
         ("adlif", "neuron", "soft", [0.5, 0.8, -0.2, 1.0], "c"),
+        ("adlif", "layer", "hard", [0.5, 1.0, 1.0, 1.0], "e"),
         ("cuadlif", "neuron", "hard", [0.9, 0.3, -3.0, 0.4], "b"),
         ("cuadlif", "layer", "soft", [0.0, 0.6, 0.0, 1.0], "d"),
     ],
@@ -250,7 +251,9 @@ def test_causal_term_equals_autograd_where_exact(kind):
     the pure step function (another implementation)."""
     torch.manual_seed(3)
     steps, batch, n_in, n_out = 10, 3, 6, 5
-    spec = NeuronSpec(kind, tau_mem=4.0, tau_syn=3.0, threshold=0.2, decay_mode="layer")
+    spec = NeuronSpec(
+        kind, tau_mem=4.0, tau_syn=3.0, threshold=0.2, reset="soft", decay_mode="layer"
+    )
     layer = RecurrentNeuronSTLLR(n_in, n_out, spec, psi="c", weight_std=False).double()
     # the trace decays are the population's own decays (σ of its float32-initialised logits)
     p = layer.neurons.params()

@@ -65,7 +65,7 @@ def _factors(cfg: ExperimentConfig, leak: float):
 def _neuron_spec(cfg: ExperimentConfig) -> NeuronSpec | None:
     """The hidden neurons of the SHD network: None for the LIF, else their spec."""
     if cfg.neuron == "lif":
-        if cfg.reset != "soft":
+        if cfg.reset not in ("", "soft"):
             raise UserError(
                 f"config reset={cfg.reset!r} applies to neuron = {' | '.join(NEURON_KINDS)}; "
                 'the SHD network\'s lif resets softly (set reset = "soft")'
@@ -82,7 +82,7 @@ def _neuron_spec(cfg: ExperimentConfig) -> NeuronSpec | None:
             tau_syn=cfg.tau_syn,
             tau_adapt=cfg.tau_adapt,
             threshold=cfg.threshold,
-            reset=cfg.reset,
+            reset=cfg.reset or "hard",
             decay_mode=cfg.decay_mode,
         )
     except ValueError as exc:
@@ -94,8 +94,8 @@ def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     kw = {"num_inputs": n_in, "hidden": cfg.hidden, "num_classes": num_classes}
     spec = _neuron_spec(cfg)
     if spec is not None:
-        # the reference's surrogate for these neurons is the sigmoid's, Ψ (c)
-        psi = cfg.psi or "c"
+        # the reference networks' surrogate for these neurons (MySoftSign), Ψ (e)
+        psi = cfg.psi or "e"
         if cfg.method == "bptt":
             return SHDNeuronNetBPTT(spec, psi=psi, **kw)
         factors = (

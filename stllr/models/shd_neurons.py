@@ -36,7 +36,7 @@ class SHDNeuronNetSTLLR(SpikingModel):
         hidden: int = 450,
         num_classes: int = 20,
         factors: STLLRFactors = SHD_FACTORS,
-        psi: str = "c",
+        psi: str = "e",
         feedback: str = "BP",
     ):
         super().__init__((num_inputs,), num_classes)
@@ -69,7 +69,7 @@ class SHDNeuronNetBPTT(SpikingModel):
         num_inputs: int = 700,
         hidden: int = 450,
         num_classes: int = 20,
-        psi: str = "c",
+        psi: str = "e",
     ):
         super().__init__((num_inputs,), num_classes)
         self.rec = RecurrentNeuronBPTT(num_inputs, hidden, spec, psi=psi)

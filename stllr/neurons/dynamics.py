@@ -52,7 +52,7 @@ class CuLIFParams(NamedTuple):
     alpha: Decay
     beta: Decay
     threshold: float
-    reset: str = "soft"
+    reset: str
 
 
 class AdLIFParams(NamedTuple):
@@ -63,7 +63,7 @@ class AdLIFParams(NamedTuple):
     a: Decay
     b: Decay
     threshold: float
-    reset: str = "soft"
+    reset: str
 
 
 class CuAdLIFParams(NamedTuple):
@@ -75,7 +75,7 @@ class CuAdLIFParams(NamedTuple):
     a: Decay
     b: Decay
     threshold: float
-    reset: str = "soft"
+    reset: str
 
 
 class CuLIFState(NamedTuple):

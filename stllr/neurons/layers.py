@@ -63,7 +63,7 @@ class RecurrentNeuronSTLLR(nn.Module):
         out_features: int,
         spec: NeuronSpec,
         factors: STLLRFactors | None = None,
-        psi: str = "c",
+        psi: str = "e",
         bias: bool = True,
         lambda_syn: float | None = None,
         weight_std: bool = True,
@@ -159,7 +159,7 @@ class RecurrentNeuronBPTT(nn.Module):
     input ``c[t]``; the population's states stay in the graph.
     """
 
-    def __init__(self, in_features: int, out_features: int, spec: NeuronSpec, psi: str = "c"):
+    def __init__(self, in_features: int, out_features: int, spec: NeuronSpec, psi: str = "e"):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.ff = ScaledWSLinear(in_features, out_features)

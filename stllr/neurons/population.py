@@ -71,7 +71,7 @@ class NeuronSpec:
     """Constant description of a population (time constants in steps, θ in input units).
 
     ``decay_mode`` ``""`` picks the reference's default for the kind
-    (:data:`DEFAULT_DECAY_MODE`).
+    (:data:`DEFAULT_DECAY_MODE`); the reset defaults to the reference networks' hard reset.
     """
 
     kind: str = "culif"
@@ -79,7 +79,7 @@ class NeuronSpec:
     tau_syn: float = 5.0
     tau_adapt: float = 100.0
     threshold: float = 0.5
-    reset: str = "soft"
+    reset: str = "hard"
     decay_mode: str = ""
 
     def __post_init__(self) -> None:
