@@ -9,6 +9,9 @@ vector ``(ε_v, ε_i)`` of the derivation, with the layer-wide trace decays::
     e_ij[t] = α_pre·Ψ_i[t]·κ_i·ε_v[t] + α_post·Q_i[t−1]·x_j[t]
     ∂L/∂W_ij += δ_i[t]·e_ij[t]
 
+and every neuron keeps the derivatives of its voltage with respect to its own parameters
+(docs/neurons.md §3c, :func:`parameter_derivatives`), ``∂L/∂π_i += δ_i[t]·Ψ_i[t]·∂v_i[t]/∂π_i``.
+
 For ``kind = "lif"`` the neuron is the toolkit's one-state LIF (docs/rule.md §2) with
 κ = 1 and direct drive.
 """
@@ -50,6 +53,22 @@ def neuron_scalar_step(kind, st, c, p):
     return s, v - theta
 
 
+def parameter_derivatives(kind, d, st, c, p):
+    """Advance neuron ``d`` (dict of floats) = its ∂v/∂π and the auxiliary ∂i/∂β, ∂w/∂π,
+    from the state ``st`` of t−1 and the input ``c[t]``, before the neuron steps."""
+    if kind == "lif":
+        return
+    alpha = p["alpha"]
+    drive = st["i"] if kind in ("culif", "pculif", "cuadlif") else c
+    u = drive - st["w"]
+    d["alpha"] = alpha * d["alpha"] + st["v"] - u
+    d["beta"] = alpha * d["beta"] + (1 - alpha) * d["di"]
+    d["di"] = p.get("beta", 0.0) * d["di"] + st["i"]
+    for name, source in (("rho", "w"), ("a", "h"), ("b", "s")):
+        d[name] = alpha * d[name] - (1 - alpha) * d["dw_" + name]
+        d["dw_" + name] = p.get("rho", 0.0) * d["dw_" + name] + st[source]
+
+
 def recurrent_sequence(kind, x, w, w_rec, b, delta, neuron_params, *, factors, lambda_syn, psi):
     """Gradients of a recurrent layer for ``delta[t] = ∂L_t/∂s[t]``.
 
@@ -59,7 +78,8 @@ def recurrent_sequence(kind, x, w, w_rec, b, delta, neuron_params, *, factors, l
         (alpha, beta, rho, a, b or gamma; theta; reset); factors
         ``[λ_post, λ_pre, α_post, α_pre]``.
 
-    Returns a dict: spikes, grad_w, grad_w_rec, grad_b, grad_x.
+    Returns a dict: spikes, grad_w, grad_w_rec, grad_b, grad_x, and ``grad_params``
+    ``{π: [out]}`` (per neuron, for π in alpha, beta, rho, a, b).
     """
     lam_post, lam_pre, a_post, a_pre = factors
     psi_f = psi_fn(psi)
@@ -74,9 +94,14 @@ def recurrent_sequence(kind, x, w, w_rec, b, delta, neuron_params, *, factors, l
         "grad_w_rec": z(n_out, n_out, dtype=torch.float64),
         "grad_b": z(n_out, dtype=torch.float64),
         "grad_x": z(steps, batch, n_in, dtype=torch.float64),
+        "grad_params": {
+            n: z(n_out, dtype=torch.float64) for n in ("alpha", "beta", "rho", "a", "b")
+        },
     }
+    names = ("alpha", "beta", "rho", "a", "b", "di", "dw_rho", "dw_a", "dw_b")
     for bi in range(batch):
         states = [dict(i=0.0, v=0.0, w=0.0, h=0.0, s=0.0) for _ in range(n_out)]
+        derivs = [dict.fromkeys(names, 0.0) for _ in range(n_out)]
         # per-synapse eligibility vectors [ε_v, ε_i] for the input and the recurrent input
         eps = [[[0.0, 0.0] for _ in range(n_in)] for _ in range(n_out)]
         eps_rec = [[[0.0, 0.0] for _ in range(n_out)] for _ in range(n_out)]
@@ -88,6 +113,7 @@ def recurrent_sequence(kind, x, w, w_rec, b, delta, neuron_params, *, factors, l
             for i in range(n_out):
                 c = float(b[i]) + sum(float(w[i, j]) * xt[j] for j in range(n_in))
                 c += sum(float(w_rec[i, k]) * s_prev[k] for k in range(n_out))
+                parameter_derivatives(kind, derivs[i], states[i], c, neuron_params[i])
                 s_new[i], centred = neuron_scalar_step(kind, states[i], c, neuron_params[i])
                 psi_v[i] = psi_f(centred)
             for i in range(n_out):
@@ -109,6 +135,8 @@ def recurrent_sequence(kind, x, w, w_rec, b, delta, neuron_params, *, factors, l
                     e_ik = a_pre * psi_v[i] * gain[i] * eps_rec[i][k][0] + a_post * q[i] * s_prev[k]
                     out["grad_w_rec"][i, k] += d * e_ik
                 out["grad_b"][i] += g
+                for name in out["grad_params"]:
+                    out["grad_params"][name][i] += d * psi_v[i] * derivs[i][name]
                 q[i] = lam_post * q[i] + psi_v[i]
             out["spikes"][t, bi] = torch.tensor(s_new, dtype=torch.float64)
             s_prev = s_new

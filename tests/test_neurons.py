@@ -4,6 +4,7 @@ against autograd where the eligibility is exact, and the reduction to the LIF la
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -211,8 +212,38 @@ def test_stllr_gradients_match_naive_reference(kind, mode, reset, factors, psi):
         ("grad_x", grad_x),
     ):
         assert torch.allclose(got, want[name], atol=1e-10, rtol=0), name
-    for p in layer.neurons.parameters():
-        assert p.grad is None  # S-TLLR leaves the neuron's own parameters alone
+    _check_parameter_grads(layer, want["grad_params"])
+
+
+#: population attribute → (parameter π, whether π = σ(attribute))
+_PARAMETER_OF = {
+    "mem_logit": ("alpha", True),
+    "syn_logit": ("beta", True),
+    "adapt_logit": ("rho", True),
+    "a": ("a", False),
+    "b": ("b", False),
+}
+
+
+def _check_parameter_grads(layer, want: dict, atol: float = 1e-10):
+    """The population's gradients against ``want[π]`` ``[out]`` (∂L/∂π per neuron),
+    chained by hand through σ for the logits and summed over neurons for 0-dim ones."""
+    pop = layer.neurons
+    learnable = dict(pop.named_parameters())
+    if pop.spec.kind == "culif":
+        assert not learnable  # fixed decays
+    for attr, (name, logit) in _PARAMETER_OF.items():
+        if attr not in learnable:
+            continue
+        prm = learnable[attr]
+        expected = want[name]
+        if logit:
+            value = torch.sigmoid(prm.detach())
+            expected = expected * value * (1 - value)
+        if prm.dim() == 0:
+            expected = expected.sum()
+        assert prm.grad is not None, attr
+        assert torch.allclose(prm.grad, expected, atol=atol, rtol=0), attr
 
 
 def test_one_state_lif_reduces_to_existing_stllr_layer():
@@ -243,48 +274,55 @@ def test_one_state_lif_reduces_to_existing_stllr_layer():
     assert torch.allclose(grad_x, want["grad_x"], atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["culif", "adlif", "cuadlif"])
-def test_causal_term_equals_autograd_where_exact(kind):
-    """No recurrence, one decay per layer, λ_pre = α, λ_syn = β, α_post = 0, soft reset and
-    no adaptation coupling (a = b = 0): the S-TLLR gradient is the true gradient of
-    Σ_t δ[t]·s[t] with the reset's derivative dropped, which autograd computes through
-    the pure step function (another implementation)."""
+@pytest.mark.parametrize(
+    "kind,mode",
+    [("culif", "layer"), ("pculif", "neuron"), ("adlif", "layer"), ("cuadlif", "neuron")],
+)
+def test_causal_term_equals_autograd_where_exact(kind, mode):
+    """No recurrence, λ_pre = α, λ_syn = β (one trace decay per layer, so the decays are
+    equal across neurons), α_post = 0, soft reset and no adaptation coupling (a = b = 0):
+    the S-TLLR gradients of the weights and of the neuron parameters are the true
+    gradients of Σ_t δ[t]·s[t] with the reset's derivative dropped, which autograd
+    computes through the pure step function (another implementation)."""
     torch.manual_seed(3)
     steps, batch, n_in, n_out = 10, 3, 6, 5
-    spec = NeuronSpec(
-        kind, tau_mem=4.0, tau_syn=3.0, threshold=0.2, reset="soft", decay_mode="layer"
-    )
+    spec = NeuronSpec(kind, tau_mem=4.0, tau_syn=3.0, threshold=0.2, reset="soft", decay_mode=mode)
     layer = RecurrentNeuronSTLLR(n_in, n_out, spec, psi="c", weight_std=False).double()
     # the trace decays are the population's own decays (σ of its float32-initialised logits)
     p = layer.neurons.params()
-    alpha = float(p.alpha.detach())
+    alpha = float(p.alpha.detach().reshape(-1)[0])
     assert alpha == pytest.approx(math.exp(-1 / 4), rel=1e-6)
     layer.factors = STLLRFactors(lambda_post=0.5, lambda_pre=alpha, alpha_post=0.0, alpha_pre=1.0)
     if spec.current_based:
-        layer.lambda_syn = float(p.beta.detach())
+        layer.lambda_syn = float(p.beta.detach().reshape(-1)[0])
     with torch.no_grad():
         layer.weight.mul_(3.0)
         layer.weight_rec.zero_()
         if spec.adaptive:
             layer.neurons.a.zero_()
             layer.neurons.b.zero_()
+    reference = copy.deepcopy(layer.neurons)  # its own parameters, for autograd's gradients
     x = (torch.rand(steps, batch, n_in) < 0.5).to(D)
     delta = torch.randn(steps, batch, n_out, dtype=D)
     spikes, _ = _drive(layer, x, delta)
     assert 0 < spikes.mean() < 1
 
     w = layer.weight.detach().clone().requires_grad_(True)
-    pop = layer.neurons
-    params = pop.params()
+    params = reference.params()
     psi = get_surrogate("c")
-    state = pop.zero_state(torch.zeros(batch, n_out, dtype=D))
+    state = reference.zero_state(torch.zeros(batch, n_out, dtype=D))
     loss = 0.0
     for t in range(steps):
         c = x[t] @ w.t() + layer.bias.detach()
-        s, _, state = pop.step(c, state, params, spike=lambda z: SpikeFn.apply(z, psi))
+        s, _, state = reference.step(c, state, params, spike=lambda z: SpikeFn.apply(z, psi))
         loss = loss + (s * delta[t]).sum()
     loss.backward()
     assert torch.allclose(layer.weight.grad, w.grad, atol=1e-10, rtol=0)
+    got = dict(layer.neurons.named_parameters())
+    for name, prm in reference.named_parameters():
+        # with a = b = 0, w stays 0 and ∂L/∂ρ is 0 in both (the naive reference checks ρ)
+        assert prm.grad is not None and (name == "adapt_logit" or prm.grad.abs().sum() > 0), name
+        assert torch.allclose(got[name].grad, prm.grad, atol=1e-10, rtol=0), name
 
 
 def test_bptt_layer_trains_decays_and_stllr_runs_without_graph():

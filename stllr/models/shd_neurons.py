@@ -47,7 +47,7 @@ class SHDNeuronNetSTLLR(SpikingModel):
         nn.init.zeros_(self.rec.bias)
 
     def batch_summed_parameters(self) -> list[nn.Parameter]:
-        return self.rec.synaptic_parameters() if self.hook.mode != "BP" else []
+        return list(self.rec.parameters()) if self.hook.mode != "BP" else []
 
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
         fb = self.feedback_context(target) if self.hook.mode != "BP" else None

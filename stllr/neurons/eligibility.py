@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import torch
 
-from stllr.factors import STLLRFactors, trace_step
+from stllr.factors import trace_step
 from stllr.functional.stllr_step import stacked_operands
 
 
@@ -62,34 +62,48 @@ def pre_trace_step(
 class EligibilityGrad(torch.autograd.Function):
     """Identity on the spikes whose backward applies the module docstring's update.
 
-    ``(s, x, s_prev, Ŵ, Ŵ_rec, b, κΨ, Q[t−1], P[t], R[t], factors) → s``; the spikes and
-    every operand come from the no-graph forward step; only ``x``, ``Ŵ``, ``Ŵ_rec`` and
-    ``b`` receive gradients (``s_prev`` and the states none).
+    ``(s, x, s_prev, Ŵ, Ŵ_rec, b, Ψ, κ, Q[t−1], P[t], R[t], factors, traces, *π) → s``;
+    the spikes and every operand come from the no-graph forward step. ``x``, ``Ŵ``,
+    ``Ŵ_rec`` and ``b`` receive the update above; each neuron parameter ``π`` (``[N]`` or
+    0-dim, in the graph of the population's logits) receives ``Σ δ ⊙ Ψ ⊙ κ_π`` with its
+    trace ``κ_π`` from ``traces`` (aligned with ``π``; :mod:`stllr.neurons.parameter_traces`).
+    ``s_prev`` and the states receive nothing.
     """
 
     @staticmethod
-    def forward(ctx, s, x, s_prev, w, w_rec, b, gain_psi, q_prev, p, r, factors: STLLRFactors):
-        ctx.save_for_backward(
-            x, s_prev, w if ctx.needs_input_grad[1] else None, gain_psi, q_prev, p, r
-        )
+    def forward(ctx, s, x, s_prev, w, w_rec, b, psi, gain, q_prev, p, r, factors, traces, *params):
+        w_saved = w if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(x, s_prev, w_saved, psi, gain, q_prev, p, r, *traces)
         ctx.factors = factors
         ctx.has_bias = b is not None
+        ctx.param_dims = [prm.dim() for prm in params]
         ctx.set_materialize_grads(False)
         return s.clone()
 
     @staticmethod
     def backward(ctx, delta):
+        n_params = len(ctx.param_dims)
         if delta is None:
-            return (None,) * 11
-        x, s_prev, w, gain_psi, q_prev, p, r = ctx.saved_tensors
+            return (None,) * (13 + n_params)
+        x, s_prev, w, psi, gain, q_prev, p, r, *traces = ctx.saved_tensors
         f = ctx.factors
-        g = gain_psi * delta
+        needs = ctx.needs_input_grad
+        psi_delta = psi * delta
+        g = gain * psi_delta
         post, pre = stacked_operands(f, g, delta, q_prev, p, x)
-        grad_w = post.t().mm(pre) if ctx.needs_input_grad[3] else None
+        grad_w = post.t().mm(pre) if needs[3] else None
         grad_w_rec = None
-        if ctx.needs_input_grad[4]:
+        if needs[4]:
             post, pre_rec = stacked_operands(f, g, delta, q_prev, r, s_prev)
             grad_w_rec = post.t().mm(pre_rec)
-        grad_b = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[5] else None
-        grad_x = g.mm(w) if ctx.needs_input_grad[1] else None
-        return None, grad_x, None, grad_w, grad_w_rec, grad_b, None, None, None, None, None
+        grad_b = g.sum(0) if ctx.has_bias and needs[5] else None
+        grad_x = g.mm(w) if needs[1] else None
+        grad_params = []
+        for k, (kappa, dim) in enumerate(zip(traces, ctx.param_dims, strict=True)):
+            if not needs[13 + k]:
+                grad_params.append(None)
+                continue
+            grad = (psi_delta * kappa).sum(0)
+            grad_params.append(grad.sum() if dim == 0 else grad)
+        head = (None, grad_x, None, grad_w, grad_w_rec, grad_b)
+        return (*head, None, None, None, None, None, None, None, *grad_params)

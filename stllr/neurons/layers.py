@@ -7,8 +7,9 @@ standardisation with trainable gains, docs/rule.md §1) and advance a
 returns ``s[t]`` ``[B, out]``; ``reset_state()`` starts a new sequence.
 
 * :class:`RecurrentNeuronSTLLR`: the step runs without a graph; the spikes carry the
-  S-TLLR gradient of :mod:`stllr.neurons.eligibility` (no gradient through time). The
-  neuron's own parameters (decays, a, b) stay at their initial values.
+  S-TLLR gradient of :mod:`stllr.neurons.eligibility` (no gradient through time) for the
+  weights and, for the learnable kinds, of :mod:`stllr.neurons.parameter_traces` for
+  the neurons' decays, a and b.
 * :class:`RecurrentNeuronBPTT`: the states stay in the graph, the spike's derivative is
   Ψ (:class:`stllr.layers.bptt.SpikeFn`), the reset uses the detached spike; the
   decays, a and b of the learnable kinds are trained with the weights.
@@ -32,6 +33,11 @@ from stllr.neurons.eligibility import (
     pre_trace_step,
     zero_pre_trace,
 )
+from stllr.neurons.parameter_traces import (
+    ParameterTraces,
+    parameter_trace_step,
+    zero_parameter_traces,
+)
 from stllr.neurons.population import NeuronPopulation, NeuronSpec, decay_from_tau
 from stllr.surrogates import canonical_name, get_surrogate
 from stllr.validation import check_float_tensor, check_shape
@@ -46,6 +52,7 @@ class NeuronLayerState(NamedTuple):
     r: PreTrace  # trace of the recurrent input s[t−1], [B, out]
     q: torch.Tensor  # post trace Q[t], [B, out]
     s: torch.Tensor  # spikes s[t], the next recurrent input, [B, out]
+    kappa: ParameterTraces | None  # the neuron parameters' traces (learnable kinds)
 
 
 class RecurrentNeuronSTLLR(nn.Module):
@@ -85,14 +92,6 @@ class RecurrentNeuronSTLLR(nn.Module):
         self.state: NeuronLayerState | None = None
         self._ws = StandardizedWeightCache(keep_graph=False)
 
-    def synaptic_parameters(self) -> list[nn.Parameter]:
-        """The parameters S-TLLR trains (the weights, gains and bias)."""
-        return [
-            p
-            for p in (self.weight, self.gain, self.bias, self.weight_rec, self.gain_rec)
-            if p is not None
-        ]
-
     def reset_state(self) -> None:
         self.state = None
         self._ws.clear()
@@ -116,8 +115,16 @@ class RecurrentNeuronSTLLR(nn.Module):
     def _zero_state(self, x: torch.Tensor) -> NeuronLayerState:
         cb = self.neurons.spec.current_based
         out = x.new_zeros(x.shape[0], self.out_features)
+        kappa = None
+        if self.neurons.learnable():
+            kappa = zero_parameter_traces(self.neurons.params(), out)
         return NeuronLayerState(
-            self.neurons.zero_state(out), zero_pre_trace(x, cb), zero_pre_trace(out, cb), out, out
+            self.neurons.zero_state(out),
+            zero_pre_trace(x, cb),
+            zero_pre_trace(out, cb),
+            out,
+            out,
+            kappa,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,21 +135,28 @@ class RecurrentNeuronSTLLR(nn.Module):
         st = self.state
         w, w_rec = self.effective_weights()
         f = self.factors
+        graph_params = self.neurons.params()  # in the graph of the logits when learnable
+        params = type(graph_params)(*(_detached(v) for v in graph_params))
         with torch.no_grad():
-            params = self.neurons.params()
             c = F.linear(x, w, self.bias) + F.linear(st.s, w_rec)
             s, centred, neuron = self.neurons.step(c, st.neuron, params)
             psi = get_surrogate(self.psi_name)(centred)
             p = pre_trace_step(st.p, x, f.lambda_pre, self.lambda_syn)
             r = pre_trace_step(st.r, st.s, f.lambda_pre, self.lambda_syn)
             q = trace_step(st.q, psi, f.lambda_post)
+            kappa = None
+            if st.kappa is not None:
+                kappa = parameter_trace_step(st.kappa, st.neuron, c, params)
         out = s
-        if needs_graph(x, w, w_rec, self.bias):
-            gain_psi = (1.0 - params.alpha) * psi
+        learned = [] if kappa is None else list(kappa.kappa)
+        trainable = [getattr(graph_params, n) for n in learned]
+        if needs_graph(x, w, w_rec, self.bias, *trainable):
+            traces = tuple(kappa.kappa[n] for n in learned)
+            gain = 1.0 - params.alpha
             out = EligibilityGrad.apply(
-                s, x, st.s, w, w_rec, self.bias, gain_psi, st.q, p.p, r.p, f
+                s, x, st.s, w, w_rec, self.bias, psi, gain, st.q, p.p, r.p, f, traces, *trainable
             )
-        self.state = NeuronLayerState(neuron, p, r, q, s)
+        self.state = NeuronLayerState(neuron, p, r, q, s, kappa)
         return out
 
     def extra_repr(self) -> str:
@@ -150,6 +164,10 @@ class RecurrentNeuronSTLLR(nn.Module):
             f"in={self.in_features}, out={self.out_features}, factors={self.factors.as_list()}, "
             f"lambda_syn={self.lambda_syn:.4f}, psi={self.psi_name}"
         )
+
+
+def _detached(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value
 
 
 class RecurrentNeuronBPTT(nn.Module):

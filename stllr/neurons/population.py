@@ -118,7 +118,7 @@ class NeuronPopulation(nn.Module):
         self.size = size
         self.spec = spec
         shape = (size,) if spec.mode == "neuron" else ()
-        learn = spec.kind != "culif"
+        learn = self.learnable()
 
         def decay(name: str, tau: float) -> None:
             value = torch.full(shape, decay_logit(tau))
@@ -146,6 +146,10 @@ class NeuronPopulation(nn.Module):
             return AdLIFParams(alpha, rho, self.a, self.b, s.threshold, s.reset)
         beta = torch.sigmoid(self.syn_logit)
         return CuAdLIFParams(alpha, beta, rho, self.a, self.b, s.threshold, s.reset)
+
+    def learnable(self) -> bool:
+        """Whether the kind has trainable parameters (all but CuLIF)."""
+        return self.spec.kind != "culif"
 
     def zero_state(self, like: torch.Tensor):
         """The state at step 0, every field ``zeros_like(like)`` (``like``: ``[B, N]``)."""
