@@ -157,15 +157,15 @@ def _fixed_group(tm, mode, tasks, source: SignalSource, corrupt: bool, cases: di
             weights += diff_count(st[var], emu.weights(name)[key].numpy())
             moved += int((st[var] != w0.numpy()).sum())
             total += w0.numel()
-        learn = emu.learn[name]
+        learn = emu.state[name].traces
         pairs = [(st["p"], learn.p[0])]
         if isinstance(node, SpikingLayer):
-            pairs += [(st["q"], learn.q[0]), (st["psi"], emu.state[name + "/psi"][0]),
+            pairs += [(st["q"], learn.q[0]), (st["psi"], emu.state[name].psi[0]),
                       (st["v"], emu.state[name].v[0]), (st["u"], emu.state[name].u[0])]  # fmt: skip
             if node.weight_rec is not None:
                 pairs.append((st["r"], learn.r[0]))
         else:
-            pairs.append((st["v"], emu.state[name][0]))
+            pairs.append((st["v"], emu.state[name].v[0]))
         states += sum(diff_count(a, b.numpy()) for a, b in pairs)
     fired, nspk, count = activity(qnet.nodes, run.outputs)
     extra = sorted(k for k in keys if k not in {m.name for m in qnet.nodes})
@@ -266,7 +266,7 @@ def _prediction_group(tm, mode, tasks, runs_dir, exclude, corrupt: bool) -> list
             diff += diff_count(st["v"], emu.state[node.name].v[-1].numpy())
             diff += diff_count(st["u"], emu.state[node.name].u[-1].numpy())
         else:
-            diff += diff_count(st["v"], emu.state[node.name][-1].numpy())
+            diff += diff_count(st["v"], emu.state[node.name].v[-1].numpy())
     last = qnet.nodes[-1].name
     lava_pred = res.outputs[last].reshape(n, steps, -1).sum(1).argmax(1)
     emu_pred = ref.predictions().numpy()

@@ -34,7 +34,6 @@ from lava_models.builtin import (
     run_builtin,
     to_lava_shape,
 )
-from quantization import emulator as emulator_module
 from quantization.network import Pool, QNetwork, Readout, SpikingLayer
 from quantization.ptq import PTQConfig, quantize_model
 
@@ -47,30 +46,12 @@ def _quantized(arch: str, seed: int, bits: int):
     return conv_chain_qnet(arch, seed, bits, steps=T)
 
 
-@pytest.fixture
-def flattening_emulator(monkeypatch):
-    """Let the emulator's dense layers read a ``[B, C, H, W]`` input flattened.
-
-    ``IntegerEmulator`` multiplies a dense weight ``[out, C·H·W]`` with its input as
-    is, which fails for a conv output; the float model's ``x.flatten(1)`` is what the
-    shim restores (a no-op once the emulator flattens by itself).
-    """
-    kernel = emulator_module._KERNELS[SpikingLayer]
-
-    def spiking(emu, i, n, ins):
-        if n.kind == "dense" and ins[0].dim() > 2:
-            ins = [ins[0].flatten(1)]
-        return kernel(emu, i, n, ins)
-
-    monkeypatch.setitem(emulator_module._KERNELS, SpikingLayer, spiking)
-
-
 CASES = [("pad1-stride2-fc", 0, bits) for bits in (4, 6, 8)]
 CASES += [("asym-groups-dilation", 1, 6), ("asym-groups-dilation", 2, 8)]
 
 
 @pytest.mark.parametrize("arch,seed,bits", CASES)
-def test_emulator_equals_lava_builtin_conv(flattening_emulator, arch, seed, bits):
+def test_emulator_equals_lava_builtin_conv(arch, seed, bits):
     qnet, x = _quantized(arch, seed, bits)
     check_builtin_supported(qnet)
     top = 1 << (bits - 1)
@@ -96,7 +77,7 @@ def test_cases_cover_bias_exponents():
     assert exps >= {0, 1}
 
 
-def test_dense_on_image_input(flattening_emulator):
+def test_dense_on_image_input():
     """A dense first layer reads the (W, H, C) input through ``flatten()``, columns permuted."""
     torch.manual_seed(7)
     model = ConvChain((2, 5, 4), [], [(12, _lif(1.0, 0.5)), (6, _lif(0.0, 0.6))])

@@ -73,16 +73,16 @@ def _assert_equal(qnet, ref, res, min_changed=0.25):
     for name, w in ref.weights.items():
         for key in w:
             np.testing.assert_array_equal(res.weights[name][key], w[key], err_msg=f"{name}.{key}")
-        n, st, learn = qnet.node(name), res.state[name], emu.learn[name]
+        n, st, learn = qnet.node(name), res.state[name], emu.state[name].traces
         np.testing.assert_array_equal(st["p"], learn.p[0].numpy(), err_msg=f"{name}.P")
         if isinstance(n, SpikingLayer):
             np.testing.assert_array_equal(st["q"], learn.q[0].numpy(), err_msg=f"{name}.Q")
-            np.testing.assert_array_equal(st["psi"], emu.state[name + "/psi"][0].numpy())
+            np.testing.assert_array_equal(st["psi"], emu.state[name].psi[0].numpy())
             np.testing.assert_array_equal(st["v"], emu.state[name].v[0].numpy())
             if n.weight_rec is not None:
                 np.testing.assert_array_equal(st["r"], learn.r[0].numpy(), err_msg=f"{name}.R")
         else:
-            np.testing.assert_array_equal(st["v"], emu.state[name][0].numpy())
+            np.testing.assert_array_equal(st["v"], emu.state[name].v[0].numpy())
         changed = float((w["w"] != n.weight.numpy()).mean())
         assert changed >= min_changed, f"{name}: only {changed:.0%} of the weights changed"
     np.testing.assert_array_equal(res.predictions, ref.predictions)

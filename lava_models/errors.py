@@ -1,4 +1,4 @@
-"""The errors of :mod:`lava_models`, in one module that imports nothing.
+"""The errors of :mod:`lava_models`, in one module that imports no other lava_models module.
 
 Every module of the package (the exporters, the runner, netx) raises these, so they
 live below all of them: importing an error never imports Lava, the exporter or the
@@ -7,10 +7,8 @@ runner, and no two modules import each other to share one.
 
 from __future__ import annotations
 
-
-class UnsupportedNodeError(ValueError):
-    """A node that an export (Lava's built-in Dense/Conv + LIF, the toolkit's processes,
-    or netx) cannot represent exactly; the message names the node."""
+# the node kinds raise it too (their output-shape checks), so it lives with them
+from quantization.nodes.base import UnsupportedNodeError
 
 
 class LavaRunError(RuntimeError):

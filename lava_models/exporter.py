@@ -145,27 +145,31 @@ class _Registry:
 
 
 def _builtin_fixed() -> tuple:
-    from quantization.network import Add, GlobalSumPool, Pool, Readout, SpikingLayer
+    """Each kind's Process; the output shapes are the kinds' own (quantization.nodes)."""
+    from quantization.nodes import Add, GlobalSumPool, Pool, Readout, SpikingLayer, kind_of
 
-    return (
-        (SpikingLayer, _spiking, _spiking_shape),
-        (Readout, _readout, _readout_shape),
-        (Pool, _pool, _pool_shape),
-        (GlobalSumPool, _gsum, _gsum_shape),
-        (Add, _add, _add_shape),
-    )
+    made = ((SpikingLayer, _spiking), (Readout, _readout), (Pool, _pool),
+            (GlobalSumPool, _gsum), (Add, _add))  # fmt: skip
+    return tuple((cls, fn, _kind_shape(kind_of, cls)) for cls, fn in made)
+
+
+def _kind_shape(kind_of, cls) -> Callable:
+    def shape(n, in_shapes):
+        return kind_of(n).out_shape(n, in_shapes)
+
+    return shape
 
 
 def _builtin_float() -> tuple:
     from quantization.convert import FloatGlobalPool, FloatReadout, FloatSpiking
-    from quantization.network import Add, Pool
+    from quantization.nodes import Add, Pool, kind_of
 
     return (
         (FloatSpiking, _float_spiking, _float_spiking_shape),
         (FloatReadout, _float_readout, _float_readout_shape),
         (Pool, _float_pool, _float_pool_shape),
         (FloatGlobalPool, _float_gpool, _float_gpool_shape),
-        (Add, _add, _add_shape),
+        (Add, _add, _kind_shape(kind_of, Add)),
     )
 
 
@@ -353,29 +357,6 @@ def _bias(n) -> np.ndarray | None:
     return b << n.bias_exp if n.bias_exp >= 0 else b >> -n.bias_exp
 
 
-def _zeros(shape) -> np.ndarray:
-    return np.zeros(shape, dtype=np.int64)
-
-
-def _spiking_shape(n, in_shapes):
-    from quantization.backend import int_conv2d, int_linear
-
-    (shape,) = in_shapes
-    w = _np(n.weight)
-    if n.kind == "conv":
-        if len(shape) != 3:
-            raise UnsupportedNodeError(f"a conv layer needs a [C, H, W] input, got {shape}")
-        return int_conv2d(_zeros(shape), w, n.stride, n.padding, n.dilation, n.groups).shape
-    if n.kind != "dense":
-        raise UnsupportedNodeError(f"kind {n.kind!r} is not supported (dense or conv)")
-    if len(shape) != 1:
-        raise UnsupportedNodeError(f"a dense layer needs a flat input, got {shape}")
-    out = int_linear(_zeros(shape), w).shape
-    if n.weight_rec is not None and tuple(n.weight_rec.shape) != out * 2:
-        raise UnsupportedNodeError(f"weight_rec {tuple(n.weight_rec.shape)} is not {out * 2}")
-    return out
-
-
 def _spiking(n, ctx: ExportContext) -> NodeExport:
     from lava_models.processes import STLLRLayer
 
@@ -388,19 +369,10 @@ def _spiking(n, ctx: ExportContext) -> NodeExport:
         in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_np(n.weight), kind=n.kind,
         stride=n.stride, padding=n.padding, dilation=n.dilation, groups=n.groups, dv=n.dv,
         vth=n.vth, reset=n.reset, bias=_bias(n), weight_rec=_np(n.weight_rec),
-        learning=n.learning, psi=psi, node_index=ctx.index, name=f"stllr_{n.name}",
+        learning=n.learning, psi=psi, node_index=ctx.index, name=f"stllr_{n.name}", node=n,
         **ctx.common,
     )  # fmt: skip
     return NodeExport(proc, (proc.s_in,), proc.s_out, proc.ls_in)
-
-
-def _readout_shape(n, in_shapes):
-    from quantization.backend import int_linear
-
-    (shape,) = in_shapes
-    if len(shape) != 1:
-        raise UnsupportedNodeError(f"a readout needs a flat input, got {shape}")
-    return int_linear(_zeros(shape), _np(n.weight)).shape
 
 
 def _readout(n, ctx: ExportContext) -> NodeExport:
@@ -409,65 +381,34 @@ def _readout(n, ctx: ExportContext) -> NodeExport:
     proc = ReadoutProcess(
         in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_np(n.weight), dv=n.dv,
         bias=_bias(n), learning=n.learning, node_index=ctx.index, name=f"readout_{n.name}",
-        **ctx.common,
+        node=n, **ctx.common,
     )  # fmt: skip
     return NodeExport(proc, (proc.s_in,), proc.s_out, proc.ls_in)
-
-
-def _pool_shape(n, in_shapes):
-    from quantization.backend import int_max_pool2d, int_sum_pool2d
-
-    (shape,) = in_shapes
-    if len(shape) != 3:
-        raise UnsupportedNodeError(f"pooling needs a [C, H, W] input, got {shape}")
-    if n.mode not in ("max", "sum"):
-        raise UnsupportedNodeError(f"pool mode {n.mode!r} is not supported (max or sum)")
-    fn = int_max_pool2d if n.mode == "max" else int_sum_pool2d
-    return fn(_zeros(shape), n.kernel).shape
 
 
 def _pool(n, ctx: ExportContext) -> NodeExport:
     from lava_models.processes import PoolProcess
 
     proc = PoolProcess(in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, mode=n.mode,
-                       kernel=n.kernel, node_index=ctx.index, name=f"pool_{n.name}",
+                       kernel=n.kernel, node_index=ctx.index, name=f"pool_{n.name}", node=n,
                        **ctx.common)  # fmt: skip
     return NodeExport(proc, (proc.s_in,), proc.s_out)
-
-
-def _gsum_shape(n, in_shapes):
-    from quantization.kernels import global_sum_pool
-
-    (shape,) = in_shapes
-    if len(shape) != 3:
-        raise UnsupportedNodeError(f"global pooling needs a [C, H, W] input, got {shape}")
-    return global_sum_pool(_zeros(shape)).shape
 
 
 def _gsum(n, ctx: ExportContext) -> NodeExport:
     from lava_models.processes import GlobalSumPoolProcess
 
     proc = GlobalSumPoolProcess(in_shape=ctx.in_shapes[0], node_index=ctx.index,
-                                name=f"gsum_{n.name}", **ctx.common)  # fmt: skip
+                                name=f"gsum_{n.name}", node=n, **ctx.common)  # fmt: skip
     return NodeExport(proc, (proc.s_in,), proc.s_out)
-
-
-def _add_shape(n, in_shapes):
-    if len(in_shapes) != 2:
-        raise UnsupportedNodeError(f"AddProcess adds exactly 2 inputs, got {len(in_shapes)}")
-    if in_shapes[0] != in_shapes[1]:
-        raise UnsupportedNodeError(f"input shapes differ: {in_shapes}")
-    shifts = tuple(n.shifts) or (0, 0)
-    if len(shifts) != 2 or min(shifts) < 0:
-        raise UnsupportedNodeError(f"shifts {n.shifts} must be two non-negative ints")
-    return in_shapes[0]
 
 
 def _add(n, ctx: ExportContext) -> NodeExport:
     from lava_models.processes import AddProcess
 
     proc = AddProcess(shape=ctx.out_shape, shifts=tuple(n.shifts) or (0, 0),
-                      node_index=ctx.index, name=f"add_{n.name}", **ctx.common)  # fmt: skip
+                      node_index=ctx.index, name=f"add_{n.name}", node=n,
+                      **ctx.common)  # fmt: skip
     return NodeExport(proc, (proc.a_in, proc.b_in), proc.s_out)
 
 

@@ -29,10 +29,26 @@ from pathlib import Path
 
 from pipeline import adaptation, cost, lava_inference, quantize, report, train
 from pipeline.config import PipelineConfig
-from pipeline.runner import Log, Stage, run_stages
+from pipeline.runner import Log, Stage, run_stages, sha256_file
+
+
+def _nir_digest(cfg: PipelineConfig) -> dict:
+    """The imported graph's sha256 (arch nir): a changed file re-runs the training stage."""
+    if cfg.train.arch != "nir":
+        return {}
+    return {"nir_sha256": sha256_file(Path(cfg.train.nir_file))}
+
 
 STAGES: tuple[Stage, ...] = (
-    Stage("train", "float S-TLLR training", train.run, (), ("train",), keeps_staging=True),
+    Stage(
+        "train",
+        "float S-TLLR training (or import from NIR)",
+        train.run,
+        (),
+        ("train",),
+        extra=_nir_digest,
+        keeps_staging=True,
+    ),
     Stage(
         "quantize",
         "post-training quantization and bit sweep",

@@ -7,6 +7,8 @@ from pathlib import Path
 BEST = "train/trial_1/best.pt"
 TRAIN_METRICS = "train/trial_1/metrics.json"
 TRAIN_CURVES = "train/trial_1/learning_curves.png"
+#: the NIR graph a run from ``--from-nir`` imported (arch ``nir``), copied into the run
+NIR_COPY = "train/model.nir"
 QNET = "quantize/quantized.pt"
 QUANT_JSON = "quantize/quantization.json"
 SWEEP_JSON = "quantize/sweep.json"
@@ -31,6 +33,8 @@ def load_float_model(run_dir: Path, cfg, data):
     path = Path(run_dir) / BEST
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the train stage has not finished")
+    if cfg.arch == "nir":  # the graph as imported, not wherever the original now is
+        cfg = cfg.replace(nir_file=str(Path(run_dir) / NIR_COPY))
     ckpt = load_pt(path, keys=("model", "config"))
     model, mode = build_model(cfg, data.input_shape, data.num_classes)
     built = built_from(stored_config(ckpt, path), cfg, "the pipeline's [train] config")

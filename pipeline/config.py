@@ -203,7 +203,7 @@ def _finish(cfg: PipelineConfig, run_dir: Path | None) -> PipelineConfig:
 def check(cfg: PipelineConfig) -> None:
     """One-line errors for values no stage can run with."""
     q, a, lava = cfg.quantize, cfg.adaptation, cfg.lava
-    check_training(cfg.train, prefix="train.")
+    check_training(cfg.train, prefix="train.", import_only=True)
     if cfg.train.neuron != "lif":
         # the current-based/adaptive neurons exist in float only (docs/neurons.md)
         raise UserError(

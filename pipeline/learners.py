@@ -264,6 +264,9 @@ def module_name(model, node: str) -> str:
     """The float model's module that a QNetwork node was converted from."""
     modules = dict(model.named_modules())
     found = node if node in modules else _resolve(modules, node, _NODE_TO_MODULE)
+    chain = model.node_names() if hasattr(model, "node_names") else []  # SpikingChain
+    if found is None and node in chain:
+        found = f"layers.{chain.index(node)}"
     if found is None:
         raise UserError(f"adaptation.layers: the float model has no module for node {node!r}")
     return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from pipeline import nir_import
 from pipeline.document import Figure, Table
 from pipeline.report_adaptation_cost import (
     adaptation_section,
@@ -28,7 +29,8 @@ def _header_section(art: Artefacts) -> list:
         (
             "p",
             f"Run folder {art.run_dir} · written {time.strftime('%Y-%m-%d %H:%M')} · "
-            f"data: {art.tr['data']}",
+            f"data: {art.tr['data']}"
+            + (f" · network: {nir_import.describe(art.tr['nir'])}" if "nir" in art.tr else ""),
         )
     ]
 
@@ -50,8 +52,12 @@ def _training_section(art: Artefacts, fig_dir: Path) -> list:
 
     cfg, tr = art.cfg, art.tr
     blocks: list = []
+    if "nir" in tr:
+        blocks += _nir_section(tr)
+    if not tr["history"]:  # imported, not fine-tuned
+        return blocks
     plot_learning_curves([EpochMetrics(**m) for m in tr["history"]], fig_dir / "training.png")
-    blocks.append(("h2", "Float training"))
+    blocks.append(("h2", "Float training" if "nir" not in tr else "S-TLLR fine-tuning"))
     blocks.append(
         (
             "p",
@@ -63,6 +69,30 @@ def _training_section(art: Artefacts, fig_dir: Path) -> list:
     )
     blocks.append(Figure("training.png", "Float S-TLLR training: accuracy and loss per epoch."))
     return blocks
+
+
+def _nir_section(tr: dict) -> list:
+    """Where an imported network came from (``stllr pipeline --from-nir``)."""
+    nir = tr["nir"]
+    who = nir["producer"] or "not stated in the graph's metadata"
+    rows = [
+        ["file", nir["file"]],
+        ["sha256", nir["sha256"]],
+        ["written by", who],
+        ["time step", f"{nir['dt']:g} s (from {nir['dt_from']})"],
+        ["imported as", f"{nir['model']}, {nir['parameters']} parameters"],
+        [
+            "fine-tuning",
+            f"{tr['epochs']} epoch(s) of S-TLLR"
+            if tr["epochs"]
+            else f"none (float test accuracy {tr['final_test_acc']:.1f} % as imported)",
+        ],
+    ]
+    return [
+        ("h2", "Network imported from NIR"),
+        ("p", "The train stage imported this graph instead of training (docs/nir.md)."),
+        Table(["", ""], rows),
+    ]
 
 
 def build(ctx: Context, fig_dir: Path) -> tuple[str, list]:

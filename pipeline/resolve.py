@@ -33,6 +33,7 @@ def resolve_run(
     rerun_from: str | None = None,
     skip_lava: bool = False,
     qat_epochs: int | None = None,
+    from_nir: Path | None = None,
     overrides: Iterable[str] = (),
 ) -> tuple[PipelineConfig, Path]:
     """(config, run folder) of a pipeline run from the command line's choices.
@@ -40,7 +41,9 @@ def resolve_run(
     ``task``/``config``: the task whose config to read, or a config file (then ``task``,
     if given, must be the one it configures); ``data``: the real data set (or events
     file); ``overrides``: ``section.key=value`` strings (``--set``), applied before the
-    options' own overrides (``qat_epochs``, ``skip_lava``, ``data``).
+    options' own overrides (``qat_epochs``, ``skip_lava``, ``data``). ``from_nir``: a NIR
+    graph that replaces the training (:func:`nir_overrides`, applied before ``overrides``
+    so that ``--set train.epochs=N`` fine-tunes).
     """
     if data is not None and not data.exists():
         raise FileNotFoundError(f"--data {data}: no such file or directory")
@@ -57,6 +60,8 @@ def resolve_run(
             )
         path = config_path_for_task(task)
     overrides = list(overrides)
+    if from_nir is not None:
+        overrides = [*nir_overrides(from_nir), *overrides]
     if qat_epochs is not None:
         overrides.append(f"quantize.qat_epochs={qat_epochs}")
     if skip_lava:
@@ -81,7 +86,23 @@ def resolve_run(
     if skip_lava and rerun_from == "lava":
         raise UserError("--rerun-from lava and --skip-lava contradict each other")
     if out is None:
-        out = Path("runs") / f"pipeline_{task.replace('-', '_')}"
+        tail = "_from_nir" if from_nir is not None else ""
+        out = Path("runs") / f"pipeline_{task.replace('-', '_')}{tail}"
     if (resume or rerun_from) and not (out / "pipeline.json").is_file():
         raise UserError(f"--resume: {out} holds no pipeline run (no {out / 'pipeline.json'})")
     return load_pipeline_config(path, overrides, run_dir=out), out
+
+
+def nir_overrides(path: Path) -> list[str]:
+    """The config changes of ``--from-nir PATH``: the network is imported from ``PATH``
+    (``train.arch = nir``), fine-tuned for no epochs unless ``--set train.epochs=N`` says
+    otherwise, and adapts on device at its output node (``adaptation.layers`` empty: the
+    task config's layer names belong to the network it trains)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--from-nir {path}: no such NIR file")
+    return [
+        "train.arch=nir",
+        f"train.nir_file={Path(path).resolve()}",
+        "train.epochs=0",
+        "adaptation.layers=",
+    ]

@@ -6,7 +6,9 @@ The later stages deploy ``best.pt`` (the epoch with the best test accuracy). Tra
 runs in the stage's staging folder (``<run>/.staging/train/``, see :mod:`pipeline.runner`);
 an interrupted training continues there from its last finished epoch, bit-identically,
 when run again with the same settings. A finished training is replaced only when asked
-(``--rerun-from train``), and only once the new one has finished.
+(``--rerun-from train``), and only once the new one has finished. With ``arch = "nir"``
+(``stllr pipeline --from-nir``) the network is imported from a NIR graph and trained
+only ``train.epochs`` of S-TLLR fine-tuning, none by default (:mod:`pipeline.nir_import`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from pipeline import artefacts as A
+from pipeline import nir_import
 from pipeline.runner import Context, StageOutput, damaged_artefacts, read_marker
 from stllr.errors import UserError
 from stllr.run import MAY_CHANGE
@@ -26,6 +29,9 @@ def run(ctx: Context) -> StageOutput:
 
     out = ctx.stage_dir("train")
     cfg = ctx.cfg.train.replace(out_dir=str(out.parent), name=out.name)
+    nir = nir_import.provenance(ctx, cfg) if cfg.arch == "nir" else None
+    if nir is not None and cfg.epochs == 0:
+        return nir_import.imported_only(ctx, cfg, nir)
     resume = (out / "trial_1" / CHECKPOINT).is_file()
     if resume:
         _check_interrupted(out, cfg, discard=ctx.status == "forced")
@@ -51,12 +57,16 @@ def run(ctx: Context) -> StageOutput:
         "history": history,
     }
     rule = "S-TLLR" if cfg.method.startswith("stllr") else cfg.method.upper()
+    files = (A.BEST, A.TRAIN_METRICS, A.TRAIN_CURVES, "train/config.json")
+    if nir is not None:
+        summary["nir"] = nir
+        files = (*files, A.NIR_COPY)
     line = (
-        f"float {rule} ({cfg.feedback}) on {cfg.task}, {trial['epochs']} epoch(s): test "
+        (f"{nir_import.describe(nir)}, fine-tuned: " if nir is not None else "")
+        + f"float {rule} ({cfg.feedback}) on {cfg.task}, {trial['epochs']} epoch(s): test "
         f"{trial['final_test_acc']:.1f}% (best {trial['best_test_acc']:.1f}% at epoch "
         f"{best_epoch}; deployed), chance {100.0 / data.num_classes:.1f}%"
     )
-    files = (A.BEST, A.TRAIN_METRICS, A.TRAIN_CURVES, "train/config.json")
     return StageOutput(summary, line, files)
 
 

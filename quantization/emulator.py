@@ -1,8 +1,9 @@
 """Batched integer emulator of a :class:`~quantization.network.QNetwork` (torch, CPU or GPU).
 
-Runs the integer kernels of :mod:`quantization.loihi` and :mod:`quantization.kernels`
-(the same functions the Lava ``fixed_pt`` models call) on ``[B, ...]`` int64 tensors,
-one time step at a time. Per step, for every node in order::
+Runs each node's kind (:mod:`quantization.nodes`: the same ``forward`` and ``learn`` the
+Lava ``fixed_pt`` models call) on ``[B, ...]`` int64 tensors, one time step at a time;
+the emulator itself batches, plans the exact dtypes and counts saturation (it is the
+kinds' :class:`~quantization.nodes.Host`). Per step, for every node in order::
 
     SpikingLayer   a = W·x (conv or dense) [+ W_rec·s[t−1]];  (s, v_c, state) = LIF(a)
     Readout        o = decay(o, dv) + (W·x << 6) + bias       (clipped to 24 bits)
@@ -23,53 +24,25 @@ int64 on CPUs; its outputs are int64 as everywhere else.
 
 On-device learning (:meth:`IntegerEmulator.step` with ``signals``) follows
 :mod:`quantization.learning_formats` for every node that carries a ``LearningSpec``.
+``state[name]`` is the node's typed state (:class:`~quantization.nodes.SpikingState`,
+:class:`~quantization.nodes.ReadoutState`; its S-TLLR traces in ``.traces``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from quantization.backend import (
-    exact_float_dtype,
-    int_conv2d,
-    int_linear,
-    int_max_pool2d,
-    int_outer_sum,
-    int_sum_pool2d,
-)
-from quantization.formats import ACT_SHIFT, DECAY_UNITY, DU_NONE, UV_LIMIT, VTH_SHIFT
-from quantization.kernels import (
-    STREAM_W,
-    STREAM_WREC,
-    add_shifted,
-    global_sum_pool,
-    node_stream_key,
-    psi_lookup,
-    readout_int_step,
-    stllr_eligibility_terms,
-    stllr_trace_step,
-    stllr_weight_step,
-    synapse_correlation,
-)
-from quantization.loihi import LIFFixedParams, LIFFixedState, lif_int_step
-from quantization.network import Add, GlobalSumPool, Pool, QNetwork, Readout, SpikingLayer
+from quantization.backend import exact_float_dtype, int_linear
+from quantization.formats import ACT_SHIFT, DECAY_UNITY, UV_LIMIT, VTH_SHIFT
+from quantization.network import QNetwork, SpikingLayer
+from quantization.nodes import SynapseWeights, kind_of
 from quantization.ptq import quantize_input
 from quantization.qformat import SaturationCounter
 from stllr.errors import UserError
 from stllr.padding import masked_step, step_mask
-
-
-@dataclass
-class LearnState:
-    """Traces of one plastic node (int64, batched)."""
-
-    p: torch.Tensor  # pre-trace of the input, [B, *in]
-    q: torch.Tensor  # post-trace, [B, *out]
-    r: torch.Tensor | None = None  # pre-trace of the recurrent input, [B, out]
 
 
 @dataclass
@@ -100,7 +73,10 @@ class IntegerEmulator:
         self.step_count = 0  # steps taken (keys the random bits; not reset per sample)
         self.t = 0  # index of the current (last forward) step
         self._last_outs: dict[str, torch.Tensor] | None = None
-        self._weights: dict[str, dict[str, torch.Tensor]] = {}
+        self._weights: dict[str, SynapseWeights] = {}
+        self._kinds = [kind_of(n) for n in qnet.nodes]
+        self._index = {n.name: i for i, n in enumerate(qnet.nodes)}
+        self._psi: dict[str, torch.Tensor] = {}  # Ψ tables on the device
         # Static bounds, keyed by (input bound, node): run() uses the bound of its frames
         # for the duration of the call, forward() the input format's range.
         self._in_bound = self._format_bound()
@@ -117,35 +93,36 @@ class IntegerEmulator:
         # count ([B] 0/1, on the device) and how many (None: every sample counts)
         self._active: torch.Tensor | None = None
         self._n_active = 0
-        self.state: dict[str, object] = {}
-        self.learn: dict[str, LearnState] = {}
-        for n in qnet.nodes:
-            if isinstance(n, (SpikingLayer, Readout)):
+        self.state: dict[str, object] = {}  # typed state per node (module doc)
+        self._delay_buf: dict[str, torch.Tensor] = {}  # delay=1: last step's W·x per node
+        for n, kind in zip(qnet.nodes, self._kinds, strict=True):
+            if kind.has_weights:
                 self._load_weights(n)
 
     # --- weights -------------------------------------------------------------------
     def _load_weights(self, n) -> None:
-        w = {"w": n.weight.to(self.device)}
-        if getattr(n, "weight_rec", None) is not None:
-            w["w_rec"] = n.weight_rec.to(self.device)
-        if n.bias_mant is not None:
-            w["bias"] = n.bias_mant.to(self.device) << n.bias_exp
-        self._weights[n.name] = w
+        w_rec = getattr(n, "weight_rec", None)
+        self._weights[n.name] = SynapseWeights(
+            n.weight.to(self.device),
+            None if w_rec is None else w_rec.to(self.device),
+            None if n.bias_mant is None else n.bias_mant.to(self.device) << n.bias_exp,
+        )
         self._forget_bounds(n.name)
 
     def weights(self, name: str) -> dict[str, torch.Tensor]:
-        """Current integer weights of node ``name`` (changed by on-device learning)."""
-        return self._weights[name]
+        """Current integer weights of node ``name`` (changed by on-device learning):
+        ``{"w", "w_rec", "bias"}``, the ones it has."""
+        return {k: v for k, v in self._weights[name]._asdict().items() if v is not None}
 
     def to_qnetwork(self) -> QNetwork:
         """The network with the current (possibly learned) weights."""
         q = self.qnet
         for n in q.nodes:
-            if isinstance(n, (SpikingLayer, Readout)):
+            if n.name in self._weights:
                 w = self._weights[n.name]
-                kw = {"weight": w["w"].cpu()}
-                if "w_rec" in w:
-                    kw["weight_rec"] = w["w_rec"].cpu()
+                kw = {"weight": w.w.cpu()}
+                if w.w_rec is not None:
+                    kw["weight_rec"] = w.w_rec.cpu()
                 q = q.replace_node(dataclasses.replace(n, **kw))
         return q
 
@@ -153,7 +130,7 @@ class IntegerEmulator:
     def reset(self) -> None:
         """Start a new sample: zero neuron states, delay buffers and traces."""
         self.state = {}
-        self.learn = {}
+        self._delay_buf = {}
 
     @property
     def logit_scale(self) -> float:
@@ -184,12 +161,18 @@ class IntegerEmulator:
         self._exact = {}
         ib = self._in_bound
         self._bound.setdefault((ib, "input"), ib)
-        for i, n in enumerate(self.qnet.nodes):
+        for i, (n, kind) in enumerate(zip(self.qnet.nodes, self._kinds, strict=True)):
             ins = [outs[k] for k in n.inputs]
-            outs[n.name] = _KERNELS[type(n)](self, i, n, ins)
+            step = kind.forward(n, self.state.get(n.name), ins, self, self.t, i)
+            outs[n.name] = step.out
+            if step.state is not None:
+                self.state[n.name] = step.state
+            if step.exact is not None:  # the same integers as floats, for the next synapses
+                self._exact[n.name] = step.exact
             if (ib, n.name) not in self._bound:
                 in_bounds = [self._bound[ib, k] for k in n.inputs]
-                self._bound[ib, n.name] = _value_bound(n, in_bounds, ins)
+                shapes = [tuple(x.shape[1:]) for x in ins]
+                self._bound[ib, n.name] = kind.value_bound(n, in_bounds, shapes)
         self._last_outs = outs
         return outs
 
@@ -203,7 +186,15 @@ class IntegerEmulator:
         if self._last_outs is None:
             raise RuntimeError("apply_signals needs a forward step first")
         for name, sig in signals.items():
-            self._learn(name, self._last_outs, sig.to(self.device))
+            i = self._index[name]
+            n = self.qnet.nodes[i]
+            if n.learning is None:
+                raise ValueError(f"node {name!r} has no LearningSpec: it is not plastic")
+            self._weights[name] = self._kinds[i].learn(
+                n, self._weights[name], self.state[name], sig.to(self.device), self, self.t, i
+            )
+            self._forget_bounds(name)
+            self._wfloat = {k: v for k, v in self._wfloat.items() if k[0] != name}
 
     def step(self, x_int: torch.Tensor, signals: dict[str, torch.Tensor] | None = None):
         """:meth:`forward`, then :meth:`apply_signals` with ``signals`` known in advance."""
@@ -290,14 +281,49 @@ class IntegerEmulator:
         mask = step_mask(lengths, steps, torch.int64)
         return mask.to(self.device), mask.sum(1).tolist()
 
-    # --- helpers for the kernels -------------------------------------------------------
+    # --- the node kinds' Host (quantization.nodes.base.Host) ----------------------------
+    def fast(self, n) -> bool:
+        return isinstance(n, SpikingLayer) and self._fast_lif(n)
+
+    def synapse(self, n, x: torch.Tensor, keep_float: bool) -> torch.Tensor:
+        """``W·x`` in the node's exact dtype, through this emulator's ``delay``."""
+        dtype = self._dtype(n)
+        x = self._exact.get(n.inputs[0], x)  # the same integers, already as floats
+        w = self._float_weight(n.name, "w", dtype)
+        return self._delayed(n.name, self._kinds[self._index[n.name]].synapse(
+            n, w, x, dtype, keep_float))  # fmt: skip
+
+    def recurrent(self, n, s_prev: torch.Tensor, keep_float: bool) -> torch.Tensor:
+        dtype = self._dtype(n)
+        return int_linear(s_prev, self._float_weight(n.name, "w_rec", dtype), dtype, keep_float)
+
+    def bias_of(self, n, like: torch.Tensor) -> torch.Tensor:
+        return self._bias(n.name, like)
+
+    def a_bound(self, n) -> int:
+        return self._a_bound(n)
+
+    def psi_table(self, n) -> torch.Tensor:
+        if n.name not in self._psi:
+            self._psi[n.name] = n.psi.table.to(self.device)
+        return self._psi[n.name]
+
+    def count(self, label: str, values: torch.Tensor, limit: int | None) -> None:
+        if limit is None:
+            self._count_none(label, values)
+        else:
+            self._count(label, values, limit)
+
+    def count_range(self, label: str, raw: torch.Tensor, lo: int, hi: int) -> None:
+        self.counter.add(label, int(((raw > hi) | (raw < lo)).sum()), raw.numel())
+
+    # --- helpers for the host ------------------------------------------------------------
     def _needs_int_input(self) -> bool:
         """Whether a node reads the network input as integers (not only through synapses)."""
         if self._int_input is None:
             self._int_input = any(
-                "input" in n.inputs
-                and not (isinstance(n, (SpikingLayer, Readout)) and n.learning is None)
-                for n in self.qnet.nodes
+                "input" in n.inputs and not (kind.has_weights and n.learning is None)
+                for n, kind in zip(self.qnet.nodes, self._kinds, strict=True)
             )
         return self._int_input
 
@@ -315,7 +341,7 @@ class IntegerEmulator:
     def _row_sum(self, name: str, key: str) -> int:
         """``max_i Σ_j |w_ij|`` of a weight (conv: per output channel)."""
         if (name, key) not in self._row_sums:
-            w = self._weights[name][key]
+            w = getattr(self._weights[name], key)
             self._row_sums[name, key] = int(w.abs().flatten(1).sum(1).max()) if w.numel() else 0
         return self._row_sums[name, key]
 
@@ -325,12 +351,12 @@ class IntegerEmulator:
         k = (self._in_bound, n.name)
         if k not in self._a_bounds:
             bound = self._bound[self._in_bound, n.inputs[0]] * self._row_sum(n.name, "w")
-            if "w_rec" in self._weights[n.name]:
+            if self._weights[n.name].w_rec is not None:
                 bound += self._row_sum(n.name, "w_rec")
             self._a_bounds[k] = bound
         return self._a_bounds[k]
 
-    def _dtype(self, n, x: torch.Tensor | None = None) -> torch.dtype:
+    def _dtype(self, n) -> torch.dtype:
         """float32 where every partial sum of this node's products stays below 2^24."""
         k = (self._in_bound, n.name)
         if k not in self._dtypes:
@@ -342,7 +368,7 @@ class IntegerEmulator:
         :func:`~quantization.loihi.lif_int_step`'s float path; plastic nodes stay int64)."""
         k = (self._in_bound, n.name)
         if k not in self._fast:
-            bias = self._weights[n.name].get("bias")
+            bias = self._weights[n.name].bias
             self._fast[k] = (
                 n.learning is None
                 and (self._a_bound(n) << ACT_SHIFT) < UV_LIMIT
@@ -356,23 +382,14 @@ class IntegerEmulator:
         """The integer weights as ``dtype`` (cached until on-device learning changes them)."""
         k = (name, key, dtype)
         if k not in self._wfloat:
-            self._wfloat[k] = self._weights[name][key].to(dtype)
+            self._wfloat[k] = getattr(self._weights[name], key).to(dtype)
         return self._wfloat[k]
-
-    def _synapse(self, n, x: torch.Tensor, keep_float: bool = False) -> torch.Tensor:
-        dtype = self._dtype(n, x)
-        x = self._exact.get(n.inputs[0], x)  # the same integers, already as floats
-        w = self._float_weight(n.name, "w", dtype)
-        if getattr(n, "kind", "dense") == "conv":
-            return int_conv2d(x, w, n.stride, n.padding, n.dilation, n.groups, dtype, keep_float)
-        # a dense layer after a conv flattens C·H·W
-        return int_linear(x.flatten(1), w, dtype, keep_float)
 
     def _bias(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """Node ``name``'s bias in ``like``'s dtype, broadcastable over it (0 if none)."""
         k = (name, "bias", like.dtype, like.dim())
         if k not in self._wfloat:
-            bias = self._weights[name].get("bias")
+            bias = self._weights[name].bias
             if bias is None:
                 bias = torch.zeros((), dtype=torch.int64, device=like.device)
             self._wfloat[k] = _channel(bias, like).to(like.dtype)
@@ -381,8 +398,8 @@ class IntegerEmulator:
     def _delayed(self, name: str, a: torch.Tensor) -> torch.Tensor:
         if self.delay == 0:
             return a
-        prev = self.state.get(name + "/a")
-        self.state[name + "/a"] = a
+        prev = self._delay_buf.get(name)
+        self._delay_buf[name] = a
         if prev is None:
             return torch.zeros_like(a)
         return prev if prev.dtype == a.dtype else prev.to(a.dtype)
@@ -425,71 +442,6 @@ class IntegerEmulator:
             self.counter.add(name, int(over), total)
         self._pending = {}
         return self.counter.as_dict()
-
-    # --- learning --------------------------------------------------------------------
-    def _learn(self, name: str, outs, signal: torch.Tensor) -> None:
-        idx = next(i for i, n in enumerate(self.qnet.nodes) if n.name == name)
-        n = self.qnet.nodes[idx]
-        spec = n.learning
-        if spec is None:
-            raise ValueError(f"node {name!r} has no LearningSpec: it is not plastic")
-        x = outs[n.inputs[0]]
-        st = self.learn[name]
-        if isinstance(n, SpikingLayer):
-            psi, q_prev = self.state[name + "/psi"], self.state[name + "/q_prev"]
-            g, h = stllr_eligibility_terms(signal, psi, q_prev, n.psi.frac - spec.q_frac)
-            h = h if spec.a_post else None
-        else:  # a readout: Ψ ≡ 1, no post trace
-            g, h = signal, None
-        w = self._weights[name]
-        key = node_stream_key(spec.seed, self.t, idx, STREAM_W)
-        w["w"] = self._apply_update(name + "/weight", w["w"], g, h, st.p, x, spec, key,
-                                    _correlate(n, w["w"].shape))  # fmt: skip
-        if "w_rec" in w and st.r is not None:
-            s_prev = self.state[name + "/s_prev_learn"]
-            key = node_stream_key(spec.seed, self.t, idx, STREAM_WREC)
-            w["w_rec"] = self._apply_update(name + "/weight_rec", w["w_rec"], g, h, st.r, s_prev,
-                                            spec, key, int_outer_sum)  # fmt: skip
-        self._forget_bounds(name)
-        self._wfloat = {k: v for k, v in self._wfloat.items() if k[0] != name}
-
-    def _apply_update(self, label: str, w, g, h, pre_trace, pre_input, spec, key, correlate):
-        new, dw = stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key, correlate)
-        raw = w + dw
-        self.counter.add(label, int(((raw > spec.w_max) | (raw < spec.w_min)).sum()), w.numel())
-        return new
-
-    def _update_traces(self, i: int, n, x, psi, s_prev) -> None:
-        """Advance P (and R, Q) of a plastic node at this step (after its forward)."""
-        spec = n.learning
-        st = self.learn.get(n.name)
-        if st is None:
-            out_shape = psi.shape if psi is not None else None
-            st = LearnState(
-                p=torch.zeros_like(x),
-                q=torch.zeros(out_shape, dtype=torch.int64, device=x.device)
-                if out_shape is not None
-                else None,
-                r=torch.zeros_like(s_prev) if s_prev is not None else None,
-            )
-            self.learn[n.name] = st
-
-        rec = s_prev is not None and st.r is not None
-        if rec:
-            self.state[n.name + "/s_prev_learn"] = s_prev
-        if psi is not None:
-            self.state[n.name + "/q_prev"] = st.q
-        psi_frac = n.psi.frac if psi is not None else 0
-        st.p, q, r = stllr_trace_step(st.p, st.q if psi is not None else None,
-                                      st.r if rec else None, x, psi, s_prev, spec, psi_frac,
-                                      self.t, i)  # fmt: skip
-        top = (1 << spec.trace_bits) - 1
-        self._count(n.name + "/trace_pre", st.p, top)
-        if rec:
-            st.r = r
-        if psi is not None:
-            st.q = q
-            self._count(n.name + "/trace_post", st.q, top)
 
 
 def _quantize_exact(frame: torch.Tensor, fmt, out: torch.Tensor) -> torch.Tensor:
@@ -536,110 +488,11 @@ def _check_input(x, qnet: QNetwork, where: str) -> None:
     qnet.input_format.check_range(lo.item(), hi.item(), where)
 
 
-def _value_bound(n, in_bounds: list[int], ins) -> int:
-    """Largest |output| of node ``n`` given its inputs' bounds (static, for exact dtypes)."""
-    if isinstance(n, SpikingLayer):
-        return 1
-    if isinstance(n, Readout):
-        return UV_LIMIT
-    if isinstance(n, Pool):
-        return in_bounds[0] * (n.kernel**2 if n.mode == "sum" else 1)
-    if isinstance(n, GlobalSumPool):
-        return in_bounds[0] * ins[0].shape[2] * ins[0].shape[3]
-    return sum(b << k for b, k in zip(in_bounds, n.shifts or (0,) * len(in_bounds), strict=True))
-
-
-def _correlate(n, w_shape) -> Callable:
-    """:func:`~quantization.kernels.synapse_correlation` bound to node ``n``'s synapses."""
-    kind = getattr(n, "kind", "dense")
-    conv = (n.stride, n.padding, n.dilation, n.groups) if kind == "conv" else ()
-    return lambda a, x: synapse_correlation(kind, a, x, w_shape, *conv)
-
-
-# --- node kernels ----------------------------------------------------------------------
-
-Kernel = Callable[[IntegerEmulator, int, object, list], torch.Tensor]
-_KERNELS: dict[type, Kernel] = {}
-
-
-def register_kernel(node_cls: type, fn: Kernel) -> None:
-    """Make the emulator run nodes of ``node_cls`` (``fn(emu, index, node, inputs)``)."""
-    _KERNELS[node_cls] = fn
-
-
-def _spiking(emu: IntegerEmulator, i: int, n: SpikingLayer, ins) -> torch.Tensor:
-    (x,) = ins
-    fast = emu._fast_lif(n)  # exact float32 state and currents, else int64
-    a = emu._delayed(n.name, emu._synapse(n, x, keep_float=fast))
-    w = emu._weights[n.name]
-    s_prev = emu.state.get(n.name + "/s")
-    if "w_rec" in w and s_prev is not None:
-        dtype = emu._dtype(n, x)
-        a = a + int_linear(s_prev, emu._float_weight(n.name, "w_rec", dtype), dtype, fast)
-    st = emu.state.get(n.name)
-    if st is None:
-        zeros = torch.zeros_like(a)
-        st = LIFFixedState(zeros, zeros)
-    elif st.v.dtype != a.dtype:  # the path changed (run() ended): exact either way
-        st = LIFFixedState(st.u.to(a.dtype), st.v.to(a.dtype))
-    a_bound = emu._a_bound(n)
-    if (a_bound << ACT_SHIFT) < UV_LIMIT:  # |a << 6| < 2^23: nothing to count
-        emu._count_none(n.name + "/current", a)
-    else:
-        emu._count(n.name + "/current", a << ACT_SHIFT, UV_LIMIT)
-    p = LIFFixedParams(DU_NONE, n.dv, n.vth, emu._bias(n.name, a), 0, n.reset)
-    s, v_c, st = lif_int_step(st, a, p, a_bound)
-    emu._count(n.name + "/membrane", st.v, UV_LIMIT - 1)
-    emu.state[n.name] = st
-    if fast:
-        emu._exact[n.name] = s  # 0/1 float32, for the synapses of the next nodes
-    s = s.to(torch.int64)
-    if n.learning is not None:
-        psi = psi_lookup(v_c, n.psi.table.to(a.device), n.psi.shift, n.psi.half)
-        emu.state[n.name + "/psi"] = psi
-        rec_in = (s_prev if s_prev is not None else torch.zeros_like(s)) if "w_rec" in w else None
-        emu._update_traces(i, n, x, psi, rec_in)
-    emu.state[n.name + "/s"] = s
-    return s
-
-
 def _channel(bias: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a per-channel bias over ``[B, C, H, W]`` (dense ``[B, C]`` as is)."""
     if bias.dim() == 1 and like.dim() == 4:
         return bias.view(1, -1, 1, 1)
     return bias
-
-
-def _readout(emu: IntegerEmulator, i: int, n: Readout, ins) -> torch.Tensor:
-    (x,) = ins
-    a = emu._delayed(n.name, emu._synapse(n, x))
-    new = readout_int_step(emu.state.get(n.name), a, n.dv, emu._weights[n.name].get("bias"))
-    emu._count(n.name + "/membrane", new, UV_LIMIT - 1)
-    emu.state[n.name] = new
-    if n.learning is not None:
-        emu._update_traces(i, n, x, None, None)
-    return new
-
-
-def _pool(emu, i, n: Pool, ins) -> torch.Tensor:
-    (x,) = ins
-    return int_max_pool2d(x, n.kernel) if n.mode == "max" else int_sum_pool2d(x, n.kernel)
-
-
-def _gsum(emu, i, n: GlobalSumPool, ins) -> torch.Tensor:
-    (x,) = ins
-    return global_sum_pool(x)
-
-
-def _add(emu, i, n: Add, ins) -> torch.Tensor:
-    return add_shifted(ins, n.shifts)
-
-
-register_kernel(SpikingLayer, _spiking)
-register_kernel(Readout, _readout)
-register_kernel(Pool, _pool)
-register_kernel(GlobalSumPool, _gsum)
-register_kernel(Add, _add)
 
 
 def evaluate(

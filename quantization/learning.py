@@ -65,7 +65,7 @@ def trace_ranges(qnet: QNetwork, names: list[str], frames: Iterable[torch.Tensor
         for t in range(xi.shape[0]):
             emu.step(xi[t])
             for name in names:
-                st = emu.learn[name]
+                st = emu.state[name].traces
                 n = provisional.node(name)
                 out[name]["p_max"] = max(out[name]["p_max"], float(st.p.max()))
                 if st.r is not None:

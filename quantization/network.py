@@ -6,7 +6,8 @@ float value is ``mantissa × scale`` (spikes: scale 1; a sum-pool of spikes:
 ``1/k²``). A consumer folds its input's scale into its own weights at quantization
 time, so no node multiplies by a float at run time.
 
-Node kinds (each a frozen dataclass; new kinds register with :func:`register_node`):
+Node kinds (each a frozen dataclass in its own module of :mod:`quantization.nodes`, with
+its step; re-exported here):
 
 ``SpikingLayer``  dense or conv synapses + the integer LIF of :mod:`quantization.loihi`
                   (``du = 4095``, soft or hard reset); optional recurrent dense weights;
@@ -35,112 +36,28 @@ from pathlib import Path
 import torch
 
 from quantization.learning_formats import LearningSpec, PsiTable
+from quantization.nodes import (
+    Add,
+    GlobalSumPool,
+    Pool,
+    Readout,
+    SpikingLayer,
+    kind_names,
+    node_class,
+)
 from stllr.errors import UserError
 
+__all__ = [
+    "Add",
+    "GlobalSumPool",
+    "InputFormat",
+    "Pool",
+    "QNetwork",
+    "Readout",
+    "SpikingLayer",
+]
+
 FILE_FORMAT = "stllr-qnet/1"
-_NODE_TYPES: dict[str, type] = {}
-
-
-def register_node(cls: type) -> type:
-    """Class decorator: make a node kind loadable from a saved network."""
-    _NODE_TYPES[cls.__name__] = cls
-    return cls
-
-
-@register_node
-@dataclass(frozen=True)
-class SpikingLayer:
-    """Integer spiking layer. ``weight`` int64 ``[out, in]`` or ``[C_out, C_in/g, kH, kW]``."""
-
-    name: str
-    inputs: tuple[str, ...]
-    kind: str  # "dense" | "conv"
-    weight: torch.Tensor
-    weight_exp: int
-    dv: int  # 12-bit voltage decay, round((1 − γ)·4096)
-    vth: int  # threshold mantissa in weight units (compared with v at << 6)
-    reset: str  # "soft" | "hard"
-    bias_mant: torch.Tensor | None = None  # [out]
-    bias_exp: int = 0
-    weight_rec: torch.Tensor | None = None  # [out, out], same exponent as weight
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    weight_bits: int = 8
-    psi: PsiTable | None = None
-    factors: tuple[float, float, float, float] = (0.5, 0.8, -0.2, 1.0)  # λ_post λ_pre α_post α_pre
-    learning: LearningSpec | None = None
-    #: ``k = 2^weight_exp / s`` for a layer quantized at a non-power-of-two scale ``s``
-    #: (PTQ's exact-threshold scale): its integers are those of the spike-equivalent float
-    #: layer with weights, bias and threshold multiplied by ``k``; 1 for a power of two.
-    gain: float = 1.0
-
-    @property
-    def out_channels(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
-    def weight_lsb(self) -> float:
-        """Float value of one weight LSB in the source model's units, ``2^weight_exp / gain``
-        (the membrane LSB is ``weight_lsb / 64``, the threshold ``vth · weight_lsb``)."""
-        return 2.0**self.weight_exp / self.gain
-
-
-@register_node
-@dataclass(frozen=True)
-class Readout:
-    """Non-spiking integrator ``o = decay(o, dv) + (W·x << 6) + bias`` (the logits)."""
-
-    name: str
-    inputs: tuple[str, ...]
-    weight: torch.Tensor  # [K, in]
-    weight_exp: int
-    dv: int  # 0 … 4096 (4096: no memory)
-    bias_mant: torch.Tensor | None = None
-    bias_exp: int = 0
-    weight_bits: int = 8
-    lambda_pre: float = 1.0  # decay of the pre-trace for on-device learning
-    learning: LearningSpec | None = None
-
-    @property
-    def weight_lsb(self) -> float:
-        """Float value of one weight LSB, ``2^weight_exp`` (readouts are power-of-two)."""
-        return 2.0**self.weight_exp
-
-
-@register_node
-@dataclass(frozen=True)
-class Pool:
-    """``max`` or ``sum`` over non-overlapping ``kernel × kernel`` windows."""
-
-    name: str
-    inputs: tuple[str, ...]
-    mode: str  # "max" | "sum"
-    kernel: int
-
-
-@register_node
-@dataclass(frozen=True)
-class GlobalSumPool:
-    """Sum over every spatial position, ``[B, C, H, W] → [B, C]``."""
-
-    name: str
-    inputs: tuple[str, ...]
-
-
-@register_node
-@dataclass(frozen=True)
-class Add:
-    """Elementwise sum ``Σ_i x_i << shifts[i]`` of the inputs (``shifts`` empty: all 0).
-
-    The shifts put inputs of different power-of-two scales on the finest one (a
-    residual block adding spikes, scale 1, to a 2×2 sum-pool of spikes, scale 1/4).
-    """
-
-    name: str
-    inputs: tuple[str, ...]
-    shifts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,9 +151,9 @@ _NESTED = {"PsiTable": PsiTable, "LearningSpec": LearningSpec}
 def _from_plain(d, path):
     if isinstance(d, dict) and "__type__" in d:
         kind = d["__type__"]
-        cls = _NODE_TYPES.get(kind) or _NESTED.get(kind)
+        cls = node_class(kind) or _NESTED.get(kind)
         if cls is None:
-            raise UserError(f"{path}: unknown node type {kind!r} (known: {sorted(_NODE_TYPES)})")
+            raise UserError(f"{path}: unknown node type {kind!r} (known: {kind_names()})")
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in d:

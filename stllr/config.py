@@ -35,8 +35,9 @@ class ExperimentConfig:
     name: str = "experiment"
     #: task/dataset: shd, ssc, gesture, cifar10dvs, ncaltech101, or a "-standin" variant
     task: str = "shd-standin"
-    #: model family: shd_rsnn, vgg9, resnet18, or auto (shd_rsnn for [T, C] samples, vgg9
-    #: for [T, C, H, W]); more register in stllr.models.factory
+    #: model family: shd_rsnn, vgg9, resnet18, auto (shd_rsnn for [T, C] samples, vgg9
+    #: for [T, C, H, W]) or nir (the network of the NIR graph nir_file, docs/nir.md);
+    #: more register in stllr.models.factory
     arch: str = "shd_rsnn"
     #: stllr, stllr_online, bptt or ottt [--training-mode]
     method: str = "stllr"
@@ -93,6 +94,12 @@ class ExperimentConfig:
     device: str = "auto"
     #: data-loading worker processes (0: load in the training process)
     num_workers: int = 0
+    #: arch nir: the NIR graph (HDF5) the network is imported from (in a pipeline, epochs
+    #: may then be 0: import only, no fine-tuning)
+    nir_file: str = ""
+    #: arch nir: its time step in seconds (0 = the graph's metadata dt, else 1e-3;
+    #: snnTorch's graphs state none and use 1e-4)
+    nir_dt: float = 0.0
 
     def stllr_factors(self) -> STLLRFactors:
         from stllr.factors import STLLRFactors
@@ -103,7 +110,18 @@ class ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Every key, except the keys of :data:`OMITTED_AT_DEFAULT` at their default (so
+        the configs, checkpoints and pipeline fingerprints written before those keys
+        existed still match)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in OMITTED_AT_DEFAULT or getattr(self, f.name) != f.default
+        }
+
+
+#: keys added after configs were first stored, left out of ``as_dict`` at their default
+OMITTED_AT_DEFAULT = ("nir_file", "nir_dt")
 
 
 #: keys that say where a run executes, not what it computes: a resumed run may change them
@@ -111,12 +129,21 @@ class ExperimentConfig:
 PLACEMENT_KEYS = ("device", "num_workers")
 
 
-def check_training(cfg: ExperimentConfig, prefix: str = "config ") -> None:
+def check_training(
+    cfg: ExperimentConfig, prefix: str = "config ", import_only: bool = False
+) -> None:
     """One-line errors for values no training run can use; ``prefix`` leads each key's name
-    (``"train."`` in a pipeline config)."""
+    (``"train."`` in a pipeline config); ``import_only``: ``epochs = 0`` is allowed with
+    ``arch = "nir"`` (the pipeline deploys the imported network as it is)."""
     for key in ("epochs", "batch_size", "val_batch_size", "trials", "window"):
+        if key == "epochs" and import_only and cfg.arch == "nir" and cfg.epochs == 0:
+            continue
         if getattr(cfg, key) < 1:
             raise UserError(f"{prefix}{key} must be ≥ 1, got {getattr(cfg, key)}")
+    if not 0 <= cfg.nir_dt < math.inf:
+        raise UserError(f"{prefix}nir_dt must be ≥ 0 seconds (0 = the graph's), got {cfg.nir_dt}")
+    if cfg.arch == "nir" and not cfg.nir_file:
+        raise UserError(f"{prefix}nir_file must name a NIR graph when arch = 'nir'")
     if not 0 < cfg.lr < math.inf:
         raise UserError(f"{prefix}lr must be a finite number > 0, got {cfg.lr}")
     if not 0 <= cfg.weight_decay < math.inf:

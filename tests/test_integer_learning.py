@@ -65,7 +65,7 @@ def _run(node, in_shape, steps, batch, gen, density=0.4, signal_scale=60):
         ref_out = ref.step(xs, in_shape, out_shape, emu.t)
         for b in range(batch):
             assert _to_dict(out[b]) == ref_out[b], f"outputs differ at t={t}, sample {b}"
-            st = emu.learn[node.name]
+            st = emu.state[node.name].traces
             assert _to_dict(st.p[b]) == ref.state[b]["p"], f"pre-trace differs at t={t}"
             if st.q is not None:
                 assert _to_dict(st.q[b]) == ref.state[b]["q"], f"post-trace differs at t={t}"

@@ -80,15 +80,16 @@ def test_shd_rsnn_round_trip_is_exact(tmp_path):
     model = SHDNetSTLLR(num_inputs=40, hidden=32, num_classes=5).eval()
     x = (torch.rand(25, 3, 40, generator=torch.Generator().manual_seed(0)) < 0.3).float()
     imported = _round_trip(model, x, tmp_path)
-    rec = imported.units["rec_lif"]
+    assert isinstance(imported, SHDNetSTLLR)  # the class the toolkit trains and deploys
+    rec = imported.rec
     assert isinstance(rec, RecurrentLinearSTLLR) and rec.lif == model.rec.lif
-    assert imported.units["readout_li"].gamma == model.readout.gamma
+    assert imported.readout.gamma == model.readout.gamma
 
 
 def test_vgg9_round_trip_is_exact(tmp_path):
     model = _lively(VGGSTLLR((2, 16, 16), 4, channels=(8,) * 8, pooling="avg"), gain=2.0)
     x = (torch.rand(6, 2, 2, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3).float()
-    _round_trip(model, x, tmp_path)
+    assert isinstance(_round_trip(model, x, tmp_path), VGGSTLLR)
 
 
 def test_resnet18_round_trip_is_exact(tmp_path):
@@ -102,24 +103,33 @@ def test_hard_reset_chain_round_trip(tmp_path):
     model = SpikingChain.dense([12, 10, 6], lif).eval()
     x = (torch.rand(10, 4, 12, generator=torch.Generator().manual_seed(0)) < 0.5).float() * 2
     imported = _round_trip(model, x, tmp_path)
-    assert imported.units["fc0_lif"].lif.reset == "hard"
+    assert isinstance(imported, SpikingChain) and imported.layers[0].lif.reset == "hard"
 
 
 def test_graph_states_dt_and_time_constants():
     model = SHDNetSTLLR(num_inputs=6, hidden=4, num_classes=2)
     g = to_nir(model, dt=1e-3)
     assert g.metadata["dt"] == 1e-3 and "forward Euler" in g.metadata["conventions"]
-    lif = g.nodes["rec.lif"]
+    sub = g.nodes["rec"]  # the recurrent population: a nested graph, as snnTorch writes it
+    lif = sub.nodes["lif"]
     gamma = model.rec.lif.gamma
     np.testing.assert_allclose(1 - 1e-3 / lif.tau, gamma, rtol=1e-12)  # γ = 1 − dt/τ
     np.testing.assert_allclose(lif.r * 1e-3 / lif.tau, 1.0, rtol=1e-12)  # dt·R/τ = 1
-    assert ("rec.lif", "rec.rec") in g.edges and ("rec.rec", "rec.lif") in g.edges
+    assert {("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")} == set(sub.edges)
+    assert ("rec.syn", "rec") in g.edges and ("rec", "readout.syn") in g.edges
 
 
-def test_max_pooling_is_refused():
-    model = VGGSTLLR((2, 8, 8), 3, channels=(4,) * 8, pool_after=(1,), pooling="max")
-    with pytest.raises(UserError, match="MaxPool2d has no NIR node"):
-        to_nir(model)
+def test_vgg9_max_pooling_round_trip_is_exact(tmp_path):
+    """NIR 1.0 has no max pooling: the graph holds SumPool2d → Threshold 0.5, which is the
+    window's max for spikes in {0, 1}; the import turns the pair back into MaxPool2d."""
+    model = _lively(VGGSTLLR((2, 16, 16), 4, channels=(8,) * 8, pooling="max"), gain=2.0)
+    g = to_nir(model)
+    assert type(g.nodes["pool1.sum"]).__name__ == "SumPool2d"
+    assert float(np.unique(g.nodes["pool1"].threshold)[0]) == 0.5
+    x = (torch.rand(6, 2, 2, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    imported = _round_trip(model, x, tmp_path)
+    assert isinstance(imported, VGGSTLLR)
+    assert [type(p).__name__ for p in imported.pools] == [type(p).__name__ for p in model.pools]
 
 
 def _graph_with_lif(**override):
@@ -141,7 +151,8 @@ def _graph_with_lif(**override):
 
 def test_exact_graph_from_elsewhere_maps_to_hard_reset():
     net = from_nir(_graph_with_lif())
-    lif = net.units["lif"].lif
+    assert isinstance(net, SpikingChain)
+    lif = net.layers[0].lif
     assert lif.reset == "hard" and lif.gamma == pytest.approx(0.5) and lif.threshold == 0.6
 
 
@@ -160,6 +171,114 @@ def test_inexact_lif_parameters_are_refused(field, value, message):
     with pytest.raises(UserError, match=message) as err:
         from_nir(_graph_with_lif(**{field: value}))
     assert "NIR node 'lif' (LIF)" in str(err.value) and "\n" not in str(err.value)
+
+
+def _graph_with(neuron, readout=None):
+    """Affine 3 → ``neuron`` 2 (→ Affine 2 → ``readout`` 2), dt = 1 ms, seeded weights."""
+    g = np.random.default_rng(0)
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([3])}),
+        "fc": nir.Affine(weight=g.uniform(0, 0.5, (2, 3)), bias=g.uniform(0, 0.1, 2)),
+        "n": neuron,
+        "output": nir.Output(output_type={"output": np.array([2])}),
+    }
+    edges = [("input", "fc"), ("fc", "n")]
+    if readout is None:
+        edges.append(("n", "output"))
+    else:
+        nodes["ro"] = nir.Affine(weight=g.uniform(-1, 1, (2, 2)), bias=g.uniform(-1, 1, 2))
+        nodes["li"] = readout
+        edges += [("n", "ro"), ("ro", "li"), ("li", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1e-3}, type_check=False)
+
+
+def _if_loop(graph, x, theta):
+    """IF by hand: v += W·x + b; s = v > θ; v = 0 where s (hard reset), per step."""
+    fc = graph.nodes["fc"]
+    w, b = torch.tensor(fc.weight, dtype=torch.float32), torch.tensor(fc.bias, dtype=torch.float32)
+    v, out = torch.zeros(x.shape[1], 2), []
+    for t in range(x.shape[0]):
+        v = v + (x[t] @ w.T + b)
+        s = (v > theta).float()
+        v = v * (1 - s)
+        out.append(s)
+    return torch.stack(out)
+
+
+def test_if_and_integrator_import_as_leak_free_neurons(tmp_path):
+    """NIR IF (dt·r = 1) is the toolkit's LIF with γ = 1 and NIR I the readout with γ = 1,
+    checked against loops written here; exported again they are IF and I nodes."""
+    r = np.full(2, 1e3)  # 1/dt
+    neuron = nir.IF(r=r, v_threshold=np.full(2, 0.6), v_reset=np.zeros(2))
+    graph = _graph_with(neuron, nir.I(r=r))
+    model = from_nir(graph).eval()
+    assert model.units["n"].lif.gamma == 1.0 and model.units["li"].gamma == 1.0
+    x = (torch.rand(40, 3, 3, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    chain = from_nir(_graph_with(neuron)).eval()
+    assert torch.equal(_run(chain, x)[0], _if_loop(graph, x, 0.6))
+    path = tmp_path / "if.nir"
+    write_nir(chain, path)
+    assert type(nir.read(str(path), type_check=False).nodes["fc0.lif"]).__name__ == "IF"
+    # the integrator readout: o[t] = o[t−1] + W_ro·s[t] + b_ro (in float64 here)
+    ro = graph.nodes["ro"]
+    spikes = _if_loop(graph, x, 0.6).double().numpy()
+    o, want = np.zeros((3, 2)), []
+    for t in range(x.shape[0]):
+        o = o + spikes[t] @ ro.weight.T + ro.bias
+        want.append(o)
+    got = _run(model, x)[0].double().numpy()
+    np.testing.assert_allclose(got, np.stack(want), rtol=1e-6, atol=1e-4)  # float32 sums
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        (nir.IF(r=np.full(2, 2e3), v_threshold=np.full(2, 0.6), v_reset=np.zeros(2)),
+         r"NIR node 'n' \(IF\): field 'r' must be 1/dt"),
+        (nir.CubaLIF(tau_syn=np.full(2, 2e-3), tau_mem=np.full(2, 2e-3), r=np.full(2, 2.0),
+                     v_leak=np.zeros(2), v_threshold=np.full(2, 0.6), w_in=np.full(2, 2.0)),
+         r"NIR node 'n' \(CubaLIF\): field 'tau_syn' must be dt = 0.001"),
+        (nir.CubaLIF(tau_syn=np.full(2, 1e-3), tau_mem=np.full(2, 2e-3), r=np.full(2, 2.0),
+                     v_leak=np.zeros(2), v_threshold=np.full(2, 0.6), w_in=np.full(2, 3.0)),
+         r"NIR node 'n' \(CubaLIF\): field 'w_in' must be"),
+        (nir.CubaLIF(tau_syn=np.full(2, 1e-3), tau_mem=np.full(2, 2e-3), r=np.full(2, 1.0),
+                     v_leak=np.zeros(2), v_threshold=np.full(2, 0.6), w_in=np.full(2, 1.0)),
+         r"NIR node 'n' \(CubaLIF\): field 'r' must be"),
+    ],
+    ids=["if-gain", "cuba-tau_syn", "cuba-w_in", "cuba-r"],
+)  # fmt: skip
+def test_neurons_the_toolkit_cannot_represent_are_refused(node, message):
+    with pytest.raises(UserError, match=message) as err:
+        from_nir(_graph_with(node))
+    assert "\n" not in str(err.value)
+
+
+def test_memoryless_cuba_lif_is_a_lif():
+    """CubaLIF with τ_syn = dt and w_in = 1 (the current is this step's input) imports as
+    the LIF of its membrane: the same spikes as the equivalent LIF graph."""
+    cuba = nir.CubaLIF(tau_syn=np.full(2, 1e-3), tau_mem=np.full(2, 2e-3), r=np.full(2, 2.0),
+                       v_leak=np.zeros(2), v_threshold=np.full(2, 0.6), w_in=np.full(2, 1.0),
+                       v_reset=np.zeros(2))  # fmt: skip
+    lif = nir.LIF(tau=np.full(2, 2e-3), r=np.full(2, 2.0), v_leak=np.zeros(2),
+                  v_threshold=np.full(2, 0.6), v_reset=np.zeros(2))  # fmt: skip
+    a, b = from_nir(_graph_with(cuba)).eval(), from_nir(_graph_with(lif)).eval()
+    assert a.layers[0].lif == b.layers[0].lif and a.layers[0].lif.gamma == pytest.approx(0.5)
+
+
+def test_nested_graph_is_flattened():
+    """A population written as a nested graph (input → lif → output) imports like a flat one."""
+    flat = _graph_with_lif()
+    sub = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([2])}), "lif": flat.nodes["lif"],
+               "output": nir.Output(output_type={"output": np.array([2])})},
+        edges=[("input", "lif"), ("lif", "output")], type_check=False,
+    )  # fmt: skip
+    nodes = {**{k: v for k, v in flat.nodes.items() if k != "lif"}, "pop": sub}
+    edges = [("input", "fc"), ("fc", "pop"), ("pop", "output")]
+    nested = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0}, type_check=False)
+    x = (torch.rand(10, 2, 3, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    a, b = from_nir(flat).eval(), from_nir(nested).eval()
+    assert torch.equal(_run(a, x)[0], _run(b, x)[0]) and _run(a, x)[0].sum() > 0
 
 
 def test_unknown_node_kind_is_named():
@@ -189,7 +308,7 @@ def test_cli_export_then_import_a_trained_checkpoint(tmp_path, capsys):
     assert main(["export", str(best), "--format", "nir", "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["import", str(out)]) == 0
-    assert "rec_lif ← input: RecurrentLinearSTLLR" in capsys.readouterr().out
+    assert "SHDNetSTLLR" in capsys.readouterr().out
 
     trained = load_checkpoint(best).model
     x = (torch.rand(30, 2, trained.input_shape[0], generator=torch.Generator()) < 0.2).float()
@@ -217,9 +336,22 @@ def test_imported_network_fine_tunes_with_stllr(tmp_path):
     x = (torch.rand(20, 12, 20, generator=g) < rates).float()
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     before = torch.nn.functional.cross_entropy(evaluate_batch(model, x).logits, y)
-    w0 = model.units["rec_lif"].weight_rec.detach().clone()
+    w0 = model.rec.weight_rec.detach().clone()
     for _ in range(15):
         train_batch(model, x, y, opt, mode="stllr", window=10)
     after = torch.nn.functional.cross_entropy(evaluate_batch(model, x).logits, y)
-    assert not torch.equal(model.units["rec_lif"].weight_rec, w0)
+    assert not torch.equal(model.rec.weight_rec, w0)
     assert after < 0.5 * before, (before, after)
+
+
+def test_the_writer_of_a_graph_is_read_from_its_metadata(tmp_path):
+    from pipeline.nir_import import describe
+    from stllr.nir_interop.graph import producer
+    from stllr.nir_interop.load import read_graph
+
+    path = tmp_path / "m.nir"
+    write_nir(SpikingChain.dense([4, 3], LIFParams()), path)
+    assert producer(read_graph(path).metadata) == "stllr"  # read back from the file
+    assert producer({}) == "" and producer({"framework": b"norse"}) == "norse"
+    info = {"file": str(path), "producer": "", "sha256": "ab" * 32, "model": "X", "dt": 1e-3}
+    assert "written by a framework its metadata does not name" in describe(info)

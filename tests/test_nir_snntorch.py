@@ -23,6 +23,7 @@ from snntorch import utils as snn_utils  # noqa: E402
 from snntorch.export_nir import export_to_nir  # noqa: E402
 from snntorch.import_nir import import_from_nir  # noqa: E402
 
+from stllr.errors import UserError  # noqa: E402
 from stllr.layers.stllr_layers import LinearSTLLR, RecurrentLinearSTLLR  # noqa: E402
 from stllr.models.chain import SpikingChain  # noqa: E402
 from stllr.neuron import LIFParams  # noqa: E402
@@ -43,23 +44,24 @@ def _steps(step, x):
         return torch.stack([step(x[t]) for t in range(x.shape[0])])
 
 
-SNNTORCH_RNN = pytest.mark.xfail(
-    strict=True,
-    reason="snnTorch 1.0.0's import_from_nir wires a recurrent LIF's input edge into W_rec "
-    "(_create_rnn_subgraph: (input, w_rec)), so it computes LIF(W_rec·(I + s[t−1]))",
-)
-
-
-@pytest.mark.parametrize(
-    "recurrent", [False, pytest.param(True, marks=SNNTORCH_RNN)], ids=["feedforward", "recurrent"]
-)
+@pytest.mark.parametrize("recurrent", [False, True], ids=["feedforward", "recurrent"])
 def test_toolkit_graph_runs_the_same_in_snntorch(recurrent):
+    """The recurrent layer is written as a nested graph (snnTorch's own RLeaky layout):
+    snnTorch's importer re-wires a flat ``lif ⇄ rec`` cycle so that the input reaches the
+    neuron through W_rec (``_create_rnn_subgraph``), but leaves a nested graph as it is."""
     first = (RecurrentLinearSTLLR if recurrent else LinearSTLLR)(12, 10, lif=HARD)
     model = SpikingChain((12,), [first, LinearSTLLR(10, 6, lif=HARD)]).eval()
     net = import_from_nir(to_nir(model, dt=SNNTORCH_DT))
     x = _inputs(12)
     model.reset_state()
     ours = _steps(model, x)
+    if recurrent:  # the recurrent weights change the spikes, so equal spikes test them
+        with torch.no_grad():
+            w_rec = first.weight_rec.clone()
+            first.weight_rec.zero_()
+            model.reset_state()
+            assert not torch.equal(_steps(model, x), ours)
+            first.weight_rec.copy_(w_rec)
     state = None
 
     def step(xt):
@@ -87,7 +89,45 @@ def test_snntorch_graph_runs_the_same_in_the_toolkit(tmp_path):
     theirs = _steps(net, x)
     ours = _steps(model, x)
     assert theirs.sum() > 0 and torch.equal(ours, theirs)
-    assert all(u.lif.reset == "hard" for u in model.units.values() if hasattr(u, "lif"))
+    assert isinstance(model, SpikingChain) and all(u.lif.reset == "hard" for u in model.layers)
+
+
+def _leaky_args(n):
+    return {
+        "beta": torch.full((n,), 0.8), "threshold": torch.full((n,), 0.7),
+        "reset_mechanism": "zero", "reset_delay": False, "init_hidden": True,
+    }  # fmt: skip
+
+
+def test_snntorch_recurrent_and_synaptic_graph_runs_the_same_in_the_toolkit():
+    """snnTorch's RLeaky (all-to-all, its recurrent Linear with a bias) and a Synaptic
+    neuron whose current has no memory (α = 0: a LIF) import as the toolkit's recurrent
+    layer and LIF, with the same spikes as snnTorch's own forward pass."""
+    torch.manual_seed(0)
+    rleaky = snn.RLeaky(linear_features=10, **_leaky_args(10))
+    with torch.no_grad():
+        rleaky.recurrent.bias.uniform_(-0.2, 0.2)
+        rleaky.recurrent.weight.mul_(3.0)
+    synaptic = snn.Synaptic(alpha=torch.zeros(6), **_leaky_args(6))
+    net = torch.nn.Sequential(torch.nn.Linear(12, 10), rleaky, torch.nn.Linear(10, 6), synaptic)
+    graph = export_to_nir(net, torch.zeros(1, 12), ignore_dims=[0])
+    assert {type(n).__name__ for n in graph.nodes.values()} >= {"CubaLIF", "Affine", "LIF"}
+    model = from_nir(graph, dt=SNNTORCH_DT).eval()
+    assert isinstance(model, SpikingChain) and isinstance(model.layers[0], RecurrentLinearSTLLR)
+    x = _inputs(12)
+    snn_utils.reset(net)
+    theirs = _steps(net, x)
+    ours = _steps(model, x)
+    assert theirs.sum() > 20 and torch.equal(ours, theirs)
+
+
+def test_snntorch_synaptic_current_with_memory_is_refused():
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 3), snn.Synaptic(alpha=torch.full((3,), 0.5), **_leaky_args(3))
+    )
+    graph = export_to_nir(net, torch.zeros(1, 4), ignore_dims=[0])
+    with pytest.raises(UserError, match=r"NIR node '1' \(CubaLIF\): field 'tau_syn' must be dt"):
+        from_nir(graph, dt=SNNTORCH_DT)
 
 
 def test_soft_reset_graph_is_marked_for_other_readers(tmp_path):

@@ -181,7 +181,7 @@ def test_every_real_task_resolves_with_data_and_refuses_without(task, tmp_path):
 
     def args(**kw):
         base = {"task": task, "data": None, "config": None, "out": tmp_path / "run"}
-        base.update(resume=False, rerun_from=None, skip_lava=False, qat_epochs=None)
+        base.update(resume=False, rerun_from=None, skip_lava=False, qat_epochs=None, from_nir=None)
         base.update(threads=0, set=[])
         return argparse.Namespace(**{**base, **kw})
 

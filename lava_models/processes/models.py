@@ -1,9 +1,12 @@
 """``fixed_pt`` ProcessModels of :mod:`lava_models.processes.process` (one per Process).
 
-Each model is glue around the integer kernels of :mod:`quantization.loihi`,
-:mod:`quantization.kernels` and :mod:`quantization.backend`, the same functions the
-batched emulator (:mod:`quantization.emulator`) calls on torch tensors (each kernel
-written once, used twice): here they run on one sample's numpy arrays (no batch dimension).
+Each model is the Lava side of a node kind (:mod:`quantization.nodes`): per step it
+receives its inputs, calls the kind's ``forward`` (the same function the batched emulator,
+:mod:`quantization.emulator`, calls on torch tensors), sends the output and, if plastic
+with a connected ``ls_in``, receives the third factor and calls the kind's ``learn``. Here
+the kinds run on one sample's numpy arrays (no batch dimension); the model is the kind's
+:class:`~quantization.nodes.Host` (int64 products, no delay, no saturation counts) and
+keeps the kind's typed state in its Vars.
 
 Timing, per Lava time step ``t`` (``self.time_step``, counted from 1): every model
 receives its inputs, computes and sends its output within ``run_spk`` of the same step,
@@ -39,22 +42,8 @@ from lava_models.processes.process import (
     ReadoutProcess,
     STLLRLayer,
 )
-from quantization.backend import int_conv2d, int_linear, int_max_pool2d, int_sum_pool2d
-from quantization.formats import DU_NONE
-from quantization.kernels import (
-    STREAM_W,
-    STREAM_WREC,
-    add_shifted,
-    global_sum_pool,
-    node_stream_key,
-    psi_lookup,
-    readout_int_step,
-    stllr_eligibility_terms,
-    stllr_trace_step,
-    stllr_weight_step,
-    synapse_correlation,
-)
-from quantization.loihi import LIFFixedParams, LIFFixedState, lif_int_step
+from quantization.backend import int_linear
+from quantization.nodes import ReadoutState, SpikingState, SynapseWeights, Traces, kind_of
 
 #: Graded values on the ports (spikes, pooled counts, sums, 24-bit logits, 8-bit L).
 PORT_DTYPE = np.int32
@@ -141,11 +130,59 @@ class NodeModel(PyLoihiProcessModel):
             os.replace(path + ".tmp", path + ".npz")  # the runner waits for complete files
 
 
+class KindModel(NodeModel):
+    """A ``fixed_pt`` model that steps its node's kind (``proc_params["node"]``) and is the
+    kind's host: numpy int64 products, no delay, nothing counted."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.node = proc_params["node"]
+        if self.node is None:
+            raise TypeError(f"{type(self).__name__}: the process was built without its node "
+                            "(export it with lava_models.exporter.export)")  # fmt: skip
+        self.kind = kind_of(self.node)
+        self.index = int(proc_params["node_index"])
+        psi = getattr(self.node, "psi", None)
+        self._psi = None if psi is None else psi.table.numpy().astype(np.int64)
+
+    def forward(self, state, inputs):
+        return self.kind.forward(self.node, state, inputs, self, self.global_step(), self.index)
+
+    # --- quantization.nodes.Host ---------------------------------------------------------
+    def fast(self, node) -> bool:
+        return False
+
+    def synapse(self, node, x, keep_float: bool):
+        return self.kind.synapse(node, self.weights, x)
+
+    def recurrent(self, node, s_prev, keep_float: bool):
+        return int_linear(s_prev, self.weight_rec)
+
+    def bias_of(self, node, like):
+        return self.bias.reshape((-1,) + (1,) * (like.ndim - 1))  # per channel
+
+    def a_bound(self, node):
+        return None
+
+    def psi_table(self, node):
+        return self._psi
+
+    def count(self, label, values, limit) -> None:
+        pass
+
+    def count_range(self, label, raw, lo, hi) -> None:
+        pass
+
+    def learns(self) -> bool:
+        """Plastic, with a third-factor source connected to ``ls_in``."""
+        return self.node.learning is not None and bool(self.ls_in.csp_ports)
+
+
 @implements(proc=STLLRLayer, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PySTLLRLayerModelFixed(NodeModel):
-    """Synapses + integer LIF + S-TLLR (see :class:`~lava_models.processes.STLLRLayer`)."""
+class PySTLLRLayerModelFixed(KindModel):
+    """Synapses + integer LIF + S-TLLR: :mod:`quantization.nodes.spiking` on one sample."""
 
     s_in: PyInPort = in_port_type(24)
     ls_in: PyInPort = in_port_type(8)
@@ -162,73 +199,36 @@ class PySTLLRLayerModelFixed(NodeModel):
     r: np.ndarray = var_type(32)
     STATE = ("weights", "weight_rec", "u", "v", "s", "psi", "p", "q", "r")
 
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        prm = proc_params
-        self.kind = prm["kind"]
-        self.conv = (prm["stride"], prm["padding"], prm["dilation"], prm["groups"])
-        self.recurrent = bool(prm["recurrent"])
-        self.spec = prm["learning"]
-        self.lif = LIFFixedParams(DU_NONE, prm["dv"], prm["vth"], 0, 0, prm["reset"])
-
-    def correlate(self, a, x):
-        return synapse_correlation(self.kind, a, x, self.weights.shape, *self.conv)
-
     def run_spk(self) -> None:
         if self.starts_sample():
             self.zero("u", "v", "s", "psi", "p", "q", "r")
         x = self.s_in.recv().astype(np.int64)
-        s_prev = self.s
-        if self.kind == "conv":
-            a = int_conv2d(x, self.weights, *self.conv)
-        else:
-            a = int_linear(x, self.weights)
-        if self.recurrent:
-            a = a + int_linear(s_prev, self.weight_rec)
-        bias = self.bias.reshape((-1,) + (1,) * (a.ndim - 1))  # per channel over [C, H, W]
-        s, v_c, st = lif_int_step(LIFFixedState(self.u, self.v), a,
-                                  self.lif._replace(bias_mant=bias))  # fmt: skip
-        s = s.astype(np.int64)
-        self.send(s)  # before ls_in: a signal computed from this output cannot deadlock
-        self.u, self.v, self.s = np.asarray(st.u), np.asarray(st.v), s
-        if self.spec is not None:
-            self.learn(x, s_prev, v_c)
-        self.record(s)
-
-    def learn(self, x, s_prev, v_c) -> None:
-        spec, (table, shift, half, frac) = self.spec, self.proc_params["psi"]
-        step, index = self.global_step(), int(self.proc_params["node_index"])
-        psi = psi_lookup(v_c, table, shift, half)
-        q_prev = self.q
-        rec_in = s_prev if self.recurrent else None
-        self.p, self.q, r = stllr_trace_step(self.p, self.q, self.r if self.recurrent else None,
-                                             x, psi, rec_in, spec, frac, step, index)  # fmt: skip
-        if self.recurrent:
-            self.r = r
-        self.psi = psi
-        if not self.ls_in.csp_ports:  # no signal source connected: traces only
-            return
-        signal = self.ls_in.recv().astype(np.int64)
-        g, h = stllr_eligibility_terms(signal, psi, q_prev, frac - spec.q_frac)
-        h = h if spec.a_post else None
-        key = node_stream_key(spec.seed, step, index, STREAM_W)
-        self.weights, _ = stllr_weight_step(self.weights, g, h, self.p, x, spec, key,
-                                            self.correlate)  # fmt: skip
-        if self.recurrent:
-            key = node_stream_key(spec.seed, step, index, STREAM_WREC)
-            self.weight_rec, _ = stllr_weight_step(self.weight_rec, g, h, self.r, s_prev, spec,
-                                                   key, _dense_correlate)  # fmt: skip
-
-
-def _dense_correlate(a, x):
-    return synapse_correlation("dense", a, x, (a.shape[-1], x.shape[-1]))
+        rec = self.node.recurrent
+        traces = Traces(self.p, self.q, self.r if rec else None)
+        state = SpikingState(self.u, self.v, self.s, traces if self.node.learning else None)
+        step = self.forward(state, [x])
+        self.send(step.out)  # before ls_in: a signal computed from this output cannot deadlock
+        new = step.state
+        self.u, self.v, self.s = np.asarray(new.u), np.asarray(new.v), step.out
+        if new.traces is not None:
+            self.p, self.q, self.psi = new.traces.p, new.traces.q, new.psi
+            if rec:
+                self.r = new.traces.r
+        if self.learns():
+            signal = self.ls_in.recv().astype(np.int64)
+            w = SynapseWeights(self.weights, self.weight_rec if rec else None)
+            w = self.kind.learn(self.node, w, new, signal, self, self.global_step(), self.index)
+            self.weights = w.w
+            if rec:
+                self.weight_rec = w.w_rec
+        self.record(self.s)
 
 
 @implements(proc=ReadoutProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyReadoutModelFixed(NodeModel):
-    """Leaky integrator of ``W·x`` (the logits), plastic with Ψ ≡ 1."""
+class PyReadoutModelFixed(KindModel):
+    """Leaky integrator of ``W·x`` (the logits): :mod:`quantization.nodes.readout`."""
 
     s_in: PyInPort = in_port_type(24)
     ls_in: PyInPort = in_port_type(8)
@@ -243,33 +243,29 @@ class PyReadoutModelFixed(NodeModel):
         if self.starts_sample():
             self.zero("v", "p")
         x = self.s_in.recv().astype(np.int64)
-        self.v = readout_int_step(self.v, int_linear(x, self.weights), self.proc_params["dv"],
-                                  self.bias)  # fmt: skip
+        state = ReadoutState(self.v, Traces(self.p) if self.node.learning else None)
+        step = self.forward(state, [x])
+        self.v = step.out
         self.send(self.v)
-        spec = self.proc_params["learning"]
-        if spec is not None:
-            step, index = self.global_step(), int(self.proc_params["node_index"])
-            self.p, _, _ = stllr_trace_step(self.p, None, None, x, None, None, spec, 0, step,
-                                            index)  # fmt: skip
-            if self.ls_in.csp_ports:
-                signal = self.ls_in.recv().astype(np.int64)
-                key = node_stream_key(spec.seed, step, index, STREAM_W)
-                self.weights, _ = stllr_weight_step(self.weights, signal, None, self.p, x, spec,
-                                                    key, _dense_correlate)  # fmt: skip
+        if step.state.traces is not None:
+            self.p = step.state.traces.p
+        if self.learns():
+            signal = self.ls_in.recv().astype(np.int64)
+            w = self.kind.learn(self.node, SynapseWeights(self.weights), step.state, signal,
+                                self, self.global_step(), self.index)  # fmt: skip
+            self.weights = w.w
         self.record(self.v)
 
 
 @implements(proc=PoolProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyPoolModelFixed(NodeModel):
+class PyPoolModelFixed(KindModel):
     s_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)
 
     def run_spk(self) -> None:
-        x = self.s_in.recv().astype(np.int64)
-        k = int(self.proc_params["kernel"])
-        out = int_max_pool2d(x, k) if self.proc_params["mode"] == "max" else int_sum_pool2d(x, k)
+        out = self.forward(None, [self.s_in.recv().astype(np.int64)]).out
         self.send(out)
         self.record(out)
 
@@ -277,12 +273,12 @@ class PyPoolModelFixed(NodeModel):
 @implements(proc=GlobalSumPoolProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyGlobalSumPoolModelFixed(NodeModel):
+class PyGlobalSumPoolModelFixed(KindModel):
     s_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)
 
     def run_spk(self) -> None:
-        out = global_sum_pool(self.s_in.recv().astype(np.int64))
+        out = self.forward(None, [self.s_in.recv().astype(np.int64)]).out
         self.send(out)
         self.record(out)
 
@@ -290,14 +286,13 @@ class PyGlobalSumPoolModelFixed(NodeModel):
 @implements(proc=AddProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyAddModelFixed(NodeModel):
+class PyAddModelFixed(KindModel):
     a_in: PyInPort = in_port_type(24)
     b_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)
 
     def run_spk(self) -> None:
-        a = self.a_in.recv().astype(np.int64)
-        b = self.b_in.recv().astype(np.int64)
-        out = add_shifted([a, b], self.proc_params["shifts"])
+        ins = [self.a_in.recv().astype(np.int64), self.b_in.recv().astype(np.int64)]
+        out = self.forward(None, ins).out
         self.send(out)
         self.record(out)

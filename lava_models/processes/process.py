@@ -37,9 +37,11 @@ Common keyword arguments (``proc_params``): ``node_index`` (keys the random stre
 Lava's ``time_step == 1``; the global step is ``step_offset + time_step − 1``),
 ``reset_interval`` (0: never; else the state and traces are zeroed at the start of
 every ``reset_interval``-th step, the emulator's ``reset()`` between samples; weights
-keep learning) and ``record_dir``/``record_steps`` (if set, the model writes its output
+keep learning), ``record_dir``/``record_steps`` (if set, the model writes its output
 of every step and its final state to ``record_dir/<node_index>.npz`` at time step
-``record_steps``; far faster than ``Var.get()``, docs/lava.md §6).
+``record_steps``; far faster than ``Var.get()``, docs/lava.md §6) and ``node`` (the
+:class:`~quantization.network.QNetwork` node a ``fixed_pt`` model steps with its kind,
+:mod:`quantization.nodes`; the float models do not use it).
 
 This module imports only numpy and Lava (Lava's model discovery executes it,
 docs/lava.md §7, pitfall 4).
@@ -60,6 +62,7 @@ def _common(kw: dict) -> dict:
         "reset_interval": 0,
         "record_dir": None,
         "record_steps": 0,
+        "node": None,
     }
     unknown = set(kw) - set(out) - {"name"}
     if unknown:

@@ -66,14 +66,20 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from stllr.nir_interop.load import read_nir
+    from stllr.nir_interop.load import NIRNetwork, read_nir
 
     model = read_nir(args.nir_file, args.dt)
     n = sum(p.numel() for p in model.parameters())
     print(
-        f"{args.nir_file}: input {list(model.input_shape)}, {model.num_classes} outputs, "
-        f"{len(model.order)} units, {n} parameters"
+        f"{args.nir_file}: {type(model).__name__}, input {list(model.input_shape)}, "
+        f"{model.num_classes} outputs, {n} parameters"
     )
-    for name in model.order:
-        print(f"  {name} ← {' + '.join(model.sources[name])}: {model.units[name]!r}")
+    if isinstance(model, NIRNetwork):
+        print("  (no toolkit model class fits: runs in float, not deployable)")
+        for name in model.order:
+            print(f"  {name} ← {' + '.join(model.sources[name])}: {model.units[name]!r}")
+        return 0
+    for name, module in model.named_modules():
+        if name and not list(module.children()) and any(True for _ in module.parameters()):
+            print(f"  {name}: {module!r}")
     return 0

@@ -16,6 +16,10 @@ Stages (each prints a one-line summary; finished stages are skipped on --resume)
               fixed-point emulator and Lava (whose learned weights must equal the emulator's)
   report      report/report.html (self-contained, figures embedded) and report/report.md
 
+--from-nir FILE replaces the training by a network imported from a NIR graph (written by
+the toolkit, snnTorch, ...; docs/nir.md), fine-tuned for --set train.epochs=N epochs of
+S-TLLR (0 by default); its input and output sizes must fit the task.
+
 Without arguments it runs the SHD-like stand-in (generated once, nothing is downloaded)
 in a few minutes on 2 CPU cores. --data PATH runs the real data set instead (task shd
 by default); --task custom --data FILE runs a bring-your-own events file (docs/data.md).
@@ -48,6 +52,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
             "  stllr pipeline --task gesture --data /datasets  # real DVS Gesture, held-out users\n"
             "  stllr pipeline --task custom --data events.h5   # your events file (docs/data.md)\n"
             "  stllr pipeline --qat-epochs 1 --out runs/p_qat --set adaptation.lr=2e-6\n"
+            "  stllr pipeline --from-nir model.nir --set train.nir_dt=1e-4  # e.g. from snnTorch\n"
             "  stllr pipeline --resume --rerun-from adaptation --set adaptation.samples=200"
         ),
     )
@@ -91,6 +96,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default=None,
         help="epochs of quantization-aware training before deployment (default: the config's, 0)",
     )
+    p.add_argument(
+        "--from-nir",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="import the network from this NIR graph instead of training it "
+        "(train.epochs: S-TLLR fine-tuning epochs, default 0; train.nir_dt: its time step)",
+    )
     options.add_set_option(
         p, "SECTION.KEY=VALUE", "train.epochs=2 adaptation.samples=50", "config values"
     )
@@ -111,6 +124,7 @@ def _resolve(args: argparse.Namespace):
         rerun_from=args.rerun_from,
         skip_lava=args.skip_lava,
         qat_epochs=args.qat_epochs,
+        from_nir=args.from_nir,
         overrides=[*args.set, *options.device_override(args, "train.device")],
     )
 

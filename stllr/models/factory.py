@@ -10,6 +10,8 @@ shd_rsnn      SHDNetSTLLR                  SHDNetBPTT
 vgg9          VGGSTLLR                     VGGBPTT (AvgPool, as the reference)
 resnet18      SpikingResNet18 (S-TLLR)     SpikingResNet18 (BPTT)
 auto          shd_rsnn for frames ``[T, C]`` (1-D sensors), vgg9 for ``[T, C, H, W]``
+nir           the graph of ``nir_file``, imported as SHDNetSTLLR, SpikingChain or VGGSTLLR
+              (:mod:`stllr.nir_interop`; methods stllr and stllr_online only)
 ============  ===========================  ==============================
 
 For ``ottt`` the factors are replaced by OTTT's (α_post = 0, λ_pre = γ of the
@@ -170,10 +172,36 @@ def _auto(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     )
 
 
+def _nir(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    """The network of the NIR graph ``cfg.nir_file`` as a toolkit model class, learning
+    with the config's factors, Ψ and feedback; its input and output sizes must be the task's."""
+    from stllr.nir_interop.load import read_nir, require_toolkit_model
+
+    if cfg.method not in ("stllr", "stllr_online"):
+        raise UserError(
+            f"arch 'nir' fine-tunes with S-TLLR: method must be stllr or stllr_online, "
+            f"got {cfg.method!r}"
+        )
+    _lif_only(cfg)
+    path = cfg.nir_file
+    model = read_nir(
+        path, cfg.nir_dt or None, factors=cfg.stllr_factors(), psi=cfg.psi, feedback=cfg.feedback
+    )
+    require_toolkit_model(model, path)
+    if tuple(model.input_shape) != tuple(input_shape) or model.num_classes != num_classes:
+        raise UserError(
+            f"{path}: the graph takes input {list(model.input_shape)} and gives "
+            f"{model.num_classes} outputs, but task {cfg.task!r} has samples "
+            f"{list(input_shape)} and {num_classes} classes; export the network for this task"
+        )
+    return model
+
+
 register_arch("shd_rsnn", _shd, input_dims=1)
 register_arch("vgg9", _vgg, input_dims=3)
 register_arch("resnet18", _resnet, input_dims=3)
 register_arch("auto", _auto)
+register_arch("nir", _nir)
 
 
 def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int):

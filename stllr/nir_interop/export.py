@@ -1,9 +1,13 @@
 """Export a float S-TLLR model to a NIR graph (:func:`to_nir`, :func:`write_nir`).
 
 Each spiking layer becomes a synapse node (``Affine`` or ``Conv2d`` holding the
-standardised weight Ŵ, weight standardisation folded in) followed by a ``LIF`` node; the
-recurrent layer adds a ``Linear`` node (Ŵ_rec) on the edge from its ``LIF`` back to
-itself; ``AvgPool2d`` and global average pooling become ``AvgPool2d`` nodes; a residual
+standardised weight Ŵ, weight standardisation folded in) followed by a ``LIF`` node (an
+``IF`` node when γ = 1); the recurrent layer is a nested ``NIRGraph`` ``<layer>`` of
+``input → lif``, ``lif → rec → lif`` (``rec``: a ``Linear`` of Ŵ_rec), ``lif → output``,
+the layout snnTorch writes and reads (a flat ``lif ⇄ rec`` cycle is mis-wired by its
+importer); ``AvgPool2d`` and global average pooling become ``AvgPool2d`` nodes, a 2×2
+``MaxPool2d`` of spikes a ``SumPool2d`` followed by ``Threshold`` 0.5 (for spikes in
+{0, 1} the window's max is H(sum − 0.5); NIR 1.0 has no max pooling); a residual
 sum becomes a ``Scale`` node of ones fed by both branches (NIR sums the edges into a
 node); the SHD accumulate readout is ``Affine`` → ``LI``, the VGG/ResNet head an
 ``Affine`` into the output. The graph's metadata states dt and the discrete-time
@@ -27,7 +31,7 @@ from stllr.models.resnet import BasicBlock, SpikingResNet18
 from stllr.models.shd import SHDNetSTLLR
 from stllr.models.vgg import VGGSTLLR
 from stllr.nir_interop import require_nir
-from stllr.nir_interop.time_mapping import DEFAULT_DT, li_arrays, lif_arrays
+from stllr.nir_interop.time_mapping import DEFAULT_DT, if_arrays, li_arrays, lif_arrays
 
 #: what a discrete-time reader needs to run the graph as the toolkit does
 CONVENTIONS = (
@@ -59,10 +63,26 @@ class _Graph:
         self.edges += [(src, name) for src in sources]
         return name
 
-    def lif(self, name: str, layer, shape, synapse: str) -> str:
+    def lif(self, name: str, layer, shape, *synapses: str) -> str:
         meta = {"reset": layer.lif.reset, "stllr_leak": float(layer.lif.leak)}
-        node = self.nir.LIF(**lif_arrays(layer.lif, shape, self.dt), metadata=meta)
-        return self.add(name, node, shape, synapse)
+        if layer.lif.gamma == 1.0:
+            node = self.nir.IF(**if_arrays(layer.lif, shape, self.dt), metadata=meta)
+        else:
+            node = self.nir.LIF(**lif_arrays(layer.lif, shape, self.dt), metadata=meta)
+        return self.add(name, node, shape, *synapses)
+
+    def recurrent(self, name: str, layer: RecurrentLinearSTLLR, shape, synapse: str) -> str:
+        """The nested graph ``name`` of a recurrent population fed by ``synapse``."""
+        with torch.no_grad():
+            _, w_rec = layer.standardized_weights()
+        inner = _Graph(self.nir, self.dt)
+        inner.add("input", self.nir.Input(input_type={"input": np.array(shape)}), shape)
+        inner.lif("lif", layer, shape, "input")
+        inner.add("rec", self.nir.Linear(weight=_np(w_rec)), shape, "lif")
+        inner.edges.append(("rec", "lif"))
+        inner.add("output", self.nir.Output(output_type={"output": np.array(shape)}), shape, "lif")
+        sub = self.nir.NIRGraph(nodes=inner.nodes, edges=inner.edges, type_check=False)
+        return self.add(name, sub, shape, synapse)
 
     def spiking(self, name: str, layer: nn.Module, src: str) -> str:
         """A ``LinearSTLLR`` / ``Conv2dSTLLR`` / ``RecurrentLinearSTLLR`` fed by ``src``."""
@@ -83,13 +103,9 @@ class _Graph:
             syn = self.nir.Affine(weight=_np(w), bias=_np(bias))
             shape = (layer.out_features,)
         self.add(f"{name}.syn", syn, shape, src)
-        out = self.lif(f"{name}.lif", layer, shape, f"{name}.syn")
         if isinstance(layer, RecurrentLinearSTLLR):
-            with torch.no_grad():
-                _, w_rec = layer.standardized_weights()
-            self.add(f"{name}.rec", self.nir.Linear(weight=_np(w_rec)), shape, out)
-            self.edges.append((f"{name}.rec", out))
-        return out
+            return self.recurrent(name, layer, shape, f"{name}.syn")
+        return self.lif(f"{name}.lif", layer, shape, f"{name}.syn")
 
     def flatten(self, name: str, src: str) -> str:
         shape = self.shapes[src]
@@ -105,14 +121,25 @@ class _Graph:
     def pool(self, name: str, pool: nn.Module, src: str) -> str:
         if isinstance(pool, nn.Identity):
             return src
-        if isinstance(pool, nn.AvgPool2d) and pool.kernel_size == pool.stride == 2:
-            if pool.padding not in (0, (0, 0)):
-                raise UserError(f"{name}: AvgPool2d with padding has no exact NIR node")
+        same = pool.kernel_size == pool.stride == 2 and pool.padding in (0, (0, 0))
+        if isinstance(pool, nn.AvgPool2d) and same:
             return self.avg_pool(name, (2, 2), src)
+        if isinstance(pool, nn.MaxPool2d) and same and pool.dilation in (1, (1, 1)):
+            return self.max_pool(name, src)
         raise UserError(
-            f"{name}: {type(pool).__name__} has no NIR node (NIR 1.0 has AvgPool2d and "
-            f"SumPool2d only); train with pooling='avg' to export"
+            f"{name}: {type(pool).__name__}(kernel {pool.kernel_size}, stride {pool.stride}, "
+            f"padding {pool.padding}) has no exact NIR node (2×2, stride 2, no padding maps)"
         )
+
+    def max_pool(self, name: str, src: str) -> str:
+        """2×2 max pooling of spikes: ``SumPool2d`` then ``Threshold`` 0.5 (module doc)."""
+        c, h, w = self.shapes[src]
+        k = np.array((2, 2), dtype=np.int64)
+        pool = self.nir.SumPool2d(kernel_size=k, stride=k, padding=np.zeros(2, dtype=np.int64))
+        shape = (c, h // 2, w // 2)
+        self.add(f"{name}.sum", pool, shape, src)
+        thr = self.nir.Threshold(threshold=np.full(shape, 0.5), metadata={"stllr": "max pool"})
+        return self.add(name, thr, shape, f"{name}.sum")
 
     def head(self, model: SpikingModel, src: str) -> str:
         """Global average pooling, flatten and the ``nn.Linear`` head (VGG, ResNet)."""
@@ -128,9 +155,12 @@ def _shd(g: _Graph, model: SHDNetSTLLR, src: str) -> str:
     ro: AccumulateReadout = model.readout
     g.add("readout.syn", g.nir.Affine(weight=_np(ro.weight), bias=_np(ro.bias)),
           (ro.out_features,), h)  # fmt: skip
-    li = g.nir.LI(**li_arrays(ro.gamma, ro.out_features, g.dt),
-                  metadata={"stllr_lambda_pre": float(ro.lambda_pre)})  # fmt: skip
-    return g.add("readout.li", li, (ro.out_features,), "readout.syn")
+    meta, n = {"stllr_lambda_pre": float(ro.lambda_pre)}, ro.out_features
+    if ro.gamma == 1.0:  # no leak: NIR's integrator
+        li = g.nir.I(r=np.full(n, 1.0 / g.dt), metadata=meta)
+    else:
+        li = g.nir.LI(**li_arrays(ro.gamma, n, g.dt), metadata=meta)
+    return g.add("readout.li", li, (n,), "readout.syn")
 
 
 def _chain(g: _Graph, model: SpikingChain, src: str) -> str:

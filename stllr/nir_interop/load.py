@@ -1,18 +1,25 @@
 """Build an S-TLLR model from a NIR graph (:func:`from_nir`, :func:`read_nir`).
 
-Node patterns mapped (anything else is refused with the node's name and kind):
+Nested ``NIRGraph`` nodes are flattened first (:mod:`.graph`). Node patterns mapped
+(anything else is refused with the node's name and kind):
 
-- ``Affine``/``Linear``/``Conv2d`` → ``LIF`` (synapse with the LIF as its only target) →
-  ``LinearSTLLR``/``Conv2dSTLLR``; with a ``Linear`` on an edge from the ``LIF`` back to
-  itself → ``RecurrentLinearSTLLR``. The weights are taken as Ŵ: the layers are built with
+- ``Affine``/``Linear``/``Conv2d`` → a spiking neuron (synapse with the neuron as its only
+  target) → ``LinearSTLLR``/``Conv2dSTLLR``; with a ``Linear``/``Affine`` on an edge from
+  the neuron back to itself → ``RecurrentLinearSTLLR`` (a recurrent ``Affine``'s bias is
+  added to the input synapse's bias: both are added at every step). The spiking neuron
+  is ``LIF``, ``IF`` (no leak) or a ``CubaLIF`` whose current has no memory
+  (:mod:`.time_mapping`). The weights are taken as Ŵ: the layers are built with
   ``weight_std=False`` so that they multiply by exactly the graph's weights.
-- ``Affine``/``Linear`` → ``LI`` → ``AccumulateReadout`` (λ_pre from the node's metadata
-  ``stllr_lambda_pre``, else 0.99).
+- ``Affine``/``Linear`` → ``LI`` or ``I`` → ``AccumulateReadout`` (λ_pre from the node's
+  metadata ``stllr_lambda_pre``, else 0.99).
 - ``Affine``/``Linear`` not into a neuron → ``nn.Linear`` (a per-step logit).
-- ``AvgPool2d``, ``Flatten``, ``Scale``, ``Input``, ``Output``.
+- ``SumPool2d`` of spikes → ``Threshold`` (0 < θ < 1) → ``nn.MaxPool2d``: for spikes in
+  {0, 1}, max = H(sum − θ). ``SumPool2d`` otherwise → a sum pool; ``AvgPool2d``,
+  ``Flatten``, ``Scale``, ``Input``, ``Output``.
 
 The edges into a node are summed (NIR's convention). Time constants follow
-:mod:`.time_mapping`.
+:mod:`.time_mapping`. The result is a toolkit model class when the units fit one
+(:mod:`.lower`), else a generic :class:`NIRNetwork`.
 """
 
 from __future__ import annotations
@@ -30,9 +37,19 @@ from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearS
 from stllr.models.base import SpikingModel
 from stllr.neuron import LIFParams
 from stllr.nir_interop import require_nir
-from stllr.nir_interop.time_mapping import DEFAULT_DT, leak_from_tau, threshold_from_nir
+from stllr.nir_interop.graph import flatten
+from stllr.nir_interop.lower import CLASSES, toolkit_model
+from stllr.nir_interop.time_mapping import (
+    DEFAULT_DT,
+    check_memoryless_current,
+    leak_free,
+    leak_from_tau,
+    threshold_from_nir,
+)
 
 _DENSE = ("Affine", "Linear")
+_SPIKING = ("LIF", "IF", "CubaLIF")
+_READOUT = ("LI", "I")
 
 
 class NIRNetwork(SpikingModel):
@@ -41,10 +58,10 @@ class NIRNetwork(SpikingModel):
 
     family = "stllr"
 
-    def __init__(self, input_shape, num_classes, units: dict, sources: dict, outputs):
+    def __init__(self, input_shape, num_classes, order, units: dict, sources: dict, outputs):
         super().__init__(tuple(input_shape), num_classes)
         self.units = nn.ModuleDict(units)
-        self.order = list(units)
+        self.order = list(order)
         self.sources = {k: list(v) for k, v in sources.items()}
         self.outputs = list(outputs)
 
@@ -86,11 +103,19 @@ def _t(a) -> torch.Tensor:
 
 
 def _lif_params(name: str, node, dt: float) -> LIFParams:
-    where = f"NIR node '{name}' (LIF)"
-    leak = leak_from_tau(where, node.tau, node.r, node.v_leak, dt)
+    """The toolkit LIF of a spiking NIR neuron (``LIF``, ``IF``, memoryless ``CubaLIF``)."""
+    kind = _kind(node)
+    where = f"NIR node '{name}' ({kind})"
     meta = getattr(node, "metadata", {}) or {}
-    if "stllr_leak" in meta:  # the exact leak the toolkit exported (same γ, checked above)
-        leak = float(np.asarray(meta["stllr_leak"]))
+    if kind == "IF":
+        leak = leak_free(where, node.r, dt)
+    else:
+        if kind == "CubaLIF":
+            check_memoryless_current(where, node.tau_syn, node.w_in, dt)
+        tau, field = (node.tau, "tau") if kind == "LIF" else (node.tau_mem, "tau_mem")
+        leak = leak_from_tau(where, tau, node.r, node.v_leak, dt, field)
+        if "stllr_leak" in meta:  # the exact leak the toolkit exported (same γ, checked above)
+            leak = float(np.asarray(meta["stllr_leak"]))
     theta = threshold_from_nir(where, node.v_threshold, node.v_reset)
     reset = meta.get("reset", "hard")
     reset = reset.decode() if isinstance(reset, bytes) else str(reset)
@@ -104,10 +129,15 @@ def _synapse(name: str, node) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(node.weight), None if bias is None else np.asarray(bias)
 
 
-def _spiking_unit(name, lif_node, syn_name, syn, rec, dt) -> nn.Module:
-    """The S-TLLR layer of a synapse node → LIF node (→ recurrent Linear)."""
+def _spiking_unit(name, lif_node, syn_name, syn, rec, dt, opts) -> nn.Module:
+    """The S-TLLR layer of a synapse node → LIF node (→ recurrent Linear); ``opts``: the
+    layers' learning options (``factors``, ``psi``) when given."""
     lif = _lif_params(name, lif_node, dt)
     w, b = _synapse(syn_name, syn)
+    b = np.zeros(w.shape[0], np.float32) if b is None else b.astype(np.float32)
+    w_rec, b_rec = _synapse(*rec) if rec is not None else (None, None)
+    if b_rec is not None:
+        b = b + b_rec.astype(np.float32)  # added at every step, as b is
     if _kind(syn) == "Conv2d":
         pad = syn.padding
         if isinstance(pad, str):
@@ -117,27 +147,25 @@ def _spiking_unit(name, lif_node, syn_name, syn, rec, dt) -> nn.Module:
             stride=tuple(int(s) for s in np.ravel(syn.stride)),
             padding=tuple(int(p) for p in np.ravel(pad)),
             dilation=tuple(int(d) for d in np.ravel(syn.dilation)),
-            groups=int(syn.groups), bias=True, lif=lif, weight_std=False,
+            groups=int(syn.groups), bias=True, lif=lif, weight_std=False, **opts,
         )  # fmt: skip
     else:
         cls = RecurrentLinearSTLLR if rec is not None else LinearSTLLR
-        layer = cls(w.shape[1], w.shape[0], bias=True, lif=lif, weight_std=False)
+        layer = cls(w.shape[1], w.shape[0], bias=True, lif=lif, weight_std=False, **opts)
     with torch.no_grad():
         layer.weight.copy_(_t(w))
-        layer.bias.copy_(_t(b) if b is not None else torch.zeros(w.shape[0]))
-        if rec is not None:
-            rec_name, rec_node = rec
-            w_rec, b_rec = _synapse(rec_name, rec_node)
-            if b_rec is not None and np.any(b_rec != 0):
-                raise UserError(
-                    f"NIR node '{rec_name}': field 'bias' of a recurrent synapse must be 0"
-                )
+        layer.bias.copy_(_t(b))
+        if w_rec is not None:
             layer.weight_rec.copy_(_t(w_rec))
     return layer
 
 
 def _readout_unit(name, li, syn_name, syn, dt) -> nn.Module:
-    leak = leak_from_tau(f"NIR node '{name}' (LI)", li.tau, li.r, li.v_leak, dt)
+    where = f"NIR node '{name}' ({_kind(li)})"
+    if _kind(li) == "I":
+        leak = leak_free(where, li.r, dt)
+    else:
+        leak = leak_from_tau(where, li.tau, li.r, li.v_leak, dt)
     meta = getattr(li, "metadata", {}) or {}
     lam = float(np.asarray(meta.get("stllr_lambda_pre", 0.99)))
     w, b = _synapse(syn_name, syn)
@@ -158,11 +186,25 @@ def _linear_unit(syn) -> nn.Module:
     return lin
 
 
-def _pool_unit(name, node) -> nn.Module:
+def _pool_unit(node, kind: str) -> nn.Module:
+    """``kind``: ``avg``, ``sum`` or ``max`` (a sum pool of spikes thresholded, see module doc)."""
     k = tuple(int(v) for v in np.ravel(node.kernel_size))
     s = tuple(int(v) for v in np.ravel(node.stride))
     p = tuple(int(v) for v in np.ravel(node.padding))
-    return nn.AvgPool2d(k, s, p)
+    if kind == "max":
+        return nn.MaxPool2d(k, s, p)
+    return nn.AvgPool2d(k, s, p, divisor_override=1 if kind == "sum" else None)
+
+
+def _max_pool_threshold(name, nodes, preds, succs) -> str | None:
+    """The ``Threshold`` node that makes the ``SumPool2d`` ``name`` a max pool, or None:
+    its only successor, with one θ in (0, 1), and every input a spiking neuron."""
+    after = succs[name]
+    if len(after) != 1 or _kind(nodes[after[0]]) != "Threshold":
+        return None
+    theta = np.unique(np.asarray(nodes[after[0]].threshold, dtype=np.float64))
+    binary = all(_kind(nodes[p]) in _SPIKING for p in preds[name])
+    return after[0] if binary and theta.size == 1 and 0.0 < theta[0] < 1.0 else None
 
 
 def _topological(names, preds) -> list[str]:
@@ -187,16 +229,25 @@ def _topological(names, preds) -> list[str]:
     return order
 
 
-def from_nir(graph, dt: float | None = None) -> NIRNetwork:
-    """An :class:`NIRNetwork` of S-TLLR layers computing ``graph`` step by step.
+def _options(factors, psi) -> dict:
+    opts = {} if factors is None else {"factors": factors}
+    return opts if not psi else {**opts, "psi": psi}
 
-    ``dt`` defaults to the graph's metadata ``dt``, else :data:`DEFAULT_DT`.
+
+def from_nir(graph, dt: float | None = None, factors=None, psi: str = "", feedback: str = "BP"):
+    """The S-TLLR model computing ``graph`` step by step: a toolkit model class when the
+    graph has the shape of one (:mod:`.lower`), else an :class:`NIRNetwork`.
+
+    ``dt`` defaults to the graph's metadata ``dt``, else :data:`DEFAULT_DT`. ``factors``
+    (:class:`~stllr.factors.STLLRFactors`), ``psi`` and ``feedback`` set how the layers
+    learn when fine-tuned (default: each layer's own).
     """
     meta = graph.metadata or {}
     dt = float(np.asarray(meta.get("dt", DEFAULT_DT))) if dt is None else dt
-    nodes = graph.nodes
+    nodes, edges = flatten(graph.nodes, graph.edges)
+    opts = _options(factors, psi)
     preds, succs = defaultdict(list), defaultdict(list)
-    for a, b in graph.edges:
+    for a, b in edges:
         if a not in nodes or b not in nodes:
             raise UserError(f"NIR graph: edge ({a!r}, {b!r}) names a node that does not exist")
         preds[b].append(a)
@@ -210,7 +261,7 @@ def from_nir(graph, dt: float | None = None) -> NIRNetwork:
     sources: dict[str, list[str]] = {}
     for name, node in nodes.items():
         kind = _kind(node)
-        if kind in ("LIF", "LI"):
+        if kind in (*_SPIKING, *_READOUT):
             ff = [p for p in preds[name] if name not in preds[p]]
             rec = [p for p in preds[name] if name in preds[p]]
             if len(ff) != 1 or _kind(nodes[ff[0]]) not in (*_DENSE, "Conv2d"):
@@ -221,38 +272,50 @@ def from_nir(graph, dt: float | None = None) -> NIRNetwork:
             syn_name = ff[0]
             if succs[syn_name] != [name]:
                 raise UserError(f"NIR node '{syn_name}': a synapse into '{name}' must feed only it")
-            if kind == "LI":
+            if kind in _READOUT:
                 if rec or _kind(nodes[syn_name]) == "Conv2d":
                     raise UserError(
-                        f"NIR node '{name}' (LI): only a dense, non-recurrent readout maps"
+                        f"NIR node '{name}' ({kind}): only a dense, non-recurrent readout maps"
                     )
                 units[name] = _readout_unit(name, node, syn_name, nodes[syn_name], dt)
             else:
                 if len(rec) > 1 or (rec and _kind(nodes[rec[0]]) not in _DENSE):
                     raise UserError(
-                        f"NIR node '{name}' (LIF): at most one Linear recurrent synapse maps"
+                        f"NIR node '{name}' ({kind}): at most one Linear recurrent synapse maps"
                     )
                 r = (rec[0], nodes[rec[0]]) if rec else None
-                units[name] = _spiking_unit(name, node, syn_name, nodes[syn_name], r, dt)
+                units[name] = _spiking_unit(name, node, syn_name, nodes[syn_name], r, dt, opts)
                 absorbed.update(rec)
             absorbed.add(syn_name)
             sources[name] = preds[syn_name]
+    for name, node in nodes.items():
+        kind = _kind(node)
+        if kind == "SumPool2d" and _max_pool_threshold(name, nodes, preds, succs):
+            thr = _max_pool_threshold(name, nodes, preds, succs)
+            units[thr], sources[thr] = _pool_unit(node, "max"), preds[name]
+            absorbed.update((name, thr))
     for name, node in nodes.items():
         kind = _kind(node)
         if name in absorbed or name in units or kind in ("Input", "Output"):
             continue
         if kind in _DENSE:
             units[name] = _linear_unit(node)
-        elif kind == "AvgPool2d":
-            units[name] = _pool_unit(name, node)
+        elif kind in ("AvgPool2d", "SumPool2d"):
+            units[name] = _pool_unit(node, "avg" if kind == "AvgPool2d" else "sum")
         elif kind == "Flatten":
             units[name] = _Flatten()
         elif kind == "Scale":
             units[name] = _Scale(node.scale)
+        elif kind == "Threshold":
+            raise UserError(
+                f"NIR node '{name}': kind Threshold maps only as max pooling (SumPool2d of "
+                "spikes → Threshold with one value in (0, 1))"
+            )
         else:
             raise UserError(
-                f"NIR node '{name}': kind {kind} has no S-TLLR counterpart (supported: LIF, LI, "
-                f"Affine, Linear, Conv2d, AvgPool2d, Flatten, Scale, Input, Output)"
+                f"NIR node '{name}': kind {kind} has no S-TLLR counterpart (supported: LIF, IF, "
+                f"CubaLIF, LI, I, Affine, Linear, Conv2d, AvgPool2d, SumPool2d, Threshold after "
+                f"SumPool2d, Flatten, Scale, Input, Output)"
             )
         sources[name] = preds[name]
     for name, src in sources.items():
@@ -263,17 +326,29 @@ def from_nir(graph, dt: float | None = None) -> NIRNetwork:
     out_shape = np.ravel(nodes[outputs[0]].output_type["output"])
     renamed = {n: n.replace(".", "_") for n in order}  # ModuleDict keys cannot hold '.'
     rn = {**renamed, inputs[0]: "input"}
-    return NIRNetwork(
+    parts = (
         input_shape, int(np.prod(out_shape)),
-        {renamed[n]: units[n] for n in order},
+        [renamed[n] for n in order], {renamed[n]: units[n] for n in order},
         {renamed[n]: [rn[s] for s in sources[n]] for n in order},
         [rn[s] for s in preds[outputs[0]]],
     )  # fmt: skip
+    model = toolkit_model(*parts, feedback=feedback)
+    return model if model is not None else NIRNetwork(*parts)
 
 
-def read_nir(path: str | Path, dt: float | None = None) -> NIRNetwork:
-    """:func:`from_nir` of the graph in the file ``path``; a one-line :class:`UserError`
-    for a file that is not a NIR graph."""
+def require_toolkit_model(model, source: str) -> SpikingModel:
+    """``model`` when it is a toolkit model class (deployable), else a one-line error."""
+    if isinstance(model, NIRNetwork):
+        raise UserError(
+            f"{source}: the graph runs in float but has the shape of no network the toolkit "
+            f"deploys ({CLASSES}); units: {', '.join(model.order)}"
+        )
+    return model
+
+
+def read_graph(path: str | Path):
+    """The NIR graph in the file ``path``; a one-line :class:`UserError` for a file that
+    is not a NIR graph."""
     nir = require_nir()
     path = Path(path)
     if not path.is_file():
@@ -282,4 +357,13 @@ def read_nir(path: str | Path, dt: float | None = None) -> NIRNetwork:
         graph = nir.read(str(path), type_check=False)
     except Exception as exc:  # h5py/nir raise many kinds for a file that is not NIR
         raise UserError(f"{path}: not a readable NIR graph ({type(exc).__name__}: {exc})") from exc
-    return from_nir(graph, dt)
+    return graph
+
+
+def read_nir(path: str | Path, dt: float | None = None, **options) -> SpikingModel:
+    """:func:`from_nir` of the graph in the file ``path`` (``options``: as there)."""
+    graph = read_graph(path)
+    try:
+        return from_nir(graph, dt, **options)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None

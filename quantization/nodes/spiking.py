@@ -1,0 +1,236 @@
+"""Node kind ``SpikingLayer``: dense or conv synapses (+ recurrent) into the integer LIF,
+plastic with S-TLLR. The one home of its step, used by the emulator and by Lava.
+
+Per time step ``t``, all quantities integers (docs/fixed_point.md, docs/rule.md)::
+
+    a[t]          = W·x[t]  (+ W_rec·s[t−1] if recurrent)
+    s, v_c, u, v  = LIF(a[t])                (quantization.loihi.lif_int_step, du = 4095)
+
+and, if the node carries a ``LearningSpec``, after the neuron::
+
+    Ψ[t]     = table[clip(v_c >> shift, −half, half) + half]
+    P, Q, R  ← stllr_trace_step(P, Q, R; x[t], Ψ[t], s[t−1])     Q[t−1] kept for learn
+
+``learn`` with the third factor ``L[t]`` (after ``forward`` of the same step)::
+
+    g = L ⊙ Ψ[t];   h = (L ⊙ Q[t−1]) << (psi_frac − q_frac), dropped when α_post = 0
+    W     ← stllr_weight_step(W;     g, h, P[t], x[t])          stream STREAM_W
+    W_rec ← stllr_weight_step(W_rec; g, h, R[t], s[t−1])        stream STREAM_WREC
+
+Naming: ``u`` is the synaptic current and ``v`` the membrane voltage (Lava's names,
+docs/fixed_point.md); with ``du = 4095`` the current has no memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from quantization.backend import int_conv2d, int_linear
+from quantization.formats import ACT_SHIFT, DU_NONE, UV_LIMIT
+from quantization.kernels import (
+    STREAM_W,
+    STREAM_WREC,
+    node_stream_key,
+    psi_lookup,
+    stllr_eligibility_terms,
+    stllr_trace_step,
+    stllr_weight_step,
+    synapse_correlation,
+)
+from quantization.learning_formats import LearningSpec, PsiTable
+from quantization.loihi import LIFFixedParams, LIFFixedState, lif_int_step
+from quantization.nodes.base import (
+    NodeKind,
+    Step,
+    SynapseWeights,
+    Traces,
+    UnsupportedNodeError,
+    as_dtype_of,
+    as_int64,
+    flat_batch,
+    register_kind,
+    zeros_like,
+)
+
+
+@dataclass(frozen=True)
+class SpikingLayer:
+    """Integer spiking layer. ``weight`` int64 ``[out, in]`` or ``[C_out, C_in/g, kH, kW]``."""
+
+    name: str
+    inputs: tuple[str, ...]
+    kind: str  # "dense" | "conv"
+    weight: torch.Tensor
+    weight_exp: int
+    dv: int  # 12-bit voltage decay, round((1 − γ)·4096)
+    vth: int  # threshold mantissa in weight units (compared with v at << 6)
+    reset: str  # "soft" | "hard"
+    bias_mant: torch.Tensor | None = None  # [out]
+    bias_exp: int = 0
+    weight_rec: torch.Tensor | None = None  # [out, out], same exponent as weight
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    weight_bits: int = 8
+    psi: PsiTable | None = None
+    factors: tuple[float, float, float, float] = (0.5, 0.8, -0.2, 1.0)  # λ_post λ_pre α_post α_pre
+    learning: LearningSpec | None = None
+    #: ``k = 2^weight_exp / s`` for a layer quantized at a non-power-of-two scale ``s``
+    #: (PTQ's exact-threshold scale): its integers are those of the spike-equivalent float
+    #: layer with weights, bias and threshold multiplied by ``k``; 1 for a power of two.
+    gain: float = 1.0
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def weight_lsb(self) -> float:
+        """Float value of one weight LSB in the source model's units, ``2^weight_exp / gain``
+        (the membrane LSB is ``weight_lsb / 64``, the threshold ``vth · weight_lsb``)."""
+        return 2.0**self.weight_exp / self.gain
+
+    @property
+    def recurrent(self) -> bool:
+        return self.weight_rec is not None
+
+
+class SpikingState(NamedTuple):
+    """State of one spiking node after a step (batched ``[B, *out]`` or one sample).
+
+    ``u`` current and ``v`` voltage (after reset) of the LIF; ``s`` this step's spikes
+    (int64, the next step's recurrent input). Plastic nodes also keep ``traces``, this
+    step's ``psi`` and what ``learn`` needs of this step: ``q_prev`` (``Q[t−1]``), ``x``
+    (the input) and ``s_prev`` (the recurrent input ``s[t−1]``, recurrent nodes only).
+    """
+
+    u: Any
+    v: Any
+    s: Any
+    traces: Traces | None = None
+    psi: Any = None
+    q_prev: Any = None
+    x: Any = None
+    s_prev: Any = None
+
+
+def synaptic_sum(node: SpikingLayer, w, x, dtype=torch.float64, keep_float: bool = False):
+    """``W·x``: the convolution or dense product of the node's geometry (exact integers,
+    products in ``dtype``; see :func:`quantization.backend.int_linear`)."""
+    if node.kind == "conv":
+        conv = (node.stride, node.padding, node.dilation, node.groups)
+        return int_conv2d(x, w, *conv, dtype, keep_float)
+    return int_linear(flat_batch(x), w, dtype, keep_float)
+
+
+def forward(node: SpikingLayer, state: SpikingState | None, inputs, host, step: int,
+            index: int) -> Step:  # fmt: skip
+    """One time step (module docstring); ``state`` ``None`` is the zero state."""
+    (x,) = inputs
+    fast = host.fast(node)  # float32 tensors holding exact integers (emulator)
+    a = host.synapse(node, x, fast)
+    s_last = None if state is None else state.s
+    if node.recurrent and s_last is not None:
+        a = a + host.recurrent(node, s_last, fast)
+    if state is None:
+        lif = LIFFixedState(zeros_like(a), zeros_like(a))
+    else:  # the host may have changed path between calls (exact either way)
+        lif = LIFFixedState(as_dtype_of(state.u, a), as_dtype_of(state.v, a))
+    a_bound = host.a_bound(node)
+    no_wrap = a_bound is not None and (a_bound << ACT_SHIFT) < UV_LIMIT
+    host.count(node.name + "/current", a if no_wrap else a << ACT_SHIFT,
+               None if no_wrap else UV_LIMIT)  # fmt: skip
+    p = LIFFixedParams(DU_NONE, node.dv, node.vth, host.bias_of(node, a), 0, node.reset)
+    s, v_c, lif = lif_int_step(lif, a, p, a_bound)
+    host.count(node.name + "/membrane", lif.v, UV_LIMIT - 1)
+    out = as_int64(s)
+    exact = s if fast else None
+    spec = node.learning
+    if spec is None:
+        return Step(out, SpikingState(lif.u, lif.v, out), exact)
+    psi = psi_lookup(v_c, host.psi_table(node), node.psi.shift, node.psi.half)
+    s_prev = None
+    if node.recurrent:
+        s_prev = s_last if s_last is not None else zeros_like(out)
+    tr = state.traces if state is not None and state.traces is not None else None
+    if tr is None:
+        tr = Traces(zeros_like(x, dtype=_int64(x)), zeros_like(out),
+                    None if s_prev is None else zeros_like(s_prev))  # fmt: skip
+    p_new, q_new, r_new = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec,
+                                           node.psi.frac, step, index)  # fmt: skip
+    top = (1 << spec.trace_bits) - 1
+    host.count(node.name + "/trace_pre", p_new, top)
+    host.count(node.name + "/trace_post", q_new, top)
+    new = SpikingState(lif.u, lif.v, out, Traces(p_new, q_new, r_new), psi, tr.q, x, s_prev)
+    return Step(out, new, exact)
+
+
+def _int64(x):
+    return torch.int64 if isinstance(x, torch.Tensor) else np.int64
+
+
+def learn(node: SpikingLayer, weights: SynapseWeights, state: SpikingState, signal, host,
+          step: int, index: int) -> SynapseWeights:  # fmt: skip
+    """The S-TLLR weight step of this step's third factor ``signal`` ``[B, *out]`` (int)."""
+    spec = node.learning
+    g, h = stllr_eligibility_terms(signal, state.psi, state.q_prev, node.psi.frac - spec.q_frac)
+    h = h if spec.a_post else None
+    conv = (node.stride, node.padding, node.dilation, node.groups)
+    w_shape = tuple(weights.w.shape)
+
+    def correlate(a, x):
+        return synapse_correlation(node.kind, a, x, w_shape, *conv)
+
+    key = node_stream_key(spec.seed, step, index, STREAM_W)
+    w = _update(host, node.name + "/weight", weights.w, g, h, state.traces.p, state.x, spec,
+                key, correlate)  # fmt: skip
+    w_rec = weights.w_rec
+    if node.recurrent:
+        key = node_stream_key(spec.seed, step, index, STREAM_WREC)
+        w_rec = _update(host, node.name + "/weight_rec", w_rec, g, h, state.traces.r,
+                        state.s_prev, spec, key, dense_correlate)  # fmt: skip
+    return weights._replace(w=w, w_rec=w_rec)
+
+
+def dense_correlate(a, x):
+    """:func:`~quantization.kernels.synapse_correlation` of a dense ``[out, in]`` weight."""
+    return synapse_correlation("dense", a, x, (a.shape[-1], x.shape[-1]))
+
+
+def _update(host, label, w, g, h, pre_trace, pre_input, spec, key, correlate):
+    new, dw = stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key, correlate)
+    host.count_range(label, w + dw, spec.w_min, spec.w_max)
+    return new
+
+
+def out_shape(node: SpikingLayer, in_shapes) -> tuple[int, ...]:
+    """Per-sample output shape from the input shape (evaluated on zeros: no formula retyped)."""
+    (shape,) = in_shapes
+    w = node.weight.detach().cpu().numpy().astype(np.int64)
+    zeros = np.zeros(shape, dtype=np.int64)
+    if node.kind == "conv":
+        if len(shape) != 3:
+            raise UnsupportedNodeError(f"a conv layer needs a [C, H, W] input, got {shape}")
+        return int_conv2d(zeros, w, node.stride, node.padding, node.dilation, node.groups).shape
+    if node.kind != "dense":
+        raise UnsupportedNodeError(f"kind {node.kind!r} is not supported (dense or conv)")
+    if len(shape) != 1:
+        raise UnsupportedNodeError(f"a dense layer needs a flat input, got {shape}")
+    out = int_linear(zeros, w).shape
+    if node.weight_rec is not None and tuple(node.weight_rec.shape) != out * 2:
+        raise UnsupportedNodeError(f"weight_rec {tuple(node.weight_rec.shape)} is not {out * 2}")
+    return out
+
+
+def value_bound(node: SpikingLayer, in_bounds, in_shapes) -> int:
+    """Spikes: 0 or 1."""
+    return 1
+
+
+KIND = register_kind(NodeKind(SpikingLayer, forward, out_shape, value_bound, learn,
+                              synaptic_sum))  # fmt: skip
