@@ -204,6 +204,12 @@ def check(cfg: PipelineConfig) -> None:
     """One-line errors for values no stage can run with."""
     q, a, lava = cfg.quantize, cfg.adaptation, cfg.lava
     check_training(cfg.train, prefix="train.", import_only=True)
+    if cfg.train.neuron != "lif":
+        # the current-based/adaptive neurons exist in float only (docs/neurons.md)
+        raise UserError(
+            f"train.neuron = {cfg.train.neuron!r} has no quantized or Lava version yet; "
+            'the pipeline needs train.neuron = "lif" (use `stllr train` for the float network)'
+        )
     for b in (q.bits, *q.sweep_bits):
         if not 2 <= b <= 16:
             raise UserError(f"quantize bits must be in 2..16, got {b}")

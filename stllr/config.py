@@ -54,6 +54,18 @@ class ExperimentConfig:
     dropout: float = 0.0
     #: hidden units (SHD network)
     hidden: int = 450
+    #: neuron of the SHD network's hidden layer: lif (docs/rule.md §2), or culif, pculif,
+    #: adlif, cuadlif (docs/neurons.md); the keys below apply to the latter four
+    neuron: str = "lif"
+    #: time constants in steps: voltage, current, adaptation (decay e^(−1/τ))
+    tau_mem: float = 5.0
+    tau_syn: float = 5.0
+    tau_adapt: float = 100.0
+    #: learnable decays: "layer" (one value) or "neuron" (one each); "" = the neuron's default
+    decay_mode: str = ""
+    #: reset of the neuron: soft (subtract θ) or hard (to 0); "" = the neuron's default
+    #: (soft for lif, hard for the others, as their reference networks)
+    reset: str = ""
     #: VGG channel widths; empty = the paper's (64,128,256,256,512,512,512,512)
     channels: tuple[int, ...] = ()
     #: number of last time steps with a learning signal [--delay-ls]

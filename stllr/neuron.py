@@ -133,6 +133,12 @@ def lif_step_(
 
 def reset(m: torch.Tensor, s: torch.Tensor, params: LIFParams) -> torch.Tensor:
     """Membrane after the reset: ``m − θ_eff·s`` (soft) or ``m·(1 − s)`` (hard)."""
-    if params.reset == "soft":
-        return m - params.theta_eff * s
+    return reset_membrane(m, s, params.theta_eff, params.reset)
+
+
+def reset_membrane(m: torch.Tensor, s: torch.Tensor, theta: float, mode: str) -> torch.Tensor:
+    """The one home of the reset: ``m − θ·s`` (``"soft"``) or ``m·(1 − s)`` (``"hard"``,
+    to zero); used by the LIF here and by the neurons of :mod:`stllr.neurons`."""
+    if mode == "soft":
+        return m - theta * s
     return m * (1.0 - s)

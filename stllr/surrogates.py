@@ -10,11 +10,13 @@ name       Ψ(v)                               code names in the reference repo
 ``b``      0.3 · max(1 − |v|, 0)              STLLRConv2dGrad, LinearSpike
 ``c``      4·σ(4v)·(1 − σ(4v))                STLLRConv2dSigmoid, GradSigmoid
 ``d``      1 / (1 + (10·v)²)                  (optical-flow code)
+``e``      1 / (5·|v| + 1)²                   MySoftSign (first-spike-coding networks,
+                                              docs/neurons.md §2)
 =========  =================================  ====================================
 
 Variant (c) follows the code (slope 4 inside the sigmoid, peak 1), not the
-paper's 4σ(v)(1−σ(v)). Names ``"exp"``/``"triangle"``/``"sigmoid"``/``"arctan"``
-are accepted aliases of a–d.
+paper's 4σ(v)(1−σ(v)). Names ``"exp"``/``"triangle"``/``"sigmoid"``/``"arctan"``/
+``"softsign"`` are accepted aliases of a–e.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def psi_d(v: torch.Tensor) -> torch.Tensor:
     return 1.0 / (1.0 + (10.0 * v) ** 2)
 
 
+def psi_e(v: torch.Tensor) -> torch.Tensor:
+    """(e) ``1 / (5·|v| + 1)²``: (a)'s shape with slope 5, ∫Ψ dv = 0.4."""
+    return 1.0 / (5.0 * v.abs() + 1.0) ** 2
+
+
 def psi_a_(v: torch.Tensor) -> torch.Tensor:
     """In-place :func:`psi_a` (overwrites ``v``)."""
     return v.abs_().mul_(100.0).add_(1.0).pow_(-2)  # pow(−2) is 1/(t·t): bitwise equal
@@ -69,9 +76,20 @@ def psi_d_(v: torch.Tensor) -> torch.Tensor:
     return v.mul_(10.0).pow_(2).add_(1.0).reciprocal_()
 
 
-SURROGATES: dict[str, Surrogate] = {"a": psi_a, "b": psi_b, "c": psi_c, "d": psi_d}
+def psi_e_(v: torch.Tensor) -> torch.Tensor:
+    """In-place :func:`psi_e` (overwrites ``v``)."""
+    return v.abs_().mul_(5.0).add_(1.0).pow_(-2)
+
+
+SURROGATES: dict[str, Surrogate] = {"a": psi_a, "b": psi_b, "c": psi_c, "d": psi_d, "e": psi_e}
 #: In-place twins (same operations, same order: bitwise equal results), keyed by function.
-_IN_PLACE: dict[Surrogate, Surrogate] = {psi_a: psi_a_, psi_b: psi_b_, psi_c: psi_c_, psi_d: psi_d_}
+_IN_PLACE: dict[Surrogate, Surrogate] = {
+    psi_a: psi_a_,
+    psi_b: psi_b_,
+    psi_c: psi_c_,
+    psi_d: psi_d_,
+    psi_e: psi_e_,
+}
 
 
 def in_place(psi: Surrogate) -> Surrogate:
@@ -80,7 +98,13 @@ def in_place(psi: Surrogate) -> Surrogate:
     return _IN_PLACE.get(psi, psi)
 
 
-ALIASES: dict[str, str] = {"exp": "a", "triangle": "b", "sigmoid": "c", "arctan": "d"}
+ALIASES: dict[str, str] = {
+    "exp": "a",
+    "triangle": "b",
+    "sigmoid": "c",
+    "arctan": "d",
+    "softsign": "e",
+}
 
 
 def get_surrogate(name: str) -> Surrogate:

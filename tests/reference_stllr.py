@@ -25,6 +25,8 @@ def psi_fn(name: str):
         return lambda v: 4.0 / (1.0 + math.exp(-4.0 * v)) * (1.0 - 1.0 / (1.0 + math.exp(-4.0 * v)))
     if name == "d":
         return lambda v: 1.0 / (1.0 + (10.0 * v) ** 2)
+    if name == "e":
+        return lambda v: 1.0 / (5.0 * abs(v) + 1.0) ** 2
     raise ValueError(name)
 
 

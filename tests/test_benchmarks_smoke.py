@@ -121,3 +121,13 @@ def test_emulator_throughput_quick():
         )
     best = max(r["emulator_over_lava"] for r in d["per_batch"])
     assert d["emulator_over_lava_best"]["value"] == pytest.approx(best)
+
+
+def test_neuron_step():
+    d = run_quick("neuron_step.py", "--T", "4", "--neurons", "lif,adlif,cuadlif")
+    assert d["benchmark"] == "neuron_step" and d["quick"] is True
+    modes = {(p["neuron"], p["mode"]) for p in d["points"]}
+    assert modes == {(n, m) for n in ("lif", "adlif", "cuadlif") for m in ("stllr", "bptt")}
+    for p in d["points"]:
+        assert p["T"] == 4 and p["peak_saved_bytes"] > 0 and p["time"]["median_s"] > 0
+    assert len(d["ratios"]) == 3

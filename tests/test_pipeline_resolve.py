@@ -59,6 +59,7 @@ def test_an_explicit_config_and_run_folder(tmp_path):
         ({"task": "custom"}, "task 'custom' reads real files: .*docs/data.md"),
         ({"skip_lava": True, "rerun_from": "lava"}, "--rerun-from lava and --skip-lava"),
         ({"resume": True, "out": Path("no/such/run")}, "--resume: no/such/run holds no pipeline"),
+        ({"overrides": ["train.neuron=adlif"]}, "train.neuron = 'adlif' has no quantized"),
     ],
 )
 def test_refusals_are_one_line_user_errors(kwargs, message):

@@ -6,6 +6,7 @@
 arch          method stllr/stllr_online/ottt  method bptt
 ============  ===========================  ==============================
 shd_rsnn      SHDNetSTLLR                  SHDNetBPTT
+  neuron≠lif  SHDNeuronNetSTLLR            SHDNeuronNetBPTT (culif, pculif, adlif, cuadlif)
 vgg9          VGGSTLLR                     VGGBPTT (AvgPool, as the reference)
 resnet18      SpikingResNet18 (S-TLLR)     SpikingResNet18 (BPTT)
 auto          shd_rsnn for frames ``[T, C]`` (1-D sensors), vgg9 for ``[T, C, H, W]``
@@ -25,8 +26,10 @@ from stllr.config import ExperimentConfig
 from stllr.errors import UserError
 from stllr.models.base import SpikingModel
 from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
+from stllr.models.shd_neurons import SHDNeuronNetBPTT, SHDNeuronNetSTLLR
 from stllr.models.vgg import VGG9_CHANNELS, VGGBPTT, VGGSTLLR
 from stllr.neuron import decay_from_leak
+from stllr.neurons.population import NEURON_KINDS, NeuronSpec, decay_from_tau
 from stllr.training import TRAINING_MODES, ottt_factors
 
 Builder = Callable[[ExperimentConfig, tuple[int, ...], int], SpikingModel]
@@ -61,9 +64,48 @@ def _factors(cfg: ExperimentConfig, leak: float):
     return ottt_factors(decay_from_leak(leak)) if cfg.method == "ottt" else cfg.stllr_factors()
 
 
+def _neuron_spec(cfg: ExperimentConfig) -> NeuronSpec | None:
+    """The hidden neurons of the SHD network: None for the LIF, else their spec."""
+    if cfg.neuron == "lif":
+        if cfg.reset not in ("", "soft"):
+            raise UserError(
+                f"config reset={cfg.reset!r} applies to neuron = {' | '.join(NEURON_KINDS)}; "
+                'the SHD network\'s lif resets softly (set reset = "soft")'
+            )
+        return None
+    if cfg.neuron not in NEURON_KINDS:
+        raise UserError(
+            f"config neuron must be one of {['lif', *NEURON_KINDS]}, got {cfg.neuron!r}"
+        )
+    try:
+        return NeuronSpec(
+            kind=cfg.neuron,
+            tau_mem=cfg.tau_mem,
+            tau_syn=cfg.tau_syn,
+            tau_adapt=cfg.tau_adapt,
+            threshold=cfg.threshold,
+            reset=cfg.reset or "hard",
+            decay_mode=cfg.decay_mode,
+        )
+    except ValueError as exc:
+        raise UserError(f"config (neuron = {cfg.neuron!r}): {exc}") from None
+
+
 def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     (n_in,) = input_shape
     kw = {"num_inputs": n_in, "hidden": cfg.hidden, "num_classes": num_classes}
+    spec = _neuron_spec(cfg)
+    if spec is not None:
+        # the reference networks' surrogate for these neurons (MySoftSign), Ψ (e)
+        psi = cfg.psi or "e"
+        if cfg.method == "bptt":
+            return SHDNeuronNetBPTT(spec, psi=psi, **kw)
+        factors = (
+            ottt_factors(decay_from_tau(spec.tau_mem))
+            if cfg.method == "ottt"
+            else cfg.stllr_factors()
+        )
+        return SHDNeuronNetSTLLR(spec, factors=factors, psi=psi, feedback=cfg.feedback, **kw)
     psi = cfg.psi or "a"
     if cfg.method == "bptt":
         return SHDNetBPTT(psi=psi, threshold=cfg.threshold, **kw)
@@ -72,7 +114,17 @@ def _shd(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     )
 
 
+def _lif_only(cfg: ExperimentConfig) -> None:
+    """Only the SHD network has the current-based/adaptive neurons (so far)."""
+    if cfg.neuron != "lif":
+        raise UserError(
+            f"config neuron={cfg.neuron!r} is available for arch=shd_rsnn only; "
+            f'arch {cfg.arch!r} needs neuron = "lif"'
+        )
+
+
 def _vgg(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    _lif_only(cfg)
     channels = cfg.channels or VGG9_CHANNELS
     kw = {"input_shape": tuple(input_shape), "num_classes": num_classes, "channels": channels}
     psi = cfg.psi or "b"
@@ -90,6 +142,7 @@ def _vgg(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
 
 
 def _resnet(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    _lif_only(cfg)
     from stllr.models.resnet import RESNET18_WIDTHS, SpikingResNet18
 
     family = "bptt" if cfg.method == "bptt" else "stllr"
@@ -129,6 +182,7 @@ def _nir(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
             f"arch 'nir' fine-tunes with S-TLLR: method must be stllr or stllr_online, "
             f"got {cfg.method!r}"
         )
+    _lif_only(cfg)
     path = cfg.nir_file
     model = read_nir(
         path, cfg.nir_dt or None, factors=cfg.stllr_factors(), psi=cfg.psi, feedback=cfg.feedback
