@@ -81,6 +81,35 @@ class ExperimentConfig:
     device: str = "auto"
     #: data-loading worker processes (0: load in the training process)
     num_workers: int = 0
+    #: output read-out (docs/first_spike.md): accumulate (the leaky non-spiking logits of
+    #: shd_rsnn/vgg9/resnet18), or first_spike / rate on a spiking output layer (archs
+    #: fs_fc, fs_gesture, fs_plane; method bptt)
+    readout: str = "accumulate"
+    #: neuron kind of the hidden / output layers of the fs_* archs (lif; declared, built once
+    #: implemented: culif, pculif, adlif, cuadlif); hidden θ is ``threshold``
+    neuron: str = "lif"
+    out_neuron: str = "lif"
+    #: time constants in steps: hidden (τ_mem, τ_syn) and output layer, output threshold
+    tau_mem: float = 5.0
+    tau_syn: float = 5.0
+    out_tau_mem: float = 60.0
+    out_tau_syn: float = 60.0
+    out_threshold: float = 1.0
+    #: hidden layer sizes of the fs_* archs; empty = the arch's default
+    hidden_sizes: tuple[int, ...] = ()
+    #: first-spike loss: softmax scale α, Gaussian σ = T // D, amplitude A
+    fs_alpha: float = 0.2
+    fs_d: int = 16
+    fs_a: float = 200.0
+    #: firing-rate loss: softmax scale α
+    fr_alpha: float = 20.0
+    #: late-label regulariser λ·mean(exp(β·t̃_y) − 1) of the first-spike loss (0: off)
+    treg_lambda: float = 0.01
+    treg_beta: float = 0.02
+    #: gradient-norm clipping of the fs_* training (0: none)
+    clip_norm: float = 0.0
+    #: empty frames appended after each sample (T_empty of the first-spike tasks)
+    empty_bins: int = 0
 
     def stllr_factors(self) -> STLLRFactors:
         from stllr.factors import STLLRFactors
@@ -114,11 +143,39 @@ def check_training(cfg: ExperimentConfig, prefix: str = "config ") -> None:
     if cfg.num_workers < 0:
         raise UserError(f"{prefix}num_workers must be ≥ 0 (0 = none), got {cfg.num_workers}")
     check_device_spec(cfg.device, f"{prefix}device")
+    check_readout(cfg, prefix)
     name = PurePath(cfg.name)
     if name.is_absolute() or ".." in name.parts or not name.parts:
         raise UserError(
             f"{prefix}name must be a folder name inside out_dir (relative, no '..'), "
             f"got {cfg.name!r}"
+        )
+
+
+#: values of the ``readout`` key
+READOUTS = ("accumulate", "first_spike", "rate")
+
+
+def check_readout(cfg: ExperimentConfig, prefix: str = "config ") -> None:
+    """One-line errors for read-out and neuron settings no run can use."""
+    from stllr.models.neuron_kinds import check_neuron_kind
+
+    if cfg.readout not in READOUTS:
+        raise UserError(f"{prefix}readout must be one of {READOUTS}, got {cfg.readout!r}")
+    check_neuron_kind(cfg.neuron, f"{prefix}neuron")
+    check_neuron_kind(cfg.out_neuron, f"{prefix}out_neuron")
+    for key in ("tau_mem", "tau_syn", "out_tau_mem", "out_tau_syn", "fs_a"):
+        if not 0 < getattr(cfg, key) < math.inf:
+            raise UserError(f"{prefix}{key} must be a finite number > 0, got {getattr(cfg, key)}")
+    for key in ("fs_alpha", "fr_alpha", "treg_lambda", "treg_beta", "clip_norm", "out_threshold"):
+        if not math.isfinite(getattr(cfg, key)):
+            raise UserError(f"{prefix}{key} must be a finite number, got {getattr(cfg, key)}")
+    if cfg.fs_d < 1:
+        raise UserError(f"{prefix}fs_d must be ≥ 1 (σ = T // fs_d), got {cfg.fs_d}")
+    if cfg.empty_bins < 0 or any(h < 1 for h in cfg.hidden_sizes):
+        raise UserError(
+            f"{prefix}empty_bins must be ≥ 0 and hidden_sizes ≥ 1 each, got "
+            f"{cfg.empty_bins} and {list(cfg.hidden_sizes)}"
         )
 
 
