@@ -21,10 +21,10 @@ import torch
 
 from stllr.config import ExperimentConfig
 from stllr.functional.first_spike import (
-    first_spike_loss,
-    first_spike_times,
     firing_rate_loss,
     firing_rates,
+    first_spike_loss,
+    first_spike_times,
 )
 from stllr.models.spiking_output import SpikingOutputNet
 from stllr.spike_metrics import SpikeReadoutTally

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from stllr.functional.first_spike import (
-    first_spike_loss,
-    first_spike_times,
     firing_rate_loss,
     firing_rates,
+    first_spike_loss,
+    first_spike_times,
     fr_prediction,
     fs_prediction,
     gaussian_kernel,
@@ -23,7 +23,7 @@ from stllr.functional.first_spike import (
 
 def naive_times(s, v, lengths):
     """t_first[b][n] and the step list each neuron's error goes to (1-based)."""
-    steps, batch, k = len(s), len(s[0]), len(s[0][0])
+    batch, k = len(s[0]), len(s[0][0])
     first, targets = [], []
     for b in range(batch):
         tb = lengths[b]

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
+from stllr.errors import UserError
 from stllr.functional.first_spike import first_spike_times
 from stllr.models.neuron_kinds import LIFNeurons, NeuronSpec, make_neuron
 from stllr.neuron import LIFParams, lif_step
 from stllr.spike_metrics import SpikeReadoutTally, first_spike_steps
-from stllr.errors import UserError
 
 
 def hand_batch():

@@ -29,6 +29,9 @@ GESTURE_CHANNELS = (64, 128, 128)
 GESTURE_HIDDEN = (128,)
 PLANE_CHANNELS = (32, 64, 128)
 PLANE_HIDDEN = (256,)
+#: default neurons: hidden (τ = 5, θ = 0.5) and output (τ = 60, θ = 1)
+HIDDEN_SPEC = NeuronSpec()
+OUT_SPEC = NeuronSpec(tau_mem=60.0, tau_syn=60.0, threshold=1.0)
 
 
 class SpikingOutputNet(SpikingModel):
@@ -77,21 +80,23 @@ class FSFCNet(SpikingOutputNet):
         num_inputs: int,
         num_classes: int,
         hidden: tuple[int, ...] = FC_HIDDEN,
-        spec: NeuronSpec = NeuronSpec(),
-        out_spec: NeuronSpec = NeuronSpec(tau_mem=60.0, tau_syn=60.0, threshold=1.0),
+        spec: NeuronSpec = HIDDEN_SPEC,
+        out_spec: NeuronSpec = OUT_SPEC,
         dropout: float = 0.0,
         psi: str = "a",
     ):
         super().__init__((num_inputs,), num_classes, hidden[-1], out_spec, psi)
         sizes = (num_inputs, *hidden)
-        self.fc = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(sizes, sizes[1:]))
+        self.fc = nn.ModuleList(
+            nn.Linear(a, b, bias=False) for a, b in zip(sizes, sizes[1:], strict=False)
+        )
         self.neurons = nn.ModuleList(make_neuron(spec, psi, "neuron") for _ in hidden)
         self.drop = nn.ModuleList(DropoutLIF(dropout, rescale=True) for _ in hidden)
         self.hidden_neurons = sum(hidden)
         _xavier(self)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
-        for fc, neuron, drop in zip(self.fc, self.neurons, self.drop):
+        for fc, neuron, drop in zip(self.fc, self.neurons, self.drop, strict=True):
             x = drop(self._count(neuron(fc(x))))
         return x
 
@@ -107,8 +112,8 @@ class FSConvNet(SpikingOutputNet):
         channels: tuple[int, int, int],
         hidden: int,
         first: tuple[int, int, int] = (3, 1, 1),
-        spec: NeuronSpec = NeuronSpec(),
-        out_spec: NeuronSpec = NeuronSpec(tau_mem=60.0, tau_syn=60.0, threshold=1.0),
+        spec: NeuronSpec = HIDDEN_SPEC,
+        out_spec: NeuronSpec = OUT_SPEC,
         psi: str = "a",
     ):
         super().__init__(tuple(input_shape), num_classes, hidden, out_spec, psi)
