@@ -222,3 +222,6 @@ register_task("cifar10dvs-standin", _standin("cifar10dvs"))
 register_task("ncaltech101", _real("ncaltech101", _ncaltech))
 register_task("ncaltech101-standin", _standin("ncaltech101"))
 register_task("custom", _custom)
+
+# the first-spike coding datasets register themselves (ntidigits, gesture32, dvsplane)
+import stllr.tasks_first_spike  # noqa: E402, F401
