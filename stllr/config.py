@@ -44,7 +44,7 @@ class ExperimentConfig:
     feedback: str = "BP"
     #: [λ_post, λ_pre, α_post, α_pre] [--factors-stdp]
     factors: tuple[float, ...] = (0.5, 1.0, 1.0, 1.0)
-    #: Ψ variant a–d; "" = the layer type's default [--activation]
+    #: Ψ variant a–e; "" = the layer type's default (e for the fs_* archs) [--activation]
     psi: str = ""
     #: firing threshold θ (code 0.6; the paper text says 0.8)
     threshold: float = 0.6
@@ -60,6 +60,7 @@ class ExperimentConfig:
     epochs: int = 200
     lr: float = 2e-4
     weight_decay: float = 0.0
+    #: adam, amsgrad (Adam with AMSGrad) or sgd
     optimizer: str = "adam"
     batch_size: int = 128
     val_batch_size: int = 128

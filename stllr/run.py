@@ -83,9 +83,11 @@ def epoch_seed(seed: int, trial: int, epoch: int) -> int:
 def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "amsgrad":  # the first-spike coding reference's Adam
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    raise UserError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+    raise UserError(f"optimizer must be 'adam', 'amsgrad' or 'sgd', got {cfg.optimizer!r}")
 
 
 def _check_resumed_config(stored: dict, cfg: ExperimentConfig, path: Path) -> None:

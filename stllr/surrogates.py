@@ -10,6 +10,8 @@ name       Ψ(v)                               code names in the reference repo
 ``b``      0.3 · max(1 − |v|, 0)              STLLRConv2dGrad, LinearSpike
 ``c``      4·σ(4v)·(1 − σ(4v))                STLLRConv2dSigmoid, GradSigmoid
 ``d``      1 / (1 + (10·v)²)                  (optical-flow code)
+``e``      1 / (5·|v| + 1)²                   MySoftSign (the first-spike coding
+                                              repository, docs/first_spike.md)
 =========  =================================  ====================================
 
 Variant (c) follows the code (slope 4 inside the sigmoid, peak 1), not the
@@ -47,6 +49,11 @@ def psi_d(v: torch.Tensor) -> torch.Tensor:
     return 1.0 / (1.0 + (10.0 * v) ** 2)
 
 
+def psi_e(v: torch.Tensor) -> torch.Tensor:
+    """(e) ``1 / (5·|v| + 1)²``: (a)'s shape 20× wider, ∫Ψ dv = 0.4."""
+    return 1.0 / (5.0 * v.abs() + 1.0) ** 2
+
+
 def psi_a_(v: torch.Tensor) -> torch.Tensor:
     """In-place :func:`psi_a` (overwrites ``v``)."""
     return v.abs_().mul_(100.0).add_(1.0).pow_(-2)  # pow(−2) is 1/(t·t): bitwise equal
@@ -69,9 +76,20 @@ def psi_d_(v: torch.Tensor) -> torch.Tensor:
     return v.mul_(10.0).pow_(2).add_(1.0).reciprocal_()
 
 
-SURROGATES: dict[str, Surrogate] = {"a": psi_a, "b": psi_b, "c": psi_c, "d": psi_d}
+def psi_e_(v: torch.Tensor) -> torch.Tensor:
+    """In-place :func:`psi_e` (overwrites ``v``)."""
+    return v.abs_().mul_(5.0).add_(1.0).pow_(-2)
+
+
+SURROGATES: dict[str, Surrogate] = {"a": psi_a, "b": psi_b, "c": psi_c, "d": psi_d, "e": psi_e}
 #: In-place twins (same operations, same order: bitwise equal results), keyed by function.
-_IN_PLACE: dict[Surrogate, Surrogate] = {psi_a: psi_a_, psi_b: psi_b_, psi_c: psi_c_, psi_d: psi_d_}
+_IN_PLACE: dict[Surrogate, Surrogate] = {
+    psi_a: psi_a_,
+    psi_b: psi_b_,
+    psi_c: psi_c_,
+    psi_d: psi_d_,
+    psi_e: psi_e_,
+}
 
 
 def in_place(psi: Surrogate) -> Surrogate:
@@ -80,11 +98,17 @@ def in_place(psi: Surrogate) -> Surrogate:
     return _IN_PLACE.get(psi, psi)
 
 
-ALIASES: dict[str, str] = {"exp": "a", "triangle": "b", "sigmoid": "c", "arctan": "d"}
+ALIASES: dict[str, str] = {
+    "exp": "a",
+    "triangle": "b",
+    "sigmoid": "c",
+    "arctan": "d",
+    "softsign": "e",
+}
 
 
 def get_surrogate(name: str) -> Surrogate:
-    """Look a Ψ variant up by name (``"a"``–``"d"`` or an alias)."""
+    """Look a Ψ variant up by name (``"a"``–``"e"`` or an alias)."""
     key = ALIASES.get(name, name)
     if key not in SURROGATES:
         choices = sorted(SURROGATES) + sorted(ALIASES)

@@ -137,7 +137,7 @@ def _fs_fc(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     spec, out_spec = _specs(cfg)
     (n_in,) = input_shape
     hidden = cfg.hidden_sizes or FC_HIDDEN
-    psi = cfg.psi or "a"
+    psi = cfg.psi or "e"
     return FSFCNet(n_in, num_classes, hidden, spec, out_spec, cfg.dropout, psi)
 
 
@@ -151,7 +151,7 @@ def _fs_conv(arch: str) -> Builder:
             raise UserError(f"arch {arch} takes channels = [c0, c1, c2], got {list(channels)}")
         (width,) = cfg.hidden_sizes or hidden
         spec, out_spec = _specs(cfg)
-        psi = cfg.psi or "a"
+        psi = cfg.psi or "e"
         return FSConvNet(input_shape, num_classes, channels, width, first, spec, out_spec, psi)
 
     return build

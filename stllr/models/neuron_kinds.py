@@ -88,7 +88,7 @@ class LIFNeurons(nn.Module):
     """The toolkit's LIF (soft reset, θ_eff = max(θ, 0.5)) with ``γ = exp(−1/τ_mem)``,
     differentiated through time (:func:`stllr.layers.bptt.bptt_lif_step_membrane`)."""
 
-    def __init__(self, spec: NeuronSpec, psi: str = "a"):
+    def __init__(self, spec: NeuronSpec, psi: str = "e"):
         super().__init__()
         gamma = spec.decay_mem
         self.lif = LIFParams(leak=math.log(gamma / (1.0 - gamma)), threshold=spec.threshold)

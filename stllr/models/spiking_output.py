@@ -83,7 +83,7 @@ class FSFCNet(SpikingOutputNet):
         spec: NeuronSpec = HIDDEN_SPEC,
         out_spec: NeuronSpec = OUT_SPEC,
         dropout: float = 0.0,
-        psi: str = "a",
+        psi: str = "e",
     ):
         super().__init__((num_inputs,), num_classes, hidden[-1], out_spec, psi)
         sizes = (num_inputs, *hidden)
@@ -114,7 +114,7 @@ class FSConvNet(SpikingOutputNet):
         first: tuple[int, int, int] = (3, 1, 1),
         spec: NeuronSpec = HIDDEN_SPEC,
         out_spec: NeuronSpec = OUT_SPEC,
-        psi: str = "a",
+        psi: str = "e",
     ):
         super().__init__(tuple(input_shape), num_classes, hidden, out_spec, psi)
         c_in, h, w = input_shape
