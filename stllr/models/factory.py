@@ -52,7 +52,12 @@ def _check_input_fits(cfg: ExperimentConfig, input_shape: tuple[int, ...]) -> No
     dims = _INPUT_DIMS.get(cfg.arch)
     if dims is None or len(input_shape) == dims:
         return
-    fits = sorted(a for a, d in _INPUT_DIMS.items() if d == len(input_shape))
+    spiking = cfg.readout != "accumulate"  # suggest archs with the config's kind of output
+    fits = sorted(
+        a
+        for a, d in _INPUT_DIMS.items()
+        if d == len(input_shape) and (a in SPIKING_OUTPUT_ARCHS) == spiking
+    )
     layout = _INPUT_LAYOUT.get(len(input_shape), f"{len(input_shape)}-d")
     use = " or ".join(f"arch={a}" for a in fits) if fits else "another arch"
     raise UserError(
