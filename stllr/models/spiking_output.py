@@ -43,16 +43,21 @@ class SpikingOutputNet(SpikingModel):
         super().__init__(input_shape, num_classes)
         self.out = nn.Linear(out_in, num_classes, bias=False)
         self.out_neuron = make_neuron(out_spec, psi, "out_neuron")
-        #: spikes of the hidden layers summed over the batch and the steps since reset
-        self.hidden_spikes = 0.0
+        self._hidden_spikes: torch.Tensor | None = None
         self.hidden_neurons = 0
+
+    @property
+    def hidden_spikes(self) -> float:
+        """Spikes of the hidden layers summed over the batch and the steps since reset."""
+        return 0.0 if self._hidden_spikes is None else float(self._hidden_spikes)
 
     def reset_state(self) -> None:
         super().reset_state()
-        self.hidden_spikes = 0.0
+        self._hidden_spikes = None
 
     def _count(self, s: torch.Tensor) -> torch.Tensor:
-        self.hidden_spikes += float(s.detach().sum())
+        total = s.detach().sum()  # kept on the device: no synchronisation per step
+        self._hidden_spikes = total if self._hidden_spikes is None else self._hidden_spikes + total
         return s
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
