@@ -3,9 +3,13 @@ is learnt with both read-outs, and evaluation does not depend on the batch's pad
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+from stllr.cli.main import main
 from stllr.models.neuron_kinds import NeuronSpec
 from stllr.models.spiking_output import FSFCNet
 from stllr.padding import pad_time
@@ -64,3 +68,29 @@ def test_evaluation_reads_each_sample_over_its_own_steps():
 def test_surrogate_e_hand_values():
     psi = get_surrogate("softsign")
     assert psi(torch.tensor([0.0, 0.2, -1.0])).tolist() == pytest.approx([1.0, 0.25, 1 / 36])
+
+
+def test_train_and_eval_cli_report_the_spike_readout(tmp_path, capsys):
+    sets = [
+        f"out_dir={tmp_path / 'runs'}",
+        f"data={tmp_path / 'data'}",
+        "standin_train=22",
+        "standin_test=11",
+        "hidden_sizes=8",
+        "n_time_bins=40",
+        "frame_us=20000",
+        "epochs=1",
+        "device=cpu",
+    ]
+    config = str(Path(__file__).parents[1] / "experiments" / "fs_ntidigits_standin.toml")
+    assert main(["train", config, "--no-progress", "--threads", "1", "--set", *sets]) == 0
+    out = capsys.readouterr().out
+    assert "test read-out: FS" in out and "first spike at step" in out
+    trial = tmp_path / "runs" / "fs_ntidigits_standin" / "trial_1"
+    (row,) = json.loads((trial / "metrics.json").read_text())
+    assert row["test_acc"] == row["readout"]["fs_acc"] and row["readout"]["samples"] == 11
+    assert "test_latency" in (trial / "metrics.csv").read_text().splitlines()[0]
+    result = tmp_path / "eval.json"
+    assert main(["eval", str(trial / "best.pt"), "--out", str(result), "--no-progress"]) == 0
+    scored = json.loads(result.read_text())
+    assert scored["spike_readout"] == row["readout"] and scored["readout"] == "first_spike"
