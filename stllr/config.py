@@ -45,7 +45,7 @@ class ExperimentConfig:
     feedback: str = "BP"
     #: [λ_post, λ_pre, α_post, α_pre] [--factors-stdp]
     factors: tuple[float, ...] = (0.5, 1.0, 1.0, 1.0)
-    #: Ψ variant a–d; "" = the layer type's default [--activation]
+    #: Ψ variant a–e; "" = the layer type's default (e for the fs_* archs) [--activation]
     psi: str = ""
     #: firing threshold θ (code 0.6; the paper text says 0.8)
     threshold: float = 0.6
@@ -54,7 +54,7 @@ class ExperimentConfig:
     dropout: float = 0.0
     #: hidden units (SHD network)
     hidden: int = 450
-    #: neuron of the SHD network's hidden layer: lif (docs/rule.md §2), or culif, pculif,
+    #: neuron of the hidden layers (shd_rsnn, fs_*): lif (docs/rule.md §2), or culif, pculif,
     #: adlif, cuadlif (docs/neurons.md); the keys below apply to the latter four
     neuron: str = "lif"
     #: time constants in steps: voltage, current, adaptation (decay e^(−1/τ))
@@ -73,6 +73,7 @@ class ExperimentConfig:
     epochs: int = 200
     lr: float = 2e-4
     weight_decay: float = 0.0
+    #: adam, amsgrad (Adam with AMSGrad) or sgd
     optimizer: str = "adam"
     batch_size: int = 128
     val_batch_size: int = 128
@@ -100,6 +101,32 @@ class ExperimentConfig:
     #: arch nir: its time step in seconds (0 = the graph's metadata dt, else 1e-3;
     #: snnTorch's graphs state none and use 1e-4)
     nir_dt: float = 0.0
+    #: output read-out (docs/first_spike.md): accumulate (the leaky non-spiking logits of
+    #: shd_rsnn/vgg9/resnet18), or first_spike / rate on a spiking output layer (archs
+    #: fs_fc, fs_gesture, fs_plane; method bptt)
+    readout: str = "accumulate"
+    #: neuron kind of the output layer of the fs_* archs (their hidden layers take
+    #: ``neuron``, ``tau_mem``, ``tau_syn`` above; hidden θ is ``threshold``); output time
+    #: constants in steps and output threshold
+    out_neuron: str = "lif"
+    out_tau_mem: float = 60.0
+    out_tau_syn: float = 60.0
+    out_threshold: float = 1.0
+    #: hidden layer sizes of the fs_* archs; empty = the arch's default
+    hidden_sizes: tuple[int, ...] = ()
+    #: first-spike loss: softmax scale α, Gaussian σ = T // D, amplitude A
+    fs_alpha: float = 0.2
+    fs_d: int = 16
+    fs_a: float = 200.0
+    #: firing-rate loss: softmax scale α
+    fr_alpha: float = 20.0
+    #: late-label regulariser λ·mean(exp(β·t̃_y) − 1) of the first-spike loss (0: off)
+    treg_lambda: float = 0.01
+    treg_beta: float = 0.02
+    #: gradient-norm clipping of the fs_* training (0: none)
+    clip_norm: float = 0.0
+    #: empty frames appended after each sample (T_empty of the first-spike tasks)
+    empty_bins: int = 0
 
     def stllr_factors(self) -> STLLRFactors:
         from stllr.factors import STLLRFactors
@@ -121,7 +148,13 @@ class ExperimentConfig:
 
 
 #: keys added after configs were first stored, left out of ``as_dict`` at their default
-OMITTED_AT_DEFAULT = ("nir_file", "nir_dt")
+OMITTED_AT_DEFAULT = (
+    "nir_file", "nir_dt",  # NIR import
+    "neuron", "tau_mem", "tau_syn", "tau_adapt", "decay_mode", "reset",  # docs/neurons.md
+    "readout", "out_neuron", "out_tau_mem", "out_tau_syn", "out_threshold", "hidden_sizes",
+    "fs_alpha", "fs_d", "fs_a", "fr_alpha", "treg_lambda", "treg_beta", "clip_norm",
+    "empty_bins",  # first-spike coding, docs/first_spike.md
+)  # fmt: skip
 
 
 #: keys that say where a run executes, not what it computes: a resumed run may change them
@@ -153,11 +186,39 @@ def check_training(
     if cfg.num_workers < 0:
         raise UserError(f"{prefix}num_workers must be ≥ 0 (0 = none), got {cfg.num_workers}")
     check_device_spec(cfg.device, f"{prefix}device")
+    check_readout(cfg, prefix)
     name = PurePath(cfg.name)
     if name.is_absolute() or ".." in name.parts or not name.parts:
         raise UserError(
             f"{prefix}name must be a folder name inside out_dir (relative, no '..'), "
             f"got {cfg.name!r}"
+        )
+
+
+#: values of the ``readout`` key
+READOUTS = ("accumulate", "first_spike", "rate")
+
+
+def check_readout(cfg: ExperimentConfig, prefix: str = "config ") -> None:
+    """One-line errors for read-out and neuron settings no run can use."""
+    from stllr.models.neuron_kinds import check_neuron_kind
+
+    if cfg.readout not in READOUTS:
+        raise UserError(f"{prefix}readout must be one of {READOUTS}, got {cfg.readout!r}")
+    check_neuron_kind(cfg.neuron, f"{prefix}neuron")
+    check_neuron_kind(cfg.out_neuron, f"{prefix}out_neuron")
+    for key in ("tau_mem", "tau_syn", "out_tau_mem", "out_tau_syn", "fs_a"):
+        if not 0 < getattr(cfg, key) < math.inf:
+            raise UserError(f"{prefix}{key} must be a finite number > 0, got {getattr(cfg, key)}")
+    for key in ("fs_alpha", "fr_alpha", "treg_lambda", "treg_beta", "clip_norm", "out_threshold"):
+        if not math.isfinite(getattr(cfg, key)):
+            raise UserError(f"{prefix}{key} must be a finite number, got {getattr(cfg, key)}")
+    if cfg.fs_d < 1:
+        raise UserError(f"{prefix}fs_d must be ≥ 1 (σ = T // fs_d), got {cfg.fs_d}")
+    if cfg.empty_bins < 0 or any(h < 1 for h in cfg.hidden_sizes):
+        raise UserError(
+            f"{prefix}empty_bins must be ≥ 0 and hidden_sizes ≥ 1 each, got "
+            f"{cfg.empty_bins} and {list(cfg.hidden_sizes)}"
         )
 
 

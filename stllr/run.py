@@ -40,6 +40,8 @@ from stllr.devices import resolve_device
 from stllr.errors import UserError
 from stllr.files import atomic_write, removed_on_failure
 from stllr.models.factory import build_model
+from stllr.spike_metrics import SpikeReadoutTally
+from stllr.spike_training import SpikeReadout
 from stllr.tasks import TaskData, load_task
 from stllr.trainer import EpochMetrics, run_epoch
 
@@ -81,9 +83,11 @@ def epoch_seed(seed: int, trial: int, epoch: int) -> int:
 def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "amsgrad":  # the first-spike coding reference's Adam
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    raise UserError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+    raise UserError(f"optimizer must be 'adam', 'amsgrad' or 'sgd', got {cfg.optimizer!r}")
 
 
 def _check_resumed_config(stored: dict, cfg: ExperimentConfig, path: Path) -> None:
@@ -163,6 +167,8 @@ def _run_experiment(cfg, resume, progress, log, data) -> dict:
         "best_test_acc_mean": mean,
         "best_test_acc_std": std,
     }
+    if cfg.readout != "accumulate":
+        summary["readout"] = cfg.readout  # test accuracy: FS (first_spike) or FR (rate)
     atomic_json(summary, run_dir / "summary.json")
     log(f"{cfg.name}: best test accuracy {mean:.2f} ± {std:.2f} % over {len(best)} trial(s)")
     return summary
@@ -201,6 +207,7 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
             ) from None
         log(f"trial {trial}: resuming after epoch {ckpt['epoch']} from {ckpt_path}")
     best = max((m.test_acc for m in history), default=-1.0)
+    readout = SpikeReadout.from_config(cfg)
     for epoch in range(start, cfg.epochs + 1):
         seed = epoch_seed(cfg.seed, trial, epoch)
         torch.manual_seed(seed)
@@ -220,7 +227,9 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
             f"trial {trial} epoch {epoch}",
             device,
             cfg.num_workers,
+            readout=readout,
         )
+        tally = SpikeReadoutTally() if readout is not None else None
         te_loss, te_acc = run_epoch(
             model,
             data.test,
@@ -229,8 +238,14 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
             desc="test",
             device=device,
             num_workers=cfg.num_workers,
+            readout=readout,
+            tally=tally,
         )
-        m = EpochMetrics(epoch, tr_loss, tr_acc, te_loss, te_acc, time.perf_counter() - t0)
+        spent = time.perf_counter() - t0
+        measured = tally.result() if tally is not None else None
+        m = EpochMetrics(
+            epoch, tr_loss, tr_acc, te_loss, te_acc, spent, measured and measured.as_dict()
+        )
         history.append(m)
         if scheduler is not None:
             scheduler.step()
@@ -262,28 +277,42 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
             f"test {te_acc:5.1f}% (best {best:5.1f}%) lr {optimizer.param_groups[0]['lr']:.2e} "
             f"[{m.seconds:.1f} s]"
         )
+        if measured is not None:
+            log(f"trial {trial} epoch {epoch:3d} test read-out: {measured.text()}")
     if history and start > cfg.epochs:
         # killed after the last checkpoint but before its metrics: write them now, so that
         # a resume at any point finishes with every file
         write_metrics(history, trial_dir)
-    return {
+    result = {
         "trial": trial,
         "best_test_acc": best,
         "final_test_acc": history[-1].test_acc if history else float("nan"),
         "epochs": len(history),
     }
+    if history and history[-1].readout is not None:
+        result["final_readout"] = history[-1].readout
+    return result
 
 
 def write_metrics(history: list[EpochMetrics], trial_dir: Path) -> None:
     """metrics.json, metrics.csv and learning_curves.png for one trial."""
     rows = [h.as_dict() for h in history]
     atomic_json(rows, trial_dir / "metrics.json")
+    rows = [flat_row(r) for r in rows]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_bytes(trial_dir / "metrics.csv", buf.getvalue().encode())
     plot_learning_curves(history, trial_dir / "learning_curves.png")
+
+
+def flat_row(row: dict) -> dict:
+    """A metrics row for the CSV: a spiking read-out's metrics as ``test_<name>`` columns."""
+    row = dict(row)
+    for key, value in (row.pop("readout", None) or {}).items():
+        row[f"test_{key}"] = value
+    return row
 
 
 def plot_learning_curves(history: list[EpochMetrics], path: Path) -> None:

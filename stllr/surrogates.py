@@ -11,7 +11,8 @@ name       Ψ(v)                               code names in the reference repo
 ``c``      4·σ(4v)·(1 − σ(4v))                STLLRConv2dSigmoid, GradSigmoid
 ``d``      1 / (1 + (10·v)²)                  (optical-flow code)
 ``e``      1 / (5·|v| + 1)²                   MySoftSign (first-spike-coding networks,
-                                              docs/neurons.md §2)
+                                              docs/neurons.md §2,
+                                              docs/first_spike.md)
 =========  =================================  ====================================
 
 Variant (c) follows the code (slope 4 inside the sigmoid, peak 1), not the
@@ -108,7 +109,7 @@ ALIASES: dict[str, str] = {
 
 
 def get_surrogate(name: str) -> Surrogate:
-    """Look a Ψ variant up by name (``"a"``–``"d"`` or an alias)."""
+    """Look a Ψ variant up by name (``"a"``–``"e"`` or an alias)."""
     key = ALIASES.get(name, name)
     if key not in SURROGATES:
         choices = sorted(SURROGATES) + sorted(ALIASES)

@@ -222,3 +222,21 @@ register_task("cifar10dvs-standin", _standin("cifar10dvs"))
 register_task("ncaltech101", _real("ncaltech101", _ncaltech))
 register_task("ncaltech101-standin", _standin("ncaltech101"))
 register_task("custom", _custom)
+
+
+def _first_spike_task(kind: str, standin: bool):
+    """``ntidigits``, ``gesture32``, ``dvsplane`` (docs/data.md, "First-spike coding
+    datasets"), read by :mod:`stllr.tasks_first_spike`."""
+
+    def load(cfg: ExperimentConfig) -> TaskData:
+        from stllr.tasks_first_spike import LOADERS
+
+        root = _standin_root(cfg) if standin else Path(_require_data(cfg, kind))
+        return TaskData(*LOADERS[kind](cfg, root, standin))
+
+    return load
+
+
+for _kind in ("ntidigits", "gesture32", "dvsplane"):
+    register_task(_kind, _first_spike_task(_kind, False))
+    register_task(f"{_kind}-standin", _first_spike_task(_kind, True))

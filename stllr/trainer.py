@@ -25,6 +25,8 @@ from stllr.errors import UserError
 from stllr.models.base import SpikingModel
 from stllr.padding import pad_time, stack_samples  # noqa: F401 (pad_time: its old home)
 from stllr.progress import bar as progress_bar
+from stllr.spike_metrics import SpikeReadoutTally
+from stllr.spike_training import SpikeReadout, evaluate_spike_batch, train_spike_batch
 from stllr.training import evaluate_batch, train_batch
 
 
@@ -60,9 +62,15 @@ class EpochMetrics:
     test_loss: float
     test_acc: float
     seconds: float
+    #: spiking-output runs: the test set's FS/FR metrics (SpikeReadoutMetrics.as_dict())
+    readout: dict | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields (``readout`` only when set)."""
+        d = asdict(self)
+        if d["readout"] is None:
+            del d["readout"]
+        return d
 
 
 def batches(
@@ -121,6 +129,8 @@ def run_epoch(
     desc: str = "",
     device: torch.device | None = None,
     num_workers: int = 0,
+    readout: SpikeReadout | None = None,
+    tally: SpikeReadoutTally | None = None,
 ) -> tuple[float, float]:
     """Train (with ``optimizer``) or evaluate (without) over ``data``: (mean loss, accuracy %).
 
@@ -130,6 +140,10 @@ def run_epoch(
     its own steps (padding masked), so it does not depend on ``batch_size``; training sees
     the padded batch (module doc). Batches go to ``device`` (None: the model's), loaded by
     ``num_workers`` processes (:func:`batches`).
+
+    With ``readout`` (a spiking-output network) the batches go through
+    :mod:`stllr.spike_training` instead, each sample over its own steps in training too;
+    evaluation then adds its FS/FR metrics to ``tally`` when one is given.
     """
     if device is None:
         device = model_device(model)
@@ -138,7 +152,16 @@ def run_epoch(
     bar = progress_bar(show=progress, total=n_batches, desc=desc, leave=False, unit="batch")
     loader = batches(data, batch_size, generator, device, num_workers)
     for i, (x, y, lengths) in enumerate(loader, 1):
-        if optimizer is None:
+        if readout is not None:
+            if optimizer is None:
+                res = evaluate_spike_batch(model, x, y, readout, lengths, tally)
+            else:
+                res = train_spike_batch(model, x, y, optimizer, readout, lengths)
+                problem = _non_finite(res.loss, model)
+                if problem:
+                    bar.close()
+                    raise _diverged(desc, f"{problem} at batch {i} of {n_batches}", optimizer)
+        elif optimizer is None:
             res = evaluate_batch(model, x, y, lengths)
         else:
             if hasattr(optimizer, "set_local_batch"):  # distributed.GradientAllReduce

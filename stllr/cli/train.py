@@ -44,7 +44,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--task",
         default=None,
         help="shortcut for --set task=...: shd, ssc, gesture, cifar10dvs, ncaltech101, "
-        "custom, or a *-standin task",
+        "ntidigits, gesture32, dvsplane, custom, or a *-standin task",
     )
     p.add_argument(
         "--data",

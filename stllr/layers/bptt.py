@@ -42,9 +42,16 @@ class SpikeFn(torch.autograd.Function):
 
 def bptt_lif_step(current, u_prev, params: LIFParams, psi: Surrogate):
     """One differentiable LIF step; returns ``(s, ũ)`` with ũ kept in the graph."""
+    s, u, _ = bptt_lif_step_membrane(current, u_prev, params, psi)
+    return s, u
+
+
+def bptt_lif_step_membrane(current, u_prev, params: LIFParams, psi: Surrogate):
+    """:func:`bptt_lif_step` that also returns the membrane before reset:
+    ``(s, ũ, m)``, ``m[t] = γ ũ[t−1] + I[t]`` (what a first-spike read-out ranks)."""
     m = params.gamma * u_prev + current
     s = SpikeFn.apply(m - params.theta_eff, psi)
-    return s, reset(m, s.detach(), params)
+    return s, reset(m, s.detach(), params), m
 
 
 class BPTTLIF(nn.Module):

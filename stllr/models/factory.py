@@ -12,7 +12,13 @@ resnet18      SpikingResNet18 (S-TLLR)     SpikingResNet18 (BPTT)
 auto          shd_rsnn for frames ``[T, C]`` (1-D sensors), vgg9 for ``[T, C, H, W]``
 nir           the graph of ``nir_file``, imported as SHDNetSTLLR, SpikingChain or VGGSTLLR
               (:mod:`stllr.nir_interop`; methods stllr and stllr_online only)
+fs_fc         —                            FSFCNet (spiking output)
+fs_gesture    —                            FSConvNet, DVSGestureNet layout
+fs_plane      —                            FSConvNet, DVSPlaneNet layout
 ============  ===========================  ==============================
+
+The ``fs_*`` archs (:mod:`stllr.models.spiking_output`) go with ``readout = first_spike``
+or ``rate`` (docs/first_spike.md); the others with ``readout = accumulate``.
 
 For ``ottt`` the factors are replaced by OTTT's (α_post = 0, λ_pre = γ of the
 layers). New architectures register with :func:`register_arch`.
@@ -51,7 +57,12 @@ def _check_input_fits(cfg: ExperimentConfig, input_shape: tuple[int, ...]) -> No
     dims = _INPUT_DIMS.get(cfg.arch)
     if dims is None or len(input_shape) == dims:
         return
-    fits = sorted(a for a, d in _INPUT_DIMS.items() if d == len(input_shape))
+    spiking = cfg.readout != "accumulate"  # suggest archs with the config's kind of output
+    fits = sorted(
+        a
+        for a, d in _INPUT_DIMS.items()
+        if d == len(input_shape) and (a in SPIKING_OUTPUT_ARCHS) == spiking
+    )
     layout = _INPUT_LAYOUT.get(len(input_shape), f"{len(input_shape)}-d")
     use = " or ".join(f"arch={a}" for a in fits) if fits else "another arch"
     raise UserError(
@@ -197,11 +208,70 @@ def _nir(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     return model
 
 
+def _specs(cfg: ExperimentConfig):
+    from stllr.models.neuron_kinds import NeuronSpec
+
+    hidden = NeuronSpec(cfg.neuron, cfg.tau_mem, cfg.tau_syn, cfg.threshold)
+    out = NeuronSpec(cfg.out_neuron, cfg.out_tau_mem, cfg.out_tau_syn, cfg.out_threshold)
+    return hidden, out
+
+
+def _fs_fc(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    from stllr.models.spiking_output import FC_HIDDEN, FSFCNet
+
+    spec, out_spec = _specs(cfg)
+    (n_in,) = input_shape
+    hidden = cfg.hidden_sizes or FC_HIDDEN
+    psi = cfg.psi or "e"
+    return FSFCNet(n_in, num_classes, hidden, spec, out_spec, cfg.dropout, psi)
+
+
+def _fs_conv(arch: str) -> Builder:
+    def build(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+        from stllr.models.spiking_output import FSConvNet, conv_layout
+
+        channels, hidden, first = conv_layout(arch)
+        channels = cfg.channels or channels
+        if len(channels) != 3:
+            raise UserError(f"arch {arch} takes channels = [c0, c1, c2], got {list(channels)}")
+        (width,) = cfg.hidden_sizes or hidden
+        spec, out_spec = _specs(cfg)
+        psi = cfg.psi or "e"
+        return FSConvNet(input_shape, num_classes, channels, width, first, spec, out_spec, psi)
+
+    return build
+
+
+#: archs whose output layer spikes (read-outs first_spike and rate)
+SPIKING_OUTPUT_ARCHS = ("fs_fc", "fs_gesture", "fs_plane")
+
+register_arch("fs_fc", _fs_fc, input_dims=1)
+register_arch("fs_gesture", _fs_conv("fs_gesture"), input_dims=3)
+register_arch("fs_plane", _fs_conv("fs_plane"), input_dims=3)
 register_arch("shd_rsnn", _shd, input_dims=1)
 register_arch("vgg9", _vgg, input_dims=3)
 register_arch("resnet18", _resnet, input_dims=3)
 register_arch("auto", _auto)
 register_arch("nir", _nir)
+
+
+def _check_readout_fits(cfg: ExperimentConfig) -> None:
+    """Spiking-output archs need readout first_spike/rate and BPTT; the others accumulate."""
+    spiking = cfg.arch in SPIKING_OUTPUT_ARCHS
+    if spiking and cfg.readout == "accumulate":
+        raise UserError(
+            f"arch {cfg.arch!r} has a spiking output layer: set readout=first_spike or readout=rate"
+        )
+    if not spiking and cfg.readout != "accumulate":
+        raise UserError(
+            f"readout={cfg.readout!r} needs a spiking output layer: arch one of "
+            f"{list(SPIKING_OUTPUT_ARCHS)}, got arch={cfg.arch!r}"
+        )
+    if spiking and cfg.method != "bptt":
+        raise UserError(
+            f"readout={cfg.readout!r} (arch {cfg.arch!r}) trains through time: set "
+            f"method=bptt, got method={cfg.method!r}"
+        )
 
 
 def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes: int):
@@ -213,4 +283,5 @@ def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes
     if cfg.method == "bptt" and cfg.feedback != "BP":
         raise UserError(f"feedback={cfg.feedback!r} needs an S-TLLR method, not bptt")
     _check_input_fits(cfg, tuple(input_shape))
+    _check_readout_fits(cfg)
     return _ARCHS[cfg.arch](cfg, input_shape, num_classes), cfg.method
