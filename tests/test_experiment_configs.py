@@ -8,7 +8,7 @@ import pytest
 
 from stllr.config import load_config
 from stllr.errors import UserError
-from stllr.models.factory import build_model
+from stllr.models.factory import SPIKING_OUTPUT_ARCHS, build_model
 from stllr.models.neuron_kinds import neuron_kinds
 from stllr.tasks import task_names
 
@@ -73,8 +73,9 @@ def test_config_loads_and_builds(path):
         assert getattr(cfg, key) == value, key
     base = cfg.task.removesuffix("-standin")
     shape, classes = SHAPES[base]
-    if {cfg.neuron, cfg.out_neuron} - set(neuron_kinds()):
-        # a reference config whose neuron is declared, not implemented yet
+    if cfg.arch in SPIKING_OUTPUT_ARCHS and {cfg.neuron, cfg.out_neuron} - set(neuron_kinds()):
+        # an fs_* reference config whose neuron is declared, not registered there yet
+        # (shd_rsnn builds the current-based and adaptive neurons: docs/neurons.md)
         # (tests/test_first_spike_configs.py checks what it resolves to)
         with pytest.raises(UserError, match="declared but not implemented"):
             build_model(cfg, shape, classes)
