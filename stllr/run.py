@@ -40,7 +40,7 @@ from stllr.devices import resolve_device
 from stllr.errors import UserError
 from stllr.files import atomic_write, removed_on_failure
 from stllr.models.factory import build_model
-from stllr.tasks import TaskData, load_task
+from stllr.tasks import TaskData, is_flow_task, load_task
 from stllr.trainer import EpochMetrics, run_epoch
 
 CHECKPOINT = "checkpoint.pt"
@@ -93,7 +93,13 @@ def _check_resumed_config(stored: dict, cfg: ExperimentConfig, path: Path) -> No
         raise UserError(f"--resume: {path} holds no config dict (got {type(stored).__name__})")
     current = json.loads(json.dumps(cfg.as_dict()))
     stored = json.loads(json.dumps(stored, default=str))
-    diff = sorted(k for k in current if stored.get(k) != current[k] and k not in MAY_CHANGE)
+    # a key added to ExperimentConfig after the run was written counts as its default
+    defaults = json.loads(json.dumps(ExperimentConfig().as_dict()))
+    diff = sorted(
+        k
+        for k in current
+        if stored.get(k, defaults[k]) != current[k] and k not in MAY_CHANGE
+    )
     if diff:
         raise UserError(
             f"--resume: {path} was written with different settings for {diff}; "
@@ -119,6 +125,10 @@ def run_experiment(
     the data) leaves no run folder behind.
     """
     check_training(cfg)
+    if is_flow_task(cfg.task):
+        from stllr.flow.run import run_flow_experiment
+
+        return run_flow_experiment(cfg, resume=resume, progress=progress, log=log)
     run_dir = Path(cfg.out_dir) / cfg.name
     if resume and not (run_dir / "config.json").is_file():
         raise UserError(

@@ -222,3 +222,26 @@ register_task("cifar10dvs-standin", _standin("cifar10dvs"))
 register_task("ncaltech101", _real("ncaltech101", _ncaltech))
 register_task("ncaltech101-standin", _standin("ncaltech101"))
 register_task("custom", _custom)
+
+
+# --- optical flow (stllr.flow; docs/flow.md) ------------------------------------------------
+#: tasks whose samples are flow windows (stllr.flow.dataset.FlowSample), trained and
+#: scored by stllr.flow.run instead of the classification loop
+FLOW_TASKS = ("mvsec", "mvsec-standin")
+
+
+def is_flow_task(name: str) -> bool:
+    return name in FLOW_TASKS
+
+
+def _flow(standin: bool):
+    def load(cfg: ExperimentConfig):
+        from stllr.flow.tasks import load_flow_task
+
+        return load_flow_task(cfg, standin=standin, cache_root=CACHE_DIR)
+
+    return load
+
+
+register_task("mvsec", _flow(False))
+register_task("mvsec-standin", _flow(True))

@@ -133,3 +133,24 @@ def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes
         raise UserError(f"feedback={cfg.feedback!r} needs an S-TLLR method, not bptt")
     _check_input_fits(cfg, tuple(input_shape))
     return _ARCHS[cfg.arch](cfg, input_shape, num_classes), cfg.method
+
+
+def _fsfn(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    """FSFN for flow tasks: ``input_shape`` = (channels, crop, crop) of one step."""
+    from stllr.models.fsfn import FSFN, FSFN_DECODER, FSFN_ENCODER
+
+    c, h, w = input_shape
+    return FSFN(
+        c,
+        family="bptt" if cfg.method == "bptt" else "stllr",
+        encoder=cfg.channels or FSFN_ENCODER,
+        decoder=cfg.flow_decoder or FSFN_DECODER,
+        factors=cfg.stllr_factors(),
+        psi=cfg.psi or "d",
+        threshold=cfg.threshold,
+        readout=cfg.flow_readout,
+        input_size=(h, w),
+    )
+
+
+register_arch("fsfn", _fsfn, input_dims=3)
