@@ -8,7 +8,8 @@ seen through a time-varying similarity transform about the image centre c: the s
 point X appears at pixel ``x = A(t)(X) = c + s(t)·R(θ(t))·(X − c) + d(t)``. Within a
 segment the motion has constant velocity (translation ``v`` px/s, rotation ``ω`` rad/s,
 zoom rate ``κ``: s(t) = s₀·e^{κ(t−t₀)}); segments of a few frames each draw new
-velocities, so a sequence mixes translation, rotation and zoom. The flow from t_a to
+velocities, so a sequence mixes translation, rotation and zoom. Segment boundaries are
+gt timestamps (MVSEC's gt assumes motion that is smooth within a gt interval). The flow from t_a to
 t_b of the point at pixel x is ``A(t_b)(A(t_a)⁻¹(x)) − x``, exact.
 
 Events come from the log intensity L = log I at ``substeps`` instants per image
@@ -64,8 +65,12 @@ class _Motion:
     """Piecewise constant-velocity similarity motion; ``params(t) = (s, θ, dx, dy)``."""
 
     def __init__(self, rng, spec: StandinSpec, duration: float):
-        seg = spec.segment_frames * spec.frame_period
-        self.starts = np.arange(0.0, duration + seg, seg)
+        # segments start at gt timestamps (a whole number of gt periods long, beginning at
+        # the first one), so the velocity is constant within every gt interval, as the
+        # linear scaling of the evaluation protocol assumes
+        gt_period = spec.gt_ratio * spec.frame_period
+        seg = gt_period * max(1, round(spec.segment_frames / spec.gt_ratio))
+        self.starts = np.arange(-0.5 * gt_period, duration + seg, seg)
         n = len(self.starts)
         self.vel = np.stack(
             [
@@ -83,7 +88,7 @@ class _Motion:
         self.state = state
 
     def params(self, t: float):
-        i = min(int(np.searchsorted(self.starts, t, side="right")) - 1, len(self.starts) - 1)
+        i = int(np.clip(np.searchsorted(self.starts, t, side="right") - 1, 0, len(self.starts) - 1))
         log_s, theta, dx, dy = self.state[i] + self.vel[i] * (t - self.starts[i])
         return np.exp(log_s), theta, dx, dy
 
