@@ -121,3 +121,14 @@ def test_emulator_throughput_quick():
         )
     best = max(r["emulator_over_lava"] for r in d["per_batch"])
     assert d["emulator_over_lava_best"]["value"] == pytest.approx(best)
+
+
+def test_flow_step_quick():
+    d = run_quick("flow_step.py")
+    assert d["benchmark"] == "flow_step" and d["quick"] is True
+    by = {(p["mode"], p["T"]): p for p in d["points"]}
+    t_small, t_large = d["config"]["T"]
+    assert all(p["peak_saved_bytes"] > 0 and p["time"]["median_s"] > 0 for p in d["points"])
+    # S-TLLR keeps one step's graph whatever T; BPTT keeps all T steps
+    assert by[("stllr", t_small)]["peak_saved_bytes"] == by[("stllr", t_large)]["peak_saved_bytes"]
+    assert by[("bptt", t_large)]["peak_saved_bytes"] > 1.5 * by[("bptt", t_small)]["peak_saved_bytes"]

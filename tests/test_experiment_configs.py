@@ -16,6 +16,7 @@ SHAPES = {
     "gesture": ((2, 32, 32), 11),
     "cifar10dvs": ((2, 48, 48), 10),
     "ncaltech101": ((2, 45, 60), 101),
+    "mvsec": ((2, 256, 256), 2),  # one step of FSFN's input (docs/flow.md §2)
 }
 
 # docs/rule.md §12: the settings of the reference README commands.
@@ -50,6 +51,11 @@ EXPECTED = {
     "shd_bptt": dict(method="bptt", lr=2e-4, epochs=200),
     "gesture_bptt": dict(method="bptt", pooling="avg"),
     "cifar10dvs_bptt": dict(method="bptt", psi="c"),
+    # docs/flow.md §8: the paper's optical-flow rows
+    "mvsec_stllr_apost_neg": dict(factors=(0.5, 0.8, -0.2, 1.0), window=1, lr=2e-4, batch_size=8),
+    "mvsec_stllr_apost_zero": dict(factors=(0.5, 0.8, 0.0, 1.0), window=1, epochs=100),
+    "mvsec_stllr_apost_pos": dict(factors=(0.5, 0.8, 0.2, 1.0), window=1, psi="d"),
+    "mvsec_bptt": dict(method="bptt", lr=2e-4, batch_size=8),
 }
 
 

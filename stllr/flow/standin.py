@@ -1,8 +1,9 @@
 """Synthetic MVSEC-format recordings with known flow (docs/flow.md §5).
 
-A scene is a smooth random texture defined everywhere on the plane,
+A scene is a random texture defined everywhere on the plane: bright Gaussian blobs on a
+dark ground, one per cell of a jittered lattice,
 
-    I(X, Y) = clip(0.55 + Σ_k a_k cos(2π(u_k X + v_k Y) + φ_k), 0.05, 1),
+    I(X) = clip(0.1 + Σ_cells a_c·exp(−‖X − X_c‖² / (2 r_c²)), 0.05, 1),
 
 seen through a time-varying similarity transform about the image centre c: the scene
 point X appears at pixel ``x = A(t)(X) = c + s(t)·R(θ(t))·(X − c) + d(t)``. Within a
@@ -40,23 +41,40 @@ class StandinSpec:
     width: int = 88
     frames: int = 40
     frame_period: float = 0.032  # s
-    segment_frames: int = 8
+    segment_frames: int = 1
     max_speed: float = 30.0  # px/s: up to ~1 px per frame
     max_rotation: float = 0.4  # rad/s
     max_zoom: float = 0.4  # 1/s
     contrast: float = 0.15
     substeps: int = 8
     gt_ratio: float = 1.5
+    #: > 0: the simplest motion instead — translation along ±x at this speed (px/s), the
+    #: sign drawn per segment, no rotation or zoom (the CI training test's stand-in)
+    x_speed: float = 0.0
 
 
-def _texture(rng: np.random.Generator, n: int = 24):
-    freq = rng.uniform(-0.08, 0.08, size=(n, 2))  # cycles per pixel
-    amp = rng.uniform(0.05, 0.2, size=n) / np.sqrt(n / 4)
-    phase = rng.uniform(0, 2 * np.pi, size=n)
+def _texture(rng: np.random.Generator, spacing: float = 12.0, table: int = 64):
+    """Bright Gaussian blobs on a dark ground, one per cell of a ``spacing``-px lattice
+    (jittered position, radius 2–4 px, peak 0.4–0.85), defined on the whole plane (cell
+    parameters repeat every ``table`` cells). Edges of a bright blob have a consistent
+    contrast sign, as objects in a real scene do."""
+    jitter = rng.uniform(-0.3, 0.3, size=(2, table, table)) * spacing
+    radius = rng.uniform(2.0, 4.0, size=(table, table))
+    peak = rng.uniform(0.4, 0.85, size=(table, table))
 
     def intensity(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
-        arg = 2 * np.pi * (gx[..., None] * freq[:, 0] + gy[..., None] * freq[:, 1]) + phase
-        return np.clip(0.55 + (amp * np.cos(arg)).sum(-1), 0.05, 1.0)
+        ci = np.floor(gx / spacing).astype(np.int64)
+        cj = np.floor(gy / spacing).astype(np.int64)
+        total = np.zeros(gx.shape)
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                i, j = ci + di, cj + dj
+                ti, tj = i % table, j % table
+                bx = (i + 0.5) * spacing + jitter[0, ti, tj]
+                by = (j + 0.5) * spacing + jitter[1, ti, tj]
+                d2 = (gx - bx) ** 2 + (gy - by) ** 2
+                total += peak[ti, tj] * np.exp(-d2 / (2 * radius[ti, tj] ** 2))
+        return np.clip(0.1 + total, 0.05, 1.0)
 
     return intensity
 
@@ -81,6 +99,10 @@ class _Motion:
             ],
             axis=1,
         )
+        if spec.x_speed > 0:
+            self.vel[:, :2] = 0.0
+            self.vel[:, 2] = spec.x_speed * rng.choice([-1.0, 1.0], size=n)
+            self.vel[:, 3] = 0.0
         # state at each segment start: (log s, θ, dx, dy)
         state = np.zeros((n, 4))
         for i in range(1, n):
@@ -165,11 +187,11 @@ def flow_over(motion: _Motion, t_a: float, t_b: float, cx, cy, px, py) -> np.nda
 
 #: the stand-in's sequences: MVSEC's names, each with its own scene and motion
 STANDIN_SEQUENCES = {
-    "outdoor_day2": (StandinSpec(frames=64), 1),
-    "indoor_flying1": (StandinSpec(frames=24), 2),
-    "indoor_flying2": (StandinSpec(frames=24, max_speed=45.0), 3),
-    "indoor_flying3": (StandinSpec(frames=24), 4),
-    "outdoor_day1": (StandinSpec(frames=24, max_rotation=0.2, max_zoom=0.2), 5),
+    "outdoor_day2": (StandinSpec(frames=160), 1),
+    "indoor_flying1": (StandinSpec(frames=32), 2),
+    "indoor_flying2": (StandinSpec(frames=32, max_speed=45.0), 3),
+    "indoor_flying3": (StandinSpec(frames=32), 4),
+    "outdoor_day1": (StandinSpec(frames=32, max_rotation=0.2, max_zoom=0.2), 5),
 }
 
 
