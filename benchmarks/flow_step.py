@@ -77,10 +77,22 @@ def main() -> None:
     set_threads(args.threads, args.quick)
     device = pick_device(args.device)
     if args.quick:
-        args.encoder, args.decoder, args.crop, args.batch, ts = (8, 16, 16, 16), (8, 8, 4), 32, 2, (4, 8)
+        args.encoder, args.decoder, args.crop, args.batch, ts = (
+            (8, 16, 16, 16),
+            (8, 8, 4),
+            32,
+            2,
+            (4, 8),
+        )
         args.repeats = 1
     else:
-        args.encoder, args.decoder, args.crop, args.batch, ts = (64, 128, 256, 512), (128, 64, 4), 64, 8, (10, 40)
+        args.encoder, args.decoder, args.crop, args.batch, ts = (
+            (64, 128, 256, 512),
+            (128, 64, 4),
+            64,
+            8,
+            (10, 40),
+        )
     points = [measure(mode, t, args, device) for t in ts for mode in ("stllr", "bptt")]
     by = {(q["mode"], q["T"]): q for q in points}
     ratios = {

@@ -131,4 +131,6 @@ def test_flow_step_quick():
     assert all(p["peak_saved_bytes"] > 0 and p["time"]["median_s"] > 0 for p in d["points"])
     # S-TLLR keeps one step's graph whatever T; BPTT keeps all T steps
     assert by[("stllr", t_small)]["peak_saved_bytes"] == by[("stllr", t_large)]["peak_saved_bytes"]
-    assert by[("bptt", t_large)]["peak_saved_bytes"] > 1.5 * by[("bptt", t_small)]["peak_saved_bytes"]
+    assert (
+        by[("bptt", t_large)]["peak_saved_bytes"] > 1.5 * by[("bptt", t_small)]["peak_saved_bytes"]
+    )

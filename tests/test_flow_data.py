@@ -39,7 +39,9 @@ def test_split_counts_by_hand():
 
 
 def test_window_layouts():
-    counts = np.arange(3 * 4 * 2 * 1 * 1, dtype=np.uint8).reshape(3, 4, 2, 1, 1)  # 3 intervals, 4 bins
+    counts = np.arange(3 * 4 * 2 * 1 * 1, dtype=np.uint8).reshape(
+        3, 4, 2, 1, 1
+    )  # 3 intervals, 4 bins
     a = window_frames(counts, 1, 2, "2x10")  # intervals 1, 2: 8 steps of (ON, OFF)
     assert a.shape == (8, 2, 1, 1)
     assert a[:, 0, 0, 0].tolist() == [8, 10, 12, 14, 16, 18, 20, 22]
@@ -113,7 +115,9 @@ def test_standin_events_follow_the_log_intensity(standin_recording):
     assert np.all(np.diff(events[:, 2]) >= 0) and set(np.unique(events[:, 3])) <= {-1.0, 1.0}
     net = np.zeros(images.shape[1:])
     inside = events[:, 2] < image_ts[-1]
-    np.add.at(net, (events[inside, 1].astype(int), events[inside, 0].astype(int)), events[inside, 3])
+    np.add.at(
+        net, (events[inside, 1].astype(int), events[inside, 0].astype(int)), events[inside, 3]
+    )
     log_change = np.log(images[-1].astype(float) / 255) - np.log(images[0].astype(float) / 255)
     err = np.abs(net * spec.contrast - log_change)
     assert np.median(err) < spec.contrast and np.mean(err < 1.5 * spec.contrast) > 0.9

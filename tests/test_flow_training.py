@@ -55,7 +55,7 @@ def test_fsfn_one_step_stllr_gradient_equals_bptt():
 def _write_x_standin(root):
     """The stand-in's five sequences at 40 × 40 with ±x translation at 80 px/s (≈ 2.6 px
     per image): a direction the network must read from the events."""
-    for name, (spec, offset) in STANDIN_SEQUENCES.items():
+    for name, (_spec, offset) in STANDIN_SEQUENCES.items():
         frames = 160 if name == "outdoor_day2" else 24
         small = StandinSpec(height=40, width=40, frames=frames, x_speed=80.0)
         write_sequence(root / "seed0", name, *make_recording(small, offset))

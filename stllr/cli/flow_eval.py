@@ -21,13 +21,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "Examples:\n"
-            "  stllr flow-eval --checkpoint runs/mvsec_stllr/trial_1/best.pt --data /datasets/mvsec\n"
+            "  stllr flow-eval --checkpoint runs/mvsec_stllr_apost_neg/trial_1/best.pt \\\n"
+            "      --data /datasets/mvsec\n"
             "  stllr flow-eval --checkpoint runs/mvsec_standin_stllr/trial_1/best.pt --images out/"
         ),
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="best.pt or checkpoint.pt")
     p.add_argument("--data", default=None, help="folder of the MVSEC hdf5 files (config data=)")
-    options.add_set_option(p, "KEY=VALUE", "flow_crop=256", "config values stored in the checkpoint")
+    options.add_set_option(
+        p, "KEY=VALUE", "flow_crop=256", "config values stored in the checkpoint"
+    )
     p.add_argument(
         "--images",
         type=Path,
@@ -55,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     ckpt = load_pt(args.checkpoint, keys=("model", "config"))
     stored = stored_config(ckpt, args.checkpoint)
     if not is_flow_task(stored.task):
-        raise UserError(f"{args.checkpoint}: task {stored.task!r} is not a flow task (use stllr eval)")
+        raise UserError(
+            f"{args.checkpoint}: task {stored.task!r} is not a flow task (use stllr eval)"
+        )
     overrides = [*([f"data={args.data}"] if args.data else []), *args.set]
     cfg = apply_overrides(stored, [*overrides, *options.device_override(args)])
     data = load_task(cfg)

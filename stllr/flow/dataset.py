@@ -83,7 +83,9 @@ class WindowDataset:
         inside = (self.info.image_ts[idx] >= gt_ts[0]) & (self.info.image_ts[idx + dt] <= gt_ts[-1])
         self.indices = idx[inside]
         if len(self.indices) == 0:
-            raise UserError(f"{files.data}: no window with events inside the ground truth's time range")
+            raise UserError(
+                f"{files.data}: no window with events inside the ground truth's time range"
+            )
         self.offsets = centre_crop_offsets(self.info.height, self.info.width, crop)
         self._rng = np.random.default_rng(seed)
         self._h5 = None

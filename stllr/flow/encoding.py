@@ -84,7 +84,11 @@ def _encode_to(path: Path, info: SequenceInfo, bins: int) -> None:
     shape = (n, bins, 2, info.height, info.width)
 
     def write(f) -> None:
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(COUNT_DTYPE)), "fortran_order": False, "shape": shape}
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(COUNT_DTYPE)),
+            "fortran_order": False,
+            "shape": shape,
+        }
         np.lib.format.write_array_header_1_0(f, header)
         with h5py.File(info.files.data, "r") as h:
             ev = h[EVENTS]

@@ -50,9 +50,7 @@ def flow_between(flow_dist, gt_ts: np.ndarray, t0: float, t1: float) -> np.ndarr
         )
     gt_dt = gt_ts[k + 1] - gt_ts[k]
     if t1 <= gt_ts[k + 1]:
-        return (np.asarray(flow_dist[k], dtype=np.float64) * ((t1 - t0) / gt_dt)).astype(
-            np.float32
-        )
+        return (np.asarray(flow_dist[k], dtype=np.float64) * ((t1 - t0) / gt_dt)).astype(np.float32)
     h, w = flow_dist.shape[2:]
     py0, px0 = np.mgrid[0:h, 0:w].astype(np.float64)
     px, py = px0.copy(), py0.copy()

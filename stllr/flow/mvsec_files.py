@@ -100,7 +100,9 @@ def check_sequence(files: SequenceFiles) -> SequenceInfo:
         with h5py.File(files.data, "r") as f:
             ev = _field(f, files.data, EVENTS, 2, "f", "float64 [N, 4] (x, y, t, p)")
             if ev.shape[1] != 4:
-                raise UserError(f"{files.data}: field {EVENTS!r} has {ev.shape[1]} columns, expected 4")
+                raise UserError(
+                    f"{files.data}: field {EVENTS!r} has {ev.shape[1]} columns, expected 4"
+                )
             im = _field(f, files.data, IMAGES, 3, "u", "uint8 [M, H, W]")
             ts = _field(f, files.data, IMAGE_TS, 1, "f", "float64 [M]")[()]
             inds = _field(f, files.data, EVENT_INDS, 1, "iu", "int64 [M]")[()].astype(np.int64)

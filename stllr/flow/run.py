@@ -30,13 +30,13 @@ from stllr.flow.tasks import FlowTaskData
 from stllr.flow.training import FLOW_MODES, evaluate_flow_batch, flow_loss, train_flow_batch
 from stllr.models.factory import build_model
 from stllr.progress import bar as progress_bar
-from stllr.run import (
+from stllr.run_common import (
     BEST,
     CHECKPOINT,
-    _check_resumed_config,
     atomic_json,
     atomic_save,
     atomic_write_bytes,
+    check_resumed_config,
     epoch_seed,
     has_checkpoint,
     make_optimizer,
@@ -72,14 +72,16 @@ def run_flow_experiment(
 ) -> dict:
     """Train ``cfg.trials`` trials of a flow model; returns (and writes) the summary."""
     if cfg.method not in FLOW_MODES:
-        raise UserError(f"config method must be one of {FLOW_MODES} for task {cfg.task!r}, got {cfg.method!r}")
+        raise UserError(
+            f"config method must be one of {FLOW_MODES} for task {cfg.task!r}, got {cfg.method!r}"
+        )
     run_dir = Path(cfg.out_dir) / cfg.name
     if resume and not (run_dir / "config.json").is_file():
         raise UserError(f"--resume: {run_dir} holds no run to resume (no config.json)")
     with removed_on_failure(run_dir, has_checkpoint):
         config_path = run_dir / "config.json"
         if resume:
-            _check_resumed_config(json.loads(config_path.read_text()), cfg, config_path)
+            check_resumed_config(json.loads(config_path.read_text()), cfg, config_path)
         elif (run_dir / "trial_1" / CHECKPOINT).exists():
             raise UserError(f"{run_dir} already holds a run; pass --resume or choose another name")
         atomic_json(cfg.as_dict(), config_path)
@@ -115,14 +117,18 @@ def _train_trial(cfg, data: FlowTaskData, trial: int, trial_dir: Path, resume, p
     model.to(device)
     optimizer = make_optimizer(cfg, model.parameters())
     scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.scheduler) if cfg.scheduler else None
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.scheduler)
+        if cfg.scheduler
+        else None
     )
     loss_fn = flow_loss(cfg.flow_loss, cfg.flow_dt)
     history: list[dict] = []
     start = 1
     ckpt_path = trial_dir / CHECKPOINT
     if resume and ckpt_path.exists():
-        ckpt = load_pt(ckpt_path, keys=("model", "optimizer", "scheduler", "epoch", "history", "config"))
+        ckpt = load_pt(
+            ckpt_path, keys=("model", "optimizer", "scheduler", "epoch", "history", "config")
+        )
         load_model_state(model, ckpt, ckpt_path, "its config")
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt["scheduler"] is not None:
@@ -137,12 +143,16 @@ def _train_trial(cfg, data: FlowTaskData, trial: int, trial_dir: Path, resume, p
         gen = torch.Generator().manual_seed(seed)
         t0 = time.perf_counter()
         n_batches = -(-len(data.train) // cfg.batch_size)
-        bar = progress_bar(show=progress, total=n_batches, desc=f"trial {trial} epoch {epoch}", leave=False)
+        bar = progress_bar(
+            show=progress, total=n_batches, desc=f"trial {trial} epoch {epoch}", leave=False
+        )
         losses = []
         for batch in batches(data.train, cfg.batch_size, gen, device):
             loss = train_flow_batch(model, batch, optimizer, loss_fn, mode, cfg.window)
             if not math.isfinite(loss):
-                raise UserError(f"training diverged in trial {trial} epoch {epoch}: the loss is {loss}")
+                raise UserError(
+                    f"training diverged in trial {trial} epoch {epoch}: the loss is {loss}"
+                )
             losses.append(loss)
             bar.update(1)
         bar.close()
@@ -161,7 +171,12 @@ def _train_trial(cfg, data: FlowTaskData, trial: int, trial_dir: Path, resume, p
         if row["sum_aee"] < best:
             best = row["sum_aee"]
             atomic_save(
-                {"model": model.state_dict(), "epoch": epoch, "sum_aee": best, "config": cfg.as_dict()},
+                {
+                    "model": model.state_dict(),
+                    "epoch": epoch,
+                    "sum_aee": best,
+                    "config": cfg.as_dict(),
+                },
                 trial_dir / BEST,
             )
         atomic_save(

@@ -41,15 +41,24 @@ class FlowTaskData:
 def check_flow_config(cfg: ExperimentConfig) -> None:
     """One-line errors for flow settings no run can use."""
     if cfg.flow_encoding not in ENCODINGS:
-        raise UserError(f"config flow_encoding must be one of {ENCODINGS}, got {cfg.flow_encoding!r}")
+        raise UserError(
+            f"config flow_encoding must be one of {ENCODINGS}, got {cfg.flow_encoding!r}"
+        )
     if cfg.flow_dt < 1 or cfg.flow_bins < 1:
-        raise UserError(f"config flow_dt and flow_bins must be ≥ 1, got {cfg.flow_dt}, {cfg.flow_bins}")
+        raise UserError(
+            f"config flow_dt and flow_bins must be ≥ 1, got {cfg.flow_dt}, {cfg.flow_bins}"
+        )
     if cfg.flow_encoding == "4x5" and (cfg.flow_dt * cfg.flow_bins) % 2:
         raise UserError("config flow_encoding '4x5' needs an even number of bins per window")
     if cfg.flow_crop < 16 or cfg.flow_crop % 16:
-        raise UserError(f"config flow_crop must be a multiple of 16 (FSFN halves it 4 times), got {cfg.flow_crop}")
+        raise UserError(
+            "config flow_crop must be a multiple of 16 (FSFN halves it 4 times), "
+            f"got {cfg.flow_crop}"
+        )
     if cfg.flow_loss not in ("photometric", "supervised"):
-        raise UserError(f"config flow_loss must be 'photometric' or 'supervised', got {cfg.flow_loss!r}")
+        raise UserError(
+            f"config flow_loss must be 'photometric' or 'supervised', got {cfg.flow_loss!r}"
+        )
     if cfg.flow_readout not in ("sum", "last"):
         raise UserError(f"config flow_readout must be 'sum' or 'last', got {cfg.flow_readout!r}")
 
@@ -86,11 +95,16 @@ def load_flow_task(cfg: ExperimentConfig, standin: bool, cache_root: Path) -> Fl
     kw = dict(dt=cfg.flow_dt, bins=cfg.flow_bins, encoding=cfg.flow_encoding, crop=cfg.flow_crop)
     train = ConcatWindows(
         [
-            WindowDataset(find_sequence(folder, n), cache, skip=skip["train"], train=True, seed=cfg.seed, **kw)
+            WindowDataset(
+                find_sequence(folder, n), cache, skip=skip["train"], train=True, seed=cfg.seed, **kw
+            )
             for n in TRAIN_SEQUENCES
         ]
     )
-    test = {n: WindowDataset(find_sequence(folder, n), cache, skip=skip["test"], **kw) for n in TEST_SEQUENCES}
+    test = {
+        n: WindowDataset(find_sequence(folder, n), cache, skip=skip["test"], **kw)
+        for n in TEST_SEQUENCES
+    }
     shape = (input_channels(cfg), cfg.flow_crop, cfg.flow_crop)
     t = steps_per_window(cfg)
     desc = (
