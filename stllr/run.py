@@ -43,6 +43,7 @@ from stllr.models.factory import build_model
 from stllr.run_common import (  # shared with stllr.flow.run; importable from here too
     BEST,
     CHECKPOINT,
+    MAY_CHANGE,  # noqa: F401 (re-exported: pipeline.train)
     RESUME_KEYS,
     atomic_json,
     atomic_save,

@@ -138,7 +138,13 @@ def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes
 def _fsfn(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     """FSFN for flow tasks: ``input_shape`` = (channels, crop, crop) of one step."""
     from stllr.models.fsfn import FSFN, FSFN_DECODER, FSFN_ENCODER
+    from stllr.tasks import FLOW_TASKS
 
+    if cfg.task not in FLOW_TASKS:
+        raise UserError(
+            f"arch 'fsfn' predicts optical flow: use it with task {' or '.join(FLOW_TASKS)}, "
+            f"not {cfg.task!r}"
+        )
     c, h, w = input_shape
     return FSFN(
         c,
@@ -153,4 +159,4 @@ def _fsfn(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
     )
 
 
-register_arch("fsfn", _fsfn, input_dims=3)
+register_arch("fsfn", _fsfn)  # flow tasks only: never suggested for class data
