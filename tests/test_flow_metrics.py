@@ -112,6 +112,8 @@ def test_second_order_smoothness():
     quad = torch.stack([xs**2, torch.zeros_like(xs)])[None]  # ∂²/∂x² = 2 on channel 0
     # mean over 2 channels of |2| along x (channel 1: 0), and 0 along y
     assert float(second_order_smoothness(quad)) == pytest.approx(1.0)
+    # a 2 × 2 flow (coarsest scale of a 32² crop) has no second difference: 0, not NaN
+    assert float(second_order_smoothness(torch.randn(1, 2, 2, 2))) == 0.0
 
 
 def test_ground_truth_inside_one_interval_is_scaled():

@@ -97,6 +97,7 @@ def test_short_stllr_training_beats_the_zero_flow_baseline(tmp_path, monkeypatch
     run_experiment(cfg, progress=False, log=lambda s: None, data=data)
     history = json.loads((tmp_path / "runs/flow_ci/trial_1/metrics.json").read_text())
     last = history[-1]["sum_aee"]
+    print(f"summed AEE: zero flow {zero:.3f}, after {len(history)} epochs {last:.3f}")
     assert last < 0.75 * zero, (last, zero, [h["sum_aee"] for h in history])
     best = min(h["sum_aee"] for h in history)
     out = tmp_path / "eval.json"

@@ -67,10 +67,16 @@ def warp(img: torch.Tensor, flow: torch.Tensor, full_size: int | None = None) ->
 
 
 def second_order_smoothness(flow: torch.Tensor) -> torch.Tensor:
-    """Mean over pixels (and batch) of ``|f(x−1) − 2f(x) + f(x+1)|`` along x plus along y."""
-    dxx = flow[..., :, :-2] - 2 * flow[..., :, 1:-1] + flow[..., :, 2:]
-    dyy = flow[..., :-2, :] - 2 * flow[..., 1:-1, :] + flow[..., 2:, :]
-    return dxx.abs().mean() + dyy.abs().mean()
+    """Mean over pixels (and batch) of ``|f(x−1) − 2f(x) + f(x+1)|`` along x plus along y;
+    a direction with fewer than 3 pixels (a coarse scale of a small crop) contributes 0."""
+    total = flow.new_zeros(())
+    if flow.shape[-1] >= 3:
+        dxx = flow[..., :, :-2] - 2 * flow[..., :, 1:-1] + flow[..., :, 2:]
+        total = total + dxx.abs().mean()
+    if flow.shape[-2] >= 3:
+        dyy = flow[..., :-2, :] - 2 * flow[..., 1:-1, :] + flow[..., 2:, :]
+        total = total + dyy.abs().mean()
+    return total
 
 
 def photometric_loss(gray0, gray1, flow: torch.Tensor, full_size: int) -> torch.Tensor:
