@@ -89,6 +89,18 @@ class ExperimentConfig:
     #: task "custom": frame length in µs, or a fixed number of frames (give one)
     frame_us: int = 0
     n_time_bins: int = 0
+    #: optical flow (task mvsec / mvsec-standin, arch fsfn; docs/flow.md): frames between
+    #: the two gray images (1 or 4), equal-count bins per frame interval, input encoding
+    #: "2x10" (T = bins·dt, ON/OFF) or "4x5" (Spike-FlowNet), square crop, readout "sum"
+    #: or "last", loss "photometric" (self-supervised) or "supervised" (known flow)
+    flow_dt: int = 1
+    flow_bins: int = 10
+    flow_encoding: str = "2x10"
+    flow_crop: int = 256
+    flow_readout: str = "sum"
+    flow_loss: str = "photometric"
+    #: FSFN decoder widths (k3, k2, k1); empty = Spike-FlowNet's (128, 64, 4)
+    flow_decoder: tuple[int, ...] = ()
     #: where runs are written
     out_dir: str = "runs"
     #: auto (CUDA when available, else CPU), cpu, cuda or cuda:N; overridden by --device

@@ -35,79 +35,28 @@ import torch
 
 from stllr import distributed
 from stllr.checkpoints import load_model_state, load_pt
-from stllr.config import PLACEMENT_KEYS, ExperimentConfig, check_training
+from stllr.config import ExperimentConfig, check_training
 from stllr.devices import resolve_device
 from stllr.errors import UserError
-from stllr.files import atomic_write, removed_on_failure
+from stllr.files import removed_on_failure
 from stllr.models.factory import build_model
+from stllr.run_common import (  # shared with stllr.flow.run; importable from here too
+    BEST,
+    CHECKPOINT,
+    MAY_CHANGE,  # noqa: F401 (re-exported: pipeline.train)
+    RESUME_KEYS,
+    atomic_json,
+    atomic_save,
+    atomic_write_bytes,
+    epoch_seed,
+    has_checkpoint,
+    make_optimizer,
+)
+from stllr.run_common import check_resumed_config as _check_resumed_config
 from stllr.spike_metrics import SpikeReadoutTally
 from stllr.spike_training import SpikeReadout
-from stllr.tasks import TaskData, load_task
+from stllr.tasks import TaskData, is_flow_task, load_task
 from stllr.trainer import EpochMetrics, run_epoch
-
-CHECKPOINT = "checkpoint.pt"
-#: config keys a resumed run may change: more epochs, where the run folder now lies, and
-#: where it runs (a run started on a GPU may resume on the CPU and back)
-MAY_CHANGE = ("epochs", "out_dir", *PLACEMENT_KEYS)
-BEST = "best.pt"
-#: what a checkpoint.pt holds, all needed to resume
-RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "history", "config")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (:func:`stllr.files.atomic_write`: temp file in
-    the same folder + ``os.replace``, permissions from the umask).
-
-    Under data-parallel training only rank 0 writes.
-    """
-    if distributed.rank() != 0:
-        return
-    atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_save(obj, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def atomic_json(obj, path: Path) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def epoch_seed(seed: int, trial: int, epoch: int) -> int:
-    """A distinct, reproducible seed per (seed, trial, epoch); epoch 0 = initialisation."""
-    return (seed * 1_000_003 + trial * 10_007 + epoch) % (2**63 - 1)
-
-
-def make_optimizer(cfg: ExperimentConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "amsgrad":  # the first-spike coding reference's Adam
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=True)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    raise UserError(f"optimizer must be 'adam', 'amsgrad' or 'sgd', got {cfg.optimizer!r}")
-
-
-def _check_resumed_config(stored: dict, cfg: ExperimentConfig, path: Path) -> None:
-    """A run resumes only with the settings ``path`` (config.json or a checkpoint) was
-    written with; only ``MAY_CHANGE`` may differ (more epochs, a moved run folder)."""
-    if not isinstance(stored, dict):
-        raise UserError(f"--resume: {path} holds no config dict (got {type(stored).__name__})")
-    current = json.loads(json.dumps(cfg.as_dict()))
-    stored = json.loads(json.dumps(stored, default=str))
-    diff = sorted(k for k in current if stored.get(k) != current[k] and k not in MAY_CHANGE)
-    if diff:
-        raise UserError(
-            f"--resume: {path} was written with different settings for {diff}; "
-            "use another name or out_dir, or the same config"
-        )
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """Whether a trial of the run in ``run_dir`` finished an epoch (it can be resumed)."""
-    return any(Path(run_dir).glob(f"trial_*/{CHECKPOINT}"))
 
 
 def run_experiment(
@@ -123,6 +72,10 @@ def run_experiment(
     the data) leaves no run folder behind.
     """
     check_training(cfg)
+    if is_flow_task(cfg.task):
+        from stllr.flow.run import run_flow_experiment
+
+        return run_flow_experiment(cfg, resume=resume, progress=progress, log=log)
     run_dir = Path(cfg.out_dir) / cfg.name
     if resume and not (run_dir / "config.json").is_file():
         raise UserError(

@@ -72,3 +72,39 @@ class Conv2dOps(SynapseOps):
 
     def weight_grad(self, a, x, w_shape):
         return conv2d_weight(x, w_shape, a, self.stride, self.padding, self.dilation, self.groups)
+
+
+@dataclass(frozen=True)
+class ConvTranspose2dOps(SynapseOps):
+    """2-D transposed convolution (the decoder's up-sampling synapse).
+
+    Ŵ is stored **output-channel first**, ``[C_out, C_in, kH, kW]``, like a convolution's,
+    so that weight standardisation and the gain are per output channel as in every other
+    layer; PyTorch's ``conv_transpose2d`` wants ``[C_in, C_out, kH, kW]``, hence the
+    transposes below. Element-wise (``x`` ``[B, C_in, H, W]``)::
+
+        I[o, i·s − p + a, j·s − p + c] += Ŵ[o, ci, a, c] · x[ci, i, j]
+
+    The input gradient is the forward convolution with the same Ŵ, stride and padding,
+    and the weight gradient is the correlation ``Σ a[o, i·s − p + a', …] · x[ci, i, j]``.
+    """
+
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (1, 1)
+    output_padding: tuple[int, int] = (0, 0)
+
+    def current(self, x, w, b):
+        return F.conv_transpose2d(
+            x, w.transpose(0, 1), b, self.stride, self.padding, self.output_padding
+        )
+
+    def input_grad(self, a, w, x_shape):
+        g = F.conv2d(a, w.transpose(0, 1), None, self.stride, self.padding)
+        return g[..., : x_shape[-2], : x_shape[-1]]
+
+    def weight_grad(self, a, x, w_shape):
+        # conv_transpose2d(x, W) is the adjoint of conv2d(·, W): ⟨a, convT(x, W)⟩ =
+        # ⟨conv2d(a, W), x⟩, so ∂/∂W is conv2d's weight gradient with input a, output x.
+        c_out, c_in, kh, kw = w_shape
+        g = conv2d_weight(a, (c_in, c_out, kh, kw), x, self.stride, self.padding)
+        return g.transpose(0, 1).contiguous()

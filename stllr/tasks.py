@@ -234,9 +234,28 @@ def _first_spike_task(kind: str, standin: bool):
         root = _standin_root(cfg) if standin else Path(_require_data(cfg, kind))
         return TaskData(*LOADERS[kind](cfg, root, standin))
 
+
+# --- optical flow (stllr.flow; docs/flow.md) ------------------------------------------------
+#: tasks whose samples are flow windows (stllr.flow.dataset.FlowSample), trained and
+#: scored by stllr.flow.run instead of the classification loop
+FLOW_TASKS = ("mvsec", "mvsec-standin")
+
+
+def is_flow_task(name: str) -> bool:
+    return name in FLOW_TASKS
+
+
+def _flow(standin: bool):
+    def load(cfg: ExperimentConfig):
+        from stllr.flow.tasks import load_flow_task
+
+        return load_flow_task(cfg, standin=standin, cache_root=CACHE_DIR)
+
     return load
 
 
 for _kind in ("ntidigits", "gesture32", "dvsplane"):
     register_task(_kind, _first_spike_task(_kind, False))
     register_task(f"{_kind}-standin", _first_spike_task(_kind, True))
+register_task("mvsec", _flow(False))
+register_task("mvsec-standin", _flow(True))

@@ -158,3 +158,61 @@ def readout_sequence(h, w, b, delta, *, gamma, lambda_pre):
             grad_b += delta[t, bi]
             grad_h[t, bi] = torch.mv(w.t(), delta[t, bi])
     return {"logits": logits, "grad_w": grad_w, "grad_b": grad_b, "grad_x": grad_h}
+
+
+def conv_transpose_sequence(x, w, b, delta, *, stride, padding, gamma, theta, reset, factors, psi):
+    """Transposed-conv S-TLLR layer by explicit scatter; x ``[T,B,C,H,W]``, w ``[O,C,k,k]``
+    (output channel first): input pixel (c, i, j) adds ``w[o, c, a, e]·x`` to output
+    (o, i·s − p + a, j·s − p + e)."""
+    lam_post, lam_pre, a_post, a_pre = factors
+    psi_f = psi_fn(psi)
+    steps, batch, n_c, height, width = x.shape
+    n_o, _, k, _ = w.shape
+    h_out = (height - 1) * stride - 2 * padding + k
+    w_out = (width - 1) * stride - 2 * padding + k
+    taps = [  # (input row, input col, kernel row, kernel col, output row, output col)
+        (i, j, a, e, i * stride - padding + a, j * stride - padding + e)
+        for i in range(height)
+        for j in range(width)
+        for a in range(k)
+        for e in range(k)
+    ]
+    taps = [tp for tp in taps if 0 <= tp[4] < h_out and 0 <= tp[5] < w_out]
+    grad_w = torch.zeros_like(w)
+    grad_b = torch.zeros(n_o, dtype=torch.float64)
+    grad_x = torch.zeros_like(x)
+    spikes = torch.zeros(steps, batch, n_o, h_out, w_out, dtype=torch.float64)
+    for bi in range(batch):
+        u = torch.zeros(n_o, h_out, w_out, dtype=torch.float64)
+        p = torch.zeros(n_c, height, width, dtype=torch.float64)
+        q = torch.zeros(n_o, h_out, w_out, dtype=torch.float64)
+        for t in range(steps):
+            xt = x[t, bi]
+            p = lam_pre * p + xt
+            current = torch.zeros(n_o, h_out, w_out, dtype=torch.float64)
+            for o in range(n_o):
+                for c in range(n_c):
+                    for i, j, a, e, oi, oj in taps:
+                        current[o, oi, oj] += float(w[o, c, a, e]) * float(xt[c, i, j])
+            psi_v = torch.zeros_like(current)
+            g = torch.zeros_like(current)
+            for o in range(n_o):
+                for oi in range(h_out):
+                    for oj in range(w_out):
+                        cur = float(current[o, oi, oj]) + (float(b[o]) if b is not None else 0.0)
+                        s, v, u[o, oi, oj] = _lif(float(u[o, oi, oj]), cur, gamma, theta, reset)
+                        spikes[t, bi, o, oi, oj] = s
+                        psi_v[o, oi, oj] = psi_f(v)
+                        g[o, oi, oj] = psi_v[o, oi, oj] * float(delta[t, bi, o, oi, oj])
+                        grad_b[o] += g[o, oi, oj]
+            d = delta[t, bi]
+            for o in range(n_o):
+                for c in range(n_c):
+                    for i, j, a, e, oi, oj in taps:
+                        grad_w[o, c, a, e] += a_pre * float(g[o, oi, oj]) * float(p[c, i, j])
+                        grad_w[o, c, a, e] += (
+                            a_post * float(d[o, oi, oj]) * float(q[o, oi, oj]) * float(xt[c, i, j])
+                        )
+                        grad_x[t, bi, c, i, j] += float(g[o, oi, oj]) * float(w[o, c, a, e])
+            q = lam_post * q + psi_v
+    return {"spikes": spikes, "grad_w": grad_w, "grad_b": grad_b, "grad_x": grad_x}

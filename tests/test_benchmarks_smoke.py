@@ -131,3 +131,16 @@ def test_neuron_step():
     for p in d["points"]:
         assert p["T"] == 4 and p["peak_saved_bytes"] > 0 and p["time"]["median_s"] > 0
     assert len(d["ratios"]) == 3
+
+
+def test_flow_step_quick():
+    d = run_quick("flow_step.py")
+    assert d["benchmark"] == "flow_step" and d["quick"] is True
+    by = {(p["mode"], p["T"]): p for p in d["points"]}
+    t_small, t_large = d["config"]["T"]
+    assert all(p["peak_saved_bytes"] > 0 and p["time"]["median_s"] > 0 for p in d["points"])
+    # S-TLLR keeps one step's graph whatever T; BPTT keeps all T steps
+    assert by[("stllr", t_small)]["peak_saved_bytes"] == by[("stllr", t_large)]["peak_saved_bytes"]
+    assert (
+        by[("bptt", t_large)]["peak_saved_bytes"] > 1.5 * by[("bptt", t_small)]["peak_saved_bytes"]
+    )

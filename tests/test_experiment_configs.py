@@ -21,6 +21,7 @@ SHAPES = {
     "ntidigits": ((64,), 11),
     "gesture32": ((2, 32, 32), 10),
     "dvsplane": ((2, 60, 76), 4),
+    "mvsec": ((2, 256, 256), 2),  # one step of FSFN's input (docs/flow.md §2)
 }
 
 # docs/rule.md §12: the settings of the reference README commands.
@@ -55,6 +56,11 @@ EXPECTED = {
     "shd_bptt": dict(method="bptt", lr=2e-4, epochs=200),
     "gesture_bptt": dict(method="bptt", pooling="avg"),
     "cifar10dvs_bptt": dict(method="bptt", psi="c"),
+    # docs/flow.md §8: the paper's optical-flow rows
+    "mvsec_stllr_apost_neg": dict(factors=(0.5, 0.8, -0.2, 1.0), window=1, lr=2e-4, batch_size=8),
+    "mvsec_stllr_apost_zero": dict(factors=(0.5, 0.8, 0.0, 1.0), window=1, epochs=100),
+    "mvsec_stllr_apost_pos": dict(factors=(0.5, 0.8, 0.2, 1.0), window=1, psi="d"),
+    "mvsec_bptt": dict(method="bptt", lr=2e-4, batch_size=8),
 }
 
 

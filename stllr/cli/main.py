@@ -14,7 +14,7 @@ import os
 import sys
 
 from stllr import progress
-from stllr.cli import compare, demo, evaluate, nir, options, pipeline, quantize, train
+from stllr.cli import compare, demo, evaluate, flow_eval, nir, options, pipeline, quantize, train
 from stllr.errors import UserError
 
 #: errors printed as one line: bad input, and paths that are missing, not readable, or of
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print the version and exit")
     options.add_debug_option(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (demo, train, evaluate, quantize, compare, pipeline):
+    for module in (demo, train, evaluate, flow_eval, quantize, compare, pipeline):
         options.add_common_options(module.add_parser(sub))
     for add_parser in (nir.add_export_parser, nir.add_import_parser):
         options.add_common_options(add_parser(sub))

@@ -21,6 +21,7 @@ from torch.nn.modules.utils import _pair
 
 from stllr.neuron import LIFParams, decay_from_leak, heaviside, reset
 from stllr.surrogates import Surrogate, canonical_name, get_surrogate
+from stllr.synapse_ops import ConvTranspose2dOps
 from stllr.validation import check_float_tensor
 from stllr.weight_standardization import StandardizedWeightCache, WeightQuantizer
 
@@ -145,3 +146,33 @@ class LeakyReadout(nn.Module):
         a = self.linear(h)
         self.o = a if self.o is None or self.o.shape != a.shape else self.gamma * self.o + a
         return self.o
+
+
+class ScaledWSConvTranspose2d(nn.Module):
+    """Transposed convolution with a standardised weight ``[C_out, C_in, k, k]`` and gain
+    (output channel first, as :class:`~stllr.layers.stllr_layers.ConvTranspose2dSTLLR`),
+    differentiated by autograd; ``weight_quantizer`` as in :class:`ScaledWSLinear`."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=True):
+        super().__init__()
+        k = _pair(kernel_size)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *k))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.gain = nn.Parameter(torch.ones(out_channels, 1, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.ops = ConvTranspose2dOps(_pair(stride), _pair(padding))
+        self.weight_quantizer: WeightQuantizer | None = None
+        self._ws = StandardizedWeightCache(keep_graph=True)
+
+    def reset_state(self) -> None:
+        """New sequence: Ŵ is recomputed (and differentiated once for the sequence)."""
+        self._ws.clear()
+
+    def effective_weights(self) -> tuple[torch.Tensor]:
+        """``(Ŵ,)`` after the weight quantizer: what the layer multiplies by."""
+        return (self._ws.get(self.weight, self.gain, self.weight_quantizer),)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_tensor("x", x)
+        (w,) = self.effective_weights()
+        return self.ops.current(x, w, self.bias)

@@ -37,7 +37,7 @@ from stllr.functional.stllr_step import (
 )
 from stllr.neuron import LIFParams
 from stllr.surrogates import canonical_name, get_surrogate
-from stllr.synapse_ops import Conv2dOps, DenseOps
+from stllr.synapse_ops import Conv2dOps, ConvTranspose2dOps, DenseOps
 from stllr.validation import check_float_tensor, check_shape
 from stllr.weight_standardization import (
     StandardizedWeightCache,
@@ -189,6 +189,60 @@ class Conv2dSTLLR(_STLLRBase):
         kh, kw = self.weight.shape[2:]
         h = (height + 2 * o.padding[0] - o.dilation[0] * (kh - 1) - 1) // o.stride[0] + 1
         w = (width + 2 * o.padding[1] - o.dilation[1] * (kw - 1) - 1) // o.stride[1] + 1
+        return h, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_tensor("x", x)
+        check_shape("x", x, [None, self.in_channels, None, None], "[B, C_in, H, W]")
+        if self.state is None or self.state.p.shape != x.shape:
+            out = (self.out_channels, *self.output_shape(*x.shape[2:]))
+            self.state = _zeros_state(x, out)
+        (w,) = self.effective_weights()
+        st = self.state
+        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
+        self.state = STLLRState(u, p, q)
+        return s
+
+
+class ConvTranspose2dSTLLR(_STLLRBase):
+    """Transposed-convolution S-TLLR LIF layer (the FSFN decoder's up-sampling),
+    ``[B, C_in, H, W] → [B, C_out, (H−1)·s − 2p + k + op, …]`` spikes.
+
+    Ŵ is ``[C_out, C_in, k, k]`` (output channel first, standardised per output channel;
+    :class:`~stllr.synapse_ops.ConvTranspose2dOps`); otherwise the step, traces and
+    gradient are those of every S-TLLR layer (:mod:`stllr.functional.stllr_step`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int] = 4,
+        stride: int | tuple[int, int] = 2,
+        padding: int | tuple[int, int] = 1,
+        output_padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+        lif: LIFParams | None = None,
+        factors: STLLRFactors | None = None,
+        psi: str = "b",
+        weight_std: bool = True,
+    ):
+        super().__init__(lif or LIFParams(), factors or STLLRFactors(), psi, weight_std)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        k = _pair(kernel_size)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *k))
+        self.gain = nn.Parameter(torch.ones(out_channels, 1, 1, 1)) if weight_std else None
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self._ops = ConvTranspose2dOps(_pair(stride), _pair(padding), _pair(output_padding))
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial output size for an ``height × width`` input."""
+        o = self._ops
+        kh, kw = self.weight.shape[2:]
+        h = (height - 1) * o.stride[0] - 2 * o.padding[0] + kh + o.output_padding[0]
+        w = (width - 1) * o.stride[1] - 2 * o.padding[1] + kw + o.output_padding[1]
         return h, w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

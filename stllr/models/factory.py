@@ -285,3 +285,30 @@ def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes
     _check_input_fits(cfg, tuple(input_shape))
     _check_readout_fits(cfg)
     return _ARCHS[cfg.arch](cfg, input_shape, num_classes), cfg.method
+
+
+def _fsfn(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
+    """FSFN for flow tasks: ``input_shape`` = (channels, crop, crop) of one step."""
+    from stllr.models.fsfn import FSFN, FSFN_DECODER, FSFN_ENCODER
+    from stllr.tasks import FLOW_TASKS
+
+    if cfg.task not in FLOW_TASKS:
+        raise UserError(
+            f"arch 'fsfn' predicts optical flow: use it with task {' or '.join(FLOW_TASKS)}, "
+            f"not {cfg.task!r}"
+        )
+    c, h, w = input_shape
+    return FSFN(
+        c,
+        family="bptt" if cfg.method == "bptt" else "stllr",
+        encoder=cfg.channels or FSFN_ENCODER,
+        decoder=cfg.flow_decoder or FSFN_DECODER,
+        factors=cfg.stllr_factors(),
+        psi=cfg.psi or "d",
+        threshold=cfg.threshold,
+        readout=cfg.flow_readout,
+        input_size=(h, w),
+    )
+
+
+register_arch("fsfn", _fsfn)  # flow tasks only: never suggested for class data
