@@ -234,6 +234,8 @@ def _first_spike_task(kind: str, standin: bool):
         root = _standin_root(cfg) if standin else Path(_require_data(cfg, kind))
         return TaskData(*LOADERS[kind](cfg, root, standin))
 
+    return load
+
 
 # --- optical flow (stllr.flow; docs/flow.md) ------------------------------------------------
 #: tasks whose samples are flow windows (stllr.flow.dataset.FlowSample), trained and
