@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lava_models.errors import UnsupportedNodeError
-from quantization.formats import BIAS_MANT_MAX, BIAS_MANT_MIN, DV_MAX, VTH_MAX
+from quantization.formats import BIAS_MANT_MAX, BIAS_MANT_MIN, DU_NONE, DV_MAX, VTH_MAX
 
 if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §7, pitfall 4)
     from quantization.network import QNetwork, SpikingLayer
@@ -223,6 +223,12 @@ def check_builtin_supported(qnet: QNetwork) -> None:
             raise UnsupportedNodeError(f"{where}: dv = {n.dv} is not a 12-bit decay (0 … 4095)")
         if not 0 <= n.vth <= VTH_MAX:
             raise UnsupportedNodeError(f"{where}: vth = {n.vth} is beyond 17 bits")
+        if n.du != DU_NONE and n.bias_mant is not None and bool(n.bias_mant.any()):
+            raise UnsupportedNodeError(
+                f"{where}: a current-based layer (du = {n.du}) with a bias: its bias enters the "
+                "current, Lava's LIF adds bias to the voltage (export it without a bias, or run "
+                "it with the toolkit's processes)"
+            )
         if n.bias_mant is not None:
             if n.bias_mant.numel() != n.out_channels:
                 raise UnsupportedNodeError(

@@ -180,6 +180,11 @@ def _float_spiking_shape(n, in_shapes):
     from lava_models.float_ops import synapse_ops
 
     (shape,) = in_shapes
+    if n.current_decay is not None:
+        raise UnsupportedNodeError(
+            "current-based neurons have no floating_pt model yet "
+            "(the integer network runs them: export the QNetwork)"
+        )
     if n.kind == "conv" and len(shape) != 3:
         raise UnsupportedNodeError(f"a conv layer needs a [C, H, W] input, got {shape}")
     if n.kind == "dense" and len(shape) != 1:

@@ -12,6 +12,7 @@ is an error that names its class (never a silent partial export).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -25,6 +26,7 @@ from stllr.layers.dropout import DropoutLIF
 from stllr.layers.readout import AccumulateReadout
 from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
 from stllr.models.base import SpikingModel
+from stllr.neuron import LIFParams
 from stllr.weight_standardization import standardize_weight
 
 #: Factors given to layers trained without S-TLLR (BPTT twins) for on-device learning.
@@ -230,10 +232,46 @@ def _convert_chain(model, factors):
     ]
 
 
+def _convert_shd_neurons(model, factors):
+    """The SHD network of a current-based neuron (``neuron = culif``, or ``pculif`` with one
+    decay per layer; docs/neurons.md): its recurrent layer as a current-based FloatSpiking
+    (α = the voltage decay, β = the current decay, θ). Adaptive neurons and per-neuron
+    decays have no integer kind yet: a TypeError names them."""
+    from stllr.neurons.layers import RecurrentNeuronSTLLR
+
+    rec = model.rec
+    pop, spec = rec.neurons, rec.neurons.spec
+    if spec.kind not in ("culif", "pculif") or spec.mode != "layer":
+        raise TypeError(
+            f"neuron {spec.kind!r} (decay_mode {spec.mode!r}): only current-based neurons with "
+            "one decay per layer (culif, pculif with decay_mode=layer) have an integer kind"
+        )
+    params = pop.params()
+    alpha, beta = float(params.alpha), float(params.beta)
+    lif = LIFParams(leak=math.log(alpha / (1.0 - alpha)), threshold=spec.threshold,
+                    reset=spec.reset)  # fmt: skip
+    if isinstance(rec, RecurrentNeuronSTLLR):
+        w, w_rec = rec.standardized_weights()
+        bias, f, psi = _opt(rec.bias), factors or rec.factors, rec.psi_name
+    else:
+        w, w_rec = _ws(rec.ff.weight, rec.ff.gain), _ws(rec.rec.weight, rec.rec.gain)
+        bias, f, psi = _opt(rec.ff.bias), factors or DEFAULT_FACTORS, rec.psi_name
+    layer = FloatSpiking("rec", ("input",), "dense", w.detach().clone(), bias, lif, psi, f,
+                         weight_rec=w_rec.detach().clone(), current_decay=beta)  # fmt: skip
+    ro = model.readout
+    if isinstance(ro, AccumulateReadout):
+        head = FloatReadout("readout", ("rec",), ro.weight.detach().clone(), _opt(ro.bias),
+                            ro.gamma, ro.lambda_pre)  # fmt: skip
+    else:
+        head = linear_readout(ro.linear, "readout", ["rec"], ro.gamma)
+    return [layer, head]
+
+
 def _register_builtin() -> None:
     from stllr.models.chain import SpikingChain
     from stllr.models.resnet import SpikingResNet18
     from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
+    from stllr.models.shd_neurons import SHDNeuronNetBPTT, SHDNeuronNetSTLLR
     from stllr.models.vgg import VGGBPTT, VGGSTLLR
 
     register_converter(SHDNetSTLLR, _convert_shd_stllr)
@@ -242,6 +280,8 @@ def _register_builtin() -> None:
     register_converter(VGGBPTT, _convert_vgg_bptt)
     register_converter(SpikingResNet18, _convert_resnet)
     register_converter(SpikingChain, _convert_chain)
+    register_converter(SHDNeuronNetSTLLR, _convert_shd_neurons)
+    register_converter(SHDNeuronNetBPTT, _convert_shd_neurons)
 
 
 _register_builtin()

@@ -298,6 +298,9 @@ class IntegerEmulator:
     def bias_of(self, n, like: torch.Tensor) -> torch.Tensor:
         return self._bias(n.name, like)
 
+    def synaptic_delay(self) -> int:
+        return self.delay
+
     def a_bound(self, n) -> int:
         return self._a_bound(n)
 

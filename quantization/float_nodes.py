@@ -31,6 +31,10 @@ class FloatSpiking:
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
+    #: current-based neuron (CuLIF, docs/neurons.md): the current's decay β per step; then
+    #: ``v[t] = α·v̂[t−1] + (1−α)·i[t−1]``, ``i[t] = β·i[t−1] + I[t]`` with α = ``lif.gamma``
+    #: and θ = ``lif.threshold`` (no θ_eff floor); ``None``: the toolkit's LIF
+    current_decay: float | None = None
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class LIFFixedParams(NamedTuple):
     bias_mant: object = 0  # 13-bit bias mantissa (int or per-neuron array)
     bias_exp: int = 0  # bias exponent (left shift)
     reset: str = "hard"  # "hard" (v = 0, Lava's LIF) or "soft" (v −= vth << 6)
+    #: added to the current u before its wrap (membrane units): the bias of a current-based
+    #: neuron, whose float bias enters the current (docs/neurons.md §1); 0 for Lava's LIF
+    current_bias: object = 0
 
 
 def decay_toward_zero(x, decay: int):
@@ -90,7 +93,7 @@ def lif_int_step(state: LIFFixedState, a_in, p: LIFFixedParams, a_bound: int | N
     xp = xp_of(a_in)
     u = xp.shl(a_in, ACT_SHIFT)
     if p.du != DU_NONE:  # du = 4095 decays u fully: decay(u, 4096) = 0
-        u = decay_toward_zero(state.u, p.du + 1) + u
+        u = decay_toward_zero(state.u, p.du + 1) + u + p.current_bias
     if p.du != DU_NONE or a_bound is None or (a_bound << ACT_SHIFT) >= UV_LIMIT:
         u = xp.where(u > UV_LIMIT, u - 2 * UV_LIMIT, u)
         u = xp.where(u <= -UV_LIMIT, u + 2 * UV_LIMIT, u)

@@ -162,6 +162,9 @@ class KindModel(NodeModel):
     def bias_of(self, node, like):
         return self.bias.reshape((-1,) + (1,) * (like.ndim - 1))  # per channel
 
+    def synaptic_delay(self) -> int:
+        return 0  # the synapses are fused into the neuron's process
+
     def a_bound(self, node):
         return None
 
@@ -215,11 +218,14 @@ class PySTLLRLayerModelFixed(KindModel):
     def run_spk(self) -> None:
         if self.starts_sample():
             self.zero("u", "v", "s", "psi", "p", "q", "r")
+            self._a_prev = None
         x = self.s_in.recv().astype(np.int64)
         rec = self.node.recurrent
         traces = Traces(self.p, self.q, self.r if rec else None)
-        state = SpikingState(self.u, self.v, self.s, traces if self.node.learning else None)
+        state = SpikingState(self.u, self.v, self.s, traces if self.node.learning else None,
+                             a_prev=getattr(self, "_a_prev", None))  # fmt: skip
         step = self.forward(state, [x])
+        self._a_prev = step.state.a_prev  # a current-based node's a[t] (kept in the model)
         self.send(step.out)  # before ls_in: a signal computed from this output cannot deadlock
         new = step.state
         self.u, self.v, self.s = np.asarray(new.u), np.asarray(new.v), step.out

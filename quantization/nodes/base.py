@@ -45,6 +45,9 @@ class Host(Protocol):
     def bias_of(self, node, like):
         """The node's bias (``bias_mant << bias_exp``) broadcastable over ``like`` (0: none)."""
 
+    def synaptic_delay(self) -> int:
+        """Steps between ``W·x`` and the neuron on this host: 0, or 1 (Lava's ``Dense``)."""
+
     def a_bound(self, node) -> int | None:
         """A static bound on ``|W·x (+ W_rec·s)|``, or ``None`` if none is known."""
 

@@ -8,9 +8,18 @@ Per time step ``t``, all quantities integers (docs/fixed_point.md, docs/rule.md)
     s, v_c, u, v  = LIF(a[t])                (quantization.loihi.lif_int_step)
 
 ``du = 4095`` (the default) is the toolkit's LIF: the current ``u`` has no memory. Any other
-``du`` is the current-based LIF (CuLIF) of Lava's built-in ``LIF``:
-``u[t] = wrap24(decay(u[t−1], du + 1) + (a[t] << 6))``; on-device S-TLLR needs a current
-without memory and refuses such a layer.
+``du`` is the current-based LIF (CuLIF, docs/neurons.md §1), Lava's ``LIF`` behind a one-step
+synaptic delay::
+
+    u[t] = wrap24(decay(u[t−1], du + 1) + (a[t−1] << 6) + bias·[t ≥ 1])
+    v[t] = decay(v[t−1], dv) + u[t]
+
+Its bias enters the current with the synaptic input (as the float CuLIF's ``c`` does, so
+not at the first step), and its voltage reads the
+previous step's synaptic sum: the node keeps ``a[t−1]`` itself when its host has no
+synaptic delay (the emulator with ``delay=0``, the toolkit's Lava processes), and takes the
+host's delay where there is one (``delay=1``, Lava's ``Dense``). On-device S-TLLR needs a
+current without memory and refuses such a layer.
 
 and, if the node carries a ``LearningSpec``, after the neuron::
 
@@ -35,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from quantization.backend import int_conv2d, int_conv_transpose2d, int_linear
+from quantization.backend import int_conv2d, int_conv_transpose2d, int_linear, round_float
 from quantization.float_nodes import FloatSpiking
 from quantization.formats import ACT_SHIFT, DU_NONE, UV_LIMIT
 from quantization.kernels import (
@@ -150,6 +159,8 @@ class SpikingState(NamedTuple):
     q_prev: Any = None
     x: Any = None
     s_prev: Any = None
+    #: current-based nodes on a host without synaptic delay: this step's ``a`` (read next step)
+    a_prev: Any = None
 
 
 def synaptic_sum(node: SpikingLayer, w, x, dtype=torch.float64, keep_float: bool = False):
@@ -169,30 +180,51 @@ def forward(node: SpikingLayer, state: SpikingState | None, inputs, host, step: 
     """One time step (module docstring); ``state`` ``None`` is the zero state."""
     (x,) = inputs
     fast = host.fast(node)  # float32 tensors holding exact integers (emulator)
-    a = host.synapse(node, x, fast)
+    a = host.synapse(node, x, fast)  # W·x[t], or W·x[t−1] on a host with a delay
     s_last = None if state is None else state.s
+    a_rec = None  # W_rec·s[t−1]
     if node.recurrent and s_last is not None:
-        a = a + host.recurrent(node, s_last, fast)
+        a_rec = host.recurrent(node, s_last, fast)
     if state is None:
         lif = LIFFixedState(zeros_like(a), zeros_like(a))
     else:  # the host may have changed path between calls (exact either way)
         lif = LIFFixedState(as_dtype_of(state.u, a), as_dtype_of(state.v, a))
     a_bound = host.a_bound(node)
-    if node.du != DU_NONE:  # the current before its 24-bit wrap
+    bias = host.bias_of(node, a)
+    a_next = None
+    if node.du != DU_NONE:  # current-based: a[t−1] and the bias into the current
+        # the node delays what its host does not: everything on a host without delay, the
+        # recurrent sum on a host whose delay holds W·x back (docs/node_kinds.md)
+        prev = None if state is None else state.a_prev
+        if host.synaptic_delay() == 0:
+            first = prev is None  # (a Lava process keeps a_prev itself, reset per sample)
+            a_next = a if a_rec is None else a + a_rec  # all of a[t] waits one step
+            a = zeros_like(a) if prev is None else prev
+        else:
+            first = state is None
+            a_next = a_rec  # W·x arrives delayed already; W_rec·s[t−1] waits here
+            if prev is not None:
+                a = a + prev
+        if first:  # the bias is part of c[t], which reaches v one step later
+            bias = 0
         host.count(node.name + "/current", decay_toward_zero(lif.u, node.du + 1)
-                   + (a << ACT_SHIFT), UV_LIMIT)  # fmt: skip
-    elif a_bound is not None and (a_bound << ACT_SHIFT) < UV_LIMIT:
-        host.count(node.name + "/current", a, None)  # a static bound: it cannot wrap
+                   + (a << ACT_SHIFT) + bias, UV_LIMIT)  # fmt: skip
+        p = LIFFixedParams(node.du, node.dv, node.vth, 0, 0, node.reset, bias)
     else:
-        host.count(node.name + "/current", a << ACT_SHIFT, UV_LIMIT)
-    p = LIFFixedParams(node.du, node.dv, node.vth, host.bias_of(node, a), 0, node.reset)
+        if a_rec is not None:
+            a = a + a_rec
+        if a_bound is not None and (a_bound << ACT_SHIFT) < UV_LIMIT:
+            host.count(node.name + "/current", a, None)  # a static bound: it cannot wrap
+        else:
+            host.count(node.name + "/current", a << ACT_SHIFT, UV_LIMIT)
+        p = LIFFixedParams(DU_NONE, node.dv, node.vth, bias, 0, node.reset)
     s, v_c, lif = lif_int_step(lif, a, p, a_bound)
     host.count(node.name + "/membrane", lif.v, UV_LIMIT - 1)
     out = as_int64(s)
     exact = s if fast else None
     spec = node.learning
     if spec is None:
-        return Step(out, SpikingState(lif.u, lif.v, out), exact)
+        return Step(out, SpikingState(lif.u, lif.v, out, a_prev=a_next), exact)
     psi = psi_lookup(v_c, host.psi_table(node), node.psi.shift, node.psi.half)
     s_prev = None
     if node.recurrent:
@@ -275,21 +307,38 @@ def value_bound(node: SpikingLayer, in_bounds, in_shapes) -> int:
 def from_float(spec: FloatSpiking, scales: dict, cfg: PTQConfig) -> Quantized:
     """PTQ of a float spiking layer (quantization.ptq): the input's scale folded into ``W``,
     one exponent for ``W`` and ``W_rec``, threshold, bias, 12-bit decay and Ψ's table at
-    the membrane LSB ``s / 64``. Its output (spikes) has scale 1."""
-    tensors = [spec.weight * scales[spec.inputs[0]]]
+    the membrane LSB ``s / 64``. Its output (spikes) has scale 1.
+
+    A current-based spec (``current_decay`` β) becomes ``u = (1−α)·i`` in membrane units
+    (docs/neurons.md §1): ``W``, ``W_rec`` and the bias times ``1−α``, ``dv`` from α and
+    ``du = 4095 − round(β·4096)`` (Lava's current keeps ``(4095 − du)/4096``), θ itself."""
+    alpha = spec.lif.gamma
+    k = 1.0 if spec.current_decay is None else 1.0 - alpha
+    theta = spec.lif.theta_eff if spec.current_decay is None else spec.lif.threshold
+    tensors = [spec.weight * scales[spec.inputs[0]] * k]
     if spec.weight_rec is not None:
-        tensors.append(spec.weight_rec)
-    ms, e, w_lsb, rep = quantize_weights(spec.name, tensors, cfg, spec.lif.theta_eff)
-    bias, bias_exp = quantize_bias(spec.name, spec.bias, w_lsb, e)
-    dv = quantize_decay(spec.lif.gamma, allow_full=False)
+        tensors.append(spec.weight_rec * k)
+    ms, e, w_lsb, rep = quantize_weights(spec.name, tensors, cfg, theta)
+    bias, bias_exp = quantize_bias(spec.name, None if spec.bias is None else spec.bias * k,
+                                   w_lsb, e)  # fmt: skip
+    dv = quantize_decay(alpha, allow_full=False)
+    du = DU_NONE if spec.current_decay is None else current_decay_du(spec.current_decay)
     rep.dv, rep.bias_exp = dv, bias_exp
     node = SpikingLayer(
         spec.name, spec.inputs, spec.kind, ms[0], e, dv, rep.vth, spec.lif.reset, bias, bias_exp,
         ms[1] if len(ms) > 1 else None, spec.stride, spec.padding, spec.dilation, spec.groups,
         cfg.weight_bits, psi_table(spec.psi, w_lsb / 2**ACT_SHIFT),
-        tuple(spec.factors.as_list()), gain=rep.gain,
+        tuple(spec.factors.as_list()), gain=rep.gain, du=du,
     )  # fmt: skip
     return Quantized(node, rep, 1.0)
+
+
+def current_decay_du(beta: float) -> int:
+    """Lava's ``du`` for a current that keeps ``β`` of itself per step: the integer current
+    keeps ``(4095 − du)/4096`` (docs/lava.md), so ``du = 4095 − round(β·4096)`` in 0 … 4095."""
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"current decay β must be in [0, 1), got {beta}")
+    return max(0, min(DU_NONE, DU_NONE - int(round_float(beta * 4096, "nearest_even"))))
 
 
 KIND = register_kind(NodeKind(SpikingLayer, forward, out_shape, value_bound, learn,
