@@ -9,9 +9,10 @@ importer); ``AvgPool2d`` and global average pooling become ``AvgPool2d`` nodes, 
 ``MaxPool2d`` of spikes a ``SumPool2d`` followed by ``Threshold`` 0.5 (for spikes in
 {0, 1} the window's max is H(sum − 0.5); NIR 1.0 has no max pooling); a residual
 sum becomes a ``Scale`` node of ones fed by both branches (NIR sums the edges into a
-node); the SHD accumulate readout is ``Affine`` → ``LI``, the VGG/ResNet head an
-``Affine`` into the output. The graph's metadata states dt and the discrete-time
-conventions (docs/nir.md).
+node); the recurrent CuLIF layer of ``SHDNeuronNetSTLLR`` a nested graph whose ``Delay``
+of one step feeds a ``CubaLIF`` (:mod:`.cuba`); the SHD accumulate readout is ``Affine`` →
+``LI``, the VGG/ResNet head an ``Affine`` into the output. The graph's metadata states dt
+and the discrete-time conventions (docs/nir.md).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from stllr.models.base import SpikingModel
 from stllr.models.chain import SpikingChain
 from stllr.models.resnet import BasicBlock, SpikingResNet18
 from stllr.models.shd import SHDNetSTLLR
+from stllr.models.shd_neurons import SHDNeuronNetSTLLR
 from stllr.models.vgg import VGGSTLLR
 from stllr.nir_interop import require_nir
+from stllr.nir_interop.cuba import cuba_arrays, exportable_decays, node_metadata
 from stllr.nir_interop.time_mapping import DEFAULT_DT, if_arrays, li_arrays, lif_arrays
 
 #: what a discrete-time reader needs to run the graph as the toolkit does
@@ -39,7 +42,12 @@ CONVENTIONS = (
     "+ (dt r/tau) I[t]; spike when v > v_threshold; node metadata 'reset' = 'soft' subtracts "
     "v_threshold, 'hard' sets v_reset; a recurrent edge carries the spikes of step t-1; "
     "the edges into a node are summed; outputs are per-step values (logits), summed over "
-    "steps for classification"
+    "steps for classification; a CubaLIF steps I[t] = (1 - dt/tau_syn) I[t-1] + (dt w_in/tau_syn) "
+    "x[t], then v[t] = (1 - dt/tau_mem) v[t-1] + (dt r/tau_mem) I[t] (the same step's current, "
+    "as snnTorch's Synaptic); a Delay node holds its input for delay/dt steps; a cycle "
+    "through a Delay carries the values of step t-1 at its recurrent edge and the Delay's "
+    "steps on top (the toolkit's CuLIF: Delay of dt in front of the CubaLIF, so its voltage "
+    "reads the previous step's current)"
 )
 
 
@@ -151,8 +159,37 @@ class _Graph:
 
 
 def _shd(g: _Graph, model: SHDNetSTLLR, src: str) -> str:
-    h = g.spiking("rec", model.rec, src)
-    ro: AccumulateReadout = model.readout
+    return _readout(g, model.readout, g.spiking("rec", model.rec, src))
+
+
+def _shd_neurons(g: _Graph, model: SHDNeuronNetSTLLR, src: str) -> str:
+    """The recurrent CuLIF layer as ``rec.syn`` (Affine Ŵ, b) → nested graph ``rec`` of
+    ``input → delay``, ``delay → lif`` (CubaLIF), ``lif → rec → delay`` (Linear Ŵ_rec),
+    ``lif → output`` (:mod:`.cuba`: the Delay of one step is the CuLIF voltage reading the
+    previous step's current), then the readout."""
+    layer = model.rec
+    alpha, beta = exportable_decays("rec", layer.neurons)
+    with torch.no_grad():
+        w, w_rec = layer.standardized_weights()
+    bias = layer.bias if layer.bias is not None else torch.zeros(w.shape[0])
+    shape = (layer.out_features,)
+    g.add("rec.syn", g.nir.Affine(weight=_np(w), bias=_np(bias)), shape, src)
+    inner = _Graph(g.nir, g.dt)
+    inner.add("input", g.nir.Input(input_type={"input": np.array(shape)}), shape)
+    inner.add("delay", g.nir.Delay(delay=np.full(shape, g.dt)), shape, "input")
+    meta = {**node_metadata(layer.neurons), "stllr_lambda_syn": float(layer.lambda_syn)}
+    theta = layer.neurons.spec.threshold
+    cuba = g.nir.CubaLIF(**cuba_arrays(alpha, beta, theta, shape[0], g.dt), metadata=meta)
+    inner.add("lif", cuba, shape, "delay")
+    inner.add("rec", g.nir.Linear(weight=_np(w_rec)), shape, "lif")
+    inner.edges.append(("rec", "delay"))
+    inner.add("output", g.nir.Output(output_type={"output": np.array(shape)}), shape, "lif")
+    sub = g.nir.NIRGraph(nodes=inner.nodes, edges=inner.edges, type_check=False)
+    return _readout(g, model.readout, g.add("rec", sub, shape, "rec.syn"))
+
+
+def _readout(g: _Graph, ro: AccumulateReadout, h: str) -> str:
+    """The SHD accumulate readout: ``Affine`` (W, b) → ``LI`` (``I`` when γ = 1)."""
     g.add("readout.syn", g.nir.Affine(weight=_np(ro.weight), bias=_np(ro.bias)),
           (ro.out_features,), h)  # fmt: skip
     meta, n = {"stllr_lambda_pre": float(ro.lambda_pre)}, ro.out_features
@@ -196,6 +233,7 @@ def _resnet(g: _Graph, model: SpikingResNet18, src: str) -> str:
 
 _EXPORTERS = (
     (SHDNetSTLLR, _shd),
+    (SHDNeuronNetSTLLR, _shd_neurons),
     (SpikingChain, _chain),
     (VGGSTLLR, _vgg),
     (SpikingResNet18, _resnet),

@@ -8,7 +8,11 @@ Nested ``NIRGraph`` nodes are flattened first (:mod:`.graph`). Node patterns map
   the neuron back to itself → ``RecurrentLinearSTLLR`` (a recurrent ``Affine``'s bias is
   added to the input synapse's bias: both are added at every step). The spiking neuron
   is ``LIF``, ``IF`` (no leak) or a ``CubaLIF`` whose current has no memory
-  (:mod:`.time_mapping`). The weights are taken as Ŵ: the layers are built with
+  (:mod:`.time_mapping`).
+- ``Affine``/``Linear`` → ``Delay`` (one step dt) → ``CubaLIF``, with a ``Linear`` from the
+  CubaLIF back into the Delay (recurrent) or without → the toolkit's recurrent CuLIF layer
+  (:mod:`.cuba`; no recurrent synapse: Ŵ_rec = 0), which maps only as the hidden layer of
+  ``SHDNeuronNetSTLLR``. The weights are taken as Ŵ: the layers are built with
   ``weight_std=False`` so that they multiply by exactly the graph's weights.
 - ``Affine``/``Linear`` → ``LI`` or ``I`` → ``AccumulateReadout`` (λ_pre from the node's
   metadata ``stllr_lambda_pre``, else 0.99).
@@ -36,7 +40,9 @@ from stllr.layers.readout import AccumulateReadout
 from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
 from stllr.models.base import SpikingModel
 from stllr.neuron import LIFParams
+from stllr.neurons.layers import RecurrentNeuronSTLLR
 from stllr.nir_interop import require_nir
+from stllr.nir_interop.cuba import delayed_cuba_unit
 from stllr.nir_interop.graph import flatten
 from stllr.nir_interop.lower import CLASSES, toolkit_model
 from stllr.nir_interop.time_mapping import (
@@ -261,7 +267,12 @@ def from_nir(graph, dt: float | None = None, factors=None, psi: str = "", feedba
     sources: dict[str, list[str]] = {}
     for name, node in nodes.items():
         kind = _kind(node)
-        if kind in (*_SPIKING, *_READOUT):
+        if kind == "CubaLIF" and [_kind(nodes[p]) for p in preds[name]] == ["Delay"]:
+            units[name], folded, sources[name] = delayed_cuba_unit(
+                name, nodes, preds, succs, dt, opts
+            )
+            absorbed.update(folded)
+        elif kind in (*_SPIKING, *_READOUT):
             ff = [p for p in preds[name] if name not in preds[p]]
             rec = [p for p in preds[name] if name in preds[p]]
             if len(ff) != 1 or _kind(nodes[ff[0]]) not in (*_DENSE, "Conv2d"):
@@ -333,6 +344,11 @@ def from_nir(graph, dt: float | None = None, factors=None, psi: str = "", feedba
         [rn[s] for s in preds[outputs[0]]],
     )  # fmt: skip
     model = toolkit_model(*parts, feedback=feedback)
+    if model is None and any(isinstance(u, RecurrentNeuronSTLLR) for u in units.values()):
+        raise UserError(
+            "NIR graph: a CubaLIF with current memory maps only as the recurrent layer of an "
+            "SHD network (Input → Affine → Delay → CubaLIF (⇄ Linear) → Affine → LI/I → Output)"
+        )
     return model if model is not None else NIRNetwork(*parts)
 
 

@@ -5,7 +5,9 @@ the units each one sums (:mod:`stllr.nir_interop.load`). When that list has the 
 network the toolkit trains, the units are placed into that class, so the imported model
 is quantized, exported to Lava and adapted like a trained one:
 
-- ``RecurrentLinearSTLLR`` → ``AccumulateReadout`` → :class:`~stllr.models.shd.SHDNetSTLLR`;
+- ``RecurrentLinearSTLLR`` → ``AccumulateReadout`` → :class:`~stllr.models.shd.SHDNetSTLLR`
+  (the recurrent CuLIF layer ``RecurrentNeuronSTLLR`` instead:
+  :class:`~stllr.models.shd_neurons.SHDNeuronNetSTLLR`, neuron culif);
 - spiking layers only (dense, recurrent, conv; flatten between them) →
   :class:`~stllr.models.chain.SpikingChain` (output: the last layer's spikes);
 - 3×3 / stride 1 / padding 1 convolutions, each optionally followed by one kind of 2×2
@@ -25,11 +27,16 @@ from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearS
 from stllr.models.base import SpikingModel
 from stllr.models.chain import SpikingChain
 from stllr.models.shd import SHDNetSTLLR
+from stllr.models.shd_neurons import SHDNeuronNetSTLLR
 from stllr.models.vgg import VGGSTLLR
+from stllr.neurons.layers import RecurrentNeuronSTLLR
 
 SPIKING = (LinearSTLLR, RecurrentLinearSTLLR, Conv2dSTLLR)
 #: the toolkit classes an imported graph can become, for messages
-CLASSES = "SHDNetSTLLR (recurrent layer → LI readout), SpikingChain (spiking layers), VGGSTLLR"
+CLASSES = (
+    "SHDNetSTLLR / SHDNeuronNetSTLLR (recurrent layer → LI readout), SpikingChain "
+    "(spiking layers), VGGSTLLR"
+)
 
 
 def _sequence(order, sources, outputs) -> bool:
@@ -50,9 +57,16 @@ def _shd(input_shape, num_classes, seq, feedback) -> SpikingModel | None:
     if len(seq) != 2 or len(input_shape) != 1:
         return None
     rec, ro = seq
-    if not isinstance(rec, RecurrentLinearSTLLR) or not isinstance(ro, AccumulateReadout):
+    if not isinstance(ro, AccumulateReadout):
         return None
-    model = SHDNetSTLLR(input_shape[0], rec.out_features, num_classes, feedback=feedback)
+    n_in, hidden = input_shape[0], rec.out_features
+    if isinstance(rec, RecurrentLinearSTLLR):
+        model = SHDNetSTLLR(n_in, hidden, num_classes, feedback=feedback)
+    elif isinstance(rec, RecurrentNeuronSTLLR):
+        spec = rec.neurons.spec
+        model = SHDNeuronNetSTLLR(spec, n_in, hidden, num_classes, feedback=feedback)
+    else:
+        return None
     model.rec, model.readout = rec, ro
     return model
 

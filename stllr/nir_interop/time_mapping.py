@@ -11,7 +11,8 @@ neurons (``IF``: ``dv/dt = R·I``; the integrator ``I``) step ``v[t] = v[t−1] 
 the toolkit's neuron with γ = 1 (``leak`` = :data:`NO_LEAK`) when ``dt·R = 1``. A
 current-based ``CubaLIF`` (``τ_syn dI/dt = −I + w_in·x``, the membrane fed the current of
 the same step) is a LIF exactly when its current has no memory: ``1 − dt/τ_syn = 0`` and
-``dt·w_in/τ_syn = 1``. Graphs whose values the toolkit cannot represent exactly are
+``dt·w_in/τ_syn = 1``; one with memory behind a one-step ``Delay`` is the toolkit's
+CuLIF (:mod:`.cuba`). Graphs whose values the toolkit cannot represent exactly are
 refused (docs/nir.md), never approximated.
 """
 
@@ -141,8 +142,9 @@ def check_memoryless_current(where: str, tau_syn_values, w_in_values, dt: float)
     tau_syn = _uniform(where, "tau_syn", tau_syn_values)
     if np.float32(dt / tau_syn) != np.float32(1.0):
         raise UserError(
-            f"{where}: field 'tau_syn' must be dt = {dt} (the toolkit's neurons have no "
-            f"synaptic current state: 1 − dt/τ_syn must be 0), got {tau_syn}"
+            f"{where}: field 'tau_syn' must be dt = {dt} (a current without memory: a LIF), "
+            f"got {tau_syn}; a current with memory maps only behind a Delay of dt (the "
+            "toolkit's CuLIF voltage reads the previous step's current, docs/nir.md)"
         )
     w_in = _uniform(where, "w_in", w_in_values)
     _unit_gain(where, "w_in", w_in * dt / tau_syn, "τ_syn/dt = 1")
