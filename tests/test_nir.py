@@ -355,3 +355,214 @@ def test_the_writer_of_a_graph_is_read_from_its_metadata(tmp_path):
     assert producer({}) == "" and producer({"framework": b"norse"}) == "norse"
     info = {"file": str(path), "producer": "", "sha256": "ab" * 32, "model": "X", "dt": 1e-3}
     assert "written by a framework its metadata does not name" in describe(info)
+
+
+# --- the current-based neuron (CuLIF) ↔ Delay → CubaLIF (docs/nir.md, stllr/nir_interop/cuba.py)
+
+
+def _culif_net(kind="culif", reset="hard", decay_mode="layer"):
+    from stllr.models.shd_neurons import SHDNeuronNetSTLLR
+    from stllr.neurons.population import NeuronSpec
+
+    torch.manual_seed(0)
+    spec = NeuronSpec(kind, tau_mem=4.0, tau_syn=6.0, threshold=0.3, reset=reset,
+                      decay_mode=decay_mode)  # fmt: skip
+    model = SHDNeuronNetSTLLR(spec, num_inputs=12, hidden=10, num_classes=5)
+    with torch.no_grad():
+        model.rec.bias.uniform_(-0.2, 0.2)
+        model.rec.gain_rec.fill_(2.0)
+        if kind == "pculif":  # trained decays, not the initial ones
+            model.rec.neurons.mem_logit.fill_(0.7)
+            model.rec.neurons.syn_logit.fill_(1.9)
+    return model.eval()
+
+
+def _culif_run(model, x):
+    """Per-step logits ``[T, B, K]`` and the hidden spikes ``[T, B, H]``."""
+    spikes = []
+    hook = model.rec.register_forward_hook(lambda _m, _i, out: spikes.append(out.clone()))
+    model.reset_state()
+    with torch.no_grad():
+        out = torch.stack([model(x[t]).clone() for t in range(x.shape[0])])
+    hook.remove()
+    return out, torch.stack(spikes)
+
+
+def _culif_inputs():
+    return (torch.rand(40, 3, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+
+
+@pytest.mark.parametrize(("kind", "reset"), [("culif", "hard"), ("pculif", "soft")])
+def test_culif_shd_round_trip_is_exact(kind, reset, tmp_path):
+    from stllr.models.shd_neurons import SHDNeuronNetSTLLR
+
+    model = _culif_net(kind, reset)
+    path = tmp_path / "culif.nir"
+    write_nir(model, path)
+    imported = read_nir(path).eval()
+    assert isinstance(imported, SHDNeuronNetSTLLR)
+    assert imported.rec.neurons.spec.kind == "culif" and imported.rec.neurons.spec.reset == reset
+    x = _culif_inputs()
+    (a, sa), (b, sb) = _culif_run(model, x), _culif_run(imported, x)
+    assert sa.sum() > 50 and torch.equal(sa, sb)
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+    with torch.no_grad():  # the recurrent weights change the spikes: equal spikes test them
+        imported.rec.weight_rec.zero_()
+    assert not torch.equal(_culif_run(imported, x)[1], sa)
+
+
+def _cuba_graph_by_hand(graph, x):
+    """The hidden spikes of the exported graph stepped as docs/nir.md states, in float64,
+    from the NIR fields alone: u[t] = W·x[t] + b + W_rec·s[t−1] (the cycle's edge carries
+    step t−1), the Delay gives d[t] = u[t − delay/dt], then
+    I[t] = (1 − dt/τ_syn)·I[t−1] + (dt·w_in/τ_syn)·d[t],
+    v[t] = (1 − dt/τ_mem)·v̂[t−1] + (dt·r/τ_mem)·I[t], s = v > θ, hard reset to v_reset."""
+    dt = float(graph.metadata["dt"])
+    syn, sub = graph.nodes["rec.syn"], graph.nodes["rec"]
+    cuba, w_rec = sub.nodes["lif"], np.asarray(sub.nodes["rec"].weight, np.float64)
+    w, b = np.asarray(syn.weight, np.float64), np.asarray(syn.bias, np.float64)
+    steps = int(round(float(sub.nodes["delay"].delay[0]) / dt))
+    a_syn, a_mem = 1 - dt / cuba.tau_syn, 1 - dt / cuba.tau_mem
+    g_i, g_v = dt * cuba.w_in / cuba.tau_syn, dt * cuba.r / cuba.tau_mem
+    xs = x.double().numpy()
+    n = w.shape[0]
+    cur, v, s = np.zeros((x.shape[1], n)), np.zeros((x.shape[1], n)), np.zeros((x.shape[1], n))
+    us, out = [], []
+    for t in range(xs.shape[0]):
+        us.append(xs[t] @ w.T + b + s @ w_rec.T)
+        d = us[t - steps] if t >= steps else np.zeros_like(us[0])
+        cur = a_syn * cur + g_i * d
+        v = a_mem * v + g_v * cur
+        s = (v > cuba.v_threshold).astype(np.float64)
+        v = np.where(s > 0, cuba.v_reset, v)
+        out.append(s)
+    return torch.tensor(np.stack(out), dtype=torch.float32)
+
+
+def test_culif_graph_steps_as_documented():
+    """The exported nodes, stepped by an independent loop of NIR's CubaLIF read as
+    docs/nir.md says, give the toolkit CuLIF's spikes: the one-step Delay is its voltage
+    reading the previous current; without it (delay 0) the spikes differ."""
+    model = _culif_net("culif", "hard")
+    graph = to_nir(model)
+    assert graph.nodes["rec"].nodes["lif"].metadata["reset"] == "hard"
+    x = _culif_inputs()
+    _, ours = _culif_run(model, x)
+    assert ours.sum() > 50 and torch.equal(_cuba_graph_by_hand(graph, x), ours)
+    graph.nodes["rec"].nodes["delay"].delay[:] = 0.0
+    assert not torch.equal(_cuba_graph_by_hand(graph, x), ours)
+
+
+def test_culif_graph_states_time_constants_and_gains():
+    """τ = dt/(1 − decay) for both decays; gains dt·w_in/τ_syn = 1 − α and dt·r/τ_mem = 1."""
+    model = _culif_net("culif")
+    graph = to_nir(model, dt=1e-3)
+    cuba = graph.nodes["rec"].nodes["lif"]
+    alpha, beta = np.exp(-1 / 4.0), np.exp(-1 / 6.0)  # τ_mem = 4, τ_syn = 6 steps
+    np.testing.assert_allclose(cuba.tau_mem, 1e-3 / (1 - alpha), rtol=1e-6)
+    np.testing.assert_allclose(cuba.tau_syn, 1e-3 / (1 - beta), rtol=1e-6)
+    np.testing.assert_allclose(1e-3 * cuba.w_in / cuba.tau_syn, 1 - alpha, rtol=1e-6)
+    np.testing.assert_allclose(1e-3 * cuba.r / cuba.tau_mem, 1.0, rtol=1e-12)
+    assert float(cuba.v_threshold[0]) == 0.3 and np.all(cuba.v_leak == 0)
+    np.testing.assert_allclose(graph.nodes["rec"].nodes["delay"].delay, 1e-3)
+    assert "Delay" in graph.metadata["conventions"]
+
+
+def test_foreign_cuba_gains_scale_the_weights():
+    """A CubaLIF whose gains are not the toolkit's (here w_in·dt/τ_syn = 1, r·dt/τ_mem = 2)
+    imports with weights × g_i·g_v/(1 − α), the same spikes as the graph stepped by hand."""
+    model = _culif_net("culif")
+    graph = to_nir(model)
+    cuba = graph.nodes["rec"].nodes["lif"]
+    cuba.w_in = cuba.tau_syn / 1e-3
+    cuba.r = 2 * cuba.tau_mem / 1e-3
+    x = _culif_inputs()
+    imported = from_nir(graph).eval()
+    _, theirs = _culif_run(imported, x)
+    assert theirs.sum() > 50 and torch.equal(_cuba_graph_by_hand(graph, x), theirs)
+    torch.testing.assert_close(
+        imported.rec.weight, model.rec.standardized_weights()[0] * 2 / (1 - np.exp(-1 / 4.0))
+    )
+
+
+def test_culif_export_refuses_what_has_no_exact_node():
+    with pytest.raises(UserError, match=r"layer 'rec': neuron 'adlif' has no exact NIR node"):
+        to_nir(_culif_net("adlif"))
+    with pytest.raises(UserError, match=r"layer 'rec': parameter 'alpha' has one value per neuron"):
+        to_nir(_culif_net("pculif", decay_mode="neuron"))
+
+
+def _flat_cuba_graph(**changes):
+    graph = to_nir(_culif_net("culif"))
+    for key, value in changes.items():
+        node, field = key.split("__")
+        target = graph.nodes["rec"].nodes[node]
+        setattr(target, field, value(getattr(target, field)))
+    return graph
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"delay__delay": lambda d: 2 * d},
+         r"NIR node 'rec.delay' \(Delay\): field 'delay' must be dt"),
+        ({"lif__tau_mem": lambda t: t * np.linspace(1, 2, t.size)},
+         r"NIR node 'rec.lif' \(CubaLIF\): field 'tau_mem' must be one finite value"),
+        ({"lif__v_leak": lambda v: v + 0.1},
+         r"NIR node 'rec.lif' \(CubaLIF\): field 'v_leak' must be 0"),
+        ({"lif__tau_syn": lambda t: 0.5e-3 + 0 * t},
+         r"NIR node 'rec.lif' \(CubaLIF\): field 'tau_syn' must be > dt"),
+    ],
+)  # fmt: skip
+def test_inexact_culif_graph_is_refused(changes, message):
+    with pytest.raises(UserError, match=message):
+        from_nir(_flat_cuba_graph(**changes))
+
+
+def test_cuba_with_memory_needs_its_delay_and_the_shd_shape():
+    import nir
+
+    graph = to_nir(_culif_net("culif"))
+    sub = graph.nodes["rec"]
+    # without the Delay: a CubaLIF whose voltage reads the same step's current
+    sub.edges = [("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")]
+    del sub.nodes["delay"]
+    with pytest.raises(
+        UserError, match=r"NIR node 'rec.lif' \(CubaLIF\): field 'tau_syn' must be dt"
+    ):
+        from_nir(graph)
+    # with its Delay but no readout: not the SHD network
+    graph = to_nir(_culif_net("culif"))
+    nodes = {k: v for k, v in graph.nodes.items() if not k.startswith("readout")}
+    nodes["output"] = nir.Output(output_type={"output": np.array([10])})
+    edges = [(a, b) for a, b in graph.edges if not b.startswith("readout") and a != "readout.li"]
+    edges.append(("rec", "output"))
+    with pytest.raises(UserError, match=r"CubaLIF with current memory maps only as the recurrent"):
+        from_nir(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+
+
+def test_cli_exports_a_culif_checkpoint(tmp_path, capsys):
+    """``stllr export --format nir`` of a checkpoint of the SHD network with neuron = culif
+    writes Delay → CubaLIF; ``stllr import`` reads it back as SHDNeuronNetSTLLR."""
+    from stllr.cli.checkpoint import load_checkpoint
+    from stllr.cli.main import main
+    from stllr.config import ExperimentConfig
+    from stllr.models.factory import build_model
+
+    cfg = ExperimentConfig(
+        task="shd-standin", arch="shd_rsnn", neuron="culif", hidden=8, threshold=0.3,
+        data=str(tmp_path / "data"), standin_train=20, standin_test=10,
+    )  # fmt: skip
+    model, _ = build_model(cfg, (700,), 20)
+    ckpt = tmp_path / "best.pt"
+    torch.save({"model": model.state_dict(), "config": cfg.as_dict()}, ckpt)
+    out = tmp_path / "culif.nir"
+    assert main(["export", str(ckpt), "--format", "nir", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["import", str(out)]) == 0
+    assert "SHDNeuronNetSTLLR" in capsys.readouterr().out
+    trained = load_checkpoint(ckpt).model
+    x = (torch.rand(20, 2, 700, generator=torch.Generator().manual_seed(1)) < 0.1).float()
+    (a, sa), (b, sb) = _culif_run(trained, x), _culif_run(read_nir(out), x)
+    assert sa.sum() > 0 and torch.equal(sa, sb)
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
