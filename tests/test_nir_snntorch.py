@@ -12,6 +12,7 @@ not installed.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,7 +27,9 @@ from snntorch.import_nir import import_from_nir  # noqa: E402
 from stllr.errors import UserError  # noqa: E402
 from stllr.layers.stllr_layers import LinearSTLLR, RecurrentLinearSTLLR  # noqa: E402
 from stllr.models.chain import SpikingChain  # noqa: E402
+from stllr.models.shd_neurons import SHDNeuronNetSTLLR  # noqa: E402
 from stllr.neuron import LIFParams  # noqa: E402
+from stllr.neurons.population import NeuronSpec  # noqa: E402
 from stllr.nir_interop.export import to_nir, write_nir  # noqa: E402
 from stllr.nir_interop.load import from_nir  # noqa: E402
 
@@ -121,13 +124,88 @@ def test_snntorch_recurrent_and_synaptic_graph_runs_the_same_in_the_toolkit():
     assert theirs.sum() > 20 and torch.equal(ours, theirs)
 
 
-def test_snntorch_synaptic_current_with_memory_is_refused():
-    net = torch.nn.Sequential(
-        torch.nn.Linear(4, 3), snn.Synaptic(alpha=torch.full((3,), 0.5), **_leaky_args(3))
-    )
-    graph = export_to_nir(net, torch.zeros(1, 4), ignore_dims=[0])
+def _synaptic(n):
+    return snn.Synaptic(
+        alpha=torch.full((n,), 0.6), beta=torch.full((n,), 0.8), threshold=torch.full((n,), 0.3),
+        reset_mechanism="zero", reset_delay=False, init_hidden=True,
+    )  # fmt: skip
+
+
+def _culif_spikes(model, x):
+    """The hidden spikes ``[T, B, H]`` of an SHDNeuronNetSTLLR."""
+    spikes = []
+    hook = model.rec.register_forward_hook(lambda _m, _i, out: spikes.append(out.clone()))
+    model.reset_state()
+    _steps(model, x)
+    hook.remove()
+    return torch.stack(spikes)
+
+
+def test_snntorch_synaptic_is_the_toolkit_culif_one_step_earlier():
+    """snnTorch's Synaptic (α = 0.6: a current with memory) feeds its voltage the current
+    of the same step; the toolkit's CuLIF reads the previous step's. Its graph is refused
+    as it is (naming tau_syn); with a Delay of dt in front of the CubaLIF (and a readout,
+    the SHD shape) it imports as SHDNeuronNetSTLLR whose spikes are snnTorch's one step
+    later, exactly (snnTorch's gains w_in·dt/τ_syn = r·dt/τ_mem = 1 scale the weights by
+    1/(1 − β_snnTorch))."""
+    import nir
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(12, 10), _synaptic(10))
+    graph = export_to_nir(net, torch.zeros(1, 12), ignore_dims=[0])
     with pytest.raises(UserError, match=r"NIR node '1' \(CubaLIF\): field 'tau_syn' must be dt"):
         from_nir(graph, dt=SNNTORCH_DT)
+    nodes = {k: v for k, v in graph.nodes.items() if k != "output"}
+    nodes["delay"] = nir.Delay(delay=np.full(10, SNNTORCH_DT))
+    readout = torch.nn.Linear(10, 5)
+    nodes["ro.syn"] = nir.Affine(weight=readout.weight.detach().numpy(),
+                                 bias=readout.bias.detach().numpy())  # fmt: skip
+    nodes["ro"] = nir.I(r=np.full(5, 1 / SNNTORCH_DT))
+    nodes["output"] = nir.Output(output_type={"output": np.array([5])})
+    edges = [("input", "0"), ("0", "delay"), ("delay", "1"), ("1", "ro.syn"), ("ro.syn", "ro"),
+             ("ro", "output")]  # fmt: skip
+    model = from_nir(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), dt=SNNTORCH_DT)
+    assert isinstance(model.eval(), SHDNeuronNetSTLLR)
+    x = _inputs(12)
+    snn_utils.reset(net)
+    theirs = _steps(net, x)
+    ours = _culif_spikes(model, x)
+    assert theirs.sum() > 50 and ours[0].sum() == 0 and torch.equal(ours[1:], theirs[:-1])
+
+
+def test_toolkit_culif_in_snntorch_is_one_step_earlier():
+    """snnTorch 1.0.0 cannot read the toolkit's CuLIF graph (its importer has no Delay);
+    the same CubaLIF without the Delay (recurrent weights 0, as a loop of two steps has no
+    snnTorch counterpart) is its Synaptic, whose spikes are the toolkit's one step earlier."""
+    import nir
+
+    torch.manual_seed(0)
+    spec = NeuronSpec("culif", tau_mem=4.0, tau_syn=6.0, threshold=0.3)
+    model = SHDNeuronNetSTLLR(spec, num_inputs=12, hidden=10, num_classes=5).eval()
+    with torch.no_grad():
+        model.rec.weight_rec.zero_()
+        model.rec.bias.uniform_(-0.2, 0.2)
+    graph = to_nir(model, dt=SNNTORCH_DT)
+    with pytest.raises(ValueError, match="Delay"):
+        import_from_nir(graph)
+    flat = nir.NIRGraph(
+        nodes={"input": graph.nodes["input"], "syn": graph.nodes["rec.syn"],
+               "lif": graph.nodes["rec"].nodes["lif"],
+               "output": nir.Output(output_type={"output": np.array([10])})},
+        edges=[("input", "syn"), ("syn", "lif"), ("lif", "output")], type_check=False,
+    )  # fmt: skip
+    net = import_from_nir(flat)
+    state = None
+
+    def step(xt):
+        nonlocal state
+        out, state = net(xt, state)
+        return out
+
+    x = _inputs(12)
+    theirs = _steps(step, x)
+    ours = _culif_spikes(model, x)
+    assert ours.sum() > 50 and torch.equal(ours[1:], theirs[:-1])
 
 
 def test_soft_reset_graph_is_marked_for_other_readers(tmp_path):
