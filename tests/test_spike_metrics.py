@@ -69,8 +69,22 @@ def test_lif_neurons_follow_lif_step():
         torch.testing.assert_close(neuron.membrane, v_ref + params.theta_eff)
 
 
-def test_declared_neuron_is_refused_until_implemented():
-    with pytest.raises(UserError, match="declared but not implemented"):
+def test_reference_neurons_step_as_their_population():
+    """``neuron = adlif`` (and the other reference kinds) is the population of stllr.neurons:
+    spikes equal the pure step function's, ``membrane`` is v before the reset; per-neuron
+    decays on a feature map and unknown kinds are refused by name."""
+    from stllr.neurons.dynamics import adlif_step
+
+    g = torch.Generator().manual_seed(4)
+    neuron = make_neuron(NeuronSpec("adlif", tau_mem=5.0, threshold=0.4), "e", "neuron", 4)
+    pop = neuron.pop
+    state = pop.zero_state(torch.zeros(3, 4))
+    for _ in range(15):
+        c = torch.rand(3, 4, generator=g)
+        s_ref, centred, state = adlif_step(c, state, pop.params())
+        assert torch.equal(neuron(c).detach(), s_ref.detach())
+        torch.testing.assert_close(neuron.membrane, (centred + 0.4).detach())
+    with pytest.raises(UserError, match="feature map.*decay_mode=layer"):
         make_neuron(NeuronSpec("adlif"), "a", "neuron")
     with pytest.raises(UserError, match="not a neuron kind"):
         make_neuron(NeuronSpec("izhikevich"), "a", "neuron")

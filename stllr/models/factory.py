@@ -211,8 +211,10 @@ def _nir(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
 def _specs(cfg: ExperimentConfig):
     from stllr.models.neuron_kinds import NeuronSpec
 
-    hidden = NeuronSpec(cfg.neuron, cfg.tau_mem, cfg.tau_syn, cfg.threshold)
-    out = NeuronSpec(cfg.out_neuron, cfg.out_tau_mem, cfg.out_tau_syn, cfg.out_threshold)
+    hidden = NeuronSpec(cfg.neuron, cfg.tau_mem, cfg.tau_syn, cfg.threshold, cfg.tau_adapt,
+                        cfg.reset, cfg.decay_mode)  # fmt: skip
+    out = NeuronSpec(cfg.out_neuron, cfg.out_tau_mem, cfg.out_tau_syn, cfg.out_threshold,
+                     cfg.tau_adapt, cfg.reset)  # fmt: skip
     return hidden, out
 
 

@@ -42,7 +42,7 @@ class SpikingOutputNet(SpikingModel):
     def __init__(self, input_shape, num_classes, out_in: int, out_spec: NeuronSpec, psi: str):
         super().__init__(input_shape, num_classes)
         self.out = nn.Linear(out_in, num_classes, bias=False)
-        self.out_neuron = make_neuron(out_spec, psi, "out_neuron")
+        self.out_neuron = make_neuron(out_spec, psi, "out_neuron", num_classes)
         self._hidden_spikes: torch.Tensor | None = None
         self.hidden_neurons = 0
 
@@ -95,7 +95,7 @@ class FSFCNet(SpikingOutputNet):
         self.fc = nn.ModuleList(
             nn.Linear(a, b, bias=False) for a, b in zip(sizes, sizes[1:], strict=False)
         )
-        self.neurons = nn.ModuleList(make_neuron(spec, psi, "neuron") for _ in hidden)
+        self.neurons = nn.ModuleList(make_neuron(spec, psi, "neuron", h) for h in hidden)
         self.drop = nn.ModuleList(DropoutLIF(dropout, rescale=True) for _ in hidden)
         self.hidden_neurons = sum(hidden)
         _xavier(self)
@@ -133,7 +133,10 @@ class FSConvNet(SpikingOutputNet):
             ]
         )
         self.pool = nn.MaxPool2d(2)
-        self.neurons = nn.ModuleList(make_neuron(spec, psi, "neuron") for _ in range(6))
+        self.neurons = nn.ModuleList(  # five feature maps, then the recurrent FC layer
+            [*(make_neuron(spec, psi, "neuron") for _ in range(5)),
+             make_neuron(spec, psi, "neuron", hidden)]
+        )  # fmt: skip
         h0, w0 = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
         flat = c2 * (h0 // 4) * (w0 // 4)
         if flat == 0:
