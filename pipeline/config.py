@@ -117,6 +117,17 @@ class AdaptationSection:
     eval_samples: int = 0
     #: shifted test samples run in Lava before and after adaptation
     lava_eval_samples: int = 16
+    # --- stabilising mechanisms (pipeline.adapt_mechanisms; 0 = off) --------------------
+    #: τ in samples: the host scales the error of the k-th streamed sample by 1/(1 + k/τ)
+    rate_decay: float = 0.0
+    #: the host sends a step's error only while 1 − p(label) ≥ this (learn on large errors)
+    error_gate: float = 0.0
+    #: original-condition training samples the host keeps for replay
+    replay_buffer: int = 0
+    #: one replay sample after every this many shifted samples
+    replay_every: int = 0
+    #: after every learned sample, weights pulled 2^-k of the way back to the deployed ones
+    consolidate_shift: int = 0
 
 
 @dataclass(frozen=True)
@@ -237,6 +248,14 @@ def check(cfg: PipelineConfig) -> None:
 
     if a.signal not in SIGNALS:
         raise UserError(f"adaptation.signal must be one of {', '.join(SIGNALS)}, got {a.signal!r}")
+    from pipeline.adapt_mechanisms import Mechanisms
+
+    mech = Mechanisms.from_section(a, cfg.source or "[adaptation]")
+    if a.signal != "host" and (mech.rate_decay or mech.error_gate):
+        raise UserError(
+            f"adaptation.rate_decay and adaptation.error_gate shape the host's error; with "
+            f"adaptation.signal={a.signal!r} the device makes its own (set them to 0)"
+        )
     from pipeline.shift import SCENARIOS
 
     if a.scenario not in SCENARIOS:

@@ -459,7 +459,7 @@ def test_interrupted_training_continues_from_its_checkpoint(tmp_path, data_dir):
 
 
 def test_float_twin_computes_the_same_function_and_learns_only_plastic_weights():
-    from pipeline.learners import FloatLearner, float_twin
+    from pipeline.float_learner import FloatLearner, float_twin
     from stllr.models.shd import SHDNetSTLLR
     from stllr.training import evaluate_batch
 

@@ -150,7 +150,8 @@ def test_check_layers_lets_dfa_reach_layers_behind_pooling_but_not_host_signals(
 def test_float_learner_uses_the_devices_feedback_matrix():
     """The float twin's DFA hook injects (softmax − onehot)·B with the plan's B: the
     gradient reaching conv1's output equals that product computed directly."""
-    from pipeline.learners import float_twin, make_plan, make_plastic, use_device_feedback
+    from pipeline.float_learner import float_twin, use_device_feedback
+    from pipeline.learners import make_plan, make_plastic
     from stllr.feedback import FeedbackContext
 
     model, qnet, x = _small_vgg_qnet()
