@@ -191,4 +191,5 @@ def test_device_learner_gate_sends_nothing_and_consolidation_keeps_the_step_coun
     idx = [n.name for n in plastic.nodes].index("head")
     key = consolidation_key(plastic.node("head").learning.seed, 0, idx, 0)
     assert emu.step_count == steps
-    assert torch.equal(emu.weights("head")["w"], consolidate(w, plastic.node("head").weight, 1, key))
+    expect = consolidate(w, plastic.node("head").weight, 1, key)
+    assert torch.equal(emu.weights("head")["w"], expect)
