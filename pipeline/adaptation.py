@@ -195,30 +195,11 @@ def run(ctx: Context) -> StageOutput:
     )
 
     # --- the same adaptation in float ---------------------------------------------------
-    device = resolve_device(train.device, "train.device")
-    fl = FloatLearner(model, layers, a.lr, a.window, plan, device)
-    w0_float = fl.plastic_copy()
-    pred_fe0, pred_fc0 = fl.predict(xe, le), fl.predict(xc, lc)
-
-    def score_float(net):
-        return _acc(net.predict(xe, le), ye), _acc(net.predict(xc, lc), yc)
-
-    t0 = time.time()
-    curves_float, _, _ = learn_stream(
-        fl, x_all, y_all, schedule, mech, a.eval_every, score_float, lambda: fl,
-        consolidate=lambda j: fl.consolidate(w0_float, mech.consolidate_shift),
-        progress=lambda r: progress_bar(
-            r, show=ctx.progress, desc="S-TLLR learning (float)", unit="sample"
-        ),
-    )  # fmt: skip
-    float_seconds = time.time() - t0
-    fl_shift = paired_change(pred_fe0, fl.predict(xe, le), ye)
-    fl_orig = paired_change(pred_fc0, fl.predict(xc, lc), yc)
-    ctx.log(
-        f"  float: shifted {fl_shift.before:.1f}% → {fl_shift.after:.1f}% "
-        f"({fl_shift.delta:+.1f} ± {fl_shift.se:.1f}); original {fl_orig.before:.1f}% → "
-        f"{fl_orig.after:.1f}% ({fl_orig.delta:+.1f} ± {fl_orig.se:.1f}) [{float_seconds:.0f} s]"
-    )
+    fl = None
+    if a.compare_float:
+        fl, fl_shift, fl_orig, curves_float, float_seconds = _float_part(
+            ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc
+        )
 
     # --- Lava: the same stream and signals, then before/after on held-out samples -------
     lava = None
@@ -239,8 +220,9 @@ def run(ctx: Context) -> StageOutput:
         "float_before": _twin_weights(model, names),
         "fixed_before": _float_weights(qnet, names),
         "device_after": _float_weights(learned, names),
-        "float_after": _twin_weights(fl.model, names),
     }
+    if fl is not None:
+        weights["float_after"] = _twin_weights(fl.model, names)
     buf = io.BytesIO()
     torch.save(weights, buf)
     out = ctx.stage_dir("adaptation")
@@ -280,19 +262,19 @@ def run(ctx: Context) -> StageOutput:
         },
         "accuracy": {
             "emulator": acc_block(emu_shift, emu_orig),
-            "float": acc_block(fl_shift, fl_orig),
+            "float": None if fl is None else acc_block(fl_shift, fl_orig),
             "lava": None if lava is None else lava["accuracy"],
         },
         "curves": {
             "samples": curves_emu.samples,
             "emulator": curves_emu.shifted,
-            "float": curves_float.shifted,
+            "float": None if fl is None else curves_float.shifted,
             "emulator_original": curves_emu.original,
-            "float_original": curves_float.original,
+            "float_original": None if fl is None else curves_float.original,
         },
         "weights_changed": changed,
         "lava": lava,
-        "seconds": {"emulator": emu_seconds, "float": float_seconds},
+        "seconds": {"emulator": emu_seconds, "float": None if fl is None else float_seconds},
     }
     atomic_json(result, out / "adaptation.json")
     acc = result["accuracy"]
@@ -305,9 +287,13 @@ def run(ctx: Context) -> StageOutput:
     line = (
         f"{shift.describe()}; {n_stream} labelled samples, third factor only "
         f"({_SIGNAL_TEXT[a.signal]}; {mech.describe()}): {gained_lost(emu_shift, emu_orig)} "
-        f"(emulator); float {fl_shift.delta:+.1f} ± {fl_shift.se:.1f} shifted, "
-        f"{fl_orig.delta:+.1f} ± {fl_orig.se:.1f} original"
+        "(emulator)"
     )
+    if fl is not None:
+        line += (
+            f"; float {fl_shift.delta:+.1f} ± {fl_shift.se:.1f} shifted, "
+            f"{fl_orig.delta:+.1f} ± {fl_orig.se:.1f} original"
+        )
     if lava is not None:
         la = lava["accuracy"]
         line += (
@@ -315,6 +301,37 @@ def run(ctx: Context) -> StageOutput:
             f"Lava-learned weights {'=' if lava['weights_equal'] else '≠'} emulator's"
         )
     return StageOutput(summary, line, (A.ADAPT_JSON, A.ADAPT_WEIGHTS))
+
+
+def _float_part(ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc):
+    """The same stream learned by the float twin: (learner, shifted and original
+    :class:`PairedChange`, curves, seconds)."""
+    a, train = ctx.cfg.adaptation, ctx.cfg.train
+    device = resolve_device(train.device, "train.device")
+    fl = FloatLearner(model, layers, a.lr, a.window, plan, device)
+    w0_float = fl.plastic_copy()
+    pred_fe0, pred_fc0 = fl.predict(xe, le), fl.predict(xc, lc)
+
+    def score_float(net):
+        return _acc(net.predict(xe, le), ye), _acc(net.predict(xc, lc), yc)
+
+    t0 = time.time()
+    curves_float, _, _ = learn_stream(
+        fl, x_all, y_all, schedule, mech, a.eval_every, score_float, lambda: fl,
+        consolidate=lambda j: fl.consolidate(w0_float, mech.consolidate_shift),
+        progress=lambda r: progress_bar(
+            r, show=ctx.progress, desc="S-TLLR learning (float)", unit="sample"
+        ),
+    )  # fmt: skip
+    float_seconds = time.time() - t0
+    fl_shift = paired_change(pred_fe0, fl.predict(xe, le), ye)
+    fl_orig = paired_change(pred_fc0, fl.predict(xc, lc), yc)
+    ctx.log(
+        f"  float: shifted {fl_shift.before:.1f}% → {fl_shift.after:.1f}% "
+        f"({fl_shift.delta:+.1f} ± {fl_shift.se:.1f}); original {fl_orig.before:.1f}% → "
+        f"{fl_orig.after:.1f}% ({fl_orig.delta:+.1f} ± {fl_orig.se:.1f}) [{float_seconds:.0f} s]"
+    )
+    return fl, fl_shift, fl_orig, curves_float, float_seconds
 
 
 def _lava_part(

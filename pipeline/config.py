@@ -94,6 +94,11 @@ class AdaptationSection:
     calib_frames: int = 20
     #: held_out_user: the held-out users (empty = every user of the test split)
     users: tuple[int, ...] = ()
+    #: gain_change: factor on the sensor's response (event counts: Poisson(gain · x))
+    gain: float = 0.5
+    #: frame shifts: the condition drifts in slowly (stream sample k of n at severity
+    #: (k + 1)/n; the evaluation at full strength)
+    drift: bool = False
     #: seed of the shift (events drawn per sample from (seed, split, index))
     seed: int = 7
     #: plastic nodes; the last one must be the readout. Hidden nodes get the readout's
@@ -117,6 +122,8 @@ class AdaptationSection:
     eval_samples: int = 0
     #: shifted test samples run in Lava before and after adaptation
     lava_eval_samples: int = 16
+    #: also run the same adaptation in float (the emulator's float reference)
+    compare_float: bool = True
     # --- stabilising mechanisms (pipeline.adapt_mechanisms; 0 = off) --------------------
     #: τ in samples: the host scales the error of the k-th streamed sample by 1/(1 + k/τ)
     rate_decay: float = 0.0
@@ -242,6 +249,8 @@ def check(cfg: PipelineConfig) -> None:
         )
     if not 0.0 <= a.event_loss < 1.0 or not 0.0 <= a.background < 1.0:
         raise UserError("adaptation.event_loss and adaptation.background must be in [0, 1)")
+    if not 0.0 < a.gain < math.inf:
+        raise UserError(f"adaptation.gain must be a finite number > 0, got {a.gain}")
     if not 0 < a.lr < math.inf:
         raise UserError(f"adaptation.lr must be a finite number > 0, got {a.lr}")
     from pipeline.learners import SIGNALS
