@@ -62,6 +62,19 @@ def interleave(
     return torch.stack(cols, dim=1), torch.tensor(labels, dtype=torch.long)
 
 
+def unlabel_after(schedule: Sequence[StreamItem], y: torch.Tensor, labelled: int) -> torch.Tensor:
+    """Labels ``[M]`` of a label-scarce stream: the shifted samples after the first
+    ``labelled`` arrive without a label (``−1``); replayed samples keep theirs."""
+    out = y.clone()
+    seen = 0
+    for j, item in enumerate(schedule):
+        if item.source == "shift":
+            seen += 1
+            if seen > labelled:
+                out[j] = -1
+    return out
+
+
 def checkpoints_of(schedule: Sequence[StreamItem], every: int) -> dict[int, int]:
     """``{stream position j: shifted samples seen}`` where a curve point is taken: after the
     shifted sample whose count is a multiple of ``every``, and after the last one."""
@@ -101,7 +114,9 @@ def learn_stream(
     outputs: dict[str, list] = {}
     for j in progress(range(len(schedule))):
         scale = rate_scale(j, mech.rate_decay)
-        res = learner.learn_sample(x[:, j : j + 1], int(y[j]), scale, mech.error_gate)
+        res = learner.learn_sample(
+            x[:, j : j + 1], int(y[j]), scale, mech.error_gate, mech.pseudo_label
+        )
         if record:
             sig, outs = res
             for name, v in sig.items():

@@ -19,6 +19,10 @@ logits, the sample's index and the configuration (``[adaptation]`` keys in brack
   labelled samples of the original condition and, after every r-th shifted sample, streams
   the next one of them (cycling) through the same learning path. The learned weights
   then serve both conditions, as rehearsal does in continual learning.
+* **Pseudo-labels** (``pseudo_label`` = c, for a label-scarce stream, ``labelled``): a
+  sample that arrives without a label (label ``−1``) learns at the steps where the
+  network's own answer is confident, ``max p[t] ≥ c``, with that answer as the label
+  (self-training); with ``c = 0`` unlabelled samples send nothing.
 * **Consolidation** (``consolidate_shift`` = k): after every learned sample each plastic
   weight is pulled ``2^−k`` of the way back to its deployed value
   (:func:`quantization.consolidation.consolidate`, an integer step for the device).
@@ -46,6 +50,7 @@ class Mechanisms:
     replay_buffer: int = 0
     replay_every: int = 0
     consolidate_shift: int = 0
+    pseudo_label: float = 0.0
 
     @classmethod
     def from_section(cls, a, where: str = "[adaptation]") -> Mechanisms:
@@ -56,6 +61,7 @@ class Mechanisms:
             replay_buffer=int(a.replay_buffer),
             replay_every=int(a.replay_every),
             consolidate_shift=int(a.consolidate_shift),
+            pseudo_label=float(a.pseudo_label),
         )
         m.check(where)
         return m
@@ -82,6 +88,11 @@ class Mechanisms:
                 f"adaptation.replay_every > 0 (or both 0), got {self.replay_buffer} and "
                 f"{self.replay_every}"
             )
+        if not 0.0 <= self.pseudo_label < 1.0:
+            raise UserError(
+                f"{where}: adaptation.pseudo_label must be in [0, 1) (0 = unlabelled samples "
+                f"do not learn), got {self.pseudo_label}"
+            )
         if not 0 <= self.consolidate_shift <= 30:
             raise UserError(
                 f"{where}: adaptation.consolidate_shift must be in 0..30 (0 = off), "
@@ -99,6 +110,8 @@ class Mechanisms:
                 f"replay of {self.replay_buffer} original-condition samples, one after every "
                 f"{self.replay_every} shifted"
             )
+        if self.pseudo_label:
+            parts.append(f"unlabelled samples learn from answers with p ≥ {self.pseudo_label:g}")
         if self.consolidate_shift:
             parts.append(
                 f"consolidation: weights pulled 2^-{self.consolidate_shift} of the way back "
@@ -114,13 +127,21 @@ def rate_scale(k: int, tau: float) -> float:
     return 1.0 if tau == 0 else 1.0 / (1.0 + k / tau)
 
 
-def step_error(logits: torch.Tensor, label: int, gate: float = 0.0, scale: float = 1.0):
+def step_error(
+    logits: torch.Tensor, label: int, gate: float = 0.0, scale: float = 1.0, pseudo: float = 0.0
+):
     """The third factor the host sends at one step, or ``None`` (nothing sent).
 
     ``logits`` ``[1, K]`` float; returns ``scale · (softmax(logits) − onehot(label))``
-    ``[1, K]`` float64, or ``None`` when ``1 − p_label < gate``.
+    ``[1, K]`` float64, or ``None`` when ``1 − p_label < gate``. ``label < 0`` (unlabelled):
+    the label is the step's answer ``argmax p`` when ``max p ≥ pseudo > 0``, else ``None``.
     """
     p = torch.softmax(logits.double(), dim=1)
+    if label < 0:
+        top, answer = p.max(dim=1)
+        if pseudo <= 0.0 or float(top[0]) < pseudo:
+            return None
+        label = int(answer[0])
     if gate > 0.0 and 1.0 - float(p[0, label]) < gate:
         return None
     err = p.clone()

@@ -39,7 +39,7 @@ import time
 import torch
 
 from pipeline import artefacts as A
-from pipeline.adapt_loop import interleave, learn_stream
+from pipeline.adapt_loop import interleave, learn_stream, unlabel_after
 from pipeline.adapt_mechanisms import Mechanisms, stream_schedule
 from pipeline.adapt_stats import gained_lost, paired_change
 from pipeline.float_learner import FloatLearner, module_name
@@ -157,6 +157,8 @@ def run(ctx: Context) -> StageOutput:
         xr, yr, _ = stack_samples(replay_samples(data, mech.replay_buffer, a.seed))
     schedule = stream_schedule(n_stream, mech.replay_every, 0 if yr is None else len(yr))
     x_all, y_all = interleave(schedule, xs, ys, xr, yr)
+    if a.labelled:  # a label-scarce stream: only the first `labelled` shifted samples
+        y_all = unlabel_after(schedule, y_all, a.labelled)
     x_all_int = quantize_input(x_all, qnet.input_format)
     n_replay = sum(1 for it in schedule if it.source == "replay")
 
@@ -254,6 +256,7 @@ def run(ctx: Context) -> StageOutput:
             "stream_steps": int(x_all.shape[0]),
             "stream_samples": n_stream,
             "replay_samples": n_replay,
+            "labelled_samples": a.labelled or n_stream,
             "learned_steps": getattr(learner, "learned_steps", None),
             "eval_samples": n_eval,
             "eval_set": scenario.eval_name,

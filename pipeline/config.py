@@ -135,6 +135,10 @@ class AdaptationSection:
     replay_every: int = 0
     #: after every learned sample, weights pulled 2^-k of the way back to the deployed ones
     consolidate_shift: int = 0
+    #: label-scarce stream: only the first this many shifted samples carry a label (0 = all)
+    labelled: int = 0
+    #: unlabelled samples learn at steps whose answer has p ≥ this, from that answer (0 = off)
+    pseudo_label: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -260,11 +264,14 @@ def check(cfg: PipelineConfig) -> None:
     from pipeline.adapt_mechanisms import Mechanisms
 
     mech = Mechanisms.from_section(a, cfg.source or "[adaptation]")
-    if a.signal != "host" and (mech.rate_decay or mech.error_gate):
+    if a.signal != "host" and (mech.rate_decay or mech.error_gate or a.labelled):
         raise UserError(
-            f"adaptation.rate_decay and adaptation.error_gate shape the host's error; with "
-            f"adaptation.signal={a.signal!r} the device makes its own (set them to 0)"
+            "adaptation.rate_decay, adaptation.error_gate and adaptation.labelled shape the "
+            f"host's error; with adaptation.signal={a.signal!r} the device makes its own "
+            "(set them to 0)"
         )
+    if a.labelled < 0:
+        raise UserError(f"adaptation.labelled must be ≥ 0 (0 = all), got {a.labelled}")
     from pipeline.shift import SCENARIOS
 
     if a.scenario not in SCENARIOS:

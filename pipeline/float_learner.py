@@ -112,18 +112,27 @@ class FloatLearner:
             p.requires_grad_(id(p) in ids)  # biases, gains and frozen layers stay as deployed
         self.optimizer = torch.optim.SGD(plastic, lr=lr)
 
-    def learn_sample(self, x: torch.Tensor, label: int, scale: float = 1.0, gate: float = 0.0):
+    def learn_sample(
+        self,
+        x: torch.Tensor,
+        label: int,
+        scale: float = 1.0,
+        gate: float = 0.0,
+        pseudo: float = 0.0,
+    ) -> None:
         """One sample ``[T, 1, ...]``: an SGD step at every step of the window. ``scale``
         multiplies the step's loss (so its error ``softmax − onehot``), ``gate`` skips steps
-        with ``1 − p_label < gate`` (:func:`pipeline.adapt_mechanisms.step_error`)."""
+        with ``1 − p_label < gate``, ``label = −1`` learns from confident answers
+        (``pseudo``) as :func:`pipeline.adapt_mechanisms.step_error` decides."""
         x = x.to(self.device)
-        y = torch.tensor([label], device=self.device)
-        if scale == 1.0 and gate == 0.0:
+        if scale == 1.0 and gate == 0.0 and label >= 0:
+            y = torch.tensor([label], device=self.device)
             train_batch(self.model, x, y, self.optimizer, mode="stllr_online", window=self.window)
             self.model.eval()
             return
         import torch.nn.functional as F
 
+        from pipeline.adapt_mechanisms import step_error
         from stllr.weight_standardization import deferred_weight_gradients
 
         model, steps = self.model, x.shape[0]
@@ -133,10 +142,14 @@ class FloatLearner:
         with deferred_weight_gradients(model) as flush:
             model.forward_no_graph(x[:start])
             for t in range(start, steps):
-                out = model(x[t], y)
-                p_label = float(torch.softmax(out.detach().double(), dim=1)[0, label])
-                if gate > 0.0 and 1.0 - p_label < gate:
+                # the forward's label feeds only DFA hooks; with the host's (BP) error the
+                # loss below carries the label, or the pseudo-label of an unlabelled sample
+                out = model(x[t], torch.tensor([max(label, 0)], device=self.device))
+                err = step_error(out.detach().cpu(), label, gate, scale, pseudo)
+                if err is None:
                     continue
+                target = label if label >= 0 else int(err[0].argmin())  # the −(1 − p) entry
+                y = torch.tensor([target], device=self.device)
                 self.optimizer.zero_grad(set_to_none=True)
                 (scale * F.cross_entropy(out, y)).backward()
                 flush()

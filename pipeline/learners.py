@@ -163,10 +163,18 @@ class DeviceLearner:
         self.specs = {n: qnet.node(n).learning for n in [*self.hidden, self.readout]}
         self.learned_steps = 0  # steps at which a signal was sent
 
-    def learn_sample(self, x_int: torch.Tensor, label: int, scale: float = 1.0, gate: float = 0.0):
+    def learn_sample(
+        self,
+        x_int: torch.Tensor,
+        label: int,
+        scale: float = 1.0,
+        gate: float = 0.0,
+        pseudo: float = 0.0,
+    ):
         """One sample ``[T, 1, ...]``: returns (signals ``{node: [T, 1, *out]}``, every node's
-        outputs ``{node: [T, 1, ...]}``). ``scale``/``gate``: the host's rate scale and error
-        gate (:func:`pipeline.adapt_mechanisms.step_error`); a gated step sends zeros."""
+        outputs ``{node: [T, 1, ...]}``). ``scale``/``gate``/``pseudo``: the host's rate
+        scale, error gate and pseudo-label confidence for ``label = −1``
+        (:func:`pipeline.adapt_mechanisms.step_error`); a step without error sends zeros."""
         from pipeline.adapt_mechanisms import step_error
         from quantization.learning import quantize_signal
 
@@ -183,7 +191,8 @@ class DeviceLearner:
                 outs_all[n.name].append(outs[n.name])
             err = None
             if t >= start:
-                err = step_error(outs[self.readout].double() * emu.logit_scale, label, gate, scale)
+                logits = outs[self.readout].double() * emu.logit_scale
+                err = step_error(logits, label, gate, scale, pseudo)
             if err is None:
                 for n in sigs:
                     sigs[n].append(torch.zeros_like(outs[n]))
@@ -224,14 +233,21 @@ class OnDeviceLearner:
         self.qnet, self.plan, self.window = qnet, plan, window
         self.emu = IntegerEmulator(qnet, delay=0)
 
-    def learn_sample(self, x_int: torch.Tensor, label: int, scale: float = 1.0, gate: float = 0.0):
+    def learn_sample(
+        self,
+        x_int: torch.Tensor,
+        label: int,
+        scale: float = 1.0,
+        gate: float = 0.0,
+        pseudo: float = 0.0,
+    ):
         """One sample ``[T, 1, ...]``: returns (signals ``{node: [T, 1, *out]}``, every node's
-        outputs ``{node: [T, 1, ...]}``). The device makes its own error, so the host's rate
-        scale and error gate do not apply (``scale`` must be 1, ``gate`` 0)."""
+        outputs ``{node: [T, 1, ...]}``). The device makes its own error from the label, so
+        the host's rate scale, error gate and pseudo-labels do not apply."""
         from quantization.signals import emulate_online
 
-        if scale != 1.0 or gate != 0.0:
-            raise ValueError("on-device signals take no host rate scale or error gate")
+        if scale != 1.0 or gate != 0.0 or label < 0:
+            raise ValueError("on-device signals take no host rate scale, gate or pseudo-label")
 
         res = emulate_online(
             self.qnet,

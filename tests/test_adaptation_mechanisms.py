@@ -193,3 +193,16 @@ def test_device_learner_gate_sends_nothing_and_consolidation_keeps_the_step_coun
     assert emu.step_count == steps
     expect = consolidate(w, plastic.node("head").weight, 1, key)
     assert torch.equal(emu.weights("head")["w"], expect)
+
+
+def test_pseudo_labels_and_label_scarce_streams_by_hand():
+    from pipeline.adapt_loop import unlabel_after
+
+    logits = torch.tensor([[0.0, math.log(3.0)]])  # p = (1/4, 3/4)
+    assert step_error(logits, -1) is None  # unlabelled, pseudo-labels off
+    assert step_error(logits, -1, pseudo=0.8) is None  # not confident enough
+    err = step_error(logits, -1, pseudo=0.7)  # answer 1 with p = 0.75 is the label
+    assert torch.allclose(err, torch.tensor([[0.25, -0.25]], dtype=torch.float64))
+    sched = stream_schedule(4, replay_every=2, n_buffer=1)  # s0 s1 r0 s2 s3 r0
+    y = unlabel_after(sched, torch.tensor([5, 6, 9, 7, 8, 9]), labelled=1)
+    assert y.tolist() == [5, -1, 9, -1, -1, 9]
