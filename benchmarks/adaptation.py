@@ -62,16 +62,35 @@ def ensure_run(task: str, runs: Path, train_seed: int | None, quick: bool) -> Pa
     return run
 
 
-def adapt_once(run: Path, task: str, sets: list[str], with_float: bool) -> dict:
+def task_data(task: str, cfg, heldout: int):
+    """The task's data; for an event-camera stand-in with ``heldout > 0`` its test split
+    is extended by fresh recordings of the stand-in generator (``quantized_accuracy``'s
+    ``--heldout`` sets: the stand-ins' own test splits hold 20–22 samples, too few to
+    resolve a few points)."""
+    import dataclasses
+
+    from torch.utils.data import ConcatDataset
+
+    from stllr.tasks import load_task
+
+    data = load_task(cfg.train)
+    if heldout <= 0 or task == "shd-standin":
+        return data
+    from quantized_accuracy import _heldout
+
+    fresh = _heldout(task, cfg.train, heldout)
+    return dataclasses.replace(data, test=ConcatDataset([data.test, fresh]))
+
+
+def adapt_once(run: Path, task: str, sets: list[str], with_float: bool, data) -> dict:
     """The adaptation stage alone on ``run``'s deployed network; its accuracy block."""
     from pipeline.adaptation import run as adaptation_stage
-    from pipeline.config import config_path_for_task, load_pipeline_config
     from pipeline.runner import Context
 
-    sets = [*sets, "lava.enabled=false", f"adaptation.compare_float={str(with_float).lower()}"]
-    cfg = load_pipeline_config(config_path_for_task(task), sets, run)
+    cfg = stage_config(run, task, sets, with_float)
     with tempfile.TemporaryDirectory(prefix="stllr_adapt_bench_") as tmp:
         ctx = Context(run, cfg, progress=False, log=lambda *_: None)
+        ctx._data = data
         ctx.staging["adaptation"] = Path(tmp)
         t0 = time.perf_counter()
         out = adaptation_stage(ctx)
@@ -82,6 +101,13 @@ def adapt_once(run: Path, task: str, sets: list[str], with_float: bool) -> dict:
         if acc.get(impl):
             res[impl] = {"shifted": acc[impl]["shifted"], "original": acc[impl]["original"]}
     return res
+
+
+def stage_config(run: Path, task: str, sets: list[str], with_float: bool = False):
+    from pipeline.config import config_path_for_task, load_pipeline_config
+
+    sets = [*sets, "lava.enabled=false", f"adaptation.compare_float={str(with_float).lower()}"]
+    return load_pipeline_config(config_path_for_task(task), sets, run)
 
 
 def aggregate(per_seed: list[dict], impl: str) -> dict:
@@ -116,6 +142,7 @@ def main(argv=None) -> dict:
     p.add_argument("--train-seed", type=int, default=None)
     p.add_argument("--set", nargs="*", default=[], help="adaptation.KEY=VALUE for every run")
     p.add_argument("--float", action="store_true", help="also the float learner")
+    p.add_argument("--heldout", type=int, default=220, help="fresh event-task test recordings")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None)
@@ -150,11 +177,13 @@ def main(argv=None) -> dict:
     impls = ("emulator", "float") if args.float else ("emulator",)
     for task in tasks:
         run = ensure_run(task, runs, args.train_seed, args.quick)
-        result["tasks"][task] = {"run": str(run), "variants": {}}
+        data = task_data(task, stage_config(run, task, common), 0 if args.quick else args.heldout)
+        result["tasks"][task] = {"run": str(run), "test_samples": len(data.test), "variants": {}}
         for v in variants:
             sets = common + [f"adaptation.{k}={val}" for k, val in VARIANTS[v].items()]
             per_seed = [
-                adapt_once(run, task, [*sets, f"adaptation.seed={s}"], args.float) for s in seeds
+                adapt_once(run, task, [*sets, f"adaptation.seed={s}"], args.float, data)
+                for s in seeds
             ]
             entry = {"settings": VARIANTS[v], "per_seed": per_seed}
             for impl in impls:
