@@ -390,7 +390,7 @@ def _lava_part(
             kw["weight_rec"] = torch.as_tensor(lw["w_rec"], dtype=torch.int64)
         w_mismatch[name] = diff
         lava_net = lava_net.replace_node(dataclasses.replace(lava_net.node(name), **kw))
-    n_eval = min(ctx.cfg.adaptation.lava_eval_samples, xe.shape[1])
+    n_eval = min(ctx.cfg.adaptation.lava_eval_samples or xe.shape[1], xe.shape[1])
     xe_int = quantize_input(xe[:, :n_eval], qnet.input_format)
     y, lengths = ye[:n_eval], le[:n_eval]
     out_name = qnet.nodes[-1].name
@@ -411,6 +411,7 @@ def _lava_part(
             "after": _acc(preds["after"][1], y),
         },
         "agreement": {w: float((p[0] == p[1]).double().mean()) for w, p in preds.items()},
+        "predictions_differing": {w: int((p[0] != p[1]).sum()) for w, p in preds.items()},
         "weights_mismatched": w_mismatch,
         "weights_equal": all(v == 0 for v in w_mismatch.values()),
         "outputs_mismatched": out_mismatch,

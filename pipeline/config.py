@@ -120,7 +120,8 @@ class AdaptationSection:
     eval_every: int = 25
     #: shifted test samples of the learning curves (0 = the whole test split)
     eval_samples: int = 0
-    #: shifted test samples run in Lava before and after adaptation
+    #: shifted test samples run in Lava before and after adaptation (0 = all of them), each
+    #: compared with the emulator's prediction
     lava_eval_samples: int = 16
     #: also run the same adaptation in float (the emulator's float reference)
     compare_float: bool = True
@@ -241,9 +242,14 @@ def check(cfg: PipelineConfig) -> None:
         raise UserError(f"cost.samples must be ≥ 0 (0 = all), got {cfg.cost.samples}")
     if lava.samples < 1 or lava.timeout_s <= 0:
         raise UserError("lava.samples must be ≥ 1 and lava.timeout_s > 0")
-    for key in ("samples", "window", "eval_every", "lava_eval_samples"):
+    for key in ("samples", "window", "eval_every"):
         if getattr(a, key) < 1:
             raise UserError(f"adaptation.{key} must be ≥ 1, got {getattr(a, key)}")
+    if a.lava_eval_samples < 0:
+        raise UserError(
+            f"adaptation.lava_eval_samples must be ≥ 0 (0 = the whole evaluation set), got "
+            f"{a.lava_eval_samples}"
+        )
     if a.eval_samples < 0:
         raise UserError(f"adaptation.eval_samples must be ≥ 0 (0 = all), got {a.eval_samples}")
     if a.noise_std < 0 or a.calib_frames < 1:

@@ -77,7 +77,7 @@ def adaptation_section(art: Artefacts, fig_dir: Path) -> list:
         d = aa["lava"]
         rows.append(
             [
-                f"Lava fixed_pt ({adapt['lava']['eval_samples']} samples)",
+                _lava_label(adapt["lava"]),
                 pct(d["before"]),
                 pct(d["after"]),
                 f"{d['after'] - d['before']:+.1f}",
@@ -132,6 +132,16 @@ def adaptation_section(art: Artefacts, fig_dir: Path) -> list:
         )
     )
     return blocks
+
+
+def _lava_label(lava: dict) -> str:
+    """``Lava fixed_pt (n samples; = emulator on k/n after)``."""
+    n = lava["eval_samples"]
+    diff = lava.get("predictions_differing")
+    if diff is None:
+        return f"Lava fixed_pt ({n} samples)"
+    same = n - max(diff.values())
+    return f"Lava fixed_pt ({n} samples; predictions = emulator's on {same}/{n})"
 
 
 def _delta(d: dict, cond: str, fallback: float) -> str:
