@@ -40,6 +40,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "gate": {"error_gate": 0.3},
     "replay": {"replay_buffer": 100, "replay_every": 2},
     "consolidate": {"consolidate_shift": 6},
+    "long": {"samples": 1000, "eval_every": 250, "lr": 1e-6},
+    "long_gate": {"samples": 1000, "eval_every": 250, "lr": 2e-6, "error_gate": 0.3},
 }
 
 TASK_VARIANTS = {"shd-standin": {}, "gesture-standin": {}, "cifar10dvs-standin": {}}
@@ -145,6 +147,7 @@ def main(argv=None) -> dict:
     p.add_argument("--heldout", type=int, default=220, help="fresh event-task test recordings")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -181,10 +184,14 @@ def main(argv=None) -> dict:
         result["tasks"][task] = {"run": str(run), "test_samples": len(data.test), "variants": {}}
         for v in variants:
             sets = common + [f"adaptation.{k}={val}" for k, val in VARIANTS[v].items()]
-            per_seed = [
-                adapt_once(run, task, [*sets, f"adaptation.seed={s}"], args.float, data)
-                for s in seeds
-            ]
+            jobs = [(run, task, [*sets, f"adaptation.seed={s}"], args.float, data) for s in seeds]
+            if args.jobs > 1:  # one process per seed, one thread each
+                import multiprocessing as mp
+
+                with mp.get_context("fork").Pool(min(args.jobs, len(jobs))) as pool:
+                    per_seed = pool.starmap(adapt_once, jobs)
+            else:
+                per_seed = [adapt_once(*job) for job in jobs]
             entry = {"settings": VARIANTS[v], "per_seed": per_seed}
             for impl in impls:
                 entry[impl] = aggregate(per_seed, impl)
