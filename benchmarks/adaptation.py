@@ -40,6 +40,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "gate": {"error_gate": 0.3},
     "replay": {"replay_buffer": 100, "replay_every": 2},
     "consolidate": {"consolidate_shift": 6},
+    "speaker": {"scenario": "held_out_speaker", "eval_every": 25},
+    "gain": {"scenario": "gain_change", "gain": 0.5},
+    "drift": {"drift": "true"},
+    "scarce": {"labelled": 20, "pseudo_label": 0.9},
     "long": {"samples": 1000, "eval_every": 250, "lr": 1e-6},
     "long_gate": {"samples": 1000, "eval_every": 250, "lr": 2e-6, "error_gate": 0.3},
 }
