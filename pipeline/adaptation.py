@@ -9,6 +9,13 @@ is measured on the scenario's held-out samples before, during (the learning curv
 ``eval_every`` samples) and after, and on samples of the original condition after (what
 the adaptation cost there).
 
+The host's stabilising mechanisms (:mod:`pipeline.adapt_mechanisms`: a decaying rate,
+an error gate, replay of original-condition samples, consolidation toward the deployed
+weights, pseudo-labels for a label-scarce stream) act on the stream and on the signals
+(:mod:`pipeline.adapt_loop`). Every accuracy change is a paired change on the same
+samples (:mod:`pipeline.adapt_stats`: Δ ± paired SE, samples gained and lost), for the
+shifted and for the original condition, and both learning curves are recorded.
+
 Three implementations of the same adaptation:
 
 * **emulator** — :class:`~pipeline.learners.DeviceLearner`: integer on-device S-TLLR;
@@ -289,7 +296,7 @@ def run(ctx: Context) -> StageOutput:
     }
     line = (
         f"{shift.describe()}; {n_stream} labelled samples, third factor only "
-        f"({_SIGNAL_TEXT[a.signal]}; {mech.describe()}): {gained_lost(emu_shift, emu_orig)} "
+        f"({_SIGNAL_TEXT[a.signal]}), {mech.describe()}: {gained_lost(emu_shift, emu_orig)} "
         "(emulator)"
     )
     if fl is not None:
