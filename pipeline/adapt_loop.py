@@ -77,13 +77,17 @@ def unlabel_after(schedule: Sequence[StreamItem], y: torch.Tensor, labelled: int
 
 def checkpoints_of(schedule: Sequence[StreamItem], every: int) -> dict[int, int]:
     """``{stream position j: shifted samples seen}`` where a curve point is taken: after the
-    shifted sample whose count is a multiple of ``every``, and after the last one."""
+    shifted sample whose count is a multiple of ``every``, and at the end of the stream
+    (after any replay that follows the last shifted sample, so the last point is the
+    final network)."""
     shift_pos = [j for j, it in enumerate(schedule) if it.source == "shift"]
     n = len(shift_pos)
     out = {}
     for k, j in enumerate(shift_pos, 1):
-        if (every and k % every == 0) or k == n:
+        if every and k % every == 0 and k < n:
             out[j] = k
+    if schedule:
+        out[len(schedule) - 1] = n
     return out
 
 

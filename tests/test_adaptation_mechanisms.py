@@ -89,6 +89,8 @@ def test_stream_schedule_interleaves_replay_by_hand():
     assert stream_schedule(3) == [StreamItem("shift", k) for k in range(3)]
     # curve points after the 2nd and 4th shifted sample, and after the last
     assert checkpoints_of(s, 2) == {1: 2, 4: 4, 6: 5}
+    # a replay after the last shifted sample: the last point follows it
+    assert checkpoints_of(stream_schedule(4, 2, 1), 2) == {1: 2, 5: 4}
 
 
 def test_interleave_pads_and_orders_the_stream():
