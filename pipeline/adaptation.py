@@ -46,33 +46,20 @@ import time
 import torch
 
 from pipeline import artefacts as A
-from pipeline.adapt_loop import interleave, learn_stream, unlabel_after
-from pipeline.adapt_mechanisms import Mechanisms, stream_schedule
-from pipeline.adapt_stats import gained_lost, paired_change
+from pipeline.adapt_device import accuracy as _acc
+from pipeline.adapt_device import prepare, run_device
+from pipeline.adapt_loop import learn_stream
+from pipeline.adapt_mechanisms import Mechanisms
+from pipeline.adapt_stats import gained_lost, mean_std, paired_change
 from pipeline.float_learner import FloatLearner, module_name
 from pipeline.lava_inference import emulate, lava_outputs, run_in_lava
-from pipeline.learners import (
-    DeviceLearner,
-    OnDeviceLearner,
-    make_plan,
-    make_plastic,
-    strip_learning,
-)
+from pipeline.learners import strip_learning
 from pipeline.runner import Context, StageOutput
 from pipeline.shift import make_shift
 from stllr.devices import resolve_device
-from stllr.padding import stack_samples, sum_over_lengths
+from stllr.padding import sum_over_lengths
 from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json, atomic_write_bytes
-
-
-def _pad_to(x: torch.Tensor, steps: int) -> torch.Tensor:
-    if x.shape[0] == steps:
-        return x
-    out = x.new_zeros((steps, *x.shape[1:]))
-    out[: x.shape[0]] = x
-    return out
-
 
 _SIGNAL_TEXT = {
     "host": "host-computed error",
@@ -81,24 +68,19 @@ _SIGNAL_TEXT = {
 }
 
 
-def emulator_predictions(
-    qnet, x: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256
-) -> torch.Tensor:
-    """Predictions ``[N]`` of the network (learning off) on frames ``[T, N, ...]``, each
-    sample scored over its ``lengths`` steps."""
-    from quantization.emulator import IntegerEmulator
-
-    emu = IntegerEmulator(strip_learning(qnet))
-    return torch.cat(
-        [
-            emu.run(x[:, s : s + batch_size], lengths=lengths[s : s + batch_size]).predictions()
-            for s in range(0, x.shape[1], batch_size)
-        ]
-    )
-
-
-def _acc(pred: torch.Tensor, y: torch.Tensor) -> float:
-    return 100.0 * float((pred == y).double().mean())
+def _over_seeds(a, runs) -> dict:
+    """The emulator's runs over seeds ``a.seed, a.seed + 1, …``: per seed the paired changes
+    and curves, and mean ± std of the changes (std 0 for one run)."""
+    out = {"seeds": [a.seed + r for r in range(len(runs))]}
+    for cond in ("shifted", "original"):
+        changes = [getattr(d, cond) for d in runs]
+        out[cond] = [c.as_dict() for c in changes]
+        for key in ("delta", "se", "after"):
+            m, sd = mean_std([getattr(c, key) for c in changes])
+            out[f"{cond}_{key}_mean"], out[f"{cond}_{key}_std"] = m, sd
+    out["curves_shifted"] = [d.curves.shifted for d in runs]
+    out["curves_original"] = [d.curves.original for d in runs]
+    return out
 
 
 def _float_weights(qnet, names) -> dict[str, dict[str, torch.Tensor]]:
@@ -131,16 +113,7 @@ def _twin_weights(model, names) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
-def replay_samples(data, n: int, seed: int) -> list[tuple[torch.Tensor, int]]:
-    """The host's replay buffer: ``n`` original-condition training samples, a seeded draw."""
-    gen = torch.Generator().manual_seed(seed * 7919 + 17)
-    idx = torch.randperm(len(data.train), generator=gen)[: min(n, len(data.train))].tolist()
-    return [(data.train[i][0], int(data.train[i][1])) for i in idx]
-
-
 def run(ctx: Context) -> StageOutput:
-    from quantization.ptq import quantize_input
-
     a, train = ctx.cfg.adaptation, ctx.cfg.train
     data = ctx.data
     qnet = A.load_qnet(ctx.run_dir)
@@ -149,59 +122,31 @@ def run(ctx: Context) -> StageOutput:
     mech = Mechanisms.from_section(a)
     layers = tuple(a.layers) or (qnet.nodes[-1].name,)  # empty: the output node alone
 
-    # --- the data of the scenario -----------------------------------------------------
-    scenario = shift.build(data, a)
-    n_stream, n_eval = len(scenario.stream), len(scenario.eval)
-    xs, ys, _ = stack_samples(scenario.stream)
-    xe, ye, le = stack_samples(scenario.eval)
-    xc, yc, lc = stack_samples(scenario.clean)
-    # the stream and the evaluations are padded separately: the learning window counts
-    # from the end of a stream sample, which must not be padding
-    steps = max(xe.shape[0], xc.shape[0])
-    xe, xc = _pad_to(xe, steps), _pad_to(xc, steps)
-    xr = yr = None
-    if mech.replay_buffer:
-        xr, yr, _ = stack_samples(replay_samples(data, mech.replay_buffer, a.seed))
-    schedule = stream_schedule(n_stream, mech.replay_every, 0 if yr is None else len(yr))
-    x_all, y_all = interleave(schedule, xs, ys, xr, yr)
-    if a.labelled:  # a label-scarce stream: only the first `labelled` shifted samples
-        y_all = unlabel_after(schedule, y_all, a.labelled)
-    x_all_int = quantize_input(x_all, qnet.input_format)
-    n_replay = sum(1 for it in schedule if it.source == "replay")
-
-    # --- on-device learning in the integer emulator ----------------------------------
-    calib = [xs[:, : min(32, n_stream)]]
-    plastic = make_plastic(qnet, layers, calib, a.lr, a.seed, a.signal)
-    plan = None if a.signal == "host" else make_plan(plastic, layers, a.signal, a.seed)
-    pred_e0 = emulator_predictions(qnet, xe, le)
-    pred_c0 = emulator_predictions(qnet, xc, lc)
-    if plan is None:
-        learner = DeviceLearner(plastic, layers, a.window)
-    else:
-        learner = OnDeviceLearner(plastic, plan, a.window)
-
-    def score_emu(net):
-        shifted = _acc(emulator_predictions(net, xe, le), ye)
-        return shifted, _acc(emulator_predictions(net, xc, lc), yc)
-
-    t0 = time.time()
-    curves_emu, signals_t, outputs_t = learn_stream(
-        learner, x_all_int, y_all, schedule, mech, a.eval_every, score_emu, learner.network,
-        consolidate=lambda j: learner.consolidate(plastic, mech.consolidate_shift, j),
-        record=True,
-        progress=lambda r: progress_bar(
-            r, show=ctx.progress, desc="on-device learning (emulator)", unit="sample"
-        ),
-    )  # fmt: skip
-    emu_seconds = time.time() - t0
-    learned = learner.network()
-    emu_shift = paired_change(pred_e0, emulator_predictions(learned, xe, le), ye)
-    emu_orig = paired_change(pred_c0, emulator_predictions(learned, xc, lc), yc)
+    prep = prepare(a, data, qnet, mech)
+    dev = run_device(ctx, a, qnet, layers, prep, mech, record=True)
+    xe, ye, le, xc, yc, lc = prep.xe, prep.ye, prep.le, prep.xc, prep.yc, prep.lc
+    schedule, x_all, y_all, x_all_int = prep.schedule, prep.x_all, prep.y_all, prep.x_all_int
+    n_stream, n_eval, n_replay, steps = prep.n_stream, prep.n_eval, prep.n_replay, prep.steps
+    plastic, plan, learned = dev.plastic, dev.plan, dev.learned
+    emu_shift, emu_orig, curves_emu = dev.shifted, dev.original, dev.curves
+    signals_t, outputs_t, emu_seconds = dev.signals, dev.outputs, dev.seconds
     ctx.log(
         f"  emulator: shifted {emu_shift.before:.1f}% → {emu_shift.after:.1f}% "
         f"({emu_shift.delta:+.1f} ± {emu_shift.se:.1f}); original {emu_orig.before:.1f}% → "
         f"{emu_orig.after:.1f}% ({emu_orig.delta:+.1f} ± {emu_orig.se:.1f}) [{emu_seconds:.0f} s]"
     )
+
+    # --- the same adaptation with further seeds (emulator): the spread --------------------
+    runs = [dev]
+    for r in range(1, a.repeats):
+        a_r = dataclasses.replace(a, seed=a.seed + r)
+        dev_r = run_device(ctx, a_r, qnet, layers, prepare(a_r, data, qnet, mech), mech, False)
+        ctx.log(
+            f"  emulator, seed {a_r.seed}: shifted {dev_r.shifted.delta:+.1f} ± "
+            f"{dev_r.shifted.se:.1f}; original {dev_r.original.delta:+.1f} ± "
+            f"{dev_r.original.se:.1f} [{dev_r.seconds:.0f} s]"
+        )
+        runs.append(dev_r)
 
     # --- the same adaptation in float ---------------------------------------------------
     fl = None
@@ -264,10 +209,10 @@ def run(ctx: Context) -> StageOutput:
             "stream_samples": n_stream,
             "replay_samples": n_replay,
             "labelled_samples": a.labelled or n_stream,
-            "learned_steps": getattr(learner, "learned_steps", None),
+            "learned_steps": dev.learned_steps,
             "eval_samples": n_eval,
-            "eval_set": scenario.eval_name,
-            "clean_set": scenario.clean_name,
+            "eval_set": prep.eval_name,
+            "clean_set": prep.clean_name,
             "mechanisms": dataclasses.asdict(mech),
         },
         "accuracy": {
@@ -282,6 +227,7 @@ def run(ctx: Context) -> StageOutput:
             "emulator_original": curves_emu.original,
             "float_original": None if fl is None else curves_float.original,
         },
+        "seeds": _over_seeds(a, runs),
         "weights_changed": changed,
         "lava": lava,
         "seconds": {"emulator": emu_seconds, "float": None if fl is None else float_seconds},

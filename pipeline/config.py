@@ -123,6 +123,9 @@ class AdaptationSection:
     #: shifted test samples run in Lava before and after adaptation (0 = all of them), each
     #: compared with the emulator's prediction
     lava_eval_samples: int = 16
+    #: emulator adaptations with seeds seed, seed+1, … (another stream, shift noise and
+    #: rounding bits each): the report's mean ± std and the spread of its curves
+    repeats: int = 1
     #: also run the same adaptation in float (the emulator's float reference)
     compare_float: bool = True
     # --- stabilising mechanisms (pipeline.adapt_mechanisms; 0 = off) --------------------
@@ -242,7 +245,7 @@ def check(cfg: PipelineConfig) -> None:
         raise UserError(f"cost.samples must be ≥ 0 (0 = all), got {cfg.cost.samples}")
     if lava.samples < 1 or lava.timeout_s <= 0:
         raise UserError("lava.samples must be ≥ 1 and lava.timeout_s > 0")
-    for key in ("samples", "window", "eval_every"):
+    for key in ("samples", "window", "eval_every", "repeats"):
         if getattr(a, key) < 1:
             raise UserError(f"adaptation.{key} must be ≥ 1, got {getattr(a, key)}")
     if a.lava_eval_samples < 0:

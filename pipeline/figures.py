@@ -185,6 +185,15 @@ def adaptation_curves(result: dict, path: Path) -> None:
             )  # fmt: skip
         else:  # results written before the original-condition curve existed
             ax.axhline(acc[key]["clean_before"], color=color, linestyle="--", linewidth=1)
+    seeds = result.get("seeds") or {}
+    if len(seeds.get("seeds", [])) > 1:  # the emulator's spread over seeds (min–max band)
+        x = c["samples"]
+        for key, style in (("curves_shifted", "-"), ("curves_original", "--")):
+            curves = np.asarray(seeds[key], dtype=float)
+            ax.fill_between(x, curves.min(0), curves.max(0), color="#dd8452", alpha=0.15)
+            ax.plot(x, curves.mean(0), style, color="#8c3b0c", linewidth=1.2)
+        ax.plot([], [], "-", color="#8c3b0c", label=f"emulator, mean (band: min–max) of "
+                f"{len(seeds['seeds'])} seeds")  # fmt: skip
     if acc.get("lava"):
         lv = result["lava"]
         ax.plot(

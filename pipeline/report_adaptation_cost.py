@@ -107,6 +107,21 @@ def adaptation_section(art: Artefacts, fig_dir: Path) -> list:
         sh, orig = PairedChange(**e["shifted"]), PairedChange(**e["original"])
         blocks.append(("p", f"What on-device learning gained and lost (emulator): "
                             f"{gained_lost(sh, orig)}."))  # fmt: skip
+    seeds = adapt.get("seeds") or {}
+    if len(seeds.get("seeds", [])) > 1:
+        n = len(seeds["seeds"])
+        blocks.append(
+            (
+                "p",
+                f"Over {n} seeds of the adaptation (emulator; seeds "
+                f"{', '.join(map(str, seeds['seeds']))}): shifted condition "
+                f"{seeds['shifted_delta_mean']:+.1f} ± {seeds['shifted_delta_std']:.1f} points "
+                f"(mean ± std; paired SE of one run {seeds['shifted_se_mean']:.1f}), original "
+                f"condition {seeds['original_delta_mean']:+.1f} ± "
+                f"{seeds['original_delta_std']:.1f} points (paired SE "
+                f"{seeds['original_se_mean']:.1f}).",
+            )
+        )
     figures.adaptation_curves(adapt, fig_dir / "adaptation_curves.png")
     blocks.append(
         Figure(

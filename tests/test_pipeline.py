@@ -187,7 +187,7 @@ def test_lava_floating_pt_equals_a_float64_torch_recomputation(tiny_run):
 def test_adaptation_parity_and_recomputed_accuracy(tiny_run):
     import dataclasses
 
-    from pipeline.adaptation import emulator_predictions
+    from pipeline.adapt_device import emulator_predictions
     from pipeline.artefacts import load_qnet
     from pipeline.lava_inference import padded_subset
     from pipeline.shift import make_shift
@@ -626,7 +626,7 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
     """Replay, a decaying rate and an error gate (host-side choices) stream through Lava with
     the emulator's signals: Lava's learned weights equal the emulator's; the paired counts
     recomputed from scratch match the stored ones; the report shows both conditions."""
-    from pipeline.adaptation import emulator_predictions
+    from pipeline.adapt_device import emulator_predictions
     from pipeline.shift import make_shift
     from stllr.padding import stack_samples
     from stllr.tasks import load_task
