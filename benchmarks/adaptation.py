@@ -25,6 +25,7 @@ another one into its own run folder).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,15 @@ VARIANTS: dict[str, dict[str, object]] = {
     "scarce": {"labelled": 20, "pseudo_label": 0.9},
     "long": {"samples": 1000, "eval_every": 250, "lr": 1e-6},
     "long_gate": {"samples": 1000, "eval_every": 250, "lr": 2e-6, "error_gate": 0.3},
+    "long_combo": {
+        "samples": 1000,
+        "eval_every": 250,
+        "lr": 2e-6,
+        "error_gate": 0.3,
+        "rate_decay": 300,
+        "replay_buffer": 100,
+        "replay_every": 4,
+    },
 }
 
 TASK_VARIANTS = {"shd-standin": {}, "gesture-standin": {}, "cifar10dvs-standin": {}}
@@ -101,8 +111,9 @@ def adapt_once(run: Path, task: str, sets: list[str], with_float: bool, data) ->
         t0 = time.perf_counter()
         out = adaptation_stage(ctx)
         seconds = time.perf_counter() - t0
+        curves = json.loads((Path(tmp) / "adaptation.json").read_text())["curves"]
     acc = out.summary["accuracy"]
-    res = {"seconds": round(seconds, 1)}
+    res = {"seconds": round(seconds, 1), "curves": curves}
     for impl in ("emulator", "float"):
         if acc.get(impl):
             res[impl] = {"shifted": acc[impl]["shifted"], "original": acc[impl]["original"]}
