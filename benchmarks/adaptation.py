@@ -19,7 +19,8 @@ Per variant it reports mean ± std over seeds of Δ and of the paired SE, and th
 Variants are named in :data:`VARIANTS` (``--variants a,b``); a variant's settings are
 applied after the task's config and ``--set`` overrides. Seeds vary the adaptation, not
 the training: every seed adapts the same deployed network (``--train-seed`` trains
-another one into its own run folder).
+another one into its own run folder). ``--jobs N`` runs the seeds in N processes of one
+thread each; a CIFAR10-DVS stand-in worker holds about 3.2 GiB, so mind the memory.
 """
 
 from __future__ import annotations
