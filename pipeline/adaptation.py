@@ -9,6 +9,13 @@ is measured on the scenario's held-out samples before, during (the learning curv
 ``eval_every`` samples) and after, and on samples of the original condition after (what
 the adaptation cost there).
 
+The host's stabilising mechanisms (:mod:`pipeline.adapt_mechanisms`: a decaying rate,
+an error gate, replay of original-condition samples, consolidation toward the deployed
+weights, pseudo-labels for a label-scarce stream) act on the stream and on the signals
+(:mod:`pipeline.adapt_loop`). Every accuracy change is a paired change on the same
+samples (:mod:`pipeline.adapt_stats`: Δ ± paired SE, samples gained and lost), for the
+shifted and for the original condition, and both learning curves are recorded.
+
 Three implementations of the same adaptation:
 
 * **emulator** — :class:`~pipeline.learners.DeviceLearner`: integer on-device S-TLLR;
@@ -32,37 +39,27 @@ after on-device learning, after float learning; for the report's histograms).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 
 import torch
 
 from pipeline import artefacts as A
+from pipeline.adapt_device import accuracy as _acc
+from pipeline.adapt_device import prepare, run_device
+from pipeline.adapt_loop import learn_stream
+from pipeline.adapt_mechanisms import Mechanisms
+from pipeline.adapt_stats import gained_lost, mean_std, paired_change
+from pipeline.float_learner import FloatLearner, module_name
 from pipeline.lava_inference import emulate, lava_outputs, run_in_lava
-from pipeline.learners import (
-    DeviceLearner,
-    FloatLearner,
-    OnDeviceLearner,
-    make_plan,
-    make_plastic,
-    module_name,
-    strip_learning,
-)
+from pipeline.learners import strip_learning
 from pipeline.runner import Context, StageOutput
 from pipeline.shift import make_shift
 from stllr.devices import resolve_device
-from stllr.padding import stack_samples, sum_over_lengths
+from stllr.padding import sum_over_lengths
 from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json, atomic_write_bytes
-
-
-def _pad_to(x: torch.Tensor, steps: int) -> torch.Tensor:
-    if x.shape[0] == steps:
-        return x
-    out = x.new_zeros((steps, *x.shape[1:]))
-    out[: x.shape[0]] = x
-    return out
-
 
 _SIGNAL_TEXT = {
     "host": "host-computed error",
@@ -71,24 +68,19 @@ _SIGNAL_TEXT = {
 }
 
 
-def emulator_predictions(
-    qnet, x: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256
-) -> torch.Tensor:
-    """Predictions ``[N]`` of the network (learning off) on frames ``[T, N, ...]``, each
-    sample scored over its ``lengths`` steps."""
-    from quantization.emulator import IntegerEmulator
-
-    emu = IntegerEmulator(strip_learning(qnet))
-    return torch.cat(
-        [
-            emu.run(x[:, s : s + batch_size], lengths=lengths[s : s + batch_size]).predictions()
-            for s in range(0, x.shape[1], batch_size)
-        ]
-    )
-
-
-def _acc(pred: torch.Tensor, y: torch.Tensor) -> float:
-    return 100.0 * float((pred == y).double().mean())
+def _over_seeds(a, runs) -> dict:
+    """The emulator's runs over seeds ``a.seed, a.seed + 1, …``: per seed the paired changes
+    and curves, and mean ± std of the changes (std 0 for one run)."""
+    out = {"seeds": [a.seed + r for r in range(len(runs))]}
+    for cond in ("shifted", "original"):
+        changes = [getattr(d, cond) for d in runs]
+        out[cond] = [c.as_dict() for c in changes]
+        for key in ("delta", "se", "after"):
+            m, sd = mean_std([getattr(c, key) for c in changes])
+            out[f"{cond}_{key}_mean"], out[f"{cond}_{key}_std"] = m, sd
+    out["curves_shifted"] = [d.curves.shifted for d in runs]
+    out["curves_original"] = [d.curves.original for d in runs]
+    return out
 
 
 def _float_weights(qnet, names) -> dict[str, dict[str, torch.Tensor]]:
@@ -122,86 +114,59 @@ def _twin_weights(model, names) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def run(ctx: Context) -> StageOutput:
-    from quantization.ptq import quantize_input
-
     a, train = ctx.cfg.adaptation, ctx.cfg.train
     data = ctx.data
     qnet = A.load_qnet(ctx.run_dir)
     model, _ = A.load_float_model(ctx.run_dir, train, data)
     shift = make_shift(a)
+    mech = Mechanisms.from_section(a)
     layers = tuple(a.layers) or (qnet.nodes[-1].name,)  # empty: the output node alone
 
-    # --- the data of the scenario -----------------------------------------------------
-    scenario = shift.build(data, a)
-    n_stream, n_eval = len(scenario.stream), len(scenario.eval)
-    xs, ys, _ = stack_samples(scenario.stream)
-    xe, ye, le = stack_samples(scenario.eval)
-    xc, yc, lc = stack_samples(scenario.clean)
-    # the stream and the evaluations are padded separately: the learning window counts
-    # from the end of a stream sample, which must not be padding
-    steps = max(xe.shape[0], xc.shape[0])
-    xe, xc = _pad_to(xe, steps), _pad_to(xc, steps)
-    xs_int = quantize_input(xs, qnet.input_format)
-    checkpoints = sorted({*range(a.eval_every, n_stream + 1, a.eval_every), n_stream})
-
-    # --- on-device learning in the integer emulator ----------------------------------
-    calib = [xs[:, : min(32, n_stream)]]
-    plastic = make_plastic(qnet, layers, calib, a.lr, a.seed, a.signal)
-    plan = None if a.signal == "host" else make_plan(plastic, layers, a.signal, a.seed)
-    curve_emu = [(0, _acc(emulator_predictions(qnet, xe, le), ye))]
-    clean_before = _acc(emulator_predictions(qnet, xc, lc), yc)
-    if plan is None:
-        learner = DeviceLearner(plastic, layers, a.window)
-    else:
-        learner = OnDeviceLearner(plastic, plan, a.window)
-    signals: dict[str, list] = {}
-    outputs: dict[str, list] = {}
-    t0 = time.time()
-    for k in progress_bar(
-        range(n_stream), show=ctx.progress, desc="on-device learning (emulator)", unit="sample"
-    ):
-        sig, outs = learner.learn_sample(xs_int[:, k : k + 1], int(ys[k]))
-        for name, v in sig.items():
-            signals.setdefault(name, []).append(v)
-        for name, v in outs.items():
-            outputs.setdefault(name, []).append(v)
-        if k + 1 in checkpoints:
-            curve_emu.append((k + 1, _acc(emulator_predictions(learner.network(), xe, le), ye)))
-    emu_seconds = time.time() - t0
-    learned = learner.network()
-    signals_t = {k: torch.cat(v, dim=1) for k, v in signals.items()}  # [T, N, *out]
-    outputs_t = {k: torch.cat(v, dim=1) for k, v in outputs.items()}
-    clean_after = _acc(emulator_predictions(learned, xc, lc), yc)
+    prep = prepare(a, data, qnet, mech)
+    dev = run_device(ctx, a, qnet, layers, prep, mech, record=True)
+    xe, ye, le, xc, yc, lc = prep.xe, prep.ye, prep.le, prep.xc, prep.yc, prep.lc
+    schedule, x_all, y_all, x_all_int = prep.schedule, prep.x_all, prep.y_all, prep.x_all_int
+    n_stream, n_eval, n_replay, steps = prep.n_stream, prep.n_eval, prep.n_replay, prep.steps
+    plastic, plan, learned = dev.plastic, dev.plan, dev.learned
+    emu_shift, emu_orig, curves_emu = dev.shifted, dev.original, dev.curves
+    signals_t, outputs_t, emu_seconds = dev.signals, dev.outputs, dev.seconds
     ctx.log(
-        f"  emulator: shifted {curve_emu[0][1]:.1f}% → {curve_emu[-1][1]:.1f}% after "
-        f"{n_stream} samples; clean {clean_before:.1f}% → {clean_after:.1f}% [{emu_seconds:.0f} s]"
+        f"  emulator: shifted {emu_shift.before:.1f}% → {emu_shift.after:.1f}% "
+        f"({emu_shift.delta:+.1f} ± {emu_shift.se:.1f}); original {emu_orig.before:.1f}% → "
+        f"{emu_orig.after:.1f}% ({emu_orig.delta:+.1f} ± {emu_orig.se:.1f}) [{emu_seconds:.0f} s]"
     )
+
+    # --- the same adaptation with further seeds (emulator): the spread --------------------
+    runs = [dev]
+    for r in range(1, a.repeats):
+        a_r = dataclasses.replace(a, seed=a.seed + r)
+        dev_r = run_device(ctx, a_r, qnet, layers, prepare(a_r, data, qnet, mech), mech, False)
+        ctx.log(
+            f"  emulator, seed {a_r.seed}: shifted {dev_r.shifted.delta:+.1f} ± "
+            f"{dev_r.shifted.se:.1f}; original {dev_r.original.delta:+.1f} ± "
+            f"{dev_r.original.se:.1f} [{dev_r.seconds:.0f} s]"
+        )
+        runs.append(dev_r)
 
     # --- the same adaptation in float ---------------------------------------------------
-    device = resolve_device(train.device, "train.device")
-    fl = FloatLearner(model, layers, a.lr, a.window, plan, device)
-    curve_float = [(0, _acc(fl.predict(xe, le), ye))]
-    float_clean_before = _acc(fl.predict(xc, lc), yc)
-    t0 = time.time()
-    for k in progress_bar(
-        range(n_stream), show=ctx.progress, desc="S-TLLR learning (float)", unit="sample"
-    ):
-        fl.learn_sample(xs[:, k : k + 1], int(ys[k]))
-        if k + 1 in checkpoints:
-            curve_float.append((k + 1, _acc(fl.predict(xe, le), ye)))
-    float_seconds = time.time() - t0
-    float_clean_after = _acc(fl.predict(xc, lc), yc)
-    ctx.log(
-        f"  float: shifted {curve_float[0][1]:.1f}% → {curve_float[-1][1]:.1f}% "
-        f"[{float_seconds:.0f} s]"
-    )
+    fl = None
+    if a.compare_float:
+        fl, fl_shift, fl_orig, curves_float, float_seconds = _float_part(
+            ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc
+        )
 
     # --- Lava: the same stream and signals, then before/after on held-out samples -------
     lava = None
-    if ctx.cfg.lava.enabled:
-        lava = _lava_part(
-            ctx, qnet, plastic, learned, layers, xs_int, ys, signals_t, outputs_t, xe, ye, le, plan
+    if ctx.cfg.lava.enabled and mech.consolidate_shift:
+        ctx.log(
+            "  Lava: not run: consolidation is not yet a step of the Lava node kinds "
+            "(docs/adaptation.md)"
         )
+    elif ctx.cfg.lava.enabled:
+        lava = _lava_part(
+            ctx, qnet, plastic, learned, layers, x_all_int, y_all, signals_t, outputs_t,
+            xe, ye, le, plan,
+        )  # fmt: skip
 
     # --- results -------------------------------------------------------------------------
     names = list(layers)
@@ -209,8 +174,9 @@ def run(ctx: Context) -> StageOutput:
         "float_before": _twin_weights(model, names),
         "fixed_before": _float_weights(qnet, names),
         "device_after": _float_weights(learned, names),
-        "float_after": _twin_weights(fl.model, names),
     }
+    if fl is not None:
+        weights["float_after"] = _twin_weights(fl.model, names)
     buf = io.BytesIO()
     torch.save(weights, buf)
     out = ctx.stage_dir("adaptation")
@@ -218,44 +184,53 @@ def run(ctx: Context) -> StageOutput:
     changed = {
         name: int((learned.node(name).weight != qnet.node(name).weight).sum()) for name in names
     }
+
+    def acc_block(sh, orig):
+        return {
+            "before": sh.before,
+            "after": sh.after,
+            "clean_before": orig.before,
+            "clean_after": orig.after,
+            "shifted": sh.as_dict(),
+            "original": orig.as_dict(),
+        }
+
     result = {
         "scenario": a.scenario,
         "description": shift.describe(),
+        "mechanisms": mech.describe(),
         "settings": {
             "layers": names,
             "signal": a.signal,
             "lr": a.lr,
             "window": a.window,
             "steps": steps,
-            "stream_steps": int(xs.shape[0]),
+            "stream_steps": int(x_all.shape[0]),
             "stream_samples": n_stream,
+            "replay_samples": n_replay,
+            "labelled_samples": a.labelled or n_stream,
+            "learned_steps": dev.learned_steps,
             "eval_samples": n_eval,
-            "eval_set": scenario.eval_name,
-            "clean_set": scenario.clean_name,
+            "eval_set": prep.eval_name,
+            "clean_set": prep.clean_name,
+            "mechanisms": dataclasses.asdict(mech),
         },
         "accuracy": {
-            "emulator": {
-                "before": curve_emu[0][1],
-                "after": curve_emu[-1][1],
-                "clean_before": clean_before,
-                "clean_after": clean_after,
-            },
-            "float": {
-                "before": curve_float[0][1],
-                "after": curve_float[-1][1],
-                "clean_before": float_clean_before,
-                "clean_after": float_clean_after,
-            },
+            "emulator": acc_block(emu_shift, emu_orig),
+            "float": None if fl is None else acc_block(fl_shift, fl_orig),
             "lava": None if lava is None else lava["accuracy"],
         },
         "curves": {
-            "samples": [c[0] for c in curve_emu],
-            "emulator": [c[1] for c in curve_emu],
-            "float": [c[1] for c in curve_float],
+            "samples": curves_emu.samples,
+            "emulator": curves_emu.shifted,
+            "float": None if fl is None else curves_float.shifted,
+            "emulator_original": curves_emu.original,
+            "float_original": None if fl is None else curves_float.original,
         },
+        "seeds": _over_seeds(a, runs),
         "weights_changed": changed,
         "lava": lava,
-        "seconds": {"emulator": emu_seconds, "float": float_seconds},
+        "seconds": {"emulator": emu_seconds, "float": None if fl is None else float_seconds},
     }
     atomic_json(result, out / "adaptation.json")
     acc = result["accuracy"]
@@ -265,12 +240,16 @@ def run(ctx: Context) -> StageOutput:
         "lava_weights_equal": None if lava is None else lava["weights_equal"],
         "lava_outputs_bit_exact": None if lava is None else lava["outputs_bit_exact"],
     }
-    e, f = acc["emulator"], acc["float"]
     line = (
         f"{shift.describe()}; {n_stream} labelled samples, third factor only "
-        f"({_SIGNAL_TEXT[a.signal]}): emulator "
-        f"{e['before']:.1f}% → {e['after']:.1f}%, float {f['before']:.1f}% → {f['after']:.1f}%"
+        f"({_SIGNAL_TEXT[a.signal]}), {mech.describe()}: {gained_lost(emu_shift, emu_orig)} "
+        "(emulator)"
     )
+    if fl is not None:
+        line += (
+            f"; float {fl_shift.delta:+.1f} ± {fl_shift.se:.1f} shifted, "
+            f"{fl_orig.delta:+.1f} ± {fl_orig.se:.1f} original"
+        )
     if lava is not None:
         la = lava["accuracy"]
         line += (
@@ -278,6 +257,37 @@ def run(ctx: Context) -> StageOutput:
             f"Lava-learned weights {'=' if lava['weights_equal'] else '≠'} emulator's"
         )
     return StageOutput(summary, line, (A.ADAPT_JSON, A.ADAPT_WEIGHTS))
+
+
+def _float_part(ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc):
+    """The same stream learned by the float twin: (learner, shifted and original
+    :class:`PairedChange`, curves, seconds)."""
+    a, train = ctx.cfg.adaptation, ctx.cfg.train
+    device = resolve_device(train.device, "train.device")
+    fl = FloatLearner(model, layers, a.lr, a.window, plan, device)
+    w0_float = fl.plastic_copy()
+    pred_fe0, pred_fc0 = fl.predict(xe, le), fl.predict(xc, lc)
+
+    def score_float(net):
+        return _acc(net.predict(xe, le), ye), _acc(net.predict(xc, lc), yc)
+
+    t0 = time.time()
+    curves_float, _, _ = learn_stream(
+        fl, x_all, y_all, schedule, mech, a.eval_every, score_float, lambda: fl,
+        consolidate=lambda j: fl.consolidate(w0_float, mech.consolidate_shift),
+        progress=lambda r: progress_bar(
+            r, show=ctx.progress, desc="S-TLLR learning (float)", unit="sample"
+        ),
+    )  # fmt: skip
+    float_seconds = time.time() - t0
+    fl_shift = paired_change(pred_fe0, fl.predict(xe, le), ye)
+    fl_orig = paired_change(pred_fc0, fl.predict(xc, lc), yc)
+    ctx.log(
+        f"  float: shifted {fl_shift.before:.1f}% → {fl_shift.after:.1f}% "
+        f"({fl_shift.delta:+.1f} ± {fl_shift.se:.1f}); original {fl_orig.before:.1f}% → "
+        f"{fl_orig.after:.1f}% ({fl_orig.delta:+.1f} ± {fl_orig.se:.1f}) [{float_seconds:.0f} s]"
+    )
+    return fl, fl_shift, fl_orig, curves_float, float_seconds
 
 
 def _lava_part(
@@ -333,7 +343,7 @@ def _lava_part(
             kw["weight_rec"] = torch.as_tensor(lw["w_rec"], dtype=torch.int64)
         w_mismatch[name] = diff
         lava_net = lava_net.replace_node(dataclasses.replace(lava_net.node(name), **kw))
-    n_eval = min(ctx.cfg.adaptation.lava_eval_samples, xe.shape[1])
+    n_eval = min(ctx.cfg.adaptation.lava_eval_samples or xe.shape[1], xe.shape[1])
     xe_int = quantize_input(xe[:, :n_eval], qnet.input_format)
     y, lengths = ye[:n_eval], le[:n_eval]
     out_name = qnet.nodes[-1].name
@@ -354,6 +364,7 @@ def _lava_part(
             "after": _acc(preds["after"][1], y),
         },
         "agreement": {w: float((p[0] == p[1]).double().mean()) for w, p in preds.items()},
+        "predictions_differing": {w: int((p[0] != p[1]).sum()) for w, p in preds.items()},
         "weights_mismatched": w_mismatch,
         "weights_equal": all(v == 0 for v in w_mismatch.values()),
         "outputs_mismatched": out_mismatch,

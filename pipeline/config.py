@@ -94,6 +94,11 @@ class AdaptationSection:
     calib_frames: int = 20
     #: held_out_user: the held-out users (empty = every user of the test split)
     users: tuple[int, ...] = ()
+    #: gain_change: factor on the sensor's response (event counts: Poisson(gain · x))
+    gain: float = 0.5
+    #: frame shifts: the condition drifts in slowly (stream sample k of n at severity
+    #: (k + 1)/n; the evaluation at full strength)
+    drift: bool = False
     #: seed of the shift (events drawn per sample from (seed, split, index))
     seed: int = 7
     #: plastic nodes; the last one must be the readout. Hidden nodes get the readout's
@@ -115,8 +120,29 @@ class AdaptationSection:
     eval_every: int = 25
     #: shifted test samples of the learning curves (0 = the whole test split)
     eval_samples: int = 0
-    #: shifted test samples run in Lava before and after adaptation
+    #: shifted test samples run in Lava before and after adaptation (0 = all of them), each
+    #: compared with the emulator's prediction
     lava_eval_samples: int = 16
+    #: emulator adaptations with seeds seed, seed+1, … (another stream, shift noise and
+    #: rounding bits each): the report's mean ± std and the spread of its curves
+    repeats: int = 1
+    #: also run the same adaptation in float (the emulator's float reference)
+    compare_float: bool = True
+    # --- stabilising mechanisms (pipeline.adapt_mechanisms; 0 = off) --------------------
+    #: τ in samples: the host scales the error of the k-th streamed sample by 1/(1 + k/τ)
+    rate_decay: float = 0.0
+    #: the host sends a step's error only while 1 − p(label) ≥ this (learn on large errors)
+    error_gate: float = 0.0
+    #: original-condition training samples the host keeps for replay
+    replay_buffer: int = 0
+    #: one replay sample after every this many shifted samples
+    replay_every: int = 0
+    #: after every learned sample, weights pulled 2^-k of the way back to the deployed ones
+    consolidate_shift: int = 0
+    #: label-scarce stream: only the first this many shifted samples carry a label (0 = all)
+    labelled: int = 0
+    #: unlabelled samples learn at steps whose answer has p ≥ this, from that answer (0 = off)
+    pseudo_label: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -225,9 +251,14 @@ def check(cfg: PipelineConfig) -> None:
         raise UserError(f"cost.samples must be ≥ 0 (0 = all), got {cfg.cost.samples}")
     if lava.samples < 1 or lava.timeout_s <= 0:
         raise UserError("lava.samples must be ≥ 1 and lava.timeout_s > 0")
-    for key in ("samples", "window", "eval_every", "lava_eval_samples"):
+    for key in ("samples", "window", "eval_every", "repeats"):
         if getattr(a, key) < 1:
             raise UserError(f"adaptation.{key} must be ≥ 1, got {getattr(a, key)}")
+    if a.lava_eval_samples < 0:
+        raise UserError(
+            f"adaptation.lava_eval_samples must be ≥ 0 (0 = the whole evaluation set), got "
+            f"{a.lava_eval_samples}"
+        )
     if a.eval_samples < 0:
         raise UserError(f"adaptation.eval_samples must be ≥ 0 (0 = all), got {a.eval_samples}")
     if a.noise_std < 0 or a.calib_frames < 1:
@@ -237,12 +268,25 @@ def check(cfg: PipelineConfig) -> None:
         )
     if not 0.0 <= a.event_loss < 1.0 or not 0.0 <= a.background < 1.0:
         raise UserError("adaptation.event_loss and adaptation.background must be in [0, 1)")
+    if not 0.0 < a.gain < math.inf:
+        raise UserError(f"adaptation.gain must be a finite number > 0, got {a.gain}")
     if not 0 < a.lr < math.inf:
         raise UserError(f"adaptation.lr must be a finite number > 0, got {a.lr}")
     from pipeline.learners import SIGNALS
 
     if a.signal not in SIGNALS:
         raise UserError(f"adaptation.signal must be one of {', '.join(SIGNALS)}, got {a.signal!r}")
+    from pipeline.adapt_mechanisms import Mechanisms
+
+    mech = Mechanisms.from_section(a, cfg.source or "[adaptation]")
+    if a.signal != "host" and (mech.rate_decay or mech.error_gate or a.labelled):
+        raise UserError(
+            "adaptation.rate_decay, adaptation.error_gate and adaptation.labelled shape the "
+            f"host's error; with adaptation.signal={a.signal!r} the device makes its own "
+            "(set them to 0)"
+        )
+    if a.labelled < 0:
+        raise UserError(f"adaptation.labelled must be ≥ 0 (0 = all), got {a.labelled}")
     from pipeline.shift import SCENARIOS
 
     if a.scenario not in SCENARIOS:

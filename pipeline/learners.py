@@ -25,22 +25,15 @@ the window send no signal. (Lava's port receives zeros there; an update with ``L
 changes no weight that lies inside its range, which the pipeline's parity check of the
 learned weights confirms.)
 
-:func:`float_twin` + :class:`FloatLearner`: the float model with every S-TLLR layer's
-effective weight Ŵ (after weight standardisation) made its raw weight, so SGD acts on
-Ŵ — the same parametrisation the device updates — trained with
-:func:`stllr.training.train_batch` in ``stllr_online`` mode (an SGD step at every step of
-the window) on the same plastic weights, with the same η.
+The float counterpart (:class:`~pipeline.float_learner.FloatLearner`) lives in
+:mod:`pipeline.float_learner`.
 """
 
 from __future__ import annotations
 
-import copy
-import re
-
 import torch
 
 from stllr.errors import UserError
-from stllr.training import evaluate_batch, train_batch
 
 #: sources of the third factor (``adaptation.signal``)
 SIGNALS = ("host", "dfa", "sdfa")
@@ -168,10 +161,21 @@ class DeviceLearner:
         self.window = window
         self.emu = IntegerEmulator(qnet, delay=0)
         self.specs = {n: qnet.node(n).learning for n in [*self.hidden, self.readout]}
+        self.learned_steps = 0  # steps at which a signal was sent
 
-    def learn_sample(self, x_int: torch.Tensor, label: int):
+    def learn_sample(
+        self,
+        x_int: torch.Tensor,
+        label: int,
+        scale: float = 1.0,
+        gate: float = 0.0,
+        pseudo: float = 0.0,
+    ):
         """One sample ``[T, 1, ...]``: returns (signals ``{node: [T, 1, *out]}``, every node's
-        outputs ``{node: [T, 1, ...]}``)."""
+        outputs ``{node: [T, 1, ...]}``). ``scale``/``gate``/``pseudo``: the host's rate
+        scale, error gate and pseudo-label confidence for ``label = −1``
+        (:func:`pipeline.adapt_mechanisms.step_error`); a step without error sends zeros."""
+        from pipeline.adapt_mechanisms import step_error
         from quantization.learning import quantize_signal
 
         emu = self.emu
@@ -185,13 +189,15 @@ class DeviceLearner:
             outs = emu.forward(x_int[t])
             for n in self.qnet.nodes:
                 outs_all[n.name].append(outs[n.name])
-            if t < start:
+            err = None
+            if t >= start:
+                logits = outs[self.readout].double() * emu.logit_scale
+                err = step_error(logits, label, gate, scale, pseudo)
+            if err is None:
                 for n in sigs:
                     sigs[n].append(torch.zeros_like(outs[n]))
                 continue
-            logits = outs[self.readout].double() * emu.logit_scale
-            err = torch.softmax(logits, dim=1)
-            err[0, label] -= 1.0
+            self.learned_steps += 1
             signal = {self.readout: quantize_signal(err, self.specs[self.readout])}
             if self.hidden:
                 w_ro = emu.weights(self.readout)["w"].double() * 2.0**ro.weight_exp
@@ -205,6 +211,11 @@ class DeviceLearner:
             {k: torch.stack(v) for k, v in sigs.items()},
             {k: torch.stack(v) for k, v in outs_all.items()},
         )
+
+    def consolidate(self, deployed, shift: int, sample: int) -> None:
+        """Pull the plastic weights ``2^−shift`` of the way back to ``deployed``'s
+        (:func:`quantization.consolidation.consolidate`), after sample ``sample``."""
+        self.emu = consolidated_emulator(self.emu, deployed, list(self.specs), shift, sample)
 
     def network(self):
         """The network with the weights learned so far (learning specs kept)."""
@@ -222,10 +233,21 @@ class OnDeviceLearner:
         self.qnet, self.plan, self.window = qnet, plan, window
         self.emu = IntegerEmulator(qnet, delay=0)
 
-    def learn_sample(self, x_int: torch.Tensor, label: int):
+    def learn_sample(
+        self,
+        x_int: torch.Tensor,
+        label: int,
+        scale: float = 1.0,
+        gate: float = 0.0,
+        pseudo: float = 0.0,
+    ):
         """One sample ``[T, 1, ...]``: returns (signals ``{node: [T, 1, *out]}``, every node's
-        outputs ``{node: [T, 1, ...]}``)."""
+        outputs ``{node: [T, 1, ...]}``). The device makes its own error from the label, so
+        the host's rate scale, error gate and pseudo-labels do not apply."""
         from quantization.signals import emulate_online
+
+        if scale != 1.0 or gate != 0.0 or label < 0:
+            raise ValueError("on-device signals take no host rate scale, gate or pseudo-label")
 
         res = emulate_online(
             self.qnet,
@@ -240,129 +262,36 @@ class OnDeviceLearner:
             {k: torch.as_tensor(v)[:, None] for k, v in res.outputs.items()},
         )
 
+    def consolidate(self, deployed, shift: int, sample: int) -> None:
+        """As :meth:`DeviceLearner.consolidate`."""
+        names = [n.name for n in self.qnet.nodes if getattr(n, "learning", None) is not None]
+        self.emu = consolidated_emulator(self.emu, deployed, names, shift, sample)
+
     def network(self):
         return self.emu.to_qnetwork()
 
 
-#: float module of a QNetwork node where the names differ (VGG: ``conv3`` → ``convs.3``)
-_NODE_TO_MODULE = ((re.compile(r"^conv(\d+)$"), r"convs.\1"),)
-#: the feedback hook after a node's module (VGG: ``conv3`` → ``hooks.3``, SHD: ``rec`` → ``hook``)
-_NODE_TO_HOOK = ((re.compile(r"^conv(\d+)$"), r"hooks.\1"), (re.compile(r"^rec$"), "hook"))
+def consolidated_emulator(emu, deployed, names, shift: int, sample: int):
+    """A copy of emulator ``emu`` (step counter kept, so the random bits continue) whose
+    plastic nodes ``names`` hold :func:`quantization.consolidation.consolidate` of their
+    weights toward ``deployed``'s (a QNetwork with the deployed weights)."""
+    import dataclasses
 
+    from quantization.consolidation import consolidate, consolidation_key
+    from quantization.emulator import IntegerEmulator
 
-def _resolve(modules: dict, name: str, patterns) -> str | None:
-    """The first of ``patterns``' renamings of ``name`` that ``modules`` holds."""
-    for pat, repl in patterns:
-        if pat.match(name):
-            cand = pat.sub(repl, name)
-            if cand in modules:
-                return cand
-    return None
-
-
-def module_name(model, node: str) -> str:
-    """The float model's module that a QNetwork node was converted from."""
-    modules = dict(model.named_modules())
-    found = node if node in modules else _resolve(modules, node, _NODE_TO_MODULE)
-    chain = model.node_names() if hasattr(model, "node_names") else []  # SpikingChain
-    if found is None and node in chain:
-        found = f"layers.{chain.index(node)}"
-    if found is None:
-        raise UserError(f"adaptation.layers: the float model has no module for node {node!r}")
-    return found
-
-
-def float_twin(model, layers):
-    """A copy of ``model`` whose S-TLLR layers multiply by raw weights equal to their Ŵ."""
-    twin = copy.deepcopy(model)
-    for name in layers:
-        module_name(twin, name)  # one-line error if the node has no float module
-    with torch.no_grad():
-        for m in twin.modules():
-            if getattr(m, "weight_std", False) and hasattr(m, "effective_weights"):
-                pairs = m._weight_pairs()
-                w_hats = m.effective_weights()
-                m.weight_std = False
-                for (w, _), w_hat in zip(pairs, w_hats, strict=True):
-                    w.copy_(w_hat)
-                m.reset_state()
-    twin.eval()
-    return twin
-
-
-def use_device_feedback(twin, plan) -> None:
-    """Switch the float twin to the device's DFA: each plastic hidden layer's feedback hook
-    injects ``(softmax − onehot) · B`` (``sign(·)`` for sign-DFA) with ``B`` the plan's
-    int8 matrix times ``2^b_exp``."""
-    modules = dict(twin.named_modules())
-    mode = {"dfa": "DFA", "sdfa": "sDFA"}[plan.source]
-    for p in plan.projections:
-        hook_name = _resolve(modules, p.node, _NODE_TO_HOOK)
-        if hook_name is None:
-            raise ValueError(f"the float model has no feedback hook after {p.node!r}")
-        hook = modules[hook_name]
-        b = p.matrix.double() * 2.0**p.b_exp
-        hook.mode = mode
-        hook.feedback = b.reshape(plan.num_classes, *hook.layer_shape).to(
-            next(twin.parameters()).dtype
-        )
-    if hasattr(twin, "feedback_mode"):
-        twin.feedback_mode = mode
-
-
-def plastic_parameters(twin, layers) -> list[torch.nn.Parameter]:
-    """The weights (not biases or gains) of the plastic layers."""
-    modules = dict(twin.named_modules())
-    params = []
-    for name in layers:
-        m = modules[module_name(twin, name)]
-        params += [p for n, p in m.named_parameters() if n.startswith("weight")]
-    return params
-
-
-class FloatLearner:
-    """SGD on the plastic Ŵ with S-TLLR gradients at every step of the window.
-
-    The twin learns on ``device`` (None: where ``model`` is); inputs go there and
-    predictions come back to the CPU.
-    """
-
-    def __init__(self, model, layers, lr: float, window: int, plan=None, device=None):
-        self.model = float_twin(model, layers)
-        if device is not None:
-            self.model.to(device)
-        self.device = next(self.model.parameters()).device
-        if plan is not None and plan.projections:
-            use_device_feedback(self.model, plan)
-        self.window = window
-        plastic = plastic_parameters(self.model, layers)
-        ids = {id(p) for p in plastic}
-        for p in self.model.parameters():
-            p.requires_grad_(id(p) in ids)  # biases, gains and frozen layers stay as deployed
-        self.optimizer = torch.optim.SGD(plastic, lr=lr)
-
-    def learn_sample(self, x: torch.Tensor, label: int) -> None:
-        train_batch(
-            self.model,
-            x.to(self.device),
-            torch.tensor([label], device=self.device),
-            self.optimizer,
-            mode="stllr_online",
-            window=self.window,
-        )
-        self.model.eval()
-
-    def predict(self, x: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256):
-        """Predictions ``[N]`` on frames ``[T, N, ...]``, each sample over its ``lengths``
-        steps."""
-        preds = [
-            evaluate_batch(
-                self.model,
-                x[:, s : s + batch_size].to(self.device),
-                lengths=lengths[s : s + batch_size],
-            )
-            .logits.argmax(1)
-            .cpu()
-            for s in range(0, x.shape[1], batch_size)
-        ]
-        return torch.cat(preds)
+    net = emu.to_qnetwork()
+    index = {n.name: i for i, n in enumerate(net.nodes)}
+    for name in names:
+        node, d = net.node(name), deployed.node(name)
+        seed = node.learning.seed if node.learning is not None else 0
+        kw = {}
+        for which, attr in enumerate(("weight", "weight_rec")):
+            w = getattr(node, attr, None)
+            if w is not None:
+                key = consolidation_key(seed, sample, index[name], which)
+                kw[attr] = consolidate(w, getattr(d, attr), shift, key)
+        net = net.replace_node(dataclasses.replace(node, **kw))
+    new = IntegerEmulator(net, delay=emu.delay, device=emu.device)
+    new.step_count = emu.step_count
+    return new

@@ -55,27 +55,33 @@ def adaptation_section(art: Artefacts, fig_dir: Path) -> list:
         f"'original condition' columns use {s.get('clean_set', 'clean test samples')}."
     )
     blocks.append(("p", text))
+    if adapt.get("mechanisms"):
+        blocks.append(("p", f"Stabilising mechanisms: {adapt['mechanisms']}."))
     rows = []
     for impl in ("float", "emulator"):
-        d = aa[impl]
+        d = aa.get(impl)
+        if not d:
+            continue
         rows.append(
             [
                 impl if impl == "float" else "fixed point (emulator)",
                 pct(d["before"]),
                 pct(d["after"]),
-                f"{d['after'] - d['before']:+.1f}",
+                _delta(d, "shifted", d["after"] - d["before"]),
                 pct(d["clean_before"]),
                 pct(d["clean_after"]),
+                _delta(d, "original", d["clean_after"] - d["clean_before"]),
             ]
         )
     if aa.get("lava"):
         d = aa["lava"]
         rows.append(
             [
-                f"Lava fixed_pt ({adapt['lava']['eval_samples']} samples)",
+                _lava_label(adapt["lava"]),
                 pct(d["before"]),
                 pct(d["after"]),
                 f"{d['after'] - d['before']:+.1f}",
+                "—",
                 "—",
                 "—",
             ]
@@ -86,19 +92,42 @@ def adaptation_section(art: Artefacts, fig_dir: Path) -> list:
                 "",
                 "shifted, before",
                 "shifted, after",
-                "Δ (points)",
+                "Δ shifted (points ± paired SE; gained/lost)",
                 "original, before",
                 "original, after",
+                "Δ original (points ± paired SE; gained/lost)",
             ],
             rows,
         )
     )
+    e = aa["emulator"]
+    if "shifted" in e:
+        from pipeline.adapt_stats import PairedChange, gained_lost
+
+        sh, orig = PairedChange(**e["shifted"]), PairedChange(**e["original"])
+        blocks.append(("p", f"What on-device learning gained and lost (emulator): "
+                            f"{gained_lost(sh, orig)}."))  # fmt: skip
+    seeds = adapt.get("seeds") or {}
+    if len(seeds.get("seeds", [])) > 1:
+        n = len(seeds["seeds"])
+        blocks.append(
+            (
+                "p",
+                f"Over {n} seeds of the adaptation (emulator; seeds "
+                f"{', '.join(map(str, seeds['seeds']))}): shifted condition "
+                f"{seeds['shifted_delta_mean']:+.1f} ± {seeds['shifted_delta_std']:.1f} points "
+                f"(mean ± std; paired SE of one run {seeds['shifted_se_mean']:.1f}), original "
+                f"condition {seeds['original_delta_mean']:+.1f} ± "
+                f"{seeds['original_delta_std']:.1f} points (paired SE "
+                f"{seeds['original_se_mean']:.1f}).",
+            )
+        )
     figures.adaptation_curves(adapt, fig_dir / "adaptation_curves.png")
     blocks.append(
         Figure(
             "adaptation_curves.png",
-            "Learning curves: accuracy on the "
-            "shifted held-out samples as labelled samples stream in. Lava "
+            "Learning curves: accuracy on the shifted held-out samples (solid) and on "
+            "the original condition (dashed) as labelled samples stream in. Lava "
             "learned the same stream (its weights equal the emulator's) and "
             "was scored before and after.",
         )
@@ -118,6 +147,24 @@ def adaptation_section(art: Artefacts, fig_dir: Path) -> list:
         )
     )
     return blocks
+
+
+def _lava_label(lava: dict) -> str:
+    """``Lava fixed_pt (n samples; = emulator on k/n after)``."""
+    n = lava["eval_samples"]
+    diff = lava.get("predictions_differing")
+    if diff is None:
+        return f"Lava fixed_pt ({n} samples)"
+    same = n - max(diff.values())
+    return f"Lava fixed_pt ({n} samples; predictions = emulator's on {same}/{n})"
+
+
+def _delta(d: dict, cond: str, fallback: float) -> str:
+    """``Δ ± SE (gained/lost)`` from a result's paired block, or the plain Δ of older ones."""
+    c = d.get(cond)
+    if c is None:
+        return f"{fallback:+.1f}"
+    return f"{c['delta']:+.1f} ± {c['se']:.1f} ({c['gained']}/{c['lost']})"
 
 
 def cost_section(art: Artefacts, fig_dir: Path) -> list:

@@ -74,7 +74,7 @@ def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
             acc_rows.append(
                 [
                     f"shifted condition, {when} adaptation (n={n_eval}{lava_n})",
-                    pct(aa["float"][when]),
+                    pct(aa["float"][when] if aa.get("float") else None),
                     pct(aa["emulator"][when]),
                     pct(lv),
                     "—",
@@ -83,9 +83,23 @@ def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
             groups.append(
                 (
                     f"shifted, {when}\n(n={n_eval}{lava_n})",
-                    {"float": aa["float"][when], "emulator": aa["emulator"][when], "lava": lv},
+                    {
+                        "float": aa["float"][when] if aa.get("float") else None,
+                        "emulator": aa["emulator"][when],
+                        "lava": lv,
+                    },
                 )
             )
+        fl = aa.get("float")
+        acc_rows.append(
+            [
+                f"original condition, after adaptation (n={n_eval})",
+                pct(fl["clean_after"] if fl else None),
+                pct(aa["emulator"]["clean_after"]),
+                "—",
+                "—",
+            ]
+        )
     blocks.append(
         Table(
             [

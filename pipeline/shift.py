@@ -34,6 +34,7 @@ training samples (the users the network was trained for).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -77,17 +78,25 @@ class FrameShift:
     def __call__(self, x: torch.Tensor, split: str, index: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def at(self, severity: float) -> FrameShift:
+        """The same shift at ``severity`` ∈ [0, 1] of its strength (slow drift)."""
+        raise NotImplementedError
+
     def build(self, data, section) -> ScenarioData:
         """Stream: ``section.samples`` shifted training samples (seeded, no repeats);
-        eval: the first ``section.eval_samples`` test samples shifted; clean: unshifted."""
+        eval: the first ``section.eval_samples`` test samples shifted; clean: unshifted.
+        With ``section.drift`` the condition drifts in slowly: stream sample ``k`` (of
+        ``n``) is shifted at severity ``(k + 1)/n`` (:meth:`at`), the evaluation at full
+        strength."""
         gen = torch.Generator().manual_seed(self.seed)
         n_stream = min(section.samples, len(data.train))
         stream_idx = torch.randperm(len(data.train), generator=gen)[:n_stream].tolist()
         n_eval = _count(section.eval_samples, len(data.test))
         stream = []
-        for i in stream_idx:
+        for k, i in enumerate(stream_idx):
             x, y = data.train[i]
-            stream.append((self(x, "train", i), int(y)))
+            shift = self.at((k + 1) / n_stream) if getattr(section, "drift", False) else self
+            stream.append((shift(x, "train", i), int(y)))
         test = [data.test[i] for i in range(n_eval)]
         shifted = [(self(x, "test", i), int(y)) for i, (x, y) in enumerate(test)]
         return ScenarioData(stream, shifted, [(x, int(y)) for x, y in test])
@@ -101,6 +110,11 @@ class NoisySensor(FrameShift):
     background: float = 0.02
     channel_shift: int = 0
     seed: int = 7
+
+    def at(self, severity: float) -> NoisySensor:
+        return dataclasses.replace(
+            self, event_loss=self.event_loss * severity, background=self.background * severity
+        )
 
     def describe(self) -> str:
         parts = [
@@ -151,6 +165,9 @@ class SensorNoise(FrameShift):
     noise_std: float = 0.5
     seed: int = 7
 
+    def at(self, severity: float) -> SensorNoise:
+        return dataclasses.replace(self, noise_std=self.noise_std * severity)
+
     def describe(self) -> str:
         return f"noisier sensor read-out: Gaussian noise of std {self.noise_std:g} per value"
 
@@ -158,6 +175,80 @@ class SensorNoise(FrameShift):
         g = _generator(self.seed, split, index)
         noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
         return (x.double() + self.noise_std * noise).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class GainChange(FrameShift):
+    """A sensor whose gain (or a scene whose contrast) changed by the factor ``gain``:
+    event counts become ``Poisson(gain · x)`` (integers, so it stays an event sensor),
+    real-valued frames ``gain · x``."""
+
+    gain: float = 0.5
+    seed: int = 7
+
+    def at(self, severity: float) -> GainChange:
+        return dataclasses.replace(self, gain=1.0 + (self.gain - 1.0) * severity)
+
+    def describe(self) -> str:
+        return f"gain change: the sensor's response scaled by {self.gain:g}"
+
+    def __call__(self, x: torch.Tensor, split: str, index: int) -> torch.Tensor:
+        v = x.double()
+        counts = bool((v >= 0).all()) and bool((v == v.round()).all())
+        if not counts:
+            return (self.gain * v).to(x.dtype)
+        g = _generator(self.seed, split, index)
+        return torch.poisson(self.gain * v, generator=g).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class HeldOutSpeaker:
+    """Speakers (users) never seen in training: ``samples`` of their test recordings
+    stream in (a seeded draw, at most half of them), the rest is the evaluation, and the
+    test recordings of the training speakers are the original condition."""
+
+    seed: int = 7
+
+    def describe(self) -> str:
+        return (
+            "held-out speakers: speakers never seen in training, adapting on some of their "
+            "recordings"
+        )
+
+    def build(self, data, section) -> ScenarioData:
+        test_users = getattr(data.test, "sample_users", None)
+        train_users = getattr(data.train, "sample_users", None)
+        if test_users is None or train_users is None:
+            raise UserError(
+                "scenario held_out_speaker needs per-sample speakers in both splits (SHD, "
+                f"its stand-in or DVS Gesture); this task's data ({type(data.test).__name__}) "
+                "has none"
+            )
+        seen = set(train_users)
+        new = [i for i, u in enumerate(test_users) if u not in seen]
+        old = [i for i, u in enumerate(test_users) if u in seen]
+        if len(new) < 2 or not old:
+            raise UserError(
+                "scenario held_out_speaker: the test split needs recordings of at least one "
+                f"held-out and one training speaker; it has {len(new)} and {len(old)}"
+            )
+        gen = torch.Generator().manual_seed(self.seed)
+        order = [new[j] for j in torch.randperm(len(new), generator=gen).tolist()]
+        n_stream = min(section.samples, len(new) // 2)
+        test = data.test
+        stream = [(test[i][0], int(test[i][1])) for i in order[:n_stream]]
+        rest = order[n_stream:]
+        n_eval = _count(section.eval_samples, len(rest))
+        evaluation = [(test[i][0], int(test[i][1])) for i in sorted(rest)[:n_eval]]
+        n_clean = _count(section.eval_samples, len(old))
+        clean = [(test[i][0], int(test[i][1])) for i in old[:n_clean]]
+        return ScenarioData(
+            stream,
+            evaluation,
+            clean,
+            eval_name="held-out speakers' test recordings not streamed",
+            clean_name="training speakers' test recordings",
+        )
 
 
 @dataclass(frozen=True)
@@ -228,6 +319,8 @@ SCENARIOS: dict[str, Callable] = {
     "noisy_sensor": lambda a: NoisySensor(a.event_loss, a.background, a.channel_shift, a.seed),
     "sensor_noise": lambda a: SensorNoise(a.noise_std, a.seed),
     "held_out_user": lambda a: HeldOutUser(a.calib_frames, tuple(a.users), a.seed),
+    "gain_change": lambda a: GainChange(a.gain, a.seed),
+    "held_out_speaker": lambda a: HeldOutSpeaker(a.seed),
 }
 
 

@@ -50,15 +50,16 @@ def load_task(cfg: ExperimentConfig) -> TaskData:
 
 
 def _shd_standin(cfg: ExperimentConfig) -> TaskData:
-    from stllr.data.shd_frames import standin_shd_tensors
+    from stllr.data.shd_frames import read_speakers, standin_shd_tensors
+    from stllr.data.shd_standin import TEST_FILE, TRAIN_FILE
 
     n_train = cfg.standin_train or 1000
     n_test = cfg.standin_test or 400
     folder = Path(cfg.data) if cfg.data else CACHE_DIR / "shd_standin"
     d = standin_shd_tensors(folder, n_train=n_train, n_test=n_test, seed=0)
     return TaskData(
-        ListDataset(d.train_frames, d.train_labels),
-        ListDataset(d.test_frames, d.test_labels),
+        ListDataset(d.train_frames, d.train_labels, read_speakers(folder / TRAIN_FILE)),
+        ListDataset(d.test_frames, d.test_labels, read_speakers(folder / TEST_FILE)),
         (700,),
         20,
         f"SHD-like stand-in ({n_train} train / {n_test} test, held-out speakers) in {folder}",
@@ -67,7 +68,7 @@ def _shd_standin(cfg: ExperimentConfig) -> TaskData:
 
 def _audio(cfg: ExperimentConfig, name: str, test_split: str, classes: int) -> TaskData:
     """SHD (20 classes) or SSC (35 classes): the same hdf5 layout and 10 ms frames."""
-    from stllr.data.shd_frames import load_shd_frames
+    from stllr.data.shd_frames import load_shd_frames, read_speakers
 
     if not cfg.data:
         raise UserError(
@@ -85,8 +86,8 @@ def _audio(cfg: ExperimentConfig, name: str, test_split: str, classes: int) -> T
     train = load_shd_frames(files["train"], num_classes=classes)
     test = load_shd_frames(files[test_split], num_classes=classes)
     return TaskData(
-        ListDataset(*train),
-        ListDataset(*test),
+        ListDataset(*train, read_speakers(files["train"])),
+        ListDataset(*test, read_speakers(files[test_split])),
         (700,),
         classes,
         f"{name.upper()} from {folder} (train / {test_split})",

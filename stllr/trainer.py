@@ -39,11 +39,17 @@ class Dataset(Protocol):
 class ListDataset:
     """Samples ``[T_i, *shape]`` held in memory with their labels ``[N]``."""
 
-    def __init__(self, samples: list[torch.Tensor], labels: torch.Tensor):
+    def __init__(
+        self, samples: list[torch.Tensor], labels: torch.Tensor, users: list[int] | None = None
+    ):
         if len(samples) != len(labels):
             raise ValueError(f"{len(samples)} samples but {len(labels)} labels")
+        if users is not None and len(users) != len(samples):
+            raise ValueError(f"{len(samples)} samples but {len(users)} users")
         self.samples = samples
         self.labels = labels
+        #: speaker or user of every sample, where the data set records one (else None)
+        self.sample_users = None if users is None else [int(u) for u in users]
 
     def __len__(self) -> int:
         return len(self.samples)

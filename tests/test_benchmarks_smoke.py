@@ -144,3 +144,16 @@ def test_flow_step_quick():
     assert (
         by[("bptt", t_large)]["peak_saved_bytes"] > 1.5 * by[("bptt", t_small)]["peak_saved_bytes"]
     )
+
+
+@pytest.mark.slow
+def test_adaptation_benchmark_reports_both_conditions_per_seed():
+    d = run_quick("adaptation.py", "--variants", "config,replay")
+    task = d["tasks"]["shd-standin"]
+    for entry in task["variants"].values():
+        assert len(entry["per_seed"]) == 2
+        for row in entry["per_seed"]:
+            for cond in ("shifted", "original"):
+                c = row["emulator"][cond]
+                assert c["delta"] == pytest.approx(100 * (c["gained"] - c["lost"]) / c["n"])
+        assert set(entry["targets"]) == {"shifted_gain_ge_10", "original_loss_le_2"}

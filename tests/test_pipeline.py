@@ -187,7 +187,7 @@ def test_lava_floating_pt_equals_a_float64_torch_recomputation(tiny_run):
 def test_adaptation_parity_and_recomputed_accuracy(tiny_run):
     import dataclasses
 
-    from pipeline.adaptation import emulator_predictions
+    from pipeline.adapt_device import emulator_predictions
     from pipeline.artefacts import load_qnet
     from pipeline.lava_inference import padded_subset
     from pipeline.shift import make_shift
@@ -459,7 +459,7 @@ def test_interrupted_training_continues_from_its_checkpoint(tmp_path, data_dir):
 
 
 def test_float_twin_computes_the_same_function_and_learns_only_plastic_weights():
-    from pipeline.learners import FloatLearner, float_twin
+    from pipeline.float_learner import FloatLearner, float_twin
     from stllr.models.shd import SHDNetSTLLR
     from stllr.training import evaluate_batch
 
@@ -618,3 +618,53 @@ def test_killed_after_the_last_checkpoint_resumes_to_every_file(tiny_run, tmp_pa
     assert (run_dir / "report/report.html").is_file()
     assert not (run_dir / ".staging").exists()
     assert _json(run_dir / "train/config.json")["name"] == "train"
+
+
+def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
+    tiny_run, tmp_path, data_dir
+):
+    """Replay, a decaying rate and an error gate (host-side choices) stream through Lava with
+    the emulator's signals: Lava's learned weights equal the emulator's; the paired counts
+    recomputed from scratch match the stored ones; the report shows both conditions."""
+    from pipeline.adapt_device import emulator_predictions
+    from pipeline.shift import make_shift
+    from stllr.padding import stack_samples
+    from stllr.tasks import load_task
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    sets = (
+        "adaptation.replay_buffer=2",
+        "adaptation.replay_every=2",
+        "adaptation.rate_decay=3",
+        "adaptation.error_gate=0.05",
+        "adaptation.lava_eval_samples=0",
+    )
+    code, out, err = resume_cli(run_dir, data_dir, "--rerun-from", "adaptation", sets=sets)
+    assert code == 0, err
+    res = _json(run_dir / "adaptation/adaptation.json")
+    assert res["settings"]["replay_samples"] == 3  # after shifted samples 2, 4 and 6
+    assert res["lava"]["weights_equal"] and res["lava"]["outputs_bit_exact"]
+    assert res["lava"]["eval_samples"] == 20  # 0 = the whole evaluation set
+    assert res["lava"]["predictions_differing"] == {"before": 0, "after": 0}
+    emu = res["accuracy"]["emulator"]
+    # the stored paired statistics against predictions recomputed here
+    cfg = _cfg(run_dir)
+    data = load_task(cfg.train)
+    sc = make_shift(cfg.adaptation).build(data, cfg.adaptation)
+    xc, yc, lc = stack_samples(sc.clean)
+    from pipeline import artefacts as A
+
+    before = emulator_predictions(A.load_qnet(run_dir), xc, lc)
+    learned = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=True)
+    assert "device_after" in learned
+    assert emu["original"]["before"] == pytest.approx(100 * float((before == yc).double().mean()))
+    n = emu["original"]["n"]
+    assert n == len(yc)
+    assert emu["original"]["delta"] == pytest.approx(
+        100 * (emu["original"]["gained"] - emu["original"]["lost"]) / n
+    )
+    assert len(res["curves"]["emulator_original"]) == len(res["curves"]["samples"])
+    md = (run_dir / "report/report.md").read_text()
+    assert "Δ original (points ± paired SE; gained/lost)" in md
+    assert "original condition" in md and "replay of 2 original-condition samples" in md

@@ -10,6 +10,7 @@ import torch
 
 from pipeline.config import AdaptationSection
 from pipeline.shift import HeldOutUser, NoisySensor, SensorNoise, make_shift
+from stllr.errors import UserError
 from stllr.trainer import ListDataset
 
 
@@ -150,7 +151,8 @@ def test_check_layers_lets_dfa_reach_layers_behind_pooling_but_not_host_signals(
 def test_float_learner_uses_the_devices_feedback_matrix():
     """The float twin's DFA hook injects (softmax − onehot)·B with the plan's B: the
     gradient reaching conv1's output equals that product computed directly."""
-    from pipeline.learners import float_twin, make_plan, make_plastic, use_device_feedback
+    from pipeline.float_learner import float_twin, use_device_feedback
+    from pipeline.learners import make_plan, make_plastic
     from stllr.feedback import FeedbackContext
 
     model, qnet, x = _small_vgg_qnet()
@@ -190,3 +192,63 @@ def test_every_real_task_resolves_with_data_and_refuses_without(task, tmp_path):
     assert cfg.train.epochs >= 100  # the paper's schedule, not the stand-in's
     with pytest.raises(ValueError, match=f"task '{task}' reads real files: give --data PATH"):
         _resolve(args())
+
+
+def _speaker_data():
+    """Train speakers 0, 1; the test split adds speaker 5 (held out) with 6 recordings."""
+    train = ListDataset(_frames(4, 5, lambda i, t: -(i + 1)), torch.arange(4) % 3, [0, 1, 0, 1])
+    test_users = [0, 5, 1, 5, 5, 0, 5, 5, 5]
+    test = ListDataset(_frames(9, 5), torch.arange(9) % 3, test_users)
+    return _Data(train, test)
+
+
+def test_held_out_speaker_streams_half_of_the_new_speakers_and_evaluates_the_rest():
+    from pipeline.shift import HeldOutSpeaker
+
+    data = _speaker_data()
+    section = AdaptationSection(scenario="held_out_speaker", samples=10, eval_samples=0)
+    sc = HeldOutSpeaker(seed=4).build(data, section)
+    ids = lambda items: [int(x[0, 0]) // 1000 for x, _ in items]  # noqa: E731
+    new = {1, 3, 4, 6, 7, 8}
+    assert len(sc.stream) == 3  # at most half of the 6 held-out recordings
+    assert set(ids(sc.stream)) | set(ids(sc.eval)) == new
+    assert not set(ids(sc.stream)) & set(ids(sc.eval))
+    assert ids(sc.clean) == [0, 2, 5]  # the training speakers' test recordings
+    for x, y in sc.stream:
+        i = int(x[0, 0]) // 1000
+        assert torch.equal(x, data.test[i][0]) and y == int(data.test[i][1])
+    with pytest.raises(UserError, match="needs per-sample speakers"):
+        HeldOutSpeaker().build(
+            _Data(ListDataset(_frames(2, 3), torch.arange(2)), data.test), section
+        )
+
+
+def test_gain_change_is_poisson_on_counts_and_a_product_on_real_frames():
+    from pipeline.shift import GainChange
+
+    counts = torch.full((400, 5), 4.0)
+    out = GainChange(gain=0.5, seed=1)(counts, "train", 3)
+    assert bool((out == out.round()).all()) and bool((out >= 0).all())
+    # Poisson(2): mean 2, variance 2 (analytic), over 2000 draws
+    assert abs(float(out.mean()) - 2.0) < 0.15 and abs(float(out.var()) - 2.0) < 0.3
+    assert torch.equal(out, GainChange(gain=0.5, seed=1)(counts, "train", 3))
+    real = torch.tensor([[0.5, -1.25]])
+    assert torch.equal(GainChange(gain=3.0)(real, "test", 0), torch.tensor([[1.5, -3.75]]))
+    assert GainChange(gain=0.5).at(0.5) == GainChange(gain=0.75)
+
+
+def test_drift_shifts_the_stream_at_growing_severity():
+    """With drift, stream sample k of n is the shift at severity (k + 1)/n: the last one
+    equals the full shift, the first the shift at 1/n (checked against NoisySensor.at)."""
+    data = _Data(ListDataset([torch.full((50, 40), 3.0)] * 4, torch.arange(4)), None)
+    data.test = ListDataset([torch.full((50, 40), 3.0)] * 2, torch.arange(2))
+    shift = NoisySensor(event_loss=0.8, background=0.1, seed=2)
+    section = AdaptationSection(samples=4, drift=True)
+    sc = shift.build(data, section)
+    gen = torch.Generator().manual_seed(2)
+    order = torch.randperm(4, generator=gen).tolist()
+    for k, (i, (x, _)) in enumerate(zip(order, sc.stream, strict=True)):
+        expect = shift.at((k + 1) / 4)(data.train[i][0], "train", i)
+        assert torch.equal(x, expect)
+    assert shift.at(0.25) == NoisySensor(event_loss=0.2, background=0.025, seed=2)
+    assert torch.equal(sc.eval[0][0], shift(data.test[0][0], "test", 0))

@@ -233,6 +233,15 @@ def load_shd_frames(
     return frames, torch.from_numpy(labels)
 
 
+def read_speakers(h5_path: str | os.PathLike) -> list[int] | None:
+    """The speaker of every recording (``extra/speaker``, which SHD and its stand-in
+    record), or ``None`` when the file has no such key."""
+    with h5py.File(Path(h5_path), "r") as f:
+        if "extra/speaker" not in f:
+            return None
+        return [int(v) for v in np.asarray(f["extra/speaker"][()]).reshape(-1)]
+
+
 def pad_batch(frames: Sequence[torch.Tensor]) -> torch.Tensor:
     """Zero-pad ``[T_i, C]`` frames at the end and stack time-major: ``[T_max, B, C]``."""
     if len(frames) == 0:

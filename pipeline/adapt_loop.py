@@ -1,0 +1,138 @@
+"""The adaptation loop: one stream, one learner (device or float), the host's mechanisms.
+
+The stream the device learns from is the scenario's shifted samples in arrival order
+with, when replay is on, the replay buffer's original-condition samples interleaved
+(:func:`pipeline.adapt_mechanisms.stream_schedule`); :func:`interleave` stacks it into one
+``[T, M, ...]`` tensor (the same tensor is fed to Lava). For item ``j`` of the stream the
+learner receives the rate scale ``s_j`` and the error gate; after it, the optional
+consolidation pull. At the checkpoints (counted in shifted samples seen) the network is
+scored on both conditions: the learning curves of the shifted and the original condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+
+from pipeline.adapt_mechanisms import Mechanisms, StreamItem, rate_scale
+
+
+class Curves(NamedTuple):
+    """Accuracy (percent) on the shifted and on the original condition after ``samples``
+    shifted samples (0 = before learning)."""
+
+    samples: list[int]
+    shifted: list[float]
+    original: list[float]
+
+
+def _pad_to(x: torch.Tensor, steps: int) -> torch.Tensor:
+    if x.shape[0] == steps:
+        return x
+    out = x.new_zeros((steps, *x.shape[1:]))
+    out[: x.shape[0]] = x
+    return out
+
+
+def interleave(
+    schedule: Sequence[StreamItem],
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    xr: torch.Tensor | None = None,
+    yr: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames ``[T, M, ...]`` and labels ``[M]`` of the stream in ``schedule`` order, from the
+    shifted samples ``xs [T_s, N, ...]`` and the replay buffer ``xr [T_r, B, ...]`` (both
+    zero-padded at the end to ``max(T_s, T_r)``)."""
+    steps = xs.shape[0] if xr is None else max(xs.shape[0], xr.shape[0])
+    xs = _pad_to(xs, steps)
+    xr = None if xr is None else _pad_to(xr, steps)
+    cols, labels = [], []
+    for item in schedule:
+        if item.source == "shift":
+            cols.append(xs[:, item.index])
+            labels.append(int(ys[item.index]))
+        else:
+            if xr is None or yr is None:
+                raise ValueError("the schedule replays samples but no replay buffer was given")
+            cols.append(xr[:, item.index])
+            labels.append(int(yr[item.index]))
+    return torch.stack(cols, dim=1), torch.tensor(labels, dtype=torch.long)
+
+
+def unlabel_after(schedule: Sequence[StreamItem], y: torch.Tensor, labelled: int) -> torch.Tensor:
+    """Labels ``[M]`` of a label-scarce stream: the shifted samples after the first
+    ``labelled`` arrive without a label (``−1``); replayed samples keep theirs."""
+    out = y.clone()
+    seen = 0
+    for j, item in enumerate(schedule):
+        if item.source == "shift":
+            seen += 1
+            if seen > labelled:
+                out[j] = -1
+    return out
+
+
+def checkpoints_of(schedule: Sequence[StreamItem], every: int) -> dict[int, int]:
+    """``{stream position j: shifted samples seen}`` where a curve point is taken: after the
+    shifted sample whose count is a multiple of ``every``, and at the end of the stream
+    (after any replay that follows the last shifted sample, so the last point is the
+    final network)."""
+    shift_pos = [j for j, it in enumerate(schedule) if it.source == "shift"]
+    n = len(shift_pos)
+    out = {}
+    for k, j in enumerate(shift_pos, 1):
+        if every and k % every == 0 and k < n:
+            out[j] = k
+    if schedule:
+        out[len(schedule) - 1] = n
+    return out
+
+
+def learn_stream(
+    learner,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    schedule: Sequence[StreamItem],
+    mech: Mechanisms,
+    every: int,
+    score: Callable[[object], tuple[float, float]],
+    snapshot: Callable[[], object],
+    consolidate: Callable[[int], None] | None = None,
+    record: bool = False,
+    progress=iter,
+) -> tuple[Curves, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Stream ``x [T, M, ...]``/``y [M]`` (``schedule`` order) through ``learner``.
+
+    ``score(net) → (shifted %, original %)`` scores ``snapshot()``, the learner's network
+    now; ``consolidate(j)`` runs the pull after item ``j`` (when ``mech.consolidate_shift``).
+    With ``record`` the device learner's signals and outputs are returned stacked
+    ``[T, M, ...]`` (for Lava), else empty dicts.
+    """
+    marks = checkpoints_of(schedule, every)
+    s0, o0 = score(snapshot())
+    curves = Curves([0], [s0], [o0])
+    signals: dict[str, list] = {}
+    outputs: dict[str, list] = {}
+    for j in progress(range(len(schedule))):
+        scale = rate_scale(j, mech.rate_decay)
+        res = learner.learn_sample(
+            x[:, j : j + 1], int(y[j]), scale, mech.error_gate, mech.pseudo_label
+        )
+        if record:
+            sig, outs = res
+            for name, v in sig.items():
+                signals.setdefault(name, []).append(v)
+            for name, v in outs.items():
+                outputs.setdefault(name, []).append(v)
+        if mech.consolidate_shift and consolidate is not None:
+            consolidate(j)
+        if j in marks:
+            s, o = score(snapshot())
+            curves.samples.append(marks[j])
+            curves.shifted.append(s)
+            curves.original.append(o)
+    cat = lambda d: {k: torch.cat(v, dim=1) for k, v in d.items()}  # noqa: E731
+    return curves, cat(signals), cat(outputs)
