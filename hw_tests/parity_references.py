@@ -16,15 +16,13 @@ import torch
 from torch import nn
 
 from lava_models.exporter import output_shapes
-from quantization.convert import register_converter, stllr_layer_spec
+from quantization.convert import node_modules, register_converter, stllr_layer_spec
 from quantization.emulator import IntegerEmulator
 from quantization.network import QNetwork
 from quantization.ptq import PTQConfig, quantize_model
 from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
 from stllr.models.base import SpikingModel
 from stllr.models.chain import SpikingChain
-from stllr.models.shd import SHDNetSTLLR
-from stllr.models.vgg import VGGSTLLR
 from stllr.neuron import LIFParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,19 +40,9 @@ STLLR_LAYERS = (Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR)
 
 
 def weighted_modules(model) -> dict[str, nn.Module]:
-    """The float graph's weighted node names → the torch modules that compute them."""
-    if isinstance(model, SHDNetSTLLR):
-        return {"rec": model.rec, "readout": model.readout}
-    if isinstance(model, VGGSTLLR):
-        out = {f"conv{i}": c for i, c in enumerate(model.convs)}
-    else:
-        out = {"stem": model.stem}
-        for b, block in enumerate(model.blocks):
-            out[f"b{b}.conv1"], out[f"b{b}.conv2"] = block.conv1, block.conv2
-            if not isinstance(block.shortcut, nn.Identity):
-                out[f"b{b}.short"] = block.shortcut
-    out["head"] = model.head
-    return out
+    """The float graph's weighted node names → the torch modules that compute them (the
+    converter's own record, :func:`quantization.convert.node_modules`)."""
+    return node_modules(model)
 
 
 class Recorder:

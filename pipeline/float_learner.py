@@ -18,8 +18,6 @@ import torch
 from stllr.errors import UserError
 from stllr.training import evaluate_batch, train_batch
 
-#: float module of a QNetwork node where the names differ (VGG: ``conv3`` → ``convs.3``)
-_NODE_TO_MODULE = ((re.compile(r"^conv(\d+)$"), r"convs.\1"),)
 #: the feedback hook after a node's module (VGG: ``conv3`` → ``hooks.3``, SHD: ``rec`` → ``hook``)
 _NODE_TO_HOOK = ((re.compile(r"^conv(\d+)$"), r"hooks.\1"), (re.compile(r"^rec$"), "hook"))
 
@@ -35,12 +33,13 @@ def _resolve(modules: dict, name: str, patterns) -> str | None:
 
 
 def module_name(model, node: str) -> str:
-    """The float model's module that a QNetwork node was converted from."""
-    modules = dict(model.named_modules())
-    found = node if node in modules else _resolve(modules, node, _NODE_TO_MODULE)
-    chain = model.node_names() if hasattr(model, "node_names") else []  # SpikingChain
-    if found is None and node in chain:
-        found = f"layers.{chain.index(node)}"
+    """The float model's module that a QNetwork node was converted from (the converter's
+    own record, :func:`quantization.convert.node_modules`)."""
+    from quantization.convert import node_modules
+
+    names = {id(m): n for n, m in model.named_modules()}
+    source = node_modules(model).get(node)
+    found = None if source is None else names.get(id(source))
     if found is None:
         raise UserError(f"adaptation.layers: the float model has no module for node {node!r}")
     return found

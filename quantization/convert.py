@@ -67,6 +67,13 @@ def _opt(t):
     return None if t is None else t.detach().clone()
 
 
+def node_modules(model: SpikingModel) -> dict[str, nn.Module]:
+    """Weighted node name → the float model's module it is converted from, read off the
+    same converter walk that names the nodes (the one home of that mapping)."""
+    return {s.name: s.source for s in to_float_graph(model) if getattr(s, "source", None)
+            is not None}  # fmt: skip
+
+
 def stllr_layer_spec(layer: nn.Module, name: str, inputs, factors) -> FloatSpiking:
     """Spec of a ``LinearSTLLR``/``Conv2dSTLLR``/``RecurrentLinearSTLLR``."""
     f = factors or layer.factors
@@ -74,17 +81,18 @@ def stllr_layer_spec(layer: nn.Module, name: str, inputs, factors) -> FloatSpiki
         w, w_rec = layer.standardized_weights()
         return FloatSpiking(
             name, tuple(inputs), "dense", w.detach().clone(), _opt(layer.bias), layer.lif,
-            layer.psi_name, f, weight_rec=w_rec.detach().clone(),
+            layer.psi_name, f, weight_rec=w_rec.detach().clone(), source=layer,
         )  # fmt: skip
     w = layer.standardized_weight().detach().clone()
     if isinstance(layer, LinearSTLLR):
         return FloatSpiking(name, tuple(inputs), "dense", w, _opt(layer.bias), layer.lif,
-                            layer.psi_name, f)  # fmt: skip
+                            layer.psi_name, f, source=layer)  # fmt: skip
     if isinstance(layer, Conv2dSTLLR):
         o = layer._ops
         return FloatSpiking(
             name, tuple(inputs), "conv", w, _opt(layer.bias), layer.lif, layer.psi_name, f,
             stride=o.stride, padding=o.padding, dilation=o.dilation, groups=o.groups,
+            source=layer,
         )  # fmt: skip
     raise TypeError(f"{name}: not an S-TLLR layer: {type(layer).__name__}")
 
@@ -96,12 +104,12 @@ def bptt_layer_spec(synapse: nn.Module, lif: BPTTLIF, name, inputs, factors, rec
     if isinstance(synapse, ScaledWSLinear):
         w_rec = None if rec is None else _ws(rec.weight, rec.gain)
         return FloatSpiking(name, tuple(inputs), "dense", w, _opt(synapse.bias), lif.lif,
-                            lif.psi_name, f, weight_rec=w_rec)  # fmt: skip
+                            lif.psi_name, f, weight_rec=w_rec, source=synapse)  # fmt: skip
     if isinstance(synapse, ScaledWSConv2d):
         return FloatSpiking(
             name, tuple(inputs), "conv", w, _opt(synapse.bias), lif.lif, lif.psi_name, f,
             stride=tuple(synapse.stride), padding=tuple(synapse.padding),
-            dilation=tuple(synapse.dilation), groups=synapse.groups,
+            dilation=tuple(synapse.dilation), groups=synapse.groups, source=synapse,
         )  # fmt: skip
     raise TypeError(f"{name}: unsupported BPTT synapse {type(synapse).__name__}")
 
@@ -124,7 +132,7 @@ def linear_readout(linear: nn.Linear, name, inputs, gamma: float) -> FloatReadou
     ``P`` the exact ∂o[t]/∂W of ``o[t] = Σ_k γ^k W x[t−k]`` (γ = 0: the instantaneous
     input, as backprop through a plain ``nn.Linear`` head)."""
     return FloatReadout(name, tuple(inputs), linear.weight.detach().clone(),
-                        _opt(linear.bias), gamma, gamma)  # fmt: skip
+                        _opt(linear.bias), gamma, gamma, source=linear)  # fmt: skip
 
 
 def spatial_after(shape: tuple[int, int], layer_specs: list) -> tuple[int, int]:
@@ -150,7 +158,13 @@ def _convert_shd_stllr(model, factors):
     return [
         stllr_layer_spec(model.rec, "rec", ["input"], factors),
         FloatReadout(
-            "readout", ("rec",), ro.weight.detach().clone(), _opt(ro.bias), ro.gamma, ro.lambda_pre
+            "readout",
+            ("rec",),
+            ro.weight.detach().clone(),
+            _opt(ro.bias),
+            ro.gamma,
+            ro.lambda_pre,
+            source=ro,
         ),  # fmt: skip
     ]
 
@@ -257,11 +271,12 @@ def _convert_shd_neurons(model, factors):
         w, w_rec = _ws(rec.ff.weight, rec.ff.gain), _ws(rec.rec.weight, rec.rec.gain)
         bias, f, psi = _opt(rec.ff.bias), factors or DEFAULT_FACTORS, rec.psi_name
     layer = FloatSpiking("rec", ("input",), "dense", w.detach().clone(), bias, lif, psi, f,
-                         weight_rec=w_rec.detach().clone(), current_decay=beta)  # fmt: skip
+                         weight_rec=w_rec.detach().clone(), current_decay=beta,
+                         source=rec)  # fmt: skip
     ro = model.readout
     if isinstance(ro, AccumulateReadout):
         head = FloatReadout("readout", ("rec",), ro.weight.detach().clone(), _opt(ro.bias),
-                            ro.gamma, ro.lambda_pre)  # fmt: skip
+                            ro.gamma, ro.lambda_pre, source=ro)  # fmt: skip
     else:
         head = linear_readout(ro.linear, "readout", ["rec"], ro.gamma)
     return [layer, head]

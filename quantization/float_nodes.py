@@ -6,7 +6,8 @@ float specs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -35,6 +36,9 @@ class FloatSpiking:
     #: ``v[t] = α·v̂[t−1] + (1−α)·i[t−1]``, ``i[t] = β·i[t−1] + I[t]`` with α = ``lif.gamma``
     #: and θ = ``lif.threshold`` (no θ_eff floor); ``None``: the toolkit's LIF
     current_decay: float | None = None
+    #: the float model's module this node was converted from (node → module: one home,
+    #: quantization.convert.node_modules); not part of the spec's value
+    source: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class FloatReadout:
     bias: torch.Tensor | None
     gamma: float
     lambda_pre: float = 1.0
+    #: the float model's module this node was converted from (see FloatSpiking.source)
+    source: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
