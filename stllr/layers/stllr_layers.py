@@ -155,7 +155,24 @@ class LinearSTLLR(_STLLRBase):
         return s
 
 
-class Conv2dSTLLR(_STLLRBase):
+class _FeatureMapSTLLR(_STLLRBase):
+    """The step of the S-TLLR layers on feature maps ``[B, C_in, H, W]``: the subclass
+    gives ``_ops`` (its synapse), ``in_channels``, ``out_channels`` and ``output_shape``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_tensor("x", x)
+        check_shape("x", x, [None, self.in_channels, None, None], "[B, C_in, H, W]")
+        if self.state is None or self.state.p.shape != x.shape:
+            out = (self.out_channels, *self.output_shape(*x.shape[2:]))
+            self.state = _zeros_state(x, out)
+        (w,) = self.effective_weights()
+        st = self.state
+        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
+        self.state = STLLRState(u, p, q)
+        return s
+
+
+class Conv2dSTLLR(_FeatureMapSTLLR):
     """Convolutional S-TLLR LIF layer, ``[B, C_in, H, W] → [B, C_out, H', W']`` spikes."""
 
     def __init__(
@@ -191,20 +208,8 @@ class Conv2dSTLLR(_STLLRBase):
         w = (width + 2 * o.padding[1] - o.dilation[1] * (kw - 1) - 1) // o.stride[1] + 1
         return h, w
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_float_tensor("x", x)
-        check_shape("x", x, [None, self.in_channels, None, None], "[B, C_in, H, W]")
-        if self.state is None or self.state.p.shape != x.shape:
-            out = (self.out_channels, *self.output_shape(*x.shape[2:]))
-            self.state = _zeros_state(x, out)
-        (w,) = self.effective_weights()
-        st = self.state
-        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
-        self.state = STLLRState(u, p, q)
-        return s
 
-
-class ConvTranspose2dSTLLR(_STLLRBase):
+class ConvTranspose2dSTLLR(_FeatureMapSTLLR):
     """Transposed-convolution S-TLLR LIF layer (the FSFN decoder's up-sampling),
     ``[B, C_in, H, W] → [B, C_out, (H−1)·s − 2p + k + op, …]`` spikes.
 
@@ -244,18 +249,6 @@ class ConvTranspose2dSTLLR(_STLLRBase):
         h = (height - 1) * o.stride[0] - 2 * o.padding[0] + kh + o.output_padding[0]
         w = (width - 1) * o.stride[1] - 2 * o.padding[1] + kw + o.output_padding[1]
         return h, w
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_float_tensor("x", x)
-        check_shape("x", x, [None, self.in_channels, None, None], "[B, C_in, H, W]")
-        if self.state is None or self.state.p.shape != x.shape:
-            out = (self.out_channels, *self.output_shape(*x.shape[2:]))
-            self.state = _zeros_state(x, out)
-        (w,) = self.effective_weights()
-        st = self.state
-        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
-        self.state = STLLRState(u, p, q)
-        return s
 
 
 class RecurrentLinearSTLLR(_STLLRBase):
