@@ -51,6 +51,7 @@ from stllr.run_common import (  # shared with stllr.flow.run; importable from he
     epoch_seed,
     has_checkpoint,
     make_optimizer,
+    save_checkpoint,
 )
 from stllr.run_common import check_resumed_config as _check_resumed_config
 from stllr.spike_metrics import SpikeReadoutTally
@@ -213,17 +214,8 @@ def train_trial(cfg, data: TaskData, trial: int, trial_dir: Path, resume, progre
                 },
                 trial_dir / BEST,
             )
-        atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": None if scheduler is None else scheduler.state_dict(),
-                "epoch": epoch,
-                "history": [h.as_dict() for h in history],
-                "config": cfg.as_dict(),
-            },
-            ckpt_path,
-        )
+        save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch,
+                        [h.as_dict() for h in history], cfg)  # fmt: skip
         write_metrics(history, trial_dir)
         log(
             f"trial {trial} epoch {epoch:3d}/{cfg.epochs}: train {tr_acc:5.1f}% "

@@ -44,6 +44,23 @@ def atomic_save(obj, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def save_checkpoint(
+    path: Path, model, optimizer, scheduler, epoch: int, history: list, cfg: ExperimentConfig
+) -> None:
+    """Write a resumable ``checkpoint.pt`` (the :data:`RESUME_KEYS`) atomically."""
+    atomic_save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "config": cfg.as_dict(),
+        },
+        path,
+    )  # fmt: skip
+
+
 def atomic_json(obj, path: Path) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 

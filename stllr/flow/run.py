@@ -40,6 +40,7 @@ from stllr.run_common import (
     epoch_seed,
     has_checkpoint,
     make_optimizer,
+    save_checkpoint,
 )
 
 
@@ -179,17 +180,7 @@ def _train_trial(cfg, data: FlowTaskData, trial: int, trial_dir: Path, resume, p
                 },
                 trial_dir / BEST,
             )
-        atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": None if scheduler is None else scheduler.state_dict(),
-                "epoch": epoch,
-                "history": history,
-                "config": cfg.as_dict(),
-            },
-            trial_dir / CHECKPOINT,
-        )
+        save_checkpoint(trial_dir / CHECKPOINT, model, optimizer, scheduler, epoch, history, cfg)
         _write_metrics(history, trial_dir)
         per_seq = " ".join(f"{s.name} {s.aee:.3f}" for s in scores)
         log(
