@@ -77,7 +77,20 @@ class BPTTLIF(nn.Module):
         return f"gamma={self.lif.gamma:.4f}, theta={self.lif.threshold}, psi={self.psi_name}"
 
 
-class ScaledWSLinear(nn.Linear):
+class _StandardizedWeights:
+    """``weight`` standardised with the trainable ``gain`` through ``_ws`` (a
+    StandardizedWeightCache), then ``weight_quantizer``: shared by the scaled-WS synapses."""
+
+    def reset_state(self) -> None:
+        """New sequence: Ŵ is recomputed (and differentiated once for the sequence)."""
+        self._ws.clear()
+
+    def effective_weights(self) -> tuple[torch.Tensor]:
+        """``(Ŵ,)`` after the weight quantizer: what the layer multiplies by."""
+        return (self._ws.get(self.weight, self.gain, self.weight_quantizer),)
+
+
+class ScaledWSLinear(_StandardizedWeights, nn.Linear):
     """``nn.Linear`` whose weight is standardised with a trainable gain.
 
     ``weight_quantizer`` (default None): optional hook; the layer multiplies by
@@ -90,21 +103,13 @@ class ScaledWSLinear(nn.Linear):
         self.weight_quantizer: WeightQuantizer | None = None
         self._ws = StandardizedWeightCache(keep_graph=True)
 
-    def reset_state(self) -> None:
-        """New sequence: Ŵ is recomputed (and differentiated once for the sequence)."""
-        self._ws.clear()
-
-    def effective_weights(self) -> tuple[torch.Tensor]:
-        """``(Ŵ,)`` after the weight quantizer: what the layer multiplies by."""
-        return (self._ws.get(self.weight, self.gain, self.weight_quantizer),)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_tensor("x", x)
         (w,) = self.effective_weights()
         return F.linear(x, w, self.bias)
 
 
-class ScaledWSConv2d(nn.Conv2d):
+class ScaledWSConv2d(_StandardizedWeights, nn.Conv2d):
     """``nn.Conv2d`` whose weight is standardised with a trainable gain.
 
     ``weight_quantizer``: as in :class:`ScaledWSLinear`.
@@ -115,14 +120,6 @@ class ScaledWSConv2d(nn.Conv2d):
         self.gain = nn.Parameter(torch.ones(out_channels, 1, 1, 1))
         self.weight_quantizer: WeightQuantizer | None = None
         self._ws = StandardizedWeightCache(keep_graph=True)
-
-    def reset_state(self) -> None:
-        """New sequence: Ŵ is recomputed (and differentiated once for the sequence)."""
-        self._ws.clear()
-
-    def effective_weights(self) -> tuple[torch.Tensor]:
-        """``(Ŵ,)`` after the weight quantizer: what the layer multiplies by."""
-        return (self._ws.get(self.weight, self.gain, self.weight_quantizer),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_tensor("x", x)
@@ -148,7 +145,7 @@ class LeakyReadout(nn.Module):
         return self.o
 
 
-class ScaledWSConvTranspose2d(nn.Module):
+class ScaledWSConvTranspose2d(_StandardizedWeights, nn.Module):
     """Transposed convolution with a standardised weight ``[C_out, C_in, k, k]`` and gain
     (output channel first, as :class:`~stllr.layers.stllr_layers.ConvTranspose2dSTLLR`),
     differentiated by autograd; ``weight_quantizer`` as in :class:`ScaledWSLinear`."""
@@ -163,14 +160,6 @@ class ScaledWSConvTranspose2d(nn.Module):
         self.ops = ConvTranspose2dOps(_pair(stride), _pair(padding))
         self.weight_quantizer: WeightQuantizer | None = None
         self._ws = StandardizedWeightCache(keep_graph=True)
-
-    def reset_state(self) -> None:
-        """New sequence: Ŵ is recomputed (and differentiated once for the sequence)."""
-        self._ws.clear()
-
-    def effective_weights(self) -> tuple[torch.Tensor]:
-        """``(Ŵ,)`` after the weight quantizer: what the layer multiplies by."""
-        return (self._ws.get(self.weight, self.gain, self.weight_quantizer),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_tensor("x", x)
