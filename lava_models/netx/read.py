@@ -29,8 +29,10 @@ from lava_models.netx.layout import (
     DV_MAX,
     I_DECAY_NONE,
     NETX_BIAS_EXP,
+    NETX_DELAY_MAX,
     NETX_FORMAT,
     NETX_NOT_IMPLEMENTED,
+    READOUT_NO_MEMORY,
     VTH_MAX,
     conv_out_hw,
 )
@@ -193,11 +195,9 @@ def _dense_layer(g, where: str, rec: bool, in_shape, attrs: dict, dv: int, vth: 
 
     from quantization.network import SpikingLayer
 
-    for key in ("delay", "weight/real", "weight/imag"):
+    for key in ("weight/real", "weight/imag"):
         if key in g:
-            raise NetxFileError(
-                f"{where}: field {key!r} (synaptic delays / complex weights) is not supported"
-            )
+            raise NetxFileError(f"{where}: field {key!r} (complex weights) is not supported")
     if not rec and "weight_rec" in g:
         raise NetxFileError(f"{where}: type 'dense' has 'weight_rec', which netx ignores")
     n_out = int(np.prod(_ints(g, "shape", where)))
@@ -224,12 +224,66 @@ def _dense_layer(g, where: str, rec: bool, in_shape, attrs: dict, dv: int, vth: 
         raise NetxFileError(f"{where}: {e}") from None
     _check_bound_file(where, *mats)
     bias, bias_exp = _bias(g, where, n_out, attrs["bias_exp"])
+    delay = _delays(g, where, n_out, n_in) if "delay" in g else None
+    if delay is not None and rec:
+        raise NetxFileError(f"{where}: field 'delay' on a recurrent layer is not supported")
     return SpikingLayer(
         attrs["name"], (attrs["input"],), "dense", torch.as_tensor(mats[0]), attrs["weight_exp"],
         dv, vth, "hard", None if bias is None else torch.as_tensor(bias), bias_exp,
         torch.as_tensor(mats[1]) if rec else None,
         weight_bits=attrs["weight_bits"] or _bits_for(*mats), gain=attrs.get("gain", 1.0),
+        delay=None if delay is None else torch.as_tensor(delay),
     ), (n_out,)  # fmt: skip
+
+
+def _delays(g, where: str, n_out: int, n_in: int) -> np.ndarray:
+    """The ``[out, in]`` synaptic delays of a dense layer's ``delay`` field, as netx expands
+    it (hdf5.py): a scalar for every synapse, ``[out]`` per output neuron (slayer's axonal
+    delay), ``[in]`` per input, or ``[out, in]``; values above 62 clamped to 62 with a
+    warning, as netx does."""
+    import warnings
+
+    d = _ints(g, "delay", where)
+    if d.size and d.min() < 0:
+        raise NetxFileError(f"{where} field 'delay': negative delay {int(d.min())}")
+    if d.size and d.max() > NETX_DELAY_MAX:
+        warnings.warn(
+            f"{where} field 'delay': delays up to {int(d.max())} clamped to {NETX_DELAY_MAX} "
+            "(as netx does)",
+            stacklevel=3,
+        )
+        d = np.minimum(d, NETX_DELAY_MAX)
+    if d.ndim == 0 or (d.ndim == 1 and d.size == 1):
+        return np.full((n_out, n_in), int(d.reshape(-1)[0]), dtype=np.int64)
+    if d.ndim == 1 and d.size == n_out:
+        return np.repeat(d.reshape(-1, 1), n_in, axis=1)
+    if d.ndim == 1 and d.size == n_in:
+        return np.repeat(d.reshape(1, -1), n_out, axis=0)
+    if d.shape == (n_out, n_in):
+        return d
+    raise NetxFileError(
+        f"{where} field 'delay': shape {list(d.shape)}, expected a scalar, [{n_out}] (per "
+        f"neuron), [{n_in}] (per input) or [{n_out}, {n_in}]"
+    )
+
+
+def _average_layer(g, where: str, in_shape, name: str, prev: str):
+    """slayer's ``average`` output layer (``AbstractAverage``: the mean over ``K`` contiguous
+    equal groups of the previous layer's neurons, each step) as a readout without memory
+    whose weights are 1 on each group: its logits are the group *sums*, ``n/K`` times
+    slayer's average (the same class wins). netx itself cannot run this layer."""
+    import torch
+
+    from quantization.network import Readout
+
+    k = int(np.prod(_ints(g, "shape", where)))
+    n = int(np.prod(in_shape))
+    if k < 1 or n % k:
+        raise NetxFileError(
+            f"{where} field 'shape': {k} groups do not divide the previous layer's {n} neurons"
+        )
+    w = np.kron(np.eye(k, dtype=np.int64), np.ones((1, n // k), dtype=np.int64))
+    return Readout(name, (prev,), torch.as_tensor(w), 0, READOUT_NO_MEMORY, weight_bits=2)
 
 
 def _conv_layer(g, where: str, in_shape, attrs: dict, dv: int, vth: int):
@@ -237,11 +291,14 @@ def _conv_layer(g, where: str, in_shape, attrs: dict, dv: int, vth: int):
 
     from quantization.network import SpikingLayer
 
-    for key in ("delay", "weight/real", "weight/imag"):
+    if "delay" in g:
+        raise NetxFileError(
+            f"{where}: field 'delay' on a conv layer: netx ignores it (only dense layers get "
+            "DelayDense), so the file would run without its delays; remove the field or the layer"
+        )
+    for key in ("weight/real", "weight/imag"):
         if key in g:
-            raise NetxFileError(
-                f"{where}: field {key!r} (synaptic delays / complex weights) is not supported"
-            )
+            raise NetxFileError(f"{where}: field {key!r} (complex weights) is not supported")
     if len(in_shape) != 3:
         raise NetxFileError(
             f"{where}: a conv layer needs a [C, H, W] input; it reads shape {list(in_shape)} "
@@ -324,8 +381,13 @@ def _bits_for(*mats) -> int:
     return bits
 
 
-def read_netx(path: str | Path) -> QNetwork:
+def read_netx(path: str | Path, num_layers: int | None = None) -> QNetwork:
     """Read a netx hdf5 file (the subset :func:`write_netx` writes) into a ``QNetwork``.
+
+    ``num_layers`` reads only the file's first layers (netx's ``Network(num_layers=…)``:
+    input and flatten layers count), e.g. to drop a trailing layer the toolkit cannot map.
+    Dense layers may carry synaptic delays (``delay``); a last ``average`` layer becomes a
+    group-sum readout (:func:`_average_layer`).
 
     The integer semantics come from the netx datasets alone (what netx would run); the
     ``stllr_*`` attributes, when present, restore the names, weight exponents, bias
@@ -354,6 +416,10 @@ def read_netx(path: str | Path) -> QNetwork:
                 f"{path}: 'layer' must hold groups '0' … '{len(keys) - 1}' (netx reads them by "
                 f"index), found {keys[:10]}"
             )
+        if num_layers is not None:
+            if num_layers < 1:
+                raise NetxFileError(f"{path}: num_layers = {num_layers}, expected ≥ 1")
+            keys = keys[:num_layers]
         ours = _attr(f, "stllr_format", f"{path}", str, None) == NETX_FORMAT
         nodes, shape, in_shape = [], None, None
         flatten_next, prev = False, "input"
@@ -389,10 +455,20 @@ def read_netx(path: str | Path) -> QNetwork:
                     )
                 flatten_next = True
                 continue
+            if kind == "average":
+                if i != len(keys) - 1 or not nodes or flatten_next:
+                    raise NetxFileError(
+                        f"{where}: an 'average' layer is supported only as the last layer, after "
+                        f"a dense or conv layer (read the layers before it with num_layers={i})"
+                    )
+                name = _attr(g, "stllr_name", where, str, f"layer{i}")
+                nodes.append(_average_layer(g, where, shape, name, prev))
+                shape = (nodes[-1].weight.shape[0],)
+                continue
             if kind in NETX_NOT_IMPLEMENTED or kind == "dense_comp":
                 raise NetxFileError(
                     f"{where}: layer type {kind!r} is not supported (netx: NotImplementedError "
-                    "or complex neurons)"
+                    f"or complex neurons); read the layers before it with num_layers={i}"
                 )
             if kind not in ("dense", "dense_rec", "conv"):
                 raise NetxFileError(f"{where}: unknown layer type {kind!r}")

@@ -218,14 +218,16 @@ class PySTLLRLayerModelFixed(KindModel):
     def run_spk(self) -> None:
         if self.starts_sample():
             self.zero("u", "v", "s", "psi", "p", "q", "r")
-            self._a_prev = None
+            self._a_prev = self._line = None
         x = self.s_in.recv().astype(np.int64)
         rec = self.node.recurrent
         traces = Traces(self.p, self.q, self.r if rec else None)
         state = SpikingState(self.u, self.v, self.s, traces if self.node.learning else None,
-                             a_prev=getattr(self, "_a_prev", None))  # fmt: skip
+                             a_prev=getattr(self, "_a_prev", None),
+                             line=getattr(self, "_line", None))  # fmt: skip
         step = self.forward(state, [x])
         self._a_prev = step.state.a_prev  # a current-based node's a[t] (kept in the model)
+        self._line = step.state.line  # a node with synaptic delays: its delay line
         self.send(step.out)  # before ls_in: a signal computed from this output cannot deadlock
         new = step.state
         self.u, self.v, self.s = np.asarray(new.u), np.asarray(new.v), step.out

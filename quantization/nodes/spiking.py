@@ -32,6 +32,10 @@ and, if the node carries a ``LearningSpec``, after the neuron::
     W     ← stllr_weight_step(W;     g, h, P[t], x[t])          stream STREAM_W
     W_rec ← stllr_weight_step(W_rec; g, h, R[t], s[t−1])        stream STREAM_WREC
 
+A dense node with synaptic delays (``delay`` ``[out, in]``, 0 … 62 steps: Lava's
+``DelayDense``, netx's ``delay``) feeds ``a[t] = Σ_j W_ij·x_j[t − δ − d_ij]`` through its
+delay line instead (quantization/synaptic_delay.py; ``δ`` the host's synaptic delay).
+
 Naming: ``u`` is the synaptic current and ``v`` the membrane voltage (Lava's names,
 docs/node_kinds.md, "Naming").
 """
@@ -78,6 +82,7 @@ from quantization.nodes.base import (
     register_kind,
     zeros_like,
 )
+from quantization.synaptic_delay import DelayPlan, check_delays, delay_plan, delay_step
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,9 @@ class SpikingLayer:
     #: 12-bit current decay (Lava's du): 4095 = no current memory (the toolkit's LIF),
     #: smaller = a current-based LIF (CuLIF)
     du: int = DU_NONE
+    #: dense only: per-synapse delays ``[out, in]`` in 0 … 62 steps (Lava's DelayDense,
+    #: netx's ``delay``; quantization/synaptic_delay.py), ``None``: no delays
+    delay: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.du <= DU_NONE:
@@ -124,6 +132,25 @@ class SpikingLayer:
                 f"SpikingLayer {self.name}: on-device S-TLLR needs a current without memory "
                 f"(du = {DU_NONE}); a current-based layer (du = {self.du}) cannot learn on device"
             )
+        if self.delay is not None:
+            if self.kind != "dense" or self.learning is not None:
+                raise ValueError(
+                    f"SpikingLayer {self.name}: synaptic delays need a dense layer without "
+                    f"on-device learning (kind {self.kind!r}, learning "
+                    f"{'on' if self.learning else 'off'})"
+                )
+            check_delays(self.delay, *self.weight.shape, f"SpikingLayer {self.name}")
+
+    @property
+    def delay_plan(self) -> DelayPlan | None:
+        """How :attr:`delay` is applied (computed once; ``None`` without delays)."""
+        if self.delay is None:
+            return None
+        plan = self.__dict__.get("_delay_plan")
+        if plan is None:
+            plan = delay_plan(self.delay.detach().cpu().numpy())
+            object.__setattr__(self, "_delay_plan", plan)
+        return plan
 
     @property
     def out_channels(self) -> int:
@@ -161,6 +188,8 @@ class SpikingState(NamedTuple):
     s_prev: Any = None
     #: current-based nodes on a host without synaptic delay: this step's ``a`` (read next step)
     a_prev: Any = None
+    #: nodes with synaptic delays: the delay line ``[*batch, out, K]`` (synaptic_delay.py)
+    line: Any = None
 
 
 def synaptic_sum(node: SpikingLayer, w, x, dtype=torch.float64, keep_float: bool = False):
@@ -181,6 +210,9 @@ def forward(node: SpikingLayer, state: SpikingState | None, inputs, host, step: 
     (x,) = inputs
     fast = host.fast(node)  # float32 tensors holding exact integers (emulator)
     a = host.synapse(node, x, fast)  # W·x[t], or W·x[t−1] on a host with a delay
+    line = None
+    if node.delay is not None:  # Σ_j W_ij·x_j[t − δ − d_ij] through the node's delay line
+        a, line = _delayed(node, None if state is None else state.line, a, x, host)
     s_last = None if state is None else state.s
     a_rec = None  # W_rec·s[t−1]
     if node.recurrent and s_last is not None:
@@ -224,7 +256,7 @@ def forward(node: SpikingLayer, state: SpikingState | None, inputs, host, step: 
     exact = s if fast else None
     spec = node.learning
     if spec is None:
-        return Step(out, SpikingState(lif.u, lif.v, out, a_prev=a_next), exact)
+        return Step(out, SpikingState(lif.u, lif.v, out, a_prev=a_next, line=line), exact)
     psi = psi_lookup(v_c, host.psi_table(node), node.psi.shift, node.psi.half)
     s_prev = None
     if node.recurrent:
@@ -240,6 +272,19 @@ def forward(node: SpikingLayer, state: SpikingState | None, inputs, host, step: 
     host.count(node.name + "/trace_post", q_new, top)
     new = SpikingState(lif.u, lif.v, out, Traces(p_new, q_new, r_new), psi, tr.q, x, s_prev)
     return Step(out, new, exact)
+
+
+def _delayed(node: SpikingLayer, line, a, x, host):
+    """``(a[t], new line)`` of a node with synaptic delays (quantization/synaptic_delay.py)."""
+    w = node.weight if isinstance(a, torch.Tensor) else node.weight.detach().cpu().numpy()
+    if isinstance(a, torch.Tensor):
+        w = w.to(a.device)
+
+    def masked_sum(wk, xk):
+        total = synaptic_sum(node, wk, xk)
+        return total.to(a.dtype) if isinstance(total, torch.Tensor) else total.astype(a.dtype)
+
+    return delay_step(node.delay_plan, line, a, x, w, host.synaptic_delay(), masked_sum)
 
 
 def _int64(x):
