@@ -132,6 +132,14 @@ def test_reader_clamps_long_delays_with_a_warning(tmp_path):
     assert node.delay.max() == 62 and node.delay[6, 0] == 60
 
 
+def test_reader_warns_that_netx_ignores_the_refractory_delay(tmp_path):
+    _file(tmp_path / "r.net")
+    with h5py.File(tmp_path / "r.net", "r+") as f:
+        f["layer/2/neuron/refDelay"][()] = 3
+    with pytest.warns(UserWarning, match="refDelay = 3 is ignored, as netx ignores it"):
+        read_netx(tmp_path / "r.net")
+
+
 @pytest.mark.parametrize("delay, match", [(np.arange(5), "shape \\[5\\]"), (-1, "negative")])
 def test_reader_names_bad_delays(tmp_path, delay, match):
     _file(tmp_path / "d.net", delay)

@@ -161,6 +161,14 @@ def _neuron(g, where: str) -> tuple[int, int, int]:
     vth = _int(nrn, "vThMant", where)
     if not 0 <= vth <= VTH_MAX:
         raise NetxFileError(f"{where}: vThMant = {vth} is beyond 17 bits (0 … {VTH_MAX})")
+    if "refDelay" in nrn and _int(nrn, "refDelay", where) != 1:
+        import warnings
+
+        warnings.warn(
+            f"{where}: refDelay = {_int(nrn, 'refDelay', where)} is ignored, as netx ignores it "
+            "(Lava's LIF has no refractory period)",
+            stacklevel=3,
+        )
     if "messageBits" in nrn and _int(nrn, "messageBits", where) != 0:
         raise NetxFileError(f"{where}: messageBits > 0 (graded spikes) is not supported")
     return i_decay - 1, dv, vth
