@@ -27,6 +27,8 @@ Modules:
 * :mod:`~lava_models.netx.bias` — biases on netx's grid (:func:`snap_bias_to_netx`);
 * :mod:`~lava_models.netx.plan` — checking what netx can hold (:func:`plan_netx`);
 * :mod:`~lava_models.netx.write` — writing (:func:`write_netx`);
+* :mod:`~lava_models.netx.fields` — reading one field (dataset, attribute, neuron group,
+  bias, delays) with the checks and errors of the reader;
 * :mod:`~lava_models.netx.read` — reading back (:func:`read_netx`).
 
 Why netx then computes exactly what the emulator does (lava-dl 0.6.0 = the ``HEAD``
