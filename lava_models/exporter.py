@@ -3,7 +3,8 @@
 :func:`export` validates every node, creates one Process per node with the converter
 registered for its class (:func:`register_process`; built in: ``SpikingLayer`` →
 :class:`~lava_models.processes.STLLRLayer`, ``Readout`` →
-:class:`~lava_models.processes.ReadoutProcess`, ``Pool``, ``GlobalSumPool``, ``Add``)
+:class:`~lava_models.processes.ReadoutProcess`, ``Pool``, ``GlobalSumPool``, ``Add``,
+``Concat``, ``Upsample2x``)
 and connects each node's output port to the input ports of its consumers. Each Process
 carries its node; its ``fixed_pt`` model steps the node's kind (:mod:`quantization.nodes`).
 The processes are fused synapse + neuron (no ``Dense``), so the network runs with the
@@ -39,10 +40,18 @@ if TYPE_CHECKING:
 
 def _builtin_fixed() -> tuple:
     """Each kind's Process; the output shapes are the kinds' own (quantization.nodes)."""
-    from quantization.nodes import Add, Concat, GlobalSumPool, Pool, Readout, SpikingLayer
+    from quantization.nodes import (
+        Add,
+        Concat,
+        GlobalSumPool,
+        Pool,
+        Readout,
+        SpikingLayer,
+        Upsample2x,
+    )
 
     made = ((SpikingLayer, _spiking), (Readout, _readout), (Pool, _pool),
-            (GlobalSumPool, _gsum), (Add, export_add))  # fmt: skip
+            (GlobalSumPool, _gsum), (Add, export_add), (Upsample2x, _upsample))  # fmt: skip
     return (*((cls, fn, kind_out_shape) for cls, fn in made), (Concat, _concat, _concat_shape))
 
 
@@ -162,6 +171,14 @@ def export_add(n, ctx: ExportContext) -> NodeExport:
                       node_index=ctx.index, name=f"add_{n.name}", node=n,
                       **ctx.common)  # fmt: skip
     return NodeExport(proc, (proc.a_in, proc.b_in), proc.s_out)
+
+
+def _upsample(n, ctx: ExportContext) -> NodeExport:
+    from lava_models.processes import UpsampleProcess
+
+    proc = UpsampleProcess(in_shape=ctx.in_shapes[0], shift=n.shift, node_index=ctx.index,
+                           name=f"up_{n.name}", node=n, **ctx.common)  # fmt: skip
+    return NodeExport(proc, (proc.s_in,), proc.s_out)
 
 
 def _concat_shape(n, in_shapes) -> tuple[int, ...]:

@@ -33,6 +33,7 @@ Per step, ``x`` the input received on ``s_in`` (integer semantics: docs/fixed_po
     GlobalSumPoolProcess  sum (or, float only, ``average=True``: mean) over H, W
     AddProcess       (a_in << shifts[0]) + (b_in << shifts[1])
     ConcatProcess    [a_in << shifts[0], b_in << shifts[1]] along channels
+    UpsampleProcess  round_shift(16 × bilinear×2(x), shift)   (fixed_pt only)
 
 Common keyword arguments (``proc_params``): ``node_index`` (keys the random streams:
 ``node_index·8 + quantity``), ``step_offset`` (the emulator's global step counter at
@@ -177,7 +178,8 @@ class ReadoutProcess(AbstractProcess):
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
         floating = gamma is not None
         array, dtype = (_float_array, np.float64) if floating else (_int_array, np.int64)
-        bias = np.zeros(out_shape, dtype) if bias is None else array(bias, out_shape)
+        # one bias per output channel (a dense readout: per output; a 1×1 conv: per map)
+        bias = np.zeros(out_shape[:1], dtype) if bias is None else array(bias, out_shape[:1])
         super().__init__(in_shape=in_shape, out_shape=out_shape, dv=int(dv), learning=learning,
                          gamma=None if gamma is None else float(gamma),
                          **_common(kw))  # fmt: skip
@@ -186,7 +188,7 @@ class ReadoutProcess(AbstractProcess):
         self.s_out = OutPort(shape=out_shape)
         self.ls_in = InPort(shape=out_shape)
         self.weights = Var(shape=w.shape, init=w)
-        self.bias = Var(shape=out_shape, init=bias)
+        self.bias = Var(shape=out_shape[:1], init=bias)
         self.v = Var(shape=out_shape, init=np.zeros(out_shape, dtype))
         self.p = Var(shape=in_shape, init=np.zeros(in_shape, dtype))
 
@@ -248,6 +250,22 @@ class ConcatProcess(AbstractProcess):
         self.s_out = OutPort(shape=out_shape)
 
 
+class UpsampleProcess(AbstractProcess):
+    """Fixed ×2 bilinear up-sampling of ``[C, H, W]`` → ``[C, 2H, 2W]``; fixed_pt:
+    ``round_shift(16 × bilinear(x), shift)`` (:mod:`quantization.nodes.upsample`)."""
+
+    def __init__(self, *, in_shape, shift=0, **kw):
+        in_shape = tuple(in_shape)
+        if len(in_shape) != 3 or int(shift) < 0:
+            raise ValueError(f"UpsampleProcess: needs a [C, H, W] input and a shift ≥ 0, got "
+                             f"{in_shape}, {shift}")  # fmt: skip
+        out_shape = (in_shape[0], 2 * in_shape[1], 2 * in_shape[2])
+        super().__init__(in_shape=in_shape, out_shape=out_shape, shift=int(shift),
+                         **_common(kw))  # fmt: skip
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=out_shape)
+
+
 __all__ = [
     "AddProcess",
     "ConcatProcess",
@@ -255,4 +273,5 @@ __all__ = [
     "PoolProcess",
     "ReadoutProcess",
     "STLLRLayer",
+    "UpsampleProcess",
 ]

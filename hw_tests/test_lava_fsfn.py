@@ -1,0 +1,66 @@
+"""FSFN, the fully spiking optical-flow network, in Lava ``fixed_pt``: bit-exact with the
+emulator (docs/flow.md, "Deployment").
+
+A narrow FSFN on a 16 × 16 crop (widths (2, 4, 4, 4) / (2, 2, 2)), quantized with 8-bit
+PTQ: 26 nodes — conv and transposed-conv spiking layers, residual ``Add``, the 1×1-conv
+flow heads (graded ``Readout`` maps, ``a_shift ≠ 6``), the ×2 bilinear up-sampling
+(``Upsample2x`` with a rounding shift) and the two-input ``Concat`` nodes that put the
+up-sampled flow beside spikes. The finest head learns on device from integer signals
+(the 1×1-conv readout's S-TLLR step). Every node's output at every step and the learned
+head weights are compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from hw_tests.parity_references import emulate, integer_signals
+from lava_models.exporter import output_shapes
+from lava_models.runner import run_lava
+from quantization.learning_formats import LearningSpec
+from quantization.network import Readout, Upsample2x
+from quantization.ptq import quantize_model
+from stllr.models.fsfn import FSFN
+
+
+def _tiny_fsfn_qnet():
+    torch.manual_seed(3)
+    model = FSFN(2, encoder=(2, 4, 4, 4), decoder=(2, 2, 2), input_size=(16, 16))
+    with torch.no_grad():  # heads that produce flows of a few pixels
+        for h in model.heads:
+            h.conv.weight.normal_(0.0, 0.3)
+            h.conv.bias.normal_(0.0, 0.2)
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(6, 2, 2, 16, 16, generator=g) < 0.25).float()
+    qnet, _ = quantize_model(model, [x])
+    spec = LearningSpec(lam_pre=3500, lam_post=2048, a_pre=64, a_post=0, a_frac=6, p_frac=3,
+                        q_frac=5, l_exp=-6, lr_mant=90, lr_shift=12, trace_bits=7,
+                        trace_rounding="stochastic", w_min=-128, w_max=127, seed=9)  # fmt: skip
+    qnet = qnet.replace_node(dataclasses.replace(qnet.node("flow1"), learning=spec))
+    return qnet, x.permute(1, 0, 2, 3, 4).numpy().astype(np.int64)
+
+
+def test_fsfn_in_lava_equals_the_emulator():
+    qnet, frames = _tiny_fsfn_qnet()
+    shapes = output_shapes(qnet)
+    assert shapes["flow1"] == (2, 8, 8) and shapes["up2"] == (2, 8, 8)
+    assert shapes["cat1"] == (2 + 2 + 2, 8, 8)
+    assert any(isinstance(n, Upsample2x) and n.shift > 0 for n in qnet.nodes)
+    assert any(isinstance(n, Readout) and n.a_shift != 6 for n in qnet.nodes)
+    steps = frames.shape[1]
+    signals = integer_signals(qnet, ("flow1",), steps, seed=2, shape_prefix=(2,))
+    res = run_lava(qnet, frames, signals, timeout_s=180)
+    ref = emulate(qnet, frames, signals)
+    for n in qnet.nodes:
+        got = res.outputs[n.name].reshape(ref.outputs[n.name].shape)
+        np.testing.assert_array_equal(got, ref.outputs[n.name], err_msg=n.name)
+    for name in ("enc1", "dec1", "dec2"):
+        s = ref.outputs[name]
+        assert 0 < s.sum() < s.size, f"{name}: {int(s.sum())} spikes of {s.size}"
+    assert np.abs(ref.outputs["up2"]).max() > 0 and np.abs(ref.outputs["flow1"]).max() > 0
+    learned = ref.emu.weights("flow1")["w"].numpy()
+    assert (learned != qnet.node("flow1").weight.numpy()).any(), "flow1 did not learn"
+    np.testing.assert_array_equal(res.state["flow1"]["weights"], learned)
