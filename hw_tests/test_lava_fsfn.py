@@ -8,6 +8,10 @@ flow heads (graded ``Readout`` maps, ``a_shift ≠ 6``), the ×2 bilinear up-sam
 up-sampled flow beside spikes. The finest head learns on device from integer signals
 (the 1×1-conv readout's S-TLLR step). Every node's output at every step and the learned
 head weights are compared.
+
+``floating_pt``: the float graph of the same FSFN (float64) against the torch model: the
+spikes of the first encoder and the last decoder layer identical at every step, the four
+flows within 1e-5 at every step.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 
 from hw_tests.parity_references import emulate, integer_signals
 from lava_models.exporter import output_shapes
+from lava_models.float_exporter import float_network
 from lava_models.runner import run_lava
 from quantization.learning_formats import LearningSpec
 from quantization.network import Readout, Upsample2x
@@ -26,15 +31,20 @@ from quantization.ptq import quantize_model
 from stllr.models.fsfn import FSFN
 
 
-def _tiny_fsfn_qnet():
+def _tiny_fsfn(dtype=torch.float32):
     torch.manual_seed(3)
-    model = FSFN(2, encoder=(2, 4, 4, 4), decoder=(2, 2, 2), input_size=(16, 16))
+    model = FSFN(2, encoder=(2, 4, 4, 4), decoder=(2, 2, 2), input_size=(16, 16)).to(dtype)
     with torch.no_grad():  # heads that produce flows of a few pixels
         for h in model.heads:
             h.conv.weight.normal_(0.0, 0.3)
             h.conv.bias.normal_(0.0, 0.2)
     g = torch.Generator().manual_seed(5)
-    x = (torch.rand(6, 2, 2, 16, 16, generator=g) < 0.25).float()
+    x = (torch.rand(6, 2, 2, 16, 16, generator=g) < 0.25).to(dtype)
+    return model, x
+
+
+def _tiny_fsfn_qnet():
+    model, x = _tiny_fsfn()
     qnet, _ = quantize_model(model, [x])
     spec = LearningSpec(lam_pre=3500, lam_post=2048, a_pre=64, a_post=0, a_frac=6, p_frac=3,
                         q_frac=5, l_exp=-6, lr_mant=90, lr_shift=12, trace_bits=7,
@@ -64,3 +74,32 @@ def test_fsfn_in_lava_equals_the_emulator():
     learned = ref.emu.weights("flow1")["w"].numpy()
     assert (learned != qnet.node("flow1").weight.numpy()).any(), "flow1 did not learn"
     np.testing.assert_array_equal(res.state["flow1"]["weights"], learned)
+
+
+def test_fsfn_float_graph_in_lava_equals_torch():
+    model, x = _tiny_fsfn(torch.float64)
+    model.eval()
+    spikes = {"enc1": [], "dec1": []}
+
+    def keep(name):
+        return lambda _module, _args, out: spikes[name].append(out[0].clone())
+
+    hooks = [model.encoder[0].register_forward_hook(keep("enc1")),
+             model.deconv1.register_forward_hook(keep("dec1"))]  # fmt: skip
+    model.reset_state()
+    flows = []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            flows.append(model(x[t, :1]))
+    for h in hooks:
+        h.remove()
+    res = run_lava(float_network(model), x[:, 0].numpy(), timeout_s=180)
+    for k in (1, 2, 3, 4):
+        ref = torch.stack([f[k - 1][0] for f in flows]).numpy()
+        got = res.outputs[f"flow{k}"].reshape(ref.shape)
+        assert np.abs(ref).max() > 0.1
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=f"flow{k}")
+    for name, ref in spikes.items():
+        ref = torch.stack(ref).numpy()
+        assert 0 < ref.sum() < ref.size, name
+        np.testing.assert_array_equal(res.outputs[name].reshape(ref.shape), ref, err_msg=name)

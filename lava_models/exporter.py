@@ -51,8 +51,8 @@ def _builtin_fixed() -> tuple:
     )
 
     made = ((SpikingLayer, _spiking), (Readout, _readout), (Pool, _pool),
-            (GlobalSumPool, _gsum), (Add, export_add), (Upsample2x, _upsample))  # fmt: skip
-    return (*((cls, fn, kind_out_shape) for cls, fn in made), (Concat, _concat, _concat_shape))
+            (GlobalSumPool, _gsum), (Add, export_add), (Upsample2x, export_upsample))  # fmt: skip
+    return (*((cls, fn, kind_out_shape) for cls, fn in made), (Concat, export_concat, concat_shape))
 
 
 def kind_out_shape(n, in_shapes) -> tuple[int, ...]:
@@ -173,7 +173,7 @@ def export_add(n, ctx: ExportContext) -> NodeExport:
     return NodeExport(proc, (proc.a_in, proc.b_in), proc.s_out)
 
 
-def _upsample(n, ctx: ExportContext) -> NodeExport:
+def export_upsample(n, ctx: ExportContext) -> NodeExport:
     from lava_models.processes import UpsampleProcess
 
     proc = UpsampleProcess(in_shape=ctx.in_shapes[0], shift=n.shift, node_index=ctx.index,
@@ -181,13 +181,13 @@ def _upsample(n, ctx: ExportContext) -> NodeExport:
     return NodeExport(proc, (proc.s_in,), proc.s_out)
 
 
-def _concat_shape(n, in_shapes) -> tuple[int, ...]:
+def concat_shape(n, in_shapes) -> tuple[int, ...]:
     if len(in_shapes) != 2:
         raise UnsupportedNodeError(f"ConcatProcess joins exactly 2 inputs, got {len(in_shapes)}")
     return kind_out_shape(n, in_shapes)
 
 
-def _concat(n, ctx: ExportContext) -> NodeExport:
+def export_concat(n, ctx: ExportContext) -> NodeExport:
     from lava_models.processes import ConcatProcess
 
     proc = ConcatProcess(a_shape=ctx.in_shapes[0], b_shape=ctx.in_shapes[1],

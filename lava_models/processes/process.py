@@ -10,7 +10,8 @@ from a :class:`~quantization.network.QNetwork`.
 Layout: ports and Vars keep the toolkit's per-sample layout, ``[C, H, W]`` for feature
 maps (Lava's own ``Conv`` uses ``(W, H, C)``) and ``[N]`` for dense vectors; weights are
 ``[out, in]`` (dense), ``[C_out, C_in/groups, kH, kW]`` (conv) or ``[C_in, C_out/groups, kH,
-kW]`` (deconv, a transposed convolution; fixed_pt only).
+kW]`` (deconv, a transposed convolution; a float deconv keeps stllr's ``[C_out, C_in, kH,
+kW]``, without output padding).
 
 Fixed or float: by default a Process holds integers (int64 Vars) for its ``fixed_pt``
 model. ``STLLRLayer(lif=LIFParams)`` and ``ReadoutProcess(gamma=γ)`` make a float node
@@ -33,7 +34,7 @@ Per step, ``x`` the input received on ``s_in`` (integer semantics: docs/fixed_po
     GlobalSumPoolProcess  sum (or, float only, ``average=True``: mean) over H, W
     AddProcess       (a_in << shifts[0]) + (b_in << shifts[1])
     ConcatProcess    [a_in << shifts[0], b_in << shifts[1]] along channels
-    UpsampleProcess  round_shift(16 × bilinear×2(x), shift)   (fixed_pt only)
+    UpsampleProcess  round_shift(16 × bilinear×2(x), shift)   (float: bilinear×2(x))
 
 Common keyword arguments (``proc_params``): ``node_index`` (keys the random streams:
 ``node_index·8 + quantity``), ``step_offset`` (the emulator's global step counter at
@@ -121,9 +122,9 @@ class STLLRLayer(AbstractProcess):
         floating = lif is not None
         array, dtype = (_float_array, np.float64) if floating else (_int_array, np.int64)
         bias = np.zeros(channels, dtype) if bias is None else array(bias, (channels,))
-        if kind not in ("dense", "conv", "deconv") or (floating and kind == "deconv"):
-            raise ValueError(f"STLLRLayer: kind must be 'dense' or 'conv' (fixed_pt also "
-                             f"'deconv'), got {kind!r}")  # fmt: skip
+        if kind not in ("dense", "conv", "deconv"):
+            raise ValueError(f"STLLRLayer: kind must be 'dense', 'conv' or 'deconv', got "
+                             f"{kind!r}")  # fmt: skip
         if floating:
             reset = lif.reset
         if reset not in ("soft", "hard"):
