@@ -11,12 +11,21 @@ the checkpoint given with ``--checkpoint``. Then:
 * ``int8``: PTQ (8-bit weights, ``quantization.ptq.quantize_model``, calibrated on the
   training windows), the summed AEE of the emulator's finest flow at the last step
   (``quantization.flow_eval``); ``rel_change`` = int8 / float − 1 (target |·| ≤ 5 %);
+* ``adapted_int8`` (``--adapt-epochs``, default 2): on-device learning of the finest flow
+  head alone, the third factor the flow error at the last step of each training window
+  where it has events (``quantization.flow_eval.adapt_flow_head``, lr ``--adapt-lr``
+  1e-8 in the units of ``quantization.learning.attach_learning``), starting from a
+  zeroed head (``--adapt-from zero``, ``start_sum_aee``) or the trained one; then the
+  test AEE. ``lava_replay``: the same learning on the first ``--lava-adapt`` windows
+  replayed in Lava ``fixed_pt`` with the same integer signals, its learned weights
+  compared with the emulator's;
 * ``lava`` (``--lava N``): the first N windows of every test sequence (default: all) run
   in Lava ``fixed_pt``: the summed AEE of Lava's flows, and whether they equal the
   emulator's bit for bit (``equal_to_emulator``; then the Lava AEE over all windows is
   the ``int8`` one).
 
-One run (one seed): no mean ± std. ``--quick``: 1 epoch, at most 2 Lava windows per sequence.
+One run (one seed): no mean ± std. ``--quick``: 1 training epoch, at most 2 Lava windows
+per sequence.
 """
 
 from __future__ import annotations
@@ -83,14 +92,98 @@ def _lava_scores(qnet, tests: dict, limit: int) -> dict:
             "equal_to_emulator": equal, "seconds": time.perf_counter() - t0}  # fmt: skip
 
 
+def _adapt(qnet, data, calib, args) -> dict:
+    """On-device learning of the finest head with the flow error (quantization.flow_eval)
+    over the training windows, then the test AEE; and the same learning replayed in Lava
+    ``fixed_pt`` on the first ``--lava-adapt`` windows: its weights must equal the
+    emulator's."""
+    import dataclasses
+
+    import numpy as np
+
+    from lava_models.runner import run_lava
+    from quantization.emulator import IntegerEmulator
+    from quantization.flow_eval import FINEST, adapt_flow_head, evaluate_integer_flow
+    from quantization.learning import attach_learning
+    from quantization.ptq import quantize_input
+    from stllr.flow.dataset import collate
+
+    if args.adapt_from == "zero":  # a head that has learned nothing (≈ zero flow)
+        head = qnet.node(FINEST)
+        qnet = qnet.replace_node(dataclasses.replace(head, weight=torch.zeros_like(head.weight)))
+    start = sum(s.aee for s in evaluate_integer_flow(qnet, data.test, args.batch))
+    plastic = attach_learning(qnet, [FINEST], calib, lr=args.adapt_lr,
+                              signal_max=args.signal_max, seed=7)  # fmt: skip
+    windows = [collate([data.train[i]]) for i in range(len(data.train))]
+    emu = IntegerEmulator(plastic)
+    t0 = time.perf_counter()
+    for _ in range(args.adapt_epochs):
+        adapt_flow_head(emu, windows, event_mask=not args.all_pixels)
+    seconds = time.perf_counter() - t0
+    w0 = plastic.node(FINEST).weight
+    moved = int((emu.weights(FINEST)["w"] != w0).sum())
+    scores = evaluate_integer_flow(emu.to_qnetwork(), data.test, args.batch)
+    out = {"epochs": args.adapt_epochs, "lr": args.adapt_lr, "signal_max": args.signal_max,
+           "event_mask": not args.all_pixels, "from": args.adapt_from,
+           "start_sum_aee": start,
+           "windows": len(windows), "weights_moved": moved, "of": w0.numel(),
+           "sum_aee": sum(s.aee for s in scores), **{s.name: s.aee for s in scores},
+           "seconds": seconds}  # fmt: skip
+    k = min(args.lava_adapt, len(windows))
+    if k:
+        emu_k = IntegerEmulator(plastic)
+        given = adapt_flow_head(emu_k, windows[:k], event_mask=not args.all_pixels)
+        x = torch.cat([w.x for w in windows[:k]], dim=1)  # [T, k, C, h, w]
+        frames = quantize_input(x, plastic.input_format).permute(1, 0, 2, 3, 4).numpy()
+        sig = np.zeros((k, x.shape[0], *given[0].shape[1:]), dtype=np.int64)
+        sig[:, -1] = torch.cat(given).numpy()
+        res = run_lava(plastic, frames, {FINEST: sig}, timeout_s=600)
+        learned = emu_k.weights(FINEST)["w"]
+        same = np.array_equal(res.state[FINEST]["weights"], learned.numpy())
+        out["lava_replay"] = {"windows": k, "weights_equal_to_emulator": bool(same),
+                              "weights_moved": int((learned != w0).sum())}  # fmt: skip
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1 epoch (smoke test)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--checkpoint", default=None, help="a best.pt of this config (no training)")
+    p.add_argument("--keep-checkpoint", default=None, help="copy the trained best.pt here")
     p.add_argument("--bits", type=int, default=8)
     p.add_argument("--lava", type=int, default=10**6,
                    help="windows per test sequence run in Lava (0: none)")  # fmt: skip
+    p.add_argument(
+        "--adapt-epochs",
+        type=int,
+        default=2,
+        help="epochs of on-device learning of the finest head (0: none)",
+    )
+    p.add_argument("--adapt-lr", type=float, default=1e-8)
+    p.add_argument(
+        "--signal-max",
+        type=float,
+        default=4.0,
+        help="largest |flow error| (px) the 8-bit third factor holds",
+    )
+    p.add_argument(
+        "--lava-adapt",
+        type=int,
+        default=8,
+        help="training windows whose on-device learning is replayed in Lava",
+    )
+    p.add_argument(
+        "--all-pixels",
+        action="store_true",
+        help="adaptation signal at every pixel, not only where there are events",
+    )
+    p.add_argument(
+        "--adapt-from",
+        choices=("zero", "trained"),
+        default="zero",
+        help="the finest head's weights before adaptation: zeroed or as trained",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -117,6 +210,10 @@ def main() -> None:
         if ckpt_path is None:
             run_experiment(cfg, progress=False, log=lambda s: None, data=data)
             ckpt_path = root / "runs" / cfg.name / "trial_1" / "best.pt"
+            if args.keep_checkpoint:
+                import shutil
+
+                shutil.copyfile(ckpt_path, args.keep_checkpoint)
         train_s = time.perf_counter() - t0
         model, _ = build_model(cfg, data.input_shape, 2)
         load_model_state(model, load_pt(ckpt_path, keys=("model",)), ckpt_path, "the config")
@@ -146,6 +243,11 @@ def main() -> None:
             "rel_change": i_sum / f_sum - 1.0,
             "clipped_weights": sum(r.clipped for r in reports),
         }
+        if args.adapt_epochs:
+            args.batch = cfg.val_batch_size
+            if args.quick:
+                args.lava_adapt = min(args.lava_adapt, 2)
+            result["adapted_int8"] = _adapt(qnet, data, calib, args)
         if args.lava:
             result["lava"] = _lava_scores(
                 qnet, data.test, min(args.lava, 2) if args.quick else args.lava

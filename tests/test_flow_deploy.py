@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from quantization.convert import FLOW_FEED_SCALE, FLOW_OUT_SCALE, to_float_graph
 from quantization.emulator import IntegerEmulator
 from quantization.float_nodes import FloatReadout, FloatSpiking
+from quantization.flow_eval import adapt_flow_head, flow_error_signal
 from quantization.layer_quantization import PTQConfig
 from quantization.learning_formats import LearningSpec
 from quantization.network import Add, Concat, QNetwork, Readout, Upsample2x
@@ -221,3 +222,32 @@ def test_fsfn_quantizes_saves_and_runs(tmp_path):
     assert again.node("flow1").a_shift == qnet.node("flow1").a_shift
     res = IntegerEmulator(again).run(x, record=("flow1",))
     assert tuple(res.records["flow1"][-1].shape) == (2, 2, 16, 16)
+
+
+# --- the flow error as the third factor --------------------------------------------------------
+
+
+def test_flow_error_signal_by_hand():
+    """L = round((o·lsb − mean of gt over 2×2 blocks) / 2^l_exp), saturated to 8 bits, 0
+    where a block misses gt or (with events) has no event."""
+    spec = LearningSpec(lam_pre=4096, lam_post=0, a_pre=64, a_post=0, a_frac=6, p_frac=0,
+                        q_frac=0, l_exp=-4, lr_mant=1, lr_shift=20)  # fmt: skip
+    node = Readout("flow1", ("x",), torch.zeros(2, 3, 1, 1, dtype=torch.int64), -12, 0,
+                   learning=spec, a_shift=-4)  # fmt: skip
+    assert node.out_lsb == 2.0**-8
+    o = torch.tensor([[[[256, -512]], [[40, 0]]]])  # [1, 2, 1, 2]: 1 px, −2 px, 0.15625 px, 0
+    gt = torch.zeros(1, 2, 2, 4)
+    gt[0, 0, :, :2] = torch.tensor([[0.5, 0.5], [0.5, 1.5]])  # block mean 0.75
+    gt[0, 0, :, 2:] = 20.0
+    gt[0, 1, 0, 3] = float("nan")  # the second block misses gt
+    got = flow_error_signal(o, node, gt)
+    # (1 − 0.75)·16 = 4; (0.15625 − 0)·16 = 2.5 → 2 (ties to even); second block: 0
+    assert got.tolist() == [[[[4, 0]], [[2, 0]]]]
+    gt[0, 1, 0, 3] = 0.0
+    events = torch.zeros(1, 2, 4, dtype=torch.bool)
+    events[0, 1, 3] = True  # only the second block has an event
+    got = flow_error_signal(o, node, gt, events)
+    assert got.tolist() == [[[[0, -128]], [[0, 0]]]]  # (−2 − 20)·16 saturates at −128
+    with pytest.raises(ValueError, match="'flow1' has no LearningSpec"):
+        adapt_flow_head(IntegerEmulator(QNetwork((dataclasses.replace(node, learning=None),),
+                                                 (3, 1, 2), 2)), [])  # fmt: skip
