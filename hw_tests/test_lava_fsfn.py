@@ -11,7 +11,10 @@ head weights are compared.
 
 ``floating_pt``: the float graph of the same FSFN (float64) against the torch model: the
 spikes of the first encoder and the last decoder layer identical at every step, the four
-flows within 1e-5 at every step.
+flows within 1e-5 at every step (a run without learning); then, in a second run, the
+finest head learning online from float signals L: its weights after every step's
+``W ← W − lr·Σ_pixels L ⊗ P`` (P = Σ_s γ_o^(t−s) h[s], the head's input trace, taken from
+the torch model's head input) within 1e-5.
 """
 
 from __future__ import annotations
@@ -84,8 +87,11 @@ def test_fsfn_float_graph_in_lava_equals_torch():
     def keep(name):
         return lambda _module, _args, out: spikes[name].append(out[0].clone())
 
+    head_in = []
     hooks = [model.encoder[0].register_forward_hook(keep("enc1")),
-             model.deconv1.register_forward_hook(keep("dec1"))]  # fmt: skip
+             model.deconv1.register_forward_hook(keep("dec1")),
+             model.heads[0].register_forward_pre_hook(
+                 lambda _module, args: head_in.append(args[0][0].clone()))]  # fmt: skip
     model.reset_state()
     flows = []
     with torch.no_grad():
@@ -99,6 +105,19 @@ def test_fsfn_float_graph_in_lava_equals_torch():
         got = res.outputs[f"flow{k}"].reshape(ref.shape)
         assert np.abs(ref).max() > 0.1
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5, err_msg=f"flow{k}")
+    # the finest head learns online: W ← W − lr·Σ_pixels L ⊗ P after every step
+    lr, steps = 0.05, x.shape[0]
+    sig = np.random.default_rng(4).normal(0.0, 1.0, (steps, 2, 8, 8))
+    net = float_network(model, lr=lr, plastic=("flow1",))
+    learned = run_lava(net, x[:, 0].numpy(), {"flow1": sig[None]}, timeout_s=180)
+    w = model.heads[0].conv.weight.detach()[:, :, 0, 0].clone()
+    p = torch.zeros_like(head_in[0])
+    for t in range(steps):
+        p = model.heads[0].decay * p + head_in[t]
+        w -= lr * torch.einsum("khw,chw->kc", torch.as_tensor(sig[t]), p)
+    got = learned.weights("flow1")["w"][:, :, 0, 0]
+    assert np.abs(got - model.heads[0].conv.weight.detach()[:, :, 0, 0].numpy()).max() > 1e-2
+    np.testing.assert_allclose(got, w.numpy(), rtol=0, atol=1e-5)
     for name, ref in spikes.items():
         ref = torch.stack(ref).numpy()
         assert 0 < ref.sum() < ref.size, name
