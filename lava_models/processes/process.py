@@ -170,8 +170,11 @@ class ReadoutProcess(AbstractProcess):
     + W·x + b`` (stllr's ``AccumulateStep``; ``dv`` unused, ``learning`` a
     :class:`lava_models.float_ops.FloatLearning`).
     Ports: ``s_in`` (``[in]``), ``s_out`` (``[K]``, ``o`` of every step), ``ls_in``
-    (``[K]``, L). Vars: ``weights`` ``[K, in]``, ``bias``, ``v`` (``o``), ``p``.
-    Plastic with ``learning`` (Ψ ≡ 1, no post trace).
+    (``[K]``, L). Vars: ``weights`` ``[K, in]``, ``bias`` ``[K]``, ``v`` (``o``), ``p``.
+    Plastic with ``learning`` (Ψ ≡ 1, no post trace). A 1×1-conv readout (a flow head):
+    ``weight`` ``[K, C, 1, 1]``, ``s_in`` ``[C, H, W]``, ``s_out``/``ls_in``/``v``
+    ``[K, H, W]``, one integrator per pixel; fixed_pt shifts ``W·x`` by the node's
+    ``a_shift`` instead of 6.
     """
 
     def __init__(self, *, in_shape, out_shape, weight, dv=4096, bias=None, learning=None,
