@@ -133,7 +133,8 @@ class IntegerEmulator:
     @property
     def logit_scale(self) -> float:
         """Float value of one unit of the output node (a readout's membrane LSB)."""
-        return 2.0 ** self.qnet.nodes[-1].weight_exp / 2**ACT_SHIFT
+        last = self.qnet.nodes[-1]
+        return getattr(last, "out_lsb", 2.0**last.weight_exp / 2**ACT_SHIFT)
 
     def forward(self, x_int: torch.Tensor) -> dict[str, torch.Tensor]:
         """One time step on integer input ``[B, *input_shape]``: every node's output.

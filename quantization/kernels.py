@@ -205,12 +205,16 @@ def stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key: int, correlate):
     return weight_update(w, acc, spec.lr_mant, spec.lr_shift, spec.w_min, spec.w_max, key)
 
 
-def readout_int_step(o, a, dv: int, bias=None):
+def readout_int_step(o, a, dv: int, bias=None, shift: int = ACT_SHIFT):
     """Non-spiking integrator: ``o[t] = clip24(decay(o[t−1], dv) + (a[t] << 6) + bias)``.
 
     ``o`` ``None`` is the zero state; ``dv = 4096`` keeps no memory of ``o[t−1]``.
+    ``shift`` replaces the 6: ``a << shift`` when ``shift ≥ 0``, else ``a / 2^−shift``
+    rounded half up (``round_shift(a, −shift, "nearest_up")``), a coarser output LSB for
+    a readout whose output is fed on (docs/node_kinds.md, "Graded outputs").
     """
-    new = (a << ACT_SHIFT) + (0 if bias is None else bias)
+    scaled = a << shift if shift >= 0 else round_shift(a, -shift, "nearest_up")
+    new = scaled + (0 if bias is None else bias)
     if o is not None:
         new = new + decay_toward_zero(o, dv)
     return saturate(new, MEMBRANE.min_int, MEMBRANE.max_int)

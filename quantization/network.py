@@ -18,6 +18,7 @@ its step; re-exported here):
 ``GlobalSumPool`` sum over all positions ``[B, C, H, W] → [B, C]``.
 ``Add``           elementwise sum of its inputs (residual blocks).
 ``Concat``        channel concatenation of its inputs (decoder skip paths).
+``Upsample2x``    fixed ×2 bilinear up-sampling, ``16 × bilinear`` (a graded map).
 
 Units: a layer with weight exponent ``e`` holds ``W ≈ m·2^e``; its membrane ``v`` is in
 units of ``2^e / 64`` (Lava's ``act_shift = 6``); threshold ``vth`` in units of ``2^e``;
@@ -44,6 +45,7 @@ from quantization.nodes import (
     Pool,
     Readout,
     SpikingLayer,
+    Upsample2x,
     kind_names,
     node_class,
 )
@@ -58,6 +60,7 @@ __all__ = [
     "QNetwork",
     "Readout",
     "SpikingLayer",
+    "Upsample2x",
 ]
 
 FILE_FORMAT = "stllr-qnet/1"

@@ -15,6 +15,7 @@ from lava_models.processes.process import (
     PoolProcess,
     ReadoutProcess,
     STLLRLayer,
+    UpsampleProcess,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "PoolProcess",
     "ReadoutProcess",
     "STLLRLayer",
+    "UpsampleProcess",
 ]

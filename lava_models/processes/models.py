@@ -42,6 +42,7 @@ from lava_models.processes.process import (
     PoolProcess,
     ReadoutProcess,
     STLLRLayer,
+    UpsampleProcess,
 )
 from quantization.backend import int_linear
 from quantization.nodes import ReadoutState, SpikingState, SynapseWeights, Traces, kind_of
@@ -311,4 +312,12 @@ class PyConcatModelFixed(StatelessKindModel):
     IN_PORTS = ("a_in", "b_in")
     a_in: PyInPort = in_port_type(24)
     b_in: PyInPort = in_port_type(24)
+    s_out: PyOutPort = out_port_type(24)
+
+
+@implements(proc=UpsampleProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyUpsampleModelFixed(StatelessKindModel):
+    s_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)

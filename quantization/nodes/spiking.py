@@ -369,11 +369,13 @@ def from_float(spec: FloatSpiking, scales: dict, cfg: PTQConfig) -> Quantized:
     dv = quantize_decay(alpha, allow_full=False)
     du = DU_NONE if spec.current_decay is None else current_decay_du(spec.current_decay)
     rep.dv, rep.bias_exp = dv, bias_exp
+    # a float deconv holds stllr's [C_out, C_in, k, k]; the node PyTorch's [C_in, C_out, k, k]
+    w = ms[0].transpose(0, 1).contiguous() if spec.kind == "deconv" else ms[0]
     node = SpikingLayer(
-        spec.name, spec.inputs, spec.kind, ms[0], e, dv, rep.vth, spec.lif.reset, bias, bias_exp,
+        spec.name, spec.inputs, spec.kind, w, e, dv, rep.vth, spec.lif.reset, bias, bias_exp,
         ms[1] if len(ms) > 1 else None, spec.stride, spec.padding, spec.dilation, spec.groups,
         cfg.weight_bits, psi_table(spec.psi, w_lsb / 2**ACT_SHIFT),
-        tuple(spec.factors.as_list()), gain=rep.gain, du=du,
+        tuple(spec.factors.as_list()), gain=rep.gain, output_padding=spec.output_padding, du=du,
     )  # fmt: skip
     return Quantized(node, rep, 1.0)
 
