@@ -267,12 +267,14 @@ def _convert_shd_neurons(model, factors):
     if isinstance(rec, RecurrentNeuronSTLLR):
         w, w_rec = rec.standardized_weights()
         bias, f, psi = _opt(rec.bias), factors or rec.factors, rec.psi_name
+        lam_syn = rec.lambda_syn
     else:
         w, w_rec = _ws(rec.ff.weight, rec.ff.gain), _ws(rec.rec.weight, rec.rec.gain)
         bias, f, psi = _opt(rec.ff.bias), factors or DEFAULT_FACTORS, rec.psi_name
+        lam_syn = beta
     layer = FloatSpiking("rec", ("input",), "dense", w.detach().clone(), bias, lif, psi, f,
                          weight_rec=w_rec.detach().clone(), current_decay=beta,
-                         source=rec)  # fmt: skip
+                         lambda_syn=lam_syn, source=rec)  # fmt: skip
     ro = model.readout
     if isinstance(ro, AccumulateReadout):
         head = FloatReadout("readout", ("rec",), ro.weight.detach().clone(), _opt(ro.bias),

@@ -36,6 +36,9 @@ class FloatSpiking:
     #: ``v[t] = α·v̂[t−1] + (1−α)·i[t−1]``, ``i[t] = β·i[t−1] + I[t]`` with α = ``lif.gamma``
     #: and θ = ``lif.threshold`` (no θ_eff floor); ``None``: the toolkit's LIF
     current_decay: float | None = None
+    #: current-based only: the decay λ_syn of the S-TLLR current trace P^i (docs/neurons.md
+    #: §3b); ``None``: ``current_decay``
+    lambda_syn: float | None = None
     #: the float model's module this node was converted from (node → module: one home,
     #: quantization.convert.node_modules); not part of the spec's value
     source: Any = field(default=None, compare=False, repr=False)

@@ -196,6 +196,12 @@ FORMATS: dict[str, QFormat] = {f.name: f for f in (
          width="`trace_bits` (7) unsigned",
          rounding_note="decay (default); the option `trace_rounding` also takes floor, "
          "toward_zero or nearest (= nearest_up)", overflow_note="counted"),
+    _row(_LRN, "trace_current", "current traces P^i, R^i (current-based layers)", 7, False,
+         "stochastic", "saturate",
+         "`2^−pi_frac`, calibrated as P; impulse `x << pi_frac`; P's impulse `P^i[t−1]` "
+         "at `2^(p_frac − pi_frac)`, `pi_frac − 12 ≤ p_frac`",
+         width="`trace_bits` unsigned", rounding_note="as P (P rounds once, decay and impulse "
+         "together)", overflow_note="counted"),
     _row(_LRN, "trace_post", "post-trace Q", 7, False, "stochastic", "saturate",
          "`2^−q_frac` (≤ `psi_frac`); impulse `Ψ >> (psi_frac − q_frac)`",
          width="`trace_bits` unsigned", rounding_note="as P", overflow_note="counted"),
@@ -204,7 +210,8 @@ FORMATS: dict[str, QFormat] = {f.name: f for f in (
     _row(_LRN, "signal", "third factor L", SIGNAL_BITS, True, "nearest_even", "saturate",
          "`2^l_exp`, from the expected max of \\|L\\|", width="8 bit signed, per post neuron",
          rounding_note="`quantize_signal`; on the device: shifts nearest_up"),
-    _row(_LRN, "alpha", "α_pre, α_post", 8, True, "nearest_even", "none", "`2^−a_frac`"),
+    _row(_LRN, "alpha", "α_pre, α_post", 8, True, "nearest_even", "none",
+         "`2^−a_frac`; current-based layers: `α_pre·κ²`, `α_post·κ` with `κ = dv/4096`"),
     _row(_LRN, "acc", "eligibility × signal `acc`", 62, True, "exact", "none",
          "`2^(l_exp − psi_frac − p_frac − a_frac)`", width="int64"),
     _row(_LRN, "weight_update", "update ΔW", 62, True, "stochastic", "saturate",

@@ -107,7 +107,8 @@ class STLLRLayer(AbstractProcess):
     unconnected for no learning). Vars: ``weights``, ``weight_rec`` (zeros ``[out, out]``
     if not recurrent), ``bias``, ``u`` (the synaptic current of the last step), ``v``
     (the membrane after reset, stllr's ũ), ``s`` (last spikes), ``psi`` (last Ψ), ``p``
-    (pre-trace, ``in_shape``), ``q`` (post-trace), ``r`` (recurrent pre-trace); int64,
+    (pre-trace, ``in_shape``), ``q`` (post-trace), ``r`` (recurrent pre-trace), ``pi``,
+    ``ri`` (the current traces of a current-based node, ``in_shape``/``out_shape``); int64,
     or float64 for a float layer.
     """
 
@@ -156,7 +157,7 @@ class STLLRLayer(AbstractProcess):
         self.bias = Var(shape=(channels,), init=bias)
         for name, shape in (("u", out_shape), ("v", out_shape), ("s", out_shape),
                             ("psi", out_shape), ("p", in_shape), ("q", out_shape),
-                            ("r", out_shape)):  # fmt: skip
+                            ("r", out_shape), ("pi", in_shape), ("ri", out_shape)):  # fmt: skip
             setattr(self, name, Var(shape=shape, init=np.zeros(shape, dtype)))
 
 
