@@ -59,7 +59,21 @@ def test_an_explicit_config_and_run_folder(tmp_path):
         ({"task": "custom"}, "task 'custom' reads real files: .*docs/data.md"),
         ({"skip_lava": True, "rerun_from": "lava"}, "--rerun-from lava and --skip-lava"),
         ({"resume": True, "out": Path("no/such/run")}, "--resume: no/such/run holds no pipeline"),
-        ({"overrides": ["train.neuron=adlif"]}, "train.neuron = 'adlif' has no quantized"),
+        (
+            {"overrides": ["train.neuron=adlif"]},
+            r"shd_standin.toml: train.neuron = 'adlif' cannot be deployed yet .*lif, culif, pculif",
+        ),
+        (
+            {"overrides": ["train.neuron=pculif", "train.decay_mode=neuron"]},
+            "train.decay_mode = 'neuron' with neuron pculif cannot be deployed",
+        ),
+        (
+            {
+                "task": "ntidigits-standin",
+                "overrides": ["train.arch=fs_fc", "train.method=bptt", "train.readout=first_spike"],
+            },
+            "train.readout = 'first_spike' .*cannot be deployed yet",
+        ),
     ],
 )
 def test_refusals_are_one_line_user_errors(kwargs, message):
