@@ -39,10 +39,18 @@ if TYPE_CHECKING:
 
 def _builtin_fixed() -> tuple:
     """Each kind's Process; the output shapes are the kinds' own (quantization.nodes)."""
-    from quantization.nodes import Add, Concat, GlobalSumPool, Pool, Readout, SpikingLayer
+    from quantization.nodes import (
+        AdaptiveLayer,
+        Add,
+        Concat,
+        GlobalSumPool,
+        Pool,
+        Readout,
+        SpikingLayer,
+    )
 
     made = ((SpikingLayer, _spiking), (Readout, _readout), (Pool, _pool),
-            (GlobalSumPool, _gsum), (Add, export_add))  # fmt: skip
+            (GlobalSumPool, _gsum), (Add, export_add), (AdaptiveLayer, _adaptive))  # fmt: skip
     return (*((cls, fn, kind_out_shape) for cls, fn in made), (Concat, _concat, _concat_shape))
 
 
@@ -125,6 +133,17 @@ def _spiking(n, ctx: ExportContext) -> NodeExport:
         **ctx.common,
     )  # fmt: skip
     return NodeExport(proc, (proc.s_in,), proc.s_out, proc.ls_in)
+
+
+def _adaptive(n, ctx: ExportContext) -> NodeExport:
+    from lava_models.processes.adaptive import AdaptiveProcess
+
+    proc = AdaptiveProcess(
+        in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_np(n.weight), bias=_bias(n),
+        weight_rec=_np(n.weight_rec), node_index=ctx.index, name=f"adlif_{n.name}", node=n,
+        **ctx.common,
+    )  # fmt: skip
+    return NodeExport(proc, (proc.s_in,), proc.s_out)
 
 
 def _readout(n, ctx: ExportContext) -> NodeExport:

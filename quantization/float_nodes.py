@@ -45,6 +45,27 @@ class FloatSpiking:
 
 
 @dataclass(frozen=True)
+class FloatAdaptive:
+    """A dense AdLIF layer (docs/neurons.md §2): ``c = Ŵx + b (+ Ŵ_rec s[t−1])``,
+    ``v[t] = α·v̂[t−1] + (1−α)·(c[t] − w[t−1])``, ``w[t] = ρ·w[t−1] + a·h[t−1] + b_s·s[t−1]``;
+    ``alpha``, ``rho``, ``a``, ``b`` (the spike coupling b_s) per neuron ``[out]`` or scalar."""
+
+    name: str
+    inputs: tuple[str, ...]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    alpha: torch.Tensor
+    rho: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    threshold: float
+    reset: str
+    weight_rec: torch.Tensor | None = None
+    #: the float model's module (see FloatSpiking.source)
+    source: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class FloatReadout:
     """``o[t] = γ o[t−1] + W x[t] + b`` (γ = 0: a plain linear head); λ for its pre-trace."""
 

@@ -6,7 +6,8 @@ bound, registered with :func:`~quantization.nodes.base.register_kind`) plus its 
 line below.
 """
 
-from quantization.nodes import concat, pooling, readout, spiking  # noqa: F401  (registers)
+from quantization.nodes import adaptive, concat, pooling, readout, spiking  # noqa: F401
+from quantization.nodes.adaptive import AdaptiveLayer, AdaptiveState
 from quantization.nodes.base import (
     Host,
     NodeKind,
@@ -29,6 +30,8 @@ from quantization.nodes.readout import Readout, ReadoutState
 from quantization.nodes.spiking import SpikingLayer, SpikingState
 
 __all__ = [
+    "AdaptiveLayer",
+    "AdaptiveState",
     "Add",
     "Concat",
     "GlobalSumPool",
