@@ -1,7 +1,7 @@
 """A PTQ'd AdLIF SHD network in the toolkit's Lava processes (``fixed_pt``): every node's
 output at every step and the adaptive layer's final state (v, ω, h) equal the emulator's,
 two samples back to back with the state reset between them
-(quantization/nodes/adaptive.py, lava_models/processes/adaptive.py)."""
+(quantization/nodes/adaptive.py; lava_models/processes: AdaptiveProcess)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 :func:`export` validates every node, creates one Process per node with the converter
 registered for its class (:func:`register_process`; built in: ``SpikingLayer`` →
 :class:`~lava_models.processes.STLLRLayer`, ``Readout`` →
-:class:`~lava_models.processes.ReadoutProcess`, ``Pool``, ``GlobalSumPool``, ``Add``)
+:class:`~lava_models.processes.ReadoutProcess`, ``Pool``, ``GlobalSumPool``, ``Add``,
+``AdaptiveLayer`` → :class:`~lava_models.processes.AdaptiveProcess`)
 and connects each node's output port to the input ports of its consumers. Each Process
 carries its node; its ``fixed_pt`` model steps the node's kind (:mod:`quantization.nodes`).
 The processes are fused synapse + neuron (no ``Dense``), so the network runs with the
@@ -136,7 +137,7 @@ def _spiking(n, ctx: ExportContext) -> NodeExport:
 
 
 def _adaptive(n, ctx: ExportContext) -> NodeExport:
-    from lava_models.processes.adaptive import AdaptiveProcess
+    from lava_models.processes import AdaptiveProcess
 
     proc = AdaptiveProcess(
         in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_np(n.weight), bias=_bias(n),

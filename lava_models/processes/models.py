@@ -36,6 +36,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lava_models.processes.process import (
+    AdaptiveProcess,
     AddProcess,
     ConcatProcess,
     GlobalSumPoolProcess,
@@ -44,7 +45,14 @@ from lava_models.processes.process import (
     STLLRLayer,
 )
 from quantization.backend import int_linear
-from quantization.nodes import ReadoutState, SpikingState, SynapseWeights, Traces, kind_of
+from quantization.nodes import (
+    AdaptiveState,
+    ReadoutState,
+    SpikingState,
+    SynapseWeights,
+    Traces,
+    kind_of,
+)
 
 #: Graded values on the ports (spikes, pooled counts, sums, 24-bit logits, 8-bit L).
 PORT_DTYPE = np.int32
@@ -317,3 +325,33 @@ class PyConcatModelFixed(StatelessKindModel):
     a_in: PyInPort = in_port_type(24)
     b_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)
+
+
+@implements(proc=AdaptiveProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyAdaptiveModelFixed(KindModel):
+    """Synapses + integer AdLIF: :mod:`quantization.nodes.adaptive` on one sample."""
+
+    s_in: PyInPort = in_port_type(24)
+    s_out: PyOutPort = out_port_type(1)
+    weights: np.ndarray = var_type(32)
+    weight_rec: np.ndarray = var_type(32)
+    bias: np.ndarray = var_type(24)
+    u: np.ndarray = var_type(24)
+    v: np.ndarray = var_type(24)
+    w: np.ndarray = var_type(24)
+    h: np.ndarray = var_type(24)
+    s: np.ndarray = var_type(1)
+    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s")
+
+    def run_spk(self) -> None:
+        if self.starts_sample():
+            self.zero("u", "v", "w", "h", "s")
+        x = self.s_in.recv().astype(np.int64)
+        state = AdaptiveState(self.u, self.v, self.w, self.h, self.s)
+        step = self.forward(state, [x])
+        self.send(step.out)
+        new = step.state
+        self.u, self.v, self.w, self.h, self.s = (np.asarray(a) for a in new)
+        self.record(self.s)

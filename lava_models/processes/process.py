@@ -257,3 +257,27 @@ __all__ = [
     "ReadoutProcess",
     "STLLRLayer",
 ]
+
+
+class AdaptiveProcess(AbstractProcess):
+    """Integer AdLIF layer ``[in] → [out]`` (spikes). Vars: ``weights`` ``[out, in]``,
+    ``weight_rec`` ``[out, out]`` (zeros if not recurrent), ``bias`` ``[out]`` (membrane
+    units), and the state after the last step: ``u``, ``v`` (after reset), ``w`` (the
+    adaptation ω), ``h`` (voltage before reset), ``s``. The node itself (``node=``) carries
+    the 12-bit decays and couplings."""
+
+    def __init__(self, *, in_shape, out_shape, weight, bias=None, weight_rec=None, **kw):
+        in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+        (n,) = out_shape
+        super().__init__(in_shape=in_shape, out_shape=out_shape,
+                         recurrent=weight_rec is not None, **_common(kw))  # fmt: skip
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=out_shape)
+        w = _int_array(weight)
+        w_rec = np.zeros((n, n), np.int64) if weight_rec is None else _int_array(weight_rec)
+        self.weights = Var(shape=w.shape, init=w)
+        self.weight_rec = Var(shape=w_rec.shape, init=w_rec)
+        self.bias = Var(shape=(n,), init=np.zeros(n, np.int64) if bias is None
+                        else _int_array(bias, (n,)))  # fmt: skip
+        for name in ("u", "v", "w", "h", "s"):
+            setattr(self, name, Var(shape=out_shape, init=np.zeros(out_shape, np.int64)))

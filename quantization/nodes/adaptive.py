@@ -35,7 +35,7 @@ import torch
 
 from quantization.backend import round_float, saturate, xp_of
 from quantization.float_nodes import FloatAdaptive
-from quantization.formats import ACT_SHIFT, DECAY_UNITY, MEMBRANE, UV_LIMIT, VTH_SHIFT
+from quantization.formats import ACT_SHIFT, DECAY_UNITY, FORMATS, MEMBRANE, UV_LIMIT, VTH_SHIFT
 from quantization.layer_quantization import (
     PTQConfig,
     quantize_bias,
@@ -54,10 +54,10 @@ from quantization.nodes.base import (
     zeros_like,
 )
 
-#: largest |kb| (24-bit signed membrane units)
-KB_MAX = MEMBRANE.max_int
-#: fractional bits of the voltage coupling ka (κ·a ≈ ka / 2^KA_SHIFT)
-KA_SHIFT = 24
+#: largest |kb| (24-bit signed membrane units; quantization.formats "adapt_kb")
+KB_MAX = FORMATS["adapt_kb"].max_int
+#: fractional bits of the voltage coupling ka (κ·a ≈ ka / 2^KA_SHIFT; formats "adapt_ka")
+KA_SHIFT = FORMATS["adapt_ka"].bits - 1
 
 
 @dataclass(frozen=True)
