@@ -3,9 +3,11 @@
 The integer node kinds (docs/node_kinds.md) hold the toolkit's LIF and the current-based
 LIF (docs/neurons.md §1), with on-device S-TLLR for both (docs/fixed_point.md); so the
 pipeline deploys ``neuron = "lif"``, ``"culif"`` and ``"pculif"`` with one decay per layer
-(PTQ keeps one 12-bit decay per layer). It refuses, before any training, what has no
-integer form yet: the adaptive neurons (their adaptation current ``w``) and the networks
-with a spiking output layer (``readout = first_spike`` / ``rate``, the ``fs_*`` archs).
+(PTQ keeps one 12-bit decay per layer). It refuses, before any training, what it cannot
+deploy yet: the adaptive neurons (AdLIF has an integer kind for inference,
+``quantization/nodes/adaptive.py``, but no on-device learning, and the cost, latency and
+adaptation stages count only LIF layers; CuAdLIF has none) and the networks with a
+spiking output layer (``readout = first_spike`` / ``rate``, the ``fs_*`` archs).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ def check_deployable(train: ExperimentConfig, source: str) -> None:
     where = source or "pipeline config"
     if train.neuron not in DEPLOYABLE_NEURONS:
         raise UserError(
-            f"{where}: train.neuron = {train.neuron!r} cannot be deployed yet (its adaptation "
-            f"current has no integer kind); the pipeline deploys train.neuron = "
+            f"{where}: train.neuron = {train.neuron!r} cannot be deployed by the pipeline yet "
+            f"(no on-device learning of its adaptation); the pipeline deploys train.neuron = "
             f'{", ".join(DEPLOYABLE_NEURONS)} (pculif with decay_mode = "layer"); train the '
             "float network with `stllr train`"
         )
