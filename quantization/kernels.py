@@ -11,6 +11,7 @@ learning engine rounds this way; unbiased: ``E[(x + r) >> k] = x / 2^k``).
 
 Node-level kernels (the per-node math of :mod:`quantization.emulator` and of the Lava
 ``fixed_pt`` models in :mod:`lava_models.processes`): :func:`stllr_trace_step`,
+:func:`stllr_current_trace_step` (current-based nodes),
 :func:`stllr_weight_step`, :func:`synapse_correlation`, :func:`readout_int_step`,
 :func:`add_shifted`, :func:`global_sum_pool`.
 
