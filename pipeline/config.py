@@ -232,7 +232,7 @@ def check(cfg: PipelineConfig) -> None:
     check_training(cfg.train, prefix="train.", import_only=True)
     from pipeline.deployable import check_deployable
 
-    check_deployable(cfg.train, cfg.source)
+    check_deployable(cfg.train, cfg.source, tuple(cfg.adaptation.layers))
     for b in (q.bits, *q.sweep_bits):
         if not 2 <= b <= 16:
             raise UserError(f"quantize bits must be in 2..16, got {b}")

@@ -30,13 +30,13 @@ from stllr.spike_metrics import first_spike_steps
 
 def latency_node(qnet) -> str | None:
     """The spiking layer whose spikes the output node reads alone, or ``None``."""
-    from quantization.network import Readout, SpikingLayer
+    from quantization.network import SPIKING_NODES, Readout
 
     out = qnet.nodes[-1]
     if not isinstance(out, Readout) or len(out.inputs) != 1 or out.inputs[0] == "input":
         return None
     src = qnet.node(out.inputs[0])
-    return src.name if isinstance(src, SpikingLayer) else None
+    return src.name if isinstance(src, SPIKING_NODES) else None
 
 
 def first_spike_latency(spikes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ import torch
 
 from quantization.learning_formats import LearningSpec, PsiTable
 from quantization.nodes import (
+    AdaptiveLayer,
     Add,
     Concat,
     GlobalSumPool,
@@ -50,6 +51,8 @@ from quantization.nodes import (
 from stllr.errors import UserError
 
 __all__ = [
+    "SPIKING_NODES",
+    "AdaptiveLayer",
     "Add",
     "Concat",
     "GlobalSumPool",
@@ -61,6 +64,9 @@ __all__ = [
 ]
 
 FILE_FORMAT = "stllr-qnet/1"
+
+#: the node kinds whose output is spikes (the LIF/CuLIF layer and the AdLIF layer)
+SPIKING_NODES = (SpikingLayer, AdaptiveLayer)
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,13 @@ def test_an_explicit_config_and_run_folder(tmp_path):
         ({"skip_lava": True, "rerun_from": "lava"}, "--rerun-from lava and --skip-lava"),
         ({"resume": True, "out": Path("no/such/run")}, "--resume: no/such/run holds no pipeline"),
         (
-            {"overrides": ["train.neuron=adlif"]},
-            r"shd_standin.toml: train.neuron = 'adlif' cannot be deployed by the pipeline yet "
-            r".*lif, culif, pculif",
+            {"overrides": ["train.neuron=cuadlif"]},
+            r"shd_standin.toml: train.neuron = 'cuadlif' cannot be deployed yet .no integer "
+            r"kind.; the pipeline deploys train.neuron = lif, culif, pculif, adlif",
+        ),
+        (
+            {"overrides": ["train.neuron=adlif", "adaptation.layers=rec,readout"]},
+            "adaptation.layers names 'rec', an AdLIF layer, which does not learn on device",
         ),
         (
             {"overrides": ["train.neuron=pculif", "train.decay_mode=neuron"]},

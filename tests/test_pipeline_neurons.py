@@ -1,7 +1,8 @@
-"""``stllr pipeline --task ntidigits-standin`` end to end on a tiny CuLIF network: a
-current-based layer deployed at 8 bits, run in Lava, learning on device (its S-TLLR with
-the current traces, docs/fixed_point.md) exactly as in the emulator, and the latency
-metric of the report recomputed here with a naive batch-1 loop."""
+"""``stllr pipeline --task ntidigits-standin`` end to end on tiny networks of the neurons
+beyond the LIF: a CuLIF network (a current-based layer deployed at 8 bits, run in Lava,
+learning on device with the current traces of docs/fixed_point.md exactly as in the
+emulator; the report's latency metric recomputed here with a naive batch-1 loop) and an
+AdLIF network (the AdaptiveLayer kind in the emulator and Lava, its readout adapting)."""
 
 from __future__ import annotations
 
@@ -34,16 +35,37 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def culif_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline_culif")
+def _run(root: Path, *sets: str) -> tuple[Path, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["pipeline", "--no-progress", "--task", "ntidigits-standin",
                      "--out", str(root / "run"), "--set", *TINY,
-                     f"train.data={root / 'data'}"])  # fmt: skip
+                     f"train.data={root / 'data'}", *sets])  # fmt: skip
     assert code == 0, err.getvalue()
     return root / "run", out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def culif_run(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("pipeline_culif"))
+
+
+def test_adlif_network_deploys_and_its_readout_adapts(tmp_path):
+    """``neuron = adlif``: the recurrent layer is an AdaptiveLayer, bit-exact in Lava; only
+    the readout is plastic (a plastic AdLIF layer is refused: test_pipeline_resolve.py)."""
+    from quantization.network import AdaptiveLayer, QNetwork
+
+    run_dir, out = _run(tmp_path, "train.neuron=adlif", "train.hidden=12",
+                        "train.standin_train=24", "adaptation.layers=readout")  # fmt: skip
+    qnet = QNetwork.load(run_dir / "quantize" / "quantized.pt")
+    assert isinstance(qnet.node("rec"), AdaptiveLayer)
+    lava = _json(run_dir / "lava" / "lava.json")
+    assert lava["bit_exact"] and lava["lava_vs_emulator_agreement"] == 1.0
+    res = _json(run_dir / "adaptation" / "adaptation.json")
+    assert res["settings"]["layers"] == ["readout"] and res["lava"]["weights_equal"]
+    cost = _json(run_dir / "cost" / "cost.json")
+    assert "rec" in cost["activation_sparsity"]
+    assert _json(run_dir / "quantize" / "quantization.json")["latency"]["node"] == "rec"
 
 
 def _json(path: Path):
