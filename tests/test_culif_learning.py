@@ -184,7 +184,7 @@ def test_one_learning_step_follows_the_float_rule(t_signal):
     assert int(sum(int(s.sum()) for s in spikes)) > 0
 
 
-def test_float_rule_parametrisation_is_saved(tmp_path):
+def test_lambda_syn_and_the_gains_reach_the_spec_and_survive_saving(tmp_path):
     """``lambda_syn`` reaches the integer node, κ is folded into the α's, and a saved
     network keeps the current traces' format."""
     m = _float_layer()
