@@ -4,7 +4,7 @@
 registered for its class (:func:`register_process`; built in: ``SpikingLayer`` →
 :class:`~lava_models.processes.STLLRLayer`, ``Readout`` →
 :class:`~lava_models.processes.ReadoutProcess`, ``Pool``, ``GlobalSumPool``, ``Add``,
-``Concat``, ``Upsample2x``)
+``Concat``, ``Upsample2x``, ``AdaptiveLayer`` → :class:`~lava_models.processes.AdaptiveProcess`)
 and connects each node's output port to the input ports of its consumers. Each Process
 carries its node; its ``fixed_pt`` model steps the node's kind (:mod:`quantization.nodes`).
 The processes are fused synapse + neuron (no ``Dense``), so the network runs with the
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 def _builtin_fixed() -> tuple:
     """Each kind's Process; the output shapes are the kinds' own (quantization.nodes)."""
     from quantization.nodes import (
+        AdaptiveLayer,
         Add,
         Concat,
         GlobalSumPool,
@@ -51,7 +52,8 @@ def _builtin_fixed() -> tuple:
     )
 
     made = ((SpikingLayer, _spiking), (Readout, _readout), (Pool, _pool),
-            (GlobalSumPool, _gsum), (Add, export_add), (Upsample2x, export_upsample))  # fmt: skip
+            (GlobalSumPool, _gsum), (Add, export_add), (Upsample2x, export_upsample),
+            (AdaptiveLayer, _adaptive))  # fmt: skip
     return (*((cls, fn, kind_out_shape) for cls, fn in made), (Concat, export_concat, concat_shape))
 
 
@@ -134,6 +136,17 @@ def _spiking(n, ctx: ExportContext) -> NodeExport:
         **ctx.common,
     )  # fmt: skip
     return NodeExport(proc, (proc.s_in,), proc.s_out, proc.ls_in)
+
+
+def _adaptive(n, ctx: ExportContext) -> NodeExport:
+    from lava_models.processes import AdaptiveProcess
+
+    proc = AdaptiveProcess(
+        in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_np(n.weight), bias=_bias(n),
+        weight_rec=_np(n.weight_rec), node_index=ctx.index, name=f"adlif_{n.name}", node=n,
+        **ctx.common,
+    )  # fmt: skip
+    return NodeExport(proc, (proc.s_in,), proc.s_out)
 
 
 def _readout(n, ctx: ExportContext) -> NodeExport:

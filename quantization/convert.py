@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from quantization.float_nodes import FloatGlobalPool, FloatReadout, FloatSpiking
+from quantization.float_nodes import FloatAdaptive, FloatGlobalPool, FloatReadout, FloatSpiking
 from quantization.network import Add, Concat, Pool
 from quantization.nodes.upsample import Upsample2x
 from stllr.factors import STLLRFactors
@@ -275,30 +275,23 @@ def _convert_chain(model, factors):
 def _convert_shd_neurons(model, factors):
     """The SHD network of a current-based neuron (``neuron = culif``, or ``pculif`` with one
     decay per layer; docs/neurons.md): its recurrent layer as a current-based FloatSpiking
-    (α = the voltage decay, β = the current decay, θ). Adaptive neurons and per-neuron
-    decays have no integer kind yet: a TypeError names them."""
+    (α = the voltage decay, β = the current decay, θ). An AdLIF layer (``neuron = adlif``,
+    either decay mode) becomes a FloatAdaptive. CuAdLIF and per-neuron current decays have
+    no integer kind yet: a TypeError names them."""
     from stllr.neurons.layers import RecurrentNeuronSTLLR
 
     rec = model.rec
     pop, spec = rec.neurons, rec.neurons.spec
-    if spec.kind not in ("culif", "pculif") or spec.mode != "layer":
+    if spec.kind == "adlif":
+        layer = _adaptive_spec(rec)
+    elif spec.kind not in ("culif", "pculif") or spec.mode != "layer":
         raise TypeError(
             f"neuron {spec.kind!r} (decay_mode {spec.mode!r}): only current-based neurons with "
-            "one decay per layer (culif, pculif with decay_mode=layer) have an integer kind"
+            "one decay per layer (culif, pculif with decay_mode=layer) and adlif have an "
+            "integer kind"
         )
-    params = pop.params()
-    alpha, beta = float(params.alpha), float(params.beta)
-    lif = LIFParams(leak=math.log(alpha / (1.0 - alpha)), threshold=spec.threshold,
-                    reset=spec.reset)  # fmt: skip
-    if isinstance(rec, RecurrentNeuronSTLLR):
-        w, w_rec = rec.standardized_weights()
-        bias, f, psi = _opt(rec.bias), factors or rec.factors, rec.psi_name
     else:
-        w, w_rec = _ws(rec.ff.weight, rec.ff.gain), _ws(rec.rec.weight, rec.rec.gain)
-        bias, f, psi = _opt(rec.ff.bias), factors or DEFAULT_FACTORS, rec.psi_name
-    layer = FloatSpiking("rec", ("input",), "dense", w.detach().clone(), bias, lif, psi, f,
-                         weight_rec=w_rec.detach().clone(), current_decay=beta,
-                         source=rec)  # fmt: skip
+        layer = _current_spec(rec, pop, spec, factors, RecurrentNeuronSTLLR)
     ro = model.readout
     if isinstance(ro, AccumulateReadout):
         head = FloatReadout("readout", ("rec",), ro.weight.detach().clone(), _opt(ro.bias),
@@ -358,6 +351,45 @@ def _convert_fsfn(model, factors):
         prev = f"cat{level}"
         specs.append(head(level, prev))
     return specs
+
+
+def _rec_weights(rec):
+    """(Ŵ, Ŵ_rec, bias) of a RecurrentNeuronSTLLR or RecurrentNeuronBPTT."""
+    from stllr.neurons.layers import RecurrentNeuronSTLLR
+
+    if isinstance(rec, RecurrentNeuronSTLLR):
+        w, w_rec = rec.standardized_weights()
+        return w, w_rec, _opt(rec.bias)
+    return _ws(rec.ff.weight, rec.ff.gain), _ws(rec.rec.weight, rec.rec.gain), _opt(rec.ff.bias)
+
+
+def _adaptive_spec(rec) -> FloatAdaptive:
+    p = rec.neurons.params()
+    w, w_rec, bias = _rec_weights(rec)
+
+    def t(v):
+        return torch.as_tensor(v).detach().double().clone()
+
+    return FloatAdaptive("rec", ("input",), w.detach().clone(), bias, t(p.alpha), t(p.rho),
+                         t(p.a), t(p.b), p.threshold, p.reset,
+                         weight_rec=w_rec.detach().clone(), source=rec)  # fmt: skip
+
+
+def _current_spec(rec, pop, spec, factors, stllr_cls) -> FloatSpiking:
+    """The current-based recurrent layer (α, β of the population, θ; λ_syn of the S-TLLR
+    layer, β for the BPTT one)."""
+    params = pop.params()
+    alpha, beta = float(params.alpha), float(params.beta)
+    lif = LIFParams(leak=math.log(alpha / (1.0 - alpha)), threshold=spec.threshold,
+                    reset=spec.reset)  # fmt: skip
+    w, w_rec, bias = _rec_weights(rec)
+    if isinstance(rec, stllr_cls):
+        f, lam_syn = factors or rec.factors, rec.lambda_syn
+    else:
+        f, lam_syn = factors or DEFAULT_FACTORS, beta
+    return FloatSpiking("rec", ("input",), "dense", w.detach().clone(), bias, lif, rec.psi_name,
+                        f, weight_rec=w_rec.detach().clone(), current_decay=beta,
+                        lambda_syn=lam_syn, source=rec)  # fmt: skip
 
 
 def _register_builtin() -> None:

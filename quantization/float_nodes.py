@@ -38,8 +38,32 @@ class FloatSpiking:
     current_decay: float | None = None
     #: deconv only: PyTorch's output_padding
     output_padding: tuple[int, int] = (0, 0)
+    #: current-based only: the decay λ_syn of the S-TLLR current trace P^i (docs/neurons.md
+    #: §3b); ``None``: ``current_decay``
+    lambda_syn: float | None = None
     #: the float model's module this node was converted from (node → module: one home,
     #: quantization.convert.node_modules); not part of the spec's value
+    source: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class FloatAdaptive:
+    """A dense AdLIF layer (docs/neurons.md §2): ``c = Ŵx + b (+ Ŵ_rec s[t−1])``,
+    ``v[t] = α·v̂[t−1] + (1−α)·(c[t] − w[t−1])``, ``w[t] = ρ·w[t−1] + a·h[t−1] + b_s·s[t−1]``;
+    ``alpha``, ``rho``, ``a``, ``b`` (the spike coupling b_s) per neuron ``[out]`` or scalar."""
+
+    name: str
+    inputs: tuple[str, ...]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    alpha: torch.Tensor
+    rho: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    threshold: float
+    reset: str
+    weight_rec: torch.Tensor | None = None
+    #: the float model's module (see FloatSpiking.source)
     source: Any = field(default=None, compare=False, repr=False)
 
 

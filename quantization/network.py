@@ -39,6 +39,7 @@ import torch
 
 from quantization.learning_formats import LearningSpec, PsiTable
 from quantization.nodes import (
+    AdaptiveLayer,
     Add,
     Concat,
     GlobalSumPool,
@@ -52,6 +53,8 @@ from quantization.nodes import (
 from stllr.errors import UserError
 
 __all__ = [
+    "SPIKING_NODES",
+    "AdaptiveLayer",
     "Add",
     "Concat",
     "GlobalSumPool",
@@ -64,6 +67,9 @@ __all__ = [
 ]
 
 FILE_FORMAT = "stllr-qnet/1"
+
+#: the node kinds whose output is spikes (the LIF/CuLIF layer and the AdLIF layer)
+SPIKING_NODES = (SpikingLayer, AdaptiveLayer)
 
 
 @dataclass(frozen=True)

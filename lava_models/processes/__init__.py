@@ -9,6 +9,7 @@ error and DFA/sDFA/BP feedback, with their ``fixed_pt`` models) here, without si
 """
 
 from lava_models.processes.process import (
+    AdaptiveProcess,
     AddProcess,
     ConcatProcess,
     GlobalSumPoolProcess,
@@ -19,6 +20,7 @@ from lava_models.processes.process import (
 )
 
 __all__ = [
+    "AdaptiveProcess",
     "AddProcess",
     "ConcatProcess",
     "GlobalSumPoolProcess",

@@ -135,6 +135,8 @@ class PySTLLRLayerModelFloat(_FloatNodeModel):
     p: np.ndarray = _var()
     q: np.ndarray = _var()
     r: np.ndarray = _var()
+    pi: np.ndarray = _var()  # the fixed_pt current traces (unused here)
+    ri: np.ndarray = _var()
     STATE = ("weights", "weight_rec", "u", "v", "s", "psi", "p", "q", "r")
     PER_STEP = ("v",)
     FLOAT_PARAM = "lif"

@@ -109,7 +109,8 @@ class STLLRLayer(AbstractProcess):
     unconnected for no learning). Vars: ``weights``, ``weight_rec`` (zeros ``[out, out]``
     if not recurrent), ``bias``, ``u`` (the synaptic current of the last step), ``v``
     (the membrane after reset, stllr's ũ), ``s`` (last spikes), ``psi`` (last Ψ), ``p``
-    (pre-trace, ``in_shape``), ``q`` (post-trace), ``r`` (recurrent pre-trace); int64,
+    (pre-trace, ``in_shape``), ``q`` (post-trace), ``r`` (recurrent pre-trace), ``pi``,
+    ``ri`` (the current traces of a current-based node, ``in_shape``/``out_shape``); int64,
     or float64 for a float layer.
     """
 
@@ -158,7 +159,7 @@ class STLLRLayer(AbstractProcess):
         self.bias = Var(shape=(channels,), init=bias)
         for name, shape in (("u", out_shape), ("v", out_shape), ("s", out_shape),
                             ("psi", out_shape), ("p", in_shape), ("q", out_shape),
-                            ("r", out_shape)):  # fmt: skip
+                            ("r", out_shape), ("pi", in_shape), ("ri", out_shape)):  # fmt: skip
             setattr(self, name, Var(shape=shape, init=np.zeros(shape, dtype)))
 
 
@@ -279,3 +280,27 @@ __all__ = [
     "STLLRLayer",
     "UpsampleProcess",
 ]
+
+
+class AdaptiveProcess(AbstractProcess):
+    """Integer AdLIF layer ``[in] → [out]`` (spikes). Vars: ``weights`` ``[out, in]``,
+    ``weight_rec`` ``[out, out]`` (zeros if not recurrent), ``bias`` ``[out]`` (membrane
+    units), and the state after the last step: ``u``, ``v`` (after reset), ``w`` (the
+    adaptation ω), ``h`` (voltage before reset), ``s``. The node itself (``node=``) carries
+    the 12-bit decays and couplings."""
+
+    def __init__(self, *, in_shape, out_shape, weight, bias=None, weight_rec=None, **kw):
+        in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+        (n,) = out_shape
+        super().__init__(in_shape=in_shape, out_shape=out_shape,
+                         recurrent=weight_rec is not None, **_common(kw))  # fmt: skip
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=out_shape)
+        w = _int_array(weight)
+        w_rec = np.zeros((n, n), np.int64) if weight_rec is None else _int_array(weight_rec)
+        self.weights = Var(shape=w.shape, init=w)
+        self.weight_rec = Var(shape=w_rec.shape, init=w_rec)
+        self.bias = Var(shape=(n,), init=np.zeros(n, np.int64) if bias is None
+                        else _int_array(bias, (n,)))  # fmt: skip
+        for name in ("u", "v", "w", "h", "s"):
+            setattr(self, name, Var(shape=out_shape, init=np.zeros(out_shape, np.int64)))

@@ -6,7 +6,8 @@ bound, registered with :func:`~quantization.nodes.base.register_kind`) plus its 
 line below.
 """
 
-from quantization.nodes import concat, pooling, readout, spiking, upsample  # noqa: F401
+from quantization.nodes import adaptive, concat, pooling, readout, spiking, upsample  # noqa: F401
+from quantization.nodes.adaptive import AdaptiveLayer, AdaptiveState
 from quantization.nodes.base import (
     Host,
     NodeKind,
@@ -30,6 +31,8 @@ from quantization.nodes.spiking import SpikingLayer, SpikingState
 from quantization.nodes.upsample import Upsample2x
 
 __all__ = [
+    "AdaptiveLayer",
+    "AdaptiveState",
     "Add",
     "Concat",
     "GlobalSumPool",

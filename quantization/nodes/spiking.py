@@ -18,8 +18,10 @@ Its bias enters the current with the synaptic input (as the float CuLIF's ``c`` 
 not at the first step), and its voltage reads the
 previous step's synaptic sum: the node keeps ``a[t−1]`` itself when its host has no
 synaptic delay (the emulator with ``delay=0``, the toolkit's Lava processes), and takes the
-host's delay where there is one (``delay=1``, Lava's ``Dense``). On-device S-TLLR needs a
-current without memory and refuses such a layer.
+host's delay where there is one (``delay=1``, Lava's ``Dense``). On-device S-TLLR of such
+a layer adds the current traces ``P^i``, ``R^i`` (``stllr_current_trace_step``;
+docs/fixed_point.md, "Current-based layers"); its post gain ``κ = 1 − α`` is in the
+spec's α's (quantization.learning).
 
 and, if the node carries a ``LearningSpec``, after the neuron::
 
@@ -50,12 +52,13 @@ import torch
 
 from quantization.backend import int_conv2d, int_conv_transpose2d, int_linear, round_float
 from quantization.float_nodes import FloatSpiking
-from quantization.formats import ACT_SHIFT, DU_NONE, UV_LIMIT
+from quantization.formats import ACT_SHIFT, DECAY_UNITY, DU_NONE, UV_LIMIT
 from quantization.kernels import (
     STREAM_W,
     STREAM_WREC,
     node_stream_key,
     psi_lookup,
+    stllr_current_trace_step,
     stllr_eligibility_terms,
     stllr_trace_step,
     stllr_weight_step,
@@ -121,16 +124,19 @@ class SpikingLayer:
     #: dense only: per-synapse delays ``[out, in]`` in 0 … 62 steps (Lava's DelayDense,
     #: netx's ``delay``; quantization/synaptic_delay.py), ``None``: no delays
     delay: torch.Tensor | None = None
+    #: current-based only: λ_syn of the float rule's current trace (docs/neurons.md §3b);
+    #: ``None``: the integer current's own decay ``(4095 − du)/4096``
+    lambda_syn: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.du <= DU_NONE:
             raise ValueError(
                 f"SpikingLayer {self.name}: du must be in 0 … {DU_NONE}, got {self.du}"
             )
-        if self.learning is not None and self.du != DU_NONE:
+        if self.learning is not None and (self.du != DU_NONE) != self.current_traces:
             raise ValueError(
-                f"SpikingLayer {self.name}: on-device S-TLLR needs a current without memory "
-                f"(du = {DU_NONE}); a current-based layer (du = {self.du}) cannot learn on device"
+                f"SpikingLayer {self.name}: a layer with du = {self.du} needs a LearningSpec "
+                f"{'with' if self.du != DU_NONE else 'without'} current traces (pi_frac)"
             )
         if self.delay is not None:
             if self.kind != "dense" or self.learning is not None:
@@ -151,6 +157,18 @@ class SpikingLayer:
             plan = delay_plan(self.delay.detach().cpu().numpy())
             object.__setattr__(self, "_delay_plan", plan)
         return plan
+
+    @property
+    def current_traces(self) -> bool:
+        """Plastic and current-based: the traces include ``P^i`` (and ``R^i``)."""
+        return self.learning is not None and self.learning.pi_frac is not None
+
+    @property
+    def current_trace_decay(self) -> float:
+        """λ_syn of the current traces: ``lambda_syn``, else the current's own decay."""
+        if self.lambda_syn is not None:
+            return self.lambda_syn
+        return (DU_NONE - self.du) / DECAY_UNITY
 
     @property
     def out_channels(self) -> int:
@@ -263,14 +281,21 @@ def forward(node: SpikingLayer, state: SpikingState | None, inputs, host, step: 
         s_prev = s_last if s_last is not None else zeros_like(out)
     tr = state.traces if state is not None and state.traces is not None else None
     if tr is None:
-        tr = Traces(zeros_like(x, dtype=_int64(x)), zeros_like(out),
-                    None if s_prev is None else zeros_like(s_prev))  # fmt: skip
-    p_new, q_new, r_new = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec,
-                                           node.psi.frac, step, index)  # fmt: skip
+        tr = _zero_traces(node, x, out, s_prev)
     top = (1 << spec.trace_bits) - 1
+    if node.current_traces:
+        p_new, pi_new, q_new, r_new, ri_new = stllr_current_trace_step(
+            tr.p, tr.pi, tr.q, tr.r, tr.ri, x, psi, s_prev, spec, node.psi.frac, step, index
+        )
+        host.count(node.name + "/trace_current", pi_new, top)
+        traces = Traces(p_new, q_new, r_new, pi_new, ri_new)
+    else:
+        p_new, q_new, r_new = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec,
+                                               node.psi.frac, step, index)  # fmt: skip
+        traces = Traces(p_new, q_new, r_new)
     host.count(node.name + "/trace_pre", p_new, top)
     host.count(node.name + "/trace_post", q_new, top)
-    new = SpikingState(lif.u, lif.v, out, Traces(p_new, q_new, r_new), psi, tr.q, x, s_prev)
+    new = SpikingState(lif.u, lif.v, out, traces, psi, tr.q, x, s_prev, a_prev=a_next)
     return Step(out, new, exact)
 
 
@@ -285,6 +310,14 @@ def _delayed(node: SpikingLayer, line, a, x, host):
         return total.to(a.dtype) if isinstance(total, torch.Tensor) else total.astype(a.dtype)
 
     return delay_step(node.delay_plan, line, a, x, w, host.synaptic_delay(), masked_sum)
+
+
+def _zero_traces(node: SpikingLayer, x, out, s_prev) -> Traces:
+    p = zeros_like(x, dtype=_int64(x))
+    r = None if s_prev is None else zeros_like(s_prev)
+    if not node.current_traces:
+        return Traces(p, zeros_like(out), r)
+    return Traces(p, zeros_like(out), r, zeros_like(p), None if r is None else zeros_like(r))
 
 
 def _int64(x):
@@ -376,6 +409,7 @@ def from_float(spec: FloatSpiking, scales: dict, cfg: PTQConfig) -> Quantized:
         ms[1] if len(ms) > 1 else None, spec.stride, spec.padding, spec.dilation, spec.groups,
         cfg.weight_bits, psi_table(spec.psi, w_lsb / 2**ACT_SHIFT),
         tuple(spec.factors.as_list()), gain=rep.gain, output_padding=spec.output_padding, du=du,
+        lambda_syn=None if spec.current_decay is None else spec.lambda_syn,
     )  # fmt: skip
     return Quantized(node, rep, 1.0)
 
