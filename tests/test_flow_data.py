@@ -142,3 +142,27 @@ def test_standin_ground_truth_explains_the_images(standin_recording, tmp_path, t
         )
         assert s.x.shape == (5, 2, 32, 32) and torch.equal(s.events, s.x.sum((0, 1)) > 0)
     assert max(ratios) < 0.35, ratios
+
+
+def test_standin_sensor_noise_adds_poisson_events_and_keeps_the_scene(standin_recording):
+    """``noise_rate`` (the pipeline's shifted sensor): the recording keeps every event of
+    the noiseless one (same scene, motion, frames, gt) and adds about
+    rate · H · W · duration events of random polarity, uniform over pixels and time."""
+    import dataclasses
+
+    spec, (events, images, image_ts, flow, flow_ts) = standin_recording
+    noisy = dataclasses.replace(spec, noise_rate=40.0)
+    ev_n, im_n, its_n, fl_n, fts_n = make_recording(noisy, seed=11)
+    assert np.array_equal(im_n, images) and np.array_equal(fl_n, flow)
+    assert np.array_equal(its_n, image_ts) and np.array_equal(fts_n, flow_ts)
+    assert np.all(np.diff(ev_n[:, 2]) >= 0)
+    scene = {tuple(r) for r in events.tolist()}
+    assert scene <= {tuple(r) for r in ev_n.tolist()}  # the scene's events are all there
+    noise = np.array([r for r in ev_n.tolist() if tuple(r) not in scene])
+    assert len(noise) == len(ev_n) - len(events)
+    mean = noisy.noise_rate * spec.height * spec.width * (image_ts[-1] - image_ts[0])
+    assert abs(len(noise) - mean) < 5 * np.sqrt(mean), (len(noise), mean)  # Poisson: ± 5 σ
+    assert set(np.unique(noise[:, 3])) == {-1.0, 1.0} and abs(np.mean(noise[:, 3] > 0) - 0.5) < 0.1
+    assert noise[:, 0].min() >= 0 and noise[:, 0].max() <= spec.width - 1
+    assert noise[:, 1].min() >= 0 and noise[:, 1].max() <= spec.height - 1
+    assert image_ts[0] <= noise[:, 2].min() and noise[:, 2].max() < image_ts[-1]

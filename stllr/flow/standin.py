@@ -19,6 +19,12 @@ sign of the change (contrast threshold C), with times spread evenly over the sub
 the reference moves by C per event. Gray frames are ``round(255·I)``. Ground truth is
 written at its own rate (``gt_ratio`` × the image period, offset by half a period),
 as MVSEC's gt is not aligned with the images.
+
+Sensor noise (``noise_rate`` > 0, a shifted condition of the pipeline): on top of the
+scene's events, every pixel fires spurious events as a Poisson process of ``noise_rate``
+events per second, each of random polarity at a uniform random time. They are drawn from
+their own generator (seeded from ``seed``), so a recording with noise has exactly the
+scene, motion, frames, gt and signal events of the one without.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class StandinSpec:
     #: > 0: the simplest motion instead — translation along ±x at this speed (px/s), the
     #: sign drawn per segment, no rotation or zoom (the CI training test's stand-in)
     x_speed: float = 0.0
+    #: spurious sensor events per pixel and second (background activity; module doc)
+    noise_rate: float = 0.0
 
 
 def _texture(rng: np.random.Generator, spacing: float = 12.0, table: int = 64):
@@ -166,6 +174,8 @@ def make_recording(spec: StandinSpec, seed: int):
                 chunks.append(np.stack([xs[rep], ys[rep], t_ev, sign[rep]], axis=1))
                 ref[ys, xs] += sign * counts * spec.contrast
         images.append(np.rint(255 * np.exp(log_frame(image_t[k + 1]))).astype(np.uint8))
+    if spec.noise_rate > 0:
+        chunks.append(_noise_events(spec, seed, image_t[-1]))
     events = np.concatenate(chunks) if chunks else np.zeros((0, 4))
     events = events[np.argsort(events[:, 2], kind="stable")]
     gt_period = spec.gt_ratio * spec.frame_period
@@ -175,6 +185,19 @@ def make_recording(spec: StandinSpec, seed: int):
         flow[i] = flow_over(motion, flow_t[i], flow_t[i + 1], cx, cy, px, py)
     events[:, 2] += T0
     return events, np.stack(images), image_t + T0, flow, flow_t + T0
+
+
+def _noise_events(spec: StandinSpec, seed: int, duration: float) -> np.ndarray:
+    """Spurious events ``[N, 4]`` (x, y, t, ±1) on ``[0, duration)``: per pixel a Poisson
+    count of mean ``noise_rate·duration``, uniform times, random polarity; drawn from
+    ``default_rng((seed, 1))``, independent of the scene's generator."""
+    rng = np.random.default_rng((seed, 1))
+    n = rng.poisson(spec.noise_rate * duration, size=(spec.height, spec.width))
+    ys, xs = np.nonzero(n)
+    rep = np.repeat(np.arange(len(ys)), n[ys, xs])
+    t = rng.uniform(0.0, duration, len(rep))
+    sign = rng.choice([-1.0, 1.0], size=len(rep))
+    return np.stack([xs[rep], ys[rep], t, sign], axis=1).astype(np.float64)
 
 
 def flow_over(motion: _Motion, t_a: float, t_b: float, cx, cy, px, py) -> np.ndarray:
