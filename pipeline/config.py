@@ -24,6 +24,7 @@ from pathlib import Path
 
 import tomli
 
+from pipeline.flow_config import FlowSection, check_flow
 from stllr.config import (
     PLACEMENT_KEYS,
     ExperimentConfig,
@@ -162,6 +163,7 @@ SECTIONS: dict[str, type] = {
     "lava": LavaSection,
     "adaptation": AdaptationSection,
     "report": ReportSection,
+    "flow": FlowSection,
 }
 
 
@@ -173,6 +175,8 @@ class PipelineConfig:
     lava: LavaSection = field(default_factory=LavaSection)
     adaptation: AdaptationSection = field(default_factory=AdaptationSection)
     report: ReportSection = field(default_factory=ReportSection)
+    #: the flow tasks' stand-in and shift (pipeline.flow_config)
+    flow: FlowSection = field(default_factory=FlowSection)
     #: the file it was read from ("" when built in code)
     source: str = ""
 
@@ -230,6 +234,10 @@ def check(cfg: PipelineConfig) -> None:
     """One-line errors for values no stage can run with."""
     q, a, lava = cfg.quantize, cfg.adaptation, cfg.lava
     check_training(cfg.train, prefix="train.", import_only=True)
+    from stllr.tasks import is_flow_task
+
+    if is_flow_task(cfg.train.task):  # its own stages and checks (pipeline.flow_config)
+        return check_flow(cfg, cfg.source or "--set")
     from pipeline.deployable import check_deployable
 
     check_deployable(cfg.train, cfg.source, tuple(cfg.adaptation.layers))

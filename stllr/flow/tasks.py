@@ -36,6 +36,8 @@ class FlowTaskData:
     input_shape: tuple[int, int, int]
     steps: int
     description: str
+    #: the model's outputs: the two flow components (x, y) (``build_model``'s num_classes)
+    num_classes: int = 2
 
 
 def check_flow_config(cfg: ExperimentConfig) -> None:
