@@ -77,6 +77,10 @@ TASK_MODELS = (
               ("conv1", "conv2", "head")),
     TaskModel("gesture-standin", "resnet18", "gesture_resnet18_stllr", ("channels=4,4,8,8",), 3.0,
               ("b0.conv1", "b4.short", "head")),
+    # optical flow (hw_tests.parity_flow): the finest flow head learns
+    TaskModel("mvsec-standin", "fsfn", "mvsec_standin_stllr",
+              ("channels=2,4,4,4", "flow_decoder=2,2,2"), 1.0,
+              ("flow1",)),
 )  # fmt: skip
 
 #: check group → its checks (the builtin group has its own pseudo task "builtin")
@@ -198,9 +202,16 @@ def _online_sources() -> list[SignalSource]:
                                            (signals, "emulate_online"))):  # fmt: skip
         return []
     return [
-        # quick: on SHD only (one cheap run keeps the source in CI); full: every model
-        SignalSource("dfa", _online_run("dfa"), lambda tm, mode: mode == "full" or _is_shd(tm)),
-        SignalSource("sdfa", _online_run("sdfa"), lambda tm, mode: mode == "full"),
+        # quick: on SHD only (one cheap run keeps the source in CI); full: every classifier
+        # (the flow model's error is a flow error, host-computed: no class label to use)
+        SignalSource(
+            "dfa",
+            _online_run("dfa"),
+            lambda tm, mode: (mode == "full" and tm.arch != "fsfn") or _is_shd(tm),
+        ),
+        SignalSource(
+            "sdfa", _online_run("sdfa"), lambda tm, mode: mode == "full" and tm.arch != "fsfn"
+        ),
         SignalSource("bp", _online_run("bp"), lambda tm, mode: mode == "full" and _is_shd(tm)),
     ]
 
@@ -224,9 +235,13 @@ class TaskCache:
         from stllr.tasks import load_task
 
         key = (cfg.task, cfg.data, cfg.standin_train, cfg.standin_test, cfg.seed, cfg.frame_us,
-               cfg.n_time_bins)  # fmt: skip
+               cfg.n_time_bins, cfg.flow_crop, cfg.flow_bins)  # fmt: skip
         if key not in self._data:
             self._data[key] = load_task(cfg)
+            if cfg.arch == "fsfn":  # windows seen as samples (hw_tests.parity_flow)
+                from hw_tests.parity_flow_view import flow_view
+
+                self._data[key] = flow_view(self._data[key])
         return self._data[key]
 
 
