@@ -128,7 +128,7 @@ def _fixed_case(tm: TaskModel, mode: Mode, tasks: TaskCache, corrupt: bool) -> F
     model = small_model(tm, x.shape[2:], data.num_classes).float()
     cal = x.transpose(0, 1)  # [T, N, ...]
     qnet, _ = quantize_model(model, [cal], PTQConfig(weight_bits=8))
-    qnet = attach_learning(qnet, list(tm.plastic), [cal], lr=LR, seed=7)
+    qnet = attach_learning(qnet, list(tm.plastic), [cal], lr=LR * tm.fixed_lr_scale, seed=7)
     frames = quantize_input(x, qnet.input_format).numpy()
     ref_qnet = flip_one_weight(qnet, tm.plastic[0]) if corrupt else qnet
     return FixedCase(qnet, tm.plastic, frames, labels, seed=3, timeout_s=mode.timeout_s,

@@ -156,7 +156,9 @@ def flow_prediction_group(tm: TaskModel, mode, tasks, corrupt: bool) -> list:
     model = small_model(tm, view.input_shape, 2).float()
     cal = torch.cat([w for w, _ in view.train[:8]], 0)[:, None].float()
     qnet, _ = quantize_model(model, [cal], PTQConfig(weight_bits=8))
-    ref_qnet = flip_one_weight(qnet, FINEST) if corrupt else qnet
+    # corrupted: one head weight moved by 64 LSBs (1 LSB is rounded away by the head's
+    # a_shift, so it would change the state but not the flows)
+    ref_qnet = flip_one_weight(qnet, FINEST, lsb=64) if corrupt else qnet
     names = tuple(k.name for k in qnet.nodes)
     emu = IntegerEmulator(ref_qnet)
     ref = emu.run(x.float(), record=names)

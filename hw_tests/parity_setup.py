@@ -59,6 +59,8 @@ class TaskModel:
     gain: float  # multiplies the standardised-weight gains (activity in deep layers)
     plastic: tuple[str, ...]  # nodes that learn in the float and fixed checks
     seed: int = 0
+    #: multiplies LR in the fixed check (quantization.learning.attach_learning's units)
+    fixed_lr_scale: float = 1.0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -77,10 +79,13 @@ TASK_MODELS = (
               ("conv1", "conv2", "head")),
     TaskModel("gesture-standin", "resnet18", "gesture_resnet18_stllr", ("channels=4,4,8,8",), 3.0,
               ("b0.conv1", "b4.short", "head")),
-    # optical flow (hw_tests.parity_flow): the finest flow head learns
+    # optical flow (hw_tests.parity_flow): the finest flow head learns. Its step sums
+    # L·P over the 16 × 16 head pixels, P counting spikes × 32, so at LR the 8-bit weights
+    # saturate within a few steps (and a corrupted weight could not show); at LR·2^−18,
+    # 100 steps of random signals move them by tens of LSBs, none at ±127/128
     TaskModel("mvsec-standin", "fsfn", "mvsec_standin_stllr",
               ("channels=2,4,4,4", "flow_decoder=2,2,2"), 1.0,
-              ("flow1",)),
+              ("flow1",), fixed_lr_scale=2.0**-18),
 )  # fmt: skip
 
 #: check group → its checks (the builtin group has its own pseudo task "builtin")
@@ -286,13 +291,14 @@ def task_frames(data, start: int, n: int, steps: int | None, crop: int | None) -
     return x.contiguous()
 
 
-def flip_one_weight(qnet: QNetwork, name: str) -> QNetwork:
-    """``qnet`` with one weight of ``name`` moved by one LSB (a deliberate corruption)."""
+def flip_one_weight(qnet: QNetwork, name: str, lsb: int = 1) -> QNetwork:
+    """``qnet`` with one weight of ``name`` moved by ``lsb`` LSBs (a deliberate corruption;
+    down when up would leave the weight range)."""
     n = qnet.node(name)
     w = n.weight.clone()
     flat = w.view(-1)
     top = (1 << (n.weight_bits - 1)) - 1
-    flat[0] = flat[0] - 1 if flat[0] >= top else flat[0] + 1
+    flat[0] = flat[0] - lsb if flat[0] + lsb > top else flat[0] + lsb
     return qnet.replace_node(dataclasses.replace(n, weight=w))
 
 
