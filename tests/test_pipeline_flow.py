@@ -198,3 +198,17 @@ def test_colour_wheel_key_by_hand():
     assert tuple(w[32, 64]) == (255, 0, 0)
     assert tuple(w[64, 32]) == (128, 0, 255)
     assert tuple(w[0, 0]) == (0, 0, 0) and tuple(w[32, 32]) == (0, 0, 0)
+
+
+def test_flow_run_resumes_with_every_stage_skipped(flow_run):
+    """``--resume`` on the finished run skips all five stages; ``--rerun-from cost`` names
+    the flow task's stages (it has no cost stage)."""
+    root, _ = flow_run
+    args = ["pipeline", "--no-progress", "--task", "mvsec-standin", "--skip-lava",
+            "--out", str(root / "run"), "--set", *TINY, f"train.data={root / 'data'}"]  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main([*args, "--resume"]) == 0, err.getvalue()
+        assert main([*args, "--rerun-from", "cost"]) != 0
+    assert out.getvalue().count("finished earlier, skipped") == 5
+    assert "stages: train, quantize, lava, adaptation, report" in err.getvalue()
