@@ -26,10 +26,11 @@ import torch
 from pipeline import artefacts as A
 from pipeline import flow_data
 from pipeline.runner import Context, StageOutput
-from stllr.errors import UserError
 from stllr.run import atomic_json
 
 FLOWS = "lava/flows.npz"
+#: Lava floating_pt vs torch (float64): the flows' bound, px (a warning beyond it)
+FLOAT_FLOW_TOL = 1e-5
 
 
 def window_aees(predict, tests: dict, batch_size: int, limit: int | None = None) -> dict:
@@ -164,6 +165,13 @@ def _lava_float(model, window, timeout_s: float) -> float:
     return worst
 
 
+def _stored(flows: dict):
+    """A predictor for ``window_aees(…, batch_size=n, limit=n)``, which sees each
+    sequence as one batch, in order: it returns the stored flows of each sequence in turn."""
+    it = iter(flows.values())
+    return lambda x: next(it)
+
+
 def lava(ctx: Context) -> StageOutput:
     from stllr.flow.dataset import collate
     from stllr.flow.metrics import eval_mask, upsample_flow
@@ -179,9 +187,8 @@ def lava(ctx: Context) -> StageOutput:
     if cfg.lava.enabled:
         lava_flows, emu_flows, secs = _lava_fixed(qnet, data.test, n, cfg.lava.timeout_s)
         differ = sum(int((lava_flows[k] != emu_flows[k]).sum()) for k in lava_flows)
-        it = iter(lava_flows.values())
-        per = {"lava": window_aees(lambda x: next(it), data.test, n, limit=n),
-               "int": window_aees(integer_predictor(qnet), data.test, n, limit=n),
+        per = {"lava": window_aees(_stored(lava_flows), data.test, n, limit=n),
+               "int": window_aees(_stored(emu_flows), data.test, n, limit=n),
                "float": window_aees(float_predictor(model), data.test, n, limit=n)}  # fmt: skip
         t0 = time.perf_counter()
         dflow = _lava_float(model, next(iter(data.test.values()))[0], cfg.lava.timeout_s)
@@ -195,7 +202,9 @@ def lava(ctx: Context) -> StageOutput:
             "float_seconds": time.perf_counter() - t0,
         })  # fmt: skip
         if differ:
-            raise UserError(f"Lava fixed_pt flows differ from the emulator's in {differ} values")
+            ctx.log(f"  WARNING: Lava fixed_pt flows differ from the emulator's in {differ} values")
+        if dflow > FLOAT_FLOW_TOL:
+            ctx.log(f"  WARNING: Lava floating_pt flows differ from torch by {dflow:.3g} px")
     # the pictured window of each sequence: the last one Lava ran
     pics = {}
     int_pred, float_pred = integer_predictor(qnet), float_predictor(model)
@@ -214,11 +223,12 @@ def lava(ctx: Context) -> StageOutput:
     atomic_json(result, out / "lava.json")
     if cfg.lava.enabled:
         s = result["sum_aee"]
-        line = (f"Lava fixed_pt on {result['windows']} windows: flows equal the emulator's "
+        same = "flows equal the emulator's" if not differ else "flows NOT equal the emulator's"
+        line = (f"Lava fixed_pt on {result['windows']} windows: {same} "
                 f"({differ} differ); summed AEE Lava {s['lava']:.3f}, emulator {s['int']:.3f}, "
                 f"float {s['float']:.3f}; floating_pt vs torch max |Δflow| "
                 f"{result['float_max_abs_dflow']:.1e} px")  # fmt: skip
     else:
-        line = "skipped (lava.enabled = false); pictures of float and 8-bit flows only"
+        line = "skipped (--skip-lava): no Lava run; pictures of float and 8-bit flows only"
     summary = {k: v for k, v in result.items() if k != "window_aee"}
     return StageOutput(summary, line, (A.LAVA_JSON, FLOWS))
