@@ -212,3 +212,42 @@ def test_flow_run_resumes_with_every_stage_skipped(flow_run):
         assert main([*args, "--rerun-from", "cost"]) != 0
     assert out.getvalue().count("finished earlier, skipped") == 5
     assert "stages: train, quantize, lava, adaptation, report" in err.getvalue()
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL (nothing in the toolkit catches a BaseException)."""
+
+
+def test_flow_training_killed_then_resumed_equals_the_uninterrupted_run(flow_run, monkeypatch):
+    """A run killed as it writes the training's 3rd checkpoint (after epoch 3 of 6), then
+    resumed with ``--resume``, trains the same epochs as the uninterrupted run (the
+    fixture's) to the same summed AEE, and deploys the same network."""
+    import os
+
+    root, _ = flow_run
+    real, calls = os.replace, []
+
+    def replace(src, dst, *a, **kw):
+        if str(dst).endswith("checkpoint.pt"):
+            calls.append(dst)
+            if len(calls) == 3:
+                raise _Killed(dst)
+        return real(src, dst, *a, **kw)
+
+    data = f"train.data={root / 'data'}"
+    args = ["pipeline", "--no-progress", "--task", "mvsec-standin", "--skip-lava",
+            "--out", str(root / "killed"), "--set", *TINY, data]  # fmt: skip
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        monkeypatch.setattr(os, "replace", replace)
+        with pytest.raises(_Killed):
+            main(args)
+        monkeypatch.setattr(os, "replace", real)
+        assert main([*args, "--resume"]) == 0
+    assert "resuming after epoch 2" in out.getvalue()
+    keep = ("epoch", "train_loss", "sum_aee")
+    want = [{k: h[k] for k in keep} for h in _json(root / "run/train/trial_1/metrics.json")]
+    got = [{k: h[k] for k in keep} for h in _json(root / "killed/train/trial_1/metrics.json")]
+    assert got == want
+    a, b = (_json(root / d / "quantize/quantization.json") for d in ("run", "killed"))
+    assert a["sum_aee"] == b["sum_aee"]
