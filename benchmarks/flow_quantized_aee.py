@@ -43,12 +43,10 @@ from stllr.config import ExperimentConfig
 
 def _write_standin(root: Path) -> None:
     from stllr.flow.mvsec_files import write_sequence
-    from stllr.flow.standin import STANDIN_SEQUENCES, StandinSpec, make_recording
+    from stllr.flow.standin import make_recording, translation_specs
 
-    for name, (_spec, offset) in STANDIN_SEQUENCES.items():
-        frames = 160 if name == "outdoor_day2" else 24
-        small = StandinSpec(height=40, width=40, frames=frames, x_speed=80.0)
-        write_sequence(root / "seed0", name, *make_recording(small, offset))
+    for name, (spec, seed) in translation_specs().items():
+        write_sequence(root / "seed0", name, *make_recording(spec, seed))
 
 
 def _config(root: Path, epochs: int) -> ExperimentConfig:

@@ -17,19 +17,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from stllr.flow.standin import STANDIN_SEQUENCES, StandinSpec
+from stllr.flow.standin import StandinSpec, translation_specs
 from stllr.flow.tasks import FlowTaskData
 
 
 def standin_specs(cfg) -> dict[str, tuple[StandinSpec, int]]:
     """Sequence name → (spec, scene seed) of the original condition (``cfg``: PipelineConfig)."""
     f = cfg.flow
-    out = {}
-    for name, (_default, seed) in STANDIN_SEQUENCES.items():
-        frames = f.train_frames if name == "outdoor_day2" else f.test_frames
-        out[name] = (StandinSpec(height=f.size, width=f.size, frames=frames, x_speed=f.x_speed),
-                     seed)  # fmt: skip
-    return out
+    return translation_specs(f.size, f.train_frames, f.test_frames, f.x_speed)
 
 
 def shifted_specs(cfg) -> dict[str, tuple[StandinSpec, int]]:

@@ -218,6 +218,26 @@ STANDIN_SEQUENCES = {
 }
 
 
+def translation_specs(size: int = 40, train_frames: int = 160, test_frames: int = 24,
+                      x_speed: float = 80.0) -> dict[str, tuple[StandinSpec, int]]:  # fmt: skip
+    """The ±x stand-in (docs/flow.md §9, the CI training test's, the flow benchmark's and
+    the flow pipeline's): the five sequences of :data:`STANDIN_SEQUENCES` with their scene
+    seeds, as ``size × size`` frames (``train_frames`` for ``outdoor_day2``,
+    ``test_frames`` for the others) moving along ±x at ``x_speed`` px/s."""
+    return {
+        name: (
+            StandinSpec(
+                height=size,
+                width=size,
+                x_speed=x_speed,
+                frames=train_frames if name == "outdoor_day2" else test_frames,
+            ),
+            seed,
+        )  # fmt: skip
+        for name, (_default, seed) in STANDIN_SEQUENCES.items()
+    }
+
+
 def ensure_standin(root: Path, seed: int = 0) -> dict[str, SequenceFiles]:
     """Write the stand-in's five sequences under ``root/seed<seed>`` unless present;
     return their files."""
