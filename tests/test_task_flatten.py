@@ -77,6 +77,20 @@ def test_load_task_flattens_camera_frames_only_when_asked(camera_task):
     assert pooled.input_shape == (2 * 2 * 2,) and "summed over 2×2 pixels" in pooled.description
 
 
+def test_flatten_keeps_flat_frames_and_refuses_pooling_them():
+    frames = [torch.ones(5, 7)]
+    register_task("_flat_test", lambda cfg: TaskData(ListDataset(frames, torch.tensor([0])),
+                                                     ListDataset(frames, torch.tensor([0])),
+                                                     (7,), 2, "flat"))  # fmt: skip
+    try:
+        cfg = ExperimentConfig(task="_flat_test", flatten=True)
+        assert load_task(cfg).input_shape == (7,)
+        with pytest.raises(UserError, match=r"gives frames \[7\], expected \[channels, height"):
+            load_task(cfg.replace(flatten_pool=2))
+    finally:
+        _TASKS.pop("_flat_test")
+
+
 def test_flatten_refuses_flow_tasks():
     with pytest.raises(UserError, match="flatten = true: task 'mvsec-standin' predicts"):
         load_task(ExperimentConfig(task="mvsec-standin", flatten=True))
