@@ -12,7 +12,10 @@ stand-in generator that no model was trained on (``--heldout``): SHD stand-in: i
 400-sample test split (already large); DVS Gesture: test user 24 (the test split) and
 users 25 … 24 + k (k = ⌈``--heldout`` / 22⌉; two lightings × eleven gestures each);
 CIFAR10-DVS / N-Caltech101: the 20-sample test split plus recordings ``20 … 20 + n − 1``
-of every class (n = ``--heldout`` // classes; the originals hold indices 0 … 19). The
+of every class (n = ``--heldout`` // classes; the originals hold indices 0 … 19);
+N-TIDIGITS stand-in: its 110-sample test split plus another draw of ``--heldout`` test
+recordings (the generator's test stream with that many samples: it shares a recording
+with the 110 where label and speaker happen to agree, none with the training split). The
 event stand-ins' own test splits (20–22 samples, one sample ≈ 5 points) are reported
 too, as are the training split and the share of samples (evaluation set + training split)
 on which the 8-bit prediction equals the float one. Lower widths (``--bits``) are scored
@@ -38,6 +41,8 @@ network against its control. Both are reported either way.
 Recipes (stand-ins are small; event tasks use the narrow VGG-9 of the README table):
 
 * ``shd-standin``: ``stllr demo``'s S-TLLR network (700 → 256 recurrent → 20, 6 epochs);
+* ``ntidigits-standin``: the N-TIDIGITS pipeline's CuLIF recurrent network
+  (``experiments/ntidigits_standin_culif.toml``, 8 epochs, cosine schedule over the 8);
 * ``gesture-standin``, ``cifar10dvs-standin``, ``ncaltech101-standin``: VGG-9 with
   channels 16,16,32,32,32,32,32,32, BPTT, batch 8, 40 epochs with the cosine schedule
   over the 40. (Until 2026-11-24 these were 12 epochs (N-Caltech101: 20), which stopped
@@ -72,6 +77,7 @@ RECIPES = {
         "experiments/ncaltech101_bptt.toml",
         [NARROW, "batch_size=8", "epochs=40"],
     ),
+    "ntidigits-standin": ("experiments/ntidigits_standin_culif.toml", ["epochs=8"]),
 }
 
 
@@ -109,6 +115,13 @@ def _heldout(task: str, cfg, n: int):
 
     if n <= 0 or task == "shd-standin":
         return None
+    if task == "ntidigits-standin":  # another draw of the test split, n recordings
+        from stllr.data.standin_first_spike import NTidigitsStandinConfig, ensure_ntidigits_standin
+        from stllr.tasks_first_spike import ntidigits_splits
+
+        root = _heldout_root(task, f"test{n}")
+        ensure_ntidigits_standin(root, NTidigitsStandinConfig(cfg.standin_train or 330, n))
+        return ntidigits_splits(cfg, root, standin=False).test
     if task == "gesture-standin":
         per_user = len(gesture.GESTURE_MOTIONS) * len(gesture.GestureStandinConfig().lightings)
         users = tuple(range(25, 25 + -(-n // per_user)))
