@@ -206,6 +206,11 @@ def check_training(
         raise UserError(f"{prefix}num_workers must be ≥ 0 (0 = none), got {cfg.num_workers}")
     check_device_spec(cfg.device, f"{prefix}device")
     check_readout(cfg, prefix)
+    if cfg.flatten_pool < 1 or (cfg.flatten_pool > 1 and not cfg.flatten):
+        raise UserError(
+            f"{prefix}flatten_pool must be ≥ 1 and needs flatten = true, got flatten_pool = "
+            f"{cfg.flatten_pool} with flatten = {str(cfg.flatten).lower()}"
+        )
     name = PurePath(cfg.name)
     if name.is_absolute() or ".." in name.parts or not name.parts:
         raise UserError(
@@ -234,11 +239,6 @@ def check_readout(cfg: ExperimentConfig, prefix: str = "config ") -> None:
             raise UserError(f"{prefix}{key} must be a finite number, got {getattr(cfg, key)}")
     if cfg.fs_d < 1:
         raise UserError(f"{prefix}fs_d must be ≥ 1 (σ = T // fs_d), got {cfg.fs_d}")
-    if cfg.flatten_pool < 1 or (cfg.flatten_pool > 1 and not cfg.flatten):
-        raise UserError(
-            f"{prefix}flatten_pool must be ≥ 1 and needs flatten = true, got flatten_pool = "
-            f"{cfg.flatten_pool} with flatten = {str(cfg.flatten).lower()}"
-        )
     if cfg.empty_bins < 0 or any(h < 1 for h in cfg.hidden_sizes):
         raise UserError(
             f"{prefix}empty_bins must be ≥ 0 and hidden_sizes ≥ 1 each, got "
