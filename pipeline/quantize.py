@@ -40,6 +40,27 @@ def _latency(model, qnet, test, batch_size: int) -> dict | None:
     }
 
 
+def paired_gap(model, qnet, test, batch_size: int) -> dict:
+    """The deployed network against the float model on every test sample
+    (:func:`quantization.comparison.paired_delta`: the accuracy difference in points, its
+    paired standard error and the samples only one of them gets right). Predictions: the
+    summed logits of each sample over its own steps, float model and emulator."""
+    import torch
+
+    from pipeline.adapt_device import emulator_predictions
+    from quantization.comparison import paired_delta
+    from stllr.trainer import batches
+    from stllr.training import evaluate_batch
+
+    ys, ref, new = [], [], []
+    for x, y, lengths in batches(test, batch_size):
+        ref.append(evaluate_batch(model, x, lengths=lengths).logits.argmax(1).cpu())
+        new.append(emulator_predictions(qnet, x, lengths, batch_size))
+        ys.append(y)
+    model.reset_state()
+    return paired_delta(torch.cat(ys), torch.cat(ref), torch.cat(new))
+
+
 def run(ctx: Context) -> StageOutput:
     from quantization import report
 
@@ -80,6 +101,7 @@ def run(ctx: Context) -> StageOutput:
         )
     deployed = qat if qat is not None else ptq
     latency = _latency(model, deployed.qnet, data.test, train.val_batch_size)
+    gap = paired_gap(model, deployed.qnet, data.test, train.val_batch_size)
     out = ctx.stage_dir("quantize")
     deployed.qnet.save(out / "quantized.pt")
     atomic_json(
@@ -94,6 +116,7 @@ def run(ctx: Context) -> StageOutput:
             "float_accuracy": f_acc,
             **report.method_results(f_acc, ptq, qat, control),
             "deployed": deployed.method,
+            "deployed_vs_float": gap,
             "latency": latency,
         },
         out / "quantization.json",
@@ -121,12 +144,14 @@ def run(ctx: Context) -> StageOutput:
         "sweep": {str(b): a for b, a in sweep.items()},
         "saturation_max_fraction": deployed.saturation.get("max_fraction", 0.0),
         "test_samples": len(data.test),
+        "deployed_vs_float": gap,
         "latency": latency,
     }
     cells = ", ".join(f"{b}b {'fail' if a is None else f'{a:.1f}'}" for b, a in sweep.items())
     line = (
         f"{q.bits}-bit {deployed.method.upper()} (integer emulator) {deployed.accuracy:.1f}% vs "
-        f"float {f_acc:.1f}% ({deployed.accuracy - f_acc:+.1f} pts"
+        f"float {f_acc:.1f}% ({gap['delta']:+.1f} ± {gap['standard_error']:.1f} pts, paired "
+        f"SE; {gap['new_only']} samples gained, {gap['ref_only']} lost of {len(data.test)}"
         + ("" if qat is None else f"; float control {control['accuracy']:.1f}%")
         + f"); sweep: {cells}"
     )

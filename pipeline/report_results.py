@@ -10,6 +10,14 @@ from pipeline.document import Figure, Table
 from pipeline.report_inputs import Artefacts, pct
 
 
+def _gap(quant: dict) -> str:
+    """The deployed network's paired difference to float (absent in older run folders)."""
+    g = quant.get("deployed_vs_float")
+    if not g:
+        return ""
+    return f"; {g['delta']:+.1f} ± {g['standard_error']:.1f} points vs float (paired SE)"
+
+
 def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
     """Accuracy of float, fixed point and Lava on every condition, as table and figure."""
     quant, lava, adapt, lava_ran = art.quant, art.lava, art.adapt, art.lava_ran
@@ -19,7 +27,9 @@ def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
         [
             f"test split ({quant['test_samples']} samples)",
             pct(quant["float_accuracy"]),
-            pct(quant["ptq"]["accuracy"]) + f" ({quant['weight_bits']}-bit PTQ)",
+            pct(quant["ptq"]["accuracy"])
+            + f" ({quant['weight_bits']}-bit PTQ)"
+            + ("" if quant.get("qat") else _gap(quant)),
             "—",
             "—",
         ],
@@ -29,7 +39,7 @@ def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
             [
                 f"test split, after {quant['qat_epochs']} QAT epoch(s)",
                 pct(quant["qat"]["qat"]["fake_quant_accuracy"]) + " (fake-quant)",
-                pct(quant["qat"]["accuracy"]),
+                pct(quant["qat"]["accuracy"]) + _gap(quant),
                 "—",
                 "—",
             ]

@@ -139,6 +139,12 @@ class ExperimentConfig:
     clip_norm: float = 0.0
     #: empty frames appended after each sample (T_empty of the first-spike tasks)
     empty_bins: int = 0
+    #: frames ``[T, C, H, W]`` read as ``[T, C·H·W]`` (element ``c·H·W + y·W + x``), so the
+    #: dense recurrent network (``arch = shd_rsnn``, any ``neuron``) takes a camera task
+    flatten: bool = False
+    #: with ``flatten``: frames first summed over ``flatten_pool`` × ``flatten_pool`` pixel
+    #: blocks (pixel ``(y, x)`` into ``(y // k, x // k)``; event counts stay counts)
+    flatten_pool: int = 1
 
     def stllr_factors(self) -> STLLRFactors:
         from stllr.factors import STLLRFactors
@@ -166,6 +172,7 @@ OMITTED_AT_DEFAULT = (
     "readout", "out_neuron", "out_tau_mem", "out_tau_syn", "out_threshold", "hidden_sizes",
     "fs_alpha", "fs_d", "fs_a", "fr_alpha", "treg_lambda", "treg_beta", "clip_norm",
     "empty_bins",  # first-spike coding, docs/first_spike.md
+    "flatten", "flatten_pool",  # camera frames into shd_rsnn (docs/neurons.md §4)
 )  # fmt: skip
 
 
@@ -199,6 +206,11 @@ def check_training(
         raise UserError(f"{prefix}num_workers must be ≥ 0 (0 = none), got {cfg.num_workers}")
     check_device_spec(cfg.device, f"{prefix}device")
     check_readout(cfg, prefix)
+    if cfg.flatten_pool < 1 or (cfg.flatten_pool > 1 and not cfg.flatten):
+        raise UserError(
+            f"{prefix}flatten_pool must be ≥ 1 and needs flatten = true, got flatten_pool = "
+            f"{cfg.flatten_pool} with flatten = {str(cfg.flatten).lower()}"
+        )
     name = PurePath(cfg.name)
     if name.is_absolute() or ".." in name.parts or not name.parts:
         raise UserError(
