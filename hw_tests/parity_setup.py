@@ -79,6 +79,9 @@ TASK_MODELS = (
               ("conv1", "conv2", "head")),
     TaskModel("gesture-standin", "resnet18", "gesture_resnet18_stllr", ("channels=4,4,8,8",), 3.0,
               ("b0.conv1", "b4.short", "head")),
+    # current-based neurons (CuLIF, docs/neurons.md): the N-TIDIGITS stand-in's network
+    TaskModel("ntidigits-standin", "shd_rsnn", "ntidigits_standin_culif", ("hidden=32",), 4.0,
+              ("rec", "readout")),
     # optical flow (hw_tests.parity_flow): the finest flow head learns. Its step sums
     # L·P over the 16 × 16 head pixels, P counting spikes × 32, so at LR the 8-bit weights
     # saturate within a few steps (and a corrupted weight could not show); at LR·2^−18,

@@ -31,6 +31,8 @@ from hw_tests.parity import (
 )
 
 SHD = next(tm for tm in TASK_MODELS if tm.task == "shd-standin")
+#: the current-based (CuLIF) recurrent network
+CULIF = next(tm for tm in TASK_MODELS if tm.task == "ntidigits-standin")
 FSFN = next(tm for tm in TASK_MODELS if tm.arch == "fsfn")
 
 
@@ -82,11 +84,12 @@ def test_markdown_agrees_with_json(quick_table):
     assert f"{n_ok}/{len(doc['rows'])} rows pass" in md
 
 
+@pytest.mark.parametrize("tm", [SHD, CULIF], ids=["lif", "culif"])
 @pytest.mark.parametrize("group", ["float", "fixed", "predictions"])
-def test_corrupted_reference_fails_its_rows(group):
+def test_corrupted_reference_fails_its_rows(group, tm):
     """One weight of the reference moved (the emulator's integer network; the torch
     model for the float group): the rows that compare weights/states must fail."""
-    rows = build_table(quick=True, task_models=[SHD], groups=[group], corrupt=[group])
+    rows = build_table(quick=True, task_models=[tm], groups=[group], corrupt=[group])
     assert {r.check for r in rows} == set(GROUP_CHECKS[group])
     must_fail = {"float": "float_weights", "fixed": "fixed_weights",
                  "predictions": "fixed_inference"}[group]  # fmt: skip

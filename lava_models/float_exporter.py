@@ -188,11 +188,6 @@ def _float_spiking_shape(n, in_shapes):
     from lava_models.float_ops import synapse_ops
 
     (shape,) = in_shapes
-    if n.current_decay is not None:
-        raise UnsupportedNodeError(
-            "current-based neurons have no floating_pt model yet "
-            "(the integer network runs them: export the QNetwork)"
-        )
     if n.kind in ("conv", "deconv") and len(shape) != 3:
         raise UnsupportedNodeError(f"a {n.kind} layer needs a [C, H, W] input, got {shape}")
     if n.kind == "dense" and len(shape) != 1:
@@ -215,6 +210,8 @@ def _float_spiking(n, ctx: ExportContext) -> NodeExport:
         in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_f64(n.weight), kind=n.kind,
         stride=n.stride, padding=n.padding, dilation=n.dilation, groups=n.groups,
         bias=_f64(n.bias), weight_rec=_f64(n.weight_rec), lif=n.lif, psi=n.psi,
+        current_decay=n.current_decay,
+        lambda_syn=n.current_decay if n.lambda_syn is None else n.lambda_syn,
         learning=ctx.network.learning(n.name), node_index=ctx.index, name=f"stllr_{n.name}",
         **ctx.common,
     )  # fmt: skip

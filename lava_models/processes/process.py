@@ -103,6 +103,8 @@ class STLLRLayer(AbstractProcess):
     are then unused), float ``weight``/``bias``/``weight_rec`` (Ŵ after weight
     standardisation), ``psi`` the surrogate's name (``"a"``–``"d"``) and, if plastic,
     ``learning`` a :class:`lava_models.float_ops.FloatLearning` (lr, S-TLLR factors).
+    A float current-based (CuLIF) layer also takes ``current_decay`` β and ``lambda_syn``
+    (the decay of its current traces P^i, R^i; docs/neurons.md §1, §3b).
 
     Ports: ``s_in`` (``in_shape``), ``s_out`` (``out_shape``, spikes 0/1), ``ls_in``
     (``out_shape``, the third factor L: 8-bit signed integers, or floats; leave
@@ -117,7 +119,7 @@ class STLLRLayer(AbstractProcess):
     def __init__(self, *, in_shape, out_shape, weight, kind="dense", stride=(1, 1),
                  padding=(0, 0), dilation=(1, 1), groups=1, dv=0, vth=1, reset="soft",
                  bias=None, weight_rec=None, learning=None, psi=None, lif=None,
-                 **kw):  # fmt: skip
+                 current_decay=None, lambda_syn=None, **kw):  # fmt: skip
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
         channels = out_shape[0]
         floating = lif is not None
@@ -147,7 +149,7 @@ class STLLRLayer(AbstractProcess):
             in_shape=in_shape, out_shape=out_shape, kind=kind, stride=tuple(stride),
             padding=tuple(padding), dilation=tuple(dilation), groups=int(groups), dv=int(dv),
             vth=int(vth), reset=reset, recurrent=recurrent, learning=learning, psi=psi_arg,
-            lif=lif, **_common(kw),
+            lif=lif, current_decay=current_decay, lambda_syn=lambda_syn, **_common(kw),
         )  # fmt: skip
         w = array(weight)
         w_rec = array(weight_rec) if recurrent else np.zeros((channels,) * 2, dtype)
