@@ -19,6 +19,8 @@ a batch axis of 1 is added for the torch calls)::
                               Q' = trace_step(Q, Ψ, λ_post);  R = trace_step(R, s[t−1], λ_pre)
                     ls_in connected: receive L;  Ŵ ← Ŵ − lr · (α_pre Σ (L⊙Ψ)ᵀ P
                               + α_post Σ (L⊙Q[t−1])ᵀ x), Ŵ_rec the same with R and s[t−1]
+    AdaptiveProcess c = Ŵ x + b (+ Ŵ_rec s[t−1]);  s, v − θ, (v̂, w, h, s) = adlif_step(c, …)
+                    (inference only)
     ReadoutProcess  o, P = AccumulateStep(x, W, b, P, o[t−1], γ, λ_pre);  send o;
                     ls_in connected: W ← W − lr · Lᵀ P
     PoolProcess     F.max_pool2d / F.avg_pool2d / window sum
@@ -68,6 +70,7 @@ from lava_models.float_ops import (
 )
 from lava_models.processes.models import NodeModel
 from lava_models.processes.process import (
+    AdaptiveProcess,
     AddProcess,
     ConcatProcess,
     GlobalSumPoolProcess,
@@ -79,7 +82,14 @@ from lava_models.processes.process import (
 from stllr.factors import trace_step
 from stllr.functional.readout import AccumulateStep
 from stllr.neuron import lif_step
-from stllr.neurons.dynamics import CuLIFParams, CuLIFState, culif_step
+from stllr.neurons.dynamics import (
+    AdLIFParams,
+    AdLIFState,
+    CuLIFParams,
+    CuLIFState,
+    adlif_step,
+    culif_step,
+)
 from stllr.neurons.eligibility import PreTrace, pre_trace_step
 from stllr.surrogates import get_surrogate
 from stllr.synapse_ops import DenseOps
@@ -221,6 +231,49 @@ class PySTLLRLayerModelFloat(_FloatNodeModel):
             grad = weight_gradient(DenseOps(), f, signal, g_psi, q_prev, r, s_prev,
                                    self.weight_rec.shape)  # fmt: skip
             self.weight_rec = self.weight_rec - lr * grad.numpy()
+
+
+@implements(proc=AdaptiveProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyAdaptiveModelFloat(_FloatNodeModel):
+    """Dense synapses + AdLIF in float64 (``adlif_step``; inference only)."""
+
+    s_in: PyInPort = _in_port()
+    s_out: PyOutPort = _out_port()
+    weights: np.ndarray = _var()
+    weight_rec: np.ndarray = _var()
+    bias: np.ndarray = _var()
+    u: np.ndarray = _var()
+    v: np.ndarray = _var()
+    w: np.ndarray = _var()
+    h: np.ndarray = _var()
+    s: np.ndarray = _var()
+    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s")
+    PER_STEP = ("v",)
+    FLOAT_PARAM = "adlif"
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params["adlif"]
+        t = torch.as_tensor
+        self.params = AdLIFParams(t(p.alpha, dtype=torch.float64), t(p.rho, dtype=torch.float64),
+                                  t(p.a, dtype=torch.float64), t(p.b, dtype=torch.float64),
+                                  float(p.threshold), p.reset)  # fmt: skip
+        self.recurrent = bool(proc_params["recurrent"])
+
+    def run_spk(self) -> None:
+        if self.starts_sample():
+            self.zero("u", "v", "w", "h", "s")
+        x = self.receive(self.s_in)
+        state = AdLIFState(batch(self.v), batch(self.w), batch(self.h), batch(self.s))
+        c = DenseOps().current(x, tensor(self.weights), tensor(self.bias))
+        if self.recurrent:
+            c = c + DenseOps().current(state.s, tensor(self.weight_rec), None)
+        s, _, new = adlif_step(c, state, self.params)
+        self.send(sample(s))
+        self.u, self.v, self.w, self.h, self.s = (sample(a) for a in (c, *new))
+        self.record(self.s)
 
 
 @implements(proc=ReadoutProcess, protocol=LoihiProtocol)

@@ -289,20 +289,27 @@ class AdaptiveProcess(AbstractProcess):
     ``weight_rec`` ``[out, out]`` (zeros if not recurrent), ``bias`` ``[out]`` (membrane
     units), and the state after the last step: ``u``, ``v`` (after reset), ``w`` (the
     adaptation ω), ``h`` (voltage before reset), ``s``. The node itself (``node=``) carries
-    the 12-bit decays and couplings."""
+    the 12-bit decays and couplings.
 
-    def __init__(self, *, in_shape, out_shape, weight, bias=None, weight_rec=None, **kw):
+    Float layer (``floating_pt``, :class:`quantization.float_nodes.FloatAdaptive`): pass
+    ``adlif`` (a :class:`stllr.neurons.dynamics.AdLIFParams` of float64 ``[out]`` arrays
+    or floats) and float ``weight``/``bias``/``weight_rec`` (Ŵ); the Vars are float64 and
+    ``u`` holds the step's input ``c``."""
+
+    def __init__(self, *, in_shape, out_shape, weight, bias=None, weight_rec=None, adlif=None,
+                 **kw):  # fmt: skip
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
         (n,) = out_shape
+        array, dtype = (_float_array, np.float64) if adlif is not None else (_int_array, np.int64)
         super().__init__(in_shape=in_shape, out_shape=out_shape,
-                         recurrent=weight_rec is not None, **_common(kw))  # fmt: skip
+                         recurrent=weight_rec is not None, adlif=adlif, **_common(kw))  # fmt: skip
         self.s_in = InPort(shape=in_shape)
         self.s_out = OutPort(shape=out_shape)
-        w = _int_array(weight)
-        w_rec = np.zeros((n, n), np.int64) if weight_rec is None else _int_array(weight_rec)
+        w = array(weight)
+        w_rec = np.zeros((n, n), dtype) if weight_rec is None else array(weight_rec)
         self.weights = Var(shape=w.shape, init=w)
         self.weight_rec = Var(shape=w_rec.shape, init=w_rec)
-        self.bias = Var(shape=(n,), init=np.zeros(n, np.int64) if bias is None
-                        else _int_array(bias, (n,)))  # fmt: skip
+        self.bias = Var(shape=(n,), init=np.zeros(n, dtype) if bias is None
+                        else array(bias, (n,)))  # fmt: skip
         for name in ("u", "v", "w", "h", "s"):
-            setattr(self, name, Var(shape=out_shape, init=np.zeros(out_shape, np.int64)))
+            setattr(self, name, Var(shape=out_shape, init=np.zeros(out_shape, dtype)))
