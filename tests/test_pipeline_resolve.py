@@ -105,5 +105,8 @@ def test_the_ntidigits_standin_and_culif_configs():
     assert cfg.adaptation.layers == ("rec", "readout")
     shd = load_pipeline_config(CONFIG_DIR / "shd_standin_culif.toml", [])
     assert (shd.train.task, shd.train.neuron) == ("shd-standin", "culif")
+    adlif = load_pipeline_config(CONFIG_DIR / "shd_standin_adlif.toml", [])
+    assert (adlif.train.task, adlif.train.neuron) == ("shd-standin", "adlif")
+    assert adlif.adaptation.layers == ("readout",)  # an AdLIF layer does not learn on device
     tasks = pipeline_tasks()
     assert len(tasks) == len(set(tasks)) and "ntidigits-standin" in tasks
