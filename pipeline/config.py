@@ -376,6 +376,11 @@ def apply_pipeline_overrides(cfg: PipelineConfig, overrides: Iterable[str]) -> P
     return cfg
 
 
+#: ``--task`` names of a second network on a data set's task, each read from
+#: ``pipeline/configs/<name>.toml`` whose ``[train] task`` is that data set's task
+VARIANT_TASKS = ("fs-ntidigits-standin",)
+
+
 def config_path_for_task(task: str) -> Path:
     """``pipeline/configs/<task>.toml``, or a one-line error listing the tasks that have one."""
     path = CONFIG_DIR / f"{task.replace('-', '_')}.toml"

@@ -5,9 +5,14 @@ LIF (docs/neurons.md §1), with on-device S-TLLR for both (docs/fixed_point.md);
 pipeline deploys ``neuron = "lif"``, ``"culif"`` and ``"pculif"`` with one decay per layer
 (PTQ keeps one 12-bit decay per layer), and ``"adlif"`` (the ``AdaptiveLayer`` kind,
 ``quantization/nodes/adaptive.py``), whose layer runs but does not learn on device: only
-its readout adapts. It refuses, before any training, what it cannot deploy yet: CuAdLIF
-(no integer kind), a plastic AdLIF layer, and the networks with a spiking output layer
-(``readout = first_spike`` / ``rate``, the ``fs_*`` archs).
+its readout adapts. A first-spike-coded network (``arch = "fs_fc"``, ``readout =
+"first_spike"``, hidden and output neurons ``lif``, ``culif`` or ``pculif`` per layer)
+deploys as a chain of spiking layers read by its first output spike
+(docs/first_spike.md, "In the pipeline"); its adaptation stage is skipped (no on-device
+learning signal for a first-spike read-out yet). It refuses, before any training, what
+it cannot deploy yet: CuAdLIF (no integer kind), a plastic AdLIF layer, the other
+spiking-output networks (``readout = rate``, the convolutional ``fs_gesture`` /
+``fs_plane``) and AdLIF in a spiking-output network.
 """
 
 from __future__ import annotations
@@ -17,6 +22,13 @@ from stllr.errors import UserError
 
 #: neurons with an integer kind (``pculif`` with ``decay_mode = "layer"`` only)
 DEPLOYABLE_NEURONS = ("lif", "culif", "pculif", "adlif")
+#: neurons of a deployable first-spike network (hidden and output layers)
+FS_NEURONS = ("lif", "culif", "pculif")
+
+
+def is_first_spike(train: ExperimentConfig) -> bool:
+    """The network is read by its first output spike (``readout = "first_spike"``)."""
+    return train.readout == "first_spike"
 
 
 def check_deployable(train: ExperimentConfig, source: str, layers: tuple[str, ...] = ()) -> None:
@@ -40,9 +52,25 @@ def check_deployable(train: ExperimentConfig, source: str, layers: tuple[str, ..
             f"{where}: train.decay_mode = {train.decay_mode!r} with neuron pculif cannot be "
             'deployed (one 12-bit decay per layer); expected decay_mode = "layer"'
         )
-    if train.readout != "accumulate":
+    if train.readout == "first_spike":
+        _check_first_spike(train, where)
+    elif train.readout != "accumulate":
         raise UserError(
             f"{where}: train.readout = {train.readout!r} (a spiking output layer) cannot be "
-            'deployed yet; the pipeline expects readout = "accumulate" (train the first-spike '
-            "network with `stllr train`)"
+            'deployed yet; the pipeline expects readout = "accumulate" or "first_spike" '
+            "(train the network with `stllr train`)"
         )
+
+
+def _check_first_spike(train: ExperimentConfig, where: str) -> None:
+    if train.arch != "fs_fc":
+        raise UserError(
+            f"{where}: train.arch = {train.arch!r} with readout first_spike cannot be deployed "
+            'yet (no integer convolutional first-spike network); expected arch = "fs_fc"'
+        )
+    for key in ("neuron", "out_neuron"):
+        if getattr(train, key) not in FS_NEURONS:
+            raise UserError(
+                f"{where}: train.{key} = {getattr(train, key)!r} in a first-spike network "
+                f"cannot be deployed yet; expected one of {', '.join(FS_NEURONS)}"
+            )

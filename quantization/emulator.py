@@ -31,6 +31,7 @@ On-device learning (:meth:`IntegerEmulator.step` with ``signals``) follows
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -44,12 +45,19 @@ from quantization.nodes import SynapseWeights, kind_of, max_abs_fan_in
 from quantization.ptq import quantize_input
 from quantization.qformat import SaturationCounter
 from stllr.errors import UserError
+from stllr.functional.first_spike import fs_prediction
 from stllr.padding import masked_step, step_mask
+from stllr.spike_metrics import fs_times_from
 
 
 @dataclass
 class EmulatorResult:
-    """Summed integer logits ``[B, K]`` (float value: ``× logit_scale``) and statistics."""
+    """Summed integer logits ``[B, K]`` (float value: ``× logit_scale``) and statistics.
+
+    A network whose output node spikes (a first-spike-coded network, docs/first_spike.md)
+    is read by its first spike: ``first_spike`` ``[B, K]`` holds the FS times of
+    :func:`stllr.spike_metrics.fs_times` and :meth:`predictions` is their ``argmin``;
+    ``logits_sum`` then holds the output spike counts."""
 
     logits_sum: torch.Tensor
     logit_scale: float
@@ -57,9 +65,40 @@ class EmulatorResult:
     neurons: dict[str, int]
     saturation: dict
     records: dict[str, list[torch.Tensor]] | None = None
+    first_spike: torch.Tensor | None = None
 
     def predictions(self) -> torch.Tensor:
+        if self.first_spike is not None:
+            return fs_prediction(self.first_spike)
         return self.logits_sum.argmax(dim=1)
+
+
+class FirstSpikeTrack:
+    """Per sample and output neuron, the first spike step ``k_first`` (1-based, ``inf``
+    while silent) and the peak membrane over the sample's own steps, updated step by step
+    (the streaming form of :func:`stllr.spike_metrics.fs_times`; the membrane is the
+    node's state ``v`` after the step, equal to the one before reset wherever the neuron
+    does not spike, which is all that decides)."""
+
+    def __init__(self) -> None:
+        self.k_first: torch.Tensor | None = None
+        self.peak: torch.Tensor | None = None
+
+    def add(self, t: int, s: torch.Tensor, v: torch.Tensor, active: torch.Tensor | None) -> None:
+        s = s.reshape(s.shape[0], -1).cpu() > 0
+        v = torch.as_tensor(v).reshape(s.shape).cpu().to(torch.float64)
+        if active is not None:
+            a = active.cpu().bool().view(-1, 1)
+            s, v = s & a, v.masked_fill(~a, -math.inf)
+        if self.k_first is None:
+            self.k_first = torch.full(s.shape, math.inf, dtype=torch.float64)
+            self.peak = torch.full(s.shape, -math.inf, dtype=torch.float64)
+        new = s & torch.isinf(self.k_first)
+        self.k_first = torch.where(new, float(t + 1), self.k_first)
+        self.peak = torch.maximum(self.peak, v)
+
+    def times(self, horizon: torch.Tensor) -> torch.Tensor:
+        return fs_times_from(self.k_first, self.peak, horizon)
 
 
 class IntegerEmulator:
@@ -243,6 +282,8 @@ class IntegerEmulator:
             buf = (
                 torch.empty_like(frames[0]) if bound is not None and "input" not in record else None
             )
+            spiking_out = isinstance(self.qnet.nodes[-1], SpikingLayer)
+            track = FirstSpikeTrack() if spiking_out else None
             for t in range(frames.shape[0]):
                 f = frames[t]
                 x = quantize_input(f, fmt) if buf is None else quantize_exact(f, fmt, buf)
@@ -251,6 +292,9 @@ class IntegerEmulator:
                 outs = self._forward(x)  # quantized: within the input format
                 out = masked_step(outs[out_name], mask, t) if padded else outs[out_name]
                 logits = out if logits is None else logits + out
+                if track is not None:
+                    track.add(t, outs[out_name], self.state[out_name].v,
+                              mask[t] if mask is not None else None)  # fmt: skip
                 for k in counts:  # summed on the device: no host sync per step
                     spikes = masked_step(outs[k], mask, t) if padded else outs[k]
                     counts[k] = counts[k] + spikes.sum()
@@ -267,7 +311,10 @@ class IntegerEmulator:
             neurons=sizes,
             saturation=self.saturation(),
             records=records or None,
-        )
+            first_spike=None if track is None else track.times(
+                torch.full((frames.shape[1],), frames.shape[0]) if lengths is None
+                else torch.as_tensor(lengths)),
+        )  # fmt: skip
 
     def _padding(self, lengths, steps: int, batch: int) -> tuple[torch.Tensor | None, list]:
         """:meth:`run`'s step mask ``[T, B]`` (int64, on the device) and the number of
