@@ -9,10 +9,11 @@ its readout adapts. A first-spike-coded network (``arch = "fs_fc"``, ``readout =
 "first_spike"``, hidden and output neurons ``lif``, ``culif`` or ``pculif`` per layer)
 deploys as a chain of spiking layers read by its first output spike
 (docs/first_spike.md, "In the pipeline"); its adaptation stage is skipped (no on-device
-learning signal for a first-spike read-out yet). It refuses, before any training, what
-it cannot deploy yet: CuAdLIF (no integer kind), a plastic AdLIF layer, the other
-spiking-output networks (``readout = rate``, the convolutional ``fs_gesture`` /
-``fs_plane``) and AdLIF in a spiking-output network.
+learning signal for a first-spike read-out yet), and it is not fine-tuned with QAT. It
+refuses, before any training, what it cannot deploy yet: CuAdLIF (no integer kind), a
+plastic AdLIF layer, the other spiking-output networks (``readout = rate``, the
+convolutional ``fs_gesture`` / ``fs_plane``), AdLIF in a spiking-output network and QAT of
+a first-spike network.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ def is_first_spike(train: ExperimentConfig) -> bool:
     return train.readout == "first_spike"
 
 
-def check_deployable(train: ExperimentConfig, source: str, layers: tuple[str, ...] = ()) -> None:
+def check_deployable(
+    train: ExperimentConfig, source: str, layers: tuple[str, ...] = (), qat_epochs: int = 0
+) -> None:
     """One-line :class:`UserError` naming ``source`` and the key when ``train`` trains a
     network the later stages cannot deploy, or ``layers`` (``adaptation.layers``) names a
-    layer that cannot learn on device (module docstring)."""
+    layer that cannot learn on device, or asks QAT of a first-spike network (module
+    docstring)."""
     where = source or "pipeline config"
     if train.neuron not in DEPLOYABLE_NEURONS:
         raise UserError(
@@ -54,6 +58,11 @@ def check_deployable(train: ExperimentConfig, source: str, layers: tuple[str, ..
         )
     if train.readout == "first_spike":
         _check_first_spike(train, where)
+        if qat_epochs > 0:
+            raise UserError(
+                f"{where}: quantize.qat_epochs = {qat_epochs} with readout first_spike: QAT of "
+                "a first-spike network is not implemented; expected quantize.qat_epochs = 0"
+            )
     elif train.readout != "accumulate":
         raise UserError(
             f"{where}: train.readout = {train.readout!r} (a spiking output layer) cannot be "

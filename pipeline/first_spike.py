@@ -10,7 +10,7 @@ scored on the same test samples, each over its own ``T_b`` steps, with
   whose prediction is ``argmin_n t_first`` of :func:`stllr.functional.first_spike_times`);
 * the integer network by the emulator, whose output node's first spike times are
   :func:`stllr.spike_metrics.fs_times` (the same values, from integer spikes and
-  membranes; :class:`quantization.emulator.FirstSpikeTrack`).
+  membranes; :class:`stllr.spike_metrics.FirstSpikeTrack`).
 
 Reported per network: FS accuracy (%), FR accuracy of the same spikes, output spikes per
 sample, hidden spikes per neuron, first-spike latency ``ℓ`` (steps; silent samples left

@@ -31,7 +31,6 @@ On-device learning (:meth:`IntegerEmulator.step` with ``signals``) follows
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +46,7 @@ from quantization.qformat import SaturationCounter
 from stllr.errors import UserError
 from stllr.functional.first_spike import fs_prediction
 from stllr.padding import masked_step, step_mask
-from stllr.spike_metrics import fs_times_from
+from stllr.spike_metrics import FirstSpikeTrack
 
 
 @dataclass
@@ -71,34 +70,6 @@ class EmulatorResult:
         if self.first_spike is not None:
             return fs_prediction(self.first_spike)
         return self.logits_sum.argmax(dim=1)
-
-
-class FirstSpikeTrack:
-    """Per sample and output neuron, the first spike step ``k_first`` (1-based, ``inf``
-    while silent) and the peak membrane over the sample's own steps, updated step by step
-    (the streaming form of :func:`stllr.spike_metrics.fs_times`; the membrane is the
-    node's state ``v`` after the step, equal to the one before reset wherever the neuron
-    does not spike, which is all that decides)."""
-
-    def __init__(self) -> None:
-        self.k_first: torch.Tensor | None = None
-        self.peak: torch.Tensor | None = None
-
-    def add(self, t: int, s: torch.Tensor, v: torch.Tensor, active: torch.Tensor | None) -> None:
-        s = s.reshape(s.shape[0], -1).cpu() > 0
-        v = torch.as_tensor(v).reshape(s.shape).cpu().to(torch.float64)
-        if active is not None:
-            a = active.cpu().bool().view(-1, 1)
-            s, v = s & a, v.masked_fill(~a, -math.inf)
-        if self.k_first is None:
-            self.k_first = torch.full(s.shape, math.inf, dtype=torch.float64)
-            self.peak = torch.full(s.shape, -math.inf, dtype=torch.float64)
-        new = s & torch.isinf(self.k_first)
-        self.k_first = torch.where(new, float(t + 1), self.k_first)
-        self.peak = torch.maximum(self.peak, v)
-
-    def times(self, horizon: torch.Tensor) -> torch.Tensor:
-        return fs_times_from(self.k_first, self.peak, horizon)
 
 
 class IntegerEmulator:
