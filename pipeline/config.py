@@ -240,7 +240,7 @@ def check(cfg: PipelineConfig) -> None:
         return check_flow(cfg, cfg.source or "--set")
     from pipeline.deployable import check_deployable
 
-    check_deployable(cfg.train, cfg.source, tuple(cfg.adaptation.layers))
+    check_deployable(cfg.train, cfg.source, tuple(cfg.adaptation.layers), q.qat_epochs)
     for b in (q.bits, *q.sweep_bits):
         if not 2 <= b <= 16:
             raise UserError(f"quantize bits must be in 2..16, got {b}")
@@ -374,6 +374,11 @@ def apply_pipeline_overrides(cfg: PipelineConfig, overrides: Iterable[str]) -> P
                 f"{', '.join(SECTIONS)}"
             )
     return cfg
+
+
+#: ``--task`` names of a second network on a data set's task, each read from
+#: ``pipeline/configs/<name>.toml`` whose ``[train] task`` is that data set's task
+VARIANT_TASKS = ("fs-ntidigits-standin",)
 
 
 def config_path_for_task(task: str) -> Path:

@@ -75,9 +75,24 @@ def test_an_explicit_config_and_run_folder(tmp_path):
         (
             {
                 "task": "ntidigits-standin",
-                "overrides": ["train.arch=fs_fc", "train.method=bptt", "train.readout=first_spike"],
+                "overrides": ["train.arch=fs_fc", "train.method=bptt", "train.readout=rate"],
             },
-            "train.readout = 'first_spike' .*cannot be deployed yet",
+            "train.readout = 'rate' .*cannot be deployed yet",
+        ),
+        (
+            {
+                "task": "fs-ntidigits-standin",
+                "overrides": ["train.arch=fs_gesture"],
+            },
+            "train.arch = 'fs_gesture' with readout first_spike cannot be deployed yet",
+        ),
+        (
+            {"task": "fs-ntidigits-standin", "qat_epochs": 1},
+            "quantize.qat_epochs = 1 with readout first_spike: QAT of a first-spike network",
+        ),
+        (
+            {"task": "fs-ntidigits-standin", "overrides": ["train.out_neuron=adlif"]},
+            "train.out_neuron = 'adlif' in a first-spike network cannot be deployed yet",
         ),
     ],
 )
