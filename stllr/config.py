@@ -66,6 +66,9 @@ class ExperimentConfig:
     #: reset of the neuron: soft (subtract θ) or hard (to 0); "" = the neuron's default
     #: (soft for lif, hard for the others, as their reference networks)
     reset: str = ""
+    #: products with spiking inputs of the dense S-TLLR layers: dense, sparse (event-driven)
+    #: or auto (event-driven where the measured density is low), docs/event_driven.md
+    event_inputs: str = "auto"
     #: VGG channel widths; empty = the paper's (64,128,256,256,512,512,512,512)
     channels: tuple[int, ...] = ()
     #: number of last time steps with a learning signal [--delay-ls]
@@ -166,6 +169,7 @@ OMITTED_AT_DEFAULT = (
     "readout", "out_neuron", "out_tau_mem", "out_tau_syn", "out_threshold", "hidden_sizes",
     "fs_alpha", "fs_d", "fs_a", "fr_alpha", "treg_lambda", "treg_beta", "clip_norm",
     "empty_bins",  # first-spike coding, docs/first_spike.md
+    "event_inputs",  # docs/event_driven.md
 )  # fmt: skip
 
 
@@ -198,6 +202,10 @@ def check_training(
     if cfg.num_workers < 0:
         raise UserError(f"{prefix}num_workers must be ≥ 0 (0 = none), got {cfg.num_workers}")
     check_device_spec(cfg.device, f"{prefix}device")
+    if cfg.event_inputs not in EVENT_INPUT_MODES:
+        raise UserError(
+            f"{prefix}event_inputs must be one of {EVENT_INPUT_MODES}, got {cfg.event_inputs!r}"
+        )
     check_readout(cfg, prefix)
     name = PurePath(cfg.name)
     if name.is_absolute() or ".." in name.parts or not name.parts:
@@ -206,6 +214,9 @@ def check_training(
             f"got {cfg.name!r}"
         )
 
+
+#: values of the ``event_inputs`` key (the layers' switch, stllr.spike_events, has the same)
+EVENT_INPUT_MODES = ("dense", "sparse", "auto")
 
 #: values of the ``readout`` key
 READOUTS = ("accumulate", "first_spike", "rate")

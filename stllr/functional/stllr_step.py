@@ -23,6 +23,13 @@ step's backward, so memory does not grow with T.
 Steps that need no graph (outside the learning window, evaluation) can skip the
 autograd Function: :func:`recurrent_step_` runs the recurrent forward with the
 state updated in place, bitwise equal to :class:`STLLRRecurrentStep`'s forward.
+
+The recurrent step may take its inputs as events (:class:`EventOperands`,
+:mod:`stllr.spike_events`): then ``Ŵ x[t]`` (or ``Ŵ_rec s[t−1]``) is a sum of the
+columns of Ŵ where the input is non-zero, and the matching non-causal half of the
+weight gradient, ``α_post Σ_b (δ ⊙ Q[t−1])ᵀ x[t]``, a sum over the same entries; the
+causal half ``α_pre Σ_b gᵀ P[t]`` stays a dense product (the trace P is dense).
+Results equal the dense step's up to float rounding (docs/event_driven.md).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import torch
 
 from stllr.factors import STLLRFactors, trace_step, trace_step_
 from stllr.neuron import LIFParams, lif_step, lif_step_
+from stllr.spike_events import RowEvents, events_current, events_weight_grad_t
 from stllr.surrogates import Surrogate, in_place
 from stllr.synapse_ops import DenseOps, SynapseOps
 
@@ -46,6 +54,20 @@ class STLLRSpec:
     lif: LIFParams
     factors: STLLRFactors
     psi: Surrogate
+
+
+class EventOperands(NamedTuple):
+    """Inputs of a dense recurrent step given as events (:mod:`stllr.spike_events`).
+
+    ``x`` / ``s``: the events of x[t] / s[t−1], or None for a dense product; ``w_t`` /
+    ``w_rec_t``: Ŵᵀ / Ŵ_recᵀ as contiguous ``[in, out]`` tensors (the rows the event-driven
+    current sums), given where the matching events are.
+    """
+
+    x: RowEvents | None = None
+    s: RowEvents | None = None
+    w_t: torch.Tensor | None = None
+    w_rec_t: torch.Tensor | None = None
 
 
 class STLLRStep(torch.autograd.Function):
@@ -85,20 +107,22 @@ class STLLRRecurrentStep(torch.autograd.Function):
     """Recurrent dense S-TLLR step.
 
     ``(x, s_prev, Ŵ, Ŵ_rec, b, ũ, P, R, Q) → (s, ũ', P', R', Q')``; no gradient
-    flows into ``s_prev`` (the recurrent input).
+    flows into ``s_prev`` (the recurrent input). ``ev`` (dense operands only): the inputs
+    as events, for the event-driven products (module docstring).
     """
 
     @staticmethod
-    def forward(ctx, x, s_prev, w, w_rec, b, u_prev, p_prev, r, q_prev, spec: STLLRSpec):
+    def forward(ctx, x, s_prev, w, w_rec, b, u_prev, p_prev, r, q_prev, spec: STLLRSpec, ev=None):
         f = spec.factors
         p = trace_step(p_prev, x, f.lambda_pre)
         u = u_prev.clone()
-        s, psi = _recurrent_membrane_(x, s_prev, w, w_rec, b, u, spec)
+        s, psi = _recurrent_membrane_(x, s_prev, w, w_rec, b, u, spec, ev)
         q = trace_step(q_prev, psi, f.lambda_post)
         r_next = trace_step(r, s, f.lambda_pre)
         ctx.save_for_backward(x, s_prev, w if ctx.needs_input_grad[0] else None, p, r, q_prev, psi)
         ctx.w_shape = w.shape
         ctx.spec = spec
+        ctx.ev = ev
         ctx.has_bias = b is not None
         ctx.mark_non_differentiable(u, p, r_next, q)
         ctx.set_materialize_grads(False)  # no zero tensors for the state outputs' gradients
@@ -107,7 +131,7 @@ class STLLRRecurrentStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, delta, *_unused):
         if delta is None:
-            return (None,) * 10
+            return (None,) * 11
         x, s_prev, w, p, r, q_prev, psi = ctx.saved_tensors
         spec: STLLRSpec = ctx.spec
         f = spec.factors
@@ -115,10 +139,12 @@ class STLLRRecurrentStep(torch.autograd.Function):
         if isinstance(spec.ops, DenseOps):
             # Both matrices share the post-synaptic operand (built once, in place) and get
             # one matmul each: contiguous results that accumulate straight into the
-            # gradients (no concatenation of the pre-synaptic operands, no split copies).
+            # gradients (no concatenation of the pre-synaptic operands, no split copies);
+            # an input given as events gets its non-causal half summed over the events.
+            ev = ctx.ev or EventOperands()
             g, post = _post_operand(f, psi, delta, q_prev)
-            grad_w = post.t().mm(_pre_operand(f, p, x))
-            grad_w_rec = post.t().mm(_pre_operand(f, r, s_prev))
+            grad_w = _dense_weight_grad(f, post, p, x, ev.x)
+            grad_w_rec = _dense_weight_grad(f, post, r, s_prev, ev.s)
         else:
             g = psi * delta
             post, pre = stacked_operands(f, g, delta, q_prev, p, x)
@@ -127,7 +153,7 @@ class STLLRRecurrentStep(torch.autograd.Function):
             grad_w_rec = spec.ops.weight_grad(post, pre_rec, (n_out, n_out))
         grad_x = spec.ops.input_grad(g, w, x.shape) if ctx.needs_input_grad[0] else None
         grad_b = spec.ops.bias_grad(g) if ctx.has_bias and ctx.needs_input_grad[4] else None
-        return grad_x, None, grad_w, grad_w_rec, grad_b, None, None, None, None, None
+        return grad_x, None, grad_w, grad_w_rec, grad_b, None, None, None, None, None, None
 
 
 def needs_graph(*tensors: torch.Tensor | None) -> bool:
@@ -166,7 +192,18 @@ def step_constants(spec: STLLRSpec, like: torch.Tensor | None = None) -> StepCon
 
 
 def recurrent_step_(
-    x, s_prev, w, w_rec, b, u, p, r, q, spec: STLLRSpec, k: StepConstants | None = None
+    x,
+    s_prev,
+    w,
+    w_rec,
+    b,
+    u,
+    p,
+    r,
+    q,
+    spec: STLLRSpec,
+    k: StepConstants | None = None,
+    ev: EventOperands | None = None,
 ) -> torch.Tensor:
     """:class:`STLLRRecurrentStep`'s forward without autograd, the state updated in place.
 
@@ -175,28 +212,53 @@ def recurrent_step_(
     same order as the Function (in-place twins of them), so the results are bitwise
     equal; for steps that need no graph (no backward, nothing saved), where it avoids
     the Function's bookkeeping and the allocation of a new state at every step.
-    ``k``: the constants (:func:`step_constants`; default: Python floats).
+    ``k``: the constants (:func:`step_constants`; default: Python floats); ``ev``: the
+    inputs as events (as for the Function).
     """
     if k is None:
         k = step_constants(spec)
     trace_step_(p, x, k.lambda_pre)
-    ops = spec.ops
-    current = ops.current(x, w, b)
-    current += ops.current(s_prev, w_rec, None)
+    current = recurrent_current(x, s_prev, w, w_rec, b, spec.ops, ev)
     s, v = lif_step_(current, u, spec.lif, k.gamma, k.theta, k.zero)
     trace_step_(q, in_place(spec.psi)(v), k.lambda_post)
     trace_step_(r, s, k.lambda_pre)
     return s
 
 
-def _recurrent_membrane_(x, s_prev, w, w_rec, b, u, spec: STLLRSpec):
+def recurrent_current(x, s_prev, w, w_rec, b, ops: SynapseOps, ev: EventOperands | None = None):
+    """``I = Ŵx + b + Ŵ_rec s_prev`` (a new tensor), each product dense or, where ``ev``
+    has the events of its input, event-driven."""
+    ev = ev or EventOperands()
+    if ev.x is None:
+        current = ops.current(x, w, b)
+    else:
+        current = events_current(ev.x, ev.w_t, b)
+    if ev.s is None:
+        current += ops.current(s_prev, w_rec, None)
+    else:
+        current += events_current(ev.s, ev.w_rec_t, None)
+    return current
+
+
+def _recurrent_membrane_(x, s_prev, w, w_rec, b, u, spec: STLLRSpec, ev=None):
     """``I = Ŵx + b + Ŵ_rec s_prev`` and the LIF step with ``u`` (ũ[t−1] → ũ[t]) updated
     in place; returns ``(s[t], Ψ(v[t]))``, both new tensors."""
-    ops = spec.ops
-    current = ops.current(x, w, b)
-    current += ops.current(s_prev, w_rec, None)
+    current = recurrent_current(x, s_prev, w, w_rec, b, spec.ops, ev)
     s, v = lif_step_(current, u, spec.lif)
     return s, in_place(spec.psi)(v)
+
+
+def _dense_weight_grad(f: STLLRFactors, post, trace, x, x_ev: RowEvents | None):
+    """``Σ_b postᵀ·[trace ; x]`` (:func:`_post_operand`'s ``post``): one matmul, or, with
+    the events of ``x``, the non-causal half summed over the events into a transposed
+    ``[in, out]`` buffer that the causal half's matmul then adds to in place (one new
+    weight-sized tensor per step, as the dense product); returned as its ``[out, in]``
+    view."""
+    if x_ev is None or f.alpha_post == 0.0:
+        return post.t().mm(_pre_operand(f, trace, x))
+    batch = trace.shape[0]
+    grad_t = events_weight_grad_t(post[batch:], x_ev)
+    return grad_t.addmm_(trace.t(), post[:batch]).t()
 
 
 def _post_operand(f: STLLRFactors, psi, delta, q_prev):

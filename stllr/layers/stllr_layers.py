@@ -28,6 +28,7 @@ from torch.nn.modules.utils import _pair
 
 from stllr.factors import STLLRFactors
 from stllr.functional.stllr_step import (
+    EventOperands,
     STLLRRecurrentStep,
     STLLRSpec,
     STLLRStep,
@@ -36,6 +37,7 @@ from stllr.functional.stllr_step import (
     step_constants,
 )
 from stllr.neuron import LIFParams
+from stllr.spike_events import TransposeCache, check_event_mode, maybe_events
 from stllr.surrogates import canonical_name, get_surrogate
 from stllr.synapse_ops import Conv2dOps, ConvTranspose2dOps, DenseOps
 from stllr.validation import check_float_tensor, check_shape
@@ -263,6 +265,13 @@ class RecurrentLinearSTLLR(_STLLRBase):
     its tensors are reused; copy them to keep a snapshot). State tensors that came
     from a step with a graph (possibly saved for its backward) or from outside are
     copied first, never overwritten.
+
+    ``event_inputs`` (:data:`~stllr.spike_events.EVENT_INPUT_MODES`, default ``"dense"``)
+    switches the products with x[t] and s[t−1] to the event-driven path
+    (:mod:`stllr.spike_events`, docs/event_driven.md): ``"sparse"`` always, ``"auto"``
+    for each operand whose density at this step is at most
+    :data:`~stllr.spike_events.SPARSE_MAX_DENSITY`. The results are the dense path's up
+    to float rounding.
     """
 
     def __init__(
@@ -282,10 +291,38 @@ class RecurrentLinearSTLLR(_STLLRBase):
         nn.init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
         # the state whose tensors no-graph steps may overwrite (they created them)
         self._own_state: STLLRRecurrentState | None = None
+        self._event_inputs = "dense"
+        self._w_t, self._w_rec_t = TransposeCache(), TransposeCache()
+
+    @property
+    def event_inputs(self) -> str:
+        """The dense / event-driven switch (class docstring)."""
+        return self._event_inputs
+
+    @event_inputs.setter
+    def event_inputs(self, mode: str) -> None:
+        self._event_inputs = check_event_mode(mode)
 
     def reset_state(self) -> None:
         super().reset_state()
         self._own_state = None
+        self._w_t.clear()
+        self._w_rec_t.clear()
+
+    def _event_operands(self, x, s_prev, w, w_rec) -> EventOperands | None:
+        """The inputs the switch sends down the event-driven path (None: all dense)."""
+        if self._event_inputs == "dense":
+            return None
+        x_ev = maybe_events(self._event_inputs, x)
+        s_ev = maybe_events(self._event_inputs, s_prev, binary=True)
+        if x_ev is None and s_ev is None:
+            return None
+        return EventOperands(
+            x_ev,
+            s_ev,
+            None if x_ev is None else self._w_t.get(w),
+            None if s_ev is None else self._w_rec_t.get(w_rec),
+        )
 
     def _weight_pairs(self) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
         return ((self.weight, self.gain), (self.weight_rec, self.gain_rec))
@@ -317,13 +354,16 @@ class RecurrentLinearSTLLR(_STLLRBase):
         st = self._current_state(x)
         w, w_rec = self.effective_weights()
         spec = self._spec(self._ops)
+        ev = self._event_operands(x, st.s, w, w_rec)
         if not needs_graph(x, w, w_rec, self.bias):
             st = self._owned_state(x)
-            s = recurrent_step_(x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec)
+            s = recurrent_step_(
+                x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec, None, ev
+            )
             self.state = self._own_state = st._replace(s=s)
             return s
         s, u, p, r, q = STLLRRecurrentStep.apply(
-            x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec
+            x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec, ev
         )
         self.state = STLLRRecurrentState(u, p, r, q, s.detach())
         return s
@@ -363,7 +403,10 @@ class RecurrentNoGraphRun:
         """One step, ``x`` ``[B, in]``; returns the spikes s[t] (a new tensor)."""
         st = self.state
         w, w_rec, b = self.weights
-        self.s = recurrent_step_(x, self.s, w, w_rec, b, st.u, st.p, st.r, st.q, self.spec, self.k)
+        ev = self.layer._event_operands(x, self.s, w, w_rec)
+        self.s = recurrent_step_(
+            x, self.s, w, w_rec, b, st.u, st.p, st.r, st.q, self.spec, self.k, ev
+        )
         return self.s
 
     def close(self) -> None:
