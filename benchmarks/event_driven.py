@@ -14,9 +14,12 @@ T = 100, Bernoulli input spikes; ``--quick``: 64 → 32, batch 8, T = 12):
                stacked weight gradients and the readout's products), alone, timed
                interleaved with the steps in the parent process.
 ``density``    the step of this tree at input densities 1 %–50 %, ``dense``, ``sparse``
-               and ``auto`` interleaved; with the hidden spike density reached, the
-               fraction of steps on which ``auto`` took the event-driven path per operand,
-               and ``auto`` / min(dense, sparse).
+               and ``auto`` interleaved (medians of process CPU and wall seconds; with one
+               thread the CPU time is the least disturbed by other processes); with the
+               hidden spike density reached, the fraction of steps on which ``auto`` took
+               the event-driven path per operand, and ``auto`` / min(dense, sparse).
+``operand_curve`` one input projection ``[B, inputs] → [B, hidden]`` per density, dense
+               vs event-driven (conversion included), and what ``auto`` picks for it.
 ``projection`` the input projection of a whole batch: T per-step products vs one product
                of the ``[T·B, 700]`` block, dense and event-driven (docs/decisions.md).
 
@@ -183,14 +186,15 @@ def measure_step(args, sz: dict) -> dict:
 def switch_choices(model: SHDNetSTLLR, x: torch.Tensor) -> dict:
     """Hidden spike density and the fraction of steps ``auto`` sends down the event path."""
     x_sparse, s_sparse, s_density = [], [], []
+    sz_hidden = model.rec.out_features
     model.reset_state()
     with torch.no_grad():
         for t in range(x.shape[0]):
             s_prev = model.rec.state.s if model.rec.state is not None else torch.zeros(1)
             if t > 0:
-                s_sparse.append(use_events("auto", s_prev, binary=True))
+                s_sparse.append(use_events("auto", s_prev, sz_hidden, binary=True))
                 s_density.append(float(s_prev.mean()))
-            x_sparse.append(use_events("auto", x[t]))
+            x_sparse.append(use_events("auto", x[t], sz_hidden))
             model.rec(x[t])
     mean = statistics.fmean
     return {
@@ -213,20 +217,24 @@ def measure_density(args, sz: dict) -> list[dict]:
             train_batch(m, x, y, opt, window=sz["window"])
             models[mode] = (m, opt)
         walls = {mode: [] for mode in models}
+        cpus = {mode: [] for mode in models}
         for _ in range(args.density_repeats):
             for mode, (m, opt) in models.items():
-                wall, _cpu = cpu_wall(
+                wall, cpu = cpu_wall(
                     lambda m=m, o=opt, x=x, y=y: train_batch(m, x, y, o, window=sz["window"])
-                )  # noqa: E501
+                )
                 walls[mode].append(wall)
-        med = {mode: statistics.median(v) for mode, v in walls.items()}
+                cpus[mode].append(cpu)
+        wall_med = {mode: statistics.median(v) for mode, v in walls.items()}
+        med = {mode: statistics.median(v) for mode, v in cpus.items()}
         best = min(med["dense"], med["sparse"])
         rows.append(
             {
                 "input_density": d,
-                **{f"{mode}_median_s": v for mode, v in med.items()},
-                "faster": "sparse" if med["sparse"] < med["dense"] else "dense",
-                "auto_over_best": med["auto"] / best,
+                **{f"{mode}_cpu_median_s": v for mode, v in med.items()},
+                **{f"{mode}_wall_median_s": v for mode, v in wall_med.items()},
+                "faster_cpu": "sparse" if med["sparse"] < med["dense"] else "dense",
+                "auto_over_best_cpu": med["auto"] / best,
                 **switch_choices(models["auto"][0], x),
             }
         )
@@ -257,6 +265,38 @@ def measure_projection(args, sz: dict) -> dict:
     return {name: summary(v) for name, v in walls.items()}
 
 
+def measure_operand_curve(args, sz: dict) -> list[dict]:
+    """One product ``x·Ŵᵀ + b`` ``[B, n] → [B, hidden]`` per density: dense vs event-driven
+    (its conversion included), medians of CPU seconds over interleaved blocks of calls."""
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(sz["hidden"], sz["inputs"], generator=g)
+    b = torch.randn(sz["hidden"], generator=g)
+    w_t = transposed(w)
+    rows = []
+    for d in args.densities:
+        x = (torch.rand(sz["batch"], sz["inputs"], generator=g) < d).float()
+        cases = {
+            "dense": lambda x=x: F.linear(x, w, b),
+            "events": lambda x=x: events_current(row_events(x), w_t, b),
+        }
+        cpus = {name: [] for name in cases}
+        for _ in range(args.density_repeats * 4):
+            for name, fn in cases.items():
+                _, cpu = cpu_wall(lambda fn=fn: [fn() for _ in range(10)])
+                cpus[name].append(cpu / 10)
+        med = {name: statistics.median(v) for name, v in cpus.items()}
+        rows.append(
+            {
+                "density": d,
+                "dense_cpu_ms": 1e3 * med["dense"],
+                "events_cpu_ms": 1e3 * med["events"],
+                "faster": "events" if med["events"] < med["dense"] else "dense",
+                "auto_picks_events": use_events("auto", x, sz["hidden"]),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
@@ -265,7 +305,7 @@ def main() -> None:
     ap.add_argument("--density", type=float, default=0.03, help="input spike density")
     ap.add_argument("--repeats", type=int, default=7, help="interleaved timed calls")
     ap.add_argument("--densities", type=float, nargs="+", default=None)
-    ap.add_argument("--density-repeats", type=int, default=3)
+    ap.add_argument("--density-repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (workers too)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -273,7 +313,11 @@ def main() -> None:
         args.repeats = min(args.repeats, 2)
         args.density_repeats = 1
     if args.densities is None:
-        args.densities = [0.05, 0.5] if args.quick else [0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5]
+        args.densities = (
+            [0.05, 0.5]
+            if args.quick
+            else [0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]
+        )
     set_threads(args.threads, args.quick)
     sz = sizes(args.quick)
     result = {
@@ -294,6 +338,7 @@ def main() -> None:
         [cpu_wall(lambda: check_finite("x", x))[0] for _ in range(5)]
     )
     result["projection"] = measure_projection(args, sz)
+    result["operand_curve"] = measure_operand_curve(args, sz)
     result["density"] = measure_density(args, sz)
     result["environment"]["load_average_at_end"] = load_average()
     emit(result, args.out)

@@ -40,6 +40,11 @@ from stllr.config import EVENT_INPUT_MODES
 #: decides the speed.
 SPARSE_MAX_DENSITY = 0.2
 
+#: ``auto`` keeps products smaller than this many multiply-adds (``B · n · m``) dense: the
+#: event-driven path has a fixed cost of some tens of µs (the conversion's kernels) that
+#: only a large enough dense product pays for (docs/event_driven.md §3).
+MIN_EVENT_MACS = 2**21
+
 #: ``auto`` estimates the density of a non-binary operand from its first elements (at most
 #: this many); a binary one (spikes) is counted exactly.
 DENSITY_SAMPLE = 8192
@@ -110,18 +115,28 @@ def density(x: torch.Tensor, binary: bool = False) -> float:
     return int(torch.count_nonzero(head)) / head.numel()
 
 
-def use_events(mode: str, x: torch.Tensor, binary: bool = False) -> bool:
-    """Whether a layer whose switch is ``mode`` takes the event-driven path for ``x``."""
+def use_events(mode: str, x: torch.Tensor, out_features: int, binary: bool = False) -> bool:
+    """Whether a layer whose switch is ``mode`` takes the event-driven path for ``x``
+    ``[B, n]`` multiplied into ``out_features`` outputs: always (``sparse``), never
+    (``dense``), or (``auto``) for a CPU tensor whose product has at least
+    :data:`MIN_EVENT_MACS` multiply-adds and whose density is at most
+    :data:`SPARSE_MAX_DENSITY`."""
     if mode == "dense":
         return False
     if mode == "sparse":
         return True
-    return x.device.type == "cpu" and density(x, binary) <= SPARSE_MAX_DENSITY
+    return (
+        x.device.type == "cpu"
+        and x.numel() * out_features >= MIN_EVENT_MACS
+        and density(x, binary) <= SPARSE_MAX_DENSITY
+    )
 
 
-def maybe_events(mode: str, x: torch.Tensor, binary: bool = False) -> RowEvents | None:
+def maybe_events(
+    mode: str, x: torch.Tensor, out_features: int, binary: bool = False
+) -> RowEvents | None:
     """:func:`row_events` of ``x`` if the switch ``mode`` picks the event-driven path."""
-    return row_events(x, binary) if use_events(mode, x, binary) else None
+    return row_events(x, binary) if use_events(mode, x, out_features, binary) else None
 
 
 def set_event_inputs(model: torch.nn.Module, mode: str) -> int:

@@ -157,3 +157,27 @@ def test_adaptation_benchmark_reports_both_conditions_per_seed():
                 c = row["emulator"][cond]
                 assert c["delta"] == pytest.approx(100 * (c["gained"] - c["lost"]) / c["n"])
         assert set(entry["targets"]) == {"shifted_gain_ge_10", "original_loss_le_2"}
+
+
+def test_event_driven_quick():
+    d = run_quick("event_driven.py")
+    assert d["benchmark"] == "event_driven" and d["quick"] is True
+    step = d["step"]
+    for side in ("base", "new"):
+        assert step[side]["wall"]["median_s"] > 0 and step[side]["cpu"]["n"] >= 1
+        assert step[side]["stllr_file"].startswith(str(ROOT))  # both import this tree here
+    assert step["base"]["event_inputs"] == "dense" and step["new"]["event_inputs"] == "auto"
+    assert step["dense_matmuls_alone"]["wall"]["median_s"] > 0
+    assert step["speedup_wall"]["met"] is None  # targets are for full runs
+    assert set(d["projection"]) == {
+        "dense_per_step",
+        "dense_one_gemm",
+        "events_per_step",
+        "events_one_call",
+    }
+    assert [r["input_density"] for r in d["density"]] == [0.05, 0.5]
+    for row in d["density"]:
+        assert row["faster_cpu"] in ("dense", "sparse") and row["auto_over_best_cpu"] > 0
+        assert 0 <= row["auto_sparse_fraction_x"] <= 1 and 0 <= row["hidden_density"] <= 1
+    # the quick sizes are below MIN_EVENT_MACS: auto keeps them dense
+    assert all(not r["auto_picks_events"] for r in d["operand_curve"])

@@ -21,6 +21,8 @@ from stllr.models.factory import build_model
 from stllr.models.shd import SHDNetSTLLR
 from stllr.neuron import LIFParams
 from stllr.spike_events import (
+    DENSITY_SAMPLE,
+    MIN_EVENT_MACS,
     SPARSE_MAX_DENSITY,
     density,
     events_current,
@@ -76,16 +78,20 @@ def test_event_products_of_an_input_without_events_are_zero():
     assert torch.equal(events_weight_grad_t(torch.ones(4, 3), ev), torch.zeros(6, 3))
 
 
-def test_the_switch_follows_the_measured_density():
-    x = torch.zeros(10, 100)
+def test_the_switch_follows_the_measured_density_and_the_product_size():
+    x = torch.zeros(80, 100)  # fewer elements than DENSITY_SAMPLE: all counted
     x[:, : int(100 * SPARSE_MAX_DENSITY)] = 1.0  # exactly at the threshold
     assert density(x, binary=True) == pytest.approx(SPARSE_MAX_DENSITY)
     assert density(x) == pytest.approx(SPARSE_MAX_DENSITY)
-    assert use_events("auto", x) and use_events("auto", x, binary=True)
+    big = -(-MIN_EVENT_MACS // x.numel())  # the fewest outputs for MIN_EVENT_MACS
+    assert use_events("auto", x, big) and use_events("auto", x, big, binary=True)
+    assert not use_events("auto", x, big - 1)  # a smaller product stays dense
     x[:, int(100 * SPARSE_MAX_DENSITY)] = 1.0  # one more event per sample: above
-    assert not use_events("auto", x) and not use_events("auto", x, binary=True)
-    assert use_events("sparse", x) and not use_events("dense", torch.zeros(3, 3))
-    assert use_events("auto", torch.zeros(0, 5))
+    assert not use_events("auto", x, big) and not use_events("auto", x, big, binary=True)
+    assert use_events("sparse", x, 1) and not use_events("dense", torch.zeros(3, 3), 10**9)
+    # a non-binary operand's density is estimated from its first DENSITY_SAMPLE elements
+    tail = torch.cat([torch.zeros(DENSITY_SAMPLE), torch.full((DENSITY_SAMPLE,), 2.0)])
+    assert density(tail) == 0.0 and density(tail, binary=True) == 1.0
 
 
 def test_the_switch_is_set_per_layer_from_the_config():

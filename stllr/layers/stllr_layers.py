@@ -313,8 +313,8 @@ class RecurrentLinearSTLLR(_STLLRBase):
         """The inputs the switch sends down the event-driven path (None: all dense)."""
         if self._event_inputs == "dense":
             return None
-        x_ev = maybe_events(self._event_inputs, x)
-        s_ev = maybe_events(self._event_inputs, s_prev, binary=True)
+        x_ev = maybe_events(self._event_inputs, x, self.out_features)
+        s_ev = maybe_events(self._event_inputs, s_prev, self.out_features, binary=True)
         if x_ev is None and s_ev is None:
             return None
         return EventOperands(
