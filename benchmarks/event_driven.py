@@ -55,6 +55,7 @@ from stllr.training import train_batch
 from stllr.validation import check_finite
 
 HERE = Path(__file__).resolve().parent
+PARTS = ("step", "projection", "operand", "density")
 ROOT = HERE.parent
 
 
@@ -257,12 +258,19 @@ def measure_projection(args, sz: dict) -> dict:
         "events_one_call": lambda: events_current(row_events(flat), w_t, b),
     }
     walls = {name: [] for name in cases}
+    cpus = {name: [] for name in cases}
     for fn in cases.values():
         fn()
-    for _ in range(args.repeats):
+    for _ in range(2 * args.repeats):
         for name, fn in cases.items():
-            walls[name].append(cpu_wall(fn)[0])
-    return {name: summary(v) for name, v in walls.items()}
+            wall, cpu = cpu_wall(fn)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    out = {name: {"wall": summary(walls[name]), "cpu": summary(cpus[name])} for name in cases}
+    med = {name: statistics.median(v) for name, v in cpus.items()}
+    out["dense_one_gemm_over_per_step_cpu"] = med["dense_one_gemm"] / med["dense_per_step"]
+    out["events_one_call_over_per_step_cpu"] = med["events_one_call"] / med["events_per_step"]
+    return out
 
 
 def measure_operand_curve(args, sz: dict) -> list[dict]:
@@ -307,6 +315,7 @@ def main() -> None:
     ap.add_argument("--densities", type=float, nargs="+", default=None)
     ap.add_argument("--density-repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (workers too)")
+    ap.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS, help="what to measure")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.quick:
@@ -332,14 +341,17 @@ def main() -> None:
             "sparse_max_density": SPARSE_MAX_DENSITY,
         },  # fmt: skip
     }
-    result["step"] = measure_step(args, sz)
-    x, _ = batch(sz, args.density)
-    result["finite_check_s"] = summary(
-        [cpu_wall(lambda: check_finite("x", x))[0] for _ in range(5)]
-    )
-    result["projection"] = measure_projection(args, sz)
-    result["operand_curve"] = measure_operand_curve(args, sz)
-    result["density"] = measure_density(args, sz)
+    if "step" in args.parts:
+        result["step"] = measure_step(args, sz)
+        x, _ = batch(sz, args.density)
+        checks = [cpu_wall(lambda: check_finite("x", x))[0] for _ in range(5)]
+        result["finite_check_s"] = summary(checks)
+    if "projection" in args.parts:
+        result["projection"] = measure_projection(args, sz)
+    if "operand" in args.parts:
+        result["operand_curve"] = measure_operand_curve(args, sz)
+    if "density" in args.parts:
+        result["density"] = measure_density(args, sz)
     result["environment"]["load_average_at_end"] = load_average()
     emit(result, args.out)
 
