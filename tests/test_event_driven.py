@@ -16,7 +16,7 @@ import torch
 from stllr.config import ExperimentConfig, check_training
 from stllr.errors import UserError
 from stllr.factors import STLLRFactors
-from stllr.layers.stllr_layers import RecurrentLinearSTLLR
+from stllr.layers.stllr_layers import LinearSTLLR, RecurrentLinearSTLLR
 from stllr.models.factory import build_model
 from stllr.models.shd import SHDNetSTLLR
 from stllr.neuron import LIFParams
@@ -201,3 +201,40 @@ def test_sparse_no_graph_steps_match_the_sparse_function_bitwise():
     assert torch.equal(torch.stack(got), torch.stack(want))
     for a, b in zip(layer.state, want_state, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "factors", [STLLRFactors(0.5, 0.8, -0.2, 1.0), STLLRFactors(0.0, 0.6, 0.0, 1.0)]
+)
+def test_feed_forward_layers_sparse_path_matches_dense(factors):
+    """Two LinearSTLLR layers (the second fed by spikes), a random loss at every step:
+    the sparse path's spikes and gradients equal the dense path's (float64)."""
+    torch.manual_seed(0)
+    lif = LIFParams(leak=2.0, threshold=0.3)
+    make = [
+        LinearSTLLR(120, 64, lif=lif, factors=factors),
+        LinearSTLLR(64, 32, lif=lif, factors=factors),
+    ]
+    dense = torch.nn.Sequential(*make).double()
+    sparse = copy.deepcopy(dense)
+    for layer in sparse:
+        layer.event_inputs = "sparse"
+    g = torch.Generator().manual_seed(6)
+    x = (torch.rand(10, 8, 120, generator=g) < 0.1).double() * 2.0
+    r = torch.randn(10, 8, 32, generator=g, dtype=torch.float64)
+    outs = {}
+    for name, net in (("dense", dense), ("sparse", sparse)):
+        for layer in net:
+            layer.reset_state()
+        spikes = []
+        for t in range(x.shape[0]):
+            h = net[0](x[t])
+            out = net[1](h)
+            (out * r[t]).sum().backward()
+            spikes.append(torch.cat([h.detach(), out.detach()], dim=1))
+        outs[name] = torch.stack(spikes), {n: p.grad for n, p in net.named_parameters()}
+    assert 0 < outs["dense"][0].sum() < outs["dense"][0].numel()
+    assert torch.equal(outs["sparse"][0], outs["dense"][0])
+    for name, want in outs["dense"][1].items():
+        got = outs["sparse"][1][name]
+        assert (got - want).abs().max() <= 1e-10 * want.abs().max(), name

@@ -71,19 +71,25 @@ class EventOperands(NamedTuple):
 
 
 class STLLRStep(torch.autograd.Function):
-    """Feed-forward S-TLLR step: ``(x, Ŵ, b, ũ, P, Q) → (s, ũ', P', Q')``."""
+    """Feed-forward S-TLLR step: ``(x, Ŵ, b, ũ, P, Q) → (s, ũ', P', Q')``; ``ev``
+    (:class:`DenseOps` only): x as events (:class:`EventOperands` with ``x`` and ``w_t``)."""
 
     @staticmethod
-    def forward(ctx, x, w, b, u_prev, p_prev, q_prev, spec: STLLRSpec):
+    def forward(ctx, x, w, b, u_prev, p_prev, q_prev, spec: STLLRSpec, ev=None):
         f = spec.factors
         p = trace_step(p_prev, x, f.lambda_pre)
-        s, v, u = lif_step(spec.ops.current(x, w, b), u_prev, spec.lif)
+        if ev is None or ev.x is None:
+            current = spec.ops.current(x, w, b)
+        else:  # dense operands given as events (EventOperands with x and w_t)
+            current = events_current(ev.x, ev.w_t, b)
+        s, v, u = lif_step(current, u_prev, spec.lif)
         psi = spec.psi(v)
         q = trace_step(q_prev, psi, f.lambda_post)
         # Ŵ is only needed for the input gradient (the first layer needs none).
         ctx.save_for_backward(x, w if ctx.needs_input_grad[0] else None, p, q_prev, psi)
         ctx.w_shape = w.shape
         ctx.spec = spec
+        ctx.x_ev = None if ev is None else ev.x
         ctx.has_bias = b is not None
         ctx.mark_non_differentiable(u, p, q)
         ctx.set_materialize_grads(False)  # no zero tensors for the state outputs' gradients
@@ -92,15 +98,23 @@ class STLLRStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, delta, *_unused):
         if delta is None:
-            return (None,) * 7
+            return (None,) * 8
         x, w, p, q_prev, psi = ctx.saved_tensors
         spec: STLLRSpec = ctx.spec
-        g = psi * delta
+        grad_w = None
+        if ctx.x_ev is not None and isinstance(spec.ops, DenseOps):
+            # x given as events: the non-causal half summed over them (as the recurrent step)
+            g, post = _post_operand(spec.factors, psi, delta, q_prev)
+            if ctx.needs_input_grad[1]:
+                grad_w = _dense_weight_grad(spec.factors, post, p, x, ctx.x_ev)
+        else:
+            g = psi * delta
+            if ctx.needs_input_grad[1]:
+                post, pre = stacked_operands(spec.factors, g, delta, q_prev, p, x)
+                grad_w = spec.ops.weight_grad(post, pre, ctx.w_shape)
         grad_x = spec.ops.input_grad(g, w, x.shape) if ctx.needs_input_grad[0] else None
-        post, pre = stacked_operands(spec.factors, g, delta, q_prev, p, x)
-        grad_w = spec.ops.weight_grad(post, pre, ctx.w_shape) if ctx.needs_input_grad[1] else None
         grad_b = spec.ops.bias_grad(g) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
 class STLLRRecurrentStep(torch.autograd.Function):

@@ -130,8 +130,36 @@ class _STLLRBase(nn.Module):
         )
 
 
-class LinearSTLLR(_STLLRBase):
-    """Dense S-TLLR LIF layer, ``[B, in] → [B, out]`` spikes."""
+class _EventInputs:
+    """The ``event_inputs`` switch of the dense layers (:mod:`stllr.spike_events`,
+    docs/event_driven.md): ``"dense"`` (the default here), ``"sparse"`` or ``"auto"``;
+    with the contiguous Ŵᵀ of each weight the event-driven current sums, cached."""
+
+    def _init_event_inputs(self, n_weights: int) -> None:
+        self._event_inputs = "dense"
+        self._transposes = tuple(TransposeCache() for _ in range(n_weights))
+
+    @property
+    def event_inputs(self) -> str:
+        return self._event_inputs
+
+    @event_inputs.setter
+    def event_inputs(self, mode: str) -> None:
+        self._event_inputs = check_event_mode(mode)
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        for cache in self._transposes:
+            cache.clear()
+
+    def _events(self, x: torch.Tensor, binary: bool = False):
+        """The events of ``x`` if the switch sends it down the event-driven path, else None."""
+        return maybe_events(self._event_inputs, x, self.out_features, binary)
+
+
+class LinearSTLLR(_EventInputs, _STLLRBase):
+    """Dense S-TLLR LIF layer, ``[B, in] → [B, out]`` spikes; ``event_inputs`` as
+    :class:`RecurrentLinearSTLLR`'s (for x)."""
 
     def __init__(
         self,
@@ -145,6 +173,7 @@ class LinearSTLLR(_STLLRBase):
     ):
         super().__init__(lif or LIFParams(), factors or STLLRFactors(), psi, weight_std)
         self._init_dense(in_features, out_features, bias)
+        self._init_event_inputs(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_dense_input(x)
@@ -152,7 +181,10 @@ class LinearSTLLR(_STLLRBase):
             self.state = _zeros_state(x, (self.out_features,))
         (w,) = self.effective_weights()
         st = self.state
-        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
+        x_ev = self._events(x)
+        ev = None if x_ev is None else EventOperands(x_ev, None, self._transposes[0].get(w))
+        spec = self._spec(self._ops)
+        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, spec, ev)
         self.state = STLLRState(u, p, q)
         return s
 
@@ -253,7 +285,7 @@ class ConvTranspose2dSTLLR(_FeatureMapSTLLR):
         return h, w
 
 
-class RecurrentLinearSTLLR(_STLLRBase):
+class RecurrentLinearSTLLR(_EventInputs, _STLLRBase):
     """Recurrent dense S-TLLR LIF layer: ``I[t] = Ŵx[t] + b + Ŵ_rec s[t−1]``.
 
     ``weight_rec`` has its own gain ``gain_rec`` and no bias.
@@ -291,37 +323,26 @@ class RecurrentLinearSTLLR(_STLLRBase):
         nn.init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
         # the state whose tensors no-graph steps may overwrite (they created them)
         self._own_state: STLLRRecurrentState | None = None
-        self._event_inputs = "dense"
-        self._w_t, self._w_rec_t = TransposeCache(), TransposeCache()
-
-    @property
-    def event_inputs(self) -> str:
-        """The dense / event-driven switch (class docstring)."""
-        return self._event_inputs
-
-    @event_inputs.setter
-    def event_inputs(self, mode: str) -> None:
-        self._event_inputs = check_event_mode(mode)
+        self._init_event_inputs(2)
 
     def reset_state(self) -> None:
         super().reset_state()
         self._own_state = None
-        self._w_t.clear()
-        self._w_rec_t.clear()
 
     def _event_operands(self, x, s_prev, w, w_rec) -> EventOperands | None:
         """The inputs the switch sends down the event-driven path (None: all dense)."""
         if self._event_inputs == "dense":
             return None
-        x_ev = maybe_events(self._event_inputs, x, self.out_features)
-        s_ev = maybe_events(self._event_inputs, s_prev, self.out_features, binary=True)
+        x_ev = self._events(x)
+        s_ev = self._events(s_prev, binary=True)
         if x_ev is None and s_ev is None:
             return None
+        w_t, w_rec_t = self._transposes
         return EventOperands(
             x_ev,
             s_ev,
-            None if x_ev is None else self._w_t.get(w),
-            None if s_ev is None else self._w_rec_t.get(w_rec),
+            None if x_ev is None else w_t.get(w),
+            None if s_ev is None else w_rec_t.get(w_rec),
         )
 
     def _weight_pairs(self) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
