@@ -143,9 +143,7 @@ def set_event_inputs(model: torch.nn.Module, mode: str) -> int:
     """Set the ``event_inputs`` switch of every layer of ``model`` that has one; returns
     how many layers have it (0: the model has no event-driven path)."""
     check_event_mode(mode)
-    layers = [
-        m for m in model.modules() if isinstance(getattr(type(m), "event_inputs", None), property)
-    ]
+    layers = [m for m in model.modules() if isinstance(m, EventInputSwitch)]
     for layer in layers:
         layer.event_inputs = mode
     return len(layers)
@@ -171,3 +169,31 @@ class TransposeCache:
         if w is not self._w or w._version != self._version:
             self._w, self._version, self._w_t = w, w._version, transposed(w)
         return self._w_t
+
+
+class EventInputSwitch:
+    """Mixin of the dense S-TLLR layers (before their ``nn.Module`` base): the
+    ``event_inputs`` switch, ``"dense"`` (the default here), ``"sparse"`` or ``"auto"``
+    (:func:`use_events`), and a :class:`TransposeCache` per weight for the event-driven
+    current. The layer has ``out_features``; ``reset_state`` clears the caches too."""
+
+    def _init_event_inputs(self, n_weights: int) -> None:
+        self._event_inputs = "dense"
+        self._transposes = tuple(TransposeCache() for _ in range(n_weights))
+
+    @property
+    def event_inputs(self) -> str:
+        return self._event_inputs
+
+    @event_inputs.setter
+    def event_inputs(self, mode: str) -> None:
+        self._event_inputs = check_event_mode(mode)
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        for cache in self._transposes:
+            cache.clear()
+
+    def _events(self, x: torch.Tensor, binary: bool = False):
+        """The events of ``x`` if the switch sends it down the event-driven path, else None."""
+        return maybe_events(self._event_inputs, x, self.out_features, binary)

@@ -37,7 +37,7 @@ from stllr.functional.stllr_step import (
     step_constants,
 )
 from stllr.neuron import LIFParams
-from stllr.spike_events import TransposeCache, check_event_mode, maybe_events
+from stllr.spike_events import EventInputSwitch
 from stllr.surrogates import canonical_name, get_surrogate
 from stllr.synapse_ops import Conv2dOps, ConvTranspose2dOps, DenseOps
 from stllr.validation import check_float_tensor, check_shape
@@ -130,34 +130,7 @@ class _STLLRBase(nn.Module):
         )
 
 
-class _EventInputs:
-    """The ``event_inputs`` switch of the dense layers (:mod:`stllr.spike_events`,
-    docs/event_driven.md): ``"dense"`` (the default here), ``"sparse"`` or ``"auto"``;
-    with the contiguous Ŵᵀ of each weight the event-driven current sums, cached."""
-
-    def _init_event_inputs(self, n_weights: int) -> None:
-        self._event_inputs = "dense"
-        self._transposes = tuple(TransposeCache() for _ in range(n_weights))
-
-    @property
-    def event_inputs(self) -> str:
-        return self._event_inputs
-
-    @event_inputs.setter
-    def event_inputs(self, mode: str) -> None:
-        self._event_inputs = check_event_mode(mode)
-
-    def reset_state(self) -> None:
-        super().reset_state()
-        for cache in self._transposes:
-            cache.clear()
-
-    def _events(self, x: torch.Tensor, binary: bool = False):
-        """The events of ``x`` if the switch sends it down the event-driven path, else None."""
-        return maybe_events(self._event_inputs, x, self.out_features, binary)
-
-
-class LinearSTLLR(_EventInputs, _STLLRBase):
+class LinearSTLLR(EventInputSwitch, _STLLRBase):
     """Dense S-TLLR LIF layer, ``[B, in] → [B, out]`` spikes; ``event_inputs`` as
     :class:`RecurrentLinearSTLLR`'s (for x)."""
 
@@ -285,7 +258,7 @@ class ConvTranspose2dSTLLR(_FeatureMapSTLLR):
         return h, w
 
 
-class RecurrentLinearSTLLR(_EventInputs, _STLLRBase):
+class RecurrentLinearSTLLR(EventInputSwitch, _STLLRBase):
     """Recurrent dense S-TLLR LIF layer: ``I[t] = Ŵx[t] + b + Ŵ_rec s[t−1]``.
 
     ``weight_rec`` has its own gain ``gain_rec`` and no bias.
