@@ -135,7 +135,7 @@ def dense_matmuls(sz: dict):
 
 def measure_step(args, sz: dict) -> dict:
     base_tree = Path(args.base).resolve() if args.base else ROOT
-    base_mode = "dense"
+    base_mode = args.base_mode
     workers = {
         "base": Worker(base_tree, base_mode, sz, args.density, args.threads),
         "new": Worker(ROOT, args.mode, sz, args.density, args.threads),
@@ -310,7 +310,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
     ap.add_argument("--base", default=None, help="source tree to compare with (default: this)")
     ap.add_argument("--mode", default="auto", choices=("dense", "sparse", "auto"))
+    ap.add_argument("--base-mode", default="dense", help="the base tree's switch, if it has one")
     ap.add_argument("--density", type=float, default=0.03, help="input spike density")
+    ap.add_argument("--window", type=int, default=None, help="learning window (default 10)")
     ap.add_argument("--repeats", type=int, default=7, help="interleaved timed calls")
     ap.add_argument("--densities", type=float, nargs="+", default=None)
     ap.add_argument("--density-repeats", type=int, default=5)
@@ -329,6 +331,8 @@ def main() -> None:
         )
     set_threads(args.threads, args.quick)
     sz = sizes(args.quick)
+    if args.window is not None:
+        sz["window"] = args.window
     result = {
         "benchmark": "event_driven",
         "quick": args.quick,
