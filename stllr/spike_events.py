@@ -172,10 +172,11 @@ class TransposeCache:
 
 
 class EventInputSwitch:
-    """Mixin of the dense S-TLLR layers (before their ``nn.Module`` base): the
+    """Mixin of the S-TLLR layers (before their ``nn.Module`` base): the
     ``event_inputs`` switch, ``"dense"`` (the default here), ``"sparse"`` or ``"auto"``
-    (:func:`use_events`), and a :class:`TransposeCache` per weight for the event-driven
-    current. The layer has ``out_features``; ``reset_state`` clears the caches too."""
+    (dense layers: :func:`use_events`; feature-map layers: :mod:`stllr.sample_skip`),
+    and a :class:`TransposeCache` per weight for the event-driven current of a dense
+    layer (which has ``out_features``); ``reset_state`` clears the caches too."""
 
     def _init_event_inputs(self, n_weights: int) -> None:
         self._event_inputs = "dense"

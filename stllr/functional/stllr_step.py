@@ -40,7 +40,8 @@ from typing import NamedTuple
 import torch
 
 from stllr.factors import STLLRFactors, trace_step, trace_step_
-from stllr.neuron import LIFParams, lif_step, lif_step_
+from stllr.neuron import LIFParams, lif_step_
+from stllr.sample_skip import ActiveSamples, active_samples, subset_current, subset_weight_grad
 from stllr.spike_events import RowEvents, events_current, events_weight_grad_t
 from stllr.surrogates import Surrogate, in_place
 from stllr.synapse_ops import DenseOps, SynapseOps
@@ -72,18 +73,22 @@ class EventOperands(NamedTuple):
 
 class STLLRStep(torch.autograd.Function):
     """Feed-forward S-TLLR step: ``(x, Ŵ, b, ũ, P, Q) → (s, ũ', P', Q')``; ``ev``
-    (:class:`DenseOps` only): x as events (:class:`EventOperands` with ``x`` and ``w_t``)."""
+    (:class:`DenseOps` only): x as events (:class:`EventOperands` with ``x`` and ``w_t``);
+    or (any synapse) the samples of x with a non-zero entry
+    (:class:`~stllr.sample_skip.ActiveSamples`): the products skip the others."""
 
     @staticmethod
     def forward(ctx, x, w, b, u_prev, p_prev, q_prev, spec: STLLRSpec, ev=None):
         f = spec.factors
         p = trace_step(p_prev, x, f.lambda_pre)
-        if ev is None or ev.x is None:
-            current = spec.ops.current(x, w, b)
-        else:  # dense operands given as events (EventOperands with x and w_t)
-            current = events_current(ev.x, ev.w_t, b)
-        s, v, u = lif_step(current, u_prev, spec.lif)
-        psi = spec.psi(v)
+        ctx.x_rows = ev if isinstance(ev, ActiveSamples) else None
+        current = feed_forward_current(x, w, b, spec.ops, ev, u_prev.shape)
+        if ctx.x_rows is not None:
+            ev = None
+        # the in-place operations of feature_map_step_, on a copy of ũ (bitwise equal)
+        u = u_prev.clone()
+        s, v = lif_step_(current, u, spec.lif)
+        psi = in_place(spec.psi)(v)
         q = trace_step(q_prev, psi, f.lambda_post)
         # Ŵ is only needed for the input gradient (the first layer needs none).
         ctx.save_for_backward(x, w if ctx.needs_input_grad[0] else None, p, q_prev, psi)
@@ -107,6 +112,13 @@ class STLLRStep(torch.autograd.Function):
             g, post = _post_operand(spec.factors, psi, delta, q_prev)
             if ctx.needs_input_grad[1]:
                 grad_w = _dense_weight_grad(spec.factors, post, p, x, ctx.x_ev)
+        elif ctx.x_rows is not None:  # samples with all-zero x (and P) left out
+            g = psi * delta
+            if ctx.needs_input_grad[1]:
+                f, p_rows = spec.factors, active_samples(p)
+                grad_w = subset_weight_grad(
+                    spec.ops, f, g, delta, q_prev, p, p_rows, x, ctx.x_rows, ctx.w_shape
+                )
         else:
             g = psi * delta
             if ctx.needs_input_grad[1]:
@@ -236,6 +248,38 @@ def recurrent_step_(
     s, v = lif_step_(current, u, spec.lif, k.gamma, k.theta, k.zero)
     trace_step_(q, in_place(spec.psi)(v), k.lambda_post)
     trace_step_(r, s, k.lambda_pre)
+    return s
+
+
+def feed_forward_current(x, w, b, ops: SynapseOps, ev, out_shape) -> torch.Tensor:
+    """``I = Ŵx + b`` (a new tensor): dense, from the events of x (``ev``:
+    :class:`EventOperands`, dense synapses) or on the samples of x with a non-zero entry
+    (``ev``: :class:`~stllr.sample_skip.ActiveSamples`; ``out_shape``: I's shape)."""
+    if isinstance(ev, ActiveSamples):
+        return subset_current(ops, x, w, b, ev, out_shape)
+    if ev is None or ev.x is None:
+        return ops.current(x, w, b)
+    return events_current(ev.x, ev.w_t, b)
+
+
+def feature_map_step_(
+    x, w, b, u, p, q, spec: STLLRSpec, k: StepConstants | None = None, rows=None
+) -> torch.Tensor:
+    """:class:`STLLRStep`'s forward without autograd, the state updated in place.
+
+    ``u``, ``p``, ``q`` (ũ[t−1], P[t−1], Q[t−1]) are overwritten with ũ[t], P[t], Q[t];
+    returns the new spikes s[t]. The Function's operations in the same order (it runs
+    the same in-place ones on a copy of ũ), so the results are bitwise equal; for steps
+    that need no graph, where it saves the Function's bookkeeping and a new state per
+    step. ``k``: :func:`step_constants`; ``rows``: the samples of ``x`` with a non-zero
+    entry (:class:`~stllr.sample_skip.ActiveSamples`; None: all).
+    """
+    if k is None:
+        k = step_constants(spec)
+    trace_step_(p, x, k.lambda_pre)
+    current = feed_forward_current(x, w, b, spec.ops, rows, u.shape)
+    s, v = lif_step_(current, u, spec.lif, k.gamma, k.theta, k.zero)
+    trace_step_(q, in_place(spec.psi)(v), k.lambda_post)
     return s
 
 

@@ -32,11 +32,13 @@ from stllr.functional.stllr_step import (
     STLLRRecurrentStep,
     STLLRSpec,
     STLLRStep,
+    feature_map_step_,
     needs_graph,
     recurrent_step_,
     step_constants,
 )
 from stllr.neuron import LIFParams
+from stllr.sample_skip import active_samples, skips_samples
 from stllr.spike_events import EventInputSwitch
 from stllr.surrogates import canonical_name, get_surrogate
 from stllr.synapse_ops import Conv2dOps, ConvTranspose2dOps, DenseOps
@@ -162,19 +164,44 @@ class LinearSTLLR(EventInputSwitch, _STLLRBase):
         return s
 
 
-class _FeatureMapSTLLR(_STLLRBase):
+class _FeatureMapSTLLR(EventInputSwitch, _STLLRBase):
     """The step of the S-TLLR layers on feature maps ``[B, C_in, H, W]``: the subclass
-    gives ``_ops`` (its synapse), ``in_channels``, ``out_channels`` and ``output_shape``."""
+    gives ``_ops`` (its synapse), ``in_channels``, ``out_channels`` and ``output_shape``
+    and calls ``_init_event_inputs(0)``.
+
+    ``event_inputs`` (default ``"dense"``): with ``"sparse"``, or ``"auto"`` on the CPU,
+    the step's products skip the samples whose input (and, for the causal half of the
+    weight gradient, whose pre-trace) is all zero (:mod:`stllr.sample_skip`); the
+    results are the dense step's up to float rounding.
+
+    A step that needs no graph runs :func:`~stllr.functional.stllr_step.feature_map_step_`
+    (bitwise equal to the Function) and updates ũ, P, Q **in place**, as the recurrent
+    layer does (state tensors from a step with a graph, or from outside, are copied first).
+    """
+
+    _own_state: STLLRState | None = None
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self._own_state = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_tensor("x", x)
         check_shape("x", x, [None, self.in_channels, None, None], "[B, C_in, H, W]")
         if self.state is None or self.state.p.shape != x.shape:
             out = (self.out_channels, *self.output_shape(*x.shape[2:]))
-            self.state = _zeros_state(x, out)
+            self.state = self._own_state = _zeros_state(x, out)
         (w,) = self.effective_weights()
         st = self.state
-        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
+        rows = active_samples(x) if skips_samples(self._event_inputs, x) else None
+        spec = self._spec(self._ops)
+        if not needs_graph(x, w, self.bias):
+            if st is not self._own_state:
+                st = STLLRState(st.u.clone(), st.p.clone(), st.q.clone())
+            s = feature_map_step_(x, w, self.bias, st.u, st.p, st.q, spec, None, rows)
+            self.state = self._own_state = st
+            return s
+        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, spec, rows)
         self.state = STLLRState(u, p, q)
         return s
 
@@ -206,6 +233,7 @@ class Conv2dSTLLR(_FeatureMapSTLLR):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self._ops = Conv2dOps(_pair(stride), _pair(padding), _pair(dilation), groups)
+        self._init_event_inputs(0)
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """Spatial output size for an ``height × width`` input."""
@@ -248,6 +276,7 @@ class ConvTranspose2dSTLLR(_FeatureMapSTLLR):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self._ops = ConvTranspose2dOps(_pair(stride), _pair(padding), _pair(output_padding))
+        self._init_event_inputs(0)
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """Spatial output size for an ``height × width`` input."""
