@@ -80,12 +80,14 @@ def cpu_wall(fn) -> tuple[float, float]:
 class Worker:
     """A ``_step_worker.py`` subprocess importing ``stllr`` from ``tree``."""
 
-    def __init__(self, tree: Path, mode: str, sz: dict, density: float, threads: int):
+    def __init__(self, tree: Path, mode: str, sz: dict, density: float, threads: int, *extra):
+        """``sz``: the worker's size options (``T``, ``batch``, ``window``, ...) by name;
+        ``extra``: further command-line words (``--model vgg``)."""
         env = dict(os.environ, PYTHONPATH=str(tree))
-        cmd = [sys.executable, str(HERE / "_step_worker.py"), "--mode", mode]
+        cmd = [sys.executable, str(HERE / "_step_worker.py"), "--mode", mode, *extra]
         cmd += ["--density", str(density), "--threads", str(threads)]
-        for key in ("T", "batch", "inputs", "hidden", "window"):
-            cmd += [f"--{key}", str(sz[key])]
+        for key, value in sz.items():
+            cmd += [f"--{key}", str(value)]
         self.proc = subprocess.Popen(
             cmd, env=env, cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
