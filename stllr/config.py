@@ -66,8 +66,8 @@ class ExperimentConfig:
     #: reset of the neuron: soft (subtract θ) or hard (to 0); "" = the neuron's default
     #: (soft for lif, hard for the others, as their reference networks)
     reset: str = ""
-    #: products with spiking inputs of the dense S-TLLR layers: dense, sparse (event-driven)
-    #: or auto (event-driven where the measured density is low), docs/event_driven.md
+    #: products with spiking inputs of the S-TLLR layers: dense, sparse (event-driven; conv
+    #: layers: skip silent samples) or auto (where it pays), docs/event_driven.md
     event_inputs: str = "auto"
     #: VGG channel widths; empty = the paper's (64,128,256,256,512,512,512,512)
     channels: tuple[int, ...] = ()

@@ -22,7 +22,7 @@ sample is ``b`` exactly, the others the same convolution of the same sample (bit
 equal wherever the kernel's per-sample arithmetic does not depend on the batch size:
 always in float64, and in float32 for the batch sizes measured except a batch of one),
 and the weight gradient is the same sum without its zero terms, up to float rounding
-(docs/event_driven.md §7).
+(docs/event_driven.md §6.2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Feature-map S-TLLR layers skipping silent samples (stllr.sample_skip, docs/event_driven.md §7).
+"""Feature-map S-TLLR layers skipping silent samples (stllr.sample_skip, docs/event_driven.md §6).
 
 References: one conv / transposed-conv layer against the per-sample loops of
 tests/reference_stllr.py with samples whose input (and pre-trace) is all zero; the
