@@ -1,7 +1,8 @@
 """Feature-map S-TLLR layers skipping silent samples (stllr.sample_skip, docs/event_driven.md §6).
 
 References: one conv / transposed-conv layer against the per-sample loops of
-tests/reference_stllr.py with samples whose input (and pre-trace) is all zero; the
+tests/reference_stllr.py with samples whose input (and pre-trace) is all zero, and with
+inputs sparse enough for the event-driven current (checked alone against F.conv2d); the
 VGG model (small widths, float64) against an S-TLLR step written here with plain
 autograd (``F.conv2d`` on detached traces, the weight-standardisation formula, max
 pooling and the head), both with the sample skipping and without: identical spikes,
@@ -16,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stllr.conv_events import CONV_EVENT_MAX_DENSITY, ConvEvents, conv_events, events_conv_current
 from stllr.factors import STLLRFactors
 from stllr.layers.stllr_layers import Conv2dSTLLR, ConvTranspose2dSTLLR
 from stllr.models.base import SpikingModel
@@ -98,6 +100,86 @@ def test_layer_with_silent_samples_matches_naive(factors, kind):
         delta,
         stride=stride,
         padding=padding,
+        gamma=lif.gamma,
+        theta=lif.theta_eff,
+        reset="soft",
+        factors=factors,
+        psi="b",
+    )
+    spikes = torch.stack(spikes)
+    assert 0 < spikes.sum() < spikes.numel()
+    assert torch.equal(spikes, want["spikes"])
+    assert (layer.weight.grad - want["grad_w"]).abs().max() <= 1e-10
+    assert (layer.bias.grad - want["grad_b"]).abs().max() <= 1e-10
+    assert (torch.stack(grad_x) - want["grad_x"]).abs().max() <= 1e-10
+
+
+@pytest.mark.parametrize(
+    "stride,padding,dilation,kernel",
+    [(1, 1, 1, 3), (2, 1, 1, 3), (2, 0, 1, 3), (1, 2, 2, 3), (3, 1, 1, 5)],
+)
+def test_event_driven_conv_current_matches_the_convolution(stride, padding, dilation, kernel):
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand(3, 4, 9, 11, generator=g) < 0.05).double()
+    x = x * torch.rand(3, 4, 9, 11, generator=g, dtype=torch.float64)  # not only spikes
+    x[1] = 0.0
+    w = torch.randn(5, 4, kernel, kernel, generator=g, dtype=torch.float64)
+    b = torch.randn(5, generator=g, dtype=torch.float64)
+    ops = Conv2dOps((stride, stride), (padding, padding), (dilation, dilation))
+    ev = conv_events(x, ops, (kernel, kernel))
+    want = F.conv2d(x, w, b, stride, padding, dilation)
+    assert ev.samples.index.tolist() == [0, 2]
+    assert torch.allclose(events_conv_current(ev, w, b), want, rtol=0.0, atol=1e-12)
+
+
+def _very_sparse_input(steps, batch, channels, size, seed):
+    """A few events per step (counts 1–3), well below CONV_EVENT_MAX_DENSITY."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(steps, batch, channels, size, size, dtype=torch.float64)
+    for t in range(steps):
+        for _ in range(6):
+            b, c = (
+                int(torch.randint(batch, (1,), generator=g)),
+                int(torch.randint(channels, (1,), generator=g)),
+            )
+            i, j = torch.randint(size, (2,), generator=g).tolist()
+            x[t, b, c, i, j] = float(torch.randint(1, 4, (1,), generator=g))
+    return _silent_samples(x)
+
+
+def test_conv_layer_on_events_matches_naive():
+    """Inputs below CONV_EVENT_MAX_DENSITY take the event-driven current; against the
+    per-sample loops (spikes, gradients of the weight, the bias and the input)."""
+    torch.manual_seed(2)
+    factors = [0.2, 0.75, -1.0, 1.0]
+    lif = LIFParams(leak=0.0, threshold=0.6)
+    layer = Conv2dSTLLR(
+        4, 3, 3, padding=1, lif=lif, factors=STLLRFactors.from_list(factors), weight_std=False
+    ).double()
+    layer.event_inputs = "sparse"
+    with torch.no_grad():
+        layer.weight.normal_(0, 1.0)
+        layer.bias.normal_(0.3, 0.1)
+    x = _very_sparse_input(5, 3, 4, 20, seed=5)
+    assert 0 < torch.count_nonzero(x[0]) <= CONV_EVENT_MAX_DENSITY * x[0].numel()
+    assert isinstance(layer._sparse_input(x[0]), ConvEvents)
+    assert isinstance(layer._sparse_input(torch.ones_like(x[0])), type(None))  # all active
+    delta = torch.randn(5, 3, 3, 20, 20, dtype=torch.float64)
+    layer.reset_state()
+    spikes, grad_x = [], []
+    for t in range(x.shape[0]):
+        xt = x[t].clone().requires_grad_(True)
+        s = layer(xt)
+        (s * delta[t]).sum().backward()
+        spikes.append(s.detach())
+        grad_x.append(xt.grad)
+    want = ref.conv_sequence(
+        x,
+        layer.weight.detach(),
+        layer.bias.detach(),
+        delta,
+        stride=1,
+        padding=1,
         gamma=lif.gamma,
         theta=lif.theta_eff,
         reset="soft",
@@ -204,9 +286,11 @@ def test_vgg_matches_an_autograd_reference_with_and_without_skipping(mode):
         assert (p.grad - want).abs().max() <= 1e-10 * want.abs().max(), name
 
 
-def test_vgg_skipping_equals_dense_in_float32():
+@pytest.mark.parametrize("rate", [0.2, 0.002])
+def test_vgg_skipping_equals_dense_in_float32(rate):
     """Full-depth VGG at small widths in float32: identical spikes, gradients within
-    1e-5 relative of the dense path."""
+    1e-5 relative of the dense path (at 0.2 % input the first layer's current is
+    event-driven)."""
     torch.manual_seed(0)
     dense = VGGSTLLR(input_shape=(2, 16, 16), channels=(8, 8, 16, 16, 16, 16, 16, 16))
     with torch.no_grad():
@@ -215,7 +299,7 @@ def test_vgg_skipping_equals_dense_in_float32():
     auto = copy.deepcopy(dense)
     set_event_inputs(auto, "auto")
     g = torch.Generator().manual_seed(2)
-    x = _silent_samples((torch.rand(8, 6, 2, 16, 16, generator=g) < 0.2).float())
+    x = _silent_samples((torch.rand(8, 6, 2, 16, 16, generator=g) < rate).float())
     y = torch.randint(0, 11, (6,), generator=g)
     out = {}
     for name, model in (("dense", dense), ("auto", auto)):

@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import torch
 
+from stllr.conv_events import ConvEvents, events_conv_current
 from stllr.factors import STLLRFactors, trace_step, trace_step_
 from stllr.neuron import LIFParams, lif_step_
 from stllr.sample_skip import ActiveSamples, active_samples, subset_current, subset_weight_grad
@@ -81,9 +82,10 @@ class STLLRStep(torch.autograd.Function):
     def forward(ctx, x, w, b, u_prev, p_prev, q_prev, spec: STLLRSpec, ev=None):
         f = spec.factors
         p = trace_step(p_prev, x, f.lambda_pre)
-        ctx.x_rows = ev if isinstance(ev, ActiveSamples) else None
+        ctx.x_rows = None
         current = feed_forward_current(x, w, b, spec.ops, ev, u_prev.shape)
-        if ctx.x_rows is not None:
+        if isinstance(ev, (ActiveSamples, ConvEvents)):
+            ctx.x_rows = ev.samples if isinstance(ev, ConvEvents) else ev
             ev = None
         # the in-place operations of feature_map_step_, on a copy of ũ (bitwise equal)
         u = u_prev.clone()
@@ -253,10 +255,13 @@ def recurrent_step_(
 
 def feed_forward_current(x, w, b, ops: SynapseOps, ev, out_shape) -> torch.Tensor:
     """``I = Ŵx + b`` (a new tensor): dense, from the events of x (``ev``:
-    :class:`EventOperands`, dense synapses) or on the samples of x with a non-zero entry
-    (``ev``: :class:`~stllr.sample_skip.ActiveSamples`; ``out_shape``: I's shape)."""
+    :class:`EventOperands`, dense synapses; :class:`~stllr.conv_events.ConvEvents`, a
+    convolution) or on the samples of x with a non-zero entry (``ev``:
+    :class:`~stllr.sample_skip.ActiveSamples`; ``out_shape``: I's shape)."""
     if isinstance(ev, ActiveSamples):
         return subset_current(ops, x, w, b, ev, out_shape)
+    if isinstance(ev, ConvEvents):
+        return events_conv_current(ev, w, b)
     if ev is None or ev.x is None:
         return ops.current(x, w, b)
     return events_current(ev.x, ev.w_t, b)
