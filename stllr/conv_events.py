@@ -20,6 +20,7 @@ equal up to float rounding.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -38,12 +39,14 @@ class ConvEvents(NamedTuple):
     """The (event, kernel offset) pairs of an input, grouped by output position.
 
     ``rows``: the index of the weight row ``c·kH·kW + a·kW + e`` of each pair;
+    ``positions``: its output position ``(b·H' + i')·W' + j'`` (ascending);
     ``values``: the input value of its event; ``offsets`` ``[B·H'·W']``: where each output
     position's pairs start; ``out_shape``: ``(B, H', W')``; ``samples``: the samples with
     an event (:class:`~stllr.sample_skip.ActiveSamples`, None when every sample has one).
     """
 
     rows: torch.Tensor
+    positions: torch.Tensor
     values: torch.Tensor
     offsets: torch.Tensor
     out_shape: tuple[int, int, int]
@@ -78,7 +81,9 @@ def conv_events(x: torch.Tensor, ops: Conv2dOps, kernel: tuple[int, int]) -> Con
     offsets = torch.searchsorted(position, torch.arange(batch * h_out * w_out, device=x.device))
     present = torch.unique_consecutive(b)
     samples = None if present.numel() == batch else ActiveSamples(present, batch)
-    return ConvEvents(rows[order], pair_values[order], offsets, (batch, h_out, w_out), samples)
+    return ConvEvents(
+        rows[order], position, pair_values[order], offsets, (batch, h_out, w_out), samples
+    )
 
 
 def events_conv_current(ev: ConvEvents, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -88,3 +93,22 @@ def events_conv_current(ev: ConvEvents, w: torch.Tensor, b: torch.Tensor | None)
     out = F.embedding_bag(ev.rows, table, ev.offsets, mode="sum", per_sample_weights=ev.values)
     out = out.view(*ev.out_shape, w.shape[0]).permute(0, 3, 1, 2).contiguous()
     return out if b is None else out.add_(b.view(1, -1, 1, 1))
+
+
+def events_conv_weight_grad(ev: ConvEvents, a: torch.Tensor, w_shape: torch.Size) -> torch.Tensor:
+    """``Σ_b corr(a[b], x[b])`` ``[O, C, kH, kW]``, the weight gradient of the convolution
+    for ``a`` ``[B, O, H', W']`` and the events of ``x``::
+
+        G[:, c, a, e] = Σ_{pairs (event, (a, e)) with event channel c} x_event · a[b, :, i', j']
+
+    (the same pairs as the current, regrouped by weight row: one bag per row)."""
+    out_channels = w_shape[0]
+    a_rows = a.permute(0, 2, 3, 1).reshape(-1, out_channels)  # [B·H'·W', O]
+    order = torch.argsort(ev.rows, stable=True)
+    rows = ev.rows[order]
+    n_rows = math.prod(w_shape[1:])
+    starts = torch.searchsorted(rows, torch.arange(n_rows, device=rows.device))
+    g_t = F.embedding_bag(
+        ev.positions[order], a_rows, starts, mode="sum", per_sample_weights=ev.values[order]
+    )
+    return g_t.view(*w_shape[1:], out_channels).permute(3, 0, 1, 2)

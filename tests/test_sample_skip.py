@@ -16,8 +16,15 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.nn.grad import conv2d_weight
 
-from stllr.conv_events import CONV_EVENT_MAX_DENSITY, ConvEvents, conv_events, events_conv_current
+from stllr.conv_events import (
+    CONV_EVENT_MAX_DENSITY,
+    ConvEvents,
+    conv_events,
+    events_conv_current,
+    events_conv_weight_grad,
+)
 from stllr.factors import STLLRFactors
 from stllr.layers.stllr_layers import Conv2dSTLLR, ConvTranspose2dSTLLR
 from stllr.models.base import SpikingModel
@@ -118,7 +125,7 @@ def test_layer_with_silent_samples_matches_naive(factors, kind):
     "stride,padding,dilation,kernel",
     [(1, 1, 1, 3), (2, 1, 1, 3), (2, 0, 1, 3), (1, 2, 2, 3), (3, 1, 1, 5)],
 )
-def test_event_driven_conv_current_matches_the_convolution(stride, padding, dilation, kernel):
+def test_event_driven_conv_products_match_the_convolution(stride, padding, dilation, kernel):
     g = torch.Generator().manual_seed(4)
     x = (torch.rand(3, 4, 9, 11, generator=g) < 0.05).double()
     x = x * torch.rand(3, 4, 9, 11, generator=g, dtype=torch.float64)  # not only spikes
@@ -130,6 +137,10 @@ def test_event_driven_conv_current_matches_the_convolution(stride, padding, dila
     want = F.conv2d(x, w, b, stride, padding, dilation)
     assert ev.samples.index.tolist() == [0, 2]
     assert torch.allclose(events_conv_current(ev, w, b), want, rtol=0.0, atol=1e-12)
+    a = torch.randn(want.shape, generator=g, dtype=torch.float64)
+    want_grad = conv2d_weight(x, w.shape, a, stride, padding, dilation)
+    got_grad = events_conv_weight_grad(ev, a, w.shape)
+    assert torch.allclose(got_grad, want_grad, rtol=0.0, atol=1e-12)
 
 
 def _very_sparse_input(steps, batch, channels, size, seed):

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import torch
 
-from stllr.conv_events import ConvEvents, events_conv_current
+from stllr.conv_events import ConvEvents, events_conv_current, events_conv_weight_grad
 from stllr.factors import STLLRFactors, trace_step, trace_step_
 from stllr.neuron import LIFParams, lif_step_
 from stllr.sample_skip import ActiveSamples, active_samples, subset_current, subset_weight_grad
@@ -76,17 +76,20 @@ class STLLRStep(torch.autograd.Function):
     """Feed-forward S-TLLR step: ``(x, Ŵ, b, ũ, P, Q) → (s, ũ', P', Q')``; ``ev``
     (:class:`DenseOps` only): x as events (:class:`EventOperands` with ``x`` and ``w_t``);
     or (any synapse) the samples of x with a non-zero entry
-    (:class:`~stllr.sample_skip.ActiveSamples`): the products skip the others."""
+    (:class:`~stllr.sample_skip.ActiveSamples`): the products skip the others; or (a
+    convolution) x as events (:class:`~stllr.conv_events.ConvEvents`): the current and the
+    non-causal half of the weight gradient are summed over them."""
 
     @staticmethod
     def forward(ctx, x, w, b, u_prev, p_prev, q_prev, spec: STLLRSpec, ev=None):
         f = spec.factors
         p = trace_step(p_prev, x, f.lambda_pre)
-        ctx.x_rows = None
+        ctx.x_rows = ctx.conv_ev = None
         current = feed_forward_current(x, w, b, spec.ops, ev, u_prev.shape)
-        if isinstance(ev, (ActiveSamples, ConvEvents)):
-            ctx.x_rows = ev.samples if isinstance(ev, ConvEvents) else ev
-            ev = None
+        if isinstance(ev, ActiveSamples):
+            ctx.x_rows, ev = ev, None
+        elif isinstance(ev, ConvEvents):
+            ctx.conv_ev, ev = ev, None
         # the in-place operations of feature_map_step_, on a copy of ũ (bitwise equal)
         u = u_prev.clone()
         s, v = lif_step_(current, u, spec.lif)
@@ -121,6 +124,17 @@ class STLLRStep(torch.autograd.Function):
                 grad_w = subset_weight_grad(
                     spec.ops, f, g, delta, q_prev, p, p_rows, x, ctx.x_rows, ctx.w_shape
                 )
+        elif ctx.conv_ev is not None:  # x as events: the non-causal half summed over them
+            g = psi * delta
+            if ctx.needs_input_grad[1]:
+                f, p_rows = spec.factors, active_samples(p)
+                none = ActiveSamples(torch.empty(0, dtype=torch.long), p.shape[0])
+                grad_w = subset_weight_grad(
+                    spec.ops, f, g, delta, q_prev, p, p_rows, x, none, ctx.w_shape
+                )
+                if f.alpha_post != 0.0:
+                    a = f.alpha_post * (delta * q_prev)
+                    grad_w += events_conv_weight_grad(ctx.conv_ev, a, ctx.w_shape)
         else:
             g = psi * delta
             if ctx.needs_input_grad[1]:
