@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from stllr.sample_skip import ActiveSamples
+from stllr.sample_skip import ActiveSamples, active_samples
 from stllr.synapse_ops import Conv2dOps
 
 #: ``auto`` computes a convolution's current from the events of its input at or below this
@@ -112,3 +112,15 @@ def events_conv_weight_grad(ev: ConvEvents, a: torch.Tensor, w_shape: torch.Size
         ev.positions[order], a_rows, starts, mode="sum", per_sample_weights=ev.values[order]
     )
     return g_t.view(*w_shape[1:], out_channels).permute(3, 0, 1, 2)
+
+
+def sparse_input(x: torch.Tensor, ops, kernel: tuple[int, int]):
+    """How a feature-map layer with synapse ``ops`` and a ``kernel``-sized weight takes
+    ``x``: as events (:func:`conv_events`) when it is a convolution (``groups = 1``) and
+    at most :data:`CONV_EVENT_MAX_DENSITY` of ``x`` is non-zero (but not nothing), else as
+    its samples with a non-zero entry (:func:`~stllr.sample_skip.active_samples`)."""
+    if isinstance(ops, Conv2dOps) and ops.groups == 1:
+        nnz = int(torch.count_nonzero(x))
+        if 0 < nnz <= CONV_EVENT_MAX_DENSITY * x.numel():
+            return conv_events(x, ops, kernel)
+    return active_samples(x)

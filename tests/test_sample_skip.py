@@ -24,6 +24,7 @@ from stllr.conv_events import (
     conv_events,
     events_conv_current,
     events_conv_weight_grad,
+    sparse_input,
 )
 from stllr.factors import STLLRFactors
 from stllr.layers.stllr_layers import Conv2dSTLLR, ConvTranspose2dSTLLR
@@ -173,8 +174,9 @@ def test_conv_layer_on_events_matches_naive():
         layer.bias.normal_(0.3, 0.1)
     x = _very_sparse_input(5, 3, 4, 20, seed=5)
     assert 0 < torch.count_nonzero(x[0]) <= CONV_EVENT_MAX_DENSITY * x[0].numel()
-    assert isinstance(layer._sparse_input(x[0]), ConvEvents)
-    assert isinstance(layer._sparse_input(torch.ones_like(x[0])), type(None))  # all active
+    kernel = tuple(layer.weight.shape[2:])
+    assert isinstance(sparse_input(x[0], layer._ops, kernel), ConvEvents)
+    assert sparse_input(torch.ones_like(x[0]), layer._ops, kernel) is None  # all active
     delta = torch.randn(5, 3, 3, 20, 20, dtype=torch.float64)
     layer.reset_state()
     spikes, grad_x = [], []

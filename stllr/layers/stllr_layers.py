@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from stllr.conv_events import CONV_EVENT_MAX_DENSITY, conv_events
+from stllr.conv_events import sparse_input
 from stllr.factors import STLLRFactors
 from stllr.functional.stllr_step import (
     EventOperands,
@@ -39,7 +39,7 @@ from stllr.functional.stllr_step import (
     step_constants,
 )
 from stllr.neuron import LIFParams
-from stllr.sample_skip import active_samples, skips_samples
+from stllr.sample_skip import skips_samples
 from stllr.spike_events import EventInputSwitch
 from stllr.surrogates import canonical_name, get_surrogate
 from stllr.synapse_ops import Conv2dOps, ConvTranspose2dOps, DenseOps
@@ -182,17 +182,6 @@ class _FeatureMapSTLLR(EventInputSwitch, _STLLRBase):
 
     _own_state: STLLRState | None = None
 
-    def _sparse_input(self, x: torch.Tensor):
-        """The events of ``x`` (:func:`~stllr.conv_events.conv_events`) when a convolution's
-        input is at most :data:`~stllr.conv_events.CONV_EVENT_MAX_DENSITY` dense, else its
-        samples with a non-zero entry (:func:`~stllr.sample_skip.active_samples`)."""
-        ops = self._ops
-        if isinstance(ops, Conv2dOps) and ops.groups == 1:
-            nnz = int(torch.count_nonzero(x))
-            if 0 < nnz <= CONV_EVENT_MAX_DENSITY * x.numel():
-                return conv_events(x, ops, tuple(self.weight.shape[2:]))
-        return active_samples(x)
-
     def reset_state(self) -> None:
         super().reset_state()
         self._own_state = None
@@ -205,7 +194,9 @@ class _FeatureMapSTLLR(EventInputSwitch, _STLLRBase):
             self.state = self._own_state = _zeros_state(x, out)
         (w,) = self.effective_weights()
         st = self.state
-        rows = self._sparse_input(x) if skips_samples(self._event_inputs, x) else None
+        rows = None
+        if skips_samples(self._event_inputs, x):
+            rows = sparse_input(x, self._ops, tuple(self.weight.shape[2:]))
         spec = self._spec(self._ops)
         if not needs_graph(x, w, self.bias):
             if st is not self._own_state:
