@@ -13,11 +13,9 @@ are read with the MVSEC code (:func:`stllr.flow.tasks.load_flow_task`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 
-from stllr.flow.standin import StandinSpec, translation_specs
+from stllr.flow.standin import StandinSpec, specs_digest, translation_specs
 from stllr.flow.tasks import FlowTaskData
 
 
@@ -48,8 +46,7 @@ def write_standin(root: Path, specs: dict) -> Path:
     from stllr.flow.mvsec_files import find_sequence, write_sequence
     from stllr.flow.standin import make_recording
 
-    key = json.dumps({n: [dataclasses.asdict(s), k] for n, (s, k) in specs.items()}, sort_keys=True)
-    folder = Path(root) / hashlib.sha256(key.encode()).hexdigest()[:16]
+    folder = Path(root) / specs_digest(specs)
     for name, (spec, seed) in specs.items():
         try:
             find_sequence(folder / "seed0", name)

@@ -166,3 +166,45 @@ def test_standin_sensor_noise_adds_poisson_events_and_keeps_the_scene(standin_re
     assert noise[:, 0].min() >= 0 and noise[:, 0].max() <= spec.width - 1
     assert noise[:, 1].min() >= 0 and noise[:, 1].max() <= spec.height - 1
     assert image_ts[0] <= noise[:, 2].min() and noise[:, 2].max() < image_ts[-1]
+
+
+def test_default_standin_folder_is_named_by_its_specs(tmp_path, monkeypatch):
+    """Without ``data`` the stand-in lives under ``mvsec_standin/<digest of the specs>``
+    (docs/flow.md §5): recordings written by an older generator (the former layout
+    ``mvsec_standin/seed0``) are never read, and other specs get another folder."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from stllr.config import ExperimentConfig
+    from stllr.flow.tasks import load_flow_task
+
+    tiny = {
+        name: (StandinSpec(height=24, width=24, frames=8), seed)
+        for seed, name in enumerate(
+            ["outdoor_day2", "indoor_flying1", "indoor_flying2", "indoor_flying3", "outdoor_day1"],
+            start=1,
+        )
+    }
+    monkeypatch.setattr("stllr.flow.standin.STANDIN_SEQUENCES", tiny)
+    stale = dataclasses.replace(tiny["outdoor_day2"][0], contrast=0.5)
+    write_sequence(tmp_path / "mvsec_standin" / "seed0", "outdoor_day2", *make_recording(stale, 1))
+    cfg = ExperimentConfig(task="mvsec-standin", flow_crop=16, flow_bins=2)
+
+    def folder(specs):  # the key as docs/flow.md §5 states it, written out here
+        key = {n: [dataclasses.asdict(s), k] for n, (s, k) in specs.items()}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return tmp_path / "mvsec_standin" / digest / "seed0"
+
+    data = load_flow_task(cfg, standin=True, cache_root=tmp_path)
+    assert str(folder(tiny)) in data.description
+    with h5py.File(folder(tiny) / "outdoor_day2_data.hdf5", "r") as f:
+        events = f[EVENTS][:]
+    fresh = make_recording(tiny["outdoor_day2"][0], 1)[0]
+    assert np.array_equal(events, fresh)  # the current specs' events, not the stale ones
+    faster = {
+        n: (dataclasses.replace(s, max_speed=2 * s.max_speed), k) for n, (s, k) in tiny.items()
+    }
+    monkeypatch.setattr("stllr.flow.standin.STANDIN_SEQUENCES", faster)
+    assert str(folder(faster)) in load_flow_task(cfg, standin=True, cache_root=tmp_path).description
+    assert folder(faster) != folder(tiny) and folder(tiny).is_dir()

@@ -29,6 +29,9 @@ scene, motion, frames, gt and signal events of the one without.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +51,12 @@ class StandinSpec:
     frames: int = 40
     frame_period: float = 0.032  # s
     segment_frames: int = 1
-    max_speed: float = 30.0  # px/s: up to ~1 px per frame
-    max_rotation: float = 0.4  # rad/s
-    max_zoom: float = 0.4  # 1/s
+    #: velocity bounds: each component uniform in [−max, max] per gt interval. At these
+    #: values the flow of a 32 ms window is ≈ 2 px on average (docs/flow.md §9: at a third
+    #: of them, ≈ 0.7 px, with ≈ 0.4 events per pixel, not even a float CNN learns quickly)
+    max_speed: float = 90.0  # px/s: up to ~3 px per frame
+    max_rotation: float = 1.2  # rad/s
+    max_zoom: float = 1.2  # 1/s
     contrast: float = 0.15
     substeps: int = 8
     gt_ratio: float = 1.5
@@ -212,9 +218,9 @@ def flow_over(motion: _Motion, t_a: float, t_b: float, cx, cy, px, py) -> np.nda
 STANDIN_SEQUENCES = {
     "outdoor_day2": (StandinSpec(frames=160), 1),
     "indoor_flying1": (StandinSpec(frames=32), 2),
-    "indoor_flying2": (StandinSpec(frames=32, max_speed=45.0), 3),
+    "indoor_flying2": (StandinSpec(frames=32, max_speed=135.0), 3),
     "indoor_flying3": (StandinSpec(frames=32), 4),
-    "outdoor_day1": (StandinSpec(frames=32, max_rotation=0.2, max_zoom=0.2), 5),
+    "outdoor_day1": (StandinSpec(frames=32, max_rotation=0.6, max_zoom=0.6), 5),
 }
 
 
@@ -236,6 +242,14 @@ def translation_specs(size: int = 40, train_frames: int = 160, test_frames: int 
         )  # fmt: skip
         for name, (_default, seed) in STANDIN_SEQUENCES.items()
     }
+
+
+def specs_digest(specs: dict[str, tuple[StandinSpec, int]]) -> str:
+    """16 hex digits of SHA-256 over ``specs`` (name → (spec, scene seed)) as sorted JSON:
+    the cache folder of a set of recordings, so that changed specs (or changed defaults)
+    are written afresh instead of reusing stale files."""
+    key = json.dumps({n: [dataclasses.asdict(s), k] for n, (s, k) in specs.items()}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def ensure_standin(root: Path, seed: int = 0) -> dict[str, SequenceFiles]:
