@@ -72,7 +72,9 @@ def subset_current(
     if b is None:
         out = x.new_zeros(out_shape)
     else:
-        out = b.view(1, -1, *([1] * (len(out_shape) - 2))).expand(out_shape).contiguous()
+        # clone, not contiguous(): for a [1, O, 1, …] output the expanded view is already
+        # contiguous, and the caller's in-place LIF step would then write into the bias
+        out = b.view(1, -1, *([1] * (len(out_shape) - 2))).expand(out_shape).clone()
     if rows.index.numel():
         out.index_copy_(0, rows.index, ops.current(x.index_select(0, rows.index), w, b))
     return out

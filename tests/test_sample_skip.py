@@ -72,6 +72,34 @@ def test_subset_current_gives_the_bias_to_silent_samples():
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("hw, stride", [(1, 1), (2, 2)])
+def test_one_pixel_output_leaves_the_bias_alone(hw, stride):
+    """A deep ResNet layer at batch 1 has a 1 × 1 output: the bias-filled current of the
+    skipped path must be a new tensor (an expanded [1, O, 1, 1] view of the bias is
+    already contiguous, and the in-place LIF step once wrote into the bias). Every step
+    equals the dense path, input silent or not, and the bias is unchanged."""
+    g = torch.Generator().manual_seed(4)
+    layer = Conv2dSTLLR(8, 6, 3, stride=stride, padding=1).double()
+    with torch.no_grad():
+        layer.bias.uniform_(0.2, 0.6, generator=g)
+    layer.requires_grad_(False)
+    bias = layer.bias.clone()
+    xs = (torch.rand(2, 6, 1, 8, hw, hw, generator=g, dtype=torch.float64) < 0.3).double()
+    xs[:, :2] = 0.0  # silent first steps: the skipped path
+    out = {}
+    for mode in ("dense", "sparse"):
+        m = copy.deepcopy(layer)
+        set_event_inputs(m, mode)
+        steps = []
+        for sample in xs:
+            m.reset_state()
+            steps += [m(x).clone() for x in sample]
+        out[mode] = torch.stack(steps)
+        assert torch.equal(m.bias, bias), mode
+    assert out["dense"].any()
+    assert torch.equal(out["sparse"], out["dense"])
+
+
 @pytest.mark.parametrize("factors", [[0.2, 0.75, -1.0, 1.0], [0.0, 0.6, 0.0, 1.0]])
 @pytest.mark.parametrize("kind", ["conv", "conv_transpose"])
 def test_layer_with_silent_samples_matches_naive(factors, kind):
