@@ -154,7 +154,7 @@ def test_flow_adaptation_scores_both_conditions_before_and_after(flow_run):
     orig = a["conditions"]["original"]
     assert orig["sum_aee_before"] == pytest.approx(q["sum_aee"]["int8"], rel=1e-9)
     assert a["shift"] == "sensor_noise" and a["windows"] == 10 and "lava_replay" not in a
-    w = torch.load(run / "adaptation" / "weights.pt")
+    w = torch.load(run / "adaptation" / "weights.pt", weights_only=True)
     assert a["weights_moved"] == int((w["flow1"] != w["deployed"]).sum()) > 0
     cfg, data = _independent_data(root)
     qnet = QNetwork.load(run / "quantize" / "quantized.pt")
