@@ -10,9 +10,9 @@ import torch
 
 from hw_tests.parity_references import emulate
 from lava_models.runner import run_lava
-from pipeline.first_spike import spike_decision
 from quantization.emulator import IntegerEmulator
 from quantization.ptq import PTQConfig, quantize_model
+from stllr.spike_metrics import spike_decision
 from tests.test_first_spike_deploy import _input, _net
 
 

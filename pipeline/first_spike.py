@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from stllr.functional.first_spike import fs_prediction
-from stllr.spike_metrics import SpikeReadoutMetrics, SpikeReadoutTally, first_spike_steps
+from stllr.spike_metrics import SpikeReadoutMetrics, SpikeReadoutTally
 
 #: the Lava stage of a first-spike network compares fixed_pt only
 FS_NO_FLOAT_LAVA = (
@@ -63,15 +62,6 @@ def integer_readout(qnet, batch_iter) -> tuple[SpikeReadoutMetrics, torch.Tensor
         tally.add(s, res.first_spike, y, lengths, spikes, neurons)
         preds.append(res.predictions())
     return tally.result(), torch.cat(preds)
-
-
-def spike_decision(s: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The FS class ``[N]`` from output spikes alone ``[T, N, K]`` (what a Lava run gives):
-    the earliest-firing neuron (lowest index on ties), ``−1`` for a sample without output
-    spikes (its class needs the membranes, :func:`stllr.spike_metrics.fs_decision`)."""
-    k_first = first_spike_steps(s.double(), lengths)
-    pred = fs_prediction(k_first)
-    return torch.where(torch.isfinite(k_first).any(dim=1), pred, torch.full_like(pred, -1))
 
 
 def text(m: dict) -> str:

@@ -169,8 +169,9 @@ def run(ctx: Context) -> StageOutput:
         return StageOutput(summary, "skipped (--skip-lava): no Lava run", (A.LAVA_JSON,))
     from pipeline.adapt_device import emulator_predictions
     from pipeline.deployable import is_first_spike
-    from pipeline.first_spike import FS_NO_FLOAT_LAVA, float_readout, spike_decision
+    from pipeline.first_spike import FS_NO_FLOAT_LAVA, float_readout
     from quantization.ptq import quantize_input
+    from stllr.spike_metrics import spike_decision
     from stllr.training import evaluate_batch
 
     qnet = A.load_qnet(ctx.run_dir)

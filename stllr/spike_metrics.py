@@ -91,6 +91,15 @@ def fs_decision(s: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor | None =
     return fs_prediction(fs_times(s, v, lengths))
 
 
+def spike_decision(s: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The FS class ``[N]`` from output spikes alone ``[T, N, K]`` (what a Lava run gives):
+    the earliest-firing neuron (lowest index on ties), ``−1`` for a sample without output
+    spikes (its class needs the membranes, :func:`fs_decision`)."""
+    k_first = first_spike_steps(s.double(), lengths)
+    pred = fs_prediction(k_first)
+    return torch.where(torch.isfinite(k_first).any(dim=1), pred, torch.full_like(pred, -1))
+
+
 class FirstSpikeTrack:
     """Per sample and output neuron, the first spike step ``k_first`` (1-based, ``inf``
     while silent) and the peak membrane over the sample's own steps, updated step by step
