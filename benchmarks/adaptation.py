@@ -62,13 +62,24 @@ VARIANTS: dict[str, dict[str, object]] = {
 TASK_VARIANTS = {"shd-standin": {}, "gesture-standin": {}, "cifar10dvs-standin": {}}
 
 
-def ensure_run(task: str, runs: Path, train_seed: int | None, quick: bool) -> Path:
-    """The run folder of ``task`` with finished train and quantize stages (made if missing)."""
+def run_name(task: str, train_seed: int | None, train_sets: list[str]) -> str:
+    """The run folder's name: the task, then the training settings that differ."""
     name = task if train_seed is None else f"{task}_seed{train_seed}"
-    run = runs / name
+    for item in train_sets:
+        name += "_" + item.removeprefix("train.").replace("=", "").replace(",", "-")
+    return name
+
+
+def ensure_run(
+    task: str, runs: Path, train_seed: int | None, quick: bool, train_sets: list[str] = ()
+) -> Path:
+    """The run folder of ``task`` with finished train and quantize stages (made if missing);
+    ``train_sets``: ``train.KEY=VALUE`` settings on top of the task's config."""
+    run = runs / run_name(task, train_seed, list(train_sets))
     if (run / "quantize" / "quantized.pt").is_file():
         return run
     sets = ["adaptation.samples=1", "adaptation.eval_samples=2", "adaptation.eval_every=1"]
+    sets += list(train_sets)
     if train_seed is not None:
         sets.append(f"train.seed={train_seed}")
     if quick:
@@ -158,6 +169,9 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--runs", default=None, help="folder of the trained pipeline runs")
     p.add_argument("--train-seed", type=int, default=None)
+    p.add_argument(
+        "--train-set", nargs="*", default=[], help="train.KEY=VALUE of the deployed network's run"
+    )
     p.add_argument("--set", nargs="*", default=[], help="adaptation.KEY=VALUE for every run")
     p.add_argument("--float", action="store_true", help="also the float learner")
     p.add_argument("--heldout", type=int, default=220, help="fresh event-task test recordings")
@@ -189,13 +203,19 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "adaptation",
         "quick": args.quick,
-        "config": {"tasks": tasks, "variants": variants, "seeds": seeds, "set": common},
+        "config": {
+            "tasks": tasks,
+            "variants": variants,
+            "seeds": seeds,
+            "set": common,
+            "train_set": list(args.train_set),
+        },
         "environment": environment(torch.device("cpu")),
         "tasks": {},
     }
     impls = ("emulator", "float") if args.float else ("emulator",)
     for task in tasks:
-        run = ensure_run(task, runs, args.train_seed, args.quick)
+        run = ensure_run(task, runs, args.train_seed, args.quick, args.train_set)
         data = task_data(task, stage_config(run, task, common), 0 if args.quick else args.heldout)
         result["tasks"][task] = {"run": str(run), "test_samples": len(data.test), "variants": {}}
         for v in variants:

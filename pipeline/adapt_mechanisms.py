@@ -25,7 +25,8 @@ logits, the sample's index and the configuration (``[adaptation]`` keys in brack
   (self-training); with ``c = 0`` unlabelled samples send nothing.
 * **Consolidation** (``consolidate_shift`` = k): after every learned sample each plastic
   weight is pulled ``2^−k`` of the way back to its deployed value
-  (:func:`quantization.consolidation.consolidate`, an integer step for the device).
+  (:func:`quantization.consolidation.consolidate`, an integer step the device's node
+  kinds run themselves after a sample's last step, so Lava learns with it too).
 
 All four are off by default. What each does to accuracy is measured by
 ``benchmarks/adaptation.py`` (docs/adaptation.md).

@@ -157,12 +157,7 @@ def run(ctx: Context) -> StageOutput:
 
     # --- Lava: the same stream and signals, then before/after on held-out samples -------
     lava = None
-    if ctx.cfg.lava.enabled and mech.consolidate_shift:
-        ctx.log(
-            "  Lava: not run: consolidation is not yet a step of the Lava node kinds "
-            "(docs/adaptation.md)"
-        )
-    elif ctx.cfg.lava.enabled:
+    if ctx.cfg.lava.enabled:
         lava = _lava_part(
             ctx, qnet, plastic, learned, layers, x_all_int, y_all, signals_t, outputs_t,
             xe, ye, le, plan,

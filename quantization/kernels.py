@@ -141,6 +141,8 @@ def _weight_noise(x, k: int, key: int):
 #: Random streams per node: the stream of quantity ``q`` of node ``i`` is ``i·8 + q``.
 STREAMS_PER_NODE = 8
 STREAM_P, STREAM_Q, STREAM_R, STREAM_QIMP, STREAM_W, STREAM_WREC = range(6)
+#: the consolidation pull of W and W_rec (quantization.consolidation)
+STREAM_CW, STREAM_CWREC = 6, 7
 
 
 def node_stream_key(seed: int, step: int, node_index: int, quantity: int) -> int:

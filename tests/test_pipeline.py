@@ -624,7 +624,8 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
     tiny_run, tmp_path, data_dir
 ):
     """Replay, a decaying rate and an error gate (host-side choices) stream through Lava with
-    the emulator's signals: Lava's learned weights equal the emulator's; the paired counts
+    the emulator's signals, and consolidation runs in both (the node kinds' step after each
+    sample): Lava's learned weights equal the emulator's; the paired counts
     recomputed from scratch match the stored ones; the report shows both conditions."""
     from pipeline.adapt_device import emulator_predictions
     from pipeline.shift import make_shift
@@ -638,6 +639,7 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
         "adaptation.replay_every=2",
         "adaptation.rate_decay=3",
         "adaptation.error_gate=0.05",
+        "adaptation.consolidate_shift=2",
         "adaptation.lava_eval_samples=0",
     )
     code, out, err = resume_cli(run_dir, data_dir, "--rerun-from", "adaptation", sets=sets)
@@ -668,3 +670,4 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
     md = (run_dir / "report/report.md").read_text()
     assert "Δ original (points ± paired SE; gained/lost)" in md
     assert "original condition" in md and "replay of 2 original-condition samples" in md
+    assert "consolidation" in md
