@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "gate": {"error_gate": 0.3},
     "replay": {"replay_buffer": 100, "replay_every": 2},
     "consolidate": {"consolidate_shift": 6},
+    "replay_cons": {"replay_buffer": 100, "replay_every": 1, "consolidate_shift": 4},
     "speaker": {"scenario": "held_out_speaker", "eval_every": 25},
     "gain": {"scenario": "gain_change", "gain": 0.5},
     "drift": {"drift": "true"},
@@ -56,6 +57,38 @@ VARIANTS: dict[str, dict[str, object]] = {
         "rate_decay": 300,
         "replay_buffer": 100,
         "replay_every": 4,
+    },
+    # hidden-layer learning: the recurrent layer too, from the error fed back through the
+    # readout (host signals) or through fixed random matrices made on the device (DFA)
+    "hidden": {"layers": "rec,readout"},
+    "long_combo_hidden": {
+        "samples": 1000,
+        "eval_every": 250,
+        "lr": 2e-6,
+        "error_gate": 0.3,
+        "rate_decay": 300,
+        "replay_buffer": 100,
+        "replay_every": 4,
+        "layers": "rec,readout",
+    },
+    "long_dfa_replay": {
+        "samples": 1000,
+        "eval_every": 250,
+        "lr": 2e-6,
+        "signal": "dfa",
+        "layers": "rec,readout",
+        "replay_buffer": 100,
+        "replay_every": 4,
+    },
+    "long_combo_cons": {
+        "samples": 1000,
+        "eval_every": 250,
+        "lr": 2e-6,
+        "error_gate": 0.3,
+        "rate_decay": 300,
+        "replay_buffer": 100,
+        "replay_every": 4,
+        "consolidate_shift": 8,
     },
 }
 
