@@ -24,6 +24,11 @@ auto-detection makes an all-non-positive matrix INHIBITORY, which clips ``−2m`
 [0, 255]: ``2·(−128)`` becomes −255 and a step with two such inputs active is off by
 one (an all-non-negative matrix, auto-detected EXCITATORY, would happen to stay exact).
 
+Synaptic delays (``node.delay``, dense only): Lava's ``DelayDense`` with the same
+weights and ``delays``; it shifts each delay group's sum by ``weight_exp`` separately,
+still exact for even ``2m``, and a delay ``d`` arrives ``d`` steps after ``Dense`` would
+(quantization/synaptic_delay.py).
+
 Conv: Lava's fixed ``Conv`` (``PyConvModelFixed``) neither clips nor truncates its
 weights and ignores ``weight_exp`` and ``num_weight_bits``: ``a = conv(s, w)`` wrapped to
 24 bits, the same wrap that ``u = a << 6`` gets in the LIF. The mantissas go in as
@@ -262,12 +267,18 @@ def export_dense_weights(node: SpikingLayer, in_shape: tuple[int, ...] | None = 
     m = node.weight.detach().cpu().numpy().astype(np.int64)
     if in_shape is not None and len(in_shape) == 3:
         m = lava_layout(m, "dense_columns", in_shape=in_shape)
-    return {
+    kwargs = {
         "weights": (m << EXPORT_SHIFT).astype(np.int32),
         "weight_exp": -EXPORT_SHIFT,
         "num_weight_bits": NUM_WEIGHT_BITS,
         "sign_mode": SignMode.MIXED,
     }
+    if node.delay is not None:  # DelayDense: shifted per delay group, still exact (m << 1 >> 1)
+        d = node.delay.detach().cpu().numpy().astype(np.int64)
+        if in_shape is not None and len(in_shape) == 3:
+            d = lava_layout(d, "dense_columns", in_shape=in_shape)
+        kwargs["delays"] = d.astype(int)  # DelayDense refuses any dtype but int (int64)
+    return kwargs
 
 
 def export_conv_weights(node: SpikingLayer, in_shape: tuple[int, ...]) -> dict:
@@ -325,7 +336,7 @@ def build_builtin_network(qnet: QNetwork):
 
     import_lava()
     from lava.proc.conv.process import Conv
-    from lava.proc.dense.process import Dense
+    from lava.proc.dense.process import DelayDense, Dense
     from lava.proc.lif.process import LIF
 
     shapes = node_shapes(qnet)
@@ -335,7 +346,9 @@ def build_builtin_network(qnet: QNetwork):
         if n.kind == "conv":
             syn = Conv(name=f"conv_{n.name}", **export_conv_weights(n, in_shape))
         else:
-            syn = Dense(name=f"dense_{n.name}", **export_dense_weights(n, in_shape))
+            kwargs = export_dense_weights(n, in_shape)
+            make = DelayDense if "delays" in kwargs else Dense
+            syn = make(name=f"dense_{n.name}", **kwargs)
         lif = LIF(name=f"lif_{n.name}", **lif_kwargs(n, shapes[n.name]))
         syn.a_out.connect(lif.a_in)
         flatten = n.kind == "dense" and len(in_shape) == 3  # (W, H, C) → W·H·C, row-major

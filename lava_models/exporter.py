@@ -3,7 +3,8 @@
 :func:`export` validates every node, creates one Process per node with the converter
 registered for its class (:func:`register_process`; built in: ``SpikingLayer`` →
 :class:`~lava_models.processes.STLLRLayer`, ``Readout`` →
-:class:`~lava_models.processes.ReadoutProcess`, ``Pool``, ``GlobalSumPool``, ``Add``)
+:class:`~lava_models.processes.ReadoutProcess`, ``Pool``, ``GlobalSumPool``, ``Add``,
+``Concat``, ``Upsample2x``, ``AdaptiveLayer`` → :class:`~lava_models.processes.AdaptiveProcess`)
 and connects each node's output port to the input ports of its consumers. Each Process
 carries its node; its ``fixed_pt`` model steps the node's kind (:mod:`quantization.nodes`).
 The processes are fused synapse + neuron (no ``Dense``), so the network runs with the
@@ -39,11 +40,21 @@ if TYPE_CHECKING:
 
 def _builtin_fixed() -> tuple:
     """Each kind's Process; the output shapes are the kinds' own (quantization.nodes)."""
-    from quantization.nodes import Add, Concat, GlobalSumPool, Pool, Readout, SpikingLayer
+    from quantization.nodes import (
+        AdaptiveLayer,
+        Add,
+        Concat,
+        GlobalSumPool,
+        Pool,
+        Readout,
+        SpikingLayer,
+        Upsample2x,
+    )
 
     made = ((SpikingLayer, _spiking), (Readout, _readout), (Pool, _pool),
-            (GlobalSumPool, _gsum), (Add, export_add))  # fmt: skip
-    return (*((cls, fn, kind_out_shape) for cls, fn in made), (Concat, _concat, _concat_shape))
+            (GlobalSumPool, _gsum), (Add, export_add), (Upsample2x, export_upsample),
+            (AdaptiveLayer, _adaptive))  # fmt: skip
+    return (*((cls, fn, kind_out_shape) for cls, fn in made), (Concat, export_concat, concat_shape))
 
 
 def kind_out_shape(n, in_shapes) -> tuple[int, ...]:
@@ -127,6 +138,17 @@ def _spiking(n, ctx: ExportContext) -> NodeExport:
     return NodeExport(proc, (proc.s_in,), proc.s_out, proc.ls_in)
 
 
+def _adaptive(n, ctx: ExportContext) -> NodeExport:
+    from lava_models.processes import AdaptiveProcess
+
+    proc = AdaptiveProcess(
+        in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_np(n.weight), bias=_bias(n),
+        weight_rec=_np(n.weight_rec), node_index=ctx.index, name=f"adlif_{n.name}", node=n,
+        **ctx.common,
+    )  # fmt: skip
+    return NodeExport(proc, (proc.s_in,), proc.s_out)
+
+
 def _readout(n, ctx: ExportContext) -> NodeExport:
     from lava_models.processes import ReadoutProcess
 
@@ -164,13 +186,21 @@ def export_add(n, ctx: ExportContext) -> NodeExport:
     return NodeExport(proc, (proc.a_in, proc.b_in), proc.s_out)
 
 
-def _concat_shape(n, in_shapes) -> tuple[int, ...]:
+def export_upsample(n, ctx: ExportContext) -> NodeExport:
+    from lava_models.processes import UpsampleProcess
+
+    proc = UpsampleProcess(in_shape=ctx.in_shapes[0], shift=n.shift, node_index=ctx.index,
+                           name=f"up_{n.name}", node=n, **ctx.common)  # fmt: skip
+    return NodeExport(proc, (proc.s_in,), proc.s_out)
+
+
+def concat_shape(n, in_shapes) -> tuple[int, ...]:
     if len(in_shapes) != 2:
         raise UnsupportedNodeError(f"ConcatProcess joins exactly 2 inputs, got {len(in_shapes)}")
     return kind_out_shape(n, in_shapes)
 
 
-def _concat(n, ctx: ExportContext) -> NodeExport:
+def export_concat(n, ctx: ExportContext) -> NodeExport:
     from lava_models.processes import ConcatProcess
 
     proc = ConcatProcess(a_shape=ctx.in_shapes[0], b_shape=ctx.in_shapes[1],

@@ -5,7 +5,7 @@ see :func:`float_network`) becomes the same Processes as the integer export
 (:mod:`lava_models.exporter`), built as float nodes for their ``floating_pt`` models
 (:mod:`lava_models.processes.float_models`), with the timing of the torch model itself.
 Converters: :func:`register_float_process` (built in: ``FloatSpiking``, ``FloatReadout``,
-``Pool``, ``FloatGlobalPool``, ``Add``).
+``Pool``, ``FloatGlobalPool``, ``Add``, ``Concat``, ``Upsample2x``).
 """
 
 from __future__ import annotations
@@ -24,12 +24,18 @@ from lava_models.export_graph import (
     ProcessRegistry,
     common_params,
 )
-from lava_models.exporter import export_add, kind_out_shape
+from lava_models.exporter import (
+    concat_shape,
+    export_add,
+    export_concat,
+    export_upsample,
+    kind_out_shape,
+)
 
 
 def _builtin_float() -> tuple:
     from quantization.convert import FloatGlobalPool, FloatReadout, FloatSpiking
-    from quantization.nodes import Add, Pool
+    from quantization.nodes import Add, Concat, Pool, Upsample2x
 
     return (
         (FloatSpiking, _float_spiking, _float_spiking_shape),
@@ -37,6 +43,8 @@ def _builtin_float() -> tuple:
         (Pool, _float_pool, _float_pool_shape),
         (FloatGlobalPool, _float_gpool, _float_gpool_shape),
         (Add, export_add, kind_out_shape),
+        (Concat, export_concat, concat_shape),
+        (Upsample2x, export_upsample, kind_out_shape),
     )
 
 
@@ -185,12 +193,14 @@ def _float_spiking_shape(n, in_shapes):
             "current-based neurons have no floating_pt model yet "
             "(the integer network runs them: export the QNetwork)"
         )
-    if n.kind == "conv" and len(shape) != 3:
-        raise UnsupportedNodeError(f"a conv layer needs a [C, H, W] input, got {shape}")
+    if n.kind in ("conv", "deconv") and len(shape) != 3:
+        raise UnsupportedNodeError(f"a {n.kind} layer needs a [C, H, W] input, got {shape}")
     if n.kind == "dense" and len(shape) != 1:
         raise UnsupportedNodeError(f"a dense layer needs a flat input, got {shape}")
-    if n.kind not in ("dense", "conv"):
-        raise UnsupportedNodeError(f"kind {n.kind!r} is not supported (dense or conv)")
+    if n.kind not in ("dense", "conv", "deconv"):
+        raise UnsupportedNodeError(f"kind {n.kind!r} is not supported (dense, conv, deconv)")
+    if n.kind == "deconv" and tuple(n.output_padding) != (0, 0):
+        raise UnsupportedNodeError("a float deconv layer has no output padding (floating_pt)")
     ops = synapse_ops(n.kind, n.stride, n.padding, n.dilation, n.groups)
     out = tuple(ops.current(_float_zeros(shape), n.weight.double(), None).shape[1:])
     if n.weight_rec is not None and tuple(n.weight_rec.shape) != out * 2:
@@ -213,11 +223,16 @@ def _float_spiking(n, ctx: ExportContext) -> NodeExport:
 
 def _float_readout_shape(n, in_shapes):
     (shape,) = in_shapes
+    w = tuple(n.weight.shape)
+    if len(w) == 4:  # a 1×1 conv over [C, H, W]
+        if len(shape) != 3 or w[1:] != (shape[0], 1, 1):
+            raise UnsupportedNodeError(f"weight {w} does not take {shape}")
+        return (w[0], *shape[1:])
     if len(shape) != 1:
         raise UnsupportedNodeError(f"a readout needs a flat input, got {shape}")
-    if tuple(n.weight.shape[1:]) != shape:
-        raise UnsupportedNodeError(f"weight {tuple(n.weight.shape)} does not take {shape}")
-    return tuple(n.weight.shape[:1])
+    if w[1:] != shape:
+        raise UnsupportedNodeError(f"weight {w} does not take {shape}")
+    return w[:1]
 
 
 def _float_readout(n, ctx: ExportContext) -> NodeExport:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from stllr.factors import STLLRFactors
 from stllr.functional.stllr_step import stacked_operands
-from stllr.synapse_ops import Conv2dOps, DenseOps, SynapseOps
+from stllr.synapse_ops import Conv2dOps, ConvTranspose2dOps, DenseOps, SynapseOps
 
 #: What the float models compute in (and what their Vars and ports hold).
 FLOAT_DTYPE = np.float64
@@ -71,12 +71,38 @@ def sample(t: torch.Tensor) -> np.ndarray:
 
 
 def synapse_ops(kind: str, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1) -> SynapseOps:
-    """stllr's connectivity for a dense or conv layer."""
+    """stllr's connectivity for a dense, conv or transposed-conv (``deconv``: Ŵ ``[C_out,
+    C_in, k, k]``, no output padding, one group) layer."""
     if kind == "dense":
         return DenseOps()
     if kind == "conv":
         return Conv2dOps(tuple(stride), tuple(padding), tuple(dilation), int(groups))
-    raise ValueError(f"kind must be 'dense' or 'conv', got {kind!r}")
+    if kind == "deconv":
+        if tuple(dilation) != (1, 1) or int(groups) != 1:
+            raise ValueError("a float deconv layer has no dilation and one group")
+        return ConvTranspose2dOps(tuple(stride), tuple(padding))
+    raise ValueError(f"kind must be 'dense', 'conv' or 'deconv', got {kind!r}")
+
+
+def pixels_as_batch(x: torch.Tensor) -> torch.Tensor:
+    """``[1, C, H, W] → [H·W, C]``: a 1×1 convolution is a dense layer over the pixels."""
+    return x[0].flatten(1).t()
+
+
+def pixels_back(y: torch.Tensor, like_hw) -> torch.Tensor:
+    """The inverse of :func:`pixels_as_batch`: ``[H·W, K] → [1, K, H, W]``."""
+    return y.t().reshape(1, -1, *like_hw)
+
+
+def upsample_bilinear2x(x: torch.Tensor) -> torch.Tensor:
+    """The float graph's ``Upsample2x``: PyTorch's ×2 bilinear (``align_corners=False``)."""
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def concat_scaled(a: torch.Tensor, b: torch.Tensor, shifts=(0, 0)) -> torch.Tensor:
+    """``[a·2^shifts[0], b·2^shifts[1]]`` along channels (the integer ``Concat``)."""
+    sa, sb = (int(s) for s in shifts)
+    return torch.cat([a * 2.0**sa if sa else a, b * 2.0**sb if sb else b], dim=1)
 
 
 def pool2d(x: torch.Tensor, mode: str, kernel: int) -> torch.Tensor:
@@ -129,10 +155,14 @@ __all__ = [
     "FloatLearning",
     "add_scaled",
     "batch",
+    "concat_scaled",
     "global_pool",
+    "pixels_as_batch",
+    "pixels_back",
     "pool2d",
     "sample",
     "synapse_ops",
     "tensor",
+    "upsample_bilinear2x",
     "weight_gradient",
 ]

@@ -230,12 +230,9 @@ def check(cfg: PipelineConfig) -> None:
     """One-line errors for values no stage can run with."""
     q, a, lava = cfg.quantize, cfg.adaptation, cfg.lava
     check_training(cfg.train, prefix="train.", import_only=True)
-    if cfg.train.neuron != "lif":
-        # the current-based/adaptive neurons exist in float only (docs/neurons.md)
-        raise UserError(
-            f"train.neuron = {cfg.train.neuron!r} has no quantized or Lava version yet; "
-            'the pipeline needs train.neuron = "lif" (use `stllr train` for the float network)'
-        )
+    from pipeline.deployable import check_deployable
+
+    check_deployable(cfg.train, cfg.source, tuple(cfg.adaptation.layers))
     for b in (q.bits, *q.sweep_bits):
         if not 2 <= b <= 16:
             raise UserError(f"quantize bits must be in 2..16, got {b}")
@@ -383,12 +380,13 @@ def config_path_for_task(task: str) -> Path:
 
 
 def pipeline_tasks() -> list[str]:
-    """Tasks that have a pipeline config (the ``task`` of each file's ``[train]`` table)."""
+    """Tasks that have a pipeline config (the ``task`` of each file's ``[train]`` table;
+    a task with several configs, e.g. ``shd_standin_culif.toml``, once)."""
     tasks = []
     for p in sorted(CONFIG_DIR.glob("*.toml")):
         with p.open("rb") as f:
             tasks.append(str(tomli.load(f).get("train", {}).get("task", p.stem)))
-    return tasks
+    return list(dict.fromkeys(tasks))
 
 
 def resolve_repo_path(value: str) -> Path:

@@ -19,7 +19,9 @@ neurobench.readthedocs.io, *metrics*):
 * **Footprint**: bytes to hold the parameters at their deployed widths — weight
   mantissas (``weight_bits`` each), bias mantissas (13 bits), per-layer threshold (17) and
   decay (12) — as NeuroBench's model footprint counts parameters at their precision;
-  neuron state (v and u, 24 bits each; a readout's 24-bit logit) is listed beside it.
+  neuron state (v and u, 24 bits each; a readout's 24-bit logit) is listed beside it. An
+  AdLIF layer adds per neuron its decays dv, dw (12 each), couplings ka (25) and kb (24),
+  and the states ω and h (24 each).
   The float model's 32-bit parameter bytes are given for comparison.
 * **Connection sparsity**: fraction of zero weight mantissas.
 """
@@ -35,6 +37,7 @@ from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json
 
 BIAS_BITS, VTH_BITS, DV_BITS, STATE_BITS = 13, 17, 12, 24
+KA_BITS = 25  # an AdLIF layer's voltage coupling (docs/fixed_point.md, "Adaptive layers")
 
 
 def _ops(n, x: torch.Tensor, w: torch.Tensor, dense: bool) -> torch.Tensor:
@@ -51,11 +54,11 @@ def measure(qnet, batches, progress: bool = False, total: int | None = None) -> 
     """Per-layer synaptic operations and activation sparsity over ``(x [T, B, ...], lengths
     [B])`` batches (float frames, quantized with the network's input format)."""
     from quantization.emulator import IntegerEmulator
-    from quantization.network import Readout, SpikingLayer
+    from quantization.network import SPIKING_NODES, Readout
     from quantization.ptq import quantize_input
 
     emu = IntegerEmulator(qnet)
-    weighted = [n for n in qnet.nodes if isinstance(n, (SpikingLayer, Readout))]
+    weighted = [n for n in qnet.nodes if isinstance(n, (*SPIKING_NODES, Readout))]
     conns = {}
     for n in weighted:
         conns[(n.name, "w")] = {
@@ -73,7 +76,7 @@ def measure(qnet, batches, progress: bool = False, total: int | None = None) -> 
                 "effective": 0.0,
                 "dense": 0.0,
             }
-    spiking = [n.name for n in qnet.nodes if isinstance(n, SpikingLayer)]
+    spiking = [n.name for n in qnet.nodes if isinstance(n, SPIKING_NODES)]
     spikes = dict.fromkeys(spiking, 0.0)
     neuron_steps = dict.fromkeys(spiking, 0.0)
     samples = 0
@@ -136,11 +139,11 @@ def measure(qnet, batches, progress: bool = False, total: int | None = None) -> 
 
 def footprint(qnet) -> list[dict]:
     """Per weighted node: parameter bits at deployed widths, state bits, zero weights."""
-    from quantization.network import Readout, SpikingLayer
+    from quantization.network import AdaptiveLayer, Readout, SpikingLayer
 
     rows = []
     for n in qnet.nodes:
-        if not isinstance(n, (SpikingLayer, Readout)):
+        if not isinstance(n, (SpikingLayer, AdaptiveLayer, Readout)):
             continue
         weights = [n.weight] + (
             [n.weight_rec] if getattr(n, "weight_rec", None) is not None else []
@@ -148,10 +151,13 @@ def footprint(qnet) -> list[dict]:
         n_w = sum(int(w.numel()) for w in weights)
         zeros = sum(int((w == 0).sum()) for w in weights)
         n_b = int(n.bias_mant.numel()) if n.bias_mant is not None else 0
-        spiking = isinstance(n, SpikingLayer)
+        spiking = isinstance(n, (SpikingLayer, AdaptiveLayer))
         neurons = int(n.weight.shape[0])
         param_bits = n_w * n.weight_bits + n_b * BIAS_BITS + DV_BITS + (VTH_BITS if spiking else 0)
         state_bits = neurons * STATE_BITS * (2 if spiking else 1)
+        if isinstance(n, AdaptiveLayer):  # per neuron dv, dw, ka, kb; ω and h besides u, v
+            param_bits += neurons * (2 * DV_BITS + KA_BITS + STATE_BITS) - DV_BITS
+            state_bits += neurons * STATE_BITS * 2
         rows.append(
             {
                 "layer": n.name,

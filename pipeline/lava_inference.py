@@ -227,10 +227,10 @@ def run(ctx: Context) -> StageOutput:
         "length": np.int64(lengths[k]),
         "index": np.int64(k),
     }
-    from quantization.network import SpikingLayer
+    from quantization.network import SPIKING_NODES
 
     for node in qnet.nodes:
-        if isinstance(node, SpikingLayer) or node.name == out_name:
+        if isinstance(node, SPIKING_NODES) or node.name == out_name:
             sample[f"out_{node.name}"] = got[node.name][:, k]
     import io
 

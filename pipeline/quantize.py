@@ -13,7 +13,8 @@ extra training.
 Writes ``quantize/quantized.pt`` (the deployed :class:`~quantization.network.QNetwork`),
 ``quantize/quantization.json`` (per-layer exponents and errors, input format,
 saturation, float / PTQ / QAT accuracy) and ``quantize/sweep.json`` (accuracy per width,
-in the format of :func:`quantization.report.plot_accuracy_vs_bits`).
+in the format of :func:`quantization.report.plot_accuracy_vs_bits`). Both record the
+float and integer latency of a readout network (:mod:`pipeline.latency`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,20 @@ from pipeline.runner import Context, StageOutput
 from stllr.errors import UserError
 from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json
+
+
+def _latency(model, qnet, test, batch_size: int) -> dict | None:
+    """Float and integer latency of the readout's input layer (:mod:`pipeline.latency`)."""
+    from pipeline.latency import float_latency, integer_latency, latency_node
+
+    node = latency_node(qnet)
+    if node is None:
+        return None
+    return {
+        "node": node,
+        "float": float_latency(model, node, test, batch_size),
+        "integer": integer_latency(qnet, node, test, batch_size),
+    }
 
 
 def run(ctx: Context) -> StageOutput:
@@ -64,6 +79,7 @@ def run(ctx: Context) -> StageOutput:
             model, mode, data, train, q.qat_epochs, ctx.progress, ctx.log
         )
     deployed = qat if qat is not None else ptq
+    latency = _latency(model, deployed.qnet, data.test, train.val_batch_size)
     out = ctx.stage_dir("quantize")
     deployed.qnet.save(out / "quantized.pt")
     atomic_json(
@@ -78,6 +94,7 @@ def run(ctx: Context) -> StageOutput:
             "float_accuracy": f_acc,
             **report.method_results(f_acc, ptq, qat, control),
             "deployed": deployed.method,
+            "latency": latency,
         },
         out / "quantization.json",
     )
@@ -104,6 +121,7 @@ def run(ctx: Context) -> StageOutput:
         "sweep": {str(b): a for b, a in sweep.items()},
         "saturation_max_fraction": deployed.saturation.get("max_fraction", 0.0),
         "test_samples": len(data.test),
+        "latency": latency,
     }
     cells = ", ".join(f"{b}b {'fail' if a is None else f'{a:.1f}'}" for b, a in sweep.items())
     line = (
@@ -112,4 +130,11 @@ def run(ctx: Context) -> StageOutput:
         + ("" if qat is None else f"; float control {control['accuracy']:.1f}%")
         + f"); sweep: {cells}"
     )
+    if latency is not None:
+        f, i = latency["float"], latency["integer"]
+        line += (
+            f"; first spike of {latency['node']} at step {f['first_spike_latency']:.1f} float, "
+            f"{i['first_spike_latency']:.1f} fixed point; decision step "
+            f"{f['decision_step']:.1f} / {i['decision_step']:.1f}"
+        )
     return StageOutput(summary, line, (A.QNET, A.QUANT_JSON, A.SWEEP_JSON))

@@ -279,14 +279,14 @@ def raster_section(art: Artefacts, fig_dir: Path) -> list:
         return []
     import numpy as np
 
-    from quantization.network import SpikingLayer
+    from quantization.network import SPIKING_NODES
 
     run_dir = art.run_dir
     blocks: list = []
     qnet = A.load_qnet(run_dir)
     with np.load(run_dir / A.LAVA_SAMPLE) as z:
         sample = {k: z[k] for k in z.files}
-    spiking = [n.name for n in qnet.nodes if isinstance(n, SpikingLayer)]
+    spiking = [n.name for n in qnet.nodes if isinstance(n, SPIKING_NODES)]
     figures.spike_raster(sample, spiking, qnet.nodes[-1].name, fig_dir / "spike_raster.png")
     blocks.append(("h2", "Spike raster of a sample"))
     blocks.append(

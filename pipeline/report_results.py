@@ -123,7 +123,36 @@ def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
             "adaptation.",
         )
     )
+    blocks.extend(latency_blocks(quant))
     return blocks
+
+
+def latency_blocks(quant: dict) -> list:
+    """The float and deployed networks' latency (pipeline/latency.py), when measured."""
+    lat = quant.get("latency")
+    if not lat:
+        return []
+    rows = []
+    for label, key in (("float (torch)", "float"), ("fixed point (emulator)", "integer")):
+        r = lat[key]
+        rows.append([label, f"{r['first_spike_latency']:.1f}", f"{r['silent']} of "
+                     f"{r['samples']}", f"{r['decision_step']:.1f}"])  # fmt: skip
+    return [
+        Table(
+            [
+                "network",
+                f"first spike of {lat['node']!r} (step)",
+                "silent samples",
+                "decision step",
+            ],
+            rows,
+        ),  # fmt: skip
+        f"Latency on the test split, in steps of the input frames: the mean step of the "
+        f"first spike of {lat['node']!r} (the layer the readout reads; samples without a "
+        "spike left out) and the mean step from which the running prediction (argmax of "
+        "the logits summed so far) stays the final one. The network has no first-spike "
+        "coded output, so no FS accuracy is reported.",
+    ]
 
 
 def bits_section(art: Artefacts, fig_dir: Path) -> list:

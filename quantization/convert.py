@@ -18,13 +18,25 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from quantization.float_nodes import FloatGlobalPool, FloatReadout, FloatSpiking
-from quantization.network import Add, Pool
+from quantization.float_nodes import FloatAdaptive, FloatGlobalPool, FloatReadout, FloatSpiking
+from quantization.network import Add, Concat, Pool
+from quantization.nodes.upsample import Upsample2x
 from stllr.factors import STLLRFactors
-from stllr.layers.bptt import BPTTLIF, LeakyReadout, ScaledWSConv2d, ScaledWSLinear
+from stllr.layers.bptt import (
+    BPTTLIF,
+    LeakyReadout,
+    ScaledWSConv2d,
+    ScaledWSConvTranspose2d,
+    ScaledWSLinear,
+)
 from stllr.layers.dropout import DropoutLIF
 from stllr.layers.readout import AccumulateReadout
-from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR
+from stllr.layers.stllr_layers import (
+    Conv2dSTLLR,
+    ConvTranspose2dSTLLR,
+    LinearSTLLR,
+    RecurrentLinearSTLLR,
+)
 from stllr.models.base import SpikingModel
 from stllr.neuron import LIFParams
 from stllr.weight_standardization import standardize_weight
@@ -94,6 +106,9 @@ def stllr_layer_spec(layer: nn.Module, name: str, inputs, factors) -> FloatSpiki
             stride=o.stride, padding=o.padding, dilation=o.dilation, groups=o.groups,
             source=layer,
         )  # fmt: skip
+    if isinstance(layer, ConvTranspose2dSTLLR):
+        return _deconv_spec(name, inputs, w, layer.bias, layer.lif, layer.psi_name, f,
+                            layer._ops, layer)  # fmt: skip
     raise TypeError(f"{name}: not an S-TLLR layer: {type(layer).__name__}")
 
 
@@ -111,7 +126,18 @@ def bptt_layer_spec(synapse: nn.Module, lif: BPTTLIF, name, inputs, factors, rec
             stride=tuple(synapse.stride), padding=tuple(synapse.padding),
             dilation=tuple(synapse.dilation), groups=synapse.groups, source=synapse,
         )  # fmt: skip
+    if isinstance(synapse, ScaledWSConvTranspose2d):
+        return _deconv_spec(name, inputs, w, synapse.bias, lif.lif, lif.psi_name, f,
+                            synapse.ops, synapse)  # fmt: skip
     raise TypeError(f"{name}: unsupported BPTT synapse {type(synapse).__name__}")
+
+
+def _deconv_spec(name, inputs, w, bias, lif, psi, factors, ops, source) -> FloatSpiking:
+    """A transposed-conv spiking layer (Ŵ ``[C_out, C_in, k, k]``, stllr's layout)."""
+    return FloatSpiking(
+        name, tuple(inputs), "deconv", w, _opt(bias), lif, psi, factors, stride=ops.stride,
+        padding=ops.padding, output_padding=ops.output_padding, source=source,
+    )  # fmt: skip
 
 
 def pool_spec(module: nn.Module, name: str, inputs) -> Pool:
@@ -249,30 +275,23 @@ def _convert_chain(model, factors):
 def _convert_shd_neurons(model, factors):
     """The SHD network of a current-based neuron (``neuron = culif``, or ``pculif`` with one
     decay per layer; docs/neurons.md): its recurrent layer as a current-based FloatSpiking
-    (α = the voltage decay, β = the current decay, θ). Adaptive neurons and per-neuron
-    decays have no integer kind yet: a TypeError names them."""
+    (α = the voltage decay, β = the current decay, θ). An AdLIF layer (``neuron = adlif``,
+    either decay mode) becomes a FloatAdaptive. CuAdLIF and per-neuron current decays have
+    no integer kind yet: a TypeError names them."""
     from stllr.neurons.layers import RecurrentNeuronSTLLR
 
     rec = model.rec
     pop, spec = rec.neurons, rec.neurons.spec
-    if spec.kind not in ("culif", "pculif") or spec.mode != "layer":
+    if spec.kind == "adlif":
+        layer = _adaptive_spec(rec)
+    elif spec.kind not in ("culif", "pculif") or spec.mode != "layer":
         raise TypeError(
             f"neuron {spec.kind!r} (decay_mode {spec.mode!r}): only current-based neurons with "
-            "one decay per layer (culif, pculif with decay_mode=layer) have an integer kind"
+            "one decay per layer (culif, pculif with decay_mode=layer) and adlif have an "
+            "integer kind"
         )
-    params = pop.params()
-    alpha, beta = float(params.alpha), float(params.beta)
-    lif = LIFParams(leak=math.log(alpha / (1.0 - alpha)), threshold=spec.threshold,
-                    reset=spec.reset)  # fmt: skip
-    if isinstance(rec, RecurrentNeuronSTLLR):
-        w, w_rec = rec.standardized_weights()
-        bias, f, psi = _opt(rec.bias), factors or rec.factors, rec.psi_name
     else:
-        w, w_rec = _ws(rec.ff.weight, rec.ff.gain), _ws(rec.rec.weight, rec.rec.gain)
-        bias, f, psi = _opt(rec.ff.bias), factors or DEFAULT_FACTORS, rec.psi_name
-    layer = FloatSpiking("rec", ("input",), "dense", w.detach().clone(), bias, lif, psi, f,
-                         weight_rec=w_rec.detach().clone(), current_decay=beta,
-                         source=rec)  # fmt: skip
+        layer = _current_spec(rec, pop, spec, factors, RecurrentNeuronSTLLR)
     ro = model.readout
     if isinstance(ro, AccumulateReadout):
         head = FloatReadout("readout", ("rec",), ro.weight.detach().clone(), _opt(ro.bias),
@@ -282,8 +301,100 @@ def _convert_shd_neurons(model, factors):
     return [layer, head]
 
 
+#: float value of one unit of a flow head's integer output (pixels): 1/256 px, ±32768 px
+#: in the 24-bit integrator (docs/flow.md, "Deployment")
+FLOW_OUT_SCALE = 2.0**-8
+#: scale of an up-sampled flow fed into a spiking layer beside spikes (1/32 px): finer
+#: scales push that layer's threshold beyond 17 bits (docs/flow.md, "Deployment")
+FLOW_FEED_SCALE = 2.0**-5
+
+
+def _convert_fsfn(model, factors):
+    """FSFN (docs/flow.md §6) as a float graph: encoder ``enc1…enc4``, residual blocks
+    ``res0…res3`` with ``Add`` nodes ``sum1``, ``sum2``, decoder ``dec3…dec1`` (transposed
+    convs), flow heads ``flow4…flow1`` (1×1-conv readouts, ``o`` in units of
+    :data:`FLOW_OUT_SCALE`), the ×2 up-sampling ``up4…up2`` and each decoder input
+    ``[e, d, up(f)]`` as two 2-input ``Concat`` nodes (``cat3a``, ``cat3``, …). The finest
+    flow ``flow1`` is the last node."""
+    if model.family == "stllr":
+
+        def spiking(layer, name, inputs):
+            return stllr_layer_spec(layer, name, inputs, factors)
+    else:
+
+        def spiking(layer, name, inputs):
+            return bptt_layer_spec(layer.synapse, layer.lif, name, inputs, factors)
+
+    def head(k, inputs):
+        h = model.heads[k - 1]
+        return FloatReadout(f"flow{k}", (inputs,), h.conv.weight.detach().clone(),
+                            _opt(h.conv.bias), h.decay, h.decay, FLOW_OUT_SCALE,
+                            source=h.conv)  # fmt: skip
+
+    specs, prev = [], "input"
+    for i, layer in enumerate(model.encoder, start=1):
+        specs.append(spiking(layer, f"enc{i}", [prev]))
+        prev = f"enc{i}"
+    for k in (0, 2):
+        specs.append(spiking(model.residual[k], f"res{k}", [prev]))
+        specs.append(spiking(model.residual[k + 1], f"res{k + 1}", [f"res{k}"]))
+        specs.append(Add(f"sum{k // 2 + 1}", (f"res{k + 1}", prev)))
+        prev = f"sum{k // 2 + 1}"
+    specs.append(head(4, prev))
+    decoders = (model.deconv3, model.deconv2, model.deconv1)
+    for level, deconv in zip((3, 2, 1), decoders, strict=True):
+        specs.append(Upsample2x(f"up{level + 1}", (f"flow{level + 1}",),
+                                out_scale=FLOW_FEED_SCALE))  # fmt: skip
+        specs.append(spiking(deconv, f"dec{level}", [prev]))
+        specs.append(Concat(f"cat{level}a", (f"enc{level}", f"dec{level}")))
+        specs.append(Concat(f"cat{level}", (f"cat{level}a", f"up{level + 1}")))
+        prev = f"cat{level}"
+        specs.append(head(level, prev))
+    return specs
+
+
+def _rec_weights(rec):
+    """(Ŵ, Ŵ_rec, bias) of a RecurrentNeuronSTLLR or RecurrentNeuronBPTT."""
+    from stllr.neurons.layers import RecurrentNeuronSTLLR
+
+    if isinstance(rec, RecurrentNeuronSTLLR):
+        w, w_rec = rec.standardized_weights()
+        return w, w_rec, _opt(rec.bias)
+    return _ws(rec.ff.weight, rec.ff.gain), _ws(rec.rec.weight, rec.rec.gain), _opt(rec.ff.bias)
+
+
+def _adaptive_spec(rec) -> FloatAdaptive:
+    p = rec.neurons.params()
+    w, w_rec, bias = _rec_weights(rec)
+
+    def t(v):
+        return torch.as_tensor(v).detach().double().clone()
+
+    return FloatAdaptive("rec", ("input",), w.detach().clone(), bias, t(p.alpha), t(p.rho),
+                         t(p.a), t(p.b), p.threshold, p.reset,
+                         weight_rec=w_rec.detach().clone(), source=rec)  # fmt: skip
+
+
+def _current_spec(rec, pop, spec, factors, stllr_cls) -> FloatSpiking:
+    """The current-based recurrent layer (α, β of the population, θ; λ_syn of the S-TLLR
+    layer, β for the BPTT one)."""
+    params = pop.params()
+    alpha, beta = float(params.alpha), float(params.beta)
+    lif = LIFParams(leak=math.log(alpha / (1.0 - alpha)), threshold=spec.threshold,
+                    reset=spec.reset)  # fmt: skip
+    w, w_rec, bias = _rec_weights(rec)
+    if isinstance(rec, stllr_cls):
+        f, lam_syn = factors or rec.factors, rec.lambda_syn
+    else:
+        f, lam_syn = factors or DEFAULT_FACTORS, beta
+    return FloatSpiking("rec", ("input",), "dense", w.detach().clone(), bias, lif, rec.psi_name,
+                        f, weight_rec=w_rec.detach().clone(), current_decay=beta,
+                        lambda_syn=lam_syn, source=rec)  # fmt: skip
+
+
 def _register_builtin() -> None:
     from stllr.models.chain import SpikingChain
+    from stllr.models.fsfn import FSFN
     from stllr.models.resnet import SpikingResNet18
     from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
     from stllr.models.shd_neurons import SHDNeuronNetBPTT, SHDNeuronNetSTLLR
@@ -297,6 +408,7 @@ def _register_builtin() -> None:
     register_converter(SpikingChain, _convert_chain)
     register_converter(SHDNeuronNetSTLLR, _convert_shd_neurons)
     register_converter(SHDNeuronNetBPTT, _convert_shd_neurons)
+    register_converter(FSFN, _convert_fsfn)
 
 
 _register_builtin()

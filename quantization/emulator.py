@@ -39,7 +39,7 @@ from quantization.backend import exact_float_dtype, int_linear
 from quantization.device_counts import DeviceCounts
 from quantization.emulator_input import check_input, frames_bound, quantize_exact
 from quantization.formats import ACT_SHIFT, DECAY_UNITY, DU_NONE, UV_LIMIT, VTH_SHIFT
-from quantization.network import QNetwork, SpikingLayer
+from quantization.network import SPIKING_NODES, QNetwork, SpikingLayer
 from quantization.nodes import SynapseWeights, kind_of, max_abs_fan_in
 from quantization.ptq import quantize_input
 from quantization.qformat import SaturationCounter
@@ -133,7 +133,8 @@ class IntegerEmulator:
     @property
     def logit_scale(self) -> float:
         """Float value of one unit of the output node (a readout's membrane LSB)."""
-        return 2.0 ** self.qnet.nodes[-1].weight_exp / 2**ACT_SHIFT
+        last = self.qnet.nodes[-1]
+        return getattr(last, "out_lsb", 2.0**last.weight_exp / 2**ACT_SHIFT)
 
     def forward(self, x_int: torch.Tensor) -> dict[str, torch.Tensor]:
         """One time step on integer input ``[B, *input_shape]``: every node's output.
@@ -233,7 +234,7 @@ class IntegerEmulator:
         try:
             logits = None
             counts: dict[str, torch.Tensor | int] = {
-                n.name: 0 for n in self.qnet.nodes if isinstance(n, SpikingLayer)
+                n.name: 0 for n in self.qnet.nodes if isinstance(n, SPIKING_NODES)
             }
             sizes: dict[str, int] = {}
             records = {k: [] for k in record}

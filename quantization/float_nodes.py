@@ -21,7 +21,7 @@ class FloatSpiking:
 
     name: str
     inputs: tuple[str, ...]
-    kind: str  # "dense" | "conv"
+    kind: str  # "dense" | "conv" | "deconv" (weight [C_out, C_in, k, k], stllr's layout)
     weight: torch.Tensor
     bias: torch.Tensor | None
     lif: LIFParams
@@ -36,14 +36,46 @@ class FloatSpiking:
     #: ``v[t] = α·v̂[t−1] + (1−α)·i[t−1]``, ``i[t] = β·i[t−1] + I[t]`` with α = ``lif.gamma``
     #: and θ = ``lif.threshold`` (no θ_eff floor); ``None``: the toolkit's LIF
     current_decay: float | None = None
+    #: deconv only: PyTorch's output_padding
+    output_padding: tuple[int, int] = (0, 0)
+    #: current-based only: the decay λ_syn of the S-TLLR current trace P^i (docs/neurons.md
+    #: §3b); ``None``: ``current_decay``
+    lambda_syn: float | None = None
     #: the float model's module this node was converted from (node → module: one home,
     #: quantization.convert.node_modules); not part of the spec's value
     source: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
+class FloatAdaptive:
+    """A dense AdLIF layer (docs/neurons.md §2): ``c = Ŵx + b (+ Ŵ_rec s[t−1])``,
+    ``v[t] = α·v̂[t−1] + (1−α)·(c[t] − w[t−1])``, ``w[t] = ρ·w[t−1] + a·h[t−1] + b_s·s[t−1]``;
+    ``alpha``, ``rho``, ``a``, ``b`` (the spike coupling b_s) per neuron ``[out]`` or scalar."""
+
+    name: str
+    inputs: tuple[str, ...]
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    alpha: torch.Tensor
+    rho: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    threshold: float
+    reset: str
+    weight_rec: torch.Tensor | None = None
+    #: the float model's module (see FloatSpiking.source)
+    source: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class FloatReadout:
-    """``o[t] = γ o[t−1] + W x[t] + b`` (γ = 0: a plain linear head); λ for its pre-trace."""
+    """``o[t] = γ o[t−1] + W x[t] + b`` (γ = 0: a plain linear head); λ for its pre-trace.
+
+    ``weight`` ``[K, in]`` (dense, a flat input) or ``[K, C, 1, 1]`` (a 1×1 convolution
+    over a ``[C, H, W]`` feature map, e.g. a flow head: ``o`` is ``[K, H, W]``).
+    ``out_scale``: the float value of one unit of the integer ``o`` (a power of two), for
+    a readout whose output feeds other nodes; ``None``: the natural ``2^e / 64``.
+    """
 
     name: str
     inputs: tuple[str, ...]
@@ -51,6 +83,7 @@ class FloatReadout:
     bias: torch.Tensor | None
     gamma: float
     lambda_pre: float = 1.0
+    out_scale: float | None = None
     #: the float model's module this node was converted from (see FloatSpiking.source)
     source: Any = field(default=None, compare=False, repr=False)
 

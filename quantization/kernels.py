@@ -11,6 +11,7 @@ learning engine rounds this way; unbiased: ``E[(x + r) >> k] = x / 2^k``).
 
 Node-level kernels (the per-node math of :mod:`quantization.emulator` and of the Lava
 ``fixed_pt`` models in :mod:`lava_models.processes`): :func:`stllr_trace_step`,
+:func:`stllr_current_trace_step` (current-based nodes),
 :func:`stllr_weight_step`, :func:`synapse_correlation`, :func:`readout_int_step`,
 :func:`add_shifted`, :func:`global_sum_pool`.
 
@@ -138,11 +139,13 @@ def _weight_noise(x, k: int, key: int):
 
 # --- per-node kernels shared by the emulator and the Lava fixed_pt models ---------------
 
-#: Random streams per node: the stream of quantity ``q`` of node ``i`` is ``i·8 + q``.
-STREAMS_PER_NODE = 8
-STREAM_P, STREAM_Q, STREAM_R, STREAM_QIMP, STREAM_W, STREAM_WREC = range(6)
-#: the consolidation pull of W and W_rec (quantization.consolidation)
-STREAM_CW, STREAM_CWREC = 6, 7
+#: Random streams per node: the stream of quantity ``q`` of node ``i`` is ``i·10 + q``
+#: (``STREAM_PI``, ``STREAM_RI``: the current traces of a current-based node;
+#: ``STREAM_CW``, ``STREAM_CWREC``: the consolidation pull of W and W_rec,
+#: quantization.consolidation).
+STREAMS_PER_NODE = 10
+STREAM_P, STREAM_Q, STREAM_R, STREAM_QIMP, STREAM_W, STREAM_WREC, STREAM_PI, STREAM_RI = range(8)
+STREAM_CW, STREAM_CWREC = 8, 9
 
 
 def node_stream_key(seed: int, step: int, node_index: int, quantity: int) -> int:
@@ -168,11 +171,53 @@ def stllr_trace_step(p, q, r, x, psi, s_prev, spec, psi_frac: int, step: int, no
     if r is not None:
         r = trace_int_step(r, s_prev << spec.p_frac, spec.lam_pre, bits, rnd, key(STREAM_R))
     if psi is not None:
-        k = psi_frac - spec.q_frac
-        noise = stochastic_noise(psi, k, key(STREAM_QIMP)) if rnd == "stochastic" else None
-        impulse = round_shift(psi, k, rnd, noise)
-        q = trace_int_step(q, impulse, spec.lam_post, bits, rnd, key(STREAM_Q))
+        q = post_trace_step(q, psi, spec, psi_frac, key(STREAM_QIMP), key(STREAM_Q))
     return p, q, r
+
+
+def post_trace_step(q, psi, spec, psi_frac: int, key_impulse: int, key_decay: int):
+    """``Q[t] = sat(round(Q[t−1]·λ_post >> 12) + round(Ψ >> (psi_frac − q_frac)))``."""
+    bits, rnd = spec.trace_bits, spec.trace_rounding
+    k = psi_frac - spec.q_frac
+    noise = stochastic_noise(psi, k, key_impulse) if rnd == "stochastic" else None
+    impulse = round_shift(psi, k, rnd, noise)
+    return trace_int_step(q, impulse, spec.lam_post, bits, rnd, key_decay)
+
+
+def current_pre_trace_step(p, p_i, x, spec, key_p: int, key_pi: int):
+    """The two pre-traces of one input of a current-based node (docs/fixed_point.md,
+    "Current-based layers"); returns ``(P[t], P^i[t])``::
+
+        P[t]   = sat(round((P[t−1]·λ_pre + (P^i[t−1] << (12 − k))) >> 12))   k = pi_frac − p_frac
+        P^i[t] = sat(round(P^i[t−1]·λ_syn >> 12) + (x[t] << pi_frac))
+
+    ``P`` (scale ``2^−p_frac``) takes the *previous* current trace (the voltage reads the
+    previous current), rescaled from ``2^−pi_frac`` and rounded once with its own decay;
+    both saturate at ``spec.trace_bits`` unsigned bits and round with
+    ``spec.trace_rounding`` (streams ``key_p``, ``key_pi``).
+    """
+    bits, rnd = spec.trace_bits, spec.trace_rounding
+    total = p * spec.lam_pre + (p_i << (DECAY_SHIFT - (spec.pi_frac - spec.p_frac)))
+    noise = stochastic_noise(total, DECAY_SHIFT, key_p) if rnd == "stochastic" else None
+    p_new = saturate(round_shift(total, DECAY_SHIFT, rnd, noise), 0, (1 << bits) - 1)
+    p_i_new = trace_int_step(p_i, x << spec.pi_frac, spec.lam_syn, bits, rnd, key_pi)
+    return p_new, p_i_new
+
+
+def stllr_current_trace_step(p, p_i, q, r, r_i, x, psi, s_prev, spec, psi_frac: int,
+                             step: int, node_index: int):  # fmt: skip
+    """:func:`stllr_trace_step` of a current-based node: ``P, P^i`` of the input and ``R, R^i``
+    of the recurrent input ``s[t−1]`` (``None`` if not recurrent) by
+    :func:`current_pre_trace_step`, ``Q`` as for the LIF. Returns ``(P, P^i, Q, R, R^i)``."""
+
+    def key(quantity):
+        return node_stream_key(spec.seed, step, node_index, quantity)
+
+    p, p_i = current_pre_trace_step(p, p_i, x, spec, key(STREAM_P), key(STREAM_PI))
+    if r is not None:
+        r, r_i = current_pre_trace_step(r, r_i, s_prev, spec, key(STREAM_R), key(STREAM_RI))
+    q = post_trace_step(q, psi, spec, psi_frac, key(STREAM_QIMP), key(STREAM_Q))
+    return p, p_i, q, r, r_i
 
 
 def synapse_correlation(kind: str, a, x, w_shape, stride=(1, 1), padding=(0, 0),
@@ -207,12 +252,16 @@ def stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key: int, correlate):
     return weight_update(w, acc, spec.lr_mant, spec.lr_shift, spec.w_min, spec.w_max, key)
 
 
-def readout_int_step(o, a, dv: int, bias=None):
+def readout_int_step(o, a, dv: int, bias=None, shift: int = ACT_SHIFT):
     """Non-spiking integrator: ``o[t] = clip24(decay(o[t−1], dv) + (a[t] << 6) + bias)``.
 
     ``o`` ``None`` is the zero state; ``dv = 4096`` keeps no memory of ``o[t−1]``.
+    ``shift`` replaces the 6: ``a << shift`` when ``shift ≥ 0``, else ``a / 2^−shift``
+    rounded half up (``round_shift(a, −shift, "nearest_up")``), a coarser output LSB for
+    a readout whose output is fed on (docs/node_kinds.md, "Graded outputs").
     """
-    new = (a << ACT_SHIFT) + (0 if bias is None else bias)
+    scaled = a << shift if shift >= 0 else round_shift(a, -shift, "nearest_up")
+    new = scaled + (0 if bias is None else bias)
     if o is not None:
         new = new + decay_toward_zero(o, dv)
     return saturate(new, MEMBRANE.min_int, MEMBRANE.max_int)

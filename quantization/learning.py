@@ -11,6 +11,12 @@ from ``signal_max``, the largest |learning signal| the user expects (1.0 for
 Units: the on-device rule updates the integer weights of ``W_eff = Ŵ·s_in`` (the
 input scale folded in) with the layer's integer input; ``lr`` is the float learning
 rate η of that parametrisation (ΔW_eff = −η · e · L, docs/rule.md §5).
+
+A current-based layer (``du < 4095``) holds ``W_node = κ·Ŵ`` with ``κ = 1 − α =
+dv/4096`` (one per layer), and learns the float rule of docs/neurons.md §3b on ``Ŵ``:
+``ΔW_node = κ·ΔŴ = −η·κ·(α_pre·κ·Ψ·P + α_post·Q[t−1]·x)·L``. The spec's α's are
+therefore ``α_pre·κ²`` and ``α_post·κ`` (:func:`current_gains`), and its current traces
+``P^i`` decay by the node's λ_syn (docs/fixed_point.md, "Current-based layers").
 """
 
 from __future__ import annotations
@@ -22,18 +28,39 @@ import torch
 
 from quantization.backend import round_float, saturate
 from quantization.emulator import IntegerEmulator
-from quantization.formats import SIGNAL
+from quantization.formats import DECAY_UNITY, DU_NONE, SIGNAL
 from quantization.learning_formats import LearningSpec, make_learning_spec
 from quantization.network import QNetwork, Readout, SpikingLayer
 from quantization.ptq import quantize_input
 
 _WIDE = 40  # bits of the exact calibration traces
+_CURRENT_FRAC = 16  # their fractional bits for a current-based node (P, P^i)
+
+
+def _current_based(n) -> bool:
+    return isinstance(n, SpikingLayer) and n.du != DU_NONE
+
+
+def current_gains(dv: int) -> tuple[float, float]:
+    """``(κ², κ)`` with ``κ = dv/4096``: what a current-based layer's α_pre and α_post are
+    multiplied by (module docstring)."""
+    kappa = dv / DECAY_UNITY
+    return kappa * kappa, kappa
 
 
 def _node_factors(n) -> tuple[float, float, float, float]:
-    if isinstance(n, SpikingLayer):
-        return n.factors  # λ_post, λ_pre, α_post, α_pre
-    return (0.0, n.lambda_pre, 0.0, 1.0)
+    """``(λ_post, λ_pre, α_post, α_pre)`` of the integer rule (current-based: κ folded in)."""
+    if not isinstance(n, SpikingLayer):
+        return (0.0, n.lambda_pre, 0.0, 1.0)
+    lam_post, lam_pre, a_post, a_pre = n.factors
+    if _current_based(n):
+        k_pre, k_post = current_gains(n.dv)
+        return lam_post, lam_pre, a_post * k_post, a_pre * k_pre
+    return lam_post, lam_pre, a_post, a_pre
+
+
+def _lambda_syn(n) -> float | None:
+    return n.current_trace_decay if _current_based(n) else None
 
 
 def _provisional(n, weight_bits: int) -> LearningSpec:
@@ -42,15 +69,19 @@ def _provisional(n, weight_bits: int) -> LearningSpec:
     spec = make_learning_spec(
         lambda_pre=lam_pre, lambda_post=lam_post, alpha_pre=a_pre, alpha_post=a_post,
         lr=1.0, psi_frac=psi_frac, weight_exp=n.weight_exp, weight_bits=weight_bits,
-        p_max=1.0, q_max=1.0, signal_max=1.0,
+        p_max=1.0, q_max=1.0, signal_max=1.0, lambda_syn=_lambda_syn(n),
     )  # fmt: skip
+    # a current-based node's traces chain two decays: fractional bits keep them near exact
+    frac = 0 if spec.pi_frac is None else _CURRENT_FRAC
     return dataclasses.replace(
-        spec, p_frac=0, q_frac=psi_frac, trace_bits=_WIDE, trace_rounding="nearest"
-    )
+        spec, p_frac=frac, q_frac=psi_frac, trace_bits=_WIDE, trace_rounding="nearest",
+        pi_frac=None if spec.pi_frac is None else frac,
+    )  # fmt: skip
 
 
 def trace_ranges(qnet: QNetwork, names: list[str], frames: Iterable[torch.Tensor]) -> dict:
-    """Largest pre (P) and post (Q) trace values, in float units, per named node."""
+    """Largest pre (P), post (Q) and current (P^i, R^i: ``pi_max``) trace values, in float
+    units, per named node."""
     provisional = qnet
     for name in names:
         n = qnet.node(name)
@@ -58,7 +89,7 @@ def trace_ranges(qnet: QNetwork, names: list[str], frames: Iterable[torch.Tensor
             dataclasses.replace(n, learning=_provisional(n, n.weight_bits))
         )
     emu = IntegerEmulator(provisional)
-    out = {name: {"p_max": 0.0, "q_max": 0.0} for name in names}
+    out = {name: {"p_max": 0.0, "q_max": 0.0, "pi_max": 0.0} for name in names}
     for x in frames:
         xi = quantize_input(x, qnet.input_format)
         emu.reset()
@@ -67,12 +98,17 @@ def trace_ranges(qnet: QNetwork, names: list[str], frames: Iterable[torch.Tensor
             for name in names:
                 st = emu.state[name].traces
                 n = provisional.node(name)
-                out[name]["p_max"] = max(out[name]["p_max"], float(st.p.max()))
+                p_lsb = 2.0**-n.learning.p_frac
+                out[name]["p_max"] = max(out[name]["p_max"], float(st.p.max()) * p_lsb)
                 if st.r is not None:
-                    out[name]["p_max"] = max(out[name]["p_max"], float(st.r.max()))
+                    out[name]["p_max"] = max(out[name]["p_max"], float(st.r.max()) * p_lsb)
                 if st.q is not None:
                     q = float(st.q.max()) / 2**n.psi.frac
                     out[name]["q_max"] = max(out[name]["q_max"], q)
+                for current in (st.pi, st.ri):
+                    if current is not None:
+                        pi = float(current.max()) * 2.0**-n.learning.pi_frac
+                        out[name]["pi_max"] = max(out[name]["pi_max"], pi)
     return out
 
 
@@ -107,6 +143,7 @@ def attach_learning(
             weight_exp=n.weight_exp, weight_bits=weight_bits or n.weight_bits,
             p_max=ranges[name]["p_max"], q_max=ranges[name]["q_max"], signal_max=signal_max,
             trace_bits=trace_bits, trace_rounding=trace_rounding, seed=seed,
+            lambda_syn=_lambda_syn(n), pi_max=ranges[name]["pi_max"],
         )  # fmt: skip
         out = out.replace_node(dataclasses.replace(n, learning=spec))
     return out

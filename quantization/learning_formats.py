@@ -8,6 +8,9 @@ Scales, per plastic layer with weight exponent ``e`` (``W ≈ m·2^e``)::
     L      8-bit signed, L ≈ L_int · 2^l_exp               (third factor, per post neuron)
     α      a_pre, a_post signed 8-bit, α ≈ a · 2^−a_frac
     λ      12-bit, λ ≈ lam / 4096                          (4096: no decay)
+    P^i    current-based nodes: ``trace_bits`` unsigned, P^i ≈ P^i_int · 2^−pi_frac
+           (impulse x << pi_frac, decay λ_syn ≈ lam_syn / 4096); P's impulse is
+           P^i[t−1] rescaled by 2^(p_frac − pi_frac), ``pi_frac − 12 ≤ p_frac``
 
 Per step, with ``g = L⊙Ψ`` and ``h = (L⊙Q[t−1]) << (psi_frac − q_frac)``::
 
@@ -29,7 +32,7 @@ import torch
 
 from quantization.backend import round_float, saturate
 from quantization.exponents import power_of_two_exponent
-from quantization.formats import DECAY_UNITY, PSI, PSI_BITS
+from quantization.formats import DECAY_SHIFT, DECAY_UNITY, PSI, PSI_BITS
 from stllr.surrogates import get_surrogate, psi_peak, support_half_width
 
 PSI_MAX_ENTRIES = 1 << 16  # per side of the table
@@ -107,6 +110,11 @@ class LearningSpec:
     #: with ``(t + 1) mod consolidate_every = 0`` (0: off)
     consolidate_shift: int = 0
     consolidate_every: int = 0
+    #: current-based nodes (docs/fixed_point.md, "Current-based layers"): fractional bits
+    #: of the current traces P^i, R^i (``None``: a direct-drive node, no current trace)
+    pi_frac: int | None = None
+    #: their 12-bit decay λ_syn (``round(λ_syn·4096)``)
+    lam_syn: int = 0
 
     def to_float_lr(self, psi_frac: int, weight_exp: int) -> float:
         """The float learning rate η this spec implements (for reports)."""
@@ -145,17 +153,25 @@ def make_learning_spec(
     trace_bits: int = 7,
     trace_rounding: str = "stochastic",
     seed: int = 0,
+    lambda_syn: float | None = None,
+    pi_max: float = 0.0,
 ) -> LearningSpec:
     """Integer learning constants from float factors and calibrated trace/signal ranges.
 
     ``p_max``/``q_max`` are the largest pre/post trace values (float units) seen in
-    calibration; ``signal_max`` the largest |learning signal|.
+    calibration; ``signal_max`` the largest |learning signal|. ``lambda_syn`` (a
+    current-based node) adds the current traces, ``pi_max`` their largest value; ``P``
+    then keeps at least ``pi_frac − 12`` fractional bits.
     """
     if lr <= 0:
         raise ValueError(f"learning rate must be > 0, got {lr}")
     a_exp = power_of_two_exponent(max(abs(alpha_pre), abs(alpha_post)), 8)
     a_frac = -a_exp
     p_frac = trace_frac(p_max, trace_bits)
+    pi_frac = None
+    if lambda_syn is not None:
+        pi_frac = trace_frac(pi_max, trace_bits)
+        p_frac = max(p_frac, pi_frac - DECAY_SHIFT)
     q_frac = min(trace_frac(q_max, trace_bits), psi_frac)
     l_exp = power_of_two_exponent(signal_max, 8)
     c = lr * 2.0 ** (l_exp - psi_frac - p_frac - a_frac - weight_exp)
@@ -181,4 +197,6 @@ def make_learning_spec(
         w_min=-top - 1,
         w_max=top,
         seed=seed,
+        pi_frac=pi_frac,
+        lam_syn=0 if lambda_syn is None else lambda_12bit(lambda_syn),
     )

@@ -18,6 +18,7 @@ its step; re-exported here):
 ``GlobalSumPool`` sum over all positions ``[B, C, H, W] → [B, C]``.
 ``Add``           elementwise sum of its inputs (residual blocks).
 ``Concat``        channel concatenation of its inputs (decoder skip paths).
+``Upsample2x``    fixed ×2 bilinear up-sampling, ``16 × bilinear`` (a graded map).
 
 Units: a layer with weight exponent ``e`` holds ``W ≈ m·2^e``; its membrane ``v`` is in
 units of ``2^e / 64`` (Lava's ``act_shift = 6``); threshold ``vth`` in units of ``2^e``;
@@ -38,18 +39,22 @@ import torch
 
 from quantization.learning_formats import LearningSpec, PsiTable
 from quantization.nodes import (
+    AdaptiveLayer,
     Add,
     Concat,
     GlobalSumPool,
     Pool,
     Readout,
     SpikingLayer,
+    Upsample2x,
     kind_names,
     node_class,
 )
 from stllr.errors import UserError
 
 __all__ = [
+    "SPIKING_NODES",
+    "AdaptiveLayer",
     "Add",
     "Concat",
     "GlobalSumPool",
@@ -58,9 +63,13 @@ __all__ = [
     "QNetwork",
     "Readout",
     "SpikingLayer",
+    "Upsample2x",
 ]
 
 FILE_FORMAT = "stllr-qnet/1"
+
+#: the node kinds whose output is spikes (the LIF/CuLIF layer and the AdLIF layer)
+SPIKING_NODES = (SpikingLayer, AdaptiveLayer)
 
 
 @dataclass(frozen=True)

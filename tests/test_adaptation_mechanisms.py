@@ -179,7 +179,8 @@ def test_device_learner_gate_sends_nothing():
     from quantization.ptq import quantize_input
 
     _, qnet, x = _small()
-    plastic = make_plastic(qnet, ("head",), [x], lr=1e-2, seed=1)
+    # lr large enough that a step moves W by whole LSBs (not only by a lucky rounding)
+    plastic = make_plastic(qnet, ("head",), [x], lr=1e-1, seed=1)
     xi = quantize_input(x[:, :1], qnet.input_format)
     closed = DeviceLearner(plastic, ("head",), window=3)
     sig, _ = closed.learn_sample(xi, 1, 1.0, 0.999999)

@@ -146,6 +146,14 @@ def test_flow_step_quick():
     )
 
 
+@pytest.mark.slow  # ~25 s: trains one epoch; hw_tests/test_lava_fsfn.py is the fast check
+def test_flow_quantized_aee_quick():
+    d = run_quick("flow_quantized_aee.py", "--lava", "1")
+    assert d["benchmark"] == "flow_quantized_aee" and d["runs"] == 1
+    assert d["float"]["sum_aee"] > 0 and d["int8"]["sum_aee"] > 0
+    assert d["lava"]["equal_to_emulator"] and d["lava"]["windows"] == 4
+
+
 @pytest.mark.slow
 def test_adaptation_benchmark_reports_both_conditions_per_seed():
     d = run_quick("adaptation.py", "--variants", "config,replay")

@@ -115,6 +115,7 @@ def test_du_of_a_current_decay():
         current_decay_du(1.0)
 
 
-def test_adaptive_neurons_are_refused_by_name():
-    with pytest.raises(TypeError, match="adlif.*only current-based neurons"):
-        quantize_model(_float_model("adlif", "neuron"), [torch.zeros(3, 2, 40)])
+def test_current_based_adaptive_neurons_are_refused_by_name():
+    """CuAdLIF has no integer kind (AdLIF has: tests/test_adlif_integer.py)."""
+    with pytest.raises(TypeError, match="cuadlif.*have an integer kind"):
+        quantize_model(_float_model("cuadlif", "neuron"), [torch.zeros(3, 2, 40)])

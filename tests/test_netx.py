@@ -741,7 +741,7 @@ def _reader_cases():
     yield "graded", _set("layer/3/neuron/messageBits", 3), "messageBits"
     yield "vth", _set("layer/1/neuron/vThMant", 1 << 17), "vThMant = 131072"
     yield "vDecay", _set("layer/1/neuron/vDecay", -1), "vDecay = -1"
-    yield "delay", _set("layer/3/delay", np.zeros(12)), "layer 3 .*'delay'"
+    yield "delay", _set("layer/3/delay", np.zeros(5)), "layer 3 .*'delay': shape \\[5\\]"
     yield "input neuron", lambda f: f.copy("layer/1/neuron", "layer/0/neuron"), "Input block"
     yield "no flatten", _no_flatten, r"layer 2 \(dense\): reads a \[C, H, W\] tensor"
     yield "bias size", _set("layer/3/bias", np.zeros(3)), "field 'bias': 3 values for 2"

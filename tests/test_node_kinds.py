@@ -167,12 +167,13 @@ def test_concat_joins_channels_with_shifts():
     assert made.node.shifts == (0, 2) and made.scale == 0.25
 
 
-def test_current_based_layer_cannot_be_made_plastic():
+def test_current_based_layer_needs_a_spec_with_current_traces():
     """A current-based layer (``du < 4095``) runs (its equality with Lava's LIF is in
-    hw_tests/test_emulator_vs_lava_builtin.py) but refuses on-device S-TLLR by name."""
+    hw_tests/test_emulator_vs_lava_builtin.py); on-device S-TLLR needs the current traces
+    (tests/test_culif_learning.py), so a LIF's spec is refused by name."""
     w = torch.ones(2, 3, dtype=torch.int64)
     SpikingLayer("cu", ("input",), "dense", w, 0, 300, 6, "hard", du=1000)
-    with pytest.raises(ValueError, match="'?cu'?.*du = 1000.*cannot learn on device"):
+    with pytest.raises(ValueError, match="'?cu'?.*du = 1000.*with current traces"):
         SpikingLayer("cu", ("input",), "dense", w, 0, 300, 6, "hard", du=1000, learning=_spec())
     with pytest.raises(ValueError, match="du must be in 0 … 4095"):
         SpikingLayer("cu", ("input",), "dense", w, 0, 300, 6, "hard", du=5000)

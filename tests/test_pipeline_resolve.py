@@ -59,7 +59,26 @@ def test_an_explicit_config_and_run_folder(tmp_path):
         ({"task": "custom"}, "task 'custom' reads real files: .*docs/data.md"),
         ({"skip_lava": True, "rerun_from": "lava"}, "--rerun-from lava and --skip-lava"),
         ({"resume": True, "out": Path("no/such/run")}, "--resume: no/such/run holds no pipeline"),
-        ({"overrides": ["train.neuron=adlif"]}, "train.neuron = 'adlif' has no quantized"),
+        (
+            {"overrides": ["train.neuron=cuadlif"]},
+            r"shd_standin.toml: train.neuron = 'cuadlif' cannot be deployed yet .no integer "
+            r"kind.; the pipeline deploys train.neuron = lif, culif, pculif, adlif",
+        ),
+        (
+            {"overrides": ["train.neuron=adlif", "adaptation.layers=rec,readout"]},
+            "adaptation.layers names 'rec', an AdLIF layer, which does not learn on device",
+        ),
+        (
+            {"overrides": ["train.neuron=pculif", "train.decay_mode=neuron"]},
+            "train.decay_mode = 'neuron' with neuron pculif cannot be deployed",
+        ),
+        (
+            {
+                "task": "ntidigits-standin",
+                "overrides": ["train.arch=fs_fc", "train.method=bptt", "train.readout=first_spike"],
+            },
+            "train.readout = 'first_spike' .*cannot be deployed yet",
+        ),
     ],
 )
 def test_refusals_are_one_line_user_errors(kwargs, message):
@@ -73,3 +92,18 @@ def test_data_with_a_standin_and_missing_data_are_refused(tmp_path):
         resolve_run(task="gesture-standin", data=tmp_path)
     with pytest.raises(FileNotFoundError, match="--data .*missing: no such file"):
         resolve_run(data=tmp_path / "missing")
+
+
+def test_the_ntidigits_standin_and_culif_configs():
+    """``--task ntidigits-standin`` reads its own config (CuLIF hidden neurons, the CuLIF
+    layer plastic); the SHD stand-in's second config (CuLIF) does not list its task twice."""
+    from pipeline.config import CONFIG_DIR, load_pipeline_config, pipeline_tasks
+
+    cfg, out = resolve_run(task="ntidigits-standin")
+    assert (cfg.train.neuron, cfg.train.n_time_bins, out.name) == (
+        "culif", 250, "pipeline_ntidigits_standin")  # fmt: skip
+    assert cfg.adaptation.layers == ("rec", "readout")
+    shd = load_pipeline_config(CONFIG_DIR / "shd_standin_culif.toml", [])
+    assert (shd.train.task, shd.train.neuron) == ("shd-standin", "culif")
+    tasks = pipeline_tasks()
+    assert len(tasks) == len(set(tasks)) and "ntidigits-standin" in tasks

@@ -11,9 +11,10 @@ pitfall 4).
 Supported subset: a sequential chain of :class:`~quantization.network.SpikingLayer`
 nodes with ``reset == "hard"`` and no learning spec, of kind ``"dense"`` (netx
 ``dense``; ``dense_rec`` with ``weight_rec``) or ``"conv"`` (netx ``conv``), a conv
-never after a dense layer. Readouts, pools, global pools, adds, soft reset and learning
-specs raise :class:`~lava_models.errors.UnsupportedNodeError` naming the node: netx
-has no readout, raises ``NotImplementedError`` for ``pool``/``average``/``concat``
+never after a dense layer, optionally ending in a group-sum readout (written as
+``average``). Other readouts, pools, global pools, adds, soft reset and learning specs
+raise :class:`~lava_models.errors.UnsupportedNodeError` naming the node: netx has no
+readout, raises ``NotImplementedError`` for ``pool``/``average``/``concat``
 (``hdf5.py:546-564, 625-683``), and its LIF resets ``v`` to 0.
 
 Modules:
@@ -26,6 +27,8 @@ Modules:
 * :mod:`~lava_models.netx.bias` — biases on netx's grid (:func:`snap_bias_to_netx`);
 * :mod:`~lava_models.netx.plan` — checking what netx can hold (:func:`plan_netx`);
 * :mod:`~lava_models.netx.write` — writing (:func:`write_netx`);
+* :mod:`~lava_models.netx.fields` — reading one field (dataset, attribute, neuron group,
+  bias, delays) with the checks and errors of the reader;
 * :mod:`~lava_models.netx.read` — reading back (:func:`read_netx`).
 
 Why netx then computes exactly what the emulator does (lava-dl 0.6.0 = the ``HEAD``
@@ -34,10 +37,15 @@ files): row by row in the docstrings of :mod:`~lava_models.netx.layout` (neuron,
 conv, flatten, timing), :mod:`~lava_models.netx.synapse` (dense, rec, range) and
 :mod:`~lava_models.netx.bias` (bias).
 
-Not representable (the writer refuses, the reader reports): synaptic delays, graded
-spikes (``messageBits``), a current decay (iDecay ≠ 4096), an ``input`` layer with a
-neuron (netx's Input block), complex weights, sigma-delta / resonate-and-fire
-neurons. netx's runtime options (``reset_interval``, ``input_message_bits``) are not
+Also read and written: a current decay (iDecay < 4096: a current-based LIF), synaptic
+delays of dense layers (``delay``, as netx expands it; run by the node's delay line,
+:mod:`quantization.synaptic_delay`) and a last ``average`` layer (slayer's group mean, read
+as a group-sum readout). ``read_netx(path, num_layers=…)`` reads only the first layers.
+
+Not representable (the writer refuses, the reader reports): graded spikes
+(``messageBits``), an ``input`` layer with a neuron (netx's Input block), complex
+weights, sigma-delta / resonate-and-fire neurons, delays on a conv layer (netx ignores
+them). netx's runtime options (``reset_interval``, ``input_message_bits``) are not
 in the file: load with the defaults (no reset; binary input spikes, or
 ``input_message_bits > 0`` for graded integer input).
 """

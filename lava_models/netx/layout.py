@@ -67,6 +67,10 @@ CONV_PARAM_MAX = 127
 SYNAPSE_SUM_LIMIT = 1 << 23
 #: netx layer types that netx itself cannot load (``hdf5.py:546-564, 625-683``).
 NETX_NOT_IMPLEMENTED = ("pool", "convT", "unpool", "average", "concat")
+#: netx clamps larger delays to this (hdf5.py, with a warning); Lava's DelayDense takes 0 … 63
+NETX_DELAY_MAX = 62
+#: a readout integrator without memory (the ``dv`` of an ``average`` layer's readout)
+READOUT_NO_MEMORY = 4096
 
 
 def conv_out_hw(weight_shape, in_hw, stride, padding, dilation) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from lava_models.netx.layout import (
     CONV_WEIGHT_MIN,
     DV_MAX,
     NETX_BIAS_EXP,
+    READOUT_NO_MEMORY,
     VTH_MAX,
     conv_out_hw,
 )
@@ -34,7 +35,9 @@ if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §
 def _unsupported_kind(n) -> str:
     kind = type(n).__name__
     reasons = {
-        "Readout": "a non-spiking readout has no netx layer type",
+        "Readout": "a non-spiking readout has no netx layer type (only a last group-sum readout "
+        "maps onto slayer's 'average': weights 1 on contiguous equal groups, dv = 4096, no "
+        "bias, weight_exp 0, no learning)",
         "Pool": "netx cannot load pooling ('pool' raises NotImplementedError)",
         "GlobalSumPool": "netx cannot load global pooling ('average' is not implemented)",
         "Add": "netx networks are sequential (no residual add; 'concat' is not implemented)",
@@ -109,6 +112,9 @@ def _plan_node(n, where: str, in_shape) -> dict:
         check_sum_bound(where, *mats)
         layer["type"] = "dense_rec" if n.weight_rec is not None else "dense"
         layer["shape"] = (m.shape[0],)
+        if n.delay is not None:  # slayer's per-neuron form when every row is constant
+            d = n.delay.detach().cpu().numpy().astype(np.int64)
+            layer["delay"] = d[:, 0] if np.all(d == d[:, :1]) else d
     elif n.kind == "conv":
         if n.weight_rec is not None:
             raise UnsupportedNodeError(f"{where}: a conv layer cannot have recurrent weights")
@@ -143,6 +149,22 @@ def _plan_node(n, where: str, in_shape) -> dict:
     return layer
 
 
+def average_groups(n, n_in: int) -> int | None:
+    """``K`` if readout ``n`` is slayer's ``average`` over ``K`` contiguous equal groups of its
+    ``n_in`` inputs (weights 1 on each group, no memory, no bias, exponent 0, not plastic),
+    else ``None``."""
+    w = n.weight.detach().cpu().numpy().astype(np.int64)
+    k = w.shape[0] if w.ndim == 2 else 0
+    if k < 1 or w.shape[1] != n_in or n_in % k or n.dv != READOUT_NO_MEMORY:
+        return None
+    if n.learning is not None or n.weight_exp != 0:
+        return None
+    if n.bias_mant is not None and bool(n.bias_mant.any()):
+        return None
+    groups = np.kron(np.eye(k, dtype=np.int64), np.ones((1, n_in // k), dtype=np.int64))
+    return k if np.array_equal(w, groups) else None
+
+
 def plan_netx(qnet: QNetwork) -> list[dict]:
     """Validate ``qnet`` for netx and list its layers (``type``, ``shape``, arrays, node).
 
@@ -160,10 +182,16 @@ def plan_netx(qnet: QNetwork) -> list[dict]:
     layers: list[dict] = [{"type": "input", "shape": in_shape}]
     prev, shape = "input", in_shape
     names = set()
-    from quantization.network import SpikingLayer
+    from quantization.network import Readout, SpikingLayer
 
-    for n in qnet.nodes:
+    for i, n in enumerate(qnet.nodes):
         where = f"node {getattr(n, 'name', '?')!r} ({type(n).__name__})"
+        last = i == len(qnet.nodes) - 1
+        if isinstance(n, Readout) and last and i > 0 and tuple(n.inputs) == (prev,):
+            k = average_groups(n, int(np.prod(shape)))
+            if k is not None:  # slayer's average output layer
+                layers.append({"type": "average", "shape": (k, 1, 1), "node": n})
+                break
         if not isinstance(n, SpikingLayer):
             raise UnsupportedNodeError(f"{where}: {_unsupported_kind(n)}")
         if tuple(n.inputs) != (prev,):

@@ -1,13 +1,12 @@
 """Reading: :func:`read_netx` turns a netx hdf5 file back into a ``QNetwork``.
 
-It reads our files and other writers' (slayer's) in the same subset, with the field
-readers netx's ``NetDict`` implies (a string is 0-d or the first element, numbers may
-be stored as floats if they are integers). The integer semantics come from the netx
-datasets alone; the ``stllr_*`` attributes (:mod:`lava_models.netx.layout`) restore
-what netx does not store. Anything malformed or outside the subset raises
-:class:`~lava_models.errors.NetxFileError` naming the layer and field. Only
-numpy is imported at module level (h5py, torch and :mod:`quantization` inside
-functions).
+It reads our files and other writers' (slayer's) in the same subset, field by field
+with :mod:`lava_models.netx.fields` (the readers netx's ``NetDict`` implies). The
+integer semantics come from the netx datasets alone; the ``stllr_*`` attributes
+(:mod:`lava_models.netx.layout`) restore what netx does not store. Anything malformed
+or outside the subset raises :class:`~lava_models.errors.NetxFileError` naming the
+layer and field. Only numpy is imported at module level (h5py, torch and
+:mod:`quantization` inside functions).
 """
 
 from __future__ import annotations
@@ -20,18 +19,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lava_models.errors import NetxFileError, NetxInexactError, UnsupportedNodeError
+from lava_models.netx.fields import (
+    attr_field,
+    bias_field,
+    delay_field,
+    int_field,
+    ints_field,
+    neuron_fields,
+    pair_field,
+    string_field,
+)
 from lava_models.netx.layout import (
-    BIAS_MAX,
-    BIAS_MIN,
     CONV_PARAM_MAX,
     CONV_WEIGHT_MAX,
     CONV_WEIGHT_MIN,
-    DV_MAX,
     I_DECAY_NONE,
     NETX_BIAS_EXP,
     NETX_FORMAT,
     NETX_NOT_IMPLEMENTED,
-    VTH_MAX,
+    READOUT_NO_MEMORY,
     conv_out_hw,
 )
 from lava_models.netx.synapse import check_netx_dense, check_sum_bound
@@ -40,171 +46,21 @@ if TYPE_CHECKING:  # the module imports only numpy at top level (docs/lava.md §
     from quantization.network import QNetwork
 
 
-def _get(g, key: str, where: str):
-    if key not in g:
-        raise NetxFileError(f"{where}: missing field {key!r}")
-    return g[key]
-
-
-def _dataset(g, key: str, where: str):
-    import h5py
-
-    obj = _get(g, key, where)
-    if not isinstance(obj, h5py.Dataset):
-        raise NetxFileError(f"{where}: field {key!r} is a group, expected a dataset")
-    return obj
-
-
-def _string(g, key: str, where: str) -> str:
-    """A string field the way netx's NetDict reads it: 0-d or the first element."""
-    ds = _dataset(g, key, where)
-    value = ds[()]
-    if isinstance(value, np.ndarray):
-        if value.size == 0:
-            raise NetxFileError(f"{where}: field {key!r} is empty")
-        value = value.reshape(-1)[0]
-    if isinstance(value, (bytes, np.bytes_)):
-        try:
-            return bytes(value).decode("ascii")
-        except UnicodeDecodeError:
-            raise NetxFileError(f"{where}: field {key!r} is not an ASCII string") from None
-    if isinstance(value, str):
-        return value
-    raise NetxFileError(f"{where}: field {key!r} = {value!r} is not a string")
-
-
-def _ints(g, key: str, where: str) -> np.ndarray:
-    """A numeric field whose values are integers (int64 array, any shape)."""
-    ds = _dataset(g, key, where)
-    a = np.asarray(ds[()])
-    if a.dtype.kind == "b":
-        a = a.astype(np.int64)
-    if a.dtype.kind not in "iuf":
-        raise NetxFileError(f"{where}: field {key!r} has dtype {a.dtype}, expected numbers")
-    if a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            raise NetxFileError(
-                f"{where}: field {key!r} holds non-integer values (netx would truncate them)"
-            )
-        if a.size and np.abs(a).max() >= 2**62:
-            raise NetxFileError(f"{where}: field {key!r} holds values beyond int64")
-    return a.astype(np.int64)
-
-
-def _int(g, key: str, where: str) -> int:
-    a = _ints(g, key, where)
-    if a.size != 1:
-        raise NetxFileError(f"{where}: field {key!r} has shape {list(a.shape)}, expected a scalar")
-    return int(a.reshape(-1)[0])
-
-
-def _pair(g, key: str, where: str) -> tuple[int, int]:
-    """A conv parameter in file order (H, W): scalar, [v] or [h, w] (netx ``expand``)."""
-    a = _ints(g, key, where).reshape(-1)
-    if a.size == 1:
-        return (int(a[0]), int(a[0]))
-    if a.size != 2:
-        raise NetxFileError(f"{where}: field {key!r} has {a.size} values, expected 1 or 2")
-    return (int(a[0]), int(a[1]))
-
-
-def _attr(g, key: str, where: str, kind: type, default):
-    if key not in g.attrs:
-        return default
-    value = g.attrs[key]
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    if kind is int:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise NetxFileError(f"{where}: attribute {key!r} = {value!r} is not an integer")
-        return int(value)
-    if kind is float:
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (float, np.floating)):
-            raise NetxFileError(f"{where}: attribute {key!r} = {value!r} is not a float")
-        return float(value)
-    if not isinstance(value, str):
-        raise NetxFileError(f"{where}: attribute {key!r} = {value!r} is not a string")
-    return value
-
-
-def _neuron(g, where: str) -> tuple[int, int, int]:
-    """``(du, dv, vth)`` of a layer's CUBA neuron (netx: ``du = iDecay − 1``, so iDecay 4096
-    is the toolkit's LIF without current memory and smaller values a current-based LIF);
-    errors for anything netx maps differently."""
-    import h5py
-
-    where = f"{where} neuron"
-    if "neuron" not in g:
-        raise NetxFileError(
-            f"{where}: missing; netx then builds a non-leaky integrator (iDecay 0), which "
-            "the toolkit's neurons cannot represent"
-        )
-    nrn = g["neuron"]
-    if not isinstance(nrn, h5py.Group):
-        raise NetxFileError(f"{where}: 'neuron' is a dataset, expected a group")
-    kind = _string(nrn, "type", where)
-    if kind not in ("CUBA", "LOIHI"):
-        raise NetxFileError(
-            f"{where}: type {kind!r} is not supported (only CUBA/LOIHI map to Lava's LIF)"
-        )
-    i_decay = _int(nrn, "iDecay", where)
-    if not 1 <= i_decay <= I_DECAY_NONE:
-        raise NetxFileError(
-            f"{where}: iDecay = {i_decay} is not a current decay netx maps onto Lava's LIF "
-            f"(1 … {I_DECAY_NONE}: du = iDecay − 1; {I_DECAY_NONE} = no current memory)"
-        )
-    dv = _int(nrn, "vDecay", where)
-    if not 0 <= dv <= DV_MAX:
-        raise NetxFileError(f"{where}: vDecay = {dv} is not a 12-bit decay (0 … {DV_MAX})")
-    vth = _int(nrn, "vThMant", where)
-    if not 0 <= vth <= VTH_MAX:
-        raise NetxFileError(f"{where}: vThMant = {vth} is beyond 17 bits (0 … {VTH_MAX})")
-    if "messageBits" in nrn and _int(nrn, "messageBits", where) != 0:
-        raise NetxFileError(f"{where}: messageBits > 0 (graded spikes) is not supported")
-    return i_decay - 1, dv, vth
-
-
-def _bias(g, where: str, n_out: int, bias_exp: int):
-    """``(bias_mant, bias_exp)`` from the netx ``bias`` (one per channel) or ``(None, 0)``."""
-    if "bias" not in g:
-        return None, bias_exp
-    b = _ints(g, "bias", where).reshape(-1)
-    if b.size == 1 and n_out != 1:
-        b = np.full(n_out, int(b[0]), dtype=np.int64)
-    if b.size != n_out:
-        raise NetxFileError(
-            f"{where} field 'bias': {b.size} values for {n_out} channels (only one bias per "
-            "neuron of a dense layer or per channel of a conv layer is supported)"
-        )
-    if b.min() < BIAS_MIN or b.max() > BIAS_MAX:
-        raise NetxFileError(
-            f"{where} field 'bias': values span [{int(b.min())}, {int(b.max())}], beyond 13 bits"
-        )
-    total = b << NETX_BIAS_EXP
-    if bias_exp < 0 or np.any(total % (1 << bias_exp)):
-        raise NetxFileError(
-            f"{where}: attribute stllr_bias_exp = {bias_exp} does not divide the bias"
-        )
-    return total >> bias_exp, bias_exp
-
-
 def _dense_layer(g, where: str, rec: bool, in_shape, attrs: dict, dv: int, vth: int):
     import torch
 
     from quantization.network import SpikingLayer
 
-    for key in ("delay", "weight/real", "weight/imag"):
+    for key in ("weight/real", "weight/imag"):
         if key in g:
-            raise NetxFileError(
-                f"{where}: field {key!r} (synaptic delays / complex weights) is not supported"
-            )
+            raise NetxFileError(f"{where}: field {key!r} (complex weights) is not supported")
     if not rec and "weight_rec" in g:
         raise NetxFileError(f"{where}: type 'dense' has 'weight_rec', which netx ignores")
-    n_out = int(np.prod(_ints(g, "shape", where)))
+    n_out = int(np.prod(ints_field(g, "shape", where)))
     n_in = int(np.prod(in_shape))
     mats = []
     for key in ("weight", "weight_rec") if rec else ("weight",):
-        w = _ints(g, key, where)
+        w = ints_field(g, key, where)
         if w.ndim == 1:  # netx reshapes a flat weight to [out, −1] (hdf5.py:396-399)
             if n_out == 0 or w.size % n_out:
                 raise NetxFileError(f"{where} field {key!r}: {w.size} values for {n_out} outputs")
@@ -216,20 +72,43 @@ def _dense_layer(g, where: str, rec: bool, in_shape, attrs: dict, dv: int, vth: 
             )
         mats.append(w)
     for key, value in (("outFeatures", n_out), ("inFeatures", n_in)):
-        if key in g and _int(g, key, where) != value:
-            raise NetxFileError(f"{where}: {key} = {_int(g, key, where)}, expected {value}")
+        if key in g and int_field(g, key, where) != value:
+            raise NetxFileError(f"{where}: {key} = {int_field(g, key, where)}, expected {value}")
     try:
         check_netx_dense(*mats)
     except NetxInexactError as e:
         raise NetxFileError(f"{where}: {e}") from None
     _check_bound_file(where, *mats)
-    bias, bias_exp = _bias(g, where, n_out, attrs["bias_exp"])
+    bias, bias_exp = bias_field(g, where, n_out, attrs["bias_exp"])
+    delay = delay_field(g, where, n_out, n_in) if "delay" in g else None
+    if delay is not None and rec:
+        raise NetxFileError(f"{where}: field 'delay' on a recurrent layer is not supported")
     return SpikingLayer(
         attrs["name"], (attrs["input"],), "dense", torch.as_tensor(mats[0]), attrs["weight_exp"],
         dv, vth, "hard", None if bias is None else torch.as_tensor(bias), bias_exp,
         torch.as_tensor(mats[1]) if rec else None,
         weight_bits=attrs["weight_bits"] or _bits_for(*mats), gain=attrs.get("gain", 1.0),
+        delay=None if delay is None else torch.as_tensor(delay),
     ), (n_out,)  # fmt: skip
+
+
+def _average_layer(g, where: str, in_shape, name: str, prev: str):
+    """slayer's ``average`` output layer (``AbstractAverage``: the mean over ``K`` contiguous
+    equal groups of the previous layer's neurons, each step) as a readout without memory
+    whose weights are 1 on each group: its logits are the group *sums*, ``n/K`` times
+    slayer's average (the same class wins). netx itself cannot run this layer."""
+    import torch
+
+    from quantization.network import Readout
+
+    k = int(np.prod(ints_field(g, "shape", where)))
+    n = int(np.prod(in_shape))
+    if k < 1 or n % k:
+        raise NetxFileError(
+            f"{where} field 'shape': {k} groups do not divide the previous layer's {n} neurons"
+        )
+    w = np.kron(np.eye(k, dtype=np.int64), np.ones((1, n // k), dtype=np.int64))
+    return Readout(name, (prev,), torch.as_tensor(w), 0, READOUT_NO_MEMORY, weight_bits=2)
 
 
 def _conv_layer(g, where: str, in_shape, attrs: dict, dv: int, vth: int):
@@ -237,17 +116,20 @@ def _conv_layer(g, where: str, in_shape, attrs: dict, dv: int, vth: int):
 
     from quantization.network import SpikingLayer
 
-    for key in ("delay", "weight/real", "weight/imag"):
+    if "delay" in g:
+        raise NetxFileError(
+            f"{where}: field 'delay' on a conv layer: netx ignores it (only dense layers get "
+            "DelayDense), so the file would run without its delays; remove the field or the layer"
+        )
+    for key in ("weight/real", "weight/imag"):
         if key in g:
-            raise NetxFileError(
-                f"{where}: field {key!r} (synaptic delays / complex weights) is not supported"
-            )
+            raise NetxFileError(f"{where}: field {key!r} (complex weights) is not supported")
     if len(in_shape) != 3:
         raise NetxFileError(
             f"{where}: a conv layer needs a [C, H, W] input; it reads shape {list(in_shape)} "
             "(an input layer with a 3-D shape must come first; no conv after dense)"
         )
-    w = _ints(g, "weight", where)
+    w = ints_field(g, "weight", where)
     if w.ndim == 5 and w.shape[4] == 1:
         w = w[..., 0]
     if w.ndim != 4 or w.size == 0:
@@ -256,10 +138,10 @@ def _conv_layer(g, where: str, in_shape, attrs: dict, dv: int, vth: int):
             "(, 1)]"
         )
     # netx indexes these four (hdf5.py:507-510): a file without them does not load
-    stride = _pair(g, "stride", where)
-    padding = _pair(g, "padding", where)
-    dilation = _pair(g, "dilation", where)
-    groups = _int(g, "groups", where)
+    stride = pair_field(g, "stride", where)
+    padding = pair_field(g, "padding", where)
+    dilation = pair_field(g, "dilation", where)
+    groups = int_field(g, "groups", where)
     params = (*stride, *padding, *dilation, groups, *w.shape[2:])
     if min(params) < 0 or min(*stride, *dilation, groups) < 1 or max(params) > CONV_PARAM_MAX:
         raise NetxFileError(
@@ -276,16 +158,16 @@ def _conv_layer(g, where: str, in_shape, attrs: dict, dv: int, vth: int):
         ("inChannels", in_shape[0]),
         ("outChannels", w.shape[0]),
     ):
-        if key in g and _int(g, key, where) != value:
-            raise NetxFileError(f"{where}: {key} = {_int(g, key, where)}, expected {value}")
-    if "kernelSize" in g and _pair(g, "kernelSize", where) != tuple(w.shape[2:]):
+        if key in g and int_field(g, key, where) != value:
+            raise NetxFileError(f"{where}: {key} = {int_field(g, key, where)}, expected {value}")
+    if "kernelSize" in g and pair_field(g, "kernelSize", where) != tuple(w.shape[2:]):
         raise NetxFileError(
-            f"{where}: kernelSize {list(_pair(g, 'kernelSize', where))} does not match the "
+            f"{where}: kernelSize {list(pair_field(g, 'kernelSize', where))} does not match the "
             f"weight's {list(w.shape[2:])}"
         )
     hw = conv_out_hw(w.shape, in_shape[1:], stride, padding, dilation)
     out_shape = (int(w.shape[0]), *hw)
-    shape = tuple(int(v) for v in _ints(g, "shape", where).reshape(-1))
+    shape = tuple(int(v) for v in ints_field(g, "shape", where).reshape(-1))
     if shape != out_shape:
         raise NetxFileError(
             f"{where} field 'shape': {list(shape)}, but the convolution gives {list(out_shape)} "
@@ -298,7 +180,7 @@ def _conv_layer(g, where: str, in_shape, attrs: dict, dv: int, vth: int):
             f"[{CONV_WEIGHT_MIN}, {CONV_WEIGHT_MAX}]"
         )
     _check_bound_file(where, w)
-    bias, bias_exp = _bias(g, where, out_shape[0], attrs["bias_exp"])
+    bias, bias_exp = bias_field(g, where, out_shape[0], attrs["bias_exp"])
     return SpikingLayer(
         attrs["name"], (attrs["input"],), "conv", torch.as_tensor(w), attrs["weight_exp"], dv,
         vth, "hard", None if bias is None else torch.as_tensor(bias), bias_exp, None, stride,
@@ -324,8 +206,13 @@ def _bits_for(*mats) -> int:
     return bits
 
 
-def read_netx(path: str | Path) -> QNetwork:
+def read_netx(path: str | Path, num_layers: int | None = None) -> QNetwork:
     """Read a netx hdf5 file (the subset :func:`write_netx` writes) into a ``QNetwork``.
+
+    ``num_layers`` reads only the file's first layers (netx's ``Network(num_layers=…)``:
+    input and flatten layers count), e.g. to drop a trailing layer the toolkit cannot map.
+    Dense layers may carry synaptic delays (``delay``); a last ``average`` layer becomes a
+    group-sum readout (:func:`_average_layer`).
 
     The integer semantics come from the netx datasets alone (what netx would run); the
     ``stllr_*`` attributes, when present, restore the names, weight exponents, bias
@@ -354,7 +241,11 @@ def read_netx(path: str | Path) -> QNetwork:
                 f"{path}: 'layer' must hold groups '0' … '{len(keys) - 1}' (netx reads them by "
                 f"index), found {keys[:10]}"
             )
-        ours = _attr(f, "stllr_format", f"{path}", str, None) == NETX_FORMAT
+        if num_layers is not None:
+            if num_layers < 1:
+                raise NetxFileError(f"{path}: num_layers = {num_layers}, expected ≥ 1")
+            keys = keys[:num_layers]
+        ours = attr_field(f, "stllr_format", f"{path}", str, None) == NETX_FORMAT
         nodes, shape, in_shape = [], None, None
         flatten_next, prev = False, "input"
         for i in range(len(keys)):
@@ -362,7 +253,7 @@ def read_netx(path: str | Path) -> QNetwork:
             g = top[str(i)]
             if not isinstance(g, h5py.Group):
                 raise NetxFileError(f"{where}: is a dataset, expected a group")
-            kind = _string(g, "type", where)
+            kind = string_field(g, "type", where)
             where = f"{where} ({kind})"
             if kind == "input":
                 if i != 0:
@@ -372,7 +263,7 @@ def read_netx(path: str | Path) -> QNetwork:
                         f"{where}: has a neuron (netx's Input block: a LIF driven by its "
                         "bias); only a plain input layer (type and shape) is supported"
                     )
-                shape = in_shape = tuple(int(v) for v in _ints(g, "shape", where).reshape(-1))
+                shape = in_shape = tuple(int(v) for v in ints_field(g, "shape", where).reshape(-1))
                 if len(shape) not in (1, 3) or min(shape) < 1:
                     raise NetxFileError(
                         f"{where} field 'shape': {list(shape)} is not [N] or [C, H, W]"
@@ -383,28 +274,40 @@ def read_netx(path: str | Path) -> QNetwork:
                     raise NetxFileError(
                         f"{where}: flatten must follow a conv layer or a [C, H, W] input"
                     )
-                if "shape" in g and int(np.prod(_ints(g, "shape", where))) != int(np.prod(shape)):
+                if "shape" in g and int(np.prod(ints_field(g, "shape", where))) != int(
+                    np.prod(shape)
+                ):
                     raise NetxFileError(
                         f"{where} field 'shape': does not hold {int(np.prod(shape))} values"
                     )
                 flatten_next = True
                 continue
+            if kind == "average":
+                if i != len(keys) - 1 or not nodes or flatten_next:
+                    raise NetxFileError(
+                        f"{where}: an 'average' layer is supported only as the last layer, after "
+                        f"a dense or conv layer (read the layers before it with num_layers={i})"
+                    )
+                name = attr_field(g, "stllr_name", where, str, f"layer{i}")
+                nodes.append(_average_layer(g, where, shape, name, prev))
+                shape = (nodes[-1].weight.shape[0],)
+                continue
             if kind in NETX_NOT_IMPLEMENTED or kind == "dense_comp":
                 raise NetxFileError(
                     f"{where}: layer type {kind!r} is not supported (netx: NotImplementedError "
-                    "or complex neurons)"
+                    f"or complex neurons); read the layers before it with num_layers={i}"
                 )
             if kind not in ("dense", "dense_rec", "conv"):
                 raise NetxFileError(f"{where}: unknown layer type {kind!r}")
             attrs = {
-                "name": _attr(g, "stllr_name", where, str, f"layer{i}"),
-                "weight_exp": _attr(g, "stllr_weight_exp", where, int, 0),
-                "bias_exp": _attr(g, "stllr_bias_exp", where, int, NETX_BIAS_EXP),
-                "weight_bits": _attr(g, "stllr_weight_bits", where, int, 0),
-                "gain": _attr(g, "stllr_gain", where, float, 1.0),
+                "name": attr_field(g, "stllr_name", where, str, f"layer{i}"),
+                "weight_exp": attr_field(g, "stllr_weight_exp", where, int, 0),
+                "bias_exp": attr_field(g, "stllr_bias_exp", where, int, NETX_BIAS_EXP),
+                "weight_bits": attr_field(g, "stllr_weight_bits", where, int, 0),
+                "gain": attr_field(g, "stllr_gain", where, float, 1.0),
                 "input": prev,
             }
-            du, dv, vth = _neuron(g, where)
+            du, dv, vth = neuron_fields(g, where)
             if kind == "conv":
                 if flatten_next:
                     raise NetxFileError(f"{where}: a flatten layer must be followed by a dense")
@@ -415,7 +318,7 @@ def read_netx(path: str | Path) -> QNetwork:
                 node, out = _conv_layer(g, where, shape, attrs, dv, vth)
             else:
                 if shape is None:  # no input layer: the weights give the input size
-                    w = _ints(g, "weight", where)
+                    w = ints_field(g, "weight", where)
                     if w.ndim != 2:
                         raise NetxFileError(
                             f"{where}: without an input layer the weight must be [out, in]"
@@ -445,10 +348,12 @@ def read_netx(path: str | Path) -> QNetwork:
         num_classes = int(np.prod(shape))
         fmt, meta = InputFormat(0, 0, 1), {"source": "netx"}
         if ours:
-            num_classes = _attr(f, "stllr_num_classes", where, int, num_classes)
+            num_classes = attr_field(f, "stllr_num_classes", where, int, num_classes)
             try:
-                fmt = InputFormat(**json.loads(_attr(f, "stllr_input_format", where, str, "{}")))
-                meta = json.loads(_attr(f, "stllr_meta", where, str, "{}"))
+                fmt = InputFormat(
+                    **json.loads(attr_field(f, "stllr_input_format", where, str, "{}"))
+                )
+                meta = json.loads(attr_field(f, "stllr_meta", where, str, "{}"))
             except (TypeError, ValueError) as e:
                 raise NetxFileError(f"{where}: malformed stllr attributes ({e})") from None
         return QNetwork(tuple(nodes), tuple(in_shape), num_classes, fmt, meta)

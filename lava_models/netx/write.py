@@ -52,7 +52,9 @@ def write_netx(qnet: QNetwork, path: str | Path, *, t_sample: int = 1) -> None:
             g = top.create_group(str(i))
             _write_type(g, layer["type"])
             g.create_dataset("shape", data=np.asarray(layer["shape"], dtype=np.int64))
-            if "node" in layer:
+            if layer["type"] == "average":  # slayer's layer: type and shape only
+                g.attrs["stllr_name"] = layer["node"].name
+            elif "node" in layer:
                 _write_node(g, layer)
     tmp.replace(path)
 
@@ -74,6 +76,8 @@ def _write_node(g, layer: dict) -> None:
         g.create_dataset("weight", data=m.astype(np.int32))
         if "weight_rec" in layer:
             g.create_dataset("weight_rec", data=layer["weight_rec"].astype(np.int32))
+        if "delay" in layer:  # [out] (slayer's per-neuron delay) or [out, in]
+            g.create_dataset("delay", data=layer["delay"].astype(np.float32))
     if "bias" in layer:
         g.create_dataset("bias", data=layer["bias"].astype(np.int32))
     neuron = g.create_group("neuron")

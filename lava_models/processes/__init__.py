@@ -9,19 +9,23 @@ error and DFA/sDFA/BP feedback, with their ``fixed_pt`` models) here, without si
 """
 
 from lava_models.processes.process import (
+    AdaptiveProcess,
     AddProcess,
     ConcatProcess,
     GlobalSumPoolProcess,
     PoolProcess,
     ReadoutProcess,
     STLLRLayer,
+    UpsampleProcess,
 )
 
 __all__ = [
+    "AdaptiveProcess",
     "AddProcess",
     "ConcatProcess",
     "GlobalSumPoolProcess",
     "PoolProcess",
     "ReadoutProcess",
     "STLLRLayer",
+    "UpsampleProcess",
 ]

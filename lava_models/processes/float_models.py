@@ -22,6 +22,11 @@ a batch axis of 1 is added for the torch calls)::
     GlobalSumPoolProcess  mean over H·W (``average=True``, the float graph's
                     FloatGlobalPool) or the sum
     AddProcess      a·2^shifts[0] + b·2^shifts[1]
+    ConcatProcess   [a·2^shifts[0], b·2^shifts[1]] along channels
+    UpsampleProcess ×2 bilinear (F.interpolate, align_corners=False)
+
+A readout whose weight is ``[K, C, 1, 1]`` (a 1×1 conv, a flow head) runs the same
+``AccumulateStep`` with the pixels as the batch (``o``, ``P`` kept as ``[K|C, H, W]``).
 
 So the update is the online (every step) S-TLLR step on the effective weights Ŵ
 themselves: the device learns Ŵ directly (weight standardisation is not part of the
@@ -47,20 +52,26 @@ from lava_models.float_ops import (
     FLOAT_DTYPE,
     add_scaled,
     batch,
+    concat_scaled,
     global_pool,
+    pixels_as_batch,
+    pixels_back,
     pool2d,
     sample,
     synapse_ops,
     tensor,
+    upsample_bilinear2x,
     weight_gradient,
 )
 from lava_models.processes.models import NodeModel
 from lava_models.processes.process import (
     AddProcess,
+    ConcatProcess,
     GlobalSumPoolProcess,
     PoolProcess,
     ReadoutProcess,
     STLLRLayer,
+    UpsampleProcess,
 )
 from stllr.factors import trace_step
 from stllr.functional.readout import AccumulateStep
@@ -124,6 +135,8 @@ class PySTLLRLayerModelFloat(_FloatNodeModel):
     p: np.ndarray = _var()
     q: np.ndarray = _var()
     r: np.ndarray = _var()
+    pi: np.ndarray = _var()  # the fixed_pt current traces (unused here)
+    ri: np.ndarray = _var()
     STATE = ("weights", "weight_rec", "u", "v", "s", "psi", "p", "q", "r")
     PER_STEP = ("v",)
     FLOAT_PARAM = "lif"
@@ -199,16 +212,29 @@ class PyReadoutModelFloat(_FloatNodeModel):
         spec = self.proc_params["learning"]
         lam = 0.0 if spec is None else spec.factors.lambda_pre
         w = tensor(self.weights)
+        conv = w.dim() == 4  # a 1×1 conv: the dense step with the pixels as the batch
+        flat, back = (pixels_as_batch, pixels_back) if conv else (_same, _same_shape)
+        hw = x.shape[2:]
+        x, p_prev, o_prev = flat(x), flat(batch(self.p)), flat(batch(self.v))
+        w2 = w.flatten(1)
         with torch.no_grad():
-            o, p = AccumulateStep.apply(x, w, tensor(self.bias), batch(self.p),
-                                        batch(self.v), self.proc_params["gamma"], lam)  # fmt: skip
-        self.v, self.p = sample(o), sample(p)
+            o, p = AccumulateStep.apply(x, w2, tensor(self.bias), p_prev, o_prev,
+                                        self.proc_params["gamma"], lam)  # fmt: skip
+        self.v, self.p = sample(back(o, hw)), sample(back(p, hw))
         self.send(self.v)
         if spec is not None and self.ls_in.csp_ports:
-            signal = self.receive(self.ls_in)
-            grad = weight_gradient(DenseOps(), spec.factors, signal, None, None, p, x, w.shape)
-            self.weights = self.weights - spec.lr * grad.numpy()
+            signal = flat(self.receive(self.ls_in))
+            grad = weight_gradient(DenseOps(), spec.factors, signal, None, None, p, x, w2.shape)
+            self.weights = self.weights - spec.lr * grad.reshape(w.shape).numpy()
         self.record(self.v)
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _same_shape(t: torch.Tensor, hw) -> torch.Tensor:
+    return t
 
 
 @implements(proc=PoolProcess, protocol=LoihiProtocol)
@@ -249,5 +275,33 @@ class PyAddModelFloat(_FloatNodeModel):
     def run_spk(self) -> None:
         a, b = self.receive(self.a_in), self.receive(self.b_in)
         out = sample(add_scaled(a, b, self.proc_params["shifts"]))
+        self.send(out)
+        self.record(out)
+
+
+@implements(proc=ConcatProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyConcatModelFloat(_FloatNodeModel):
+    a_in: PyInPort = _in_port()
+    b_in: PyInPort = _in_port()
+    s_out: PyOutPort = _out_port()
+
+    def run_spk(self) -> None:
+        a, b = self.receive(self.a_in), self.receive(self.b_in)
+        out = sample(concat_scaled(a, b, self.proc_params["shifts"]))
+        self.send(out)
+        self.record(out)
+
+
+@implements(proc=UpsampleProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyUpsampleModelFloat(_FloatNodeModel):
+    s_in: PyInPort = _in_port()
+    s_out: PyOutPort = _out_port()
+
+    def run_spk(self) -> None:
+        out = sample(upsample_bilinear2x(self.receive(self.s_in)))
         self.send(out)
         self.record(out)

@@ -36,15 +36,24 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lava_models.processes.process import (
+    AdaptiveProcess,
     AddProcess,
     ConcatProcess,
     GlobalSumPoolProcess,
     PoolProcess,
     ReadoutProcess,
     STLLRLayer,
+    UpsampleProcess,
 )
 from quantization.backend import int_linear
-from quantization.nodes import ReadoutState, SpikingState, SynapseWeights, Traces, kind_of
+from quantization.nodes import (
+    AdaptiveState,
+    ReadoutState,
+    SpikingState,
+    SynapseWeights,
+    Traces,
+    kind_of,
+)
 
 #: Graded values on the ports (spikes, pooled counts, sums, 24-bit logits, 8-bit L).
 PORT_DTYPE = np.int32
@@ -213,19 +222,25 @@ class PySTLLRLayerModelFixed(KindModel):
     p: np.ndarray = var_type(32)
     q: np.ndarray = var_type(32)
     r: np.ndarray = var_type(32)
-    STATE = ("weights", "weight_rec", "u", "v", "s", "psi", "p", "q", "r")
+    pi: np.ndarray = var_type(32)  # current traces P^i, R^i (current-based nodes)
+    ri: np.ndarray = var_type(32)
+    STATE = ("weights", "weight_rec", "u", "v", "s", "psi", "p", "q", "r", "pi", "ri")
 
     def run_spk(self) -> None:
         if self.starts_sample():
-            self.zero("u", "v", "s", "psi", "p", "q", "r")
-            self._a_prev = None
+            self.zero("u", "v", "s", "psi", "p", "q", "r", "pi", "ri")
+            self._a_prev = self._line = None
         x = self.s_in.recv().astype(np.int64)
         rec = self.node.recurrent
-        traces = Traces(self.p, self.q, self.r if rec else None)
+        cur = self.node.current_traces
+        traces = Traces(self.p, self.q, self.r if rec else None, self.pi if cur else None,
+                        self.ri if rec and cur else None)  # fmt: skip
         state = SpikingState(self.u, self.v, self.s, traces if self.node.learning else None,
-                             a_prev=getattr(self, "_a_prev", None))  # fmt: skip
+                             a_prev=getattr(self, "_a_prev", None),
+                             line=getattr(self, "_line", None))  # fmt: skip
         step = self.forward(state, [x])
         self._a_prev = step.state.a_prev  # a current-based node's a[t] (kept in the model)
+        self._line = step.state.line  # a node with synaptic delays: its delay line
         self.send(step.out)  # before ls_in: a signal computed from this output cannot deadlock
         new = step.state
         self.u, self.v, self.s = np.asarray(new.u), np.asarray(new.v), step.out
@@ -233,6 +248,9 @@ class PySTLLRLayerModelFixed(KindModel):
             self.p, self.q, self.psi = new.traces.p, new.traces.q, new.psi
             if rec:
                 self.r = new.traces.r
+            if cur:
+                self.pi = new.traces.pi
+                self.ri = new.traces.ri if rec else self.ri
         if self.learns():
             signal = self.ls_in.recv().astype(np.int64)
             w = SynapseWeights(self.weights, self.weight_rec if rec else None)
@@ -310,3 +328,41 @@ class PyConcatModelFixed(StatelessKindModel):
     a_in: PyInPort = in_port_type(24)
     b_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)
+
+
+@implements(proc=UpsampleProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyUpsampleModelFixed(StatelessKindModel):
+    s_in: PyInPort = in_port_type(24)
+    s_out: PyOutPort = out_port_type(24)
+
+
+@implements(proc=AdaptiveProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyAdaptiveModelFixed(KindModel):
+    """Synapses + integer AdLIF: :mod:`quantization.nodes.adaptive` on one sample."""
+
+    s_in: PyInPort = in_port_type(24)
+    s_out: PyOutPort = out_port_type(1)
+    weights: np.ndarray = var_type(32)
+    weight_rec: np.ndarray = var_type(32)
+    bias: np.ndarray = var_type(24)
+    u: np.ndarray = var_type(24)
+    v: np.ndarray = var_type(24)
+    w: np.ndarray = var_type(24)
+    h: np.ndarray = var_type(24)
+    s: np.ndarray = var_type(1)
+    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s")
+
+    def run_spk(self) -> None:
+        if self.starts_sample():
+            self.zero("u", "v", "w", "h", "s")
+        x = self.s_in.recv().astype(np.int64)
+        state = AdaptiveState(self.u, self.v, self.w, self.h, self.s)
+        step = self.forward(state, [x])
+        self.send(step.out)
+        new = step.state
+        self.u, self.v, self.w, self.h, self.s = (np.asarray(a) for a in new)
+        self.record(self.s)

@@ -10,7 +10,8 @@ from a :class:`~quantization.network.QNetwork`.
 Layout: ports and Vars keep the toolkit's per-sample layout, ``[C, H, W]`` for feature
 maps (Lava's own ``Conv`` uses ``(W, H, C)``) and ``[N]`` for dense vectors; weights are
 ``[out, in]`` (dense), ``[C_out, C_in/groups, kH, kW]`` (conv) or ``[C_in, C_out/groups, kH,
-kW]`` (deconv, a transposed convolution; fixed_pt only).
+kW]`` (deconv, a transposed convolution; a float deconv keeps stllr's ``[C_out, C_in, kH,
+kW]``, without output padding).
 
 Fixed or float: by default a Process holds integers (int64 Vars) for its ``fixed_pt``
 model. ``STLLRLayer(lif=LIFParams)`` and ``ReadoutProcess(gamma=γ)`` make a float node
@@ -33,9 +34,10 @@ Per step, ``x`` the input received on ``s_in`` (integer semantics: docs/fixed_po
     GlobalSumPoolProcess  sum (or, float only, ``average=True``: mean) over H, W
     AddProcess       (a_in << shifts[0]) + (b_in << shifts[1])
     ConcatProcess    [a_in << shifts[0], b_in << shifts[1]] along channels
+    UpsampleProcess  round_shift(16 × bilinear×2(x), shift)   (float: bilinear×2(x))
 
 Common keyword arguments (``proc_params``): ``node_index`` (keys the random streams:
-``node_index·8 + quantity``), ``step_offset`` (the emulator's global step counter at
+``node_index·10 + quantity``), ``step_offset`` (the emulator's global step counter at
 Lava's ``time_step == 1``; the global step is ``step_offset + time_step − 1``),
 ``reset_interval`` (0: never; else the state and traces are zeroed at the start of
 every ``reset_interval``-th step, the emulator's ``reset()`` between samples; weights
@@ -107,7 +109,8 @@ class STLLRLayer(AbstractProcess):
     unconnected for no learning). Vars: ``weights``, ``weight_rec`` (zeros ``[out, out]``
     if not recurrent), ``bias``, ``u`` (the synaptic current of the last step), ``v``
     (the membrane after reset, stllr's ũ), ``s`` (last spikes), ``psi`` (last Ψ), ``p``
-    (pre-trace, ``in_shape``), ``q`` (post-trace), ``r`` (recurrent pre-trace); int64,
+    (pre-trace, ``in_shape``), ``q`` (post-trace), ``r`` (recurrent pre-trace), ``pi``,
+    ``ri`` (the current traces of a current-based node, ``in_shape``/``out_shape``); int64,
     or float64 for a float layer.
     """
 
@@ -120,9 +123,9 @@ class STLLRLayer(AbstractProcess):
         floating = lif is not None
         array, dtype = (_float_array, np.float64) if floating else (_int_array, np.int64)
         bias = np.zeros(channels, dtype) if bias is None else array(bias, (channels,))
-        if kind not in ("dense", "conv", "deconv") or (floating and kind == "deconv"):
-            raise ValueError(f"STLLRLayer: kind must be 'dense' or 'conv' (fixed_pt also "
-                             f"'deconv'), got {kind!r}")  # fmt: skip
+        if kind not in ("dense", "conv", "deconv"):
+            raise ValueError(f"STLLRLayer: kind must be 'dense', 'conv' or 'deconv', got "
+                             f"{kind!r}")  # fmt: skip
         if floating:
             reset = lif.reset
         if reset not in ("soft", "hard"):
@@ -156,7 +159,7 @@ class STLLRLayer(AbstractProcess):
         self.bias = Var(shape=(channels,), init=bias)
         for name, shape in (("u", out_shape), ("v", out_shape), ("s", out_shape),
                             ("psi", out_shape), ("p", in_shape), ("q", out_shape),
-                            ("r", out_shape)):  # fmt: skip
+                            ("r", out_shape), ("pi", in_shape), ("ri", out_shape)):  # fmt: skip
             setattr(self, name, Var(shape=shape, init=np.zeros(shape, dtype)))
 
 
@@ -168,8 +171,11 @@ class ReadoutProcess(AbstractProcess):
     + W·x + b`` (stllr's ``AccumulateStep``; ``dv`` unused, ``learning`` a
     :class:`lava_models.float_ops.FloatLearning`).
     Ports: ``s_in`` (``[in]``), ``s_out`` (``[K]``, ``o`` of every step), ``ls_in``
-    (``[K]``, L). Vars: ``weights`` ``[K, in]``, ``bias``, ``v`` (``o``), ``p``.
-    Plastic with ``learning`` (Ψ ≡ 1, no post trace).
+    (``[K]``, L). Vars: ``weights`` ``[K, in]``, ``bias`` ``[K]``, ``v`` (``o``), ``p``.
+    Plastic with ``learning`` (Ψ ≡ 1, no post trace). A 1×1-conv readout (a flow head):
+    ``weight`` ``[K, C, 1, 1]``, ``s_in`` ``[C, H, W]``, ``s_out``/``ls_in``/``v``
+    ``[K, H, W]``, one integrator per pixel; fixed_pt shifts ``W·x`` by the node's
+    ``a_shift`` instead of 6.
     """
 
     def __init__(self, *, in_shape, out_shape, weight, dv=4096, bias=None, learning=None,
@@ -177,7 +183,8 @@ class ReadoutProcess(AbstractProcess):
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
         floating = gamma is not None
         array, dtype = (_float_array, np.float64) if floating else (_int_array, np.int64)
-        bias = np.zeros(out_shape, dtype) if bias is None else array(bias, out_shape)
+        # one bias per output channel (a dense readout: per output; a 1×1 conv: per map)
+        bias = np.zeros(out_shape[:1], dtype) if bias is None else array(bias, out_shape[:1])
         super().__init__(in_shape=in_shape, out_shape=out_shape, dv=int(dv), learning=learning,
                          gamma=None if gamma is None else float(gamma),
                          **_common(kw))  # fmt: skip
@@ -186,7 +193,7 @@ class ReadoutProcess(AbstractProcess):
         self.s_out = OutPort(shape=out_shape)
         self.ls_in = InPort(shape=out_shape)
         self.weights = Var(shape=w.shape, init=w)
-        self.bias = Var(shape=out_shape, init=bias)
+        self.bias = Var(shape=out_shape[:1], init=bias)
         self.v = Var(shape=out_shape, init=np.zeros(out_shape, dtype))
         self.p = Var(shape=in_shape, init=np.zeros(in_shape, dtype))
 
@@ -248,6 +255,22 @@ class ConcatProcess(AbstractProcess):
         self.s_out = OutPort(shape=out_shape)
 
 
+class UpsampleProcess(AbstractProcess):
+    """Fixed ×2 bilinear up-sampling of ``[C, H, W]`` → ``[C, 2H, 2W]``; fixed_pt:
+    ``round_shift(16 × bilinear(x), shift)`` (:mod:`quantization.nodes.upsample`)."""
+
+    def __init__(self, *, in_shape, shift=0, **kw):
+        in_shape = tuple(in_shape)
+        if len(in_shape) != 3 or int(shift) < 0:
+            raise ValueError(f"UpsampleProcess: needs a [C, H, W] input and a shift ≥ 0, got "
+                             f"{in_shape}, {shift}")  # fmt: skip
+        out_shape = (in_shape[0], 2 * in_shape[1], 2 * in_shape[2])
+        super().__init__(in_shape=in_shape, out_shape=out_shape, shift=int(shift),
+                         **_common(kw))  # fmt: skip
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=out_shape)
+
+
 __all__ = [
     "AddProcess",
     "ConcatProcess",
@@ -255,4 +278,29 @@ __all__ = [
     "PoolProcess",
     "ReadoutProcess",
     "STLLRLayer",
+    "UpsampleProcess",
 ]
+
+
+class AdaptiveProcess(AbstractProcess):
+    """Integer AdLIF layer ``[in] → [out]`` (spikes). Vars: ``weights`` ``[out, in]``,
+    ``weight_rec`` ``[out, out]`` (zeros if not recurrent), ``bias`` ``[out]`` (membrane
+    units), and the state after the last step: ``u``, ``v`` (after reset), ``w`` (the
+    adaptation ω), ``h`` (voltage before reset), ``s``. The node itself (``node=``) carries
+    the 12-bit decays and couplings."""
+
+    def __init__(self, *, in_shape, out_shape, weight, bias=None, weight_rec=None, **kw):
+        in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+        (n,) = out_shape
+        super().__init__(in_shape=in_shape, out_shape=out_shape,
+                         recurrent=weight_rec is not None, **_common(kw))  # fmt: skip
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=out_shape)
+        w = _int_array(weight)
+        w_rec = np.zeros((n, n), np.int64) if weight_rec is None else _int_array(weight_rec)
+        self.weights = Var(shape=w.shape, init=w)
+        self.weight_rec = Var(shape=w_rec.shape, init=w_rec)
+        self.bias = Var(shape=(n,), init=np.zeros(n, np.int64) if bias is None
+                        else _int_array(bias, (n,)))  # fmt: skip
+        for name in ("u", "v", "w", "h", "s"):
+            setattr(self, name, Var(shape=out_shape, init=np.zeros(out_shape, np.int64)))

@@ -6,7 +6,8 @@ bound, registered with :func:`~quantization.nodes.base.register_kind`) plus its 
 line below.
 """
 
-from quantization.nodes import concat, pooling, readout, spiking  # noqa: F401  (registers)
+from quantization.nodes import adaptive, concat, pooling, readout, spiking, upsample  # noqa: F401
+from quantization.nodes.adaptive import AdaptiveLayer, AdaptiveState
 from quantization.nodes.base import (
     Host,
     NodeKind,
@@ -27,8 +28,11 @@ from quantization.nodes.concat import Concat
 from quantization.nodes.pooling import Add, GlobalSumPool, Pool
 from quantization.nodes.readout import Readout, ReadoutState
 from quantization.nodes.spiking import SpikingLayer, SpikingState
+from quantization.nodes.upsample import Upsample2x
 
 __all__ = [
+    "AdaptiveLayer",
+    "AdaptiveState",
     "Add",
     "Concat",
     "GlobalSumPool",
@@ -44,6 +48,7 @@ __all__ = [
     "SynapseWeights",
     "Traces",
     "UnsupportedNodeError",
+    "Upsample2x",
     "kind_for_float",
     "kind_names",
     "kind_of",

@@ -77,12 +77,15 @@ class Traces(NamedTuple):
     """S-TLLR traces of one plastic node (unsigned integers, ``LearningSpec.trace_bits``).
 
     ``p`` pre-trace of the input ``[B, *in]``; ``q`` post-trace ``[B, *out]`` (``None`` for a
-    readout: Ψ ≡ 1, no second term); ``r`` pre-trace of the recurrent input ``[B, out]``.
+    readout: Ψ ≡ 1, no second term); ``r`` pre-trace of the recurrent input ``[B, out]``;
+    ``pi``, ``ri`` the current traces ``P^i``, ``R^i`` of a current-based node (else ``None``).
     """
 
     p: Any
     q: Any = None
     r: Any = None
+    pi: Any = None
+    ri: Any = None
 
 
 class Quantized(NamedTuple):

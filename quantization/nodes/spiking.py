@@ -18,8 +18,10 @@ Its bias enters the current with the synaptic input (as the float CuLIF's ``c`` 
 not at the first step), and its voltage reads the
 previous step's synaptic sum: the node keeps ``a[t−1]`` itself when its host has no
 synaptic delay (the emulator with ``delay=0``, the toolkit's Lava processes), and takes the
-host's delay where there is one (``delay=1``, Lava's ``Dense``). On-device S-TLLR needs a
-current without memory and refuses such a layer.
+host's delay where there is one (``delay=1``, Lava's ``Dense``). On-device S-TLLR of such
+a layer adds the current traces ``P^i``, ``R^i`` (``stllr_current_trace_step``;
+docs/fixed_point.md, "Current-based layers"); its post gain ``κ = 1 − α`` is in the
+spec's α's (quantization.learning).
 
 and, if the node carries a ``LearningSpec``, after the neuron::
 
@@ -32,6 +34,10 @@ and, if the node carries a ``LearningSpec``, after the neuron::
     W     ← stllr_weight_step(W;     g, h, P[t], x[t])          stream STREAM_W
     W_rec ← stllr_weight_step(W_rec; g, h, R[t], s[t−1])        stream STREAM_WREC
     W, W_rec ← consolidate_weights(...)   at the steps the spec schedules (consolidation.py)
+
+A dense node with synaptic delays (``delay`` ``[out, in]``, 0 … 62 steps: Lava's
+``DelayDense``, netx's ``delay``) feeds ``a[t] = Σ_j W_ij·x_j[t − δ − d_ij]`` through its
+delay line instead (quantization/synaptic_delay.py; ``δ`` the host's synaptic delay).
 
 Naming: ``u`` is the synaptic current and ``v`` the membrane voltage (Lava's names,
 docs/node_kinds.md, "Naming").
@@ -48,12 +54,13 @@ import torch
 from quantization.backend import int_conv2d, int_conv_transpose2d, int_linear, round_float
 from quantization.consolidation import consolidate_weights
 from quantization.float_nodes import FloatSpiking
-from quantization.formats import ACT_SHIFT, DU_NONE, UV_LIMIT
+from quantization.formats import ACT_SHIFT, DECAY_UNITY, DU_NONE, UV_LIMIT
 from quantization.kernels import (
     STREAM_W,
     STREAM_WREC,
     node_stream_key,
     psi_lookup,
+    stllr_current_trace_step,
     stllr_eligibility_terms,
     stllr_trace_step,
     stllr_weight_step,
@@ -80,6 +87,7 @@ from quantization.nodes.base import (
     register_kind,
     zeros_like,
 )
+from quantization.synaptic_delay import DelayPlan, check_delays, delay_plan, delay_step
 
 
 @dataclass(frozen=True)
@@ -115,17 +123,54 @@ class SpikingLayer:
     #: 12-bit current decay (Lava's du): 4095 = no current memory (the toolkit's LIF),
     #: smaller = a current-based LIF (CuLIF)
     du: int = DU_NONE
+    #: dense only: per-synapse delays ``[out, in]`` in 0 … 62 steps (Lava's DelayDense,
+    #: netx's ``delay``; quantization/synaptic_delay.py), ``None``: no delays
+    delay: torch.Tensor | None = None
+    #: current-based only: λ_syn of the float rule's current trace (docs/neurons.md §3b);
+    #: ``None``: the integer current's own decay ``(4095 − du)/4096``
+    lambda_syn: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.du <= DU_NONE:
             raise ValueError(
                 f"SpikingLayer {self.name}: du must be in 0 … {DU_NONE}, got {self.du}"
             )
-        if self.learning is not None and self.du != DU_NONE:
+        if self.learning is not None and (self.du != DU_NONE) != self.current_traces:
             raise ValueError(
-                f"SpikingLayer {self.name}: on-device S-TLLR needs a current without memory "
-                f"(du = {DU_NONE}); a current-based layer (du = {self.du}) cannot learn on device"
+                f"SpikingLayer {self.name}: a layer with du = {self.du} needs a LearningSpec "
+                f"{'with' if self.du != DU_NONE else 'without'} current traces (pi_frac)"
             )
+        if self.delay is not None:
+            if self.kind != "dense" or self.learning is not None:
+                raise ValueError(
+                    f"SpikingLayer {self.name}: synaptic delays need a dense layer without "
+                    f"on-device learning (kind {self.kind!r}, learning "
+                    f"{'on' if self.learning else 'off'})"
+                )
+            check_delays(self.delay, *self.weight.shape, f"SpikingLayer {self.name}")
+
+    @property
+    def delay_plan(self) -> DelayPlan | None:
+        """How :attr:`delay` is applied (computed once; ``None`` without delays)."""
+        if self.delay is None:
+            return None
+        plan = self.__dict__.get("_delay_plan")
+        if plan is None:
+            plan = delay_plan(self.delay.detach().cpu().numpy())
+            object.__setattr__(self, "_delay_plan", plan)
+        return plan
+
+    @property
+    def current_traces(self) -> bool:
+        """Plastic and current-based: the traces include ``P^i`` (and ``R^i``)."""
+        return self.learning is not None and self.learning.pi_frac is not None
+
+    @property
+    def current_trace_decay(self) -> float:
+        """λ_syn of the current traces: ``lambda_syn``, else the current's own decay."""
+        if self.lambda_syn is not None:
+            return self.lambda_syn
+        return (DU_NONE - self.du) / DECAY_UNITY
 
     @property
     def out_channels(self) -> int:
@@ -163,6 +208,8 @@ class SpikingState(NamedTuple):
     s_prev: Any = None
     #: current-based nodes on a host without synaptic delay: this step's ``a`` (read next step)
     a_prev: Any = None
+    #: nodes with synaptic delays: the delay line ``[*batch, out, K]`` (synaptic_delay.py)
+    line: Any = None
 
 
 def synaptic_sum(node: SpikingLayer, w, x, dtype=torch.float64, keep_float: bool = False):
@@ -183,6 +230,9 @@ def forward(node: SpikingLayer, state: SpikingState | None, inputs, host, step: 
     (x,) = inputs
     fast = host.fast(node)  # float32 tensors holding exact integers (emulator)
     a = host.synapse(node, x, fast)  # W·x[t], or W·x[t−1] on a host with a delay
+    line = None
+    if node.delay is not None:  # Σ_j W_ij·x_j[t − δ − d_ij] through the node's delay line
+        a, line = _delayed(node, None if state is None else state.line, a, x, host)
     s_last = None if state is None else state.s
     a_rec = None  # W_rec·s[t−1]
     if node.recurrent and s_last is not None:
@@ -226,22 +276,50 @@ def forward(node: SpikingLayer, state: SpikingState | None, inputs, host, step: 
     exact = s if fast else None
     spec = node.learning
     if spec is None:
-        return Step(out, SpikingState(lif.u, lif.v, out, a_prev=a_next), exact)
+        return Step(out, SpikingState(lif.u, lif.v, out, a_prev=a_next, line=line), exact)
     psi = psi_lookup(v_c, host.psi_table(node), node.psi.shift, node.psi.half)
     s_prev = None
     if node.recurrent:
         s_prev = s_last if s_last is not None else zeros_like(out)
     tr = state.traces if state is not None and state.traces is not None else None
     if tr is None:
-        tr = Traces(zeros_like(x, dtype=_int64(x)), zeros_like(out),
-                    None if s_prev is None else zeros_like(s_prev))  # fmt: skip
-    p_new, q_new, r_new = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec,
-                                           node.psi.frac, step, index)  # fmt: skip
+        tr = _zero_traces(node, x, out, s_prev)
     top = (1 << spec.trace_bits) - 1
+    if node.current_traces:
+        p_new, pi_new, q_new, r_new, ri_new = stllr_current_trace_step(
+            tr.p, tr.pi, tr.q, tr.r, tr.ri, x, psi, s_prev, spec, node.psi.frac, step, index
+        )
+        host.count(node.name + "/trace_current", pi_new, top)
+        traces = Traces(p_new, q_new, r_new, pi_new, ri_new)
+    else:
+        p_new, q_new, r_new = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec,
+                                               node.psi.frac, step, index)  # fmt: skip
+        traces = Traces(p_new, q_new, r_new)
     host.count(node.name + "/trace_pre", p_new, top)
     host.count(node.name + "/trace_post", q_new, top)
-    new = SpikingState(lif.u, lif.v, out, Traces(p_new, q_new, r_new), psi, tr.q, x, s_prev)
+    new = SpikingState(lif.u, lif.v, out, traces, psi, tr.q, x, s_prev, a_prev=a_next)
     return Step(out, new, exact)
+
+
+def _delayed(node: SpikingLayer, line, a, x, host):
+    """``(a[t], new line)`` of a node with synaptic delays (quantization/synaptic_delay.py)."""
+    w = node.weight if isinstance(a, torch.Tensor) else node.weight.detach().cpu().numpy()
+    if isinstance(a, torch.Tensor):
+        w = w.to(a.device)
+
+    def masked_sum(wk, xk):
+        total = synaptic_sum(node, wk, xk)
+        return total.to(a.dtype) if isinstance(total, torch.Tensor) else total.astype(a.dtype)
+
+    return delay_step(node.delay_plan, line, a, x, w, host.synaptic_delay(), masked_sum)
+
+
+def _zero_traces(node: SpikingLayer, x, out, s_prev) -> Traces:
+    p = zeros_like(x, dtype=_int64(x))
+    r = None if s_prev is None else zeros_like(s_prev)
+    if not node.current_traces:
+        return Traces(p, zeros_like(out), r)
+    return Traces(p, zeros_like(out), r, zeros_like(p), None if r is None else zeros_like(r))
 
 
 def _int64(x):
@@ -327,11 +405,14 @@ def from_float(spec: FloatSpiking, scales: dict, cfg: PTQConfig) -> Quantized:
     dv = quantize_decay(alpha, allow_full=False)
     du = DU_NONE if spec.current_decay is None else current_decay_du(spec.current_decay)
     rep.dv, rep.bias_exp = dv, bias_exp
+    # a float deconv holds stllr's [C_out, C_in, k, k]; the node PyTorch's [C_in, C_out, k, k]
+    w = ms[0].transpose(0, 1).contiguous() if spec.kind == "deconv" else ms[0]
     node = SpikingLayer(
-        spec.name, spec.inputs, spec.kind, ms[0], e, dv, rep.vth, spec.lif.reset, bias, bias_exp,
+        spec.name, spec.inputs, spec.kind, w, e, dv, rep.vth, spec.lif.reset, bias, bias_exp,
         ms[1] if len(ms) > 1 else None, spec.stride, spec.padding, spec.dilation, spec.groups,
         cfg.weight_bits, psi_table(spec.psi, w_lsb / 2**ACT_SHIFT),
-        tuple(spec.factors.as_list()), gain=rep.gain, du=du,
+        tuple(spec.factors.as_list()), gain=rep.gain, output_padding=spec.output_padding, du=du,
+        lambda_syn=None if spec.current_decay is None else spec.lambda_syn,
     )  # fmt: skip
     return Quantized(node, rep, 1.0)
 

@@ -97,6 +97,11 @@ class RecurrentNeuronSTLLR(nn.Module):
         self._ws.clear()
         self.neurons.reset_state()
 
+    def _weight_pairs(self) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
+        """``(W, g)`` of the two weights, in the order of :meth:`effective_weights` (the
+        S-TLLR layers' interface: the pipeline's float learner makes Ŵ the raw weight)."""
+        return ((self.weight, self.gain), (self.weight_rec, self.gain_rec))
+
     def effective_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(Ŵ, Ŵ_rec), cached while the parameters are unchanged (the raw weights when
         ``weight_std`` is off)."""

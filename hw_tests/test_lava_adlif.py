@@ -1,0 +1,34 @@
+"""A PTQ'd AdLIF SHD network in the toolkit's Lava processes (``fixed_pt``): every node's
+output at every step and the adaptive layer's final state (v, ω, h) equal the emulator's,
+two samples back to back with the state reset between them
+(quantization/nodes/adaptive.py; lava_models/processes: AdaptiveProcess)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hw_tests.parity_references import emulate
+from lava_models.runner import run_lava
+from quantization.nodes import AdaptiveLayer
+from quantization.ptq import PTQConfig, quantize_model
+from tests.test_adlif_integer import _float_adlif
+
+
+def test_adlif_network_in_lava_equals_the_emulator():
+    m = _float_adlif("neuron", "soft")
+    x = (torch.rand(20, 3, 40, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    qnet, _ = quantize_model(m, [x], PTQConfig(weight_bits=8))
+    assert isinstance(qnet.nodes[0], AdaptiveLayer) and qnet.nodes[0].bias_mant.any()
+    frames = x[:, :2].transpose(0, 1).to(torch.int64).numpy()  # [2, T, 40]
+    res = run_lava(qnet, frames, timeout_s=120)
+    ref = emulate(qnet, frames)
+    for n in qnet.nodes:
+        got = res.outputs[n.name].reshape(ref.outputs[n.name].shape)
+        np.testing.assert_array_equal(got, ref.outputs[n.name], err_msg=n.name)
+    s = ref.outputs["rec"]
+    assert 0 < s.sum() < s.size
+    st = ref.emu.state["rec"]
+    for key in ("v", "w", "h"):
+        np.testing.assert_array_equal(res.state["rec"][key], getattr(st, key)[0].numpy())
+    assert st.w.abs().max() > 0
