@@ -112,7 +112,9 @@ def prepare(a, data, qnet, mech: Mechanisms) -> Prepared:
     xr = yr = None
     if mech.replay_buffer:
         xr, yr, _ = stack_samples(replay_samples(data, mech.replay_buffer, a.seed))
-    schedule = stream_schedule(n_stream, mech.replay_every, 0 if yr is None else len(yr))
+    schedule = stream_schedule(
+        n_stream, mech.replay_every, 0 if yr is None else len(yr), mech.passes
+    )
     x_all, y_all = interleave(schedule, xs, ys, xr, yr)
     if a.labelled:  # a label-scarce stream: only the first `labelled` shifted samples
         y_all = unlabel_after(schedule, y_all, a.labelled)

@@ -64,15 +64,13 @@ def interleave(
 
 
 def unlabel_after(schedule: Sequence[StreamItem], y: torch.Tensor, labelled: int) -> torch.Tensor:
-    """Labels ``[M]`` of a label-scarce stream: the shifted samples after the first
-    ``labelled`` arrive without a label (``−1``); replayed samples keep theirs."""
+    """Labels ``[M]`` of a label-scarce stream: only the first ``labelled`` shifted samples
+    (stream indices ``< labelled``, in every pass) carry a label, the others arrive
+    without one (``−1``); replayed samples keep theirs."""
     out = y.clone()
-    seen = 0
     for j, item in enumerate(schedule):
-        if item.source == "shift":
-            seen += 1
-            if seen > labelled:
-                out[j] = -1
+        if item.source == "shift" and item.index >= labelled:
+            out[j] = -1
     return out
 
 

@@ -96,6 +96,21 @@ def test_stream_schedule_interleaves_replay_by_hand():
     assert checkpoints_of(stream_schedule(4, 2, 1), 2) == {1: 2, 5: 4}
 
 
+def test_stream_schedule_passes_repeat_the_stream_by_hand():
+    # two passes over 3 shifted samples, a replay after every 2nd shifted item
+    assert stream_schedule(3, replay_every=2, n_buffer=2, passes=2) == [
+        StreamItem("shift", 0),
+        StreamItem("shift", 1),
+        StreamItem("replay", 0),
+        StreamItem("shift", 2),
+        StreamItem("shift", 0),
+        StreamItem("replay", 1),
+        StreamItem("shift", 1),
+        StreamItem("shift", 2),
+        StreamItem("replay", 0),
+    ]
+
+
 def test_interleave_pads_and_orders_the_stream():
     xs = torch.arange(2 * 3).reshape(2, 3, 1).float() + 1  # T = 2, 3 shifted samples
     xr = -torch.arange(4 * 2).reshape(4, 2, 1).float() - 1  # T = 4, 2 replay samples
@@ -114,6 +129,8 @@ def test_mechanism_settings_are_checked_with_one_line_errors():
         Mechanisms(replay_buffer=4).check("f.toml")
     with pytest.raises(UserError, match="f.toml: adaptation.consolidate_shift"):
         Mechanisms(consolidate_shift=40).check("f.toml")
+    with pytest.raises(UserError, match="f.toml.*adaptation.passes"):
+        Mechanisms(passes=0).check("f.toml")
 
 
 # --- paired statistics -------------------------------------------------------------------
@@ -237,3 +254,7 @@ def test_pseudo_labels_and_label_scarce_streams_by_hand():
     sched = stream_schedule(4, replay_every=2, n_buffer=1)  # s0 s1 r0 s2 s3 r0
     y = unlabel_after(sched, torch.tensor([5, 6, 9, 7, 8, 9]), labelled=1)
     assert y.tolist() == [5, -1, 9, -1, -1, 9]
+    # two passes over 2 shifted samples (s0 s1 r0 s0 s1 r0): s0 keeps its label each pass
+    sched = stream_schedule(2, replay_every=2, n_buffer=1, passes=2)
+    y = unlabel_after(sched, torch.tensor([5, 6, 9, 5, 6, 9]), labelled=1)
+    assert y.tolist() == [5, -1, 9, 5, -1, 9]
