@@ -131,6 +131,15 @@ VARIANTS: dict[str, dict[str, object]] = {
     # event stand-ins: only the head learns, from the host's error (no DFA into conv7)
     "head": {"signal": "host", "layers": "head"},
     "head_replay": {"signal": "host", "layers": "head", "replay_buffer": 100, "replay_every": 2},
+    "head_combo_cons": {
+        "signal": "host",
+        "layers": "head",
+        "error_gate": 0.3,
+        "rate_decay": 100,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 6,
+    },
 }
 
 #: every variant but ``config`` starts from the mechanisms switched off (the variants were

@@ -651,12 +651,15 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
         "adaptation.rate_decay=3",
         "adaptation.error_gate=0.05",
         "adaptation.consolidate_shift=2",
+        "adaptation.passes=2",
         "adaptation.lava_eval_samples=0",
     )
     code, out, err = resume_cli(run_dir, data_dir, "--rerun-from", "adaptation", sets=sets)
     assert code == 0, err
     res = _json(run_dir / "adaptation/adaptation.json")
-    assert res["settings"]["replay_samples"] == 3  # after shifted samples 2, 4 and 6
+    # two passes over the shifted samples, a replay after every 2nd of the 2·n items
+    n_stream = res["settings"]["stream_samples"]
+    assert n_stream in (6, 7) and res["settings"]["replay_samples"] == n_stream
     assert res["lava"]["weights_equal"] and res["lava"]["outputs_bit_exact"]
     assert res["lava"]["eval_samples"] == 20  # 0 = the whole evaluation set
     assert res["lava"]["predictions_differing"] == {"before": 0, "after": 0}
@@ -681,4 +684,5 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
     md = (run_dir / "report/report.md").read_text()
     assert "Δ original (points ± paired SE; gained/lost)" in md
     assert "original condition" in md and "replay of 2 original-condition samples" in md
+    assert "2 passes over the labelled stream" in md
     assert "consolidation" in md
