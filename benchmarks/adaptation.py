@@ -129,11 +129,33 @@ VARIANTS: dict[str, dict[str, object]] = {
     # the host rehearses its labelled shifted buffer: 4 passes over 1000 samples
     "passes4": {"samples": 1000, "passes": 4, "lr": 3e-6, "eval_every": 1000},
     # event stand-ins: only the head learns, from the host's error (no DFA into conv7)
-    "head": {"signal": "host", "layers": "head"},
-    "head_replay": {"signal": "host", "layers": "head", "replay_buffer": 100, "replay_every": 2},
+    "head": {"signal": "host", "layers": "head", "lr": 3e-3},
+    "head_replay": {
+        "signal": "host",
+        "layers": "head",
+        "lr": 3e-3,
+        "replay_buffer": 100,
+        "replay_every": 2,
+    },
+    "head_replay_cons": {
+        "signal": "host",
+        "layers": "head",
+        "lr": 3e-3,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 6,
+    },
+    "head_replay_lr1": {
+        "signal": "host",
+        "layers": "head",
+        "lr": 1e-3,
+        "replay_buffer": 100,
+        "replay_every": 2,
+    },
     "head_combo_cons": {
         "signal": "host",
         "layers": "head",
+        "lr": 3e-3,
         "error_gate": 0.3,
         "rate_decay": 100,
         "replay_buffer": 100,
