@@ -128,6 +128,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     },
     # the host rehearses its labelled shifted buffer: 4 passes over 1000 samples
     "passes4": {"samples": 1000, "passes": 4, "lr": 3e-6, "eval_every": 1000},
+    "passes2": {"samples": 1000, "passes": 2, "lr": 3e-6, "eval_every": 1000},
     # event stand-ins: only the head learns, from the host's error (no DFA into conv7)
     "head": {"signal": "host", "layers": "head", "lr": 3e-3},
     "head_replay": {
