@@ -43,12 +43,10 @@ from stllr.config import ExperimentConfig
 
 def _write_standin(root: Path) -> None:
     from stllr.flow.mvsec_files import write_sequence
-    from stllr.flow.standin import STANDIN_SEQUENCES, StandinSpec, make_recording
+    from stllr.flow.standin import make_recording, translation_specs
 
-    for name, (_spec, offset) in STANDIN_SEQUENCES.items():
-        frames = 160 if name == "outdoor_day2" else 24
-        small = StandinSpec(height=40, width=40, frames=frames, x_speed=80.0)
-        write_sequence(root / "seed0", name, *make_recording(small, offset))
+    for name, (spec, seed) in translation_specs().items():
+        write_sequence(root / "seed0", name, *make_recording(spec, seed))
 
 
 def _config(root: Path, epochs: int) -> ExperimentConfig:
@@ -62,30 +60,22 @@ def _config(root: Path, epochs: int) -> ExperimentConfig:
 
 
 def _lava_scores(qnet, tests: dict, limit: int) -> dict:
-    """Each test sequence's first ``limit`` windows in Lava ``fixed_pt``: the AEE of Lava's
-    finest flow at the last step, and whether it equals the emulator's bit for bit."""
-    import numpy as np
-
-    from lava_models.runner import run_lava
+    """Each test sequence's first ``limit`` windows in Lava ``fixed_pt``
+    (:func:`lava_models.flow.lava_flow`): the AEE of Lava's finest flow at the last step,
+    and whether it equals the emulator's bit for bit."""
+    from lava_models.flow import lava_flow
     from quantization.emulator import IntegerEmulator
-    from quantization.flow_eval import FINEST, integer_flow
-    from quantization.ptq import quantize_input
+    from quantization.flow_eval import integer_flow
     from stllr.flow.dataset import collate
     from stllr.flow.metrics import sequence_score, window_errors
 
-    lsb = qnet.node(FINEST).out_lsb
     out, equal, windows, t0 = {}, True, 0, time.perf_counter()
     for name, data in tests.items():
         n = min(limit, len(data))
         batch = collate([data[i] for i in range(n)])
-        x = batch.x  # [T, N, C, h, w]
-        frames = quantize_input(x, qnet.input_format).permute(1, 0, 2, 3, 4).numpy()
-        res = run_lava(qnet, frames, timeout_s=600)
-        emu_flow = integer_flow(IntegerEmulator(qnet), x)
-        steps = res.outputs[FINEST].reshape(n, x.shape[0], *emu_flow.shape[1:])
-        lava_flow = torch.as_tensor(np.ascontiguousarray(steps[:, -1])).double() * lsb
-        equal = equal and bool(torch.equal(lava_flow, emu_flow))
-        errors = window_errors(lava_flow.to(batch.flow.dtype), batch.flow, batch.events)
+        lava = lava_flow(qnet, batch.x)
+        equal = equal and bool(torch.equal(lava, integer_flow(IntegerEmulator(qnet), batch.x)))
+        errors = window_errors(lava.to(batch.flow.dtype), batch.flow, batch.events)
         out[name] = sequence_score(name, errors).aee
         windows += n
     return {"sum_aee": sum(out.values()), **out, "windows": windows,
@@ -95,17 +85,13 @@ def _lava_scores(qnet, tests: dict, limit: int) -> dict:
 def _adapt(qnet, data, calib, args) -> dict:
     """On-device learning of the finest head with the flow error (quantization.flow_eval)
     over the training windows, then the test AEE; and the same learning replayed in Lava
-    ``fixed_pt`` on the first ``--lava-adapt`` windows: its weights must equal the
-    emulator's."""
+    ``fixed_pt`` on the first ``--lava-adapt`` windows (:func:`lava_models.flow.
+    replay_flow_head`): its weights must equal the emulator's."""
     import dataclasses
 
-    import numpy as np
-
-    from lava_models.runner import run_lava
     from quantization.emulator import IntegerEmulator
     from quantization.flow_eval import FINEST, adapt_flow_head, evaluate_integer_flow
     from quantization.learning import attach_learning
-    from quantization.ptq import quantize_input
     from stllr.flow.dataset import collate
 
     if args.adapt_from == "zero":  # a head that has learned nothing (≈ zero flow)
@@ -132,17 +118,11 @@ def _adapt(qnet, data, calib, args) -> dict:
            "seconds": seconds}  # fmt: skip
     k = min(args.lava_adapt, len(windows))
     if k:
-        emu_k = IntegerEmulator(plastic)
-        given = adapt_flow_head(emu_k, windows[:k], event_mask=not args.all_pixels)
-        x = torch.cat([w.x for w in windows[:k]], dim=1)  # [T, k, C, h, w]
-        frames = quantize_input(x, plastic.input_format).permute(1, 0, 2, 3, 4).numpy()
-        sig = np.zeros((k, x.shape[0], *given[0].shape[1:]), dtype=np.int64)
-        sig[:, -1] = torch.cat(given).numpy()
-        res = run_lava(plastic, frames, {FINEST: sig}, timeout_s=600)
-        learned = emu_k.weights(FINEST)["w"]
-        same = np.array_equal(res.state[FINEST]["weights"], learned.numpy())
-        out["lava_replay"] = {"windows": k, "weights_equal_to_emulator": bool(same),
-                              "weights_moved": int((learned != w0).sum())}  # fmt: skip
+        from lava_models.flow import replay_flow_head
+
+        rep = replay_flow_head(plastic, windows[:k], event_mask=not args.all_pixels)
+        out["lava_replay"] = {"windows": k, "weights_equal_to_emulator": rep.differing == 0,
+                              "weights_moved": rep.moved}  # fmt: skip
     return out
 
 

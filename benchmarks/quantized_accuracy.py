@@ -12,7 +12,13 @@ stand-in generator that no model was trained on (``--heldout``): SHD stand-in: i
 400-sample test split (already large); DVS Gesture: test user 24 (the test split) and
 users 25 … 24 + k (k = ⌈``--heldout`` / 22⌉; two lightings × eleven gestures each);
 CIFAR10-DVS / N-Caltech101: the 20-sample test split plus recordings ``20 … 20 + n − 1``
-of every class (n = ``--heldout`` // classes; the originals hold indices 0 … 19). The
+of every class (n = ``--heldout`` // classes; the originals hold indices 0 … 19);
+N-TIDIGITS stand-in: its 110-sample test split plus another draw of ``--heldout`` test
+recordings (the generator's test stream with that many samples: it shares a recording
+with the 110 where label and speaker happen to agree, none with the training split);
+DVS Gesture 32×32 / DVSPlane stand-ins (the pipelines' CuLIF networks on pooled,
+flattened frames): users 26 onward (20 recordings each) / test recordings 8 onward of
+every class, binned and flattened as the test split. The
 event stand-ins' own test splits (20–22 samples, one sample ≈ 5 points) are reported
 too, as are the training split and the share of samples (evaluation set + training split)
 on which the 8-bit prediction equals the float one. Lower widths (``--bits``) are scored
@@ -38,6 +44,9 @@ network against its control. Both are reported either way.
 Recipes (stand-ins are small; event tasks use the narrow VGG-9 of the README table):
 
 * ``shd-standin``: ``stllr demo``'s S-TLLR network (700 → 256 recurrent → 20, 6 epochs);
+* ``ntidigits-standin``, ``gesture32-standin``, ``dvsplane-standin``: the pipelines'
+  CuLIF recurrent networks (``experiments/*_standin_culif.toml``; 8, 10, 16 epochs, the
+  cosine schedule over them);
 * ``gesture-standin``, ``cifar10dvs-standin``, ``ncaltech101-standin``: VGG-9 with
   channels 16,16,32,32,32,32,32,32, BPTT, batch 8, 40 epochs with the cosine schedule
   over the 40. (Until 2026-11-24 these were 12 epochs (N-Caltech101: 20), which stopped
@@ -72,6 +81,9 @@ RECIPES = {
         "experiments/ncaltech101_bptt.toml",
         [NARROW, "batch_size=8", "epochs=40"],
     ),
+    "ntidigits-standin": ("experiments/ntidigits_standin_culif.toml", ["epochs=8"]),
+    "gesture32-standin": ("experiments/gesture32_standin_culif.toml", ["epochs=10"]),
+    "dvsplane-standin": ("experiments/dvsplane_standin_culif.toml", ["epochs=16"]),
 }
 
 
@@ -97,7 +109,29 @@ def _heldout_root(task: str, tag: str) -> Path:
     return CACHE_DIR / "standins-heldout" / f"{task}-{tag}"
 
 
-def _heldout(task: str, cfg, n: int):
+def _heldout_camera(task: str, cfg, n: int, test):
+    """Fresh recordings of the gesture32 / DVSPlane stand-ins, binned and flattened as the
+    task's test split ``test`` is (its ``spec``, ``flatten_pool``); made in memory."""
+    from stllr.data import standin_first_spike as fs
+    from stllr.data.fs_frames import BinnedDataset
+    from stllr.tasks import FlatChannels
+
+    if task == "gesture32-standin":
+        conf = fs.Gesture32StandinConfig()
+        per_user = len(conf.lightings) * 10
+        first = max(conf.test_users) + 1
+        users = tuple(range(first, first + -(-n // per_user)))
+        recs = fs.gesture32_recordings(users, 0, conf)
+    else:
+        conf = fs.DVSPlaneStandinConfig()
+        first = conf.per_class_test  # the test split holds indices 0 … per_class_test − 1
+        recs = [fs.plane_recording(0, "test", label, i, conf)
+                for i in range(first, first + max(1, n // 4)) for label in range(4)]  # fmt: skip
+    binned = BinnedDataset(recs, test.spec)
+    return FlatChannels(binned, cfg.flatten_pool) if cfg.flatten else binned
+
+
+def _heldout(task: str, cfg, n: int, test=None):
     """Fresh recordings of the task's stand-in (see module doc); ``None`` for SHD."""
     from torch.utils.data import ConcatDataset
 
@@ -109,6 +143,15 @@ def _heldout(task: str, cfg, n: int):
 
     if n <= 0 or task == "shd-standin":
         return None
+    if task in ("gesture32-standin", "dvsplane-standin"):
+        return _heldout_camera(task, cfg, n, test)
+    if task == "ntidigits-standin":  # another draw of the test split, n recordings
+        from stllr.data.standin_first_spike import NTidigitsStandinConfig, ensure_ntidigits_standin
+        from stllr.tasks_first_spike import ntidigits_splits
+
+        root = _heldout_root(task, f"test{n}")
+        ensure_ntidigits_standin(root, NTidigitsStandinConfig(cfg.standin_train or 330, n))
+        return ntidigits_splits(cfg, root, standin=False).test
     if task == "gesture-standin":
         per_user = len(gesture.GESTURE_MOTIONS) * len(gesture.GestureStandinConfig().lightings)
         users = tuple(range(25, 25 + -(-n // per_user)))
@@ -258,7 +301,7 @@ def main() -> None:
         t0 = time.perf_counter()
         loaded = load_checkpoint(ckpt)
         cfg, model, data = loaded.cfg, loaded.model, loaded.data
-        fresh = _heldout(task, cfg, args.heldout)
+        fresh = _heldout(task, cfg, args.heldout, data.test)
         evalset = data.test if fresh is None else ConcatDataset([data.test, fresh])
         calib = calibration_batches(data.train, 4, cfg.batch_size, cfg.seed)
         qnet, reports = quantize_model(model, calib, PTQConfig(weight_bits=8, scale=args.scale))

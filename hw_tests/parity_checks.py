@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hw_tests.parity_flow import flow_float_group, flow_prediction_group
 from hw_tests.parity_output import row_line
 from hw_tests.parity_references import (
     LEARN_STEPS,
@@ -127,7 +128,7 @@ def _fixed_case(tm: TaskModel, mode: Mode, tasks: TaskCache, corrupt: bool) -> F
     model = small_model(tm, x.shape[2:], data.num_classes).float()
     cal = x.transpose(0, 1)  # [T, N, ...]
     qnet, _ = quantize_model(model, [cal], PTQConfig(weight_bits=8))
-    qnet = attach_learning(qnet, list(tm.plastic), [cal], lr=LR, seed=7)
+    qnet = attach_learning(qnet, list(tm.plastic), [cal], lr=LR * tm.fixed_lr_scale, seed=7)
     frames = quantize_input(x, qnet.input_format).numpy()
     ref_qnet = flip_one_weight(qnet, tm.plastic[0]) if corrupt else qnet
     return FixedCase(qnet, tm.plastic, frames, labels, seed=3, timeout_s=mode.timeout_s,
@@ -362,14 +363,18 @@ def build_table(
     for tm in task_models:
         jobs = []
         if "float" in groups:
-            jobs.append(("float", "host", lambda tm=tm: _float_group(
+            group = flow_float_group if tm.arch == "fsfn" else _float_group
+            jobs.append(("float", "host", lambda tm=tm, group=group: group(
                 tm, mode, tasks, "float" in corrupt)))  # fmt: skip
         if "fixed" in groups:
             for src in signal_sources(mode.name):
                 if src.applies(tm, mode.name):
                     jobs.append(("fixed", src.name, lambda tm=tm, src=src: _fixed_group(
                         tm, mode, tasks, src, "fixed" in corrupt, cases)))  # fmt: skip
-        if "predictions" in groups:
+        if "predictions" in groups and tm.arch == "fsfn":  # flows, not classes
+            jobs.append(("predictions", "-", lambda tm=tm: flow_prediction_group(
+                tm, mode, tasks, "predictions" in corrupt)))  # fmt: skip
+        elif "predictions" in groups:
             jobs.append(("predictions", "-", lambda tm=tm: _prediction_group(
                 tm, mode, tasks, runs_dir, exclude, "predictions" in corrupt)))  # fmt: skip
         for group, source, job in jobs:

@@ -24,12 +24,15 @@ from stllr.layers.stllr_layers import Conv2dSTLLR, LinearSTLLR, RecurrentLinearS
 from stllr.models.base import SpikingModel
 from stllr.models.chain import SpikingChain
 from stllr.neuron import LIFParams
+from stllr.neurons.layers import RecurrentNeuronSTLLR
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-5  # float paths: membranes, logits and weights
 LEARN_STEPS = 100  # on-device learning steps of the fixed check
 LR = 0.05
-STLLR_LAYERS = (Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR)
+STLLR_LAYERS = (Conv2dSTLLR, LinearSTLLR, RecurrentLinearSTLLR, RecurrentNeuronSTLLR)
+#: the layers with a recurrent weight ``weight_rec`` (learned, standardised with ``weight``)
+RECURRENT_LAYERS = (RecurrentLinearSTLLR, RecurrentNeuronSTLLR)
 
 
 # =======================================================================================
@@ -61,7 +64,7 @@ class Recorder:
             self.live[name] = output
             self.out[name].append(output[0].detach().numpy().copy())
             if name in self.mem:
-                self.mem[name].append(module.state.u[0].detach().numpy().copy())
+                self.mem[name].append(_membrane(module)[0].detach().numpy().copy())
             return output.detach() if detach else None
 
         return hook
@@ -73,6 +76,13 @@ class Recorder:
     def remove(self):
         for h in self.handles:
             h.remove()
+
+
+def _membrane(module) -> torch.Tensor:
+    """The membrane after reset: ũ of the LIF layers, v̂ of the neuron populations."""
+    if isinstance(module, RecurrentNeuronSTLLR):
+        return module.state.neuron.v
+    return module.state.u
 
 
 def torch_inference(model, frames):
@@ -95,7 +105,7 @@ def effective_weight_model(model):
     model = copy.deepcopy(model)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, RecurrentLinearSTLLR) and m.weight_std:
+            if isinstance(m, RECURRENT_LAYERS) and m.weight_std:
                 w, w_rec = (t.clone() for t in m.standardized_weights())
                 m.weight.copy_(w)
                 m.weight_rec.copy_(w_rec)
@@ -119,7 +129,7 @@ def torch_learning(model, frames, signals, plastic, lr):
     leaves = {}
     for name in plastic:
         m = mods[name]
-        leaves[name] = [m.weight] + ([m.weight_rec] if isinstance(m, RecurrentLinearSTLLR) else [])
+        leaves[name] = [m.weight] + ([m.weight_rec] if isinstance(m, RECURRENT_LAYERS) else [])
         for w in leaves[name]:
             w.requires_grad_(True)
     rec = Recorder(mods, detach=True)

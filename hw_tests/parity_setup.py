@@ -59,6 +59,8 @@ class TaskModel:
     gain: float  # multiplies the standardised-weight gains (activity in deep layers)
     plastic: tuple[str, ...]  # nodes that learn in the float and fixed checks
     seed: int = 0
+    #: multiplies LR in the fixed check (quantization.learning.attach_learning's units)
+    fixed_lr_scale: float = 1.0
 
     @property
     def key(self) -> tuple[str, str]:
@@ -77,6 +79,16 @@ TASK_MODELS = (
               ("conv1", "conv2", "head")),
     TaskModel("gesture-standin", "resnet18", "gesture_resnet18_stllr", ("channels=4,4,8,8",), 3.0,
               ("b0.conv1", "b4.short", "head")),
+    # current-based neurons (CuLIF, docs/neurons.md): the N-TIDIGITS stand-in's network
+    TaskModel("ntidigits-standin", "shd_rsnn", "ntidigits_standin_culif", ("hidden=32",), 4.0,
+              ("rec", "readout")),
+    # optical flow (hw_tests.parity_flow): the finest flow head learns. Its step sums
+    # L·P over the 16 × 16 head pixels, P counting spikes × 32, so at LR the 8-bit weights
+    # saturate within a few steps (and a corrupted weight could not show); at LR·2^−18,
+    # 100 steps of random signals move them by tens of LSBs, none at ±127/128
+    TaskModel("mvsec-standin", "fsfn", "mvsec_standin_stllr",
+              ("channels=2,4,4,4", "flow_decoder=2,2,2"), 1.0,
+              ("flow1",), fixed_lr_scale=2.0**-18),
 )  # fmt: skip
 
 #: check group → its checks (the builtin group has its own pseudo task "builtin")
@@ -198,9 +210,16 @@ def _online_sources() -> list[SignalSource]:
                                            (signals, "emulate_online"))):  # fmt: skip
         return []
     return [
-        # quick: on SHD only (one cheap run keeps the source in CI); full: every model
-        SignalSource("dfa", _online_run("dfa"), lambda tm, mode: mode == "full" or _is_shd(tm)),
-        SignalSource("sdfa", _online_run("sdfa"), lambda tm, mode: mode == "full"),
+        # quick: on SHD only (one cheap run keeps the source in CI); full: every classifier
+        # (the flow model's error is a flow error, host-computed: no class label to use)
+        SignalSource(
+            "dfa",
+            _online_run("dfa"),
+            lambda tm, mode: (mode == "full" and tm.arch != "fsfn") or _is_shd(tm),
+        ),
+        SignalSource(
+            "sdfa", _online_run("sdfa"), lambda tm, mode: mode == "full" and tm.arch != "fsfn"
+        ),
         SignalSource("bp", _online_run("bp"), lambda tm, mode: mode == "full" and _is_shd(tm)),
     ]
 
@@ -224,9 +243,13 @@ class TaskCache:
         from stllr.tasks import load_task
 
         key = (cfg.task, cfg.data, cfg.standin_train, cfg.standin_test, cfg.seed, cfg.frame_us,
-               cfg.n_time_bins)  # fmt: skip
+               cfg.n_time_bins, cfg.flow_crop, cfg.flow_bins)  # fmt: skip
         if key not in self._data:
             self._data[key] = load_task(cfg)
+            if cfg.arch == "fsfn":  # windows seen as samples (hw_tests.parity_flow)
+                from hw_tests.parity_flow_view import flow_view
+
+                self._data[key] = flow_view(self._data[key])
         return self._data[key]
 
 
@@ -271,13 +294,14 @@ def task_frames(data, start: int, n: int, steps: int | None, crop: int | None) -
     return x.contiguous()
 
 
-def flip_one_weight(qnet: QNetwork, name: str) -> QNetwork:
-    """``qnet`` with one weight of ``name`` moved by one LSB (a deliberate corruption)."""
+def flip_one_weight(qnet: QNetwork, name: str, lsb: int = 1) -> QNetwork:
+    """``qnet`` with one weight of ``name`` moved by ``lsb`` LSBs (a deliberate corruption;
+    down when up would leave the weight range)."""
     n = qnet.node(name)
     w = n.weight.clone()
     flat = w.view(-1)
     top = (1 << (n.weight_bits - 1)) - 1
-    flat[0] = flat[0] - 1 if flat[0] >= top else flat[0] + 1
+    flat[0] = flat[0] - lsb if flat[0] + lsb > top else flat[0] + lsb
     return qnet.replace_node(dataclasses.replace(n, weight=w))
 
 

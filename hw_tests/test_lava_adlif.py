@@ -1,14 +1,18 @@
 """A PTQ'd AdLIF SHD network in the toolkit's Lava processes (``fixed_pt``): every node's
 output at every step and the adaptive layer's final state (v, ω, h) equal the emulator's,
 two samples back to back with the state reset between them
-(quantization/nodes/adaptive.py; lava_models/processes: AdaptiveProcess)."""
+(quantization/nodes/adaptive.py; lava_models/processes: AdaptiveProcess). The float
+network in Lava (``floating_pt``) equals the torch model: spikes, the voltage after reset
+at every step and the logits."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from hw_tests.parity_references import emulate
+from hw_tests.parity_references import emulate, torch_inference
+from lava_models.float_exporter import float_network
 from lava_models.runner import run_lava
 from quantization.nodes import AdaptiveLayer
 from quantization.ptq import PTQConfig, quantize_model
@@ -32,3 +36,23 @@ def test_adlif_network_in_lava_equals_the_emulator():
     for key in ("v", "w", "h"):
         np.testing.assert_array_equal(res.state["rec"][key], getattr(st, key)[0].numpy())
     assert st.w.abs().max() > 0
+
+
+@pytest.mark.parametrize("mode", ["neuron", "layer"])
+def test_float_adlif_network_in_lava_equals_torch(mode):
+    m = _float_adlif(mode, "soft")
+    x = (torch.rand(2, 20, 40, generator=torch.Generator().manual_seed(3)) < 0.3).float()
+    out, mem = torch_inference(m, x)  # [2·20, ...], the state reset between the samples
+    res = run_lava(float_network(m), x.double().numpy(), timeout_s=120)
+    spikes = res.outputs["rec"].reshape(out["rec"].shape)
+    np.testing.assert_array_equal(spikes, out["rec"])
+    assert 0 < spikes.sum() < spikes.size
+    v = res.per_step["rec"]["v"].reshape(mem["rec"].shape)
+    np.testing.assert_allclose(v, mem["rec"], atol=1e-5, rtol=0)
+    logits = res.outputs["readout"].reshape(out["readout"].shape)
+    np.testing.assert_allclose(logits, out["readout"], atol=1e-5, rtol=0)
+
+
+def test_float_adlif_layer_is_refused_as_plastic():
+    with pytest.raises(ValueError, match="'rec' is an AdLIF layer, which does not learn"):
+        float_network(_float_adlif("layer", "soft"), lr=1e-3, plastic=("rec",))

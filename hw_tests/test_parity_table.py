@@ -31,6 +31,9 @@ from hw_tests.parity import (
 )
 
 SHD = next(tm for tm in TASK_MODELS if tm.task == "shd-standin")
+#: the current-based (CuLIF) recurrent network
+CULIF = next(tm for tm in TASK_MODELS if tm.task == "ntidigits-standin")
+FSFN = next(tm for tm in TASK_MODELS if tm.arch == "fsfn")
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +62,9 @@ def test_quick_table_has_every_task_model_and_check(quick_table):
     assert set(keys) == set(expected_keys(mode="quick"))
     tasks = {r["task"] for r in doc["rows"]}
     archs = {r["model"] for r in doc["rows"]}
-    assert {"shd-standin", "gesture-standin", "cifar10dvs-standin", "ncaltech101-standin"} <= tasks
-    assert {"shd_rsnn", "vgg9", "resnet18"} <= archs
+    assert {"shd-standin", "gesture-standin", "cifar10dvs-standin", "ncaltech101-standin",
+            "mvsec-standin"} <= tasks  # fmt: skip
+    assert {"shd_rsnn", "vgg9", "resnet18", "fsfn"} <= archs
     checks = {r["check"] for r in doc["rows"]}
     assert checks == {c for cs in GROUP_CHECKS.values() for c in cs}
     assert "host" in {r["source"] for r in doc["rows"] if r["check"] == "fixed_weights"}
@@ -80,17 +84,31 @@ def test_markdown_agrees_with_json(quick_table):
     assert f"{n_ok}/{len(doc['rows'])} rows pass" in md
 
 
+@pytest.mark.parametrize("tm", [SHD, CULIF], ids=["lif", "culif"])
 @pytest.mark.parametrize("group", ["float", "fixed", "predictions"])
-def test_corrupted_reference_fails_its_rows(group):
+def test_corrupted_reference_fails_its_rows(group, tm):
     """One weight of the reference moved (the emulator's integer network; the torch
     model for the float group): the rows that compare weights/states must fail."""
-    rows = build_table(quick=True, task_models=[SHD], groups=[group], corrupt=[group])
+    rows = build_table(quick=True, task_models=[tm], groups=[group], corrupt=[group])
     assert {r.check for r in rows} == set(GROUP_CHECKS[group])
     must_fail = {"float": "float_weights", "fixed": "fixed_weights",
                  "predictions": "fixed_inference"}[group]  # fmt: skip
     failing = [r for r in rows if r.check == must_fail]
     assert failing and all(not r.passed and r.value is not None for r in failing), failing
     assert all(r.value > r.bound for r in failing)
+
+
+@pytest.mark.parametrize("group", ["float", "fixed", "predictions"])
+def test_corrupted_fsfn_reference_fails_its_rows(group):
+    """The flow model's rows can fail too: one weight of the finest flow head moved in the
+    reference (torch for float, the emulator's integer network otherwise)."""
+    rows = build_table(quick=True, task_models=[FSFN], groups=[group], corrupt=[group])
+    assert {r.check for r in rows} == set(GROUP_CHECKS[group])
+    must_fail = {"float": ("float_membrane", "float_weights"), "fixed": ("fixed_weights",),
+                 "predictions": ("fixed_inference", "predictions")}[group]  # fmt: skip
+    failing = [r for r in rows if r.check in must_fail]
+    assert len(failing) == len(must_fail), rows
+    assert all(not r.passed and r.value is not None and r.value > r.bound for r in failing)
 
 
 def test_corrupted_command_exits_nonzero(tmp_path):

@@ -4,7 +4,8 @@ The float graph of :func:`quantization.convert.to_float_graph` (a :class:`FloatN
 see :func:`float_network`) becomes the same Processes as the integer export
 (:mod:`lava_models.exporter`), built as float nodes for their ``floating_pt`` models
 (:mod:`lava_models.processes.float_models`), with the timing of the torch model itself.
-Converters: :func:`register_float_process` (built in: ``FloatSpiking``, ``FloatReadout``,
+Converters: :func:`register_float_process` (built in: ``FloatSpiking``, ``FloatAdaptive``,
+``FloatReadout``,
 ``Pool``, ``FloatGlobalPool``, ``Add``, ``Concat``, ``Upsample2x``).
 """
 
@@ -35,10 +36,12 @@ from lava_models.exporter import (
 
 def _builtin_float() -> tuple:
     from quantization.convert import FloatGlobalPool, FloatReadout, FloatSpiking
+    from quantization.float_nodes import FloatAdaptive
     from quantization.nodes import Add, Concat, Pool, Upsample2x
 
     return (
         (FloatSpiking, _float_spiking, _float_spiking_shape),
+        (FloatAdaptive, _float_adaptive, _float_adaptive_shape),
         (FloatReadout, _float_readout, _float_readout_shape),
         (Pool, _float_pool, _float_pool_shape),
         (FloatGlobalPool, _float_gpool, _float_gpool_shape),
@@ -137,6 +140,9 @@ def float_network(
     for name in plastic:
         if name not in kinds:
             raise ValueError(f"plastic node {name!r} is not in the network {list(kinds)}")
+        if type(kinds[name]).__name__ == "FloatAdaptive":
+            raise ValueError(f"node {name!r} is an AdLIF layer, which does not learn on device "
+                             "(inference only); make only the readout plastic")  # fmt: skip
         if not isinstance(kinds[name], (FloatSpiking, FloatReadout)):
             raise ValueError(f"node {name!r} ({type(kinds[name]).__name__}) has no weights")
     return FloatNetwork(tuple(specs), tuple(int(d) for d in input_shape), float(lr), plastic)
@@ -188,11 +194,6 @@ def _float_spiking_shape(n, in_shapes):
     from lava_models.float_ops import synapse_ops
 
     (shape,) = in_shapes
-    if n.current_decay is not None:
-        raise UnsupportedNodeError(
-            "current-based neurons have no floating_pt model yet "
-            "(the integer network runs them: export the QNetwork)"
-        )
     if n.kind in ("conv", "deconv") and len(shape) != 3:
         raise UnsupportedNodeError(f"a {n.kind} layer needs a [C, H, W] input, got {shape}")
     if n.kind == "dense" and len(shape) != 1:
@@ -215,10 +216,36 @@ def _float_spiking(n, ctx: ExportContext) -> NodeExport:
         in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_f64(n.weight), kind=n.kind,
         stride=n.stride, padding=n.padding, dilation=n.dilation, groups=n.groups,
         bias=_f64(n.bias), weight_rec=_f64(n.weight_rec), lif=n.lif, psi=n.psi,
+        current_decay=n.current_decay,
+        lambda_syn=n.current_decay if n.lambda_syn is None else n.lambda_syn,
         learning=ctx.network.learning(n.name), node_index=ctx.index, name=f"stllr_{n.name}",
         **ctx.common,
     )  # fmt: skip
     return NodeExport(proc, (proc.s_in,), proc.s_out, proc.ls_in)
+
+
+def _float_adaptive_shape(n, in_shapes):
+    (shape,) = in_shapes
+    out, fan_in = (int(d) for d in n.weight.shape)
+    if shape != (fan_in,):
+        raise UnsupportedNodeError(f"an AdLIF layer needs a flat input of {fan_in}, got {shape}")
+    return (out,)
+
+
+def _float_adaptive(n, ctx: ExportContext) -> NodeExport:
+    from lava_models.processes import AdaptiveProcess
+    from stllr.neurons.dynamics import AdLIFParams
+
+    (out,) = ctx.out_shape
+    params = AdLIFParams(*(np.broadcast_to(_f64(t), (out,)).copy()
+                           for t in (n.alpha, n.rho, n.a, n.b)),
+                         float(n.threshold), n.reset)  # fmt: skip
+    proc = AdaptiveProcess(
+        in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_f64(n.weight),
+        bias=_f64(n.bias), weight_rec=_f64(n.weight_rec), adlif=params, node_index=ctx.index,
+        name=f"adlif_{n.name}", **ctx.common,
+    )  # fmt: skip
+    return NodeExport(proc, (proc.s_in,), proc.s_out)
 
 
 def _float_readout_shape(n, in_shapes):

@@ -83,6 +83,19 @@ STAGES: tuple[Stage, ...] = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
+def stages_for(task: str) -> tuple[Stage, ...]:
+    """The stages a run of ``task`` goes through: a flow task's are those of
+    :mod:`pipeline.flow_stages` (no cost stage, AEE instead of accuracy), the others'
+    :data:`STAGES`."""
+    from stllr.tasks import is_flow_task
+
+    if is_flow_task(task):
+        from pipeline.flow_stages import STAGES as flow_stages
+
+        return flow_stages
+    return STAGES
+
+
 def run_pipeline(
     cfg: PipelineConfig,
     run_dir: Path,
@@ -94,7 +107,7 @@ def run_pipeline(
 ) -> dict:
     """Run every stage that is not finished in ``run_dir``; returns the stage summaries."""
     return run_stages(
-        STAGES,
+        stages_for(cfg.train.task),
         cfg,
         Path(run_dir),
         resume=resume,
@@ -105,4 +118,4 @@ def run_pipeline(
     )
 
 
-__all__ = ["STAGES", "STAGE_NAMES", "PipelineConfig", "run_pipeline"]
+__all__ = ["STAGES", "STAGE_NAMES", "PipelineConfig", "run_pipeline", "stages_for"]

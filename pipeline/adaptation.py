@@ -113,8 +113,27 @@ def _twin_weights(model, names) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
+#: why a first-spike network does not adapt on device (the stage line and the report)
+FS_SKIP = (
+    "skipped: on-device learning of a first-spike-coded network is not implemented (its "
+    "first-spike loss needs the whole output sequence; no per-step learning signal for the "
+    'output layer yet, docs/first_spike.md, "In the pipeline")'
+)
+
+
+def skip_first_spike(ctx: Context) -> StageOutput:
+    """The stage of a first-spike network: no adaptation, said in its summary and line."""
+    summary = {"skipped": True, "reason": FS_SKIP}
+    atomic_json(summary, ctx.stage_dir("adaptation") / "adaptation.json")
+    return StageOutput(summary, FS_SKIP, (A.ADAPT_JSON,))
+
+
 def run(ctx: Context) -> StageOutput:
     a, train = ctx.cfg.adaptation, ctx.cfg.train
+    from pipeline.deployable import is_first_spike
+
+    if is_first_spike(train):
+        return skip_first_spike(ctx)
     data = ctx.data
     qnet = A.load_qnet(ctx.run_dir)
     model, _ = A.load_float_model(ctx.run_dir, train, data)

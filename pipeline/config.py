@@ -24,6 +24,7 @@ from pathlib import Path
 
 import tomli
 
+from pipeline.flow_config import FlowSection, check_flow
 from stllr.config import (
     PLACEMENT_KEYS,
     ExperimentConfig,
@@ -164,6 +165,7 @@ SECTIONS: dict[str, type] = {
     "lava": LavaSection,
     "adaptation": AdaptationSection,
     "report": ReportSection,
+    "flow": FlowSection,
 }
 
 
@@ -175,6 +177,8 @@ class PipelineConfig:
     lava: LavaSection = field(default_factory=LavaSection)
     adaptation: AdaptationSection = field(default_factory=AdaptationSection)
     report: ReportSection = field(default_factory=ReportSection)
+    #: the flow tasks' stand-in and shift (pipeline.flow_config)
+    flow: FlowSection = field(default_factory=FlowSection)
     #: the file it was read from ("" when built in code)
     source: str = ""
 
@@ -232,9 +236,13 @@ def check(cfg: PipelineConfig) -> None:
     """One-line errors for values no stage can run with."""
     q, a, lava = cfg.quantize, cfg.adaptation, cfg.lava
     check_training(cfg.train, prefix="train.", import_only=True)
+    from stllr.tasks import is_flow_task
+
+    if is_flow_task(cfg.train.task):  # its own stages and checks (pipeline.flow_config)
+        return check_flow(cfg, cfg.source or "--set")
     from pipeline.deployable import check_deployable
 
-    check_deployable(cfg.train, cfg.source, tuple(cfg.adaptation.layers))
+    check_deployable(cfg.train, cfg.source, tuple(cfg.adaptation.layers), q.qat_epochs)
     for b in (q.bits, *q.sweep_bits):
         if not 2 <= b <= 16:
             raise UserError(f"quantize bits must be in 2..16, got {b}")
@@ -368,6 +376,11 @@ def apply_pipeline_overrides(cfg: PipelineConfig, overrides: Iterable[str]) -> P
                 f"{', '.join(SECTIONS)}"
             )
     return cfg
+
+
+#: ``--task`` names of a second network on a data set's task, each read from
+#: ``pipeline/configs/<name>.toml`` whose ``[train] task`` is that data set's task
+VARIANT_TASKS = ("fs-ntidigits-standin",)
 
 
 def config_path_for_task(task: str) -> Path:

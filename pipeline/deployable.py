@@ -5,9 +5,15 @@ LIF (docs/neurons.md §1), with on-device S-TLLR for both (docs/fixed_point.md);
 pipeline deploys ``neuron = "lif"``, ``"culif"`` and ``"pculif"`` with one decay per layer
 (PTQ keeps one 12-bit decay per layer), and ``"adlif"`` (the ``AdaptiveLayer`` kind,
 ``quantization/nodes/adaptive.py``), whose layer runs but does not learn on device: only
-its readout adapts. It refuses, before any training, what it cannot deploy yet: CuAdLIF
-(no integer kind), a plastic AdLIF layer, and the networks with a spiking output layer
-(``readout = first_spike`` / ``rate``, the ``fs_*`` archs).
+its readout adapts. A first-spike-coded network (``arch = "fs_fc"``, ``readout =
+"first_spike"``, hidden and output neurons ``lif``, ``culif`` or ``pculif`` per layer)
+deploys as a chain of spiking layers read by its first output spike
+(docs/first_spike.md, "In the pipeline"); its adaptation stage is skipped (no on-device
+learning signal for a first-spike read-out yet), and it is not fine-tuned with QAT. It
+refuses, before any training, what it cannot deploy yet: CuAdLIF (no integer kind), a
+plastic AdLIF layer, the other spiking-output networks (``readout = rate``, the
+convolutional ``fs_gesture`` / ``fs_plane``), AdLIF in a spiking-output network and QAT of
+a first-spike network.
 """
 
 from __future__ import annotations
@@ -17,12 +23,22 @@ from stllr.errors import UserError
 
 #: neurons with an integer kind (``pculif`` with ``decay_mode = "layer"`` only)
 DEPLOYABLE_NEURONS = ("lif", "culif", "pculif", "adlif")
+#: neurons of a deployable first-spike network (hidden and output layers)
+FS_NEURONS = ("lif", "culif", "pculif")
 
 
-def check_deployable(train: ExperimentConfig, source: str, layers: tuple[str, ...] = ()) -> None:
+def is_first_spike(train: ExperimentConfig) -> bool:
+    """The network is read by its first output spike (``readout = "first_spike"``)."""
+    return train.readout == "first_spike"
+
+
+def check_deployable(
+    train: ExperimentConfig, source: str, layers: tuple[str, ...] = (), qat_epochs: int = 0
+) -> None:
     """One-line :class:`UserError` naming ``source`` and the key when ``train`` trains a
     network the later stages cannot deploy, or ``layers`` (``adaptation.layers``) names a
-    layer that cannot learn on device (module docstring)."""
+    layer that cannot learn on device, or asks QAT of a first-spike network (module
+    docstring)."""
     where = source or "pipeline config"
     if train.neuron not in DEPLOYABLE_NEURONS:
         raise UserError(
@@ -40,9 +56,30 @@ def check_deployable(train: ExperimentConfig, source: str, layers: tuple[str, ..
             f"{where}: train.decay_mode = {train.decay_mode!r} with neuron pculif cannot be "
             'deployed (one 12-bit decay per layer); expected decay_mode = "layer"'
         )
-    if train.readout != "accumulate":
+    if train.readout == "first_spike":
+        _check_first_spike(train, where)
+        if qat_epochs > 0:
+            raise UserError(
+                f"{where}: quantize.qat_epochs = {qat_epochs} with readout first_spike: QAT of "
+                "a first-spike network is not implemented; expected quantize.qat_epochs = 0"
+            )
+    elif train.readout != "accumulate":
         raise UserError(
             f"{where}: train.readout = {train.readout!r} (a spiking output layer) cannot be "
-            'deployed yet; the pipeline expects readout = "accumulate" (train the first-spike '
-            "network with `stllr train`)"
+            'deployed yet; the pipeline expects readout = "accumulate" or "first_spike" '
+            "(train the network with `stllr train`)"
         )
+
+
+def _check_first_spike(train: ExperimentConfig, where: str) -> None:
+    if train.arch != "fs_fc":
+        raise UserError(
+            f"{where}: train.arch = {train.arch!r} with readout first_spike cannot be deployed "
+            'yet (no integer convolutional first-spike network); expected arch = "fs_fc"'
+        )
+    for key in ("neuron", "out_neuron"):
+        if getattr(train, key) not in FS_NEURONS:
+            raise UserError(
+                f"{where}: train.{key} = {getattr(train, key)!r} in a first-spike network "
+                f"cannot be deployed yet; expected one of {', '.join(FS_NEURONS)}"
+            )

@@ -14,7 +14,8 @@ from stllr.run import atomic_write_bytes
 FIG_DPI = 100
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (the report's figures)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,8 +24,9 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> None:
-    plt = _plt()
+def save_figure(fig, path: Path) -> None:
+    """Write ``fig`` as a PNG at ``FIG_DPI`` to ``path`` (atomically) and close it."""
+    plt = pyplot()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=FIG_DPI)
     plt.close(fig)
@@ -35,7 +37,7 @@ def accuracy_overview(groups: list[tuple[str, dict[str, float | None]]], path: P
     """Grouped bars: one group per condition, one bar per implementation (float,
     fixed-point emulator, Lava fixed_pt, Lava floating_pt); missing values are left out.
     Values in %."""
-    plt = _plt()
+    plt = pyplot()
     labels = {
         "float": "float (torch)",
         "emulator": "fixed point (emulator)",
@@ -62,12 +64,12 @@ def accuracy_overview(groups: list[tuple[str, dict[str, float | None]]], path: P
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="upper right")
     ax.set_title("float vs fixed point vs Lava")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def memory_vs_t(points: list[dict], source: str, path: Path) -> None:
     """Training memory (MiB held for backward) vs T, S-TLLR vs BPTT, per model."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 4.0), layout="constrained")
     models = sorted({p["model"] for p in points})
     styles = {"stllr": ("o-", "S-TLLR"), "bptt": ("s--", "BPTT")}
@@ -89,12 +91,12 @@ def memory_vs_t(points: list[dict], source: str, path: Path) -> None:
     ax.set_title(f"training memory vs T ({source})", fontsize=10)
     ax.grid(alpha=0.3)
     fig.legend(fontsize="x-small", loc="outside right upper")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def spike_raster(sample: dict, spiking: list[str], out_name: str, path: Path) -> None:
     """Input events, hidden spikes (as Lava computed them) and the logits of one sample."""
-    plt = _plt()
+    plt = pyplot()
     rows = 2 + len(spiking)
     fig, axes = plt.subplots(
         rows, 1, figsize=(8.0, 2.0 + 1.8 * rows), sharex=True, layout="constrained"
@@ -120,13 +122,13 @@ def spike_raster(sample: dict, spiking: list[str], out_name: str, path: Path) ->
     axes[-1].set_ylabel("logit (integer)")
     axes[-1].set_xlabel("time step")
     axes[-1].legend(fontsize="small", loc="upper left")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def weight_histograms(weights: dict, path: Path) -> None:
     """Per plastic weight matrix: float Ŵ vs fixed point vs after on-device learning
     (left), and the on-device change in weight LSBs (right)."""
-    plt = _plt()
+    plt = pyplot()
     keys = [(layer, k) for layer, d in weights["fixed_before"].items() for k in d]
     fig, axes = plt.subplots(
         len(keys), 2, figsize=(9.0, 2.8 * len(keys)), squeeze=False, layout="constrained"
@@ -162,13 +164,13 @@ def weight_histograms(weights: dict, path: Path) -> None:
             f"on-device change: {int((delta != 0).sum())} of {delta.size} weights moved", fontsize=9
         )
         ax_d.set_xlabel("change (weight LSBs)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def adaptation_curves(result: dict, path: Path) -> None:
     """Accuracy on the shifted held-out samples (solid) and on the original condition
     (dashed) vs adaptation samples, emulator and float."""
-    plt = _plt()
+    plt = pyplot()
     c = result["curves"]
     acc = result["accuracy"]
     fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
@@ -209,12 +211,12 @@ def adaptation_curves(result: dict, path: Path) -> None:
     ax.set_title(result["description"], fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def cost_per_layer(cost: dict, path: Path) -> None:
     """Effective vs dense synaptic operations per sample, per connection (log scale)."""
-    plt = _plt()
+    plt = pyplot()
     rows = cost["connections"]
     fig, ax = plt.subplots(figsize=(7.0, 3.5), layout="constrained")
     names = [f"{r['source']} → {r['layer']}" for r in rows]
@@ -232,7 +234,7 @@ def cost_per_layer(cost: dict, path: Path) -> None:
     ax.set_xlabel("synaptic operations per sample")
     ax.legend(fontsize="small")
     ax.grid(axis="x", alpha=0.3, which="both")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def load_json(path: Path):

@@ -167,6 +167,9 @@ def run(ctx: Context) -> StageOutput:
         summary = {"skipped": True}
         atomic_json(summary, ctx.stage_dir("lava") / "lava.json")
         return StageOutput(summary, "skipped (--skip-lava): no Lava run", (A.LAVA_JSON,))
+    from pipeline.adapt_device import emulator_predictions
+    from pipeline.deployable import is_first_spike
+    from pipeline.first_spike import FS_NO_FLOAT_LAVA, float_readout, spike_decision
     from quantization.ptq import quantize_input
     from stllr.training import evaluate_batch
 
@@ -178,6 +181,7 @@ def run(ctx: Context) -> StageOutput:
     x_int = quantize_input(x, qnet.input_format)
     ref = emulate(qnet, x_int)
     out_name = qnet.nodes[-1].name
+    fs = is_first_spike(ctx.cfg.train)
     emu_pred = sum_over_lengths(ref[out_name], lengths).argmax(1)
     ctx.log(f"  Lava fixed_pt: {n} test samples × {steps} steps (one runtime, reset per sample)")
     res = run_in_lava(qnet, x_int, timeout_s=lava.timeout_s)
@@ -185,9 +189,16 @@ def run(ctx: Context) -> StageOutput:
     lava_pred = sum_over_lengths(got[out_name], lengths).argmax(1)
     mismatches = compare_outputs(qnet, ref, got)
     model, _ = A.load_float_model(ctx.run_dir, ctx.cfg.train, data)
-    float_logits = evaluate_batch(model, x, lengths=lengths).logits
-    float_pred = float_logits.argmax(1)
-    flt = _float_in_lava(ctx, model, x, y, lengths, float_logits, lava.timeout_s)
+    if fs:  # read by the first output spike (pipeline.first_spike)
+        emu_pred = emulator_predictions(qnet, x, lengths)
+        lava_pred = spike_decision(torch.as_tensor(got[out_name]), lengths)
+        float_pred = float_readout(model, ctx.cfg.train, [(x, y, lengths)])[1]
+        flt = {"error": FS_NO_FLOAT_LAVA}
+        ctx.log(f"  Lava floating_pt: {FS_NO_FLOAT_LAVA}")
+    else:
+        float_logits = evaluate_batch(model, x, lengths=lengths).logits
+        float_pred = float_logits.argmax(1)
+        flt = _float_in_lava(ctx, model, x, y, lengths, float_logits, lava.timeout_s)
     flt_pred = flt.get("predictions")
 
     def acc(pred) -> float:
@@ -195,6 +206,7 @@ def run(ctx: Context) -> StageOutput:
 
     agree = int((lava_pred == emu_pred).sum())
     bit_exact = all(v == 0 for v in mismatches.values())
+    silent = int((lava_pred < 0).sum()) if fs else None
     result = {
         "samples": n,
         "steps": steps,
@@ -217,6 +229,7 @@ def run(ctx: Context) -> StageOutput:
         "mismatched_values": mismatches,
         "timing_s": res.timing,
         "lava_float": flt,
+        "lava_silent_samples": silent,
     }
     out = ctx.stage_dir("lava")
     atomic_json(result, out / "lava.json")
@@ -252,7 +265,13 @@ def run(ctx: Context) -> StageOutput:
         f"{a['emulator']:.1f}%, float {a['float']:.1f}%); Lava = emulator predictions "
         f"{agree}/{n}, every output {'bit-exact' if bit_exact else 'NOT bit-exact'}"
     )
-    if flt_pred is None:
+    if fs:
+        summary["lava_silent_samples"] = silent
+        line += (
+            f"; read by the first output spike ({silent} sample(s) without one: undecided in "
+            f"Lava, whose membranes are not read); Lava floating_pt: {FS_NO_FLOAT_LAVA}"
+        )
+    elif flt_pred is None:
         line += "; Lava floating_pt: not exported"
     else:
         same = round(flt["vs_float64_agreement"] * n)

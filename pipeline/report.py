@@ -25,11 +25,13 @@ __all__ = [
 ]  # fmt: skip
 
 
-def run(ctx: Context) -> StageOutput:
+def run(ctx: Context, outline=build) -> StageOutput:
+    """Write the report; ``outline(ctx, fig_dir) → (title, blocks)`` (the flow task's is
+    :func:`pipeline.flow_report.build`)."""
     out = ctx.stage_dir("report")
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
-    title, blocks = build(ctx, fig_dir)
+    title, blocks = outline(ctx, fig_dir)
     atomic_write_bytes(out / "report.html", to_html(title, blocks, fig_dir).encode())
     atomic_write_bytes(out / "report.md", to_markdown(title, blocks).encode())
     figs = [b.file for b in blocks if isinstance(b, Figure)]

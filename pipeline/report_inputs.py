@@ -53,5 +53,7 @@ def read_artefacts(ctx: Context) -> Artefacts:
     cost = _read(run_dir, A.COST_JSON)
     lava = _read(run_dir, A.LAVA_JSON)
     adapt = _read(run_dir, A.ADAPT_JSON)
+    if adapt is not None and adapt.get("skipped"):  # a first-spike network: said in Stages
+        adapt = None
     lava_ran = lava is not None and not lava.get("skipped")
     return Artefacts(run_dir, ctx.cfg, tr, quant, sweep, cost, lava, adapt, lava_ran)

@@ -10,6 +10,14 @@ from pipeline.document import Figure, Table
 from pipeline.report_inputs import Artefacts, pct
 
 
+def _gap(quant: dict) -> str:
+    """The deployed network's paired difference to float (absent in older run folders)."""
+    g = quant.get("deployed_vs_float")
+    if not g:
+        return ""
+    return f"; {g['delta']:+.1f} ± {g['standard_error']:.1f} points vs float (paired SE)"
+
+
 def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
     """Accuracy of float, fixed point and Lava on every condition, as table and figure."""
     quant, lava, adapt, lava_ran = art.quant, art.lava, art.adapt, art.lava_ran
@@ -19,7 +27,9 @@ def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
         [
             f"test split ({quant['test_samples']} samples)",
             pct(quant["float_accuracy"]),
-            pct(quant["ptq"]["accuracy"]) + f" ({quant['weight_bits']}-bit PTQ)",
+            pct(quant["ptq"]["accuracy"])
+            + f" ({quant['weight_bits']}-bit PTQ)"
+            + ("" if quant.get("qat") else _gap(quant)),
             "—",
             "—",
         ],
@@ -29,7 +39,7 @@ def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
             [
                 f"test split, after {quant['qat_epochs']} QAT epoch(s)",
                 pct(quant["qat"]["qat"]["fake_quant_accuracy"]) + " (fake-quant)",
-                pct(quant["qat"]["accuracy"]),
+                pct(quant["qat"]["accuracy"]) + _gap(quant),
                 "—",
                 "—",
             ]
@@ -127,11 +137,46 @@ def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
     return blocks
 
 
+def first_spike_blocks(quant: dict) -> list:
+    """A first-spike network's FS read-out, float and deployed (pipeline/first_spike.py)."""
+    fs = quant.get("first_spike")
+    if not fs:
+        return []
+    rows = []
+    for label, key in (("float (torch)", "float"), ("fixed point (emulator)", "integer")):
+        r = fs[key]
+        rows.append([label, pct(r["fs_acc"]), pct(r["fr_acc"]), f"{r['spikes_per_sample']:.1f}",
+                     f"{r['latency']:.1f}", f"{r['silent']} of {r['samples']}",
+                     f"{r['decision_step_50']:g} / {r['decision_step_90']:g}",
+                     f"{r['hidden_spikes_per_neuron']:.2f}"])  # fmt: skip
+    return [
+        Table(
+            [
+                "network",
+                "FS accuracy",
+                "FR accuracy (same spikes)",
+                "output spikes / sample",
+                "first spike (step)",
+                "silent samples",
+                "decision step 50 % / 90 %",
+                "hidden spikes / neuron",
+            ],
+            rows,
+        ),  # fmt: skip
+        f"First-spike read-out of the output layer {fs['node']!r} on the test split: the "
+        "class is the output neuron that fires first (docs/first_spike.md); first spike = "
+        "the mean step of a sample's first output spike (silent samples left out), "
+        "decision steps = where the FS accuracy-with-time curve reaches 50 % / 90 % of its "
+        "maximum, in steps of the input frames. On-device adaptation of a first-spike "
+        "network is not implemented (the adaptation stage is skipped).",
+    ]
+
+
 def latency_blocks(quant: dict) -> list:
     """The float and deployed networks' latency (pipeline/latency.py), when measured."""
     lat = quant.get("latency")
     if not lat:
-        return []
+        return first_spike_blocks(quant)
     rows = []
     for label, key in (("float (torch)", "float"), ("fixed point (emulator)", "integer")):
         r = lat[key]

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.config import (
+    VARIANT_TASKS,
     PipelineConfig,
     config_path_for_task,
     load_pipeline_config,
@@ -54,10 +55,10 @@ def resolve_run(
     else:
         if task is None:
             task = "shd" if data is not None else "shd-standin"
-        if task not in task_names():
-            raise UserError(
-                f"unknown task {task!r}; tasks with a pipeline: {', '.join(pipeline_tasks())}"
-            )
+        variant = task in VARIANT_TASKS
+        if task not in task_names() and not variant:
+            names = ", ".join([*pipeline_tasks(), *VARIANT_TASKS])
+            raise UserError(f"unknown task {task!r}; tasks with a pipeline: {names}")
         path = config_path_for_task(task)
     overrides = list(overrides)
     if from_nir is not None:
@@ -69,7 +70,11 @@ def resolve_run(
     if data is not None:
         overrides.append(f"train.data={data}")
     cfg = load_pipeline_config(path, overrides)
-    if task is not None and cfg.train.task != task:
+    if task in VARIANT_TASKS:  # a second network of its data set's task (its run folder)
+        run_name = task
+    else:
+        run_name = cfg.train.task
+    if task is not None and task not in VARIANT_TASKS and cfg.train.task != task:
         raise UserError(f"--task {task} but {path} configures task {cfg.train.task!r}")
     task = cfg.train.task
     if data is not None and task.endswith("-standin"):
@@ -87,7 +92,7 @@ def resolve_run(
         raise UserError("--rerun-from lava and --skip-lava contradict each other")
     if out is None:
         tail = "_from_nir" if from_nir is not None else ""
-        out = Path("runs") / f"pipeline_{task.replace('-', '_')}{tail}"
+        out = Path("runs") / f"pipeline_{run_name.replace('-', '_')}{tail}"
     if (resume or rerun_from) and not (out / "pipeline.json").is_file():
         raise UserError(f"--resume: {out} holds no pipeline run (no {out / 'pipeline.json'})")
     return load_pipeline_config(path, overrides, run_dir=out), out

@@ -85,6 +85,9 @@ class Context:
         self.progress = progress
         self.log = log
         self._data = None
+        #: other data a task's stages load once per invocation, by key (e.g. the flow
+        #: task's two conditions, pipeline.flow_data)
+        self.cache: dict = {}
         #: why the running stage runs: "missing", "changed", "damaged" or "forced"
         self.status = ""
 

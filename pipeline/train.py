@@ -34,7 +34,7 @@ def run(ctx: Context) -> StageOutput:
         return nir_import.imported_only(ctx, cfg, nir)
     resume = (out / "trial_1" / CHECKPOINT).is_file()
     if resume:
-        _check_interrupted(out, cfg, discard=ctx.status == "forced")
+        check_interrupted(out, cfg, discard=ctx.status == "forced")
         resume = (out / "trial_1" / CHECKPOINT).is_file()
     result = run_experiment(cfg, resume=resume, progress=ctx.progress, log=ctx.log, data=ctx.data)
     trial = result["trials"][0]
@@ -70,7 +70,7 @@ def run(ctx: Context) -> StageOutput:
     return StageOutput(summary, line, files)
 
 
-def _check_interrupted(out: Path, cfg, discard: bool) -> None:
+def check_interrupted(out: Path, cfg, discard: bool) -> None:
     """An interrupted training in ``out`` continues only with the settings it was started
     with (the number of epochs aside); with other settings it is discarded when the user
     asked for a retrain (``discard``), else the run stops and says why."""

@@ -44,12 +44,19 @@ from quantization.nodes import SynapseWeights, kind_of, max_abs_fan_in
 from quantization.ptq import quantize_input
 from quantization.qformat import SaturationCounter
 from stllr.errors import UserError
+from stllr.functional.first_spike import fs_prediction
 from stllr.padding import masked_step, step_mask
+from stllr.spike_metrics import FirstSpikeTrack
 
 
 @dataclass
 class EmulatorResult:
-    """Summed integer logits ``[B, K]`` (float value: ``× logit_scale``) and statistics."""
+    """Summed integer logits ``[B, K]`` (float value: ``× logit_scale``) and statistics.
+
+    A network whose output node spikes (a first-spike-coded network, docs/first_spike.md)
+    is read by its first spike: ``first_spike`` ``[B, K]`` holds the FS times of
+    :func:`stllr.spike_metrics.fs_times` and :meth:`predictions` is their ``argmin``;
+    ``logits_sum`` then holds the output spike counts."""
 
     logits_sum: torch.Tensor
     logit_scale: float
@@ -57,8 +64,11 @@ class EmulatorResult:
     neurons: dict[str, int]
     saturation: dict
     records: dict[str, list[torch.Tensor]] | None = None
+    first_spike: torch.Tensor | None = None
 
     def predictions(self) -> torch.Tensor:
+        if self.first_spike is not None:
+            return fs_prediction(self.first_spike)
         return self.logits_sum.argmax(dim=1)
 
 
@@ -243,6 +253,8 @@ class IntegerEmulator:
             buf = (
                 torch.empty_like(frames[0]) if bound is not None and "input" not in record else None
             )
+            spiking_out = isinstance(self.qnet.nodes[-1], SpikingLayer)
+            track = FirstSpikeTrack() if spiking_out else None
             for t in range(frames.shape[0]):
                 f = frames[t]
                 x = quantize_input(f, fmt) if buf is None else quantize_exact(f, fmt, buf)
@@ -251,6 +263,9 @@ class IntegerEmulator:
                 outs = self._forward(x)  # quantized: within the input format
                 out = masked_step(outs[out_name], mask, t) if padded else outs[out_name]
                 logits = out if logits is None else logits + out
+                if track is not None:
+                    track.add(t, outs[out_name], self.state[out_name].v,
+                              mask[t] if mask is not None else None)  # fmt: skip
                 for k in counts:  # summed on the device: no host sync per step
                     spikes = masked_step(outs[k], mask, t) if padded else outs[k]
                     counts[k] = counts[k] + spikes.sum()
@@ -267,7 +282,10 @@ class IntegerEmulator:
             neurons=sizes,
             saturation=self.saturation(),
             records=records or None,
-        )
+            first_spike=None if track is None else track.times(
+                torch.full((frames.shape[1],), frames.shape[0]) if lengths is None
+                else torch.as_tensor(lengths)),
+        )  # fmt: skip
 
     def _padding(self, lengths, steps: int, batch: int) -> tuple[torch.Tensor | None, list]:
         """:meth:`run`'s step mask ``[T, B]`` (int64, on the device) and the number of

@@ -99,7 +99,9 @@ class InputFormat:
 
 @dataclass(frozen=True)
 class QNetwork:
-    """Integer nodes in execution order; the last node's output is the logits."""
+    """Integer nodes in execution order; the last node's output is the logits (a spiking
+    last node: a first-spike-coded network, read by its first output spike,
+    docs/first_spike.md)."""
 
     nodes: tuple
     input_shape: tuple[int, ...]

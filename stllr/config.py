@@ -66,6 +66,9 @@ class ExperimentConfig:
     #: reset of the neuron: soft (subtract θ) or hard (to 0); "" = the neuron's default
     #: (soft for lif, hard for the others, as their reference networks)
     reset: str = ""
+    #: products with spiking inputs of the S-TLLR layers: dense, sparse (event-driven; conv
+    #: layers: skip silent samples) or auto (where it pays), docs/event_driven.md
+    event_inputs: str = "auto"
     #: VGG channel widths; empty = the paper's (64,128,256,256,512,512,512,512)
     channels: tuple[int, ...] = ()
     #: number of last time steps with a learning signal [--delay-ls]
@@ -139,6 +142,12 @@ class ExperimentConfig:
     clip_norm: float = 0.0
     #: empty frames appended after each sample (T_empty of the first-spike tasks)
     empty_bins: int = 0
+    #: frames ``[T, C, H, W]`` read as ``[T, C·H·W]`` (element ``c·H·W + y·W + x``), so the
+    #: dense recurrent network (``arch = shd_rsnn``, any ``neuron``) takes a camera task
+    flatten: bool = False
+    #: with ``flatten``: frames first summed over ``flatten_pool`` × ``flatten_pool`` pixel
+    #: blocks (pixel ``(y, x)`` into ``(y // k, x // k)``; event counts stay counts)
+    flatten_pool: int = 1
 
     def stllr_factors(self) -> STLLRFactors:
         from stllr.factors import STLLRFactors
@@ -166,6 +175,8 @@ OMITTED_AT_DEFAULT = (
     "readout", "out_neuron", "out_tau_mem", "out_tau_syn", "out_threshold", "hidden_sizes",
     "fs_alpha", "fs_d", "fs_a", "fr_alpha", "treg_lambda", "treg_beta", "clip_norm",
     "empty_bins",  # first-spike coding, docs/first_spike.md
+    "flatten", "flatten_pool",  # camera frames into shd_rsnn (docs/neurons.md §4)
+    "event_inputs",  # docs/event_driven.md
 )  # fmt: skip
 
 
@@ -198,7 +209,16 @@ def check_training(
     if cfg.num_workers < 0:
         raise UserError(f"{prefix}num_workers must be ≥ 0 (0 = none), got {cfg.num_workers}")
     check_device_spec(cfg.device, f"{prefix}device")
+    if cfg.event_inputs not in EVENT_INPUT_MODES:
+        raise UserError(
+            f"{prefix}event_inputs must be one of {EVENT_INPUT_MODES}, got {cfg.event_inputs!r}"
+        )
     check_readout(cfg, prefix)
+    if cfg.flatten_pool < 1 or (cfg.flatten_pool > 1 and not cfg.flatten):
+        raise UserError(
+            f"{prefix}flatten_pool must be ≥ 1 and needs flatten = true, got flatten_pool = "
+            f"{cfg.flatten_pool} with flatten = {str(cfg.flatten).lower()}"
+        )
     name = PurePath(cfg.name)
     if name.is_absolute() or ".." in name.parts or not name.parts:
         raise UserError(
@@ -206,6 +226,9 @@ def check_training(
             f"got {cfg.name!r}"
         )
 
+
+#: values of the ``event_inputs`` key (the layers' switch, stllr.spike_events, has the same)
+EVENT_INPUT_MODES = ("dense", "sparse", "auto")
 
 #: values of the ``readout`` key
 READOUTS = ("accumulate", "first_spike", "rate")

@@ -14,6 +14,19 @@ the samples' lengths ``T_b`` ``[B]``. Definitions (docs/first_spike.md, "Evaluat
 * **decision step** ``k_p``: the FS accuracy-with-time curve
   ``A(k) = #{b : FS correct and ℓ_b ≤ k} / N`` reaches ``p · max_k A(k)`` first at step
   ``k_p`` (the reference repository's "time delay" at 50 % and 90 %, there counted from 0).
+
+The FS decision itself (:func:`fs_times`, :func:`fs_decision`) is one pure function of
+spikes and membranes, shared by the float evaluation's rule and the integer networks
+(pipeline, emulator): the class is ``argmin_n t_first[b, n]`` with (docs/first_spike.md)
+
+    t_first[b, n] = k_first[b, n]          if neuron n fires within T_b
+                  = T_b + r_neuron(b, n)   otherwise
+
+``r_neuron ∈ {1 … K}`` ranks the sample's neurons by their largest membrane over its own
+steps (largest first, the lower index first on ties), and ``argmin`` takes the lowest
+index on ties. So the earliest-firing neuron wins (lowest index among those firing at the
+same step); a sample without output spikes goes to the neuron whose membrane came highest.
+These are the values :func:`stllr.functional.first_spike_times` returns in its forward.
 """
 
 from __future__ import annotations
@@ -37,6 +50,73 @@ def first_spike_steps(s: torch.Tensor, lengths: torch.Tensor | None = None) -> t
     k = torch.arange(1, steps + 1, dtype=torch.float64, device=s.device).view(steps, 1, 1)
     times = torch.where(fired, k, torch.full_like(k, math.inf))
     return times.amin(dim=0)
+
+
+def peak_rank(peak: torch.Tensor) -> torch.Tensor:
+    """``r_neuron`` ``[B, K]`` (float64, 1 … K) of the peaks ``[B, K]``: 1 for the largest,
+    ties ranked by index (a stable descending sort)."""
+    order = torch.sort(peak, dim=1, descending=True, stable=True).indices
+    ranks = torch.arange(1, peak.shape[1] + 1, dtype=torch.float64, device=peak.device)
+    return torch.empty(peak.shape, dtype=torch.float64, device=peak.device).scatter_(
+        1, order, ranks.expand(peak.shape[0], -1).contiguous()
+    )
+
+
+def fs_times_from(k_first: torch.Tensor, peak: torch.Tensor, horizon: torch.Tensor) -> torch.Tensor:
+    """``t_first`` ``[B, K]`` (module docstring) from the first spike steps ``k_first``
+    (``inf`` if silent), the peak membranes ``peak`` ``[B, K]`` and ``T_b`` ``[B]``."""
+    silent = horizon.to(torch.float64).view(-1, 1) + peak_rank(peak.to(torch.float64))
+    return torch.where(torch.isfinite(k_first), k_first.to(torch.float64), silent)
+
+
+def peak_membrane(v: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """``max_{k ≤ T_b} v[k, b, n]`` ``[B, K]`` (float64) of membranes ``[T, B, K]``."""
+    v = v.to(torch.float64)
+    if lengths is not None:
+        mask = step_mask(lengths, v.shape[0]).to(v.device).unsqueeze(-1)
+        v = v.masked_fill(~mask.bool(), -math.inf)
+    return v.amax(dim=0)
+
+
+def fs_times(s: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """``t_first`` ``[B, K]`` of spikes ``s`` and membranes ``v`` ``[T, B, K]`` (float or
+    integer; module docstring). Only the membranes of a sample without any output spike
+    decide, so a membrane after reset at a spike step gives the same decision."""
+    horizon = lengths if lengths is not None else torch.full((s.shape[1],), s.shape[0])
+    return fs_times_from(first_spike_steps(s, lengths), peak_membrane(v, lengths), horizon)
+
+
+def fs_decision(s: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor | None = None):
+    """The FS class ``[B]`` (int64): ``argmin_n`` :func:`fs_times` (lowest index on ties)."""
+    return fs_prediction(fs_times(s, v, lengths))
+
+
+class FirstSpikeTrack:
+    """Per sample and output neuron, the first spike step ``k_first`` (1-based, ``inf``
+    while silent) and the peak membrane over the sample's own steps, updated step by step
+    (the streaming form of :func:`fs_times`, used by the integer emulator). The membrane
+    may be a node's state ``v`` after the step: it equals the one before reset wherever
+    the neuron does not spike, which is all that decides."""
+
+    def __init__(self) -> None:
+        self.k_first: torch.Tensor | None = None
+        self.peak: torch.Tensor | None = None
+
+    def add(self, t: int, s: torch.Tensor, v: torch.Tensor, active: torch.Tensor | None) -> None:
+        s = s.reshape(s.shape[0], -1).cpu() > 0
+        v = torch.as_tensor(v).reshape(s.shape).cpu().to(torch.float64)
+        if active is not None:
+            a = active.cpu().bool().view(-1, 1)
+            s, v = s & a, v.masked_fill(~a, -math.inf)
+        if self.k_first is None:
+            self.k_first = torch.full(s.shape, math.inf, dtype=torch.float64)
+            self.peak = torch.full(s.shape, -math.inf, dtype=torch.float64)
+        new = s & torch.isinf(self.k_first)
+        self.k_first = torch.where(new, float(t + 1), self.k_first)
+        self.peak = torch.maximum(self.peak, v)
+
+    def times(self, horizon: torch.Tensor) -> torch.Tensor:
+        return fs_times_from(self.k_first, self.peak, horizon)
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,30 @@ def task_names() -> list[str]:
 
 
 def load_task(cfg: ExperimentConfig) -> TaskData:
+    """The task's data; with ``cfg.flatten`` every frame ``[C, H, W]`` as ``[C·H'·W']``
+    (:class:`FlatChannels`, pooled over ``cfg.flatten_pool`` pixels)."""
     if cfg.task not in _TASKS:
         raise UserError(f"unknown task {cfg.task!r}; expected one of {task_names()}")
-    return _TASKS[cfg.task](cfg)
+    if cfg.flatten and is_flow_task(cfg.task):
+        raise UserError(
+            f"config flatten = true: task {cfg.task!r} predicts optical flow maps, which "
+            "cannot be flattened; expected flatten = false"
+        )
+    data = _TASKS[cfg.task](cfg)
+    k = cfg.flatten_pool
+    if not cfg.flatten or (len(data.input_shape) == 1 and k == 1):
+        return data  # (flat already)
+    if len(data.input_shape) != 3:
+        raise UserError(
+            f"config flatten = true: task {cfg.task!r} gives frames "
+            f"{list(data.input_shape)}, expected [channels, height, width]"
+        )
+    c, h, w = data.input_shape
+    n = c * -(-h // k) * -(-w // k)
+    what = f"{data.description}, frames{f' summed over {k}×{k} pixels and' if k > 1 else ''}"
+    what += f" flattened to [{n}]"
+    return TaskData(FlatChannels(data.train, k), FlatChannels(data.test, k), (n,),
+                    data.num_classes, what)  # fmt: skip
 
 
 def _shd_standin(cfg: ExperimentConfig) -> TaskData:
@@ -177,18 +198,39 @@ def _real(kind: str, build):
 
 
 class FlatChannels:
-    """Frames ``[T, P, 1, W]`` of a 1-D sensor (audio: ``H = 1``) as ``[T, P·W]``, channel
-    ``p·W + x``: the input of the dense/recurrent networks (``arch = shd_rsnn``)."""
+    """Frames ``[T, P, H, W]`` as ``[T, P·H'·W']``, element ``p·H'·W' + y'·W' + x'``: the
+    input of the dense/recurrent networks (``arch = shd_rsnn``). ``pool = k`` first sums
+    ``k × k`` pixel blocks, pixel ``(y, x)`` into ``(y // k, x // k)`` (``H' = ⌈H/k⌉``;
+    event counts stay counts); ``k = 1`` keeps every pixel (a 1-D sensor, ``H = 1``:
+    channel ``p·W + x``). Other attributes of the wrapped dataset pass through."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset, pool: int = 1):
         self.dataset = dataset
+        self.pool = pool
+
+    def __getattr__(self, name: str):
+        if name in ("dataset", "pool"):  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int):
         x, y = self.dataset[index]
+        if self.pool > 1:
+            x = sum_pool(x, self.pool)
         return x.reshape(x.shape[0], -1), y
+
+
+def sum_pool(x, k: int):
+    """``[T, P, H, W]`` summed over ``k × k`` blocks: ``[T, P, ⌈H/k⌉, ⌈W/k⌉]`` (zero-padded
+    at the bottom and right)."""
+    import torch.nn.functional as F
+
+    t, p, h, w = x.shape
+    x = F.pad(x, (0, -w % k, 0, -h % k))
+    return x.reshape(t, p, x.shape[2] // k, k, x.shape[3] // k, k).sum(dim=(3, 5))
 
 
 def _custom(cfg: ExperimentConfig) -> TaskData:

@@ -182,3 +182,61 @@ def test_adaptation_benchmark_reports_both_conditions_per_seed():
                 c = row["emulator"][cond]
                 assert c["delta"] == pytest.approx(100 * (c["gained"] - c["lost"]) / c["n"])
         assert set(entry["targets"]) == {"shifted_gain_ge_10", "original_loss_le_2"}
+
+
+def test_event_driven_quick():
+    d = run_quick("event_driven.py")
+    assert d["benchmark"] == "event_driven" and d["quick"] is True
+    step = d["step"]
+    for side in ("base", "new"):
+        assert step[side]["wall"]["median_s"] > 0 and step[side]["cpu"]["n"] >= 1
+        assert step[side]["stllr_file"].startswith(str(ROOT))  # both import this tree here
+    assert step["base"]["event_inputs"] == "dense" and step["new"]["event_inputs"] == "auto"
+    assert step["dense_matmuls_alone"]["wall"]["median_s"] > 0
+    assert step["speedup_wall"]["met"] is None  # targets are for full runs
+    proj = d["projection"]
+    for case in ("dense_per_step", "dense_one_gemm", "events_per_step", "events_one_call"):
+        assert proj[case]["cpu"]["median_s"] > 0
+    ratio = proj["dense_one_gemm"]["cpu"]["median_s"] / proj["dense_per_step"]["cpu"]["median_s"]
+    assert proj["dense_one_gemm_over_per_step_cpu"] == pytest.approx(ratio)
+    assert [r["input_density"] for r in d["density"]] == [0.05, 0.5]
+    for row in d["density"]:
+        assert row["faster_cpu"] in ("dense", "sparse") and row["auto_over_best_cpu"] > 0
+        assert 0 <= row["auto_sparse_fraction_x"] <= 1 and 0 <= row["hidden_density"] <= 1
+    # the quick sizes are below MIN_EVENT_MACS: auto keeps them dense
+    assert all(not r["auto_picks_events"] for r in d["operand_curve"])
+
+
+def test_vgg_step_quick():
+    d = run_quick("vgg_step.py")
+    assert d["benchmark"] == "vgg_step" and d["quick"] is True
+    step = d["step"]
+    for side in ("base", "new"):
+        assert step[side]["wall"]["median_s"] > 0 and step[side]["cpu"]["n"] >= 1
+        assert step[side]["stllr_file"].startswith(str(ROOT))
+    assert step["base"]["event_inputs"] == "dense" and step["new"]["event_inputs"] == "auto"
+    # the same model, batch and weights on both sides: the same gradients up to rounding
+    assert step["new"]["grad_abs_sum_first_call"] == pytest.approx(
+        step["base"]["grad_abs_sum_first_call"], rel=1e-5
+    )
+    assert step["speedup_wall"]["met"] is None
+    # VGG-9 at 32²: multiply-adds per sample of the 8 convolutions (3×3), by hand
+    convs = [
+        2 * 64 * 9 * 32 * 32,
+        64 * 128 * 9 * 32 * 32,
+        128 * 256 * 9 * 16 * 16,
+        256 * 256 * 9 * 16 * 16,
+        256 * 512 * 9 * 8 * 8,
+        512 * 512 * 9 * 8 * 8,
+        512 * 512 * 9 * 4 * 4,
+        512 * 512 * 9 * 4 * 4,
+    ]
+    batch, steps, window, head = 2, 4, 2, 512 * 11
+    macs = steps * (sum(convs) + head) + window * (sum(convs[1:]) + 2 * sum(convs) + 2 * head)
+    g = step["gflops"]
+    assert g["dense_step_gflop"] == pytest.approx(2 * macs * batch / 1e9)
+    assert g["peak_sgemm_gflops"] > 0 and g["peak_conv_gflops"] > 0
+    assert [row["layer"] for row in d["densities"]] == list(range(1, 9))
+    assert all(
+        0 <= row["input_density"] <= row["samples_with_input"] <= 1 for row in d["densities"]
+    )

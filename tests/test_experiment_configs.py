@@ -79,6 +79,9 @@ def test_config_loads_and_builds(path):
         assert getattr(cfg, key) == value, key
     base = cfg.task.removesuffix("-standin")
     shape, classes = SHAPES[base]
+    if cfg.flatten:  # camera frames pooled k × k and flattened (docs/data.md)
+        c, h, w, k = *shape, cfg.flatten_pool
+        shape = (c * -(-h // k) * -(-w // k),)
     if cfg.arch in SPIKING_OUTPUT_ARCHS and {cfg.neuron, cfg.out_neuron} - set(neuron_kinds()):
         # an fs_* reference config whose neuron is declared, not registered there yet
         # (shd_rsnn builds the current-based and adaptive neurons: docs/neurons.md)

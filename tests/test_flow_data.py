@@ -142,3 +142,69 @@ def test_standin_ground_truth_explains_the_images(standin_recording, tmp_path, t
         )
         assert s.x.shape == (5, 2, 32, 32) and torch.equal(s.events, s.x.sum((0, 1)) > 0)
     assert max(ratios) < 0.35, ratios
+
+
+def test_standin_sensor_noise_adds_poisson_events_and_keeps_the_scene(standin_recording):
+    """``noise_rate`` (the pipeline's shifted sensor): the recording keeps every event of
+    the noiseless one (same scene, motion, frames, gt) and adds about
+    rate · H · W · duration events of random polarity, uniform over pixels and time."""
+    import dataclasses
+
+    spec, (events, images, image_ts, flow, flow_ts) = standin_recording
+    noisy = dataclasses.replace(spec, noise_rate=40.0)
+    ev_n, im_n, its_n, fl_n, fts_n = make_recording(noisy, seed=11)
+    assert np.array_equal(im_n, images) and np.array_equal(fl_n, flow)
+    assert np.array_equal(its_n, image_ts) and np.array_equal(fts_n, flow_ts)
+    assert np.all(np.diff(ev_n[:, 2]) >= 0)
+    scene = {tuple(r) for r in events.tolist()}
+    assert scene <= {tuple(r) for r in ev_n.tolist()}  # the scene's events are all there
+    noise = np.array([r for r in ev_n.tolist() if tuple(r) not in scene])
+    assert len(noise) == len(ev_n) - len(events)
+    mean = noisy.noise_rate * spec.height * spec.width * (image_ts[-1] - image_ts[0])
+    assert abs(len(noise) - mean) < 5 * np.sqrt(mean), (len(noise), mean)  # Poisson: ± 5 σ
+    assert set(np.unique(noise[:, 3])) == {-1.0, 1.0} and abs(np.mean(noise[:, 3] > 0) - 0.5) < 0.1
+    assert noise[:, 0].min() >= 0 and noise[:, 0].max() <= spec.width - 1
+    assert noise[:, 1].min() >= 0 and noise[:, 1].max() <= spec.height - 1
+    assert image_ts[0] <= noise[:, 2].min() and noise[:, 2].max() < image_ts[-1]
+
+
+def test_default_standin_folder_is_named_by_its_specs(tmp_path, monkeypatch):
+    """Without ``data`` the stand-in lives under ``mvsec_standin/<digest of the specs>``
+    (docs/flow.md §5): recordings written by an older generator (the former layout
+    ``mvsec_standin/seed0``) are never read, and other specs get another folder."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from stllr.config import ExperimentConfig
+    from stllr.flow.tasks import load_flow_task
+
+    tiny = {
+        name: (StandinSpec(height=24, width=24, frames=8), seed)
+        for seed, name in enumerate(
+            ["outdoor_day2", "indoor_flying1", "indoor_flying2", "indoor_flying3", "outdoor_day1"],
+            start=1,
+        )
+    }
+    monkeypatch.setattr("stllr.flow.standin.STANDIN_SEQUENCES", tiny)
+    stale = dataclasses.replace(tiny["outdoor_day2"][0], contrast=0.5)
+    write_sequence(tmp_path / "mvsec_standin" / "seed0", "outdoor_day2", *make_recording(stale, 1))
+    cfg = ExperimentConfig(task="mvsec-standin", flow_crop=16, flow_bins=2)
+
+    def folder(specs):  # the key as docs/flow.md §5 states it, written out here
+        key = {n: [dataclasses.asdict(s), k] for n, (s, k) in specs.items()}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return tmp_path / "mvsec_standin" / digest / "seed0"
+
+    data = load_flow_task(cfg, standin=True, cache_root=tmp_path)
+    assert str(folder(tiny)) in data.description
+    with h5py.File(folder(tiny) / "outdoor_day2_data.hdf5", "r") as f:
+        events = f[EVENTS][:]
+    fresh = make_recording(tiny["outdoor_day2"][0], 1)[0]
+    assert np.array_equal(events, fresh)  # the current specs' events, not the stale ones
+    faster = {
+        n: (dataclasses.replace(s, max_speed=2 * s.max_speed), k) for n, (s, k) in tiny.items()
+    }
+    monkeypatch.setattr("stllr.flow.standin.STANDIN_SEQUENCES", faster)
+    assert str(folder(faster)) in load_flow_task(cfg, standin=True, cache_root=tmp_path).description
+    assert folder(faster) != folder(tiny) and folder(tiny).is_dir()

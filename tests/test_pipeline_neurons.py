@@ -80,6 +80,14 @@ def test_culif_network_deploys_runs_in_lava_and_learns_on_device(culif_run):
         assert f"] {stage}: " in out
     qnet = QNetwork.load(run_dir / "quantize" / "quantized.pt")
     assert qnet.node("rec").du < 4095  # current-based
+    # the paired gap (per-sample predictions) equals the two accuracies' difference
+    # (run_epoch and the emulator's evaluate, computed separately)
+    quant = _json(run_dir / "quantize" / "quantization.json")
+    gap, n = quant["deployed_vs_float"], quant["test_samples"]
+    assert math.isclose(gap["delta"], quant["ptq"]["accuracy"] - quant["float_accuracy"],
+                        abs_tol=1e-9)  # fmt: skip
+    assert math.isclose(gap["delta"], 100.0 * (gap["new_only"] - gap["ref_only"]) / n)
+    assert "paired SE" in out
     lava = _json(run_dir / "lava" / "lava.json")
     assert lava["bit_exact"] and lava["lava_vs_emulator_agreement"] == 1.0
     res = _json(run_dir / "adaptation" / "adaptation.json")

@@ -75,9 +75,24 @@ def test_an_explicit_config_and_run_folder(tmp_path):
         (
             {
                 "task": "ntidigits-standin",
-                "overrides": ["train.arch=fs_fc", "train.method=bptt", "train.readout=first_spike"],
+                "overrides": ["train.arch=fs_fc", "train.method=bptt", "train.readout=rate"],
             },
-            "train.readout = 'first_spike' .*cannot be deployed yet",
+            "train.readout = 'rate' .*cannot be deployed yet",
+        ),
+        (
+            {
+                "task": "fs-ntidigits-standin",
+                "overrides": ["train.arch=fs_gesture"],
+            },
+            "train.arch = 'fs_gesture' with readout first_spike cannot be deployed yet",
+        ),
+        (
+            {"task": "fs-ntidigits-standin", "qat_epochs": 1},
+            "quantize.qat_epochs = 1 with readout first_spike: QAT of a first-spike network",
+        ),
+        (
+            {"task": "fs-ntidigits-standin", "overrides": ["train.out_neuron=adlif"]},
+            "train.out_neuron = 'adlif' in a first-spike network cannot be deployed yet",
         ),
     ],
 )
@@ -105,5 +120,8 @@ def test_the_ntidigits_standin_and_culif_configs():
     assert cfg.adaptation.layers == ("rec", "readout")
     shd = load_pipeline_config(CONFIG_DIR / "shd_standin_culif.toml", [])
     assert (shd.train.task, shd.train.neuron) == ("shd-standin", "culif")
+    adlif = load_pipeline_config(CONFIG_DIR / "shd_standin_adlif.toml", [])
+    assert (adlif.train.task, adlif.train.neuron) == ("shd-standin", "adlif")
+    assert adlif.adaptation.layers == ("readout",)  # an AdLIF layer does not learn on device
     tasks = pipeline_tasks()
     assert len(tasks) == len(set(tasks)) and "ntidigits-standin" in tasks

@@ -12,10 +12,15 @@ Per Lava time step ``t``, with ``x`` received on ``s_in`` (one sample, no batch 
 a batch axis of 1 is added for the torch calls)::
 
     STLLRLayer      I = Ŵ x + b (+ Ŵ_rec s[t−1]);  s, v, ũ = lif_step(I, ũ[t−1]);  send s
+                    (current-based: s, v − θ, (i, v̂) = culif_step(I, (i, v̂)[t−1]), and
+                    the pre-traces P, R run through the current traces P^i, R^i with
+                    Ψ scaled by κ = 1 − α in the α_pre term: stllr.neurons.eligibility)
                     plastic:  P = trace_step(P, x, λ_pre);  Ψ = psi(v);
                               Q' = trace_step(Q, Ψ, λ_post);  R = trace_step(R, s[t−1], λ_pre)
                     ls_in connected: receive L;  Ŵ ← Ŵ − lr · (α_pre Σ (L⊙Ψ)ᵀ P
                               + α_post Σ (L⊙Q[t−1])ᵀ x), Ŵ_rec the same with R and s[t−1]
+    AdaptiveProcess c = Ŵ x + b (+ Ŵ_rec s[t−1]);  s, v − θ, (v̂, w, h, s) = adlif_step(c, …)
+                    (inference only)
     ReadoutProcess  o, P = AccumulateStep(x, W, b, P, o[t−1], γ, λ_pre);  send o;
                     ls_in connected: W ← W − lr · Lᵀ P
     PoolProcess     F.max_pool2d / F.avg_pool2d / window sum
@@ -65,6 +70,7 @@ from lava_models.float_ops import (
 )
 from lava_models.processes.models import NodeModel
 from lava_models.processes.process import (
+    AdaptiveProcess,
     AddProcess,
     ConcatProcess,
     GlobalSumPoolProcess,
@@ -76,6 +82,15 @@ from lava_models.processes.process import (
 from stllr.factors import trace_step
 from stllr.functional.readout import AccumulateStep
 from stllr.neuron import lif_step
+from stllr.neurons.dynamics import (
+    AdLIFParams,
+    AdLIFState,
+    CuLIFParams,
+    CuLIFState,
+    adlif_step,
+    culif_step,
+)
+from stllr.neurons.eligibility import PreTrace, pre_trace_step
 from stllr.surrogates import get_surrogate
 from stllr.synapse_ops import DenseOps
 
@@ -135,9 +150,9 @@ class PySTLLRLayerModelFloat(_FloatNodeModel):
     p: np.ndarray = _var()
     q: np.ndarray = _var()
     r: np.ndarray = _var()
-    pi: np.ndarray = _var()  # the fixed_pt current traces (unused here)
+    pi: np.ndarray = _var()  # current traces P^i, R^i (current-based layers)
     ri: np.ndarray = _var()
-    STATE = ("weights", "weight_rec", "u", "v", "s", "psi", "p", "q", "r")
+    STATE = ("weights", "weight_rec", "u", "v", "s", "psi", "p", "q", "r", "pi", "ri")
     PER_STEP = ("v",)
     FLOAT_PARAM = "lif"
 
@@ -150,43 +165,115 @@ class PySTLLRLayerModelFloat(_FloatNodeModel):
         self.recurrent = bool(prm["recurrent"])
         self.spec = prm["learning"]
         self.surrogate = None if prm["psi"] is None else get_surrogate(prm["psi"])
+        beta = prm.get("current_decay")
+        #: current-based (CuLIF): its constants, κ = 1 − α and λ_syn; None: the toolkit's LIF
+        self.culif = None
+        if beta is not None:
+            lif = self.lif
+            self.culif = CuLIFParams(lif.gamma, float(beta), lif.threshold, lif.reset)
+            self.kappa = 1.0 - lif.gamma
+            self.lambda_syn = float(prm["lambda_syn"])
 
     def run_spk(self) -> None:
         if self.starts_sample():
-            self.zero("u", "v", "s", "psi", "p", "q", "r")
+            self.zero("u", "v", "s", "psi", "p", "q", "r", "pi", "ri")
         x = self.receive(self.s_in)
         s_prev = batch(self.s)
         current = self.ops.current(x, tensor(self.weights), tensor(self.bias))
         if self.recurrent:
             current = current + self.ops.current(s_prev, tensor(self.weight_rec), None)
-        s, v_c, u = lif_step(current, batch(self.v), self.lif)
+        if self.culif is None:
+            s, v_c, u = lif_step(current, batch(self.v), self.lif)
+            self.u, self.v = sample(current), sample(u)
+        else:  # u holds the current i, v the voltage after reset v̂
+            state = CuLIFState(batch(self.u), batch(self.v))
+            s, v_c, state = culif_step(current, state, self.culif)
+            self.u, self.v = sample(state.i), sample(state.v)
         self.send(sample(s))  # before ls_in: a signal computed from this output cannot deadlock
-        self.u, self.v, self.s = sample(current), sample(u), sample(s)
+        self.s = sample(s)
         if self.spec is not None:
             self.learn(x, s_prev, v_c)
         self.record(self.s)
 
+    def _pre_trace(self, trace: str, current_trace: str, x) -> torch.Tensor:
+        """Advance the pre-trace Vars ``trace`` (and ``current_trace``, current-based) by
+        the input ``x`` (:func:`stllr.neurons.eligibility.pre_trace_step`); P[t]."""
+        lam = self.spec.factors.lambda_pre
+        if self.culif is None:
+            p = trace_step(batch(getattr(self, trace)), x, lam)
+            setattr(self, trace, sample(p))
+            return p
+        old = PreTrace(batch(getattr(self, trace)), batch(getattr(self, current_trace)))
+        new = pre_trace_step(old, x, lam, self.lambda_syn)
+        setattr(self, trace, sample(new.p))
+        setattr(self, current_trace, sample(new.p_i))
+        return new.p
+
     def learn(self, x, s_prev, v_c) -> None:
         f = self.spec.factors
-        p = trace_step(batch(self.p), x, f.lambda_pre)
+        p = self._pre_trace("p", "pi", x)
         psi = self.surrogate(v_c)
         q_prev = batch(self.q)
-        self.p, self.psi = sample(p), sample(psi)
+        self.psi = sample(psi)
         self.q = sample(trace_step(q_prev, psi, f.lambda_post))
         r = None
-        if self.recurrent:  # R[t] = λ_pre R[t−1] + s[t−1]: the trace of this step's input
-            r = trace_step(batch(self.r), s_prev, f.lambda_pre)
-            self.r = sample(r)
+        if self.recurrent:  # R[t]: the trace of this step's recurrent input s[t−1]
+            r = self._pre_trace("r", "ri", s_prev)
         if not self.ls_in.csp_ports:  # no signal source connected: traces only
             return
         signal = self.receive(self.ls_in)
         lr = self.spec.lr
-        grad = weight_gradient(self.ops, f, signal, psi, q_prev, p, x, self.weights.shape)
+        # current-based: g = κ ⊙ Ψ ⊙ δ in the causal term (docs/neurons.md §3b)
+        g_psi = psi if self.culif is None else self.kappa * psi
+        grad = weight_gradient(self.ops, f, signal, g_psi, q_prev, p, x, self.weights.shape)
         self.weights = self.weights - lr * grad.numpy()
         if self.recurrent:
-            grad = weight_gradient(DenseOps(), f, signal, psi, q_prev, r, s_prev,
+            grad = weight_gradient(DenseOps(), f, signal, g_psi, q_prev, r, s_prev,
                                    self.weight_rec.shape)  # fmt: skip
             self.weight_rec = self.weight_rec - lr * grad.numpy()
+
+
+@implements(proc=AdaptiveProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyAdaptiveModelFloat(_FloatNodeModel):
+    """Dense synapses + AdLIF in float64 (``adlif_step``; inference only)."""
+
+    s_in: PyInPort = _in_port()
+    s_out: PyOutPort = _out_port()
+    weights: np.ndarray = _var()
+    weight_rec: np.ndarray = _var()
+    bias: np.ndarray = _var()
+    u: np.ndarray = _var()
+    v: np.ndarray = _var()
+    w: np.ndarray = _var()
+    h: np.ndarray = _var()
+    s: np.ndarray = _var()
+    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s")
+    PER_STEP = ("v",)
+    FLOAT_PARAM = "adlif"
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params["adlif"]
+        t = torch.as_tensor
+        self.params = AdLIFParams(t(p.alpha, dtype=torch.float64), t(p.rho, dtype=torch.float64),
+                                  t(p.a, dtype=torch.float64), t(p.b, dtype=torch.float64),
+                                  float(p.threshold), p.reset)  # fmt: skip
+        self.recurrent = bool(proc_params["recurrent"])
+
+    def run_spk(self) -> None:
+        if self.starts_sample():
+            self.zero("u", "v", "w", "h", "s")
+        x = self.receive(self.s_in)
+        state = AdLIFState(batch(self.v), batch(self.w), batch(self.h), batch(self.s))
+        c = DenseOps().current(x, tensor(self.weights), tensor(self.bias))
+        if self.recurrent:
+            c = c + DenseOps().current(state.s, tensor(self.weight_rec), None)
+        s, _, new = adlif_step(c, state, self.params)
+        self.send(sample(s))
+        self.u, self.v, self.w, self.h, self.s = (sample(a) for a in (c, *new))
+        self.record(self.s)
 
 
 @implements(proc=ReadoutProcess, protocol=LoihiProtocol)

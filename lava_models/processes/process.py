@@ -103,6 +103,8 @@ class STLLRLayer(AbstractProcess):
     are then unused), float ``weight``/``bias``/``weight_rec`` (Ŵ after weight
     standardisation), ``psi`` the surrogate's name (``"a"``–``"d"``) and, if plastic,
     ``learning`` a :class:`lava_models.float_ops.FloatLearning` (lr, S-TLLR factors).
+    A float current-based (CuLIF) layer also takes ``current_decay`` β and ``lambda_syn``
+    (the decay of its current traces P^i, R^i; docs/neurons.md §1, §3b).
 
     Ports: ``s_in`` (``in_shape``), ``s_out`` (``out_shape``, spikes 0/1), ``ls_in``
     (``out_shape``, the third factor L: 8-bit signed integers, or floats; leave
@@ -117,7 +119,7 @@ class STLLRLayer(AbstractProcess):
     def __init__(self, *, in_shape, out_shape, weight, kind="dense", stride=(1, 1),
                  padding=(0, 0), dilation=(1, 1), groups=1, dv=0, vth=1, reset="soft",
                  bias=None, weight_rec=None, learning=None, psi=None, lif=None,
-                 **kw):  # fmt: skip
+                 current_decay=None, lambda_syn=None, **kw):  # fmt: skip
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
         channels = out_shape[0]
         floating = lif is not None
@@ -147,7 +149,7 @@ class STLLRLayer(AbstractProcess):
             in_shape=in_shape, out_shape=out_shape, kind=kind, stride=tuple(stride),
             padding=tuple(padding), dilation=tuple(dilation), groups=int(groups), dv=int(dv),
             vth=int(vth), reset=reset, recurrent=recurrent, learning=learning, psi=psi_arg,
-            lif=lif, **_common(kw),
+            lif=lif, current_decay=current_decay, lambda_syn=lambda_syn, **_common(kw),
         )  # fmt: skip
         w = array(weight)
         w_rec = array(weight_rec) if recurrent else np.zeros((channels,) * 2, dtype)
@@ -287,20 +289,27 @@ class AdaptiveProcess(AbstractProcess):
     ``weight_rec`` ``[out, out]`` (zeros if not recurrent), ``bias`` ``[out]`` (membrane
     units), and the state after the last step: ``u``, ``v`` (after reset), ``w`` (the
     adaptation ω), ``h`` (voltage before reset), ``s``. The node itself (``node=``) carries
-    the 12-bit decays and couplings."""
+    the 12-bit decays and couplings.
 
-    def __init__(self, *, in_shape, out_shape, weight, bias=None, weight_rec=None, **kw):
+    Float layer (``floating_pt``, :class:`quantization.float_nodes.FloatAdaptive`): pass
+    ``adlif`` (a :class:`stllr.neurons.dynamics.AdLIFParams` of float64 ``[out]`` arrays
+    or floats) and float ``weight``/``bias``/``weight_rec`` (Ŵ); the Vars are float64 and
+    ``u`` holds the step's input ``c``."""
+
+    def __init__(self, *, in_shape, out_shape, weight, bias=None, weight_rec=None, adlif=None,
+                 **kw):  # fmt: skip
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
         (n,) = out_shape
+        array, dtype = (_float_array, np.float64) if adlif is not None else (_int_array, np.int64)
         super().__init__(in_shape=in_shape, out_shape=out_shape,
-                         recurrent=weight_rec is not None, **_common(kw))  # fmt: skip
+                         recurrent=weight_rec is not None, adlif=adlif, **_common(kw))  # fmt: skip
         self.s_in = InPort(shape=in_shape)
         self.s_out = OutPort(shape=out_shape)
-        w = _int_array(weight)
-        w_rec = np.zeros((n, n), np.int64) if weight_rec is None else _int_array(weight_rec)
+        w = array(weight)
+        w_rec = np.zeros((n, n), dtype) if weight_rec is None else array(weight_rec)
         self.weights = Var(shape=w.shape, init=w)
         self.weight_rec = Var(shape=w_rec.shape, init=w_rec)
-        self.bias = Var(shape=(n,), init=np.zeros(n, np.int64) if bias is None
-                        else _int_array(bias, (n,)))  # fmt: skip
+        self.bias = Var(shape=(n,), init=np.zeros(n, dtype) if bias is None
+                        else array(bias, (n,)))  # fmt: skip
         for name in ("u", "v", "w", "h", "s"):
-            setattr(self, name, Var(shape=out_shape, init=np.zeros(out_shape, np.int64)))
+            setattr(self, name, Var(shape=out_shape, init=np.zeros(out_shape, dtype)))

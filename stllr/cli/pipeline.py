@@ -87,7 +87,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--rerun-from",
         default=None,
         metavar="STAGE",
-        help=f"with --resume: run this stage and every later one again ({STAGE_LIST})",
+        help=f"with --resume: run this stage and every later one again ({STAGE_LIST}; "
+        "flow tasks have no cost stage)",
     )
     p.add_argument("--skip-lava", action="store_true", help="no Lava runs (emulator only)")
     p.add_argument(
@@ -130,10 +131,11 @@ def _resolve(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline import run_pipeline
+    from pipeline import run_pipeline, stages_for
 
     cfg, out = _resolve(args)
-    print(f"stllr pipeline: task {cfg.train.task} → {out} (stages: {STAGE_LIST})")
+    names = ", ".join(s.name for s in stages_for(cfg.train.task))
+    print(f"stllr pipeline: task {cfg.train.task} → {out} (stages: {names})")
     summaries = run_pipeline(  # a failed start leaves no run folder (pipeline.runner)
         cfg,
         out,

@@ -19,10 +19,19 @@ sign of the change (contrast threshold C), with times spread evenly over the sub
 the reference moves by C per event. Gray frames are ``round(255·I)``. Ground truth is
 written at its own rate (``gt_ratio`` × the image period, offset by half a period),
 as MVSEC's gt is not aligned with the images.
+
+Sensor noise (``noise_rate`` > 0, a shifted condition of the pipeline): on top of the
+scene's events, every pixel fires spurious events as a Poisson process of ``noise_rate``
+events per second, each of random polarity at a uniform random time. They are drawn from
+their own generator (seeded from ``seed``), so a recording with noise has exactly the
+scene, motion, frames, gt and signal events of the one without.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,15 +51,20 @@ class StandinSpec:
     frames: int = 40
     frame_period: float = 0.032  # s
     segment_frames: int = 1
-    max_speed: float = 30.0  # px/s: up to ~1 px per frame
-    max_rotation: float = 0.4  # rad/s
-    max_zoom: float = 0.4  # 1/s
+    #: velocity bounds: each component uniform in [−max, max] per gt interval. At these
+    #: values the flow of a 32 ms window is ≈ 2 px on average (docs/flow.md §9: at a third
+    #: of them, ≈ 0.7 px, with ≈ 0.4 events per pixel, not even a float CNN learns quickly)
+    max_speed: float = 90.0  # px/s: up to ~3 px per frame
+    max_rotation: float = 1.2  # rad/s
+    max_zoom: float = 1.2  # 1/s
     contrast: float = 0.15
     substeps: int = 8
     gt_ratio: float = 1.5
     #: > 0: the simplest motion instead — translation along ±x at this speed (px/s), the
     #: sign drawn per segment, no rotation or zoom (the CI training test's stand-in)
     x_speed: float = 0.0
+    #: spurious sensor events per pixel and second (background activity; module doc)
+    noise_rate: float = 0.0
 
 
 def _texture(rng: np.random.Generator, spacing: float = 12.0, table: int = 64):
@@ -166,6 +180,8 @@ def make_recording(spec: StandinSpec, seed: int):
                 chunks.append(np.stack([xs[rep], ys[rep], t_ev, sign[rep]], axis=1))
                 ref[ys, xs] += sign * counts * spec.contrast
         images.append(np.rint(255 * np.exp(log_frame(image_t[k + 1]))).astype(np.uint8))
+    if spec.noise_rate > 0:
+        chunks.append(_noise_events(spec, seed, image_t[-1]))
     events = np.concatenate(chunks) if chunks else np.zeros((0, 4))
     events = events[np.argsort(events[:, 2], kind="stable")]
     gt_period = spec.gt_ratio * spec.frame_period
@@ -175,6 +191,19 @@ def make_recording(spec: StandinSpec, seed: int):
         flow[i] = flow_over(motion, flow_t[i], flow_t[i + 1], cx, cy, px, py)
     events[:, 2] += T0
     return events, np.stack(images), image_t + T0, flow, flow_t + T0
+
+
+def _noise_events(spec: StandinSpec, seed: int, duration: float) -> np.ndarray:
+    """Spurious events ``[N, 4]`` (x, y, t, ±1) on ``[0, duration)``: per pixel a Poisson
+    count of mean ``noise_rate·duration``, uniform times, random polarity; drawn from
+    ``default_rng((seed, 1))``, independent of the scene's generator."""
+    rng = np.random.default_rng((seed, 1))
+    n = rng.poisson(spec.noise_rate * duration, size=(spec.height, spec.width))
+    ys, xs = np.nonzero(n)
+    rep = np.repeat(np.arange(len(ys)), n[ys, xs])
+    t = rng.uniform(0.0, duration, len(rep))
+    sign = rng.choice([-1.0, 1.0], size=len(rep))
+    return np.stack([xs[rep], ys[rep], t, sign], axis=1).astype(np.float64)
 
 
 def flow_over(motion: _Motion, t_a: float, t_b: float, cx, cy, px, py) -> np.ndarray:
@@ -189,10 +218,38 @@ def flow_over(motion: _Motion, t_a: float, t_b: float, cx, cy, px, py) -> np.nda
 STANDIN_SEQUENCES = {
     "outdoor_day2": (StandinSpec(frames=160), 1),
     "indoor_flying1": (StandinSpec(frames=32), 2),
-    "indoor_flying2": (StandinSpec(frames=32, max_speed=45.0), 3),
+    "indoor_flying2": (StandinSpec(frames=32, max_speed=135.0), 3),
     "indoor_flying3": (StandinSpec(frames=32), 4),
-    "outdoor_day1": (StandinSpec(frames=32, max_rotation=0.2, max_zoom=0.2), 5),
+    "outdoor_day1": (StandinSpec(frames=32, max_rotation=0.6, max_zoom=0.6), 5),
 }
+
+
+def translation_specs(size: int = 40, train_frames: int = 160, test_frames: int = 24,
+                      x_speed: float = 80.0) -> dict[str, tuple[StandinSpec, int]]:  # fmt: skip
+    """The ±x stand-in (docs/flow.md §9, the CI training test's, the flow benchmark's and
+    the flow pipeline's): the five sequences of :data:`STANDIN_SEQUENCES` with their scene
+    seeds, as ``size × size`` frames (``train_frames`` for ``outdoor_day2``,
+    ``test_frames`` for the others) moving along ±x at ``x_speed`` px/s."""
+    return {
+        name: (
+            StandinSpec(
+                height=size,
+                width=size,
+                x_speed=x_speed,
+                frames=train_frames if name == "outdoor_day2" else test_frames,
+            ),
+            seed,
+        )  # fmt: skip
+        for name, (_default, seed) in STANDIN_SEQUENCES.items()
+    }
+
+
+def specs_digest(specs: dict[str, tuple[StandinSpec, int]]) -> str:
+    """16 hex digits of SHA-256 over ``specs`` (name → (spec, scene seed)) as sorted JSON:
+    the cache folder of a set of recordings, so that changed specs (or changed defaults)
+    are written afresh instead of reusing stale files."""
+    key = json.dumps({n: [dataclasses.asdict(s), k] for n, (s, k) in specs.items()}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def ensure_standin(root: Path, seed: int = 0) -> dict[str, SequenceFiles]:

@@ -36,6 +36,8 @@ class FlowTaskData:
     input_shape: tuple[int, int, int]
     steps: int
     description: str
+    #: the model's outputs: the two flow components (x, y) (``build_model``'s num_classes)
+    num_classes: int = 2
 
 
 def check_flow_config(cfg: ExperimentConfig) -> None:
@@ -75,9 +77,12 @@ def steps_per_window(cfg: ExperimentConfig) -> int:
 def load_flow_task(cfg: ExperimentConfig, standin: bool, cache_root: Path) -> FlowTaskData:
     check_flow_config(cfg)
     if standin:
-        from stllr.flow.standin import ensure_standin
+        from stllr.flow.standin import STANDIN_SEQUENCES, ensure_standin, specs_digest
 
-        root = Path(cfg.data) if cfg.data else Path(cache_root) / "mvsec_standin"
+        # the default folder is named by the specs' digest: changed defaults never reuse
+        # recordings written by an older generator
+        default = Path(cache_root) / "mvsec_standin" / specs_digest(STANDIN_SEQUENCES)
+        root = Path(cfg.data) if cfg.data else default
         folder = ensure_standin(root)[TRAIN_SEQUENCES[0]].data.parent
         skip = STANDIN_SKIP
         what = f"MVSEC-format stand-in in {folder}"

@@ -26,16 +26,21 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from stllr.conv_events import sparse_input
 from stllr.factors import STLLRFactors
 from stllr.functional.stllr_step import (
+    EventOperands,
     STLLRRecurrentStep,
     STLLRSpec,
     STLLRStep,
+    feature_map_step_,
     needs_graph,
     recurrent_step_,
     step_constants,
 )
 from stllr.neuron import LIFParams
+from stllr.sample_skip import skips_samples
+from stllr.spike_events import EventInputSwitch
 from stllr.surrogates import canonical_name, get_surrogate
 from stllr.synapse_ops import Conv2dOps, ConvTranspose2dOps, DenseOps
 from stllr.validation import check_float_tensor, check_shape
@@ -128,8 +133,9 @@ class _STLLRBase(nn.Module):
         )
 
 
-class LinearSTLLR(_STLLRBase):
-    """Dense S-TLLR LIF layer, ``[B, in] → [B, out]`` spikes."""
+class LinearSTLLR(EventInputSwitch, _STLLRBase):
+    """Dense S-TLLR LIF layer, ``[B, in] → [B, out]`` spikes; ``event_inputs`` as
+    :class:`RecurrentLinearSTLLR`'s (for x)."""
 
     def __init__(
         self,
@@ -143,6 +149,7 @@ class LinearSTLLR(_STLLRBase):
     ):
         super().__init__(lif or LIFParams(), factors or STLLRFactors(), psi, weight_std)
         self._init_dense(in_features, out_features, bias)
+        self._init_event_inputs(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_dense_input(x)
@@ -150,24 +157,54 @@ class LinearSTLLR(_STLLRBase):
             self.state = _zeros_state(x, (self.out_features,))
         (w,) = self.effective_weights()
         st = self.state
-        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
+        x_ev = self._events(x)
+        ev = None if x_ev is None else EventOperands(x_ev, None, self._transposes[0].get(w))
+        spec = self._spec(self._ops)
+        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, spec, ev)
         self.state = STLLRState(u, p, q)
         return s
 
 
-class _FeatureMapSTLLR(_STLLRBase):
+class _FeatureMapSTLLR(EventInputSwitch, _STLLRBase):
     """The step of the S-TLLR layers on feature maps ``[B, C_in, H, W]``: the subclass
-    gives ``_ops`` (its synapse), ``in_channels``, ``out_channels`` and ``output_shape``."""
+    gives ``_ops`` (its synapse), ``in_channels``, ``out_channels`` and ``output_shape``
+    and calls ``_init_event_inputs(0)``.
+
+    ``event_inputs`` (default ``"dense"``): with ``"sparse"``, or ``"auto"`` on the CPU,
+    the step's products skip the samples whose input (and, for the causal half of the
+    weight gradient, whose pre-trace) is all zero (:mod:`stllr.sample_skip`); the
+    results are the dense step's up to float rounding.
+
+    A step that needs no graph runs :func:`~stllr.functional.stllr_step.feature_map_step_`
+    (bitwise equal to the Function) and updates ũ, P, Q **in place**, as the recurrent
+    layer does (state tensors from a step with a graph, or from outside, are copied first).
+    """
+
+    _own_state: STLLRState | None = None
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self._own_state = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_tensor("x", x)
         check_shape("x", x, [None, self.in_channels, None, None], "[B, C_in, H, W]")
         if self.state is None or self.state.p.shape != x.shape:
             out = (self.out_channels, *self.output_shape(*x.shape[2:]))
-            self.state = _zeros_state(x, out)
+            self.state = self._own_state = _zeros_state(x, out)
         (w,) = self.effective_weights()
         st = self.state
-        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, self._spec(self._ops))
+        rows = None
+        if skips_samples(self._event_inputs, x):
+            rows = sparse_input(x, self._ops, tuple(self.weight.shape[2:]))
+        spec = self._spec(self._ops)
+        if not needs_graph(x, w, self.bias):
+            if st is not self._own_state:
+                st = STLLRState(st.u.clone(), st.p.clone(), st.q.clone())
+            s = feature_map_step_(x, w, self.bias, st.u, st.p, st.q, spec, None, rows)
+            self.state = self._own_state = st
+            return s
+        s, u, p, q = STLLRStep.apply(x, w, self.bias, st.u, st.p, st.q, spec, rows)
         self.state = STLLRState(u, p, q)
         return s
 
@@ -199,6 +236,7 @@ class Conv2dSTLLR(_FeatureMapSTLLR):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self._ops = Conv2dOps(_pair(stride), _pair(padding), _pair(dilation), groups)
+        self._init_event_inputs(0)
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """Spatial output size for an ``height × width`` input."""
@@ -241,6 +279,7 @@ class ConvTranspose2dSTLLR(_FeatureMapSTLLR):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self._ops = ConvTranspose2dOps(_pair(stride), _pair(padding), _pair(output_padding))
+        self._init_event_inputs(0)
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """Spatial output size for an ``height × width`` input."""
@@ -251,7 +290,7 @@ class ConvTranspose2dSTLLR(_FeatureMapSTLLR):
         return h, w
 
 
-class RecurrentLinearSTLLR(_STLLRBase):
+class RecurrentLinearSTLLR(EventInputSwitch, _STLLRBase):
     """Recurrent dense S-TLLR LIF layer: ``I[t] = Ŵx[t] + b + Ŵ_rec s[t−1]``.
 
     ``weight_rec`` has its own gain ``gain_rec`` and no bias.
@@ -263,6 +302,13 @@ class RecurrentLinearSTLLR(_STLLRBase):
     its tensors are reused; copy them to keep a snapshot). State tensors that came
     from a step with a graph (possibly saved for its backward) or from outside are
     copied first, never overwritten.
+
+    ``event_inputs`` (:data:`~stllr.spike_events.EVENT_INPUT_MODES`, default ``"dense"``)
+    switches the products with x[t] and s[t−1] to the event-driven path
+    (:mod:`stllr.spike_events`, docs/event_driven.md): ``"sparse"`` always, ``"auto"``
+    for each operand whose density at this step is at most
+    :data:`~stllr.spike_events.SPARSE_MAX_DENSITY`. The results are the dense path's up
+    to float rounding.
     """
 
     def __init__(
@@ -282,10 +328,27 @@ class RecurrentLinearSTLLR(_STLLRBase):
         nn.init.kaiming_uniform_(self.weight_rec, a=math.sqrt(5))
         # the state whose tensors no-graph steps may overwrite (they created them)
         self._own_state: STLLRRecurrentState | None = None
+        self._init_event_inputs(2)
 
     def reset_state(self) -> None:
         super().reset_state()
         self._own_state = None
+
+    def _event_operands(self, x, s_prev, w, w_rec) -> EventOperands | None:
+        """The inputs the switch sends down the event-driven path (None: all dense)."""
+        if self._event_inputs == "dense":
+            return None
+        x_ev = self._events(x)
+        s_ev = self._events(s_prev, binary=True)
+        if x_ev is None and s_ev is None:
+            return None
+        w_t, w_rec_t = self._transposes
+        return EventOperands(
+            x_ev,
+            s_ev,
+            None if x_ev is None else w_t.get(w),
+            None if s_ev is None else w_rec_t.get(w_rec),
+        )
 
     def _weight_pairs(self) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
         return ((self.weight, self.gain), (self.weight_rec, self.gain_rec))
@@ -317,13 +380,16 @@ class RecurrentLinearSTLLR(_STLLRBase):
         st = self._current_state(x)
         w, w_rec = self.effective_weights()
         spec = self._spec(self._ops)
+        ev = self._event_operands(x, st.s, w, w_rec)
         if not needs_graph(x, w, w_rec, self.bias):
             st = self._owned_state(x)
-            s = recurrent_step_(x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec)
+            s = recurrent_step_(
+                x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec, None, ev
+            )
             self.state = self._own_state = st._replace(s=s)
             return s
         s, u, p, r, q = STLLRRecurrentStep.apply(
-            x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec
+            x, st.s, w, w_rec, self.bias, st.u, st.p, st.r, st.q, spec, ev
         )
         self.state = STLLRRecurrentState(u, p, r, q, s.detach())
         return s
@@ -363,7 +429,10 @@ class RecurrentNoGraphRun:
         """One step, ``x`` ``[B, in]``; returns the spikes s[t] (a new tensor)."""
         st = self.state
         w, w_rec, b = self.weights
-        self.s = recurrent_step_(x, self.s, w, w_rec, b, st.u, st.p, st.r, st.q, self.spec, self.k)
+        ev = self.layer._event_operands(x, self.s, w, w_rec)
+        self.s = recurrent_step_(
+            x, self.s, w, w_rec, b, st.u, st.p, st.r, st.q, self.spec, self.k, ev
+        )
         return self.s
 
     def close(self) -> None:

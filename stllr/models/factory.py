@@ -36,6 +36,7 @@ from stllr.models.shd_neurons import SHDNeuronNetBPTT, SHDNeuronNetSTLLR
 from stllr.models.vgg import VGG9_CHANNELS, VGGBPTT, VGGSTLLR
 from stllr.neuron import decay_from_leak
 from stllr.neurons.population import NEURON_KINDS, NeuronSpec, decay_from_tau
+from stllr.spike_events import set_event_inputs
 from stllr.training import TRAINING_MODES, ottt_factors
 
 Builder = Callable[[ExperimentConfig, tuple[int, ...], int], SpikingModel]
@@ -286,7 +287,9 @@ def build_model(cfg: ExperimentConfig, input_shape: tuple[int, ...], num_classes
         raise UserError(f"feedback={cfg.feedback!r} needs an S-TLLR method, not bptt")
     _check_input_fits(cfg, tuple(input_shape))
     _check_readout_fits(cfg)
-    return _ARCHS[cfg.arch](cfg, input_shape, num_classes), cfg.method
+    model = _ARCHS[cfg.arch](cfg, input_shape, num_classes)
+    set_event_inputs(model, cfg.event_inputs)
+    return model, cfg.method
 
 
 def _fsfn(cfg: ExperimentConfig, input_shape, num_classes) -> SpikingModel:
