@@ -16,11 +16,14 @@ Per variant it reports mean ± std over seeds of Δ and of the paired SE, and th
 * event-camera stand-ins: shifted Δ > 3 paired SE (mean Δ against the mean SE of one run)
   with original Δ ≥ −2 points.
 
-Variants are named in :data:`VARIANTS` (``--variants a,b``); a variant's settings are
-applied after the task's config and ``--set`` overrides. Seeds vary the adaptation, not
-the training: every seed adapts the same deployed network (``--train-seed`` trains
-another one into its own run folder). ``--jobs N`` runs the seeds in N processes of one
-thread each; a CIFAR10-DVS stand-in worker holds about 3.2 GiB, so mind the memory.
+Variants are named in :data:`VARIANTS` (``--variants a,b``): ``config`` is the task's
+config as it is; every other variant starts from it with the stabilising mechanisms off
+(:data:`MECHANISMS_OFF`), then the ``--set`` overrides, then its own settings. Seeds vary
+the adaptation, not the training: every seed adapts the same deployed network
+(``--train-seed`` trains another one into its own run folder). ``--jobs N`` runs the
+seeds in N processes of one thread each; a CIFAR10-DVS stand-in worker holds about
+3.2 GiB and a 4000-sample SHD stand-in stream about 6.5 GB, so mind the memory (a worker
+killed for memory leaves the pool waiting forever).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "gate": {"error_gate": 0.3},
     "replay": {"replay_buffer": 100, "replay_every": 2},
     "consolidate": {"consolidate_shift": 6},
+    "replay_cons": {"replay_buffer": 100, "replay_every": 1, "consolidate_shift": 4},
     "speaker": {"scenario": "held_out_speaker", "eval_every": 25},
     "gain": {"scenario": "gain_change", "gain": 0.5},
     "drift": {"drift": "true"},
@@ -57,18 +61,142 @@ VARIANTS: dict[str, dict[str, object]] = {
         "replay_buffer": 100,
         "replay_every": 4,
     },
+    # hidden-layer learning: the recurrent layer too, from the error fed back through the
+    # readout (host signals) or through fixed random matrices made on the device (DFA)
+    "hidden": {"layers": "rec,readout"},
+    "long_combo_hidden": {
+        "samples": 1000,
+        "eval_every": 250,
+        "lr": 2e-6,
+        "error_gate": 0.3,
+        "rate_decay": 300,
+        "replay_buffer": 100,
+        "replay_every": 4,
+        "layers": "rec,readout",
+    },
+    "long_dfa_replay": {
+        "samples": 1000,
+        "eval_every": 250,
+        "lr": 2e-6,
+        "signal": "dfa",
+        "layers": "rec,readout",
+        "replay_buffer": 100,
+        "replay_every": 4,
+    },
+    "long_combo_cons": {
+        "samples": 1000,
+        "eval_every": 250,
+        "lr": 2e-6,
+        "error_gate": 0.3,
+        "rate_decay": 300,
+        "replay_buffer": 100,
+        "replay_every": 4,
+        "consolidate_shift": 8,
+    },
+    # the default stream (100 samples) with the mechanisms that moved the forgetting
+    "combo": {"error_gate": 0.3, "rate_decay": 100, "replay_buffer": 100, "replay_every": 2},
+    "combo_cons": {
+        "error_gate": 0.3,
+        "rate_decay": 100,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 6,
+    },
+    "combo_lr": {
+        "lr": 1.5e-6,
+        "error_gate": 0.3,
+        "rate_decay": 100,
+        "replay_buffer": 100,
+        "replay_every": 2,
+    },
+    # a doubled rate held back by consolidation
+    "combo_cons_lr6": {
+        "lr": 6e-6,
+        "error_gate": 0.3,
+        "rate_decay": 100,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 6,
+    },
+    "combo_cons5_lr6": {
+        "lr": 6e-6,
+        "error_gate": 0.3,
+        "rate_decay": 100,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 5,
+    },
+    # the host rehearses its labelled shifted buffer: 4 passes over 1000 samples
+    "passes4": {"samples": 1000, "passes": 4, "lr": 3e-6, "eval_every": 1000},
+    "passes2": {"samples": 1000, "passes": 2, "lr": 3e-6, "eval_every": 1000},
+    # event stand-ins: only the head learns, from the host's error (no DFA into conv7)
+    "head": {"signal": "host", "layers": "head", "lr": 3e-3},
+    "head_replay": {
+        "signal": "host",
+        "layers": "head",
+        "lr": 3e-3,
+        "replay_buffer": 100,
+        "replay_every": 2,
+    },
+    "head_replay_cons": {
+        "signal": "host",
+        "layers": "head",
+        "lr": 3e-3,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 6,
+    },
+    "head_replay_lr1": {
+        "signal": "host",
+        "layers": "head",
+        "lr": 1e-3,
+        "replay_buffer": 100,
+        "replay_every": 2,
+    },
+    "head_combo_cons": {
+        "signal": "host",
+        "layers": "head",
+        "lr": 3e-3,
+        "error_gate": 0.3,
+        "rate_decay": 100,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 6,
+    },
+}
+
+#: every variant but ``config`` starts from the mechanisms switched off (the variants were
+#: defined and measured against a config without them), then applies its own settings
+MECHANISMS_OFF: dict[str, object] = {
+    "error_gate": 0,
+    "rate_decay": 0,
+    "replay_buffer": 0,
+    "replay_every": 0,
+    "consolidate_shift": 0,
+    "passes": 1,
 }
 
 TASK_VARIANTS = {"shd-standin": {}, "gesture-standin": {}, "cifar10dvs-standin": {}}
 
 
-def ensure_run(task: str, runs: Path, train_seed: int | None, quick: bool) -> Path:
-    """The run folder of ``task`` with finished train and quantize stages (made if missing)."""
+def run_name(task: str, train_seed: int | None, train_sets: list[str]) -> str:
+    """The run folder's name: the task, then the training settings that differ."""
     name = task if train_seed is None else f"{task}_seed{train_seed}"
-    run = runs / name
+    for item in train_sets:
+        name += "_" + item.removeprefix("train.").replace("=", "").replace(",", "-")
+    return name
+
+
+def ensure_run(
+    task: str, runs: Path, train_seed: int | None, quick: bool, train_sets: list[str] = ()
+) -> Path:
+    """The run folder of ``task`` with finished train and quantize stages (made if missing);
+    ``train_sets``: ``train.KEY=VALUE`` settings on top of the task's config."""
+    run = runs / run_name(task, train_seed, list(train_sets))
     if (run / "quantize" / "quantized.pt").is_file():
         return run
     sets = ["adaptation.samples=1", "adaptation.eval_samples=2", "adaptation.eval_every=1"]
+    sets += list(train_sets)
     if train_seed is not None:
         sets.append(f"train.seed={train_seed}")
     if quick:
@@ -158,6 +286,9 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--runs", default=None, help="folder of the trained pipeline runs")
     p.add_argument("--train-seed", type=int, default=None)
+    p.add_argument(
+        "--train-set", nargs="*", default=[], help="train.KEY=VALUE of the deployed network's run"
+    )
     p.add_argument("--set", nargs="*", default=[], help="adaptation.KEY=VALUE for every run")
     p.add_argument("--float", action="store_true", help="also the float learner")
     p.add_argument("--heldout", type=int, default=220, help="fresh event-task test recordings")
@@ -189,17 +320,25 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "adaptation",
         "quick": args.quick,
-        "config": {"tasks": tasks, "variants": variants, "seeds": seeds, "set": common},
+        "config": {
+            "tasks": tasks,
+            "variants": variants,
+            "seeds": seeds,
+            "set": common,
+            "train_set": list(args.train_set),
+        },
         "environment": environment(torch.device("cpu")),
         "tasks": {},
     }
     impls = ("emulator", "float") if args.float else ("emulator",)
     for task in tasks:
-        run = ensure_run(task, runs, args.train_seed, args.quick)
+        run = ensure_run(task, runs, args.train_seed, args.quick, args.train_set)
         data = task_data(task, stage_config(run, task, common), 0 if args.quick else args.heldout)
         result["tasks"][task] = {"run": str(run), "test_samples": len(data.test), "variants": {}}
         for v in variants:
-            sets = common + [f"adaptation.{k}={val}" for k, val in VARIANTS[v].items()]
+            base = {} if v == "config" else MECHANISMS_OFF
+            sets = [f"adaptation.{k}={val}" for k, val in base.items()] + common
+            sets += [f"adaptation.{k}={val}" for k, val in VARIANTS[v].items()]
             jobs = [(run, task, [*sets, f"adaptation.seed={s}"], args.float, data) for s in seeds]
             if args.jobs > 1:  # one process per seed, one thread each
                 import multiprocessing as mp

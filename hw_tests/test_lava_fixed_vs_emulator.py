@@ -131,7 +131,8 @@ LEARNING = {  # family: (plastic nodes, steps); recurrent, conv (graded input to
 def test_learning_equals_emulator(family):
     names, steps = LEARNING[family]
     qnet, x, _ = _quantized(family)
-    qnet = attach_learning(qnet, names, [x], lr=0.05, seed=7)
+    # lr with whole-LSB steps: "many weights moved" must not hang on the random bits
+    qnet = attach_learning(qnet, names, [x], lr=0.1, seed=7)
     gen = torch.Generator().manual_seed(5)
     xs = (torch.rand(1, steps, *qnet.input_shape, generator=gen) < 0.3).to(torch.int64) * 2
     frames = xs.numpy()
@@ -347,3 +348,31 @@ def test_failure_upstream_of_blocked_processes_is_reported(monkeypatch):
         run_lava(qnet, frames[0], timeout_s=60)
     assert time.monotonic() - t0 < 30
     assert not _children_settle(before)
+
+
+def test_consolidating_learning_equals_emulator():
+    """Consolidation scheduled in the learning specs (after the last step of every
+    15-step sample): Lava's node kinds pull W and W_rec back toward the deployed weights
+    exactly as the emulator's do. Three samples in one runtime, W0 kept by each process."""
+    from quantization.consolidation import schedule_consolidation
+
+    qnet, x, _ = _quantized("shd")
+    plastic = attach_learning(qnet, ["rec", "readout"], [x], lr=0.05, seed=2)
+    cons = schedule_consolidation(plastic, 2, 15)
+    gen = torch.Generator().manual_seed(11)
+    frames = ((torch.rand(3, 15, 40, generator=gen) < 0.3).to(torch.int64) * 2).numpy()
+    signals = _signals(cons, ["rec", "readout"], 15, seed=6, shape_prefix=(3,))
+    res = run_lava(cons, frames, signals)
+    ref = _emulate(cons, frames, signals)
+    _assert_outputs_equal(cons, ref, res)
+    _assert_state_equal(cons, ["rec", "readout"], ref, res)
+    free = _emulate(plastic, frames, signals)  # the pull did something: without it W differs
+    for name in ("rec", "readout"):
+        w_free = free.emu.weights(name)["w"].numpy()
+        assert not np.array_equal(res.weights(name)["w"], w_free), name
+    # and it pulls toward W0: the learned weights moved less far from the deployed ones
+    for name in ("rec", "readout"):
+        w0 = plastic.node(name).weight.numpy().astype(np.int64)
+        far = np.abs(free.emu.weights(name)["w"].numpy() - w0).sum()
+        near = np.abs(res.weights(name)["w"] - w0).sum()
+        assert near < far, (name, near, far)

@@ -112,7 +112,9 @@ def prepare(a, data, qnet, mech: Mechanisms) -> Prepared:
     xr = yr = None
     if mech.replay_buffer:
         xr, yr, _ = stack_samples(replay_samples(data, mech.replay_buffer, a.seed))
-    schedule = stream_schedule(n_stream, mech.replay_every, 0 if yr is None else len(yr))
+    schedule = stream_schedule(
+        n_stream, mech.replay_every, 0 if yr is None else len(yr), mech.passes
+    )
     x_all, y_all = interleave(schedule, xs, ys, xr, yr)
     if a.labelled:  # a label-scarce stream: only the first `labelled` shifted samples
         y_all = unlabel_after(schedule, y_all, a.labelled)
@@ -130,7 +132,11 @@ def run_device(ctx, a, qnet, layers, prep: Prepared, mech: Mechanisms, record: b
     xs, xe, ye, le, xc, yc, lc = prep.xs, prep.xe, prep.ye, prep.le, prep.xc, prep.yc, prep.lc
     n_stream, schedule = prep.n_stream, prep.schedule
     calib = [xs[:, : min(32, n_stream)]]
-    plastic = make_plastic(qnet, layers, calib, a.lr, a.seed, a.signal)
+    # consolidation runs in the node kinds, after the last step of every stream sample
+    plastic = make_plastic(
+        qnet, layers, calib, a.lr, a.seed, a.signal, mech.consolidate_shift,
+        prep.x_all_int.shape[0],
+    )  # fmt: skip
     plan = None if a.signal == "host" else make_plan(plastic, layers, a.signal, a.seed)
     pred_e0 = emulator_predictions(qnet, xe, le)
     pred_c0 = emulator_predictions(qnet, xc, lc)
@@ -147,7 +153,6 @@ def run_device(ctx, a, qnet, layers, prep: Prepared, mech: Mechanisms, record: b
     curves_emu, signals_t, outputs_t = learn_stream(
         learner, prep.x_all_int, prep.y_all, schedule, mech, a.eval_every, score_emu,
         learner.network,
-        consolidate=lambda j: learner.consolidate(plastic, mech.consolidate_shift, j),
         record=record,
         progress=lambda r: progress_bar(
             r, show=ctx.progress, desc=f"on-device learning (seed {a.seed})", unit="sample"

@@ -5,8 +5,9 @@ with, when replay is on, the replay buffer's original-condition samples interlea
 (:func:`pipeline.adapt_mechanisms.stream_schedule`); :func:`interleave` stacks it into one
 ``[T, M, ...]`` tensor (the same tensor is fed to Lava). For item ``j`` of the stream the
 learner receives the rate scale ``s_j`` and the error gate; after it, the optional
-consolidation pull. At the checkpoints (counted in shifted samples seen) the network is
-scored on both conditions: the learning curves of the shifted and the original condition.
+consolidation pull (the float learner's; the device pulls inside its node kinds). At the
+checkpoints (counted in shifted samples seen) the network is scored on both conditions:
+the learning curves of the shifted and the original condition.
 """
 
 from __future__ import annotations
@@ -63,15 +64,13 @@ def interleave(
 
 
 def unlabel_after(schedule: Sequence[StreamItem], y: torch.Tensor, labelled: int) -> torch.Tensor:
-    """Labels ``[M]`` of a label-scarce stream: the shifted samples after the first
-    ``labelled`` arrive without a label (``−1``); replayed samples keep theirs."""
+    """Labels ``[M]`` of a label-scarce stream: only the first ``labelled`` shifted samples
+    (stream indices ``< labelled``, in every pass) carry a label, the others arrive
+    without one (``−1``); replayed samples keep theirs."""
     out = y.clone()
-    seen = 0
     for j, item in enumerate(schedule):
-        if item.source == "shift":
-            seen += 1
-            if seen > labelled:
-                out[j] = -1
+        if item.source == "shift" and item.index >= labelled:
+            out[j] = -1
     return out
 
 
@@ -107,7 +106,9 @@ def learn_stream(
     """Stream ``x [T, M, ...]``/``y [M]`` (``schedule`` order) through ``learner``.
 
     ``score(net) → (shifted %, original %)`` scores ``snapshot()``, the learner's network
-    now; ``consolidate(j)`` runs the pull after item ``j`` (when ``mech.consolidate_shift``).
+    now; ``consolidate(j)`` runs the pull after item ``j`` (when ``mech.consolidate_shift``;
+    the float learner's: the device's node kinds pull by themselves, see
+    :func:`pipeline.learners.make_plastic`).
     With ``record`` the device learner's signals and outputs are returned stacked
     ``[T, M, ...]`` (for Lava), else empty dicts.
     """

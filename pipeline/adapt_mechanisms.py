@@ -23,11 +23,16 @@ logits, the sample's index and the configuration (``[adaptation]`` keys in brack
   sample that arrives without a label (label ``−1``) learns at the steps where the
   network's own answer is confident, ``max p[t] ≥ c``, with that answer as the label
   (self-training); with ``c = 0`` unlabelled samples send nothing.
+* **Passes over the labelled stream** (``passes`` = P): the host keeps the labelled
+  shifted samples it has streamed and streams them P times in the same order (rehearsal
+  of the new condition's buffer: an online learner's substitute for epochs). The device
+  still learns one sample at a time with its own rule.
 * **Consolidation** (``consolidate_shift`` = k): after every learned sample each plastic
   weight is pulled ``2^−k`` of the way back to its deployed value
-  (:func:`quantization.consolidation.consolidate`, an integer step for the device).
+  (:func:`quantization.consolidation.consolidate`, an integer step the device's node
+  kinds run themselves after a sample's last step, so Lava learns with it too).
 
-All four are off by default. What each does to accuracy is measured by
+All are off by default. What each does to accuracy is measured by
 ``benchmarks/adaptation.py`` (docs/adaptation.md).
 """
 
@@ -51,6 +56,7 @@ class Mechanisms:
     replay_every: int = 0
     consolidate_shift: int = 0
     pseudo_label: float = 0.0
+    passes: int = 1
 
     @classmethod
     def from_section(cls, a, where: str = "[adaptation]") -> Mechanisms:
@@ -62,6 +68,7 @@ class Mechanisms:
             replay_every=int(a.replay_every),
             consolidate_shift=int(a.consolidate_shift),
             pseudo_label=float(a.pseudo_label),
+            passes=int(a.passes),
         )
         m.check(where)
         return m
@@ -93,6 +100,11 @@ class Mechanisms:
                 f"{where}: adaptation.pseudo_label must be in [0, 1) (0 = unlabelled samples "
                 f"do not learn), got {self.pseudo_label}"
             )
+        if self.passes < 1:
+            raise UserError(
+                f"{where}: adaptation.passes must be an integer ≥ 1 (1 = each sample once), "
+                f"got {self.passes}"
+            )
         if not 0 <= self.consolidate_shift <= 30:
             raise UserError(
                 f"{where}: adaptation.consolidate_shift must be in 0..30 (0 = off), "
@@ -110,6 +122,8 @@ class Mechanisms:
                 f"replay of {self.replay_buffer} original-condition samples, one after every "
                 f"{self.replay_every} shifted"
             )
+        if self.passes > 1:
+            parts.append(f"{self.passes} passes over the labelled stream")
         if self.pseudo_label:
             parts.append(f"unlabelled samples learn from answers with p ≥ {self.pseudo_label:g}")
         if self.consolidate_shift:
@@ -157,13 +171,16 @@ class StreamItem(NamedTuple):
     index: int
 
 
-def stream_schedule(n_stream: int, replay_every: int = 0, n_buffer: int = 0) -> list[StreamItem]:
-    """Arrival order: the shifted samples in order, and after every ``replay_every``-th
-    one the next replay-buffer sample (cycling through ``n_buffer``)."""
+def stream_schedule(
+    n_stream: int, replay_every: int = 0, n_buffer: int = 0, passes: int = 1
+) -> list[StreamItem]:
+    """Arrival order: the ``n_stream`` shifted samples in order, ``passes`` times over
+    (item ``k`` is shifted sample ``k mod n_stream``), and after every ``replay_every``-th
+    of those the next replay-buffer sample (cycling through ``n_buffer``)."""
     out: list[StreamItem] = []
     replayed = 0
-    for k in range(n_stream):
-        out.append(StreamItem("shift", k))
+    for k in range(n_stream * passes):
+        out.append(StreamItem("shift", k % n_stream))
         if replay_every and n_buffer and (k + 1) % replay_every == 0:
             out.append(StreamItem("replay", replayed % n_buffer))
             replayed += 1

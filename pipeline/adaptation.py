@@ -142,7 +142,8 @@ def run(ctx: Context) -> StageOutput:
     layers = tuple(a.layers) or (qnet.nodes[-1].name,)  # empty: the output node alone
 
     prep = prepare(a, data, qnet, mech)
-    dev = run_device(ctx, a, qnet, layers, prep, mech, record=True)
+    # the stream's signals and outputs are recorded only for Lava (they are large)
+    dev = run_device(ctx, a, qnet, layers, prep, mech, record=ctx.cfg.lava.enabled)
     xe, ye, le, xc, yc, lc = prep.xe, prep.ye, prep.le, prep.xc, prep.yc, prep.lc
     schedule, x_all, y_all, x_all_int = prep.schedule, prep.x_all, prep.y_all, prep.x_all_int
     n_stream, n_eval, n_replay, steps = prep.n_stream, prep.n_eval, prep.n_replay, prep.steps
@@ -176,12 +177,7 @@ def run(ctx: Context) -> StageOutput:
 
     # --- Lava: the same stream and signals, then before/after on held-out samples -------
     lava = None
-    if ctx.cfg.lava.enabled and mech.consolidate_shift:
-        ctx.log(
-            "  Lava: not run: consolidation is not yet a step of the Lava node kinds "
-            "(docs/adaptation.md)"
-        )
-    elif ctx.cfg.lava.enabled:
+    if ctx.cfg.lava.enabled:
         lava = _lava_part(
             ctx, qnet, plastic, learned, layers, x_all_int, y_all, signals_t, outputs_t,
             xe, ye, le, plan,

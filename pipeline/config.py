@@ -138,6 +138,8 @@ class AdaptationSection:
     replay_buffer: int = 0
     #: one replay sample after every this many shifted samples
     replay_every: int = 0
+    #: the labelled shifted samples are streamed this many times, in the same order
+    passes: int = 1
     #: after every learned sample, weights pulled 2^-k of the way back to the deployed ones
     consolidate_shift: int = 0
     #: label-scarce stream: only the first this many shifted samples carry a label (0 = all)

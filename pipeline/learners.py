@@ -99,8 +99,20 @@ def input_fold(qnet, name: str, shapes: dict | None = None) -> int:
     return fold
 
 
-def make_plastic(qnet, layers, calibration, lr: float, seed: int, signal: str = "host"):
-    """``qnet`` with on-device learning on ``layers``.
+def make_plastic(
+    qnet,
+    layers,
+    calibration,
+    lr: float,
+    seed: int,
+    signal: str = "host",
+    consolidate_shift: int = 0,
+    sample_steps: int = 0,
+):
+    """``qnet`` with on-device learning on ``layers``; with ``consolidate_shift = k`` every
+    plastic node pulls its weights ``2^−k`` of the way back to the deployed ones after the
+    last step of every ``sample_steps``-step sample
+    (:func:`quantization.consolidation.schedule_consolidation`, run by the node kinds).
 
     ``lr`` is η of the float model's parametrization: a node whose input sums ``n`` float
     values (:func:`input_fold`) learns with ``η/n²`` (its weights are ``W/n`` and its
@@ -128,6 +140,10 @@ def make_plastic(qnet, layers, calibration, lr: float, seed: int, signal: str = 
                 bound *= qnet.num_classes / 2.0
         eta = lr / input_fold(qnet, name, shapes) ** 2
         out = attach_learning(out, [name], calibration, lr=eta, signal_max=bound, seed=seed)
+    if consolidate_shift:
+        from quantization.consolidation import schedule_consolidation
+
+        out = schedule_consolidation(out, consolidate_shift, sample_steps)
     return out
 
 
@@ -161,6 +177,7 @@ class DeviceLearner:
         self.window = window
         self.emu = IntegerEmulator(qnet, delay=0)
         self.specs = {n: qnet.node(n).learning for n in [*self.hidden, self.readout]}
+        self.consolidates = any(sp.consolidate_shift for sp in self.specs.values())
         self.learned_steps = 0  # steps at which a signal was sent
 
     def learn_sample(
@@ -194,8 +211,11 @@ class DeviceLearner:
                 logits = outs[self.readout].double() * emu.logit_scale
                 err = step_error(logits, label, gate, scale, pseudo)
             if err is None:
+                zero = {n: torch.zeros_like(outs[n]) for n in sigs}
+                if t == steps - 1 and self.consolidates:  # the pull follows this step's
+                    emu.apply_signals(zero)  # update, zero or not (as in Lava)
                 for n in sigs:
-                    sigs[n].append(torch.zeros_like(outs[n]))
+                    sigs[n].append(zero[n])
                 continue
             self.learned_steps += 1
             signal = {self.readout: quantize_signal(err, self.specs[self.readout])}
@@ -211,11 +231,6 @@ class DeviceLearner:
             {k: torch.stack(v) for k, v in sigs.items()},
             {k: torch.stack(v) for k, v in outs_all.items()},
         )
-
-    def consolidate(self, deployed, shift: int, sample: int) -> None:
-        """Pull the plastic weights ``2^−shift`` of the way back to ``deployed``'s
-        (:func:`quantization.consolidation.consolidate`), after sample ``sample``."""
-        self.emu = consolidated_emulator(self.emu, deployed, list(self.specs), shift, sample)
 
     def network(self):
         """The network with the weights learned so far (learning specs kept)."""
@@ -262,36 +277,5 @@ class OnDeviceLearner:
             {k: torch.as_tensor(v)[:, None] for k, v in res.outputs.items()},
         )
 
-    def consolidate(self, deployed, shift: int, sample: int) -> None:
-        """As :meth:`DeviceLearner.consolidate`."""
-        names = [n.name for n in self.qnet.nodes if getattr(n, "learning", None) is not None]
-        self.emu = consolidated_emulator(self.emu, deployed, names, shift, sample)
-
     def network(self):
         return self.emu.to_qnetwork()
-
-
-def consolidated_emulator(emu, deployed, names, shift: int, sample: int):
-    """A copy of emulator ``emu`` (step counter kept, so the random bits continue) whose
-    plastic nodes ``names`` hold :func:`quantization.consolidation.consolidate` of their
-    weights toward ``deployed``'s (a QNetwork with the deployed weights)."""
-    import dataclasses
-
-    from quantization.consolidation import consolidate, consolidation_key
-    from quantization.emulator import IntegerEmulator
-
-    net = emu.to_qnetwork()
-    index = {n.name: i for i, n in enumerate(net.nodes)}
-    for name in names:
-        node, d = net.node(name), deployed.node(name)
-        seed = node.learning.seed if node.learning is not None else 0
-        kw = {}
-        for which, attr in enumerate(("weight", "weight_rec")):
-            w = getattr(node, attr, None)
-            if w is not None:
-                key = consolidation_key(seed, sample, index[name], which)
-                kw[attr] = consolidate(w, getattr(d, attr), shift, key)
-        net = net.replace_node(dataclasses.replace(node, **kw))
-    new = IntegerEmulator(net, delay=emu.delay, device=emu.device)
-    new.step_count = emu.step_count
-    return new

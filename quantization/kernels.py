@@ -139,10 +139,13 @@ def _weight_noise(x, k: int, key: int):
 
 # --- per-node kernels shared by the emulator and the Lava fixed_pt models ---------------
 
-#: Random streams per node: the stream of quantity ``q`` of node ``i`` is ``i·8 + q``
-#: (``STREAM_PI``, ``STREAM_RI``: the current traces of a current-based node).
-STREAMS_PER_NODE = 8
+#: Random streams per node: the stream of quantity ``q`` of node ``i`` is ``i·10 + q``
+#: (``STREAM_PI``, ``STREAM_RI``: the current traces of a current-based node;
+#: ``STREAM_CW``, ``STREAM_CWREC``: the consolidation pull of W and W_rec,
+#: quantization.consolidation).
+STREAMS_PER_NODE = 10
 STREAM_P, STREAM_Q, STREAM_R, STREAM_QIMP, STREAM_W, STREAM_WREC, STREAM_PI, STREAM_RI = range(8)
+STREAM_CW, STREAM_CWREC = 8, 9
 
 
 def node_stream_key(seed: int, step: int, node_index: int, quantity: int) -> int:

@@ -105,6 +105,11 @@ class LearningSpec:
     w_min: int = -128
     w_max: int = 127
     seed: int = 0
+    #: consolidation toward the deployed weights (quantization.consolidation): the pull
+    #: ``2^−consolidate_shift`` of the way back after the update of every global step t
+    #: with ``(t + 1) mod consolidate_every = 0`` (0: off)
+    consolidate_shift: int = 0
+    consolidate_every: int = 0
     #: current-based nodes (docs/fixed_point.md, "Current-based layers"): fractional bits
     #: of the current traces P^i, R^i (``None``: a direct-drive node, no current trace)
     pi_frac: int | None = None

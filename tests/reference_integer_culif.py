@@ -61,7 +61,7 @@ class RefCurrentLayer(RefLayer):
                  "q": [0] * n_out}
                 for _ in xs
             ]  # fmt: skip
-        key = lambda q: key_of(spec.seed, seed_step, self.idx * 8 + q)  # noqa: E731
+        key = lambda q: key_of(spec.seed, seed_step, self.idx * 10 + q)  # noqa: E731
         table, shift, half, frac = self.psi
         top = (1 << spec.trace_bits) - 1
         outs, views = [], []

@@ -144,7 +144,7 @@ class RefLayer:
                  "q": dict(zero_out), "s": dict(zero_out), "r": dict(zero_out)}
                 for _ in range(n_samples)
             ]  # fmt: skip
-        key = lambda q: key_of(spec.seed, seed_step, self.idx * 8 + q)  # noqa: E731
+        key = lambda q: key_of(spec.seed, seed_step, self.idx * 10 + q)  # noqa: E731
         bits_max = (1 << spec.trace_bits) - 1
         outs = []
         for b, x in enumerate(xs):
@@ -248,7 +248,7 @@ class RefLayer:
                     total += eligibility(b, (i,), self.state[b]["p"][(j,)], xs[b][(j,)])
             acc[widx] = total
         self.w = self._update(
-            self.w, acc, self.w_shape, key_of(spec.seed, seed_step, self.idx * 8 + 4)
+            self.w, acc, self.w_shape, key_of(spec.seed, seed_step, self.idx * 10 + 4)
         )
         if self.w_rec is not None:
             acc = {}
@@ -259,7 +259,7 @@ class RefLayer:
                     for b in range(len(xs))
                 )
             self.w_rec = self._update(
-                self.w_rec, acc, (n, n), key_of(spec.seed, seed_step, self.idx * 8 + 5)
+                self.w_rec, acc, (n, n), key_of(spec.seed, seed_step, self.idx * 10 + 5)
             )
 
     def _update(self, w, acc, shape, key):

@@ -19,8 +19,8 @@ from pipeline.adapt_mechanisms import (
     stream_schedule,
 )
 from pipeline.adapt_stats import mean_std, paired_change
-from quantization.consolidation import consolidate, consolidation_key
-from quantization.kernels import hash_uniform
+from quantization.consolidation import consolidate
+from quantization.kernels import STREAM_CW, STREAM_CWREC, hash_uniform, node_stream_key
 from stllr.errors import UserError
 
 
@@ -58,8 +58,11 @@ def test_consolidate_checks_its_arguments_and_keys_differ_per_node():
         consolidate(w, w, 0, 1)
     with pytest.raises(ValueError, match="differ"):
         consolidate(w, torch.zeros(4, dtype=torch.int64), 1, 1)
-    keys = {consolidation_key(0, 5, node, which) for node in range(3) for which in (0, 1)}
+    keys = {node_stream_key(0, 5, node, q) for node in range(3) for q in (STREAM_CW, STREAM_CWREC)}
     assert len(keys) == 6
+    # numpy (a Lava process) and torch (the emulator) draw the same bits
+    w, w0 = torch.tensor([9, -9, 4, 0]), torch.tensor([0, 1, 4, -3])
+    assert consolidate(w.numpy(), w0, 2, 77).tolist() == consolidate(w, w0, 2, 77).tolist()
 
 
 # --- host-side mechanisms ----------------------------------------------------------------
@@ -93,6 +96,21 @@ def test_stream_schedule_interleaves_replay_by_hand():
     assert checkpoints_of(stream_schedule(4, 2, 1), 2) == {1: 2, 5: 4}
 
 
+def test_stream_schedule_passes_repeat_the_stream_by_hand():
+    # two passes over 3 shifted samples, a replay after every 2nd shifted item
+    assert stream_schedule(3, replay_every=2, n_buffer=2, passes=2) == [
+        StreamItem("shift", 0),
+        StreamItem("shift", 1),
+        StreamItem("replay", 0),
+        StreamItem("shift", 2),
+        StreamItem("shift", 0),
+        StreamItem("replay", 1),
+        StreamItem("shift", 1),
+        StreamItem("shift", 2),
+        StreamItem("replay", 0),
+    ]
+
+
 def test_interleave_pads_and_orders_the_stream():
     xs = torch.arange(2 * 3).reshape(2, 3, 1).float() + 1  # T = 2, 3 shifted samples
     xr = -torch.arange(4 * 2).reshape(4, 2, 1).float() - 1  # T = 4, 2 replay samples
@@ -111,6 +129,8 @@ def test_mechanism_settings_are_checked_with_one_line_errors():
         Mechanisms(replay_buffer=4).check("f.toml")
     with pytest.raises(UserError, match="f.toml: adaptation.consolidate_shift"):
         Mechanisms(consolidate_shift=40).check("f.toml")
+    with pytest.raises(UserError, match="f.toml.*adaptation.passes"):
+        Mechanisms(passes=0).check("f.toml")
 
 
 # --- paired statistics -------------------------------------------------------------------
@@ -171,13 +191,13 @@ def test_float_learner_mechanism_path_equals_the_training_step():
     assert not torch.equal(moved, w0)
 
 
-def test_device_learner_gate_sends_nothing_and_consolidation_keeps_the_step_counter():
-    from pipeline.learners import DeviceLearner, consolidated_emulator, make_plastic
-    from quantization.consolidation import consolidation_key
+def test_device_learner_gate_sends_nothing():
+    from pipeline.learners import DeviceLearner, make_plastic
     from quantization.ptq import quantize_input
 
     _, qnet, x = _small()
-    plastic = make_plastic(qnet, ("head",), [x], lr=1e-2, seed=1)
+    # lr large enough that a step moves W by whole LSBs (not only by a lucky rounding)
+    plastic = make_plastic(qnet, ("head",), [x], lr=1e-1, seed=1)
     xi = quantize_input(x[:, :1], qnet.input_format)
     closed = DeviceLearner(plastic, ("head",), window=3)
     sig, _ = closed.learn_sample(xi, 1, 1.0, 0.999999)
@@ -186,15 +206,41 @@ def test_device_learner_gate_sends_nothing_and_consolidation_keeps_the_step_coun
     open_ = DeviceLearner(plastic, ("head",), window=3)
     open_.learn_sample(xi, 1)
     assert open_.learned_steps == 3
-    w = open_.network().node("head").weight
-    assert not torch.equal(w, plastic.node("head").weight)
-    steps = open_.emu.step_count
-    emu = consolidated_emulator(open_.emu, plastic, ["head"], 1, sample=0)
-    idx = [n.name for n in plastic.nodes].index("head")
-    key = consolidation_key(plastic.node("head").learning.seed, 0, idx, 0)
-    assert emu.step_count == steps
-    expect = consolidate(w, plastic.node("head").weight, 1, key)
-    assert torch.equal(emu.weights("head")["w"], expect)
+    assert not torch.equal(open_.network().node("head").weight, plastic.node("head").weight)
+
+
+def test_device_consolidation_is_the_node_kinds_step_after_each_sample():
+    """With consolidation scheduled, the kinds pull W toward the deployed W0 after the last
+    step of every sample: sample 1 learned without it, then :func:`consolidate` with the
+    node's stream key at step T − 1, is what the consolidating learner holds; a second
+    sample whose gate closes still gets the pull (at step 2T − 1)."""
+    from pipeline.learners import DeviceLearner, make_plastic
+    from quantization.ptq import quantize_input
+
+    _, qnet, x = _small()
+    steps, shift = x.shape[0], 1
+    xi = quantize_input(x[:, :1], qnet.input_format)
+    plain = make_plastic(qnet, ("head",), [x], lr=0.5, seed=1)
+    cons = make_plastic(qnet, ("head",), [x], lr=0.5, seed=1, consolidate_shift=shift,
+                        sample_steps=steps)  # fmt: skip
+    spec = cons.node("head").learning
+    assert (spec.consolidate_shift, spec.consolidate_every) == (shift, steps)
+    idx = [n.name for n in cons.nodes].index("head")
+    w0 = plain.node("head").weight
+    ref = DeviceLearner(plain, ("head",), window=3)
+    ref.learn_sample(xi, 1)
+    w1 = ref.network().node("head").weight
+    assert not torch.equal(w1, w0)
+    expect = consolidate(w1, w0, shift, node_stream_key(spec.seed, steps - 1, idx, STREAM_CW))
+    assert not torch.equal(expect, w1)  # the pull moved something
+    dev = DeviceLearner(cons, ("head",), window=3)
+    dev.learn_sample(xi, 1)
+    assert torch.equal(dev.network().node("head").weight, expect)
+    # a closed gate sends nothing, but the pull still follows the sample's last step
+    dev.learn_sample(xi, 1, 1.0, 0.999999)
+    key = node_stream_key(spec.seed, 2 * steps - 1, idx, STREAM_CW)
+    assert torch.equal(dev.network().node("head").weight, consolidate(expect, w0, shift, key))
+    assert dev.emu.step_count == 2 * steps
 
 
 def test_pseudo_labels_and_label_scarce_streams_by_hand():
@@ -208,3 +254,7 @@ def test_pseudo_labels_and_label_scarce_streams_by_hand():
     sched = stream_schedule(4, replay_every=2, n_buffer=1)  # s0 s1 r0 s2 s3 r0
     y = unlabel_after(sched, torch.tensor([5, 6, 9, 7, 8, 9]), labelled=1)
     assert y.tolist() == [5, -1, 9, -1, -1, 9]
+    # two passes over 2 shifted samples (s0 s1 r0 s0 s1 r0): s0 keeps its label each pass
+    sched = stream_schedule(2, replay_every=2, n_buffer=1, passes=2)
+    y = unlabel_after(sched, torch.tensor([5, 6, 9, 5, 6, 9]), labelled=1)
+    assert y.tolist() == [5, -1, 9, 5, -1, 9]

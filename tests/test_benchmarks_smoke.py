@@ -155,6 +155,23 @@ def test_flow_quantized_aee_quick():
 
 
 @pytest.mark.slow
+def test_adaptation_ceiling_reports_both_conditions_per_pass():
+    for mode in ("oracle", "online"):
+        d = run_quick("adaptation_ceiling.py", "--mode", mode)
+        rows = d["per_seed"]["1"]
+        assert [r["pass"] for r in rows] == [1, 2] and len(d["passes"]) == 2
+        for r in rows:
+            for cond in ("shifted", "original"):
+                c = r[cond]
+                assert c["delta"] == pytest.approx(100 * (c["gained"] - c["lost"]) / c["n"])
+        # one seed: the mean over seeds is that seed's Δ, its std 0
+        assert d["passes"][0]["shifted"]["delta_mean"] == pytest.approx(
+            rows[0]["shifted"]["delta"], abs=0.01
+        )
+        assert d["passes"][0]["shifted"]["delta_std"] == 0.0
+
+
+@pytest.mark.slow
 def test_adaptation_benchmark_reports_both_conditions_per_seed():
     d = run_quick("adaptation.py", "--variants", "config,replay")
     task = d["tasks"]["shd-standin"]

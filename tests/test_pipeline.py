@@ -489,6 +489,17 @@ def test_memory_points_fall_back_to_a_small_measurement(tmp_path):
     assert source.startswith("results.json") and {p["mode"] for p in bench} == {"stllr", "bptt"}
 
 
+#: the config's stabilising mechanisms off (the reference below streams the plain samples;
+#: DFA makes its own error, so the host's gate and rate scale do not apply)
+NO_MECHANISMS = (
+    "adaptation.error_gate=0",
+    "adaptation.rate_decay=0",
+    "adaptation.replay_buffer=0",
+    "adaptation.replay_every=0",
+    "adaptation.consolidate_shift=0",
+)
+
+
 def test_on_device_dfa_signals_in_lava_equal_the_emulator(tiny_run, tmp_path, data_dir):
     """adaptation.signal=dfa: Lava's own error and DFA feedback processes (no host between
     steps) learn the same weights as the emulator, and the float learner's DFA uses the
@@ -500,7 +511,7 @@ def test_on_device_dfa_signals_in_lava_equal_the_emulator(tiny_run, tmp_path, da
     shutil.copytree(tiny_run[0], run_dir)
     before = _markers(run_dir)
     code, out, err = resume_cli(
-        run_dir, data_dir, sets=("adaptation.signal=dfa", "adaptation.lr=1e-4")
+        run_dir, data_dir, sets=("adaptation.signal=dfa", "adaptation.lr=1e-4", *NO_MECHANISMS)
     )
     assert code == 0, err
     assert "third factor only (on-device error + DFA)" in out
@@ -624,7 +635,8 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
     tiny_run, tmp_path, data_dir
 ):
     """Replay, a decaying rate and an error gate (host-side choices) stream through Lava with
-    the emulator's signals: Lava's learned weights equal the emulator's; the paired counts
+    the emulator's signals, and consolidation runs in both (the node kinds' step after each
+    sample): Lava's learned weights equal the emulator's; the paired counts
     recomputed from scratch match the stored ones; the report shows both conditions."""
     from pipeline.adapt_device import emulator_predictions
     from pipeline.shift import make_shift
@@ -638,12 +650,16 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
         "adaptation.replay_every=2",
         "adaptation.rate_decay=3",
         "adaptation.error_gate=0.05",
+        "adaptation.consolidate_shift=2",
+        "adaptation.passes=2",
         "adaptation.lava_eval_samples=0",
     )
     code, out, err = resume_cli(run_dir, data_dir, "--rerun-from", "adaptation", sets=sets)
     assert code == 0, err
     res = _json(run_dir / "adaptation/adaptation.json")
-    assert res["settings"]["replay_samples"] == 3  # after shifted samples 2, 4 and 6
+    # two passes over the shifted samples, a replay after every 2nd of the 2·n items
+    n_stream = res["settings"]["stream_samples"]
+    assert n_stream in (6, 7) and res["settings"]["replay_samples"] == n_stream
     assert res["lava"]["weights_equal"] and res["lava"]["outputs_bit_exact"]
     assert res["lava"]["eval_samples"] == 20  # 0 = the whole evaluation set
     assert res["lava"]["predictions_differing"] == {"before": 0, "after": 0}
@@ -668,3 +684,5 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
     md = (run_dir / "report/report.md").read_text()
     assert "Δ original (points ± paired SE; gained/lost)" in md
     assert "original condition" in md and "replay of 2 original-condition samples" in md
+    assert "2 passes over the labelled stream" in md
+    assert "consolidation" in md

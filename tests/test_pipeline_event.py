@@ -25,6 +25,11 @@ TINY_GESTURE = [
     "adaptation.eval_samples=6",
     "adaptation.lava_eval_samples=2",
     "adaptation.lr=0.05",
+    # DFA into conv7 (the config's default is the head with the host's error and replay)
+    "adaptation.signal=dfa",
+    "adaptation.layers=conv7,head",
+    "adaptation.replay_buffer=0",
+    "adaptation.replay_every=0",
 ]
 
 

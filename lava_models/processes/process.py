@@ -37,7 +37,7 @@ Per step, ``x`` the input received on ``s_in`` (integer semantics: docs/fixed_po
     UpsampleProcess  round_shift(16 × bilinear×2(x), shift)   (float: bilinear×2(x))
 
 Common keyword arguments (``proc_params``): ``node_index`` (keys the random streams:
-``node_index·8 + quantity``), ``step_offset`` (the emulator's global step counter at
+``node_index·10 + quantity``), ``step_offset`` (the emulator's global step counter at
 Lava's ``time_step == 1``; the global step is ``step_offset + time_step − 1``),
 ``reset_interval`` (0: never; else the state and traces are zeroed at the start of
 every ``reset_interval``-th step, the emulator's ``reset()`` between samples; weights

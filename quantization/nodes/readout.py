@@ -13,7 +13,8 @@ feeds other nodes (docs/node_kinds.md, "Graded outputs").
 
 Plastic with Ψ ≡ 1 and no post trace: ``forward`` advances the pre-trace ``P`` and
 ``learn`` with the third factor ``L[t]`` applies ``W ← stllr_weight_step(W; L, −, P, x)``
-(stream ``STREAM_W``).
+(stream ``STREAM_W``), then the consolidation pull where its spec schedules one
+(:func:`quantization.consolidation.consolidate_weights`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from quantization.backend import int_conv2d, int_linear
+from quantization.consolidation import consolidate_weights
 from quantization.float_nodes import FloatReadout
 from quantization.formats import ACT_SHIFT, UV_LIMIT
 from quantization.kernels import (
@@ -142,7 +144,8 @@ def learn(node: Readout, weights: SynapseWeights, state: ReadoutState, signal, h
     new, dw = stllr_weight_step(weights.w, signal, None, state.traces.p, state.x, spec, key,
                                 correlate)  # fmt: skip
     host.count_range(node.name + "/weight", weights.w + dw, spec.w_min, spec.w_max)
-    return weights._replace(w=new)
+    # the pull toward the deployed weights, at the steps the spec schedules
+    return consolidate_weights(node, weights._replace(w=new), step, index)
 
 
 def out_shape(node: Readout, in_shapes) -> tuple[int, ...]:

@@ -33,6 +33,7 @@ and, if the node carries a ``LearningSpec``, after the neuron::
     g = L ⊙ Ψ[t];   h = (L ⊙ Q[t−1]) << (psi_frac − q_frac), dropped when α_post = 0
     W     ← stllr_weight_step(W;     g, h, P[t], x[t])          stream STREAM_W
     W_rec ← stllr_weight_step(W_rec; g, h, R[t], s[t−1])        stream STREAM_WREC
+    W, W_rec ← consolidate_weights(...)   at the steps the spec schedules (consolidation.py)
 
 A dense node with synaptic delays (``delay`` ``[out, in]``, 0 … 62 steps: Lava's
 ``DelayDense``, netx's ``delay``) feeds ``a[t] = Σ_j W_ij·x_j[t − δ − d_ij]`` through its
@@ -51,6 +52,7 @@ import numpy as np
 import torch
 
 from quantization.backend import int_conv2d, int_conv_transpose2d, int_linear, round_float
+from quantization.consolidation import consolidate_weights
 from quantization.float_nodes import FloatSpiking
 from quantization.formats import ACT_SHIFT, DECAY_UNITY, DU_NONE, UV_LIMIT
 from quantization.kernels import (
@@ -344,7 +346,8 @@ def learn(node: SpikingLayer, weights: SynapseWeights, state: SpikingState, sign
         key = node_stream_key(spec.seed, step, index, STREAM_WREC)
         w_rec = _update(host, node.name + "/weight_rec", w_rec, g, h, state.traces.r,
                         state.s_prev, spec, key, dense_correlate)  # fmt: skip
-    return weights._replace(w=w, w_rec=w_rec)
+    # the pull toward the deployed weights, at the steps the spec schedules
+    return consolidate_weights(node, weights._replace(w=w, w_rec=w_rec), step, index)
 
 
 def dense_correlate(a, x):
