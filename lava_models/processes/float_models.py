@@ -168,6 +168,7 @@ class PySTLLRLayerModelFloat(_FloatNodeModel):
         beta = prm.get("current_decay")
         #: current-based (CuLIF): its constants, κ = 1 − α and λ_syn; None: the toolkit's LIF
         self.culif = None
+        self.lambda_syn = 0.0  # unused without a current trace
         if beta is not None:
             lif = self.lif
             self.culif = CuLIFParams(lif.gamma, float(beta), lif.threshold, lif.reset)
@@ -198,15 +199,12 @@ class PySTLLRLayerModelFloat(_FloatNodeModel):
     def _pre_trace(self, trace: str, current_trace: str, x) -> torch.Tensor:
         """Advance the pre-trace Vars ``trace`` (and ``current_trace``, current-based) by
         the input ``x`` (:func:`stllr.neurons.eligibility.pre_trace_step`); P[t]."""
-        lam = self.spec.factors.lambda_pre
-        if self.culif is None:
-            p = trace_step(batch(getattr(self, trace)), x, lam)
-            setattr(self, trace, sample(p))
-            return p
-        old = PreTrace(batch(getattr(self, trace)), batch(getattr(self, current_trace)))
-        new = pre_trace_step(old, x, lam, self.lambda_syn)
+        current = None if self.culif is None else batch(getattr(self, current_trace))
+        old = PreTrace(batch(getattr(self, trace)), current)
+        new = pre_trace_step(old, x, self.spec.factors.lambda_pre, self.lambda_syn)
         setattr(self, trace, sample(new.p))
-        setattr(self, current_trace, sample(new.p_i))
+        if new.p_i is not None:
+            setattr(self, current_trace, sample(new.p_i))
         return new.p
 
     def learn(self, x, s_prev, v_c) -> None:
@@ -267,9 +265,10 @@ class PyAdaptiveModelFloat(_FloatNodeModel):
             self.zero("u", "v", "w", "h", "s")
         x = self.receive(self.s_in)
         state = AdLIFState(batch(self.v), batch(self.w), batch(self.h), batch(self.s))
-        c = DenseOps().current(x, tensor(self.weights), tensor(self.bias))
+        ops = DenseOps()
+        c = ops.current(x, tensor(self.weights), tensor(self.bias))
         if self.recurrent:
-            c = c + DenseOps().current(state.s, tensor(self.weight_rec), None)
+            c = c + ops.current(state.s, tensor(self.weight_rec), None)
         s, _, new = adlif_step(c, state, self.params)
         self.send(sample(s))
         self.u, self.v, self.w, self.h, self.s = (sample(a) for a in (c, *new))
