@@ -283,7 +283,7 @@ def _convert_shd_neurons(model, factors):
     rec = model.rec
     pop, spec = rec.neurons, rec.neurons.spec
     if spec.kind == "adlif":
-        layer = _adaptive_spec(rec)
+        layer = _adaptive_spec(rec, factors, RecurrentNeuronSTLLR)
     elif spec.kind not in ("culif", "pculif") or spec.mode != "layer":
         raise TypeError(
             f"neuron {spec.kind!r} (decay_mode {spec.mode!r}): only current-based neurons with "
@@ -363,8 +363,11 @@ def _rec_weights(rec):
     return _ws(rec.ff.weight, rec.ff.gain), _ws(rec.rec.weight, rec.rec.gain), _opt(rec.ff.bias)
 
 
-def _adaptive_spec(rec) -> FloatAdaptive:
+def _adaptive_spec(rec, factors, stllr_cls) -> FloatAdaptive:
+    """The AdLIF layer (α, ρ, a, b per neuron or per layer, θ; the S-TLLR layer's Ψ and
+    factors, or ``factors`` if given; ``DEFAULT_FACTORS`` for the BPTT layer)."""
     p = rec.neurons.params()
+    f = factors or (rec.factors if isinstance(rec, stllr_cls) else DEFAULT_FACTORS)
     w, w_rec, bias = _rec_weights(rec)
 
     def t(v):
@@ -372,7 +375,8 @@ def _adaptive_spec(rec) -> FloatAdaptive:
 
     return FloatAdaptive("rec", ("input",), w.detach().clone(), bias, t(p.alpha), t(p.rho),
                          t(p.a), t(p.b), p.threshold, p.reset,
-                         weight_rec=w_rec.detach().clone(), source=rec)  # fmt: skip
+                         weight_rec=w_rec.detach().clone(), source=rec, psi=rec.psi_name,
+                         factors=f)  # fmt: skip
 
 
 def _current_spec(rec, pop, spec, factors, stllr_cls) -> FloatSpiking:

@@ -50,7 +50,9 @@ class FloatSpiking:
 class FloatAdaptive:
     """A dense AdLIF layer (docs/neurons.md §2): ``c = Ŵx + b (+ Ŵ_rec s[t−1])``,
     ``v[t] = α·v̂[t−1] + (1−α)·(c[t] − w[t−1])``, ``w[t] = ρ·w[t−1] + a·h[t−1] + b_s·s[t−1]``;
-    ``alpha``, ``rho``, ``a``, ``b`` (the spike coupling b_s) per neuron ``[out]`` or scalar."""
+    ``alpha``, ``rho``, ``a``, ``b`` (the spike coupling b_s) per neuron ``[out]`` or scalar.
+    ``psi`` (the surrogate's name) and ``factors`` are those of its S-TLLR rule
+    (docs/neurons.md §3b, "direct (AdLIF)"), used when it learns on device."""
 
     name: str
     inputs: tuple[str, ...]
@@ -65,6 +67,8 @@ class FloatAdaptive:
     weight_rec: torch.Tensor | None = None
     #: the float model's module (see FloatSpiking.source)
     source: Any = field(default=None, compare=False, repr=False)
+    psi: str = "e"
+    factors: STLLRFactors = field(default_factory=STLLRFactors)
 
 
 @dataclass(frozen=True)

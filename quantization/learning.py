@@ -17,6 +17,12 @@ dv/4096`` (one per layer), and learns the float rule of docs/neurons.md §3b on 
 ``ΔW_node = κ·ΔŴ = −η·κ·(α_pre·κ·Ψ·P + α_post·Q[t−1]·x)·L``. The spec's α's are
 therefore ``α_pre·κ²`` and ``α_post·κ`` (:func:`current_gains`), and its current traces
 ``P^i`` decay by the node's λ_syn (docs/fixed_point.md, "Current-based layers").
+
+An AdLIF layer (``AdaptiveLayer``) has one ``κ_i = dv_i/4096`` per neuron: the layer's
+largest, ``κ_m``, goes into the α's as above (``α_pre·κ_m²``, ``α_post·κ_m``) and the rest
+into the node's per-neuron 12-bit gains (``quantization.nodes.adaptive.post_gains``), whose
+12 fractional bits the spec takes out of the learning rate (``gain_frac = 12``;
+docs/fixed_point.md, "Adaptive layers").
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from quantization.backend import round_float, saturate
 from quantization.emulator import IntegerEmulator
 from quantization.formats import DECAY_UNITY, DU_NONE, SIGNAL
 from quantization.learning_formats import LearningSpec, make_learning_spec
-from quantization.network import QNetwork, Readout, SpikingLayer
+from quantization.network import AdaptiveLayer, QNetwork, Readout, SpikingLayer
+from quantization.nodes.adaptive import GAIN_FRAC, kappa_max
 from quantization.ptq import quantize_input
 
 _WIDE = 40  # bits of the exact calibration traces
@@ -48,15 +55,28 @@ def current_gains(dv: int) -> tuple[float, float]:
     return kappa * kappa, kappa
 
 
+def _spiking(n) -> bool:
+    """A node with a post-synaptic trace (Ψ, Q): a spiking or an AdLIF layer."""
+    return isinstance(n, (SpikingLayer, AdaptiveLayer))
+
+
 def _node_factors(n) -> tuple[float, float, float, float]:
-    """``(λ_post, λ_pre, α_post, α_pre)`` of the integer rule (current-based: κ folded in)."""
-    if not isinstance(n, SpikingLayer):
+    """``(λ_post, λ_pre, α_post, α_pre)`` of the integer rule (current-based and AdLIF: κ,
+    or the AdLIF layer's largest κ_m, folded in)."""
+    if not _spiking(n):
         return (0.0, n.lambda_pre, 0.0, 1.0)
     lam_post, lam_pre, a_post, a_pre = n.factors
+    if isinstance(n, AdaptiveLayer):
+        k = kappa_max(n)
+        return lam_post, lam_pre, a_post * k, a_pre * k * k
     if _current_based(n):
         k_pre, k_post = current_gains(n.dv)
         return lam_post, lam_pre, a_post * k_post, a_pre * k_pre
     return lam_post, lam_pre, a_post, a_pre
+
+
+def _gain_frac(n) -> int:
+    return GAIN_FRAC if isinstance(n, AdaptiveLayer) else 0
 
 
 def _lambda_syn(n) -> float | None:
@@ -65,11 +85,12 @@ def _lambda_syn(n) -> float | None:
 
 def _provisional(n, weight_bits: int) -> LearningSpec:
     lam_post, lam_pre, a_post, a_pre = _node_factors(n)
-    psi_frac = n.psi.frac if isinstance(n, SpikingLayer) else 0
+    psi_frac = n.psi.frac if _spiking(n) else 0
     spec = make_learning_spec(
         lambda_pre=lam_pre, lambda_post=lam_post, alpha_pre=a_pre, alpha_post=a_post,
         lr=1.0, psi_frac=psi_frac, weight_exp=n.weight_exp, weight_bits=weight_bits,
         p_max=1.0, q_max=1.0, signal_max=1.0, lambda_syn=_lambda_syn(n),
+        gain_frac=_gain_frac(n),
     )  # fmt: skip
     # a current-based node's traces chain two decays: fractional bits keep them near exact
     frac = 0 if spec.pi_frac is None else _CURRENT_FRAC
@@ -128,7 +149,7 @@ def attach_learning(
     ``weight_bits`` sets the plastic weights' width (default: the inference width).
     """
     for name in names:
-        if not isinstance(qnet.node(name), (SpikingLayer, Readout)):
+        if not isinstance(qnet.node(name), (SpikingLayer, AdaptiveLayer, Readout)):
             raise ValueError(f"node {name!r} has no weights to learn")
     ranges = trace_ranges(qnet, names, list(calibration))
     out = qnet
@@ -139,11 +160,11 @@ def attach_learning(
             lambda_pre=lam_pre, lambda_post=lam_post, alpha_pre=a_pre, alpha_post=a_post,
             # a weight LSB is 2^e / gain (PTQ's non-power-of-two scale): Δm = lr·gain·ΔW/2^e
             lr=lr * getattr(n, "gain", 1.0),
-            psi_frac=n.psi.frac if isinstance(n, SpikingLayer) else 0,
+            psi_frac=n.psi.frac if _spiking(n) else 0,
             weight_exp=n.weight_exp, weight_bits=weight_bits or n.weight_bits,
             p_max=ranges[name]["p_max"], q_max=ranges[name]["q_max"], signal_max=signal_max,
             trace_bits=trace_bits, trace_rounding=trace_rounding, seed=seed,
-            lambda_syn=_lambda_syn(n), pi_max=ranges[name]["pi_max"],
+            lambda_syn=_lambda_syn(n), pi_max=ranges[name]["pi_max"], gain_frac=_gain_frac(n),
         )  # fmt: skip
         out = out.replace_node(dataclasses.replace(n, learning=spec))
     return out

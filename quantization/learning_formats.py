@@ -115,11 +115,16 @@ class LearningSpec:
     pi_frac: int | None = None
     #: their 12-bit decay λ_syn (``round(λ_syn·4096)``)
     lam_syn: int = 0
+    #: fractional bits of a per-neuron post gain that multiplies ``g`` and ``h`` (AdLIF
+    #: layers: 12, docs/fixed_point.md, "Adaptive layers"); 0: no gain. ``acc`` is then in
+    #: units of ``2^(l_exp − psi_frac − p_frac − a_frac − gain_frac)``.
+    gain_frac: int = 0
 
     def to_float_lr(self, psi_frac: int, weight_exp: int) -> float:
         """The float learning rate η this spec implements (for reports)."""
         c = self.lr_mant * 2.0**-self.lr_shift
-        return c * 2.0 ** -(self.l_exp - psi_frac - self.p_frac - self.a_frac - weight_exp)
+        frac = psi_frac + self.p_frac + self.a_frac + self.gain_frac
+        return c * 2.0 ** -(self.l_exp - frac - weight_exp)
 
 
 def lambda_12bit(lam: float) -> int:
@@ -155,13 +160,15 @@ def make_learning_spec(
     seed: int = 0,
     lambda_syn: float | None = None,
     pi_max: float = 0.0,
+    gain_frac: int = 0,
 ) -> LearningSpec:
     """Integer learning constants from float factors and calibrated trace/signal ranges.
 
     ``p_max``/``q_max`` are the largest pre/post trace values (float units) seen in
     calibration; ``signal_max`` the largest |learning signal|. ``lambda_syn`` (a
     current-based node) adds the current traces, ``pi_max`` their largest value; ``P``
-    then keeps at least ``pi_frac − 12`` fractional bits.
+    then keeps at least ``pi_frac − 12`` fractional bits. ``gain_frac``: the fractional
+    bits of a per-neuron post gain in ``g``, ``h`` (AdLIF), taken out of the learning rate.
     """
     if lr <= 0:
         raise ValueError(f"learning rate must be > 0, got {lr}")
@@ -174,7 +181,7 @@ def make_learning_spec(
         p_frac = max(p_frac, pi_frac - DECAY_SHIFT)
     q_frac = min(trace_frac(q_max, trace_bits), psi_frac)
     l_exp = power_of_two_exponent(signal_max, 8)
-    c = lr * 2.0 ** (l_exp - psi_frac - p_frac - a_frac - weight_exp)
+    c = lr * 2.0 ** (l_exp - psi_frac - p_frac - a_frac - gain_frac - weight_exp)
     lr_shift = 6 - math.floor(math.log2(c))
     lr_mant = round_float(c * 2.0**lr_shift, "nearest_even")
     if lr_mant > 127:  # rounding reached 128
@@ -199,4 +206,5 @@ def make_learning_spec(
         seed=seed,
         pi_frac=pi_frac,
         lam_syn=0 if lambda_syn is None else lambda_12bit(lambda_syn),
+        gain_frac=gain_frac,
     )

@@ -59,3 +59,110 @@ class RefAdaptive:
             self.state[b] = new
             out.append(new["s"])
         return out
+
+
+# --- on-device S-TLLR (docs/fixed_point.md, "Adaptive layers") ---------------------------
+
+
+def gains_by_hand(dv: list[int]) -> tuple[list[int], list[int]]:
+    """The per-neuron 12-bit gains, from their definition: ``G_i`` = 4096·(dv_i/dv_m)² and
+    ``H_i`` = 4096·dv_i/dv_m rounded to nearest (ties up), with Python fractions."""
+    from fractions import Fraction
+    from math import floor
+
+    dm = max(max(dv), 1)
+    g = [floor(Fraction(4096 * d * d, dm * dm) + Fraction(1, 2)) for d in dv]
+    h = [floor(Fraction(4096 * d, dm) + Fraction(1, 2)) for d in dv]
+    return g, h
+
+
+class RefAdaptivePlastic(RefAdaptive):
+    """:class:`RefAdaptive` with the S-TLLR traces and weight step of a plastic AdLIF layer,
+    one sample, one neuron and one synapse at a time::
+
+        Ψ_i    = table[clip((h_i − vth·64) >> shift, −half, half) + half]
+        P_j    = sat(round(P_j·λ_pre / 2^12) + x_j·2^p_frac)       R_k the same of s_k[t−1]
+        Q_i    = sat(round(Q_i·λ_post / 2^12) + round(Ψ_i / 2^(psi_frac − q_frac)))
+        acc_ij = Σ_b a_pre·L_i·Ψ_i·G_i·P_j
+                 + a_post·L_i·Q_i[t−1]·2^(psi_frac − q_frac)·H_i·x_j·2^p_frac
+        W_ij   = sat(W_ij + round_stoch(−acc_ij·lr_mant / 2^lr_shift))
+
+    Random streams: those of tests/reference_integer_stllr.py (P 0, Q 1, R 2, Q's impulse 3,
+    W 4, W_rec 5 of the node). ``gains`` ``(G, H)`` lists of ints (default: by hand)."""
+
+    def __init__(self, *args, spec, psi, node_index=0, gains=None):
+        super().__init__(*args)
+        self.spec, self.psi, self.idx = spec, psi, node_index
+        self.gains = gains or gains_by_hand(self.dv)
+        self.tr = None
+
+    def step_traces(self, xs: list[list[int]], seed_step: int) -> list[list[int]]:
+        from tests.reference_integer_stllr import key_of, shift_round
+
+        n = len(self.w)
+        prev = None if self.state is None else [list(st["s"]) for st in self.state]
+        out = self.step(xs)
+        spec, (table, shift, half, frac) = self.spec, self.psi
+        top = (1 << spec.trace_bits) - 1
+        if self.tr is None:
+            self.tr = [{"p": [0] * len(x), "q": [0] * n, "r": [0] * n} for x in xs]
+        rnd = spec.trace_rounding
+
+        def key(q):
+            return key_of(spec.seed, seed_step, self.idx * 10 + q)
+
+        for b, x in enumerate(xs):
+            tr, st = self.tr[b], self.state[b]
+            s_prev = [0] * n if prev is None else prev[b]
+            tr["x"], tr["s_prev"], tr["q_prev"] = list(x), s_prev, list(tr["q"])
+            for j in range(len(x)):
+                d = shift_round(tr["p"][j] * spec.lam_pre, 12, rnd, key(0), j)
+                tr["p"][j] = min(max(d + x[j] * (1 << spec.p_frac), 0), top)
+            if self.w_rec is not None:
+                for k in range(n):
+                    d = shift_round(tr["r"][k] * spec.lam_pre, 12, rnd, key(2), k)
+                    tr["r"][k] = min(max(d + s_prev[k] * (1 << spec.p_frac), 0), top)
+            tr["psi"] = []
+            for i in range(n):
+                vc = st["h"][i] - self.vth * 64
+                psi = table[min(max(vc >> shift, -half), half) + half]
+                tr["psi"].append(psi)
+                imp = shift_round(psi, frac - spec.q_frac, rnd, key(3), i)
+                d = shift_round(tr["q"][i] * spec.lam_post, 12, rnd, key(1), i)
+                tr["q"][i] = min(max(d + imp, 0), top)
+        return out
+
+    def learn(self, signals: list[list[int]], seed_step: int) -> None:
+        from tests.reference_integer_stllr import key_of, rand_bits
+
+        spec, frac = self.spec, self.psi[3]
+        g_gain, h_gain = self.gains
+        n = len(self.w)
+
+        def update(w, pre, inp, stream):
+            key = key_of(spec.seed, seed_step, self.idx * 10 + stream)
+            cols = len(w[0])
+            new = []
+            for i in range(n):
+                row = []
+                for j in range(cols):
+                    total = 0
+                    for b, tr in enumerate(self.tr):
+                        L = signals[b][i]
+                        total += spec.a_pre * L * tr["psi"][i] * g_gain[i] * tr[pre][j]
+                        if spec.a_post:
+                            q = L * tr["q_prev"][i] * (1 << (frac - spec.q_frac)) * h_gain[i]
+                            total += spec.a_post * q * tr[inp][j] * (1 << spec.p_frac)
+                    scaled = -total * spec.lr_mant
+                    if spec.lr_shift > 0:
+                        r = rand_bits(key, i * cols + j, spec.lr_shift)
+                        dw = (scaled + r) // (1 << spec.lr_shift)
+                    else:
+                        dw = scaled * (1 << -spec.lr_shift)
+                    row.append(min(max(w[i][j] + dw, spec.w_min), spec.w_max))
+                new.append(row)
+            return new
+
+        self.w = update(self.w, "p", "x", 4)
+        if self.w_rec is not None:
+            self.w_rec = update(self.w_rec, "r", "s_prev", 5)

@@ -1,6 +1,6 @@
 """Node kind ``AdaptiveLayer``: dense (+ recurrent) synapses into the integer AdLIF
-(docs/neurons.md §1, §2; docs/fixed_point.md, "Adaptive layers"). Inference only: the one
-home of its step, used by the emulator and by Lava.
+(docs/neurons.md §1, §2; docs/fixed_point.md, "Adaptive layers"), plastic with S-TLLR:
+the one home of its step and its weight update, used by the emulator and by Lava.
 
 Float AdLIF (per neuron ``i``; α, ρ, a, b per neuron or per layer)::
 
@@ -23,6 +23,23 @@ one per layer), ``ka = round(κ·a·2^24)`` in 0 … 2^24 (24 fractional bits: �
 κ·a·4096 would keep only about 5 bits of it) and ``kb = round(κ·b / L)`` (24 bit, membrane
 units). The voltage reads this step's input (no synaptic delay): the node runs
 on a host without delay only (the emulator with ``delay=0``, the toolkit's Lava process).
+
+On-device S-TLLR (the float rule of docs/neurons.md §3b, "direct (AdLIF)"; integer form
+in docs/fixed_point.md, "Adaptive layers"): with a ``LearningSpec`` (``gain_frac = 12``)
+the node keeps the LIF's traces, Ψ read at the voltage before reset::
+
+    Ψ[t]     = table[clip((h[t] − (vth << 6)) >> shift, −half, half) + half]
+    P, Q, R  ← stllr_trace_step(P, Q, R; x[t], Ψ[t], s[t−1])     Q[t−1] kept for learn
+
+and ``learn`` weights the two terms of each post neuron ``i`` by its 12-bit gains
+(:func:`post_gains`: ``G_i ≈ 4096·(κ_i/κ_m)²``, ``H_i ≈ 4096·κ_i/κ_m`` with
+``κ_i = dv_i/4096``, ``κ_m`` the layer's largest, whose ``κ_m²``, ``κ_m`` are in the spec's
+α's, quantization.learning)::
+
+    g = L ⊙ Ψ[t] ⊙ G;   h = ((L ⊙ Q[t−1]) << (psi_frac − q_frac)) ⊙ H, dropped when α_post = 0
+    W     ← stllr_weight_step(W;     g, h, P[t], x[t])          stream STREAM_W
+    W_rec ← stllr_weight_step(W_rec; g, h, R[t], s[t−1])        stream STREAM_WREC
+    W, W_rec ← consolidate_weights(...)   at the steps the spec schedules
 """
 
 from __future__ import annotations
@@ -34,30 +51,45 @@ import numpy as np
 import torch
 
 from quantization.backend import round_float, saturate, xp_of
+from quantization.consolidation import consolidate_weights
 from quantization.float_nodes import FloatAdaptive
 from quantization.formats import ACT_SHIFT, DECAY_UNITY, FORMATS, MEMBRANE, UV_LIMIT, VTH_SHIFT
+from quantization.kernels import (
+    STREAM_W,
+    STREAM_WREC,
+    node_stream_key,
+    psi_lookup,
+    stllr_eligibility_terms,
+    stllr_trace_step,
+)
 from quantization.layer_quantization import (
     PTQConfig,
     quantize_bias,
     quantize_decay,
     quantize_weights,
 )
+from quantization.learning_formats import LearningSpec, PsiTable, psi_table
 from quantization.loihi import decay_toward_zero
 from quantization.nodes.base import (
     NodeKind,
     Quantized,
     Step,
+    SynapseWeights,
+    Traces,
     UnsupportedNodeError,
     as_int64,
     flat_batch,
     register_kind,
     zeros_like,
 )
+from quantization.nodes.spiking import dense_correlate, weight_update_counted
 
 #: largest |kb| (24-bit signed membrane units; quantization.formats "adapt_kb")
 KB_MAX = FORMATS["adapt_kb"].max_int
 #: fractional bits of the voltage coupling ka (κ·a ≈ ka / 2^KA_SHIFT; formats "adapt_ka")
 KA_SHIFT = FORMATS["adapt_ka"].bits - 1
+#: fractional bits of the per-neuron post gains of on-device learning (:func:`post_gains`)
+GAIN_FRAC = 12
 
 
 @dataclass(frozen=True)
@@ -81,8 +113,11 @@ class AdaptiveLayer:
     weight_rec: torch.Tensor | None = None
     weight_bits: int = 8
     gain: float = 1.0
-    #: inference only: on-device S-TLLR of the adaptive neuron is not implemented
-    learning: None = None
+    #: on-device S-TLLR (module docstring): Ψ's table over the centred voltage, the float
+    #: rule's factors (λ_post, λ_pre, α_post, α_pre) and the integer constants
+    psi: PsiTable | None = None
+    factors: tuple[float, float, float, float] = (0.5, 0.8, -0.2, 1.0)
+    learning: LearningSpec | None = None
 
     def __post_init__(self) -> None:
         n = int(self.weight.shape[0])
@@ -93,8 +128,13 @@ class AdaptiveLayer:
                 raise ValueError(
                     f"AdaptiveLayer {self.name}: {key} must be [{n}] integers in {lo} … {hi}"
                 )
-        if self.learning is not None:
-            raise ValueError(f"AdaptiveLayer {self.name}: on-device learning is not supported")
+        spec = self.learning
+        if spec is not None and (self.psi is None or spec.pi_frac is not None
+                                 or spec.gain_frac != GAIN_FRAC):  # fmt: skip
+            raise ValueError(
+                f"AdaptiveLayer {self.name}: a plastic AdLIF layer needs its Ψ table and a "
+                f"LearningSpec without current traces and with gain_frac = {GAIN_FRAC}"
+            )
 
     @property
     def kind(self) -> str:
@@ -112,17 +152,55 @@ class AdaptiveLayer:
     def recurrent(self) -> bool:
         return self.weight_rec is not None
 
+    @property
+    def gains(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`post_gains` of ``dv`` (computed once)."""
+        g = self.__dict__.get("_gains")
+        if g is None:
+            g = post_gains(self.dv)
+            object.__setattr__(self, "_gains", g)
+        return g
+
+
+def post_gains(dv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-neuron 12-bit gains ``(G, H)`` (int64 ``[out]``, 0 … 4096) of the two S-TLLR terms
+    of an AdLIF layer, relative to its largest ``κ_m = dv_m/4096`` (``dv_m = max dv``)::
+
+        G_i = ⌊(2·4096·dv_i² + dv_m²) / (2·dv_m²)⌋  ≈ 4096·(κ_i/κ_m)²   (causal term)
+        H_i = ⌊(2·4096·dv_i + dv_m) / (2·dv_m)⌋     ≈ 4096·κ_i/κ_m      (non-causal term)
+
+    (rounded to nearest, ties up, in exact integers; all zeros when every ``dv`` is 0)."""
+    dv = dv.to(torch.int64)
+    dm = max(int(dv.max()), 1)
+    unity = 1 << GAIN_FRAC
+    g = (2 * unity * dv * dv + dm * dm) // (2 * dm * dm)
+    h = (2 * unity * dv + dm) // (2 * dm)
+    return g, h
+
+
+def kappa_max(node: AdaptiveLayer) -> float:
+    """``κ_m = max dv / 4096``: the layer-wide part of κ, folded into the spec's α's."""
+    return int(node.dv.max()) / DECAY_UNITY
+
 
 class AdaptiveState(NamedTuple):
     """State after step ``t`` (``[B, out]`` or one sample's ``[out]``): ``u`` the synaptic
     current ``a << 6``, ``v`` the voltage after reset, ``w`` the adaptation ``ω[t]``, ``h``
-    the voltage before reset, ``s`` the spikes (int64)."""
+    the voltage before reset, ``s`` the spikes (int64). Plastic nodes also keep ``traces``
+    (P, Q, R), this step's ``psi``, ``q_prev`` (``Q[t−1]``), the input ``x`` and
+    ``s_prev`` (``s[t−1]``, recurrent nodes only), as :class:`~quantization.nodes.spiking.
+    SpikingState` does."""
 
     u: Any
     v: Any
     w: Any
     h: Any
     s: Any
+    traces: Traces | None = None
+    psi: Any = None
+    q_prev: Any = None
+    x: Any = None
+    s_prev: Any = None
 
 
 def synaptic_sum(node: AdaptiveLayer, w, x, dtype=torch.float64, keep_float: bool = False):
@@ -181,7 +259,46 @@ def forward(node: AdaptiveLayer, state: AdaptiveState | None, inputs, host, step
     host.count(node.name + "/current", raw, UV_LIMIT)
     host.count(node.name + "/membrane", new.h, UV_LIMIT - 1)
     host.count(node.name + "/adaptation", new.w, UV_LIMIT - 1)
-    return Step(s, new)
+    spec = node.learning
+    if spec is None:
+        return Step(s, new)
+    x = as_int64(x)
+    theta = node.vth << VTH_SHIFT
+    psi = psi_lookup(new.h - theta, host.psi_table(node), node.psi.shift, node.psi.half)
+    s_prev = None
+    if node.recurrent:
+        s_prev = state.s if state is not None else zeros_like(s)
+    tr = state.traces if state is not None and state.traces is not None else None
+    if tr is None:
+        tr = Traces(zeros_like(x), zeros_like(s), None if s_prev is None else zeros_like(s))
+    p, q, r = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec, node.psi.frac, step,
+                               index)  # fmt: skip
+    top = (1 << spec.trace_bits) - 1
+    host.count(node.name + "/trace_pre", p, top)
+    host.count(node.name + "/trace_post", q, top)
+    return Step(s, new._replace(traces=Traces(p, q, r), psi=psi, q_prev=tr.q, x=x,
+                                s_prev=s_prev))  # fmt: skip
+
+
+def learn(node: AdaptiveLayer, weights: SynapseWeights, state: AdaptiveState, signal, host,
+          step: int, index: int) -> SynapseWeights:  # fmt: skip
+    """The S-TLLR weight step of this step's third factor ``signal`` ``[B, out]`` (int),
+    each post neuron's terms weighted by its gains (module docstring)."""
+    spec = node.learning
+    g, h = stllr_eligibility_terms(signal, state.psi, state.q_prev, node.psi.frac - spec.q_frac)
+    gain_g, gain_h = (_like(t, g) for t in node.gains)
+    g = g * gain_g
+    h = h * gain_h if spec.a_post else None
+    key = node_stream_key(spec.seed, step, index, STREAM_W)
+    w = weight_update_counted(host, node.name + "/weight", weights.w, g, h, state.traces.p,
+                              state.x, spec, key, dense_correlate)  # fmt: skip
+    w_rec = weights.w_rec
+    if node.recurrent:
+        key = node_stream_key(spec.seed, step, index, STREAM_WREC)
+        w_rec = weight_update_counted(host, node.name + "/weight_rec", w_rec, g, h,
+                                      state.traces.r, state.s_prev, spec, key,
+                                      dense_correlate)  # fmt: skip
+    return consolidate_weights(node, weights._replace(w=w, w_rec=w_rec), step, index)
 
 
 def _like(t: torch.Tensor, a):
@@ -210,7 +327,8 @@ def value_bound(node: AdaptiveLayer, in_bounds, in_shapes) -> int:
 def from_float(spec: FloatAdaptive, scales: dict, cfg: PTQConfig) -> Quantized:
     """PTQ of a float AdLIF layer (module docstring): ``κ = 1 − α`` per neuron into the rows
     of ``W``, ``W_rec`` and the bias, one exponent for both, θ itself, 12-bit ``dv``, ``dw``,
-    ``ka`` (24 fractional bits) and 24-bit ``kb`` at the membrane LSB ``s_w / 64``."""
+    ``ka`` (24 fractional bits) and 24-bit ``kb`` at the membrane LSB ``s_w / 64``; Ψ's
+    table at that LSB and the float rule's factors for on-device learning."""
     n = int(spec.weight.shape[0])
 
     def per_neuron(v) -> torch.Tensor:
@@ -234,10 +352,11 @@ def from_float(spec: FloatAdaptive, scales: dict, cfg: PTQConfig) -> Quantized:
     node = AdaptiveLayer(
         spec.name, spec.inputs, ms[0], e, dv, dw, ka.clamp(0, 1 << KA_SHIFT), kb.to(torch.int64),
         rep.vth, spec.reset, bias_mant, bias_exp, ms[1] if len(ms) > 1 else None,
-        cfg.weight_bits, gain=rep.gain,
+        cfg.weight_bits, gain=rep.gain, psi=psi_table(spec.psi, v_lsb),
+        factors=tuple(spec.factors.as_list()),
     )  # fmt: skip
     return Quantized(node, rep, 1.0)
 
 
-KIND = register_kind(NodeKind(AdaptiveLayer, forward, out_shape, value_bound, None,
+KIND = register_kind(NodeKind(AdaptiveLayer, forward, out_shape, value_bound, learn,
                               synaptic_sum, FloatAdaptive, from_float))  # fmt: skip

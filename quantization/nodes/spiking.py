@@ -339,13 +339,14 @@ def learn(node: SpikingLayer, weights: SynapseWeights, state: SpikingState, sign
         return synapse_correlation(node.kind, a, x, w_shape, *conv)
 
     key = node_stream_key(spec.seed, step, index, STREAM_W)
-    w = _update(host, node.name + "/weight", weights.w, g, h, state.traces.p, state.x, spec,
-                key, correlate)  # fmt: skip
+    w = weight_update_counted(host, node.name + "/weight", weights.w, g, h, state.traces.p,
+                              state.x, spec, key, correlate)  # fmt: skip
     w_rec = weights.w_rec
     if node.recurrent:
         key = node_stream_key(spec.seed, step, index, STREAM_WREC)
-        w_rec = _update(host, node.name + "/weight_rec", w_rec, g, h, state.traces.r,
-                        state.s_prev, spec, key, dense_correlate)  # fmt: skip
+        w_rec = weight_update_counted(host, node.name + "/weight_rec", w_rec, g, h,
+                                      state.traces.r, state.s_prev, spec, key,
+                                      dense_correlate)  # fmt: skip
     # the pull toward the deployed weights, at the steps the spec schedules
     return consolidate_weights(node, weights._replace(w=w, w_rec=w_rec), step, index)
 
@@ -355,7 +356,9 @@ def dense_correlate(a, x):
     return synapse_correlation("dense", a, x, (a.shape[-1], x.shape[-1]))
 
 
-def _update(host, label, w, g, h, pre_trace, pre_input, spec, key, correlate):
+def weight_update_counted(host, label, w, g, h, pre_trace, pre_input, spec, key, correlate):
+    """:func:`~quantization.kernels.stllr_weight_step`, the saturated updates counted as
+    ``label`` on the host; returns the new weights."""
     new, dw = stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key, correlate)
     host.count_range(label, w + dw, spec.w_min, spec.w_max)
     return new
