@@ -3,7 +3,9 @@ output at every step and the adaptive layer's final state (v, ω, h) equal the e
 two samples back to back with the state reset between them
 (quantization/nodes/adaptive.py; lava_models/processes: AdaptiveProcess). The float
 network in Lava (``floating_pt``) equals the torch model: spikes, the voltage after reset
-at every step and the logits."""
+at every step and the logits. On-device S-TLLR of the AdLIF layer and the readout: Lava
+``fixed_pt`` learns the emulator's weights and traces bit for bit, Lava ``floating_pt``
+the torch S-TLLR layer's weights within 1e-5."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from hw_tests.parity_references import emulate, torch_inference
+from hw_tests.parity_references import emulate, integer_signals, torch_inference, torch_learning
 from lava_models.float_exporter import float_network
 from lava_models.runner import run_lava
+from quantization.learning import attach_learning
 from quantization.nodes import AdaptiveLayer
 from quantization.ptq import PTQConfig, quantize_model
 from tests.test_adlif_integer import _float_adlif
@@ -53,6 +56,67 @@ def test_float_adlif_network_in_lava_equals_torch(mode):
     np.testing.assert_allclose(logits, out["readout"], atol=1e-5, rtol=0)
 
 
-def test_float_adlif_layer_is_refused_as_plastic():
-    with pytest.raises(ValueError, match="'rec' is an AdLIF layer, which does not learn"):
-        float_network(_float_adlif("layer", "soft"), lr=1e-3, plastic=("rec",))
+def _spread(m):
+    """Per-neuron decays spread (κ_i differ) where the layer has one per neuron."""
+    with torch.no_grad():
+        logit = m.rec.neurons.mem_logit
+        if logit.dim():
+            logit.add_(torch.linspace(-1.0, 1.0, logit.numel()))
+    return m
+
+
+def test_adlif_on_device_learning_in_lava_equals_the_emulator():
+    """Spikes and logits at every step, the learned W and W_rec and the traces P, Q, R and
+    Ψ after two samples (reset between them) equal the emulator's."""
+    m = _spread(_float_adlif("neuron", "soft"))
+    x = (torch.rand(15, 3, 40, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    qnet, _ = quantize_model(m, [x], PTQConfig(weight_bits=8))
+    qnet = attach_learning(qnet, ["rec", "readout"], [x], lr=0.05, seed=3)
+    node = qnet.node("rec")
+    assert node.learning.gain_frac == 12 and len(set(node.dv.tolist())) > 1
+    frames = x[:, :2].transpose(0, 1).to(torch.int64).numpy()  # [2, T, 40]
+    signals = integer_signals(qnet, ["rec", "readout"], 15, seed=4, shape_prefix=(2,))
+    res = run_lava(qnet, frames, signals, timeout_s=120)
+    ref = emulate(qnet, frames, signals)
+    for n in qnet.nodes:
+        got = res.outputs[n.name].reshape(ref.outputs[n.name].shape)
+        np.testing.assert_array_equal(got, ref.outputs[n.name], err_msg=n.name)
+    assert ref.outputs["rec"].any()
+    emu, st = ref.emu, res.state["rec"]
+    for key in ("w", "w_rec"):
+        np.testing.assert_array_equal(res.weights("rec")[key], emu.weights("rec")[key].numpy())
+    tr = emu.state["rec"]
+    for var, want in (("p", tr.traces.p), ("q", tr.traces.q), ("r", tr.traces.r),
+                      ("psi", tr.psi), ("w", tr.w), ("h", tr.h)):  # fmt: skip
+        np.testing.assert_array_equal(st[var], want[0].numpy(), err_msg=var)
+    changed = int((res.weights("rec")["w"] != node.weight.numpy()).sum())
+    assert changed >= node.weight.numel() // 4
+
+
+@pytest.mark.parametrize("mode", ["neuron", "layer"])
+def test_float_adlif_learning_in_lava_equals_torch(mode):
+    """The float AdLIF layer and the readout learn online in ``floating_pt`` with host
+    signals: spikes equal, voltages, logits and the learned Ŵ, Ŵ_rec within 1e-5 of the
+    torch S-TLLR layer's own update (autograd through its eligibility)."""
+    m = _spread(_float_adlif(mode, "soft")).double()
+    x = (torch.rand(2, 20, 40, generator=torch.Generator().manual_seed(3)) < 0.3).float()
+    plastic, lr = ("rec", "readout"), 0.05
+    rng = np.random.default_rng(7)
+    signals = {k: rng.normal(0.0, 1.0, (2, 20, n)) for k, n in (("rec", 32), ("readout", 5))}
+    out, mem, weights = torch_learning(m, x.double(), signals, plastic, lr)
+    net = float_network(m, lr=lr, plastic=plastic)
+    res = run_lava(net, x.double().numpy(), signals, timeout_s=120)
+    spikes = res.outputs["rec"].reshape(out["rec"].shape)
+    np.testing.assert_array_equal(spikes, out["rec"])
+    assert 0 < spikes.sum() < spikes.size
+    v = res.per_step["rec"]["v"].reshape(mem["rec"].shape)
+    np.testing.assert_allclose(v, mem["rec"], atol=1e-5, rtol=0)
+    logits = res.outputs["readout"].reshape(out["readout"].shape)
+    np.testing.assert_allclose(logits, out["readout"], atol=1e-5, rtol=0)
+    moved = 0.0
+    for name in plastic:
+        for key, want in weights[name].items():
+            np.testing.assert_allclose(res.weights(name)[key], want, atol=1e-5, rtol=0)
+            w0 = net.node(name).weight if key == "w" else net.node(name).weight_rec
+            moved = max(moved, float(np.abs(want - w0.numpy()).max()))
+    assert moved > 1e-2

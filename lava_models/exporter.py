@@ -146,7 +146,7 @@ def _adaptive(n, ctx: ExportContext) -> NodeExport:
         weight_rec=_np(n.weight_rec), node_index=ctx.index, name=f"adlif_{n.name}", node=n,
         **ctx.common,
     )  # fmt: skip
-    return NodeExport(proc, (proc.s_in,), proc.s_out)
+    return NodeExport(proc, (proc.s_in,), proc.s_out, proc.ls_in)
 
 
 def _readout(n, ctx: ExportContext) -> NodeExport:

@@ -119,6 +119,7 @@ def float_network(
             raise TypeError("float_network: already a FloatNetwork; give no other arguments")
         return model_or_specs
     from quantization.convert import FloatReadout, FloatSpiking, to_float_graph
+    from quantization.float_nodes import FloatAdaptive
 
     if isinstance(model_or_specs, (list, tuple)):
         if input_shape is None:
@@ -140,10 +141,7 @@ def float_network(
     for name in plastic:
         if name not in kinds:
             raise ValueError(f"plastic node {name!r} is not in the network {list(kinds)}")
-        if type(kinds[name]).__name__ == "FloatAdaptive":
-            raise ValueError(f"node {name!r} is an AdLIF layer, which does not learn on device "
-                             "(inference only); make only the readout plastic")  # fmt: skip
-        if not isinstance(kinds[name], (FloatSpiking, FloatReadout)):
+        if not isinstance(kinds[name], (FloatSpiking, FloatAdaptive, FloatReadout)):
             raise ValueError(f"node {name!r} ({type(kinds[name]).__name__}) has no weights")
     return FloatNetwork(tuple(specs), tuple(int(d) for d in input_shape), float(lr), plastic)
 
@@ -242,10 +240,11 @@ def _float_adaptive(n, ctx: ExportContext) -> NodeExport:
                          float(n.threshold), n.reset)  # fmt: skip
     proc = AdaptiveProcess(
         in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_f64(n.weight),
-        bias=_f64(n.bias), weight_rec=_f64(n.weight_rec), adlif=params, node_index=ctx.index,
-        name=f"adlif_{n.name}", **ctx.common,
+        bias=_f64(n.bias), weight_rec=_f64(n.weight_rec), adlif=params, psi=n.psi,
+        learning=ctx.network.learning(n.name), node_index=ctx.index, name=f"adlif_{n.name}",
+        **ctx.common,
     )  # fmt: skip
-    return NodeExport(proc, (proc.s_in,), proc.s_out)
+    return NodeExport(proc, (proc.s_in,), proc.s_out, proc.ls_in)
 
 
 def _float_readout_shape(n, in_shapes):

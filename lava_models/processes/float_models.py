@@ -20,7 +20,8 @@ a batch axis of 1 is added for the torch calls)::
                     ls_in connected: receive L;  Ŵ ← Ŵ − lr · (α_pre Σ (L⊙Ψ)ᵀ P
                               + α_post Σ (L⊙Q[t−1])ᵀ x), Ŵ_rec the same with R and s[t−1]
     AdaptiveProcess c = Ŵ x + b (+ Ŵ_rec s[t−1]);  s, v − θ, (v̂, w, h, s) = adlif_step(c, …)
-                    (inference only)
+                    plastic: the STLLRLayer's traces and update (direct drive: P of x
+                    itself) with Ψ scaled by the per-neuron κ = 1 − α in the α_pre term
     ReadoutProcess  o, P = AccumulateStep(x, W, b, P, o[t−1], γ, λ_pre);  send o;
                     ls_in connected: W ← W − lr · Lᵀ P
     PoolProcess     F.max_pool2d / F.avg_pool2d / window sum
@@ -131,10 +132,57 @@ class _FloatNodeModel(NodeModel):
         return batch(port.recv())
 
 
+class _FloatSTLLR:
+    """The online S-TLLR step of a float spiking or AdLIF layer (docs/neurons.md §3b), on
+    the model's Vars ``p``, ``q``, ``r`` (and ``pi``, ``ri``), ``psi``, ``weights``,
+    ``weight_rec``. The model sets ``spec`` (FloatLearning), ``surrogate``, ``recurrent``,
+    ``ops`` (its synapses), ``kappa`` (the post gain κ = 1 − α of the causal term: ``None``
+    for the toolkit's LIF, a float or a per-neuron tensor), ``current_traces`` (P runs
+    through P^i) and ``lambda_syn``."""
+
+    kappa = None
+    current_traces = False
+    lambda_syn = 0.0
+
+    def _pre_trace(self, trace: str, current_trace: str, x) -> torch.Tensor:
+        """Advance the pre-trace Vars ``trace`` (and ``current_trace``, current-based) by
+        the input ``x`` (:func:`stllr.neurons.eligibility.pre_trace_step`); P[t]."""
+        current = batch(getattr(self, current_trace)) if self.current_traces else None
+        old = PreTrace(batch(getattr(self, trace)), current)
+        new = pre_trace_step(old, x, self.spec.factors.lambda_pre, self.lambda_syn)
+        setattr(self, trace, sample(new.p))
+        if new.p_i is not None:
+            setattr(self, current_trace, sample(new.p_i))
+        return new.p
+
+    def learn(self, x, s_prev, v_c) -> None:
+        f = self.spec.factors
+        p = self._pre_trace("p", "pi", x)
+        psi = self.surrogate(v_c)
+        q_prev = batch(self.q)
+        self.psi = sample(psi)
+        self.q = sample(trace_step(q_prev, psi, f.lambda_post))
+        r = None
+        if self.recurrent:  # R[t]: the trace of this step's recurrent input s[t−1]
+            r = self._pre_trace("r", "ri", s_prev)
+        if not self.ls_in.csp_ports:  # no signal source connected: traces only
+            return
+        signal = self.receive(self.ls_in)
+        lr = self.spec.lr
+        # current-based and AdLIF: g = κ ⊙ Ψ ⊙ δ in the causal term (docs/neurons.md §3b)
+        g_psi = psi if self.kappa is None else self.kappa * psi
+        grad = weight_gradient(self.ops, f, signal, g_psi, q_prev, p, x, self.weights.shape)
+        self.weights = self.weights - lr * grad.numpy()
+        if self.recurrent:
+            grad = weight_gradient(DenseOps(), f, signal, g_psi, q_prev, r, s_prev,
+                                   self.weight_rec.shape)  # fmt: skip
+            self.weight_rec = self.weight_rec - lr * grad.numpy()
+
+
 @implements(proc=STLLRLayer, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PySTLLRLayerModelFloat(_FloatNodeModel):
+class PySTLLRLayerModelFloat(_FloatSTLLR, _FloatNodeModel):
     """Synapses + LIF + online S-TLLR in float64 (see the module docstring)."""
 
     s_in: PyInPort = _in_port()
@@ -168,11 +216,11 @@ class PySTLLRLayerModelFloat(_FloatNodeModel):
         beta = prm.get("current_decay")
         #: current-based (CuLIF): its constants, κ = 1 − α and λ_syn; None: the toolkit's LIF
         self.culif = None
-        self.lambda_syn = 0.0  # unused without a current trace
         if beta is not None:
             lif = self.lif
             self.culif = CuLIFParams(lif.gamma, float(beta), lif.threshold, lif.reset)
             self.kappa = 1.0 - lif.gamma
+            self.current_traces = True
             self.lambda_syn = float(prm["lambda_syn"])
 
     def run_spk(self) -> None:
@@ -196,48 +244,16 @@ class PySTLLRLayerModelFloat(_FloatNodeModel):
             self.learn(x, s_prev, v_c)
         self.record(self.s)
 
-    def _pre_trace(self, trace: str, current_trace: str, x) -> torch.Tensor:
-        """Advance the pre-trace Vars ``trace`` (and ``current_trace``, current-based) by
-        the input ``x`` (:func:`stllr.neurons.eligibility.pre_trace_step`); P[t]."""
-        current = None if self.culif is None else batch(getattr(self, current_trace))
-        old = PreTrace(batch(getattr(self, trace)), current)
-        new = pre_trace_step(old, x, self.spec.factors.lambda_pre, self.lambda_syn)
-        setattr(self, trace, sample(new.p))
-        if new.p_i is not None:
-            setattr(self, current_trace, sample(new.p_i))
-        return new.p
-
-    def learn(self, x, s_prev, v_c) -> None:
-        f = self.spec.factors
-        p = self._pre_trace("p", "pi", x)
-        psi = self.surrogate(v_c)
-        q_prev = batch(self.q)
-        self.psi = sample(psi)
-        self.q = sample(trace_step(q_prev, psi, f.lambda_post))
-        r = None
-        if self.recurrent:  # R[t]: the trace of this step's recurrent input s[t−1]
-            r = self._pre_trace("r", "ri", s_prev)
-        if not self.ls_in.csp_ports:  # no signal source connected: traces only
-            return
-        signal = self.receive(self.ls_in)
-        lr = self.spec.lr
-        # current-based: g = κ ⊙ Ψ ⊙ δ in the causal term (docs/neurons.md §3b)
-        g_psi = psi if self.culif is None else self.kappa * psi
-        grad = weight_gradient(self.ops, f, signal, g_psi, q_prev, p, x, self.weights.shape)
-        self.weights = self.weights - lr * grad.numpy()
-        if self.recurrent:
-            grad = weight_gradient(DenseOps(), f, signal, g_psi, q_prev, r, s_prev,
-                                   self.weight_rec.shape)  # fmt: skip
-            self.weight_rec = self.weight_rec - lr * grad.numpy()
-
 
 @implements(proc=AdaptiveProcess, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyAdaptiveModelFloat(_FloatNodeModel):
-    """Dense synapses + AdLIF in float64 (``adlif_step``; inference only)."""
+class PyAdaptiveModelFloat(_FloatSTLLR, _FloatNodeModel):
+    """Dense synapses + AdLIF + online S-TLLR in float64 (``adlif_step``; the direct-drive
+    rule of docs/neurons.md §3b with the per-neuron gain κ = 1 − α)."""
 
     s_in: PyInPort = _in_port()
+    ls_in: PyInPort = _in_port()
     s_out: PyOutPort = _out_port()
     weights: np.ndarray = _var()
     weight_rec: np.ndarray = _var()
@@ -247,7 +263,11 @@ class PyAdaptiveModelFloat(_FloatNodeModel):
     w: np.ndarray = _var()
     h: np.ndarray = _var()
     s: np.ndarray = _var()
-    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s")
+    psi: np.ndarray = _var()
+    p: np.ndarray = _var()
+    q: np.ndarray = _var()
+    r: np.ndarray = _var()
+    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s", "psi", "p", "q", "r")
     PER_STEP = ("v",)
     FLOAT_PARAM = "adlif"
 
@@ -259,19 +279,25 @@ class PyAdaptiveModelFloat(_FloatNodeModel):
                                   t(p.a, dtype=torch.float64), t(p.b, dtype=torch.float64),
                                   float(p.threshold), p.reset)  # fmt: skip
         self.recurrent = bool(proc_params["recurrent"])
+        self.ops = DenseOps()
+        self.spec = proc_params["learning"]
+        psi = proc_params["psi"]
+        self.surrogate = None if psi is None else get_surrogate(psi)
+        self.kappa = 1.0 - self.params.alpha
 
     def run_spk(self) -> None:
         if self.starts_sample():
-            self.zero("u", "v", "w", "h", "s")
+            self.zero("u", "v", "w", "h", "s", "psi", "p", "q", "r")
         x = self.receive(self.s_in)
         state = AdLIFState(batch(self.v), batch(self.w), batch(self.h), batch(self.s))
-        ops = DenseOps()
-        c = ops.current(x, tensor(self.weights), tensor(self.bias))
+        c = self.ops.current(x, tensor(self.weights), tensor(self.bias))
         if self.recurrent:
-            c = c + ops.current(state.s, tensor(self.weight_rec), None)
-        s, _, new = adlif_step(c, state, self.params)
-        self.send(sample(s))
+            c = c + self.ops.current(state.s, tensor(self.weight_rec), None)
+        s, v_c, new = adlif_step(c, state, self.params)
+        self.send(sample(s))  # before ls_in: a signal computed from this output cannot deadlock
         self.u, self.v, self.w, self.h, self.s = (sample(a) for a in (c, *new))
+        if self.spec is not None:
+            self.learn(x, state.s, v_c)
         self.record(self.s)
 
 

@@ -342,9 +342,10 @@ class PyUpsampleModelFixed(StatelessKindModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyAdaptiveModelFixed(KindModel):
-    """Synapses + integer AdLIF: :mod:`quantization.nodes.adaptive` on one sample."""
+    """Synapses + integer AdLIF + S-TLLR: :mod:`quantization.nodes.adaptive` on one sample."""
 
     s_in: PyInPort = in_port_type(24)
+    ls_in: PyInPort = in_port_type(8)
     s_out: PyOutPort = out_port_type(1)
     weights: np.ndarray = var_type(32)
     weight_rec: np.ndarray = var_type(32)
@@ -354,15 +355,34 @@ class PyAdaptiveModelFixed(KindModel):
     w: np.ndarray = var_type(24)
     h: np.ndarray = var_type(24)
     s: np.ndarray = var_type(1)
-    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s")
+    psi: np.ndarray = var_type(8)
+    p: np.ndarray = var_type(32)
+    q: np.ndarray = var_type(32)
+    r: np.ndarray = var_type(32)
+    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s", "psi", "p", "q", "r")
 
     def run_spk(self) -> None:
         if self.starts_sample():
-            self.zero("u", "v", "w", "h", "s")
+            self.zero("u", "v", "w", "h", "s", "psi", "p", "q", "r")
         x = self.s_in.recv().astype(np.int64)
-        state = AdaptiveState(self.u, self.v, self.w, self.h, self.s)
+        rec = self.node.recurrent
+        traces = None
+        if self.node.learning is not None:
+            traces = Traces(self.p, self.q, self.r if rec else None)
+        state = AdaptiveState(self.u, self.v, self.w, self.h, self.s, traces)
         step = self.forward(state, [x])
-        self.send(step.out)
+        self.send(step.out)  # before ls_in: a signal computed from this output cannot deadlock
         new = step.state
-        self.u, self.v, self.w, self.h, self.s = (np.asarray(a) for a in new)
+        self.u, self.v, self.w, self.h, self.s = (np.asarray(a) for a in new[:5])
+        if new.traces is not None:
+            self.p, self.q, self.psi = new.traces.p, new.traces.q, new.psi
+            if rec:
+                self.r = new.traces.r
+        if self.learns():
+            signal = self.ls_in.recv().astype(np.int64)
+            w = SynapseWeights(self.weights, self.weight_rec if rec else None)
+            w = self.kind.learn(self.node, w, new, signal, self, self.global_step(), self.index)
+            self.weights = w.w
+            if rec:
+                self.weight_rec = w.w_rec
         self.record(self.s)

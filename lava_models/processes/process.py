@@ -294,17 +294,30 @@ class AdaptiveProcess(AbstractProcess):
     Float layer (``floating_pt``, :class:`quantization.float_nodes.FloatAdaptive`): pass
     ``adlif`` (a :class:`stllr.neurons.dynamics.AdLIFParams` of float64 ``[out]`` arrays
     or floats) and float ``weight``/``bias``/``weight_rec`` (Ŵ); the Vars are float64 and
-    ``u`` holds the step's input ``c``."""
+    ``u`` holds the step's input ``c``. A plastic float layer also takes ``psi`` (the
+    surrogate's name) and ``learning`` (a :class:`lava_models.float_ops.FloatLearning`).
+
+    On-device S-TLLR (a plastic node, or a float layer with ``learning``): the third factor
+    arrives on ``ls_in`` (``out_shape``; leave it unconnected for no learning) and the Vars
+    ``psi`` (last Ψ), ``p`` (pre-trace, ``in_shape``), ``q`` (post-trace) and ``r``
+    (recurrent pre-trace) hold the traces."""
 
     def __init__(self, *, in_shape, out_shape, weight, bias=None, weight_rec=None, adlif=None,
-                 **kw):  # fmt: skip
+                 psi=None, learning=None, **kw):  # fmt: skip
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
         (n,) = out_shape
         array, dtype = (_float_array, np.float64) if adlif is not None else (_int_array, np.int64)
+        if adlif is not None and learning is not None and psi is None:
+            raise ValueError("AdaptiveProcess: a plastic float layer needs its Ψ (psi=...)")
         super().__init__(in_shape=in_shape, out_shape=out_shape,
-                         recurrent=weight_rec is not None, adlif=adlif, **_common(kw))  # fmt: skip
+                         recurrent=weight_rec is not None, adlif=adlif, psi=psi,
+                         learning=learning, **_common(kw))  # fmt: skip
         self.s_in = InPort(shape=in_shape)
         self.s_out = OutPort(shape=out_shape)
+        self.ls_in = InPort(shape=out_shape)
+        for name, shape in (("psi", out_shape), ("p", in_shape), ("q", out_shape),
+                            ("r", out_shape)):  # fmt: skip
+            setattr(self, name, Var(shape=shape, init=np.zeros(shape, dtype)))
         w = array(weight)
         w_rec = np.zeros((n, n), dtype) if weight_rec is None else array(weight_rec)
         self.weights = Var(shape=w.shape, init=w)
