@@ -1,8 +1,10 @@
 """The parity table: every task model, every Lava path, each against its reference.
 
 ``python -m hw_tests.parity [--quick] [--out DIR]`` runs the checks below for every
-task model (:data:`TASK_MODELS`: the SHD RSNN on ``shd-standin``, a narrow VGG-9 on each
-event-camera stand-in, a narrow ResNet-18 on ``gesture-standin``), writes
+task model (:data:`TASK_MODELS`: the SHD RSNN on ``shd-standin``, with CuLIF neurons on
+``ntidigits-standin`` and with AdLIF neurons on ``shd-standin`` (task column
+``shd-standin-adlif``), a narrow VGG-9 on each event-camera stand-in, a narrow ResNet-18
+on ``gesture-standin``), writes
 ``parity.json`` and ``parity.md`` (one row per task × model × check × signal source:
 metric value, bound, pass/fail, seconds) to ``--out`` (default ``runs/parity``), prints
 the table and exits with status 1 if any row fails.
@@ -23,8 +25,8 @@ Check groups (one Lava run each; its rows share the run's seconds):
   projected L are compared too: every node's output at every step (``fixed_outputs``),
   the final traces, Ψ and membranes (``fixed_states``) and the learned weights
   (``fixed_weights``), all bit-exact.
-* ``predictions`` — the task's model (the best trained checkpoint for the task and
-  architecture under ``runs/``, else the freshly initialised small model; the row says
+* ``predictions`` — the task's model (the best trained checkpoint for the task,
+  architecture and neuron under ``runs/``, else the freshly initialised small model; the row says
   which), 8-bit PTQ, on the first 8 (``--quick``: 2) test samples of the stand-in,
   zero-padded to a common length as the toolkit's evaluation batches are. Lava
   ``fixed_pt`` vs the batched emulator (``IntegerEmulator.run``): every node's output at

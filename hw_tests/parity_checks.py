@@ -56,8 +56,9 @@ from lava_models.float_exporter import float_network, float_output_shapes
 from lava_models.runner import run_lava
 from quantization.convert import FloatSpiking
 from quantization.emulator import IntegerEmulator
+from quantization.float_nodes import FloatAdaptive
 from quantization.learning import attach_learning
-from quantization.network import SpikingLayer
+from quantization.network import AdaptiveLayer, SpikingLayer
 from quantization.ptq import PTQConfig, quantize_input, quantize_model
 from stllr.checkpoints import load_pt
 from stllr.errors import UserError
@@ -87,7 +88,7 @@ def _float_group(tm: TaskModel, mode: Mode, tasks: TaskCache, corrupt: bool) -> 
     spikes, dv = 0, 0.0
     for name, ref in out.items():
         got = res.outputs[name]
-        if isinstance(specs[name], FloatSpiking):
+        if isinstance(specs[name], (FloatSpiking, FloatAdaptive)):
             spikes += diff_count(got, ref)
             dv = max(dv, float(np.abs(res.per_step[name]["v"] - mem[name]).max()))
         else:
@@ -165,6 +166,12 @@ def _fixed_group(tm, mode, tasks, source: SignalSource, corrupt: bool, cases: di
                       (st["v"], emu.state[name].v[0]), (st["u"], emu.state[name].u[0])]  # fmt: skip
             if node.weight_rec is not None:
                 pairs.append((st["r"], learn.r[0]))
+        elif isinstance(node, AdaptiveLayer):  # v, the adaptation ω and h besides the traces
+            a = emu.state[name]
+            pairs += [(st["q"], learn.q[0]), (st["psi"], a.psi[0]), (st["v"], a.v[0]),
+                      (st["w"], a.w[0]), (st["h"], a.h[0])]  # fmt: skip
+            if node.weight_rec is not None:
+                pairs.append((st["r"], learn.r[0]))
         else:
             pairs.append((st["v"], emu.state[name].v[0]))
         states += sum(diff_count(a, b.numpy()) for a, b in pairs)
@@ -185,9 +192,11 @@ def _fixed_group(tm, mode, tasks, source: SignalSource, corrupt: bool, cases: di
     ]  # fmt: skip
 
 
-def find_checkpoint(runs_dir: Path, task: str, arch: str, exclude: Path | None = None):
-    """The ``best.pt`` under ``runs_dir`` trained on ``task`` with ``arch`` and the highest
-    recorded test accuracy (ties: first path), or None."""
+def find_checkpoint(runs_dir: Path, task: str, arch: str, exclude: Path | None = None,
+                    neuron: str | None = None):  # fmt: skip
+    """The ``best.pt`` under ``runs_dir`` trained on ``task`` with ``arch`` (and ``neuron``,
+    if given: the SHD RSNN runs LIF, CuLIF or AdLIF neurons) and the highest recorded test
+    accuracy (ties: first path), or None."""
     found = []
     for path in sorted(Path(runs_dir).rglob("best.pt")):
         if exclude is not None and Path(exclude).resolve() in path.resolve().parents:
@@ -201,6 +210,8 @@ def find_checkpoint(runs_dir: Path, task: str, arch: str, exclude: Path | None =
                     cfg = None
                 break
         if cfg is None or cfg.get("task") != task or cfg.get("arch") != arch:
+            continue
+        if neuron is not None and cfg.get("neuron", "lif") != neuron:
             continue
         try:
             ckpt = load_pt(path, keys=("model", "config"))
@@ -228,7 +239,8 @@ def _prediction_group(tm, mode, tasks, runs_dir, exclude, corrupt: bool) -> list
     from quantization.report import calibration_batches
 
     t0 = time.monotonic()
-    found = find_checkpoint(runs_dir, tm.task, tm.arch, exclude) if runs_dir else None
+    neuron = task_config(tm).neuron
+    found = find_checkpoint(runs_dir, tm.task, tm.arch, exclude, neuron) if runs_dir else None
     if found is not None:
         path, ckpt = found
         model, data = _checkpoint_model(ckpt, path, tasks)
@@ -266,6 +278,9 @@ def _prediction_group(tm, mode, tasks, runs_dir, exclude, corrupt: bool) -> list
         if isinstance(node, SpikingLayer):
             diff += diff_count(st["v"], emu.state[node.name].v[-1].numpy())
             diff += diff_count(st["u"], emu.state[node.name].u[-1].numpy())
+        elif isinstance(node, AdaptiveLayer):  # the voltage, adaptation and h
+            for var in ("v", "w", "h"):
+                diff += diff_count(st[var], getattr(emu.state[node.name], var)[-1].numpy())
         else:
             diff += diff_count(st["v"], emu.state[node.name].v[-1].numpy())
     last = qnet.nodes[-1].name

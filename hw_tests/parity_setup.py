@@ -14,7 +14,8 @@ import torch
 from hw_tests.parity_references import ROOT, Reference, emulate, integer_signals
 from lava_models.runner import run_lava
 from quantization.convert import FloatSpiking
-from quantization.network import QNetwork, Readout, SpikingLayer
+from quantization.float_nodes import FloatAdaptive
+from quantization.network import AdaptiveLayer, QNetwork, Readout, SpikingLayer
 
 # =======================================================================================
 # The table
@@ -61,10 +62,12 @@ class TaskModel:
     seed: int = 0
     #: multiplies LR in the fixed check (quantization.learning.attach_learning's units)
     fixed_lr_scale: float = 1.0
+    #: the task column where one task and arch have several rows (another neuron kind)
+    label: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.task, self.arch)
+        return (self.label or self.task, self.arch)
 
 
 VGG_SMALL = ("channels=4,4,8,8,8,8,8,8",)
@@ -82,6 +85,10 @@ TASK_MODELS = (
     # current-based neurons (CuLIF, docs/neurons.md): the N-TIDIGITS stand-in's network
     TaskModel("ntidigits-standin", "shd_rsnn", "ntidigits_standin_culif", ("hidden=32",), 4.0,
               ("rec", "readout")),
+    # adaptive neurons (AdLIF, docs/neurons.md §2): the SHD stand-in's network, its AdLIF
+    # layer plastic (docs/fixed_point.md, "Adaptive layers")
+    TaskModel("shd-standin", "shd_rsnn", "shd_standin_adlif_stllr", ("hidden=32",), 6.0,
+              ("rec", "readout"), label="shd-standin-adlif"),
     # optical flow (hw_tests.parity_flow): the finest flow head learns. Its step sums
     # L·P over the 16 × 16 head pixels, P counting spikes × 32, so at LR the 8-bit weights
     # saturate within a few steps (and a corrupted weight could not show); at LR·2^−18,
@@ -316,11 +323,12 @@ def diff_count(a, b) -> int:
 
 
 def weighted_nodes(qnet) -> list:
-    return [n for n in qnet.nodes if isinstance(n, (SpikingLayer, Readout))]
+    return [n for n in qnet.nodes if isinstance(n, (SpikingLayer, AdaptiveLayer, Readout))]
 
 
 def activity(qnet_or_specs, outputs: dict) -> tuple[int, int, int]:
     """(spiking layers that fired, spiking layers, total spikes)."""
-    names = [n.name for n in qnet_or_specs if isinstance(n, (SpikingLayer, FloatSpiking))]
+    spiking = (SpikingLayer, AdaptiveLayer, FloatSpiking, FloatAdaptive)
+    names = [n.name for n in qnet_or_specs if isinstance(n, spiking)]
     fired = sum(1 for k in names if np.asarray(outputs[k]).any())
     return fired, len(names), int(sum(np.asarray(outputs[k]).sum() for k in names))

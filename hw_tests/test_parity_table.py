@@ -30,9 +30,11 @@ from hw_tests.parity import (
     row_cells,
 )
 
-SHD = next(tm for tm in TASK_MODELS if tm.task == "shd-standin")
+SHD = next(tm for tm in TASK_MODELS if tm.key == ("shd-standin", "shd_rsnn"))
 #: the current-based (CuLIF) recurrent network
 CULIF = next(tm for tm in TASK_MODELS if tm.task == "ntidigits-standin")
+#: the adaptive (AdLIF) recurrent network, its AdLIF layer plastic
+ADLIF = next(tm for tm in TASK_MODELS if tm.label == "shd-standin-adlif")
 FSFN = next(tm for tm in TASK_MODELS if tm.arch == "fsfn")
 
 
@@ -63,7 +65,7 @@ def test_quick_table_has_every_task_model_and_check(quick_table):
     tasks = {r["task"] for r in doc["rows"]}
     archs = {r["model"] for r in doc["rows"]}
     assert {"shd-standin", "gesture-standin", "cifar10dvs-standin", "ncaltech101-standin",
-            "mvsec-standin"} <= tasks  # fmt: skip
+            "mvsec-standin", "shd-standin-adlif"} <= tasks  # fmt: skip
     assert {"shd_rsnn", "vgg9", "resnet18", "fsfn"} <= archs
     checks = {r["check"] for r in doc["rows"]}
     assert checks == {c for cs in GROUP_CHECKS.values() for c in cs}
@@ -84,7 +86,7 @@ def test_markdown_agrees_with_json(quick_table):
     assert f"{n_ok}/{len(doc['rows'])} rows pass" in md
 
 
-@pytest.mark.parametrize("tm", [SHD, CULIF], ids=["lif", "culif"])
+@pytest.mark.parametrize("tm", [SHD, CULIF, ADLIF], ids=["lif", "culif", "adlif"])
 @pytest.mark.parametrize("group", ["float", "fixed", "predictions"])
 def test_corrupted_reference_fails_its_rows(group, tm):
     """One weight of the reference moved (the emulator's integer network; the torch

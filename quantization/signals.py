@@ -54,7 +54,7 @@ import torch
 from quantization.backend import int_linear, round_float, round_shift, saturate, xp_of
 from quantization.exponents import power_of_two_exponent
 from quantization.formats import ACT_SHIFT, SIGNAL_MAX, SIGNAL_MIN
-from quantization.network import QNetwork, Readout, SpikingLayer
+from quantization.network import SPIKING_NODES, QNetwork, Readout
 
 SOURCES = ("dfa", "sdfa", "bp")
 #: Exponent of a unit error when the readout does not learn (its own l_exp otherwise).
@@ -310,21 +310,21 @@ def make_signal_plan(
     """Constants of the on-device signals for ``qnet`` (module doc).
 
     ``source``: ``"dfa"``, ``"sdfa"`` or ``"bp"``; ``hidden``: the plastic spiking layers
-    that get a projected ``L`` (default: every plastic ``SpikingLayer``; BP reaches only
-    the readout's input layer). The readout (the last node) learns from ``e`` itself if it
-    is plastic. ``seed`` draws the B matrices (one stream per node index).
+    that get a projected ``L`` (default: every plastic ``SpikingLayer`` or AdLIF layer; BP
+    reaches only the readout's input layer). The readout (the last node) learns from ``e``
+    itself if it is plastic. ``seed`` draws the B matrices (one stream per node index).
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     ro = _readout(qnet)
     fmt = make_error_format(qnet, target_logit, clip)
     if hidden is None:
-        hidden = [n.name for n in qnet.nodes if isinstance(n, SpikingLayer) and n.learning]
+        hidden = [n.name for n in qnet.nodes if isinstance(n, SPIKING_NODES) and n.learning]
     k = qnet.num_classes
     projections = []
     for name in hidden:
         n = qnet.node(name)
-        if not isinstance(n, SpikingLayer) or n.learning is None:
+        if not isinstance(n, SPIKING_NODES) or n.learning is None:
             raise ValueError(f"node {name!r} is not a plastic spiking layer")
         l_exp = n.learning.l_exp
         shape = _out_shape(qnet, name)
