@@ -4,14 +4,14 @@ The integer node kinds (docs/node_kinds.md) hold the toolkit's LIF and the curre
 LIF (docs/neurons.md §1), with on-device S-TLLR for both (docs/fixed_point.md); so the
 pipeline deploys ``neuron = "lif"``, ``"culif"`` and ``"pculif"`` with one decay per layer
 (PTQ keeps one 12-bit decay per layer), and ``"adlif"`` (the ``AdaptiveLayer`` kind,
-``quantization/nodes/adaptive.py``), whose layer runs but does not learn on device: only
-its readout adapts. A first-spike-coded network (``arch = "fs_fc"``, ``readout =
+``quantization/nodes/adaptive.py``), whose layer learns on device too (docs/fixed_point.md,
+"Adaptive layers"). A first-spike-coded network (``arch = "fs_fc"``, ``readout =
 "first_spike"``, hidden and output neurons ``lif``, ``culif`` or ``pculif`` per layer)
 deploys as a chain of spiking layers read by its first output spike
 (docs/first_spike.md, "In the pipeline"); its adaptation stage is skipped (no on-device
 learning signal for a first-spike read-out yet), and it is not fine-tuned with QAT. It
-refuses, before any training, what it cannot deploy yet: CuAdLIF (no integer kind), a
-plastic AdLIF layer, the other spiking-output networks (``readout = rate``, the
+refuses, before any training, what it cannot deploy yet: CuAdLIF (no integer kind), the
+other spiking-output networks (``readout = rate``, the
 convolutional ``fs_gesture`` / ``fs_plane``), AdLIF in a spiking-output network and QAT of
 a first-spike network.
 """
@@ -36,20 +36,15 @@ def check_deployable(
     train: ExperimentConfig, source: str, layers: tuple[str, ...] = (), qat_epochs: int = 0
 ) -> None:
     """One-line :class:`UserError` naming ``source`` and the key when ``train`` trains a
-    network the later stages cannot deploy, or ``layers`` (``adaptation.layers``) names a
-    layer that cannot learn on device, or asks QAT of a first-spike network (module
-    docstring)."""
+    network the later stages cannot deploy, or asks QAT of a first-spike network (module
+    docstring). ``layers`` (``adaptation.layers``): every layer kind the pipeline deploys
+    learns on device, so none is refused here."""
     where = source or "pipeline config"
     if train.neuron not in DEPLOYABLE_NEURONS:
         raise UserError(
             f"{where}: train.neuron = {train.neuron!r} cannot be deployed yet (no integer kind); "
             f"the pipeline deploys train.neuron = {', '.join(DEPLOYABLE_NEURONS)} (pculif with "
             'decay_mode = "layer"); train the float network with `stllr train`'
-        )
-    if train.neuron == "adlif" and "rec" in layers:
-        raise UserError(
-            f"{where}: adaptation.layers names 'rec', an AdLIF layer, which does not learn on "
-            'device; expected adaptation.layers = ["readout"]'
         )
     if train.neuron == "pculif" and train.decay_mode not in ("", "layer"):
         raise UserError(

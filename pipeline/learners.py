@@ -43,7 +43,7 @@ def check_layers(qnet, layers: tuple[str, ...], signal: str = "host") -> tuple[s
     """(readout name, hidden names): the last plastic node must be the network's output;
     with host signals every other one must feed it directly, with on-device DFA it must be
     a spiking layer (one-line errors otherwise)."""
-    from quantization.network import SpikingLayer
+    from quantization.network import SPIKING_NODES
 
     if signal not in SIGNALS:
         raise UserError(f"adaptation.signal must be one of {SIGNALS}, got {signal!r}")
@@ -60,7 +60,7 @@ def check_layers(qnet, layers: tuple[str, ...], signal: str = "host") -> tuple[s
     hidden = list(layers[:-1])
     for h in hidden:
         if signal != "host":
-            if not isinstance(qnet.node(h), SpikingLayer):
+            if not isinstance(qnet.node(h), SPIKING_NODES):
                 raise UserError(
                     f"adaptation.layers: {h!r} is a {type(qnet.node(h)).__name__}; only "
                     "spiking layers and the readout learn"

@@ -2,7 +2,8 @@
 beyond the LIF: a CuLIF network (a current-based layer deployed at 8 bits, run in Lava,
 learning on device with the current traces of docs/fixed_point.md exactly as in the
 emulator; the report's latency metric recomputed here with a naive batch-1 loop) and an
-AdLIF network (the AdaptiveLayer kind in the emulator and Lava, its readout adapting)."""
+AdLIF network (the AdaptiveLayer kind in the emulator and Lava, it and its readout
+learning on device, Lava's learned weights the emulator's)."""
 
 from __future__ import annotations
 
@@ -50,19 +51,19 @@ def culif_run(tmp_path_factory):
     return _run(tmp_path_factory.mktemp("pipeline_culif"))
 
 
-def test_adlif_network_deploys_and_its_readout_adapts(tmp_path):
-    """``neuron = adlif``: the recurrent layer is an AdaptiveLayer, bit-exact in Lava; only
-    the readout is plastic (a plastic AdLIF layer is refused: test_pipeline_resolve.py)."""
+def test_adlif_network_deploys_and_learns_on_device(tmp_path):
+    """``neuron = adlif``: the recurrent layer is an AdaptiveLayer, bit-exact in Lava; it
+    and the readout learn on device, Lava's learned weights equal the emulator's."""
     from quantization.network import AdaptiveLayer, QNetwork
 
     run_dir, out = _run(tmp_path, "train.neuron=adlif", "train.hidden=12",
-                        "train.standin_train=24", "adaptation.layers=readout")  # fmt: skip
+                        "train.standin_train=24")  # fmt: skip
     qnet = QNetwork.load(run_dir / "quantize" / "quantized.pt")
     assert isinstance(qnet.node("rec"), AdaptiveLayer)
     lava = _json(run_dir / "lava" / "lava.json")
     assert lava["bit_exact"] and lava["lava_vs_emulator_agreement"] == 1.0
     res = _json(run_dir / "adaptation" / "adaptation.json")
-    assert res["settings"]["layers"] == ["readout"] and res["lava"]["weights_equal"]
+    assert res["settings"]["layers"] == ["rec", "readout"] and res["lava"]["weights_equal"]
     cost = _json(run_dir / "cost" / "cost.json")
     assert "rec" in cost["activation_sparsity"]
     assert _json(run_dir / "quantize" / "quantization.json")["latency"]["node"] == "rec"

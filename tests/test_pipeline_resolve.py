@@ -65,10 +65,6 @@ def test_an_explicit_config_and_run_folder(tmp_path):
             r"kind.; the pipeline deploys train.neuron = lif, culif, pculif, adlif",
         ),
         (
-            {"overrides": ["train.neuron=adlif", "adaptation.layers=rec,readout"]},
-            "adaptation.layers names 'rec', an AdLIF layer, which does not learn on device",
-        ),
-        (
             {"overrides": ["train.neuron=pculif", "train.decay_mode=neuron"]},
             "train.decay_mode = 'neuron' with neuron pculif cannot be deployed",
         ),
@@ -111,8 +107,10 @@ def test_data_with_a_standin_and_missing_data_are_refused(tmp_path):
 
 def test_the_ntidigits_standin_and_culif_configs():
     """``--task ntidigits-standin`` reads its own config (CuLIF hidden neurons, the CuLIF
-    layer plastic); the SHD stand-in's second config (CuLIF) does not list its task twice."""
+    layer plastic); the SHD stand-in's second config (CuLIF) does not list its task twice;
+    its AdLIF config makes the AdLIF layer plastic and is deployable."""
     from pipeline.config import CONFIG_DIR, load_pipeline_config, pipeline_tasks
+    from pipeline.deployable import check_deployable
 
     cfg, out = resolve_run(task="ntidigits-standin")
     assert (cfg.train.neuron, cfg.train.n_time_bins, out.name) == (
@@ -122,6 +120,7 @@ def test_the_ntidigits_standin_and_culif_configs():
     assert (shd.train.task, shd.train.neuron) == ("shd-standin", "culif")
     adlif = load_pipeline_config(CONFIG_DIR / "shd_standin_adlif.toml", [])
     assert (adlif.train.task, adlif.train.neuron) == ("shd-standin", "adlif")
-    assert adlif.adaptation.layers == ("readout",)  # an AdLIF layer does not learn on device
+    assert adlif.adaptation.layers == ("rec", "readout")  # the AdLIF layer learns on device
+    check_deployable(adlif.train, "shd_standin_adlif.toml", adlif.adaptation.layers)
     tasks = pipeline_tasks()
     assert len(tasks) == len(set(tasks)) and "ntidigits-standin" in tasks
