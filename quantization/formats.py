@@ -220,9 +220,15 @@ FORMATS: dict[str, QFormat] = {f.name: f for f in (
          "`2^l_exp`, from the expected max of \\|L\\|", width="8 bit signed, per post neuron",
          rounding_note="`quantize_signal`; on the device: shifts nearest_up"),
     _row(_LRN, "alpha", "α_pre, α_post", 8, True, "nearest_even", "none",
-         "`2^−a_frac`; current-based layers: `α_pre·κ²`, `α_post·κ` with `κ = dv/4096`"),
+         "`2^−a_frac`; current-based layers: `α_pre·κ²`, `α_post·κ` with `κ = dv/4096`; "
+         "AdLIF layers: the same with the largest `κ_m = max dv / 4096`"),
+    _row(_LRN, "post_gain", "AdLIF post gains G, H (per neuron)", 13, False, "nearest_up",
+         "none", "`G ≈ 4096·(dv/dv_m)²` on `L·Ψ`, `H ≈ 4096·dv/dv_m` on `L·Q`; 12 fractional "
+         "bits (`gain_frac`), taken out of the learning rate", width="0 … 4096",
+         rounding_note="exact integer division of the 12-bit decays"),
     _row(_LRN, "acc", "eligibility × signal `acc`", 62, True, "exact", "none",
-         "`2^(l_exp − psi_frac − p_frac − a_frac)`", width="int64"),
+         "`2^(l_exp − psi_frac − p_frac − a_frac − gain_frac)` (`gain_frac` 0, AdLIF 12)",
+         width="int64"),
     _row(_LRN, "weight_update", "update ΔW", 62, True, "stochastic", "saturate",
          "weight LSBs (`s = 2^e / gain`): `−acc · lr_mant / 2^lr_shift`, "
          "`lr_mant ∈ [64, 127]` from `lr · gain`", width="int64",
