@@ -87,13 +87,20 @@ class RefAdaptivePlastic(RefAdaptive):
                  + a_post·L_i·Q_i[t−1]·2^(psi_frac − q_frac)·H_i·x_j·2^p_frac
         W_ij   = sat(W_ij + round_stoch(−acc_ij·lr_mant / 2^lr_shift))
 
+    and, after the update of every global step t with (t + 1) mod every = 0 (the spec's
+    consolidation schedule), each weight pulled toward the deployed one ``W0``::
+
+        W_ij   = W_ij − round_stoch((W_ij − W0_ij) / 2^k)
+
     Random streams: those of tests/reference_integer_stllr.py (P 0, Q 1, R 2, Q's impulse 3,
-    W 4, W_rec 5 of the node). ``gains`` ``(G, H)`` lists of ints (default: by hand)."""
+    W 4, W_rec 5, the pulls of W 8 and W_rec 9 of the node). ``gains`` ``(G, H)`` lists of
+    ints (default: by hand)."""
 
     def __init__(self, *args, spec, psi, node_index=0, gains=None):
         super().__init__(*args)
         self.spec, self.psi, self.idx = spec, psi, node_index
         self.gains = gains or gains_by_hand(self.dv)
+        self.w0, self.w_rec0 = self.w, self.w_rec
         self.tr = None
 
     def step_traces(self, xs: list[list[int]], seed_step: int) -> list[list[int]]:
@@ -163,6 +170,17 @@ class RefAdaptivePlastic(RefAdaptive):
                 new.append(row)
             return new
 
+        def pull(w, w0, stream):
+            key, k = key_of(spec.seed, seed_step, self.idx * 10 + stream), spec.consolidate_shift
+            cols = len(w[0])
+            return [[w[i][j] - (w[i][j] - w0[i][j] + rand_bits(key, i * cols + j, k)) // (1 << k)
+                     for j in range(cols)] for i in range(len(w))]  # fmt: skip
+
         self.w = update(self.w, "p", "x", 4)
         if self.w_rec is not None:
             self.w_rec = update(self.w_rec, "r", "s_prev", 5)
+        every = spec.consolidate_every
+        if spec.consolidate_shift and every and (seed_step + 1) % every == 0:
+            self.w = pull(self.w, self.w0, 8)
+            if self.w_rec is not None:
+                self.w_rec = pull(self.w_rec, self.w_rec0, 9)

@@ -4,8 +4,9 @@
 * The per-neuron gains equal their definition computed with exact fractions.
 * The batched emulator equals a naive per-sample Python-int reference
   (tests/reference_integer_adlif.py) step by step: spikes, the traces P, Q, R and the
-  learned W, W_rec, for several trace formats, roundings, factor sets and per-neuron
-  decays; the same reference with the gains left out (κ omitted) differs.
+  learned W, W_rec, for several trace formats, roundings, factor sets, per-neuron decays
+  and the consolidation pull; the same reference with the gains left out (κ omitted)
+  differs.
 * A PTQ'd float AdLIF layer made plastic by ``attach_learning`` takes the float rule's
   step: the integer weight change of one learning step, divided by each row's κ_i, equals
   ``−η·∂L/∂Ŵ`` of the float ``RecurrentNeuronSTLLR`` within quantization error.
@@ -102,6 +103,7 @@ def _run(node, steps, batch, gen, ref):
         ({"trace_rounding": "toward_zero", "lr_shift": 22}, "hard", True),
         ({"trace_rounding": "nearest", "a_post": 0, "lam_post": 0}, "soft", True),
         ({"lam_pre": 4096, "trace_bits": 5, "lr_shift": 20}, "soft", True),  # saturation
+        ({"consolidate_shift": 2, "consolidate_every": 4, "lr_shift": 22}, "soft", True),
     ],
 )
 def test_emulator_learning_equals_the_naive_reference(spec_kw, reset, rec):
