@@ -188,8 +188,7 @@ class AdaptiveState(NamedTuple):
     current ``a << 6``, ``v`` the voltage after reset, ``w`` the adaptation ``ω[t]``, ``h``
     the voltage before reset, ``s`` the spikes (int64). Plastic nodes also keep ``traces``
     (P, Q, R), this step's ``psi``, ``q_prev`` (``Q[t−1]``), the input ``x`` and
-    ``s_prev`` (``s[t−1]``, recurrent nodes only), as :class:`~quantization.nodes.spiking.
-    SpikingState` does."""
+    ``s_prev`` (``s[t−1]``, recurrent nodes only), as the spiking layer's state does."""
 
     u: Any
     v: Any
