@@ -20,7 +20,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from quantization.float_nodes import FloatAdaptive, FloatGlobalPool, FloatReadout, FloatSpiking
+from quantization.float_nodes import (
+    DEFAULT_FACTORS,
+    FloatAdaptive,
+    FloatGlobalPool,
+    FloatReadout,
+    FloatSpiking,
+)
 from quantization.network import Add, Concat, Pool
 from quantization.nodes.upsample import Upsample2x
 from stllr.factors import STLLRFactors
@@ -42,10 +48,6 @@ from stllr.layers.stllr_layers import (
 from stllr.models.base import SpikingModel
 from stllr.neuron import LIFParams
 from stllr.weight_standardization import standardize_weight
-
-#: Factors given to layers trained without S-TLLR (BPTT twins) for on-device learning.
-DEFAULT_FACTORS = STLLRFactors()
-
 
 Converter = Callable[[SpikingModel, STLLRFactors | None], list]
 _CONVERTERS: dict[type, Converter] = {}

@@ -17,8 +17,7 @@ import math
 import torch
 from torch import nn
 
-from quantization.convert import DEFAULT_FACTORS, _opt, pool_spec
-from quantization.float_nodes import FloatSpiking
+from quantization.float_nodes import DEFAULT_FACTORS, FloatSpiking
 from quantization.network import Pool
 from quantization.nodes.flatten import Flatten
 from stllr.neuron import LIFParams
@@ -37,8 +36,9 @@ def _neuron_layer_spec(
         raise TypeError(f"{name}: unsupported synapse {type(synapse).__name__}")
     kind = "conv" if geometry else "dense"
     w_rec = None if rec is None else rec.weight.detach().clone()
-    return _neuron_spec(name, inputs, kind, synapse.weight.detach().clone(), _opt(synapse.bias),
-                        neurons, factors, w_rec, geometry, synapse)  # fmt: skip
+    bias = None if synapse.bias is None else synapse.bias.detach().clone()
+    return _neuron_spec(name, inputs, kind, synapse.weight.detach().clone(), bias, neurons,
+                        factors, w_rec, geometry, synapse)  # fmt: skip
 
 
 def _pass_through_spec(neurons: nn.Module, channels: int, name: str, inputs,
@@ -97,7 +97,11 @@ def convert_fs_conv(model, factors):
     model's ``flatten(1)``), ``fc`` (dense + recurrent, ``s_h[t] = neuron(W x[t] + R
     s_h[t−1])``) and the spiking output layer ``out``."""
     convs, n = model.convs, model.neurons
-    pool = pool_spec(model.pool, "pool1", ["conv1"])
+    k = model.pool.kernel_size
+    k = k if isinstance(k, int) else k[0]
+    if not isinstance(model.pool, nn.MaxPool2d) or model.pool.stride not in (k, (k, k)):
+        raise TypeError(f"{type(model).__name__}: expected a non-overlapping max pooling")
+    pool = Pool("pool1", ("conv1",), "max", k)
     specs = [
         _neuron_layer_spec(convs[0], n[0], "conv0", ("input",), factors),
         _neuron_layer_spec(convs[1], n[1], "conv1", ("conv0",), factors),
