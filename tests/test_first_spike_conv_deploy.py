@@ -79,9 +79,9 @@ def _per_layer_agreement(net, x, bits: int) -> dict[str, float]:
             continue
         xi = x if source == "input" else ref[source]
         first = dataclasses.replace(chain[0], inputs=("input",))
+        fmt = qnet.input_format if source == "input" else InputFormat(0, 0, 1)  # spikes
         alone = QNetwork(nodes=(first, *chain[1:]), input_shape=tuple(xi.shape[2:]),
-                         num_classes=node.out_channels, input_format=InputFormat(0, 0, 1),
-                         meta={})  # fmt: skip
+                         num_classes=node.out_channels, input_format=fmt, meta={})  # fmt: skip
         s = torch.stack(IntegerEmulator(alone).run(xi, record=(node.name,)).records[node.name])
         agree[node.name] = float((s.float() == ref[node.name]).float().mean())
         source, chain = node.name, []
