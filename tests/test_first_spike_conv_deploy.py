@@ -137,11 +137,12 @@ def test_whole_network_decides_like_the_float_network():
     assert res.predictions().tolist() == fs_decision(ref["out"], ref["out_v"]).tolist()
 
 
-def _naive_culif_depthwise(node: SpikingLayer, x: np.ndarray) -> np.ndarray:
+def _naive_depthwise(node: SpikingLayer, x: np.ndarray) -> np.ndarray:
     """The neuron after a pooling written from docs/fixed_point.md ("Current-based layers")
     in Python ints, one neuron at a time: ``a[t] = m_c · x[t]`` (one weight per channel),
-    ``u[t] = wrap24(decay(u[t−1], du + 1) + (a[t−1] << 6))``, ``v[t] = clip24(decay(v[t−1],
-    dv) + u[t])``, spike when ``v > vth << 6``, then the reset. ``x`` ``[T, B, C, H, W]``."""
+    ``u[t] = wrap24(decay(u[t−1], du + 1) + (a[t−1] << 6))`` (the toolkit's LIF, ``du =
+    4095``: ``u[t] = a[t] << 6``, no memory and no delay), ``v[t] = clip24(decay(v[t−1], dv)
+    + u[t])``, spike when ``v > vth << 6``, then the reset. ``x`` ``[T, B, C, H, W]``."""
     steps, batch, c, h, w = x.shape
     out = np.zeros(x.shape, dtype=np.int64)
     theta = node.vth * 64
@@ -153,6 +154,8 @@ def _naive_culif_depthwise(node: SpikingLayer, x: np.ndarray) -> np.ndarray:
                     u = v = 0
                     a_prev = 0
                     for t in range(steps):
+                        if node.du == 4095:  # the toolkit's LIF
+                            a_prev = m * int(x[t, b, ch, i, j])
                         u = decay(u, node.du + 1) + a_prev * 64
                         u = u - 2 * UV if u > UV else u + 2 * UV if u <= -UV else u
                         v = min(max(decay(v, node.dv) + u, -UV + 1), UV - 1)
@@ -163,15 +166,16 @@ def _naive_culif_depthwise(node: SpikingLayer, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_neuron_after_pooling_against_a_naive_loop():
-    net, x = _net("culif", GESTURE), _input(batch=3, steps=30)
+@pytest.mark.parametrize("kind", ["culif", "lif"])
+def test_neuron_after_pooling_against_a_naive_loop(kind):
+    net, x = _net(kind, GESTURE), _input(batch=3, steps=30)
     qnet, _ = quantize_model(net, [x], PTQConfig(weight_bits=8))
     res = IntegerEmulator(qnet).run(x, record=("pool1", "pooled1", "pool2", "pooled2"))
     for pool, name in (("pool1", "pooled1"), ("pool2", "pooled2")):
         pooled = torch.stack(res.records[pool]).numpy()
         assert pooled.max() == 1 and pooled.min() == 0
         got = torch.stack(res.records[name]).numpy()
-        want = _naive_culif_depthwise(qnet.node(name), pooled)
+        want = _naive_depthwise(qnet.node(name), pooled)
         assert 0 < want.sum() < want.size
         np.testing.assert_array_equal(got, want, err_msg=name)
 
