@@ -47,6 +47,12 @@ Recipes (stand-ins are small; event tasks use the narrow VGG-9 of the README tab
 * ``ntidigits-standin``, ``gesture32-standin``, ``dvsplane-standin``: the pipelines'
   CuLIF recurrent networks (``experiments/*_standin_culif.toml``; 8, 10, 16 epochs, the
   cosine schedule over them);
+* ``fs-gesture32-standin``, ``fs-dvsplane-standin``: the first-spike pipelines' conv
+  networks (``pipeline/configs/fs_*_standin.toml``: fs_gesture / fs_plane, CuLIF, 10
+  epochs, constant rate), float and 8-bit both read by the first output spike; their
+  fresh recordings are those of ``gesture32-standin`` / ``dvsplane-standin`` above. A
+  pipeline run's own network is scored by placing its ``train/trial_1/best.pt`` at
+  ``--runs/<task>/trial_1/best.pt``;
 * ``gesture-standin``, ``cifar10dvs-standin``, ``ncaltech101-standin``: VGG-9 with
   channels 16,16,32,32,32,32,32,32, BPTT, batch 8, 40 epochs with the cosine schedule
   over the 40. (Until 2026-11-24 these were 12 epochs (N-Caltech101: 20), which stopped
@@ -85,6 +91,14 @@ RECIPES = {
     "gesture32-standin": ("experiments/gesture32_standin_culif.toml", ["epochs=10"]),
     "dvsplane-standin": ("experiments/dvsplane_standin_culif.toml", ["epochs=16"]),
 }
+#: the first-spike-coded conv networks of the pipelines (fs_gesture / fs_plane, CuLIF,
+#: pipeline/configs/fs_*_standin.toml), scored by their first output spike; no cosine
+#: schedule, as in the pipeline. Their rows name the data task's stand-in recordings.
+_FS_CULIF = ["neuron=culif", "out_neuron=culif", "optimizer=amsgrad", "seed=1234"]
+FS_RECIPES = {
+    "fs-gesture32-standin": ("experiments/fs_gesture32_standin.toml", [*_FS_CULIF, "epochs=10"]),
+    "fs-dvsplane-standin": ("experiments/fs_dvsplane_standin.toml", [*_FS_CULIF, "epochs=10"]),
+}
 
 
 def _checkpoint(runs: Path, task: str) -> Path:
@@ -92,12 +106,16 @@ def _checkpoint(runs: Path, task: str) -> Path:
 
 
 def _train(runs: Path, task: str) -> None:
-    config, overrides = RECIPES[task]
-    epochs = next(o.split("=")[1] for o in overrides if o.startswith("epochs="))
+    if task in FS_RECIPES:  # the config names its data task; constant rate
+        config, overrides = FS_RECIPES[task]
+        extra = []
+    else:
+        config, overrides = RECIPES[task]
+        epochs = next(o.split("=")[1] for o in overrides if o.startswith("epochs="))
+        extra = [f"task={task}", f"scheduler={epochs}"]
     cmd = [
         sys.executable, "-m", "stllr.cli.main", "train", str(REPO_ROOT / config), "--no-progress",
-        "--set", f"task={task}", f"out_dir={runs}", f"name={task}", "trials=1",
-        f"scheduler={epochs}", *overrides,
+        "--set", *extra, f"out_dir={runs}", f"name={task}", "trials=1", *overrides,
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, check=True, env=env, stdout=sys.stderr)
@@ -194,16 +212,27 @@ def _heldout(task: str, cfg, n: int, test=None):
     return ConcatDataset([d for d in parts if len(d)])
 
 
-def _predictions(model, qnet, data, batch_size, emulator_cls, batches):
-    """Per-sample ``(labels, float predictions, 8-bit predictions)`` over ``data``, each
-    sample scored over its own steps; the 8-bit ones are ``None`` when ``qnet`` is ``None``."""
+def _float_predict(model, cfg, x, y, lengths):
+    """The float model's classes: summed logits, or (a spiking output layer) its own read-out
+    (first spike or rate, docs/first_spike.md), the one the emulator's network is read by."""
+    if cfg.readout in ("first_spike", "rate"):
+        from stllr.spike_training import SpikeReadout, evaluate_spike_batch
+
+        ro = SpikeReadout.from_config(cfg)
+        return evaluate_spike_batch(model, x, y, ro, lengths).logits.argmax(dim=1)
     from stllr.training import evaluate_batch
 
+    return evaluate_batch(model, x, lengths=lengths).logits.argmax(dim=1)
+
+
+def _predictions(model, qnet, data, batch_size, emulator_cls, batches, cfg):
+    """Per-sample ``(labels, float predictions, 8-bit predictions)`` over ``data``, each
+    sample scored over its own steps; the 8-bit ones are ``None`` when ``qnet`` is ``None``."""
     ys, fs, qs = [], [], []
     emu = None if qnet is None else emulator_cls(qnet)
     for x, y, lengths in batches(data, batch_size):
         ys.append(y)
-        fs.append(evaluate_batch(model, x, lengths=lengths).logits.argmax(dim=1))
+        fs.append(_float_predict(model, cfg, x, y, lengths))
         if emu is not None:
             qs.append(emu.run(x, lengths=lengths).predictions())
     return torch.cat(ys), torch.cat(fs), torch.cat(qs) if qs else None
@@ -239,8 +268,8 @@ def _qat_row(model, mode, data, cfg, evalset, calib, epochs, lr, batches, emulat
     q_hist = qat_finetune(tuned, mode, data.train, ft_cfg, epochs, 8, log=log)
     qnet, _ = quantize_model(tuned, calib, PTQConfig(weight_bits=8, scale="pow2"))
     bs = cfg.val_batch_size
-    y, fc, _ = _predictions(control, None, evalset, bs, emulator_cls, batches)
-    _, fq, qq = _predictions(tuned, qnet, evalset, bs, emulator_cls, batches)
+    y, fc, _ = _predictions(control, None, evalset, bs, emulator_cls, batches, cfg)
+    _, fq, qq = _predictions(tuned, qnet, evalset, bs, emulator_cls, batches, cfg)
     paired = paired_delta(y, fc, qq)
     return {
         "epochs": epochs,
@@ -262,7 +291,8 @@ def _qat_row(model, mode, data, cfg, evalset, calib, epochs, lr, batches, emulat
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, default=REPO_ROOT / "runs" / "quantized_accuracy")
-    ap.add_argument("--tasks", nargs="+", default=list(RECIPES))
+    ap.add_argument("--tasks", nargs="+", default=list(RECIPES),
+                    help=f"stand-in tasks (also {', '.join(FS_RECIPES)})")  # fmt: skip
     ap.add_argument("--bits", type=int, nargs="+", default=[4, 6, 8])
     ap.add_argument("--scale", choices=["threshold", "pow2"], default="pow2")
     ap.add_argument(
@@ -301,17 +331,17 @@ def main() -> None:
         t0 = time.perf_counter()
         loaded = load_checkpoint(ckpt)
         cfg, model, data = loaded.cfg, loaded.model, loaded.data
-        fresh = _heldout(task, cfg, args.heldout, data.test)
+        fresh = _heldout(cfg.task, cfg, args.heldout, data.test)
         evalset = data.test if fresh is None else ConcatDataset([data.test, fresh])
         calib = calibration_batches(data.train, 4, cfg.batch_size, cfg.seed)
         qnet, reports = quantize_model(model, calib, PTQConfig(weight_bits=8, scale=args.scale))
         bs = cfg.val_batch_size
         preds = {
-            name: _predictions(model, qnet, split, bs, IntegerEmulator, batches)
+            name: _predictions(model, qnet, split, bs, IntegerEmulator, batches, cfg)
             for name, split in (("test", data.test), ("train", data.train))
         }
         if fresh is not None:
-            fr = _predictions(model, qnet, fresh, bs, IntegerEmulator, batches)
+            fr = _predictions(model, qnet, fresh, bs, IntegerEmulator, batches, cfg)
             preds["evaluation"] = tuple(
                 torch.cat([a, b]) for a, b in zip(preds["test"], fr, strict=True)
             )

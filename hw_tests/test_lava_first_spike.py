@@ -34,3 +34,30 @@ def test_first_spike_network_in_lava_equals_the_emulator():
     fired = lava_pred >= 0
     assert bool(fired.any())
     assert lava_pred[fired].tolist() == emu_pred[fired].tolist()
+
+
+def test_conv_first_spike_network_in_lava_equals_the_emulator():
+    """fs_plane (CuLIF: conv layers, max pooling, the neurons after each pooling as
+    depthwise 1×1 layers, Flatten, the recurrent FC layer and the spiking output; small
+    sizes) in Lava fixed_pt: every node's output at every step equals the emulator's, and
+    so does the FS decision read from Lava's output spikes."""
+    from tests.test_first_spike_conv_deploy import PLANE
+    from tests.test_first_spike_conv_deploy import _input as conv_input
+    from tests.test_first_spike_conv_deploy import _net as conv_net
+
+    net, x = conv_net("culif", PLANE), conv_input(batch=3, steps=40)
+    qnet, _ = quantize_model(net, [x], PTQConfig(weight_bits=8))
+    assert "flat" in [n.name for n in qnet.nodes]
+    frames = x.transpose(0, 1).to(torch.int64).numpy()  # [N, T, 2, 12, 12]
+    res = run_lava(qnet, frames, timeout_s=300)
+    ref = emulate(qnet, frames)
+    for n in qnet.nodes:
+        got = res.outputs[n.name].reshape(ref.outputs[n.name].shape)
+        np.testing.assert_array_equal(got, ref.outputs[n.name], err_msg=n.name)
+        assert ref.outputs[n.name].any(), n.name  # every node carries spikes
+    out = np.asarray(res.outputs["out"]).reshape(3, 40, -1)
+    lava_pred = spike_decision(torch.as_tensor(out).transpose(0, 1), torch.full((3,), 40))
+    emu_pred = IntegerEmulator(qnet).run(x).predictions()
+    fired = lava_pred >= 0
+    assert bool(fired.any())
+    assert lava_pred[fired].tolist() == emu_pred[fired].tolist()

@@ -4,7 +4,8 @@
 registered for its class (:func:`register_process`; built in: ``SpikingLayer`` →
 :class:`~lava_models.processes.STLLRLayer`, ``Readout`` →
 :class:`~lava_models.processes.ReadoutProcess`, ``Pool``, ``GlobalSumPool``, ``Add``,
-``Concat``, ``Upsample2x``, ``AdaptiveLayer`` → :class:`~lava_models.processes.AdaptiveProcess`)
+``Concat``, ``Upsample2x``, ``Flatten``, ``AdaptiveLayer`` →
+:class:`~lava_models.processes.AdaptiveProcess`)
 and connects each node's output port to the input ports of its consumers. Each Process
 carries its node; its ``fixed_pt`` model steps the node's kind (:mod:`quantization.nodes`).
 The processes are fused synapse + neuron (no ``Dense``), so the network runs with the
@@ -44,6 +45,7 @@ def _builtin_fixed() -> tuple:
         AdaptiveLayer,
         Add,
         Concat,
+        Flatten,
         GlobalSumPool,
         Pool,
         Readout,
@@ -53,7 +55,7 @@ def _builtin_fixed() -> tuple:
 
     made = ((SpikingLayer, _spiking), (Readout, _readout), (Pool, _pool),
             (GlobalSumPool, _gsum), (Add, export_add), (Upsample2x, export_upsample),
-            (AdaptiveLayer, _adaptive))  # fmt: skip
+            (AdaptiveLayer, _adaptive), (Flatten, export_flatten))  # fmt: skip
     return (*((cls, fn, kind_out_shape) for cls, fn in made), (Concat, export_concat, concat_shape))
 
 
@@ -191,6 +193,14 @@ def export_upsample(n, ctx: ExportContext) -> NodeExport:
 
     proc = UpsampleProcess(in_shape=ctx.in_shapes[0], shift=n.shift, node_index=ctx.index,
                            name=f"up_{n.name}", node=n, **ctx.common)  # fmt: skip
+    return NodeExport(proc, (proc.s_in,), proc.s_out)
+
+
+def export_flatten(n, ctx: ExportContext) -> NodeExport:
+    from lava_models.processes import FlattenProcess
+
+    proc = FlattenProcess(in_shape=ctx.in_shapes[0], node_index=ctx.index,
+                          name=f"flatten_{n.name}", node=n, **ctx.common)  # fmt: skip
     return NodeExport(proc, (proc.s_in,), proc.s_out)
 
 

@@ -5,15 +5,15 @@ LIF (docs/neurons.md §1), with on-device S-TLLR for both (docs/fixed_point.md);
 pipeline deploys ``neuron = "lif"``, ``"culif"`` and ``"pculif"`` with one decay per layer
 (PTQ keeps one 12-bit decay per layer), and ``"adlif"`` (the ``AdaptiveLayer`` kind,
 ``quantization/nodes/adaptive.py``), whose layer learns on device too (docs/fixed_point.md,
-"Adaptive layers"). A first-spike-coded network (``arch = "fs_fc"``, ``readout =
-"first_spike"``, hidden and output neurons ``lif``, ``culif`` or ``pculif`` per layer)
-deploys as a chain of spiking layers read by its first output spike
-(docs/first_spike.md, "In the pipeline"); its adaptation stage is skipped (no on-device
-learning signal for a first-spike read-out yet), and it is not fine-tuned with QAT. It
-refuses, before any training, what it cannot deploy yet: CuAdLIF (no integer kind), the
-other spiking-output networks (``readout = rate``, the
-convolutional ``fs_gesture`` / ``fs_plane``), AdLIF in a spiking-output network and QAT of
-a first-spike network.
+"Adaptive layers"). A first-spike-coded network (``arch`` one of :data:`FS_ARCHS`,
+``readout = "first_spike"``, hidden and output neurons ``lif``, ``culif`` or ``pculif``
+per layer) deploys as integer spiking layers read by its first output spike
+(docs/first_spike.md, "In the pipeline"; the convolutional ``fs_gesture`` / ``fs_plane``
+with pooling and flatten nodes between them); its adaptation stage is skipped (no
+on-device learning signal for a first-spike read-out yet), and it is not fine-tuned with
+QAT. It refuses, before any training, what it cannot deploy yet: CuAdLIF (no integer
+kind), the rate-coded spiking-output networks (``readout = rate``), AdLIF in a
+spiking-output network and QAT of a first-spike network.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from stllr.errors import UserError
 DEPLOYABLE_NEURONS = ("lif", "culif", "pculif", "adlif")
 #: neurons of a deployable first-spike network (hidden and output layers)
 FS_NEURONS = ("lif", "culif", "pculif")
+#: first-spike archs with an integer converter (quantization/convert_spiking_output.py)
+FS_ARCHS = ("fs_fc", "fs_gesture", "fs_plane")
 
 
 def is_first_spike(train: ExperimentConfig) -> bool:
@@ -67,10 +69,10 @@ def check_deployable(
 
 
 def _check_first_spike(train: ExperimentConfig, where: str) -> None:
-    if train.arch != "fs_fc":
+    if train.arch not in FS_ARCHS:
         raise UserError(
             f"{where}: train.arch = {train.arch!r} with readout first_spike cannot be deployed "
-            'yet (no integer convolutional first-spike network); expected arch = "fs_fc"'
+            f"(no integer converter); expected arch one of {', '.join(FS_ARCHS)}"
         )
     for key in ("neuron", "out_neuron"):
         if getattr(train, key) not in FS_NEURONS:

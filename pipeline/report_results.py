@@ -163,13 +163,13 @@ def first_spike_blocks(quant: dict) -> list:
             ],
             rows,
         ),  # fmt: skip
-        f"First-spike read-out of the output layer {fs['node']!r} on the test split: the "
-        "class is the output neuron that fires first (docs/first_spike.md); first spike = "
-        "the mean step of a sample's first output spike (silent samples left out), "
-        "decision steps = where the FS accuracy-with-time curve reaches 50 % / 90 % of its "
-        "maximum, in steps of the input frames. On-device adaptation of a first-spike "
-        "network is not implemented (the adaptation stage is skipped).",
-    ]
+        ("p", f"First-spike read-out of the output layer {fs['node']!r} on the test split: "
+         "the class is the output neuron that fires first (docs/first_spike.md); first "
+         "spike = the mean step of a sample's first output spike (silent samples left out), "
+         "decision steps = where the FS accuracy-with-time curve reaches 50 % / 90 % of its "
+         "maximum, in steps of the input frames. On-device adaptation of a first-spike "
+         "network is not implemented (the adaptation stage is skipped)."),
+    ]  # fmt: skip
 
 
 def latency_blocks(quant: dict) -> list:
@@ -192,12 +192,12 @@ def latency_blocks(quant: dict) -> list:
             ],
             rows,
         ),  # fmt: skip
-        f"Latency on the test split, in steps of the input frames: the mean step of the "
-        f"first spike of {lat['node']!r} (the layer the readout reads; samples without a "
-        "spike left out) and the mean step from which the running prediction (argmax of "
-        "the logits summed so far) stays the final one. The network has no first-spike "
-        "coded output, so no FS accuracy is reported.",
-    ]
+        ("p", f"Latency on the test split, in steps of the input frames: the mean step of "
+         f"the first spike of {lat['node']!r} (the layer the readout reads; samples without "
+         "a spike left out) and the mean step from which the running prediction (argmax of "
+         "the logits summed so far) stays the final one. The network has no first-spike "
+         "coded output, so no FS accuracy is reported."),
+    ]  # fmt: skip
 
 
 def bits_section(art: Artefacts, fig_dir: Path) -> list:

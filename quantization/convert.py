@@ -4,7 +4,9 @@ A converter walks one model class and emits float node specs in execution order:
 :class:`FloatSpiking` (a dense/conv/recurrent spiking layer with its effective weight
 Ŵ, i.e. after weight standardisation), :class:`FloatReadout` (the non-spiking output
 integrator) and the weightless nodes of :mod:`quantization.network` (``Pool``, ``Add``)
-plus :class:`FloatGlobalPool`. Dropout is the identity at inference and is skipped.
+plus :class:`FloatGlobalPool` (and ``Flatten``: the spiking-output networks' converters,
+:mod:`quantization.convert_spiking_output`). Dropout is the identity at inference and is
+skipped.
 
 New model classes plug in with :func:`register_converter`; a model without a converter
 is an error that names its class (never a silent partial export).
@@ -18,7 +20,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from quantization.float_nodes import FloatAdaptive, FloatGlobalPool, FloatReadout, FloatSpiking
+from quantization.float_nodes import (
+    DEFAULT_FACTORS,
+    FloatAdaptive,
+    FloatGlobalPool,
+    FloatReadout,
+    FloatSpiking,
+)
 from quantization.network import Add, Concat, Pool
 from quantization.nodes.upsample import Upsample2x
 from stllr.factors import STLLRFactors
@@ -40,10 +48,6 @@ from stllr.layers.stllr_layers import (
 from stllr.models.base import SpikingModel
 from stllr.neuron import LIFParams
 from stllr.weight_standardization import standardize_weight
-
-#: Factors given to layers trained without S-TLLR (BPTT twins) for on-device learning.
-DEFAULT_FACTORS = STLLRFactors()
-
 
 Converter = Callable[[SpikingModel, STLLRFactors | None], list]
 _CONVERTERS: dict[type, Converter] = {}
@@ -396,52 +400,14 @@ def _current_spec(rec, pop, spec, factors, stllr_cls) -> FloatSpiking:
                         lambda_syn=lam_syn, source=rec)  # fmt: skip
 
 
-def _neuron_layer_spec(linear: nn.Linear, neurons: nn.Module, name: str, inputs, factors):
-    """A bias-free ``Linear`` into a neuron module of :mod:`stllr.models.neuron_kinds`: the
-    toolkit's LIF (``LIFNeurons``) or a current-based population with one decay per layer
-    (``culif``, ``pculif`` with ``decay_mode = layer``: α the voltage decay, β the current
-    decay, λ_syn = β as for the BPTT layers). Other kinds have no integer layer here: a
-    TypeError names them."""
-    from stllr.models.neuron_kinds import LIFNeurons, PopulationNeurons
-
-    w, f = linear.weight.detach().clone(), factors or DEFAULT_FACTORS
-    bias = _opt(linear.bias)
-    if isinstance(neurons, LIFNeurons):
-        return FloatSpiking(name, tuple(inputs), "dense", w, bias, neurons.lif,
-                            neurons.psi_name, f, source=linear)  # fmt: skip
-    spec = neurons.pop.spec if isinstance(neurons, PopulationNeurons) else None
-    if spec is None or spec.kind not in ("culif", "pculif") or spec.mode != "layer":
-        kind = type(neurons).__name__ if spec is None else f"{spec.kind} ({spec.mode})"
-        raise TypeError(
-            f"{name}: neuron {kind} has no integer layer in a spiking-output network; "
-            "expected lif, culif or pculif with decay_mode=layer"
-        )
-    params = neurons.pop.params()
-    alpha, beta = float(params.alpha), float(params.beta)
-    lif = LIFParams(leak=math.log(alpha / (1.0 - alpha)), threshold=spec.threshold,
-                    reset=spec.reset)  # fmt: skip
-    return FloatSpiking(name, tuple(inputs), "dense", w, bias, lif, neurons.psi_name, f,
-                        current_decay=beta, lambda_syn=beta, source=linear)  # fmt: skip
-
-
-def _convert_fs_fc(model, factors):
-    """``fs_fc`` (docs/first_spike.md, "Networks"): ``fc0 … fc{n−1}`` (Linear → neuron;
-    dropout is the identity at inference) and the spiking output layer ``out``."""
-    specs, prev = [], "input"
-    for i, (fc, neurons) in enumerate(zip(model.fc, model.neurons, strict=True)):
-        specs.append(_neuron_layer_spec(fc, neurons, f"fc{i}", (prev,), factors))
-        prev = f"fc{i}"
-    specs.append(_neuron_layer_spec(model.out, model.out_neuron, "out", (prev,), factors))
-    return specs
-
-
 def _register_builtin() -> None:
+    from quantization.convert_spiking_output import convert_fs_conv, convert_fs_fc
     from stllr.models.chain import SpikingChain
     from stllr.models.fsfn import FSFN
     from stllr.models.resnet import SpikingResNet18
     from stllr.models.shd import SHDNetBPTT, SHDNetSTLLR
     from stllr.models.shd_neurons import SHDNeuronNetBPTT, SHDNeuronNetSTLLR
-    from stllr.models.spiking_output import FSFCNet
+    from stllr.models.spiking_output import FSConvNet, FSFCNet
     from stllr.models.vgg import VGGBPTT, VGGSTLLR
 
     register_converter(SHDNetSTLLR, _convert_shd_stllr)
@@ -453,7 +419,8 @@ def _register_builtin() -> None:
     register_converter(SHDNeuronNetSTLLR, _convert_shd_neurons)
     register_converter(SHDNeuronNetBPTT, _convert_shd_neurons)
     register_converter(FSFN, _convert_fsfn)
-    register_converter(FSFCNet, _convert_fs_fc)
+    register_converter(FSFCNet, convert_fs_fc)
+    register_converter(FSConvNet, convert_fs_conv)
 
 
 _register_builtin()

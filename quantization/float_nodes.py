@@ -14,6 +14,9 @@ import torch
 from stllr.factors import STLLRFactors
 from stllr.neuron import LIFParams
 
+#: Factors given to layers trained without S-TLLR (BPTT twins) for on-device learning.
+DEFAULT_FACTORS = STLLRFactors()
+
 
 @dataclass(frozen=True)
 class FloatSpiking:

@@ -19,6 +19,7 @@ its step; re-exported here):
 ``Add``           elementwise sum of its inputs (residual blocks).
 ``Concat``        channel concatenation of its inputs (decoder skip paths).
 ``Upsample2x``    fixed ×2 bilinear up-sampling, ``16 × bilinear`` (a graded map).
+``Flatten``       ``[C, H, W] → [C·H·W]`` (a dense layer after convolutions).
 
 Units: a layer with weight exponent ``e`` holds ``W ≈ m·2^e``; its membrane ``v`` is in
 units of ``2^e / 64`` (Lava's ``act_shift = 6``); threshold ``vth`` in units of ``2^e``;
@@ -42,6 +43,7 @@ from quantization.nodes import (
     AdaptiveLayer,
     Add,
     Concat,
+    Flatten,
     GlobalSumPool,
     Pool,
     Readout,
@@ -57,6 +59,7 @@ __all__ = [
     "AdaptiveLayer",
     "Add",
     "Concat",
+    "Flatten",
     "GlobalSumPool",
     "InputFormat",
     "Pool",

@@ -20,9 +20,18 @@ import torch
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _run(out: Path, feedback: str, nproc: int) -> dict:
+def _env(tmp: Path) -> dict[str, str]:
+    """The launch environment: one thread, no inherited rank, and ``TMPDIR`` inside the
+    test's folder, so the ``torchelastic_*`` log folders torchrun makes are removed with it
+    (they were left in /tmp on every run)."""
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
     env["OMP_NUM_THREADS"] = "1"
+    env["TMPDIR"] = str(tmp)
+    return env
+
+
+def _run(out: Path, feedback: str, nproc: int) -> dict:
+    env = _env(out.parent)
     if nproc == 1:
         cmd = [sys.executable, str(WORKER), str(out), feedback]
     else:
@@ -66,9 +75,8 @@ def _initial_rec_weight(feedback):
             torch.set_default_dtype(torch.float32)
 
 
-def _train(args: list[str], nproc: int) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
-    env["OMP_NUM_THREADS"] = "1"
+def _train(args: list[str], nproc: int, tmp: Path) -> None:
+    env = _env(tmp)
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     launch += [f"--nproc_per_node={nproc}", "-m", "stllr.cli.main"]
     cmd = (launch if nproc > 1 else [sys.executable, "-m", "stllr.cli.main"]) + args
@@ -86,14 +94,14 @@ def test_torchrun_checkpoints_on_rank_0_and_resumes(tmp_path):
     keys += ["standin_test=8", "lr=5e-2", "optimizer=sgd"]
     ckpt = "experiment/trial_1/checkpoint.pt"
     load = lambda run: torch.load(tmp_path / run / ckpt, weights_only=True)  # noqa: E731
-    _train(["train", *keys, f"out_dir={tmp_path / 'one'}", "epochs=1"], 1)
-    _train(["train", *keys, f"out_dir={tmp_path / 'two'}", "epochs=1"], 2)
+    _train(["train", *keys, f"out_dir={tmp_path / 'one'}", "epochs=1"], 1, tmp_path)
+    _train(["train", *keys, f"out_dir={tmp_path / 'two'}", "epochs=1"], 2, tmp_path)
     one, two = load("one"), load("two")
     for name, w in one["model"].items():
         assert torch.allclose(w, two["model"][name], rtol=0, atol=1e-5), name
     assert not list((tmp_path / "two").rglob("*.tmp*")), "only rank 0 writes"
-    _train(["train", *keys, f"out_dir={tmp_path / 'two'}", "epochs=2", "--resume"], 2)
-    _train(["train", *keys, f"out_dir={tmp_path / 'whole'}", "epochs=2"], 2)
+    _train(["train", *keys, f"out_dir={tmp_path / 'two'}", "epochs=2", "--resume"], 2, tmp_path)
+    _train(["train", *keys, f"out_dir={tmp_path / 'whole'}", "epochs=2"], 2, tmp_path)
     resumed, whole = load("two"), load("whole")
     assert resumed["epoch"] == whole["epoch"] == 2
     for name, w in whole["model"].items():

@@ -94,6 +94,7 @@ def test_quantize_stage_and_report_give_fs_accuracy_and_latency(fs_run):
     assert 1 <= fs["float"]["latency"] <= 80
     report = (run_dir / "report" / "report.md").read_text()
     assert "| FS accuracy |" in report and "first spike (step)" in report
+    assert "\nFirst-spike read-out of the output layer 'out' on the test split" in report
     assert "adaptation | skipped: on-device learning of a first-spike" in report
     assert _json(run_dir / "adaptation" / "adaptation.json")["skipped"] is True
     assert "first-spike read-out: float FS" in out

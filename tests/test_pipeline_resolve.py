@@ -76,11 +76,8 @@ def test_an_explicit_config_and_run_folder(tmp_path):
             "train.readout = 'rate' .*cannot be deployed yet",
         ),
         (
-            {
-                "task": "fs-ntidigits-standin",
-                "overrides": ["train.arch=fs_gesture"],
-            },
-            "train.arch = 'fs_gesture' with readout first_spike cannot be deployed yet",
+            {"task": "fs-gesture32-standin", "overrides": ["train.readout=rate"]},
+            "fs_gesture32_standin.toml: train.readout = 'rate' .*cannot be deployed yet",
         ),
         (
             {"task": "fs-ntidigits-standin", "qat_epochs": 1},

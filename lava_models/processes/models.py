@@ -39,6 +39,7 @@ from lava_models.processes.process import (
     AdaptiveProcess,
     AddProcess,
     ConcatProcess,
+    FlattenProcess,
     GlobalSumPoolProcess,
     PoolProcess,
     ReadoutProcess,
@@ -327,6 +328,14 @@ class PyConcatModelFixed(StatelessKindModel):
     IN_PORTS = ("a_in", "b_in")
     a_in: PyInPort = in_port_type(24)
     b_in: PyInPort = in_port_type(24)
+    s_out: PyOutPort = out_port_type(24)
+
+
+@implements(proc=FlattenProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyFlattenModelFixed(StatelessKindModel):
+    s_in: PyInPort = in_port_type(24)
     s_out: PyOutPort = out_port_type(24)
 
 

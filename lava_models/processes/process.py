@@ -35,6 +35,7 @@ Per step, ``x`` the input received on ``s_in`` (integer semantics: docs/fixed_po
     AddProcess       (a_in << shifts[0]) + (b_in << shifts[1])
     ConcatProcess    [a_in << shifts[0], b_in << shifts[1]] along channels
     UpsampleProcess  round_shift(16 × bilinear×2(x), shift)   (float: bilinear×2(x))
+    FlattenProcess   [C, H, W] → [C·H·W], row-major
 
 Common keyword arguments (``proc_params``): ``node_index`` (keys the random streams:
 ``node_index·10 + quantity``), ``step_offset`` (the emulator's global step counter at
@@ -273,9 +274,24 @@ class UpsampleProcess(AbstractProcess):
         self.s_out = OutPort(shape=out_shape)
 
 
+class FlattenProcess(AbstractProcess):
+    """``[C, H, W] → [C·H·W]``, row-major (a dense layer after convolutions; the values as
+    they are, so one process serves fixed and float models)."""
+
+    def __init__(self, *, in_shape, **kw):
+        in_shape = tuple(in_shape)
+        if len(in_shape) != 3:
+            raise ValueError(f"FlattenProcess: needs a [C, H, W] input, got {in_shape}")
+        out_shape = (int(np.prod(in_shape)),)
+        super().__init__(in_shape=in_shape, out_shape=out_shape, **_common(kw))
+        self.s_in = InPort(shape=in_shape)
+        self.s_out = OutPort(shape=out_shape)
+
+
 __all__ = [
     "AddProcess",
     "ConcatProcess",
+    "FlattenProcess",
     "GlobalSumPoolProcess",
     "PoolProcess",
     "ReadoutProcess",

@@ -6,7 +6,15 @@ bound, registered with :func:`~quantization.nodes.base.register_kind`) plus its 
 line below.
 """
 
-from quantization.nodes import adaptive, concat, pooling, readout, spiking, upsample  # noqa: F401
+from quantization.nodes import (  # noqa: F401
+    adaptive,
+    concat,
+    flatten,
+    pooling,
+    readout,
+    spiking,
+    upsample,
+)
 from quantization.nodes.adaptive import AdaptiveLayer, AdaptiveState
 from quantization.nodes.base import (
     Host,
@@ -25,6 +33,7 @@ from quantization.nodes.base import (
     registered_kinds,
 )
 from quantization.nodes.concat import Concat
+from quantization.nodes.flatten import Flatten
 from quantization.nodes.pooling import Add, GlobalSumPool, Pool
 from quantization.nodes.readout import Readout, ReadoutState
 from quantization.nodes.spiking import SpikingLayer, SpikingState
@@ -35,6 +44,7 @@ __all__ = [
     "AdaptiveState",
     "Add",
     "Concat",
+    "Flatten",
     "GlobalSumPool",
     "Host",
     "NodeKind",
