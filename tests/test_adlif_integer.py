@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from quantization.emulator import IntegerEmulator
+from quantization.errors import UnsupportedNodeError
 from quantization.network import InputFormat, QNetwork
 from quantization.nodes import AdaptiveLayer
 from quantization.ptq import PTQConfig, quantize_model
@@ -118,3 +119,14 @@ def test_ptq_of_an_adlif_network_follows_the_float_model(mode):
             total += out.numel()
     assert same / total >= 0.98
     assert adapted > 0.05  # the adaptation was active while compared
+
+
+def test_a_negative_coupling_is_refused_not_clamped():
+    """ka is unsigned: a float a < 0 (which the toolkit's training never makes, it clamps
+    a to [0, 1]) would have been quantized to 0 silently; PTQ names the layer instead."""
+    m = _float_adlif("neuron")
+    with torch.no_grad():
+        m.rec.neurons.a[3] = -0.2
+    x = (torch.rand(5, 2, 40, generator=torch.Generator().manual_seed(1)) < 0.25).float()
+    with pytest.raises(UnsupportedNodeError, match=r"rec: the AdLIF coupling needs"):
+        quantize_model(m, [x], PTQConfig(weight_bits=8))

@@ -345,11 +345,17 @@ def from_float(spec: FloatAdaptive, scales: dict, cfg: PTQConfig) -> Quantized:
     v_lsb = w_lsb / 2**ACT_SHIFT
     dv = torch.tensor([quantize_decay(float(x)) for x in alpha], dtype=torch.int64)
     dw = torch.tensor([quantize_decay(float(x)) for x in rho], dtype=torch.int64)
+    if (a < 0).any() or (kappa * a > 1).any():
+        raise UnsupportedNodeError(
+            f"{spec.name}: the AdLIF coupling needs 0 ≤ (1 − α)·a ≤ 1 per neuron (ka is unsigned, "
+            f"24 fractional bits); got a in [{float(a.min()):.4g}, {float(a.max()):.4g}] (the "
+            "toolkit's training clamps a to [0, 1])"
+        )
     ka = round_float(kappa * a * 2.0**KA_SHIFT, "nearest_even").to(torch.int64)
     kb = saturate(round_float(kappa * b / v_lsb, "nearest_even"), -KB_MAX, KB_MAX)
     rep.dv, rep.bias_exp = int(dv[0]), bias_exp
     node = AdaptiveLayer(
-        spec.name, spec.inputs, ms[0], e, dv, dw, ka.clamp(0, 1 << KA_SHIFT), kb.to(torch.int64),
+        spec.name, spec.inputs, ms[0], e, dv, dw, ka, kb.to(torch.int64),
         rep.vth, spec.reset, bias_mant, bias_exp, ms[1] if len(ms) > 1 else None,
         cfg.weight_bits, gain=rep.gain, psi=psi_table(spec.psi, v_lsb),
         factors=tuple(spec.factors.as_list()),
