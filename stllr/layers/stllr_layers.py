@@ -123,8 +123,8 @@ class _STLLRBase(nn.Module):
         check_float_tensor("x", x)
         check_shape("x", x, [None, self.in_features], "[B, in_features]")
 
-    def _spec(self, ops) -> STLLRSpec:
-        return STLLRSpec(ops, self.lif, self.factors, get_surrogate(self.psi_name))
+    def _spec(self, ops, skip_zeros: bool = False) -> STLLRSpec:
+        return STLLRSpec(ops, self.lif, self.factors, get_surrogate(self.psi_name), skip_zeros)
 
     def extra_repr(self) -> str:
         return (
@@ -195,9 +195,10 @@ class _FeatureMapSTLLR(EventInputSwitch, _STLLRBase):
         (w,) = self.effective_weights()
         st = self.state
         rows = None
-        if skips_samples(self._event_inputs, x):
+        skip = skips_samples(self._event_inputs, x)
+        if skip:
             rows = sparse_input(x, self._ops, tuple(self.weight.shape[2:]))
-        spec = self._spec(self._ops)
+        spec = self._spec(self._ops, skip)
         if not needs_graph(x, w, self.bias):
             if st is not self._own_state:
                 st = STLLRState(st.u.clone(), st.p.clone(), st.q.clone())
