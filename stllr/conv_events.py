@@ -134,11 +134,28 @@ def sparse_input(x: torch.Tensor, ops, kernel: tuple[int, int]):
     """How a feature-map layer with synapse ``ops`` and a ``kernel``-sized weight takes
     ``x``: as events (:func:`conv_events`) when it is a convolution (``groups = 1``) and
     at most :data:`CONV_EVENT_MAX_DENSITY` of ``x`` is non-zero (but not nothing), else as
-    its samples with a non-zero entry (:func:`~stllr.sample_skip.active_samples`)."""
+    its samples with a non-zero entry (:func:`~stllr.sample_skip.active_samples`; None:
+    all of them).
+
+    A dense input (the usual case of a spiking layer) is recognised from the first
+    :data:`HEAD` entries of each sample: more non-zero entries there than the event
+    threshold allows rules out events without counting the rest, and a non-zero entry
+    there in every sample means every sample is active without looking at the rest. The
+    result is the same as from the whole tensor."""
+    batch = x.shape[0]
+    head = x.reshape(batch, -1)[:, :HEAD]
     if isinstance(ops, Conv2dOps) and ops.groups == 1:
-        nnz = int(torch.count_nonzero(x))
-        if nnz == 0:  # a silent input: no sample to run
-            return ActiveSamples(torch.empty(0, dtype=torch.long, device=x.device), x.shape[0])
-        if nnz <= CONV_EVENT_MAX_DENSITY * x.numel():
-            return conv_events(x, ops, kernel)
+        limit = CONV_EVENT_MAX_DENSITY * x.numel()
+        if torch.count_nonzero(head) <= limit:
+            nnz = int(torch.count_nonzero(x))
+            if nnz == 0:  # a silent input: no sample to run
+                return ActiveSamples(torch.empty(0, dtype=torch.long, device=x.device), batch)
+            if nnz <= limit:
+                return conv_events(x, ops, kernel)
+    if bool(head.any(dim=1).all()):
+        return None
     return active_samples(x)
+
+
+#: The entries per sample that :func:`sparse_input` looks at first.
+HEAD = 4096
