@@ -172,8 +172,10 @@ class _FeatureMapSTLLR(EventInputSwitch, _STLLRBase):
 
     ``event_inputs`` (default ``"dense"``): with ``"sparse"``, or ``"auto"`` on the CPU,
     the step's products skip the samples whose input (and, for the causal half of the
-    weight gradient, whose pre-trace) is all zero (:mod:`stllr.sample_skip`); the
-    results are the dense step's up to float rounding.
+    weight gradient, whose pre-trace) is all zero (:mod:`stllr.sample_skip`), take very
+    sparse inputs and pre-traces as events (:mod:`stllr.conv_events`) and run the
+    backward products of a δ on the even lattice with the stride doubled
+    (:mod:`stllr.conv_backward`); the results are the dense step's up to float rounding.
 
     A step that needs no graph runs :func:`~stllr.functional.stllr_step.feature_map_step_`
     (bitwise equal to the Function) and updates ũ, P, Q **in place**, as the recurrent

@@ -5,10 +5,10 @@ The networks of docs/rule.md §10a, §10b:
 C(2→64)–C(64→128)–P–C(128→256)–C(256→256)–P–C(256→512)–C(512→512)–P–
 C(512→512)–C(512→512)–AdaptiveAvgPool(1)–Linear(512→K), every C a 3×3/1/1
 spiking conv with bias (γ = 0.5, θ = 0.6) followed by ``DropoutLIF``; P is
-MaxPool2d(2) (:class:`~stllr.layers.pooling.MaxPool2x2`) or AvgPool2d(2) (the BPTT twin
-always uses AvgPool). The head is a
-plain ``nn.Linear``: its per-step output is the logit. ``channels`` and
-``pool_after`` are configurable so that tests can use narrow versions.
+MaxPool2d(2) (:class:`~stllr.layers.pooling.MaxPool2x2`) or AvgPool2d(2) (the BPTT
+twin always uses AvgPool). The head is a plain ``nn.Linear``: its per-step output is
+the logit. ``channels`` and ``pool_after`` are configurable so that tests can use
+narrow versions.
 """
 
 from __future__ import annotations
