@@ -58,16 +58,32 @@ def conv_events(x: torch.Tensor, ops: Conv2dOps, kernel: tuple[int, int]) -> Con
     ``kernel`` = ``(kH, kW)`` weight (``ops.groups`` must be 1)."""
     if ops.groups != 1:
         raise ValueError(f"event-driven convolution needs groups=1, got {ops.groups}")
-    batch, _, height, width = x.shape
+    nz = x.nonzero()
+    b, c, i, j = nz.unbind(1)
+    return conv_events_at(nz, x[b, c, i, j], x.shape, ops, kernel)
+
+
+def conv_events_at(
+    index: torch.Tensor,
+    values: torch.Tensor,
+    shape: torch.Size,
+    ops: Conv2dOps,
+    kernel: tuple[int, int],
+) -> ConvEvents:
+    """:func:`conv_events` for an input of ``shape`` ``[B, C, H, W]`` given by its
+    non-zero entries: ``index`` ``[nnz, 4]`` (int64, in row-major order, as ``nonzero``
+    lists them) and their ``values`` ``[nnz]``."""
+    if ops.groups != 1:
+        raise ValueError(f"event-driven convolution needs groups=1, got {ops.groups}")
+    batch, _, height, width = shape
     kh, kw = kernel
     (sh, sw), (ph, pw), (dh, dw) = ops.stride, ops.padding, ops.dilation
     h_out = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     w_out = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    nz = x.nonzero()
-    b, c, i, j = nz.unbind(1)
-    values = x[b, c, i, j]
-    a = torch.arange(kh, device=x.device).repeat_interleave(kw)
-    e = torch.arange(kw, device=x.device).repeat(kh)
+    b, c, i, j = index.unbind(1)
+    device = index.device
+    a = torch.arange(kh, device=device).repeat_interleave(kw)
+    e = torch.arange(kw, device=device).repeat(kh)
     oi_s = i[:, None] + ph - dh * a[None]  # i'·s_h for each pair
     oj_s = j[:, None] + pw - dw * e[None]
     oi, oj = oi_s.div(sh, rounding_mode="floor"), oj_s.div(sw, rounding_mode="floor")
@@ -78,7 +94,7 @@ def conv_events(x: torch.Tensor, ops: Conv2dOps, kernel: tuple[int, int]) -> Con
     rows = (c[:, None] * (kh * kw) + a * kw + e)[ok]
     pair_values = values[:, None].expand(ok.shape)[ok]
     position, order = torch.sort(position, stable=True)
-    offsets = torch.searchsorted(position, torch.arange(batch * h_out * w_out, device=x.device))
+    offsets = torch.searchsorted(position, torch.arange(batch * h_out * w_out, device=device))
     present = torch.unique_consecutive(b)
     samples = None if present.numel() == batch else ActiveSamples(present, batch)
     return ConvEvents(
@@ -118,9 +134,28 @@ def sparse_input(x: torch.Tensor, ops, kernel: tuple[int, int]):
     """How a feature-map layer with synapse ``ops`` and a ``kernel``-sized weight takes
     ``x``: as events (:func:`conv_events`) when it is a convolution (``groups = 1``) and
     at most :data:`CONV_EVENT_MAX_DENSITY` of ``x`` is non-zero (but not nothing), else as
-    its samples with a non-zero entry (:func:`~stllr.sample_skip.active_samples`)."""
+    its samples with a non-zero entry (:func:`~stllr.sample_skip.active_samples`; None:
+    all of them).
+
+    A dense input (the usual case of a spiking layer) is recognised from the first
+    :data:`HEAD` entries of each sample: more non-zero entries there than the event
+    threshold allows rules out events without counting the rest, and a non-zero entry
+    there in every sample means every sample is active without looking at the rest. The
+    result is the same as from the whole tensor."""
+    batch = x.shape[0]
+    head = x.reshape(batch, -1)[:, :HEAD]
     if isinstance(ops, Conv2dOps) and ops.groups == 1:
-        nnz = int(torch.count_nonzero(x))
-        if 0 < nnz <= CONV_EVENT_MAX_DENSITY * x.numel():
-            return conv_events(x, ops, kernel)
+        limit = CONV_EVENT_MAX_DENSITY * x.numel()
+        if torch.count_nonzero(head) <= limit:
+            nnz = int(torch.count_nonzero(x))
+            if nnz == 0:  # a silent input: no sample to run
+                return ActiveSamples(torch.empty(0, dtype=torch.long, device=x.device), batch)
+            if nnz <= limit:
+                return conv_events(x, ops, kernel)
+    if bool(head.any(dim=1).all()):
+        return None
     return active_samples(x)
+
+
+#: The entries per sample that :func:`sparse_input` looks at first.
+HEAD = 4096

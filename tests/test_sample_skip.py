@@ -5,8 +5,9 @@ tests/reference_stllr.py with samples whose input (and pre-trace) is all zero, a
 inputs sparse enough for the event-driven current (checked alone against F.conv2d); the
 VGG model (small widths, float64) against an S-TLLR step written here with plain
 autograd (``F.conv2d`` on detached traces, the weight-standardisation formula, max
-pooling and the head), both with the sample skipping and without: identical spikes,
-gradients within 1e-10 relative; the in-place no-graph steps against the Function bitwise.
+pooling and the head), both with the sample skipping and without, and with silent deep
+layers (δ on the even lattice, stllr.conv_backward): identical spikes, gradients within
+1e-10 relative; the in-place no-graph steps against the Function bitwise.
 """
 
 from __future__ import annotations
@@ -375,3 +376,42 @@ def test_vgg_no_graph_steps_equal_the_function_bitwise(mode):
     for conv, states in zip(model.convs, want_states, strict=True):
         for a, b in zip(conv.state, states, strict=True):
             assert torch.equal(a, b)
+
+
+def test_vgg_with_silent_deep_layers_matches_the_autograd_reference(monkeypatch):
+    """Deep layers silent (gain 0.3 from layer 3 on): below their max pooling δ lies on
+    the even lattice (stllr.conv_backward), and their pre-traces are zero or a few
+    events. Float64 against the autograd reference: identical spikes, gradients within
+    1e-10 relative (exactly zero where the reference's are)."""
+    from stllr import conv_backward
+    from stllr.functional import stllr_step
+
+    lattices = []
+
+    def spy(*args):
+        lattices.append(conv_backward.even_lattice(*args))
+        return lattices[-1]
+
+    monkeypatch.setattr(stllr_step, "even_lattice", spy)
+    torch.manual_seed(0)
+    model = VGGSTLLR(input_shape=(2, 16, 16), channels=(3, 4, 4, 5, 5, 6, 6, 6)).double()
+    with torch.no_grad():
+        for i, conv in enumerate(model.convs):
+            conv.gain.fill_(3.0 if i < 2 else 0.3)
+    set_event_inputs(model, "sparse")
+    g = torch.Generator().manual_seed(1)
+    x = _silent_samples((torch.rand(6, 4, 2, 16, 16, generator=g) < 0.3).double())
+    y = torch.randint(0, 11, (4,), generator=g)
+    want_logits, want_spikes, want_grads = _reference_vgg_step_grads(model, x, y, window=3)
+    spikes, handles = _model_spikes(model)
+    res = train_batch(model, x, y, torch.optim.SGD(model.parameters(), lr=0.0), window=3)
+    for h in handles:
+        h.remove()
+    assert sum(lat is not None for lat in lattices) >= 6  # layers 4 and 6 at 3 steps
+    assert all(s.sum() == 0 for s in spikes[4::8]), "layer 5 is silent"
+    for got, want in zip(spikes, want_spikes, strict=True):
+        assert torch.equal(got, want)
+    assert torch.allclose(res.logits, want_logits, rtol=1e-12, atol=1e-12)
+    for name, p in model.named_parameters():
+        want = want_grads[name]
+        assert (p.grad - want).abs().max() <= 1e-10 * want.abs().max(), name

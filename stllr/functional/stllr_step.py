@@ -39,10 +39,12 @@ from typing import NamedTuple
 
 import torch
 
-from stllr.conv_events import ConvEvents, events_conv_current, events_conv_weight_grad
+from stllr.conv_backward import even_lattice, feature_map_weight_grad
+from stllr.conv_backward import input_grad as conv_input_grad
+from stllr.conv_events import ConvEvents, events_conv_current
 from stllr.factors import STLLRFactors, trace_step, trace_step_
 from stllr.neuron import LIFParams, lif_step_
-from stllr.sample_skip import ActiveSamples, active_samples, subset_current, subset_weight_grad
+from stllr.sample_skip import ActiveSamples, subset_current
 from stllr.spike_events import RowEvents, events_current, events_weight_grad_t
 from stllr.surrogates import Surrogate, in_place
 from stllr.synapse_ops import DenseOps, SynapseOps
@@ -56,6 +58,9 @@ class STLLRSpec:
     lif: LIFParams
     factors: STLLRFactors
     psi: Surrogate
+    #: feature maps: the backward may leave out exact zeros (:mod:`stllr.conv_backward`:
+    #: samples or events of P, δ on the even lattice); set by the layer's ``event_inputs``
+    skip_zeros: bool = False
 
 
 class EventOperands(NamedTuple):
@@ -117,24 +122,19 @@ class STLLRStep(torch.autograd.Function):
             g, post = _post_operand(spec.factors, psi, delta, q_prev)
             if ctx.needs_input_grad[1]:
                 grad_w = _dense_weight_grad(spec.factors, post, p, x, ctx.x_ev)
-        elif ctx.x_rows is not None:  # samples with all-zero x (and P) left out
+        elif spec.skip_zeros:  # zeros of x, P and δ left out (stllr.conv_backward)
             g = psi * delta
+            lattice = even_lattice(spec.ops, delta, psi, tuple(ctx.w_shape[2:]))
             if ctx.needs_input_grad[1]:
-                f, p_rows = spec.factors, active_samples(p)
-                grad_w = subset_weight_grad(
-                    spec.ops, f, g, delta, q_prev, p, p_rows, x, ctx.x_rows, ctx.w_shape
+                x_in = ctx.x_rows if ctx.conv_ev is None else ctx.conv_ev
+                grad_w = feature_map_weight_grad(
+                    spec.ops, lattice, spec.factors, g, delta, q_prev, p, x, x_in, ctx.w_shape
                 )
-        elif ctx.conv_ev is not None:  # x as events: the non-causal half summed over them
-            g = psi * delta
-            if ctx.needs_input_grad[1]:
-                f, p_rows = spec.factors, active_samples(p)
-                none = ActiveSamples(torch.empty(0, dtype=torch.long), p.shape[0])
-                grad_w = subset_weight_grad(
-                    spec.ops, f, g, delta, q_prev, p, p_rows, x, none, ctx.w_shape
-                )
-                if f.alpha_post != 0.0:
-                    a = f.alpha_post * (delta * q_prev)
-                    grad_w += events_conv_weight_grad(ctx.conv_ev, a, ctx.w_shape)
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                grad_x = conv_input_grad(spec.ops, lattice, g, w, x.shape)
+            grad_b = spec.ops.bias_grad(g) if ctx.has_bias and ctx.needs_input_grad[2] else None
+            return grad_x, grad_w, grad_b, None, None, None, None, None
         else:
             g = psi * delta
             if ctx.needs_input_grad[1]:

@@ -123,8 +123,8 @@ class _STLLRBase(nn.Module):
         check_float_tensor("x", x)
         check_shape("x", x, [None, self.in_features], "[B, in_features]")
 
-    def _spec(self, ops) -> STLLRSpec:
-        return STLLRSpec(ops, self.lif, self.factors, get_surrogate(self.psi_name))
+    def _spec(self, ops, skip_zeros: bool = False) -> STLLRSpec:
+        return STLLRSpec(ops, self.lif, self.factors, get_surrogate(self.psi_name), skip_zeros)
 
     def extra_repr(self) -> str:
         return (
@@ -172,8 +172,10 @@ class _FeatureMapSTLLR(EventInputSwitch, _STLLRBase):
 
     ``event_inputs`` (default ``"dense"``): with ``"sparse"``, or ``"auto"`` on the CPU,
     the step's products skip the samples whose input (and, for the causal half of the
-    weight gradient, whose pre-trace) is all zero (:mod:`stllr.sample_skip`); the
-    results are the dense step's up to float rounding.
+    weight gradient, whose pre-trace) is all zero (:mod:`stllr.sample_skip`), take very
+    sparse inputs and pre-traces as events (:mod:`stllr.conv_events`) and run the
+    backward products of a δ on the even lattice with the stride doubled
+    (:mod:`stllr.conv_backward`); the results are the dense step's up to float rounding.
 
     A step that needs no graph runs :func:`~stllr.functional.stllr_step.feature_map_step_`
     (bitwise equal to the Function) and updates ũ, P, Q **in place**, as the recurrent
@@ -195,9 +197,10 @@ class _FeatureMapSTLLR(EventInputSwitch, _STLLRBase):
         (w,) = self.effective_weights()
         st = self.state
         rows = None
-        if skips_samples(self._event_inputs, x):
+        skip = skips_samples(self._event_inputs, x)
+        if skip:
             rows = sparse_input(x, self._ops, tuple(self.weight.shape[2:]))
-        spec = self._spec(self._ops)
+        spec = self._spec(self._ops, skip)
         if not needs_graph(x, w, self.bias):
             if st is not self._own_state:
                 st = STLLRState(st.u.clone(), st.p.clone(), st.q.clone())

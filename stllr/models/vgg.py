@@ -5,9 +5,10 @@ The networks of docs/rule.md §10a, §10b:
 C(2→64)–C(64→128)–P–C(128→256)–C(256→256)–P–C(256→512)–C(512→512)–P–
 C(512→512)–C(512→512)–AdaptiveAvgPool(1)–Linear(512→K), every C a 3×3/1/1
 spiking conv with bias (γ = 0.5, θ = 0.6) followed by ``DropoutLIF``; P is
-MaxPool2d(2) or AvgPool2d(2) (the BPTT twin always uses AvgPool). The head is a
-plain ``nn.Linear``: its per-step output is the logit. ``channels`` and
-``pool_after`` are configurable so that tests can use narrow versions.
+MaxPool2d(2) (:class:`~stllr.layers.pooling.MaxPool2x2`) or AvgPool2d(2) (the BPTT
+twin always uses AvgPool). The head is a plain ``nn.Linear``: its per-step output is
+the logit. ``channels`` and ``pool_after`` are configurable so that tests can use
+narrow versions.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stllr.factors import STLLRFactors
 from stllr.feedback import FeedbackHook
 from stllr.layers.bptt import BPTTLIF, ScaledWSConv2d
 from stllr.layers.dropout import DropoutLIF
+from stllr.layers.pooling import MaxPool2x2
 from stllr.layers.stllr_layers import Conv2dSTLLR
 from stllr.models.base import SpikingModel
 from stllr.neuron import LIFParams
@@ -32,7 +34,7 @@ GESTURE_FACTORS = STLLRFactors(lambda_post=0.2, lambda_pre=0.75, alpha_post=-1.0
 
 def _pool(kind: str) -> nn.Module:
     if kind == "max":
-        return nn.MaxPool2d(2)
+        return MaxPool2x2()
     if kind == "avg":
         return nn.AvgPool2d(2)
     raise ValueError(f"pooling must be 'max' or 'avg', got {kind!r}")
