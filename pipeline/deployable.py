@@ -8,8 +8,9 @@ pipeline deploys ``neuron = "lif"``, ``"culif"`` and ``"pculif"`` with one decay
 its readout adapts. A first-spike-coded network (``arch = "fs_fc"``, ``readout =
 "first_spike"``, hidden and output neurons ``lif``, ``culif`` or ``pculif`` per layer)
 deploys as a chain of spiking layers read by its first output spike
-(docs/first_spike.md, "In the pipeline"); its adaptation stage is skipped (no on-device
-learning signal for a first-spike read-out yet), and it is not fine-tuned with QAT. It
+(docs/first_spike.md, "In the pipeline"); it adapts on device from a host-computed
+first-spike teaching signal (docs/first_spike.md, "On-device learning of a first-spike
+network"), and it is not fine-tuned with QAT. It
 refuses, before any training, what it cannot deploy yet: CuAdLIF (no integer kind), a
 plastic AdLIF layer, the other spiking-output networks (``readout = rate``, the
 convolutional ``fs_gesture`` / ``fs_plane``), AdLIF in a spiking-output network and QAT of
