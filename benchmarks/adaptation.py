@@ -168,9 +168,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "fs_lr1e-3": {"lr": 1e-3},
     "fs_lr3e-3": {"lr": 3e-3},
     "fs_lr1e-2": {"lr": 1e-2},
-    "fs_out_lr3e-3": {"lr": 3e-3, "layers": "out"},
-    "fs_stop_lr3e-3": {"lr": 3e-3, "error_gate": 0.5},
-    "fs_combo_lr3e-3": {
+    "fs_gate": {"lr": 1e-3, "error_gate": 0.5},
+    "fs_gate_lr2e-3": {"lr": 2e-3, "error_gate": 0.5},
+    "fs_replay_cons": {
         "lr": 3e-3,
         "replay_buffer": 100,
         "replay_every": 2,

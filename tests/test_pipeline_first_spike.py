@@ -143,3 +143,21 @@ def test_adaptation_stage_learns_from_the_teaching_signal(fs_run):
     assert "| shifted condition, after adaptation (n=12) |" in report
     assert "| original condition, after adaptation (n=12) |" in report
     assert "host-computed first-spike teaching signal" in out
+
+
+def test_adaptation_refuses_on_device_signals_for_first_spike(fs_run):
+    """adaptation.signal = dfa (an error unit comparing a readout's membrane) has no
+    first-spike form: a one-line UserError naming the key, before any data is loaded."""
+    import dataclasses
+
+    from pipeline.adaptation import run as adaptation_stage
+    from pipeline.config import from_tables
+    from pipeline.runner import Context
+    from stllr.errors import UserError
+
+    run_dir, _ = fs_run
+    cfg = from_tables(_json(run_dir / "pipeline.json")["config"], "pipeline.json")
+    cfg = dataclasses.replace(cfg, adaptation=dataclasses.replace(cfg.adaptation, signal="dfa"))
+    ctx = Context(run_dir, cfg, progress=False, log=lambda *_: None)
+    with pytest.raises(UserError, match=r"adaptation.signal = 'dfa' with readout first_spike"):
+        adaptation_stage(ctx)
