@@ -1,7 +1,8 @@
 """A PTQ'd first-spike network (fs_fc: two CuLIF hidden layers and a CuLIF output layer,
 docs/first_spike.md, "In the pipeline") in the toolkit's Lava processes (``fixed_pt``):
 every layer's spikes at every step equal the emulator's, and so does the first-spike
-decision read from Lava's output spikes."""
+decision read from Lava's output spikes; learning fc1 and out from the first-spike
+teaching signal, Lava learns the emulator's weights bit for bit."""
 
 from __future__ import annotations
 
