@@ -163,6 +163,19 @@ VARIANTS: dict[str, dict[str, object]] = {
         "replay_every": 2,
         "consolidate_shift": 6,
     },
+    # the first-spike network (fs-ntidigits-standin): its out layer (and fc1) learn from the
+    # host's first-spike teaching signal (docs/first_spike.md, "On-device learning")
+    "fs_lr1e-3": {"lr": 1e-3},
+    "fs_lr3e-3": {"lr": 3e-3},
+    "fs_lr1e-2": {"lr": 1e-2},
+    "fs_gate": {"lr": 1e-3, "error_gate": 0.5},
+    "fs_gate_lr2e-3": {"lr": 2e-3, "error_gate": 0.5},
+    "fs_replay_cons": {
+        "lr": 3e-3,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 6,
+    },
 }
 
 #: every variant but ``config`` starts from the mechanisms switched off (the variants were

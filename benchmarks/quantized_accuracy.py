@@ -163,7 +163,7 @@ def _heldout(task: str, cfg, n: int, test=None):
         return None
     if task in ("gesture32-standin", "dvsplane-standin"):
         return _heldout_camera(task, cfg, n, test)
-    if task == "ntidigits-standin":  # another draw of the test split, n recordings
+    if task in ("ntidigits-standin", "fs-ntidigits-standin"):  # another draw, n recordings
         from stllr.data.standin_first_spike import NTidigitsStandinConfig, ensure_ntidigits_standin
         from stllr.tasks_first_spike import ntidigits_splits
 

@@ -1,7 +1,8 @@
 """A PTQ'd first-spike network (fs_fc: two CuLIF hidden layers and a CuLIF output layer,
 docs/first_spike.md, "In the pipeline") in the toolkit's Lava processes (``fixed_pt``):
 every layer's spikes at every step equal the emulator's, and so does the first-spike
-decision read from Lava's output spikes."""
+decision read from Lava's output spikes; learning fc1 and out from the first-spike
+teaching signal, Lava learns the emulator's weights bit for bit."""
 
 from __future__ import annotations
 
@@ -61,3 +62,61 @@ def test_conv_first_spike_network_in_lava_equals_the_emulator():
     fired = lava_pred >= 0
     assert bool(fired.any())
     assert lava_pred[fired].tolist() == emu_pred[fired].tolist()
+
+
+def _online_fs_signals(qnet, frames, labels, teacher):
+    """Batch-1 emulator learning from the first-spike teaching signal of its own output
+    spikes (stllr.functional.first_spike_teacher): the out layer's L is the quantized δ,
+    fc1's the quantized δ·W_out (the host path of pipeline/learners.py, written here
+    without it). Returns (signals {node: [N, T, n]}, the emulator after learning)."""
+    from quantization.learning import quantize_signal
+    from stllr.functional.first_spike_teacher import teach_init, teach_step, teaching_signal
+
+    emu = IntegerEmulator(qnet, delay=0)
+    out, fc1 = qnet.node("out"), qnet.node("fc1")
+    sigs = {"fc1": [], "out": []}
+    for i in range(frames.shape[0]):
+        emu.reset()
+        state = teach_init(1, qnet.num_classes)
+        rows = {"fc1": [], "out": []}
+        for t in range(frames.shape[1]):
+            outs = emu.forward(torch.as_tensor(frames[i, t])[None])
+            state = teach_step(state, outs["out"])
+            delta = teaching_signal(state, torch.tensor([labels[i]]), teacher)
+            w_out = emu.weights("out")["w"].double() * 2.0**out.weight_exp
+            sig = {
+                "out": quantize_signal(delta, out.learning),
+                "fc1": quantize_signal(delta @ w_out, fc1.learning),
+            }
+            emu.apply_signals(sig)
+            for k, v in sig.items():
+                rows[k].append(v[0].numpy())
+        for k in sigs:
+            sigs[k].append(np.stack(rows[k]))
+    return {k: np.stack(v) for k, v in sigs.items()}, emu
+
+
+def test_first_spike_learning_in_lava_equals_the_emulator():
+    """On-device S-TLLR of a first-spike network (docs/first_spike.md, "On-device
+    learning"): the emulator learns fc1 and out from the teaching signal of its own output
+    spikes; Lava, fed those signals, emits the same spikes at every step (so the signals
+    are its own) and learns the same W bit for bit."""
+    from quantization.learning import attach_learning
+    from stllr.functional.first_spike_teacher import FSTeacher
+
+    net, x = _net("culif"), _input(batch=3, steps=40)
+    qnet, _ = quantize_model(net, [x], PTQConfig(weight_bits=8))
+    qnet = attach_learning(qnet, ["fc1", "out"], [x], lr=0.02, signal_max=1.0, seed=5)
+    frames = x.transpose(0, 1).to(torch.int64).numpy()  # [3, 40, 20]
+    signals, emu = _online_fs_signals(qnet, frames, [1, 3, 0], FSTeacher(0.1, 2.5))
+    assert (signals["out"] < 0).any() and (signals["out"] > 0).any()
+    res = run_lava(qnet, frames, signals, timeout_s=120)
+    ref = emulate(qnet, frames, signals)
+    for n in qnet.nodes:
+        got = res.outputs[n.name].reshape(ref.outputs[n.name].shape)
+        np.testing.assert_array_equal(got, ref.outputs[n.name], err_msg=n.name)
+    for name in ("fc1", "out"):
+        want = emu.weights(name)["w"].numpy()
+        np.testing.assert_array_equal(res.weights(name)["w"], want, err_msg=name)
+        np.testing.assert_array_equal(ref.emu.weights(name)["w"].numpy(), want, err_msg=name)
+        assert (want != qnet.node(name).weight.numpy()).sum() > 0, name

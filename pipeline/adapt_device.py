@@ -127,8 +127,12 @@ def prepare(a, data, qnet, mech: Mechanisms) -> Prepared:
     )  # fmt: skip
 
 
-def run_device(ctx, a, qnet, layers, prep: Prepared, mech: Mechanisms, record: bool) -> DeviceRun:
-    """Learn ``prep``'s stream on device (emulator) with section ``a``'s settings."""
+def run_device(
+    ctx, a, qnet, layers, prep: Prepared, mech: Mechanisms, record: bool, teacher=None
+) -> DeviceRun:
+    """Learn ``prep``'s stream on device (emulator) with section ``a``'s settings;
+    ``teacher``: the first-spike teaching signal's settings for a spiking output layer
+    (:mod:`stllr.functional.first_spike_teacher`, host signals only)."""
     xs, xe, ye, le, xc, yc, lc = prep.xs, prep.xe, prep.ye, prep.le, prep.xc, prep.yc, prep.lc
     n_stream, schedule = prep.n_stream, prep.schedule
     calib = [xs[:, : min(32, n_stream)]]
@@ -141,7 +145,7 @@ def run_device(ctx, a, qnet, layers, prep: Prepared, mech: Mechanisms, record: b
     pred_e0 = emulator_predictions(qnet, xe, le)
     pred_c0 = emulator_predictions(qnet, xc, lc)
     if plan is None:
-        learner = DeviceLearner(plastic, layers, a.window)
+        learner = DeviceLearner(plastic, layers, a.window, teacher)
     else:
         learner = OnDeviceLearner(plastic, plan, a.window)
 

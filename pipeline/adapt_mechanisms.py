@@ -163,6 +163,34 @@ def step_error(
     return err * scale if scale != 1.0 else err
 
 
+def fs_step_error(
+    state, teacher, label: int, gate: float = 0.0, scale: float = 1.0, pseudo: float = 0.0
+):
+    """The third factor of a first-spike output layer at one step, or ``None``.
+
+    :func:`step_error` of the running first-spike logits ``z`` of
+    :mod:`stllr.functional.first_spike_teacher` (``state``: its ``TeachState`` of one
+    sample, ``teacher``: its ``FSTeacher``), times the tail window ``w``: so
+    ``scale · w ⊙ (softmax(z) − onehot)`` ``[1, K]``, the teaching signal ``δ`` with the
+    host's gate (on ``1 − p̂_label``), rate scale and pseudo-labels (the answer ``argmax z``).
+    ``None`` also once the decision is right when ``teacher.stop_correct``.
+    """
+    from stllr.functional.first_spike_teacher import (
+        decided_correctly,
+        running_logits,
+        tail_window,
+    )
+
+    z = running_logits(state, teacher.alpha)
+    err = step_error(z, label, gate, scale, pseudo)
+    if err is None:
+        return None
+    target = label if label >= 0 else int(z[0].argmax())
+    if teacher.stop_correct and bool(decided_correctly(state, torch.tensor([target]))[0]):
+        return None
+    return err * tail_window(state, teacher.sigma)
+
+
 class StreamItem(NamedTuple):
     """One sample the device learns from: ``source`` "shift" (index into the stream) or
     "replay" (index into the replay buffer)."""

@@ -4,7 +4,9 @@ The scenario (:mod:`pipeline.shift`: a noisy sensor, sensor read-out noise, a he
 user) says which labelled samples stream in and which held-out samples of the shifted
 condition measure the network. The stream arrives one sample at a time; the network
 learns from it with only its third-factor port (:mod:`pipeline.learners`: the host sends
-``softmax − onehot`` of each step's logits during the last ``window`` steps). Accuracy
+``softmax − onehot`` of each step's logits during the last ``window`` steps; to a
+first-spike network's spiking output layer, the first-spike teaching signal of the output
+spikes so far, :mod:`stllr.functional.first_spike_teacher`). Accuracy
 is measured on the scenario's held-out samples before, during (the learning curve, every
 ``eval_every`` samples) and after, and on samples of the original condition after (what
 the adaptation cost there).
@@ -51,15 +53,19 @@ from pipeline.adapt_device import prepare, run_device
 from pipeline.adapt_loop import learn_stream
 from pipeline.adapt_mechanisms import Mechanisms
 from pipeline.adapt_stats import gained_lost, mean_std, paired_change
+from pipeline.first_spike import adaptation_teacher
+from pipeline.float_fs_learner import FloatFSLearner
 from pipeline.float_learner import FloatLearner, module_name
 from pipeline.lava_inference import emulate, lava_outputs, run_in_lava
 from pipeline.learners import strip_learning
 from pipeline.runner import Context, StageOutput
 from pipeline.shift import make_shift
 from stllr.devices import resolve_device
+from stllr.errors import UserError
 from stllr.padding import sum_over_lengths
 from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json, atomic_write_bytes
+from stllr.spike_metrics import spike_decision
 
 _SIGNAL_TEXT = {
     "host": "host-computed error",
@@ -113,16 +119,17 @@ def _twin_weights(model, names) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
-#: why a first-spike network does not adapt on device (the stage line and the report)
+#: why a first-spike network other than ``fs_fc`` does not adapt on device (the stage line
+#: and the report)
 FS_SKIP = (
-    "skipped: on-device learning of a first-spike-coded network is not implemented (its "
-    "first-spike loss needs the whole output sequence; no per-step learning signal for the "
-    'output layer yet, docs/first_spike.md, "In the pipeline")'
+    "skipped: on-device learning of this first-spike-coded network is not implemented (the "
+    "first-spike teaching signal reaches the output layer and the fs_fc layer feeding it "
+    'only, docs/first_spike.md, "On-device learning of a first-spike network")'
 )
 
 
 def skip_first_spike(ctx: Context) -> StageOutput:
-    """The stage of a first-spike network: no adaptation, said in its summary and line."""
+    """The stage of a first-spike network that does not adapt: said in its summary and line."""
     summary = {"skipped": True, "reason": FS_SKIP}
     atomic_json(summary, ctx.stage_dir("adaptation") / "adaptation.json")
     return StageOutput(summary, FS_SKIP, (A.ADAPT_JSON,))
@@ -132,8 +139,14 @@ def run(ctx: Context) -> StageOutput:
     a, train = ctx.cfg.adaptation, ctx.cfg.train
     from pipeline.deployable import is_first_spike
 
-    if is_first_spike(train):
+    fs = is_first_spike(train)
+    if fs and train.arch != "fs_fc":
         return skip_first_spike(ctx)
+    if fs and a.signal != "host":
+        raise UserError(
+            f"{ctx.cfg.source or 'pipeline config'}: adaptation.signal = {a.signal!r} with "
+            'readout first_spike: its teaching signal is host-computed; expected signal = "host"'
+        )
     data = ctx.data
     qnet = A.load_qnet(ctx.run_dir)
     model, _ = A.load_float_model(ctx.run_dir, train, data)
@@ -142,8 +155,9 @@ def run(ctx: Context) -> StageOutput:
     layers = tuple(a.layers) or (qnet.nodes[-1].name,)  # empty: the output node alone
 
     prep = prepare(a, data, qnet, mech)
+    teacher = adaptation_teacher(train, int(prep.x_all.shape[0])) if fs else None
     # the stream's signals and outputs are recorded only for Lava (they are large)
-    dev = run_device(ctx, a, qnet, layers, prep, mech, record=ctx.cfg.lava.enabled)
+    dev = run_device(ctx, a, qnet, layers, prep, mech, ctx.cfg.lava.enabled, teacher)
     xe, ye, le, xc, yc, lc = prep.xe, prep.ye, prep.le, prep.xc, prep.yc, prep.lc
     schedule, x_all, y_all, x_all_int = prep.schedule, prep.x_all, prep.y_all, prep.x_all_int
     n_stream, n_eval, n_replay, steps = prep.n_stream, prep.n_eval, prep.n_replay, prep.steps
@@ -160,7 +174,8 @@ def run(ctx: Context) -> StageOutput:
     runs = [dev]
     for r in range(1, a.repeats):
         a_r = dataclasses.replace(a, seed=a.seed + r)
-        dev_r = run_device(ctx, a_r, qnet, layers, prepare(a_r, data, qnet, mech), mech, False)
+        prep_r = prepare(a_r, data, qnet, mech)
+        dev_r = run_device(ctx, a_r, qnet, layers, prep_r, mech, False, teacher)
         ctx.log(
             f"  emulator, seed {a_r.seed}: shifted {dev_r.shifted.delta:+.1f} ± "
             f"{dev_r.shifted.se:.1f}; original {dev_r.original.delta:+.1f} ± "
@@ -172,15 +187,16 @@ def run(ctx: Context) -> StageOutput:
     fl = None
     if a.compare_float:
         fl, fl_shift, fl_orig, curves_float, float_seconds = _float_part(
-            ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc
-        )
+            ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc,
+            teacher,
+        )  # fmt: skip
 
     # --- Lava: the same stream and signals, then before/after on held-out samples -------
     lava = None
     if ctx.cfg.lava.enabled:
         lava = _lava_part(
             ctx, qnet, plastic, learned, layers, x_all_int, y_all, signals_t, outputs_t,
-            xe, ye, le, plan,
+            xe, ye, le, plan, fs,
         )  # fmt: skip
 
     # --- results -------------------------------------------------------------------------
@@ -217,6 +233,7 @@ def run(ctx: Context) -> StageOutput:
         "settings": {
             "layers": names,
             "signal": a.signal,
+            "first_spike_teacher": None if teacher is None else teacher._asdict(),
             "lr": a.lr,
             "window": a.window,
             "steps": steps,
@@ -255,9 +272,10 @@ def run(ctx: Context) -> StageOutput:
         "lava_weights_equal": None if lava is None else lava["weights_equal"],
         "lava_outputs_bit_exact": None if lava is None else lava["outputs_bit_exact"],
     }
+    signal_text = "host-computed first-spike teaching signal" if fs else _SIGNAL_TEXT[a.signal]
     line = (
         f"{shift.describe()}; {n_stream} labelled samples, third factor only "
-        f"({_SIGNAL_TEXT[a.signal]}), {mech.describe()}: {gained_lost(emu_shift, emu_orig)} "
+        f"({signal_text}), {mech.describe()}: {gained_lost(emu_shift, emu_orig)} "
         "(emulator)"
     )
     if fl is not None:
@@ -274,12 +292,18 @@ def run(ctx: Context) -> StageOutput:
     return StageOutput(summary, line, (A.ADAPT_JSON, A.ADAPT_WEIGHTS))
 
 
-def _float_part(ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc):
+def _float_part(
+    ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc, teacher
+):
     """The same stream learned by the float twin: (learner, shifted and original
-    :class:`PairedChange`, curves, seconds)."""
+    :class:`PairedChange`, curves, seconds). A first-spike network (``teacher``) learns
+    with :class:`~pipeline.float_fs_learner.FloatFSLearner`."""
     a, train = ctx.cfg.adaptation, ctx.cfg.train
     device = resolve_device(train.device, "train.device")
-    fl = FloatLearner(model, layers, a.lr, a.window, plan, device)
+    if teacher is None:
+        fl = FloatLearner(model, layers, a.lr, a.window, plan, device)
+    else:
+        fl = FloatFSLearner(model, layers, a.lr, a.window, teacher, device)
     w0_float = fl.plastic_copy()
     pred_fe0, pred_fc0 = fl.predict(xe, le), fl.predict(xc, lc)
 
@@ -306,11 +330,12 @@ def _float_part(ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, 
 
 
 def _lava_part(
-    ctx, qnet, plastic, learned, layers, xs_int, ys, signals, outputs, xe, ye, le, plan
+    ctx, qnet, plastic, learned, layers, xs_int, ys, signals, outputs, xe, ye, le, plan, fs=False
 ) -> dict:
     """Run the adaptation stream in Lava (host signals: the emulator's; on-device: Lava's
     own error and feedback processes); compare with the emulator; evaluate (each sample
-    over its ``le`` steps)."""
+    over its ``le`` steps; ``fs``: read by the first output spike, a sample without one
+    undecided in both, as Lava's membranes are not read)."""
     import dataclasses
 
     from quantization.ptq import quantize_input
@@ -367,6 +392,12 @@ def _lava_part(
         r = run_in_lava(strip_learning(net), xe_int, timeout_s=timeout)
         lava_out = lava_outputs(r, net, n_eval, xe_int.shape[0])[out_name]
         emu_out = emulate(strip_learning(net), xe_int)[out_name]
+        if fs:
+            preds[when] = (
+                spike_decision(torch.as_tensor(lava_out), lengths),
+                spike_decision(torch.as_tensor(emu_out), lengths),
+            )
+            continue
         preds[when] = (
             sum_over_lengths(lava_out, lengths).argmax(1),
             sum_over_lengths(emu_out, lengths).argmax(1),

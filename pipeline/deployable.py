@@ -9,11 +9,11 @@ pipeline deploys ``neuron = "lif"``, ``"culif"`` and ``"pculif"`` with one decay
 ``readout = "first_spike"``, hidden and output neurons ``lif``, ``culif`` or ``pculif``
 per layer) deploys as integer spiking layers read by its first output spike
 (docs/first_spike.md, "In the pipeline"; the convolutional ``fs_gesture`` / ``fs_plane``
-with pooling and flatten nodes between them); its adaptation stage is skipped (no
-on-device learning signal for a first-spike read-out yet), and it is not fine-tuned with
-QAT. It refuses, before any training, what it cannot deploy yet: CuAdLIF (no integer
-kind), the rate-coded spiking-output networks (``readout = rate``), AdLIF in a
-spiking-output network and QAT of a first-spike network.
+with pooling and flatten nodes between them); it adapts on device from a host-computed
+first-spike teaching signal (docs/first_spike.md, "On-device learning of a first-spike
+network"), and it is not fine-tuned with QAT. It refuses, before any training, what it
+cannot deploy yet: CuAdLIF (no integer kind), the rate-coded spiking-output networks
+(``readout = rate``), AdLIF in a spiking-output network and QAT of a first-spike network.
 """
 
 from __future__ import annotations

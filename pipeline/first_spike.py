@@ -70,3 +70,13 @@ def text(m: dict) -> str:
         f"FS {m['fs_acc']:.1f}%, {m['spikes_per_sample']:.1f} output spikes/sample, first "
         f"spike at step {m['latency']:.1f} ({m['silent']} silent)"
     )
+
+
+def adaptation_teacher(train_cfg, steps: int):
+    """The :class:`~stllr.functional.first_spike_teacher.FSTeacher` of the network's
+    on-device learning: the loss's ``α = fs_alpha`` and ``σ = ⌊T/D⌋`` (``D = fs_d``,
+    ``T = steps``, the stream's padded length), as the loss's Gaussian
+    (docs/first_spike.md, "On-device learning of a first-spike network")."""
+    from stllr.functional.first_spike_teacher import FSTeacher
+
+    return FSTeacher(float(train_cfg.fs_alpha), float(steps // max(int(train_cfg.fs_d), 1)))

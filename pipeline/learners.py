@@ -7,7 +7,10 @@ Both see the same stream of labelled samples, one at a time, and learn at the la
 * ``"host"`` — the host computes the error of each step's logits,
   ``e[t] = softmax(o[t]) − onehot(y)``, and sends it; plastic layers are the readout and,
   optionally, the layer feeding it, whose signal is the error fed back through the
-  current readout weights, ``δ[t] = e[t] · W_ro`` (the BP signal of S-TLLR);
+  current readout weights, ``δ[t] = e[t] · W_ro`` (the BP signal of S-TLLR). A
+  first-spike network's output layer spikes: its ``e[t]`` is the causal first-spike
+  teaching signal of the spikes so far (:mod:`stllr.functional.first_spike_teacher`,
+  ``teacher``), fed back the same way;
 * ``"dfa"`` / ``"sdfa"`` — the device makes its own signals
   (:mod:`quantization.signals`): an error unit compares the readout's membrane with the
   label, ``e = clip(o/A, 0, 1) − onehot`` in integers, and every plastic hidden layer (any
@@ -169,12 +172,14 @@ def strip_learning(qnet):
 class DeviceLearner:
     """Batch-1 integer emulator learning from host-computed third factors (module doc)."""
 
-    def __init__(self, qnet, layers, window: int):
+    def __init__(self, qnet, layers, window: int, teacher=None):
         from quantization.emulator import IntegerEmulator
 
         self.readout, self.hidden = check_layers(qnet, tuple(layers))
         self.qnet = qnet
         self.window = window
+        # a spiking first-spike output layer: the FSTeacher of its per-step signal
+        self.teacher = teacher
         self.emu = IntegerEmulator(qnet, delay=0)
         self.specs = {n: qnet.node(n).learning for n in [*self.hidden, self.readout]}
         self.consolidates = any(sp.consolidate_shift for sp in self.specs.values())
@@ -192,8 +197,9 @@ class DeviceLearner:
         outputs ``{node: [T, 1, ...]}``). ``scale``/``gate``/``pseudo``: the host's rate
         scale, error gate and pseudo-label confidence for ``label = −1``
         (:func:`pipeline.adapt_mechanisms.step_error`); a step without error sends zeros."""
-        from pipeline.adapt_mechanisms import step_error
+        from pipeline.adapt_mechanisms import fs_step_error, step_error
         from quantization.learning import quantize_signal
+        from stllr.functional.first_spike_teacher import teach_init, teach_step
 
         emu = self.emu
         emu.reset()
@@ -202,12 +208,17 @@ class DeviceLearner:
         outs_all: dict[str, list] = {n.name: [] for n in self.qnet.nodes}
         sigs: dict[str, list] = {n: [] for n in self.specs}
         ro = self.qnet.node(self.readout)
+        fs = None if self.teacher is None else teach_init(1, self.qnet.num_classes)
         for t in range(steps):
             outs = emu.forward(x_int[t])
             for n in self.qnet.nodes:
                 outs_all[n.name].append(outs[n.name])
+            if fs is not None:  # the output spikes so far (first-spike teaching signal)
+                fs = teach_step(fs, outs[self.readout].cpu())
             err = None
-            if t >= start:
+            if t >= start and fs is not None:
+                err = fs_step_error(fs, self.teacher, label, gate, scale, pseudo)
+            elif t >= start:
                 logits = outs[self.readout].double() * emu.logit_scale
                 err = step_error(logits, label, gate, scale, pseudo)
             if err is None:

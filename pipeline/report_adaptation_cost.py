@@ -28,7 +28,20 @@ def adaptation_section(art: Artefacts, fig_dir: Path) -> list:
     aa = adapt["accuracy"]
     blocks.append(("h2", "On-device adaptation to a shifted condition"))
     signal = s.get("signal", "host")
-    if signal == "host":
+    if s.get("first_spike_teacher"):  # a first-spike network (docs/first_spike.md)
+        t = s["first_spike_teacher"]
+        fed_back = ""
+        if len(s["layers"]) > 1:
+            fed_back = " and that signal fed back through its weights to " + ", ".join(
+                s["layers"][:-1]
+            )
+        how = (
+            "the host sends the first-spike teaching signal of the output spikes so far "
+            f"(α = {t['alpha']:g}, σ = {t['sigma']:g} steps: the label neuron pushed to fire "
+            f"until it fires, the others down while silent or after firing) to the output "
+            f"layer{fed_back}"
+        )
+    elif signal == "host":
         fed_back = ""
         if len(s["layers"]) > 1:
             fed_back = " and that error fed back through the readout weights to " + ", ".join(

@@ -167,8 +167,7 @@ def first_spike_blocks(quant: dict) -> list:
          "the class is the output neuron that fires first (docs/first_spike.md); first "
          "spike = the mean step of a sample's first output spike (silent samples left out), "
          "decision steps = where the FS accuracy-with-time curve reaches 50 % / 90 % of its "
-         "maximum, in steps of the input frames. On-device adaptation of a first-spike "
-         "network is not implemented (the adaptation stage is skipped)."),
+         "maximum, in steps of the input frames."),
     ]  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """``stllr pipeline --task fs-ntidigits-standin --skip-lava`` end to end on a tiny
 first-spike network (fs_fc, CuLIF, readout first_spike): the quantize stage and the report
 give the FS accuracy and first-spike latency of the float and the 8-bit network, each
-recomputed here from the networks themselves; the adaptation stage says it is skipped."""
+recomputed here from the networks themselves; the adaptation stage learns fc1 and out from
+the first-spike teaching signal, in the emulator and in float."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ TINY = [
     "train.standin_test=12",
     "train.n_time_bins=80",
     "quantize.sweep_bits=8",
+    "adaptation.samples=4",
+    "adaptation.eval_every=2",
+    "adaptation.lr=3e-3",
 ]
 
 
@@ -95,6 +99,66 @@ def test_quantize_stage_and_report_give_fs_accuracy_and_latency(fs_run):
     report = (run_dir / "report" / "report.md").read_text()
     assert "| FS accuracy |" in report and "first spike (step)" in report
     assert "\nFirst-spike read-out of the output layer 'out' on the test split" in report
-    assert "adaptation | skipped: on-device learning of a first-spike" in report
-    assert _json(run_dir / "adaptation" / "adaptation.json")["skipped"] is True
     assert "first-spike read-out: float FS" in out
+
+
+def test_adaptation_stage_learns_from_the_teaching_signal(fs_run):
+    """The stage runs (not skipped): both learners move out and fc1, the emulator's final
+    accuracy is its FS accuracy recomputed from the stored learned weights, and the report
+    gives both conditions with the teaching signal named."""
+    import dataclasses
+
+    from pipeline.adapt_device import emulator_predictions
+    from pipeline.config import from_tables
+    from pipeline.lava_inference import padded_subset
+    from pipeline.shift import make_shift
+    from quantization.network import QNetwork
+    from stllr.tasks import load_task
+
+    run_dir, out = fs_run
+    res = _json(run_dir / "adaptation" / "adaptation.json")
+    assert "skipped" not in res
+    s = res["settings"]
+    assert s["layers"] == ["fc1", "out"] and s["learned_steps"] == 4 * 80
+    assert s["first_spike_teacher"] == {"alpha": 0.1, "sigma": 5.0, "stop_correct": False}
+    assert res["weights_changed"]["out"] > 0 and res["weights_changed"]["fc1"] > 0
+    acc = res["accuracy"]
+    for impl in ("emulator", "float"):
+        assert set(acc[impl]["shifted"]) >= {"before", "after", "delta", "se"}
+        assert set(acc[impl]["original"]) >= {"before", "after", "delta", "se"}
+    w = torch.load(run_dir / "adaptation" / "weights.pt", weights_only=True)
+    assert not torch.equal(w["float_after"]["out"]["w"], w["float_before"]["out"]["w"])
+    cfg = from_tables(_json(run_dir / "pipeline.json")["config"], "pipeline.json")
+    data = load_task(cfg.train)
+    qnet = QNetwork.load(run_dir / "quantize" / "quantized.pt")
+    for name, ws in w["device_after"].items():
+        n = qnet.node(name)
+        learned = torch.round(ws["w"] / 2.0**n.weight_exp).to(torch.int64)
+        qnet = qnet.replace_node(dataclasses.replace(n, weight=learned))
+    x, y, lengths = padded_subset(data.test, range(12), make_shift(cfg.adaptation), "test")
+    x = torch.cat([x, x.new_zeros(s["steps"] - x.shape[0], *x.shape[1:])])
+    pred = emulator_predictions(qnet, x, lengths)
+    assert 100.0 * float((pred == y).double().mean()) == acc["emulator"]["after"]
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "first-spike teaching signal" in report
+    assert "| shifted condition, after adaptation (n=12) |" in report
+    assert "| original condition, after adaptation (n=12) |" in report
+    assert "host-computed first-spike teaching signal" in out
+
+
+def test_adaptation_refuses_on_device_signals_for_first_spike(fs_run):
+    """adaptation.signal = dfa (an error unit comparing a readout's membrane) has no
+    first-spike form: a one-line UserError naming the key, before any data is loaded."""
+    import dataclasses
+
+    from pipeline.adaptation import run as adaptation_stage
+    from pipeline.config import from_tables
+    from pipeline.runner import Context
+    from stllr.errors import UserError
+
+    run_dir, _ = fs_run
+    cfg = from_tables(_json(run_dir / "pipeline.json")["config"], "pipeline.json")
+    cfg = dataclasses.replace(cfg, adaptation=dataclasses.replace(cfg.adaptation, signal="dfa"))
+    ctx = Context(run_dir, cfg, progress=False, log=lambda *_: None)
+    with pytest.raises(UserError, match=r"adaptation.signal = 'dfa' with readout first_spike"):
+        adaptation_stage(ctx)

@@ -1,0 +1,159 @@
+"""The float learner of a first-spike network's adaptation: S-TLLR in float on ``fs_fc``.
+
+The float ``fs_fc`` network (:class:`stllr.models.spiking_output.FSFCNet`) is trained by
+BPTT and has no S-TLLR layers, so its adaptation twin runs the rule the device runs
+(docs/rule.md §5, docs/neurons.md §3: the eligibility of :mod:`stllr.neurons.eligibility`)
+on its plain ``Linear`` weights ``W`` ``[N, in]``, one SGD step per step of the window,
+with the third factor of the device's host path (:func:`pipeline.adapt_mechanisms.
+fs_step_error`: the first-spike teaching signal of the float network's own output spikes).
+Per plastic layer (input ``x[t]`` ``[1, in]``, spikes and membrane ``v[t]`` before reset)::
+
+    P[t]   = λ_pre·P[t−1] + P^i[t−1],   P^i[t] = λ_syn·P^i[t−1] + x[t]    (CuLIF)
+    P[t]   = λ_pre·P[t−1] + x[t]                                       (LIF)
+    g      = κ·Ψ(v[t] − θ)·δ[t],        κ = 1 − α (CuLIF), 1 (LIF)
+    W     ← W − η·(α_pre·gᵀP[t] + α_post·(δ[t]⊙Q[t−1])ᵀx[t])
+    Q[t]   = λ_post·Q[t−1] + Ψ(v[t] − θ)
+
+with the factors the converter gives the integer layers (``quantization.convert.
+DEFAULT_FACTORS``, ``λ_syn = β``). ``δ`` of the output layer is the teaching signal; of the
+layer feeding it (``fc{n−1}``), ``δ·(κ_out·W_out)``, the device's ``δ·W_node`` in float.
+Other layers do not learn here (the host path reaches only the output and its input).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import torch
+
+from stllr.errors import UserError
+
+
+class _Plastic(NamedTuple):
+    name: str
+    linear: torch.nn.Linear
+    neurons: torch.nn.Module
+    kappa: float
+    lambda_syn: float | None
+    threshold: float
+
+
+def _neuron_constants(neurons) -> tuple[float, float | None, float]:
+    """``(κ, λ_syn, θ)`` of a neuron module of :mod:`stllr.models.neuron_kinds`."""
+    from stllr.models.neuron_kinds import LIFNeurons
+
+    if isinstance(neurons, LIFNeurons):
+        return 1.0, None, max(neurons.lif.threshold, 0.5)
+    p = neurons.pop.params()
+    return 1.0 - float(p.alpha), float(p.beta), float(neurons.pop.spec.threshold)
+
+
+class FloatFSLearner:
+    """Float S-TLLR on the plastic layers (``fc{i}``, ``out``) of a copied ``fs_fc`` model."""
+
+    def __init__(self, model, layers, lr: float, window: int, teacher, device=None):
+        from quantization.convert import DEFAULT_FACTORS
+        from stllr.surrogates import get_surrogate
+
+        self.model = copy.deepcopy(model).eval()
+        if device is not None:
+            self.model.to(device)
+        self.device = next(self.model.parameters()).device
+        m = self.model
+        n_fc = len(m.fc)
+        modules = {f"fc{i}": (m.fc[i], m.neurons[i]) for i in range(n_fc)}
+        modules["out"] = (m.out, m.out_neuron)
+        if layers[-1] != "out" or any(name not in (f"fc{n_fc - 1}", "out") for name in layers):
+            raise UserError(
+                f"adaptation.layers: a first-spike network learns 'out' and optionally "
+                f"'fc{n_fc - 1}' (the layer feeding it), got {list(layers)}"
+            )
+        self.plastic = [
+            _Plastic(name, *modules[name], *_neuron_constants(modules[name][1])) for name in layers
+        ]
+        self.f = DEFAULT_FACTORS
+        self.psi = {p.name: get_surrogate(p.neurons.psi_name) for p in self.plastic}
+        self.lr, self.window, self.teacher = lr, window, teacher
+
+    def _layer_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One forward step; returns each layer's input (``fc{i}``, ``out``)."""
+        m, inputs = self.model, {}
+        for i, (fc, neurons) in enumerate(zip(m.fc, m.neurons, strict=True)):
+            inputs[f"fc{i}"] = x
+            x = neurons(fc(x))
+        inputs["out"] = x
+        return inputs
+
+    @torch.no_grad()
+    def learn_sample(self, x, label: int, scale=1.0, gate=0.0, pseudo=0.0) -> None:
+        """One sample ``[T, 1, ...]``: an S-TLLR step at every step of the window (module
+        doc); ``scale``/``gate``/``pseudo`` as :func:`pipeline.adapt_mechanisms.fs_step_error`."""
+        from pipeline.adapt_mechanisms import fs_step_error
+        from stllr.factors import trace_step
+        from stllr.functional.first_spike_teacher import teach_init, teach_step
+        from stllr.functional.stllr_step import stacked_operands
+        from stllr.neurons.eligibility import pre_trace_step, zero_pre_trace
+
+        m, f = self.model, self.f
+        x = x.to(self.device)
+        steps = x.shape[0]
+        start = max(steps - self.window, 0)
+        m.reset_state()
+        state = teach_init(1, m.num_classes)
+        traces, q = {}, {}
+        for t in range(steps):
+            inputs = self._layer_inputs(x[t])
+            s_out = m.out_neuron(m.out(inputs["out"]))
+            psi = {}
+            for p in self.plastic:
+                xin = inputs[p.name]
+                if p.name not in traces:
+                    traces[p.name] = zero_pre_trace(xin, p.lambda_syn is not None)
+                    q[p.name] = torch.zeros_like(p.neurons.membrane)
+                traces[p.name] = pre_trace_step(traces[p.name], xin, f.lambda_pre, p.lambda_syn)
+                psi[p.name] = self.psi[p.name](p.neurons.membrane - p.threshold)
+            state = teach_step(state, s_out.cpu())
+            err = None
+            if t >= start:
+                err = fs_step_error(state, self.teacher, label, gate, scale, pseudo)
+            if err is not None:
+                delta_out = err.to(self.device, m.out.weight.dtype)
+                out = next(p for p in self.plastic if p.name == "out")
+                w_out = out.kappa * m.out.weight  # read before this step's update
+                for p in self.plastic:
+                    d = delta_out if p.name == "out" else delta_out @ w_out
+                    g = p.kappa * psi[p.name] * d
+                    post, pre = stacked_operands(
+                        f, g, d, q[p.name], traces[p.name].p, inputs[p.name]
+                    )
+                    p.linear.weight.sub_(self.lr * post.t().mm(pre))
+            for p in self.plastic:
+                q[p.name] = trace_step(q[p.name], psi[p.name], f.lambda_post)
+        m.reset_state()
+
+    def plastic_copy(self) -> list[torch.Tensor]:
+        """Copies of the plastic weights (W0 of :meth:`consolidate`)."""
+        return [p.linear.weight.detach().clone() for p in self.plastic]
+
+    def consolidate(self, deployed, shift: int) -> None:
+        """``W ← W − 2^−shift·(W − W0)`` for every plastic weight."""
+        with torch.no_grad():
+            for p, w0 in zip(self.plastic, deployed, strict=True):
+                w = p.linear.weight
+                w.sub_((w - w0) * 2.0**-shift)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, lengths: torch.Tensor, batch_size: int = 256):
+        """FS predictions ``[N]`` (docs/first_spike.md) on frames ``[T, N, ...]``, each sample
+        over its ``lengths`` steps."""
+        from stllr.spike_metrics import fs_decision
+        from stllr.spike_training import run_sequence
+
+        self.model.eval()
+        preds = []
+        for s0 in range(0, x.shape[1], batch_size):
+            s, v = run_sequence(self.model, x[:, s0 : s0 + batch_size].to(self.device))
+            preds.append(fs_decision(s.cpu(), v.cpu(), lengths[s0 : s0 + batch_size]))
+        self.model.reset_state()
+        return torch.cat(preds)
