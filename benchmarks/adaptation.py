@@ -176,7 +176,13 @@ MECHANISMS_OFF: dict[str, object] = {
     "passes": 1,
 }
 
-TASK_VARIANTS = {"shd-standin": {}, "gesture-standin": {}, "cifar10dvs-standin": {}}
+TASK_VARIANTS = {
+    "shd-standin": {},
+    "gesture-standin": {},
+    "cifar10dvs-standin": {},
+    "gesture32-standin": {},
+    "dvsplane-standin": {},
+}
 
 
 def run_name(task: str, train_seed: int | None, train_sets: list[str]) -> str:
@@ -210,8 +216,9 @@ def ensure_run(
 def task_data(task: str, cfg, heldout: int):
     """The task's data; for an event-camera stand-in with ``heldout > 0`` its test split
     is extended by fresh recordings of the stand-in generator (``quantized_accuracy``'s
-    ``--heldout`` sets: the stand-ins' own test splits hold 20–22 samples, too few to
-    resolve a few points)."""
+    ``--heldout`` sets: the stand-ins' own test splits hold 20–40 samples, too few to
+    resolve a few points; the CuLIF pipelines' gesture32 and DVSPlane stand-ins get theirs
+    binned and flattened as their own test split)."""
     import dataclasses
 
     from torch.utils.data import ConcatDataset
@@ -223,7 +230,7 @@ def task_data(task: str, cfg, heldout: int):
         return data
     from quantized_accuracy import _heldout
 
-    fresh = _heldout(task, cfg.train, heldout)
+    fresh = _heldout(task, cfg.train, heldout, data.test)
     return dataclasses.replace(data, test=ConcatDataset([data.test, fresh]))
 
 

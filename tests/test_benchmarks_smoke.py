@@ -240,3 +240,28 @@ def test_vgg_step_quick():
     assert all(
         0 <= row["input_density"] <= row["samples_with_input"] <= 1 for row in d["densities"]
     )
+
+
+def test_adaptation_heldout_extends_the_flattened_camera_standin_test_split():
+    """The CuLIF camera pipelines' test split (32 DVSPlane recordings) gets ``--heldout``
+    fresh recordings, binned and pooled as the split is: 2 per class for 8, each a
+    [T, 570] frame sequence like the split's, none equal to a split sample."""
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    from adaptation import task_data
+
+    from pipeline.resolve import resolve_run
+
+    cfg, _ = resolve_run(task="dvsplane-standin")
+    base = task_data("dvsplane-standin", cfg, 0)
+    data = task_data("dvsplane-standin", cfg, 8)
+    n = len(base.test)
+    assert len(data.test) == n + 8
+    x0, _ = base.test[0]
+    assert x0.shape[1] == 2 * 15 * 19
+    fresh = [data.test[n + i] for i in range(8)]
+    assert sorted(int(y) for _, y in fresh) == [0, 0, 1, 1, 2, 2, 3, 3]
+    for x, _ in fresh:
+        assert x.shape == x0.shape and x.sum() > 0
+        assert not any(torch.equal(x, base.test[j][0]) for j in range(n))
