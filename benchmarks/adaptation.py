@@ -163,6 +163,15 @@ VARIANTS: dict[str, dict[str, object]] = {
         "replay_every": 2,
         "consolidate_shift": 6,
     },
+    # CuLIF camera stand-ins (gesture32, DVSPlane: rec + readout learn from the host's
+    # error; the configs' old default was η = 3e-6 on 40 / 48 samples)
+    "cam_lr1e5": {"lr": 1e-5},
+    "cam_lr3e5": {"lr": 3e-5},
+    "cam_readout_lr1e5": {"lr": 1e-5, "layers": "readout"},
+    "cam_s80_lr1e5": {"lr": 1e-5, "samples": 80},
+    "cam_readout_s80_lr3e5": {"lr": 3e-5, "samples": 80, "layers": "readout"},
+    "cam_s80_passes3_gate": {"lr": 3e-6, "samples": 80, "passes": 3, "error_gate": 0.3},
+    "cam_s96_lr1e5_replay": {"lr": 1e-5, "samples": 96, "replay_buffer": 96, "replay_every": 2},
 }
 
 #: every variant but ``config`` starts from the mechanisms switched off (the variants were
