@@ -163,6 +163,25 @@ VARIANTS: dict[str, dict[str, object]] = {
         "replay_every": 2,
         "consolidate_shift": 6,
     },
+    # SHD stand-in, issue #16: several passes over 1000 labelled shifted samples, with and
+    # without the readout's per-input step sizes (quantization.preconditioning)
+    # the default stream (100 samples + replay, gate, decay, consolidation) with them
+    "pc_combo_cons": {
+        "error_gate": 0.3,
+        "rate_decay": 100,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 6,
+        "precondition": 3,
+    },
+    "pc_1000": {"samples": 1000, "lr": 3e-6, "precondition": 3, "eval_every": 1000},
+    "pc_passes4": {
+        "samples": 1000,
+        "passes": 4,
+        "lr": 3e-6,
+        "precondition": 3,
+        "eval_every": 1000,
+    },
 }
 
 #: every variant but ``config`` starts from the mechanisms switched off (the variants were
@@ -174,6 +193,7 @@ MECHANISMS_OFF: dict[str, object] = {
     "replay_every": 0,
     "consolidate_shift": 0,
     "passes": 1,
+    "precondition": 0,
 }
 
 TASK_VARIANTS = {"shd-standin": {}, "gesture-standin": {}, "cifar10dvs-standin": {}}

@@ -172,14 +172,29 @@ def run(ctx: Context) -> StageOutput:
     fl = None
     if a.compare_float:
         fl, fl_shift, fl_orig, curves_float, float_seconds = _float_part(
-            ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc
+            ctx,
+            model,
+            layers,
+            plan,
+            x_all,
+            y_all,
+            schedule,
+            mech,
+            xe,
+            ye,
+            le,
+            xc,
+            yc,
+            lc,
+            plastic.node(layers[-1]).learning.pre_shift,
         )
 
     # --- Lava: the same stream and signals, then before/after on held-out samples -------
     lava = None
     if ctx.cfg.lava.enabled:
         lava = _lava_part(
-            ctx, qnet, plastic, learned, layers, x_all_int, y_all, signals_t, outputs_t,
+            ctx, qnet, plastic, learned, layers, x_all_int.materialize().long(), y_all,
+            signals_t, outputs_t,
             xe, ye, le, plan,
         )  # fmt: skip
 
@@ -274,12 +289,15 @@ def run(ctx: Context) -> StageOutput:
     return StageOutput(summary, line, (A.ADAPT_JSON, A.ADAPT_WEIGHTS))
 
 
-def _float_part(ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc):
-    """The same stream learned by the float twin: (learner, shifted and original
-    :class:`PairedChange`, curves, seconds)."""
+def _float_part(
+    ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc, pre_shift=()
+):
+    """The same stream learned by the float twin (with the device's per-input step shifts
+    ``pre_shift`` of the readout): (learner, shifted and original :class:`PairedChange`,
+    curves, seconds)."""
     a, train = ctx.cfg.adaptation, ctx.cfg.train
     device = resolve_device(train.device, "train.device")
-    fl = FloatLearner(model, layers, a.lr, a.window, plan, device)
+    fl = FloatLearner(model, layers, a.lr, a.window, plan, device, pre_shift)
     w0_float = fl.plastic_copy()
     pred_fe0, pred_fc0 = fl.predict(xe, le), fl.predict(xc, lc)
 

@@ -115,6 +115,9 @@ class LearningSpec:
     pi_frac: int | None = None
     #: their 12-bit decay λ_syn (``round(λ_syn·4096)``)
     lam_syn: int = 0
+    #: a readout's per-input step shifts ``s_i`` (quantization.preconditioning): its update
+    #: of column ``i`` shifts ``lr_shift + s_i`` bits (``()``: none)
+    pre_shift: tuple[int, ...] = ()
 
     def to_float_lr(self, psi_frac: int, weight_exp: int) -> float:
         """The float learning rate η this spec implements (for reports)."""
