@@ -22,8 +22,9 @@ config as it is; every other variant starts from it with the stabilising mechani
 the adaptation, not the training: every seed adapts the same deployed network
 (``--train-seed`` trains another one into its own run folder). ``--jobs N`` runs the
 seeds in N processes of one thread each; a CIFAR10-DVS stand-in worker holds about
-3.2 GiB and a 4000-sample SHD stand-in stream about 6.5 GB, so mind the memory (a worker
-killed for memory leaves the pool waiting forever).
+3.2 GiB and an SHD stand-in worker with a 4-pass stream of 1000 samples peaks at about
+2.5 GB (the host holds each sample once, whatever the passes), so mind the memory (a
+worker killed for memory leaves the pool waiting forever).
 """
 
 from __future__ import annotations
