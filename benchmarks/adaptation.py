@@ -22,8 +22,9 @@ config as it is; every other variant starts from it with the stabilising mechani
 the adaptation, not the training: every seed adapts the same deployed network
 (``--train-seed`` trains another one into its own run folder). ``--jobs N`` runs the
 seeds in N processes of one thread each; a CIFAR10-DVS stand-in worker holds about
-3.2 GiB and a 4000-sample SHD stand-in stream about 6.5 GB, so mind the memory (a worker
-killed for memory leaves the pool waiting forever).
+3.2 GiB and an SHD stand-in worker with a 4-pass stream of 1000 samples peaks at about
+2.5 GB (the host holds each sample once, whatever the passes), so mind the memory (a
+worker killed for memory leaves the pool waiting forever).
 """
 
 from __future__ import annotations
@@ -185,6 +186,25 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cam_readout_s80_lr3e5": {"lr": 3e-5, "samples": 80, "layers": "readout"},
     "cam_s80_passes3_gate": {"lr": 3e-6, "samples": 80, "passes": 3, "error_gate": 0.3},
     "cam_s96_lr1e5_replay": {"lr": 1e-5, "samples": 96, "replay_buffer": 96, "replay_every": 2},
+    # SHD stand-in, issue #16: several passes over 1000 labelled shifted samples, with and
+    # without the readout's per-input step sizes (quantization.preconditioning)
+    # the default stream (100 samples + replay, gate, decay, consolidation) with them
+    "pc_combo_cons": {
+        "error_gate": 0.3,
+        "rate_decay": 100,
+        "replay_buffer": 100,
+        "replay_every": 2,
+        "consolidate_shift": 6,
+        "precondition": 3,
+    },
+    "pc_1000": {"samples": 1000, "lr": 3e-6, "precondition": 3, "eval_every": 1000},
+    "pc_passes4": {
+        "samples": 1000,
+        "passes": 4,
+        "lr": 3e-6,
+        "precondition": 3,
+        "eval_every": 1000,
+    },
 }
 
 #: every variant but ``config`` starts from the mechanisms switched off (the variants were
@@ -196,6 +216,7 @@ MECHANISMS_OFF: dict[str, object] = {
     "replay_every": 0,
     "consolidate_shift": 0,
     "passes": 1,
+    "precondition": 0,
 }
 
 TASK_VARIANTS = {
