@@ -285,3 +285,16 @@ def test_adaptation_targets_use_the_unrounded_mean_over_seeds():
         t["shifted_gain_gt_3se"]["value"] == pytest.approx(5.0 - 3.6)
         and t["shifted_gain_gt_3se"]["met"]
     )
+
+
+def test_a_strict_target_is_not_met_at_its_bound():
+    """``>`` and ``<`` are strict, ``>=`` and ``<=`` are not (the gain target "Δ > 3 SE"
+    was once read as ``>=``); an unknown operator is an error, not a silent ``>=``."""
+    sys.path.insert(0, str(BENCH))
+    from _common import target
+
+    assert target(0.0, ">", 0.0)["met"] is False and target(0.0, ">=", 0.0)["met"] is True
+    assert target(0.0, "<", 0.0)["met"] is False and target(0.0, "<=", 0.0)["met"] is True
+    assert target(1e-9, ">", 0.0)["met"] is True and target(None, ">", 0.0)["met"] is None
+    with pytest.raises(ValueError, match="target operator '=>'"):
+        target(1.0, "=>", 0.0)
