@@ -382,7 +382,8 @@ def test_preconditioned_readout_learning_equals_emulator():
     """Per-input step shifts in the readout's spec (quantization.preconditioning, spread
     over −2..2): Lava's readout process steps column i by 2^−s_i as the emulator does, so
     the learned weights are equal, and they differ from the unpreconditioned ones."""
-    from quantization.preconditioning import input_energy, input_shifts
+    from quantization.preconditioning import input_shifts
+    from quantization.trace_energy import input_energy
 
     qnet, x, _ = _quantized("shd")
     plastic = attach_learning(qnet, ["readout"], [x], lr=0.05, seed=3)

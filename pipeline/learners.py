@@ -160,7 +160,8 @@ def _precondition(qnet, name: str, calibration, span: int, window: int):
     """``qnet`` with node ``name``'s spec holding its per-input step shifts."""
     import dataclasses
 
-    from quantization.preconditioning import input_energy, input_shifts
+    from quantization.preconditioning import input_shifts
+    from quantization.trace_energy import input_energy
 
     node = qnet.node(name)
     energy = input_energy(qnet, name, calibration, window)

@@ -37,6 +37,7 @@ from quantization.backend import (
 )
 from quantization.formats import ACT_SHIFT, DECAY_SHIFT, MEMBRANE
 from quantization.loihi import decay_toward_zero
+from quantization.preconditioning import scale_columns
 
 MASK32 = (1 << 32) - 1
 _MIX = 0x45D9F3B  # < 2^31: products with 32-bit values stay below 2^63
@@ -255,8 +256,6 @@ def stllr_weight_step(
         acc = acc + spec.a_post * correlate(h, pre_input << spec.p_frac)
     extra = 0
     if pre_shift:
-        from quantization.preconditioning import scale_columns
-
         acc, extra = scale_columns(acc, pre_shift)
     return weight_update(w, acc, spec.lr_mant, spec.lr_shift + extra, spec.w_min, spec.w_max, key)
 

@@ -15,20 +15,19 @@ optimisers learn on the fly. On the device it is one integer shift per input::
     s_i = clip(round(log2(E_i / Ē)), −span, span)        (Ē = mean_i E_i; E_i = 0 → −span)
     ΔW[k, i] = round_stoch(−acc[k, i] · lr_mant / 2^(lr_shift + s_i))
 
-computed once by the host from calibration samples (:func:`input_energy`,
-:func:`input_shifts`) and held in the spec (``LearningSpec.pre_shift``, a tuple of
-``in`` small integers). An input of average energy keeps the rate η; the rule itself is
-unchanged (:func:`scale_columns` multiplies ``acc[k, i]`` by ``2^(c − s_i)``, ``c =
-max s``, and the update shifts ``c`` more bits, so every weight still takes one
-stochastic rounding). It runs inside the readout node kind's ``learn``
-(:mod:`quantization.nodes.readout`), so the emulator and the Lava process models apply
-the same integers. docs/adaptation.md §3 says when it helps.
+computed once by the host from calibration samples
+(:func:`quantization.trace_energy.input_energy`, :func:`input_shifts`) and held in the
+spec (``LearningSpec.pre_shift``, a tuple of ``in`` small integers). An input of average
+energy keeps the rate η; the rule itself is unchanged (:func:`scale_columns` multiplies
+``acc[k, i]`` by ``2^(c − s_i)``, ``c = max s``, and the update shifts ``c`` more bits,
+so every weight still takes one stochastic rounding). It runs inside the readout node
+kind's ``learn`` (:mod:`quantization.nodes.readout`), so the emulator and the Lava process
+models apply the same integers. docs/adaptation.md §3 says when it helps.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -68,32 +67,3 @@ def scale_columns(acc, shifts: tuple[int, ...]):
     elif acc.shape[-1] != len(shifts):
         raise ValueError(f"{len(shifts)} input shifts for an update of shape {tuple(acc.shape)}")
     return acc * g, c
-
-
-def input_energy(qnet, name: str, frames: Iterable[torch.Tensor], window: int) -> torch.Tensor:
-    """``E_i = mean P_i[t]²`` ``[in]`` (float units) of plastic node ``name``'s pre-traces over
-    the last ``window`` steps of ``frames`` (float ``[T, B, ...]`` batches), run in the
-    integer emulator with learning off (the traces the device will learn with)."""
-    from quantization.emulator import IntegerEmulator
-    from quantization.ptq import quantize_input
-
-    node = qnet.node(name)
-    lsb = 2.0**-node.learning.p_frac
-    emu = IntegerEmulator(qnet)
-    total, count = None, 0
-    for x in frames:
-        xi = quantize_input(x, qnet.input_format)
-        emu.reset()
-        steps = xi.shape[0]
-        for t in range(steps):
-            emu.step(xi[t])
-            if t < steps - window:
-                continue
-            p = emu.state[name].traces.p.double() * lsb
-            # a 1×1-conv readout's input channel c is one weight column: its H·W positions
-            sq = (p * p).sum(dim=(0, 2, 3)) if p.ndim == 4 else (p * p).sum(dim=0)
-            total = sq if total is None else total + sq
-            count += p.shape[0]
-    if total is None:
-        raise ValueError("input_energy: no calibration steps")
-    return total / count

@@ -16,7 +16,8 @@ from pipeline.adapt_mechanisms import Mechanisms, StreamItem, stream_schedule
 from quantization.kernels import stllr_weight_step
 from quantization.learning_formats import LearningSpec
 from quantization.nodes.spiking import dense_correlate
-from quantization.preconditioning import input_energy, input_shifts, scale_columns
+from quantization.preconditioning import input_shifts, scale_columns
+from quantization.trace_energy import input_energy
 from stllr.errors import UserError
 
 
