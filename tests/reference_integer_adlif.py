@@ -7,6 +7,12 @@ and one neuron at a time::
     v     = clip24(decay(v̂[t−1], dv_i) + u + bias_i − ω_i[t−1])
     s     = [v > vth·64];   h = v;   v̂ = 0 (hard) or v − vth·64 (soft) where s
     ω_i   = clip24(decay(ω_i[t−1], dw_i) + tz(ka_i·h_i[t−1] / 2^24) + kb_i·s_i[t−1])
+
+and, with a current decay ``du`` (the current-based AdLIF), ``a`` and the bias one step
+late into a current that keeps ``(4095 − du_i)/4096`` of itself::
+
+    u     = wrap24(decay(u_i[t−1], du_i + 1) + a[t−1]·64 + bias_i·[t ≥ 1])
+    v     = clip24(decay(v̂[t−1], dv_i) + u − ω_i[t−1])
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ def _tz_div(x: int, d: int) -> int:
 class RefAdaptive:
     """Per-sample state lists; ``w``, ``w_rec`` nested lists; the constants lists of ints."""
 
-    def __init__(self, w, w_rec, bias, dv, dw, ka, kb, vth, reset):
-        self.w, self.w_rec, self.bias = w, w_rec, bias
+    def __init__(self, w, w_rec, bias, dv, dw, ka, kb, vth, reset, du=None):
+        self.w, self.w_rec, self.bias, self.du = w, w_rec, bias, du
         self.dv, self.dw, self.ka, self.kb = dv, dw, ka, kb
         self.vth, self.reset = vth, reset
         self.state = None
@@ -32,22 +38,30 @@ class RefAdaptive:
     def step(self, xs: list[list[int]]) -> list[list[int]]:
         n = len(self.w)
         if self.state is None:
-            self.state = [{"v": [0] * n, "w": [0] * n, "h": [0] * n, "s": [0] * n, "u": [0] * n}
-                          for _ in xs]  # fmt: skip
+            self.state = [{"v": [0] * n, "w": [0] * n, "h": [0] * n, "s": [0] * n, "u": [0] * n,
+                           "a": None} for _ in xs]  # fmt: skip
         out = []
         for b, x in enumerate(xs):
             st = self.state[b]
-            new = {"v": [], "w": [], "h": [], "s": [], "u": []}
+            new = {"v": [], "w": [], "h": [], "s": [], "u": [], "a": []}
             for i in range(n):
                 a = sum(self.w[i][j] * x[j] for j in range(len(x)))
                 if self.w_rec is not None:
                     a += sum(self.w_rec[i][k] * st["s"][k] for k in range(n))
-                u = a * 64
+                new["a"].append(a)
+                bias = self.bias[i]
+                if self.du is None:
+                    u = a * 64
+                else:  # the current: last step's a and the bias (none at t = 0)
+                    u = decay(st["u"][i], self.du[i] + 1)
+                    if st["a"] is not None:
+                        u += st["a"][i] * 64 + bias
+                    bias = 0
                 if u > UV:
                     u -= 2 * UV
                 if u <= -UV:
                     u += 2 * UV
-                v = decay(st["v"][i], self.dv[i]) + u + self.bias[i] - st["w"][i]
+                v = decay(st["v"][i], self.dv[i]) + u + bias - st["w"][i]
                 v = min(max(v, -UV + 1), UV - 1)
                 omega = decay(st["w"][i], self.dw[i]) + _tz_div(self.ka[i] * st["h"][i], 1 << 24)
                 omega = min(max(omega + self.kb[i] * st["s"][i], -UV + 1), UV - 1)

@@ -225,11 +225,12 @@ def kappa_max(node: AdaptiveLayer) -> float:
 
 class AdaptiveState(NamedTuple):
     """State after step ``t`` (``[B, out]`` or one sample's ``[out]``): ``u`` the synaptic
-    current (``a << 6``, or the CuAdLIF's current), ``v`` the voltage after reset, ``w`` the adaptation ``ω[t]``, ``h``
-    the voltage before reset, ``s`` the spikes (int64). Plastic nodes also keep ``traces``
-    (P, Q, R), this step's ``psi``, ``q_prev`` (``Q[t−1]``), the input ``x`` and
-    ``s_prev`` (``s[t−1]``, recurrent nodes only), as the spiking layer's state does. A
-    current-based node keeps ``a_prev`` (this step's ``a``, read at the next step)."""
+    current (``a << 6``, or the CuAdLIF's current), ``v`` the voltage after reset, ``w``
+    the adaptation ``ω[t]``, ``h`` the voltage before reset, ``s`` the spikes (int64).
+    Plastic nodes also keep ``traces`` (P, Q, R), this step's ``psi``, ``q_prev``
+    (``Q[t−1]``), the input ``x`` and ``s_prev`` (``s[t−1]``, recurrent nodes only), as the
+    spiking layer's state does. A current-based node keeps ``a_prev`` (this step's ``a``,
+    read at the next step)."""
 
     u: Any
     v: Any
