@@ -351,7 +351,8 @@ class PyUpsampleModelFixed(StatelessKindModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyAdaptiveModelFixed(KindModel):
-    """Synapses + integer AdLIF + S-TLLR: :mod:`quantization.nodes.adaptive` on one sample."""
+    """Synapses + integer AdLIF (or CuAdLIF) + S-TLLR: :mod:`quantization.nodes.adaptive` on
+    one sample."""
 
     s_in: PyInPort = in_port_type(24)
     ls_in: PyInPort = in_port_type(8)
@@ -373,13 +374,16 @@ class PyAdaptiveModelFixed(KindModel):
     def run_spk(self) -> None:
         if self.starts_sample():
             self.zero("u", "v", "w", "h", "s", "psi", "p", "q", "r")
+            self._a_prev = None
         x = self.s_in.recv().astype(np.int64)
         rec = self.node.recurrent
         traces = None
         if self.node.learning is not None:
             traces = Traces(self.p, self.q, self.r if rec else None)
-        state = AdaptiveState(self.u, self.v, self.w, self.h, self.s, traces)
+        state = AdaptiveState(self.u, self.v, self.w, self.h, self.s, traces,
+                              a_prev=getattr(self, "_a_prev", None))  # fmt: skip
         step = self.forward(state, [x])
+        self._a_prev = step.state.a_prev  # a current-based node's a[t] (kept in the model)
         self.send(step.out)  # before ls_in: a signal computed from this output cannot deadlock
         new = step.state
         self.u, self.v, self.w, self.h, self.s = (np.asarray(a) for a in new[:5])
