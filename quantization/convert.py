@@ -369,9 +369,9 @@ def _rec_weights(rec):
 
 
 def _adaptive_spec(rec, factors, stllr_cls) -> FloatAdaptive:
-    """The AdLIF layer (α, ρ, a, b per neuron or per layer, θ; β for the CuAdLIF; the
-    S-TLLR layer's Ψ and factors, or ``factors`` if given; ``DEFAULT_FACTORS`` for the BPTT
-    layer)."""
+    """The AdLIF layer (α, ρ, a, b per neuron or per layer, θ; the S-TLLR layer's Ψ and
+    factors, or ``factors`` if given; ``DEFAULT_FACTORS`` for the BPTT layer). A CuAdLIF
+    layer adds β and λ_syn (the S-TLLR layer's, the mean β for the BPTT one)."""
     p = rec.neurons.params()
     f = factors or (rec.factors if isinstance(rec, stllr_cls) else DEFAULT_FACTORS)
     w, w_rec, bias = _rec_weights(rec)
@@ -379,10 +379,14 @@ def _adaptive_spec(rec, factors, stllr_cls) -> FloatAdaptive:
     def t(v):
         return torch.as_tensor(v).detach().double().clone()
 
+    beta = lam_syn = None
+    if hasattr(p, "beta"):
+        beta = t(p.beta)
+        lam_syn = rec.lambda_syn if isinstance(rec, stllr_cls) else float(beta.mean())
     return FloatAdaptive("rec", ("input",), w.detach().clone(), bias, t(p.alpha), t(p.rho),
                          t(p.a), t(p.b), p.threshold, p.reset,
                          weight_rec=w_rec.detach().clone(), source=rec, psi=rec.psi_name,
-                         factors=f, beta=t(p.beta) if hasattr(p, "beta") else None)  # fmt: skip
+                         factors=f, beta=beta, lambda_syn=lam_syn)  # fmt: skip
 
 
 def _current_spec(rec, pop, spec, factors, stllr_cls) -> FloatSpiking:

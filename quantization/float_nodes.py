@@ -75,6 +75,8 @@ class FloatAdaptive:
     psi: str = "e"
     factors: STLLRFactors = field(default_factory=STLLRFactors)
     beta: torch.Tensor | None = None
+    #: current-based only: λ_syn of its S-TLLR current traces (one per layer)
+    lambda_syn: float | None = None
 
 
 @dataclass(frozen=True)

@@ -106,9 +106,15 @@ class RefAdaptivePlastic(RefAdaptive):
 
         W_ij   = W_ij − round_stoch((W_ij − W0_ij) / 2^k)
 
+    A current-based layer (``du``) runs P and R through current traces (docs/fixed_point.md,
+    "Current-based layers")::
+
+        P_j    = sat(round((P_j·λ_pre + P^i_j·2^(12 − pi_frac + p_frac)) / 2^12))
+        P^i_j  = sat(round(P^i_j·λ_syn / 2^12) + x_j·2^pi_frac)       R, R^i the same of s
+
     Random streams: those of tests/reference_integer_stllr.py (P 0, Q 1, R 2, Q's impulse 3,
-    W 4, W_rec 5, the pulls of W 8 and W_rec 9 of the node). ``gains`` ``(G, H)`` lists of
-    ints (default: by hand)."""
+    W 4, W_rec 5, P^i 6, R^i 7, the pulls of W 8 and W_rec 9 of the node). ``gains``
+    ``(G, H)`` lists of ints (default: by hand)."""
 
     def __init__(self, *args, spec, psi, node_index=0, gains=None):
         super().__init__(*args)
@@ -126,7 +132,8 @@ class RefAdaptivePlastic(RefAdaptive):
         spec, (table, shift, half, frac) = self.spec, self.psi
         top = (1 << spec.trace_bits) - 1
         if self.tr is None:
-            self.tr = [{"p": [0] * len(x), "q": [0] * n, "r": [0] * n} for x in xs]
+            self.tr = [{"p": [0] * len(x), "q": [0] * n, "r": [0] * n, "pi": [0] * len(x),
+                        "ri": [0] * n} for x in xs]  # fmt: skip
         rnd = spec.trace_rounding
 
         def key(q):
@@ -136,13 +143,26 @@ class RefAdaptivePlastic(RefAdaptive):
             tr, st = self.tr[b], self.state[b]
             s_prev = [0] * n if prev is None else prev[b]
             tr["x"], tr["s_prev"], tr["q_prev"] = list(x), s_prev, list(tr["q"])
-            for j in range(len(x)):
-                d = shift_round(tr["p"][j] * spec.lam_pre, 12, rnd, key(0), j)
-                tr["p"][j] = min(max(d + x[j] * (1 << spec.p_frac), 0), top)
-            if self.w_rec is not None:
-                for k in range(n):
-                    d = shift_round(tr["r"][k] * spec.lam_pre, 12, rnd, key(2), k)
-                    tr["r"][k] = min(max(d + s_prev[k] * (1 << spec.p_frac), 0), top)
+            if self.du is None:
+                for j in range(len(x)):
+                    d = shift_round(tr["p"][j] * spec.lam_pre, 12, rnd, key(0), j)
+                    tr["p"][j] = min(max(d + x[j] * (1 << spec.p_frac), 0), top)
+                if self.w_rec is not None:
+                    for k in range(n):
+                        d = shift_round(tr["r"][k] * spec.lam_pre, 12, rnd, key(2), k)
+                        tr["r"][k] = min(max(d + s_prev[k] * (1 << spec.p_frac), 0), top)
+            else:
+                pairs = [("p", "pi", x, 0, 6)]
+                if self.w_rec is not None:
+                    pairs.append(("r", "ri", s_prev, 2, 7))
+                k_cur = 12 - spec.pi_frac + spec.p_frac
+                for name, cur, imp, k_p, k_i in pairs:
+                    for j in range(len(imp)):
+                        total = tr[name][j] * spec.lam_pre + tr[cur][j] * (1 << k_cur)
+                        p_new = shift_round(total, 12, rnd, key(k_p), j)
+                        d = shift_round(tr[cur][j] * spec.lam_syn, 12, rnd, key(k_i), j)
+                        tr[cur][j] = min(max(d + imp[j] * (1 << spec.pi_frac), 0), top)
+                        tr[name][j] = min(max(p_new, 0), top)
             tr["psi"] = []
             for i in range(n):
                 vc = st["h"][i] - self.vth * 64

@@ -37,9 +37,10 @@ synaptic sum and the bias enter the current one step late, the bias from ``t = 1
 
 with ``du = 4095 − round(β·4096)`` (the current keeps ``(4095 − du)/4096``;
 :func:`~quantization.nodes.spiking.current_decay_du`) per neuron. The node keeps
-``a[t]`` itself for the next step (``a_prev``). A current-based layer does not learn on
-device: its S-TLLR needs the current traces ``P^i``, ``R^i`` of the CuLIF with a
-per-neuron gain, which no integer kind holds yet (docs/fixed_point.md, "Adaptive layers").
+``a[t]`` itself for the next step (``a_prev``). On device it learns with the CuLIF's
+current traces (``stllr_current_trace_step``: ``P`` reads ``P^i[t−1]``, ``R`` reads
+``R^i[t−1]``, decay λ_syn one per layer) and the AdLIF's per-neuron gains below
+(docs/neurons.md §3b, "current-based"; docs/fixed_point.md, "Adaptive layers").
 
 On-device S-TLLR (the float rule of docs/neurons.md §3b, "direct (AdLIF)"; integer form
 in docs/fixed_point.md, "Adaptive layers"): with a ``LearningSpec`` (``gain_frac = 12``)
@@ -47,6 +48,7 @@ the node keeps the LIF's traces, Ψ read at the voltage before reset::
 
     Ψ[t]     = table[clip((h[t] − (vth << 6)) >> shift, −half, half) + half]
     P, Q, R  ← stllr_trace_step(P, Q, R; x[t], Ψ[t], s[t−1])     Q[t−1] kept for learn
+    (CuAdLIF: P, P^i, Q, R, R^i ← stllr_current_trace_step(...; x[t], Ψ[t], s[t−1]))
 
 and ``learn`` weights the two terms of each post neuron ``i`` by its 12-bit gains
 (:func:`post_gains`: ``G_i ≈ 4096·(κ_i/κ_m)²``, ``H_i ≈ 4096·κ_i/κ_m`` with
@@ -84,6 +86,7 @@ from quantization.kernels import (
     STREAM_WREC,
     node_stream_key,
     psi_lookup,
+    stllr_current_trace_step,
     stllr_eligibility_terms,
     stllr_trace_step,
 )
@@ -145,6 +148,9 @@ class AdaptiveLayer:
     learning: LearningSpec | None = None
     #: current decay per neuron (Lava's du, 0 … 4095): ``None`` no current state (AdLIF)
     du: torch.Tensor | None = None
+    #: current-based only: λ_syn of the float rule's current traces (one per layer;
+    #: ``None``: the mean of the integer current's decays ``(4095 − du)/4096``)
+    lambda_syn: float | None = None
 
     def __post_init__(self) -> None:
         n = int(self.weight.shape[0])
@@ -159,16 +165,13 @@ class AdaptiveLayer:
                     f"AdaptiveLayer {self.name}: {key} must be [{n}] integers in {lo} … {hi}"
                 )
         spec = self.learning
-        if spec is not None and self.du is not None:
-            raise ValueError(
-                f"AdaptiveLayer {self.name}: a current-based AdLIF layer (du) cannot learn on "
-                "device (no integer current traces with per-neuron gains); expected learning=None"
-            )
-        if spec is not None and (self.psi is None or spec.pi_frac is not None
+        cur = self.current_based
+        if spec is not None and (self.psi is None or (spec.pi_frac is not None) != cur
                                  or spec.gain_frac != GAIN_FRAC):  # fmt: skip
             raise ValueError(
                 f"AdaptiveLayer {self.name}: a plastic AdLIF layer needs its Ψ table and a "
-                f"LearningSpec without current traces and with gain_frac = {GAIN_FRAC}"
+                f"LearningSpec {'with' if cur else 'without'} current traces (pi_frac) and "
+                f"with gain_frac = {GAIN_FRAC}"
             )
 
     @property
@@ -191,6 +194,18 @@ class AdaptiveLayer:
     def current_based(self) -> bool:
         """The CuAdLIF (a current state with decay ``du``)."""
         return self.du is not None
+
+    @property
+    def current_traces(self) -> bool:
+        """Plastic and current-based: the traces include ``P^i`` (and ``R^i``)."""
+        return self.learning is not None and self.current_based
+
+    @property
+    def current_trace_decay(self) -> float:
+        """λ_syn of the current traces: ``lambda_syn``, else the mean current decay."""
+        if self.lambda_syn is not None:
+            return self.lambda_syn
+        return float((DU_NONE - self.du.double()).mean()) / DECAY_UNITY
 
     @property
     def gains(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -322,13 +337,24 @@ def forward(node: AdaptiveLayer, state: AdaptiveState | None, inputs, host, step
         s_prev = state.s if state is not None else zeros_like(s)
     tr = state.traces if state is not None and state.traces is not None else None
     if tr is None:
-        tr = Traces(zeros_like(x), zeros_like(s), None if s_prev is None else zeros_like(s))
-    p, q, r = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec, node.psi.frac, step,
-                               index)  # fmt: skip
+        r0 = None if s_prev is None else zeros_like(s)
+        tr = Traces(zeros_like(x), zeros_like(s), r0)
+        if node.current_traces:
+            tr = tr._replace(pi=zeros_like(x), ri=r0)
     top = (1 << spec.trace_bits) - 1
+    if node.current_traces:
+        p, pi, q, r, ri = stllr_current_trace_step(
+            tr.p, tr.pi, tr.q, tr.r, tr.ri, x, psi, s_prev, spec, node.psi.frac, step, index
+        )
+        host.count(node.name + "/trace_current", pi, top)
+        traces = Traces(p, q, r, pi, ri)
+    else:
+        p, q, r = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec, node.psi.frac, step,
+                                   index)  # fmt: skip
+        traces = Traces(p, q, r)
     host.count(node.name + "/trace_pre", p, top)
     host.count(node.name + "/trace_post", q, top)
-    return Step(s, new._replace(traces=Traces(p, q, r), psi=psi, q_prev=tr.q, x=x,
+    return Step(s, new._replace(traces=traces, psi=psi, q_prev=tr.q, x=x,
                                 s_prev=s_prev))  # fmt: skip
 
 
@@ -416,7 +442,7 @@ def from_float(spec: FloatAdaptive, scales: dict, cfg: PTQConfig) -> Quantized:
         spec.name, spec.inputs, ms[0], e, dv, dw, ka, kb.to(torch.int64),
         rep.vth, spec.reset, bias_mant, bias_exp, ms[1] if len(ms) > 1 else None,
         cfg.weight_bits, gain=rep.gain, psi=psi_table(spec.psi, v_lsb),
-        factors=tuple(spec.factors.as_list()), du=du,
+        factors=tuple(spec.factors.as_list()), du=du, lambda_syn=spec.lambda_syn,
     )  # fmt: skip
     return Quantized(node, rep, 1.0)
 
