@@ -272,6 +272,8 @@ class PyAdaptiveModelFloat(_FloatSTLLR, _FloatNodeModel):
     p: np.ndarray = _var()
     q: np.ndarray = _var()
     r: np.ndarray = _var()
+    pi: np.ndarray = _var()  # the process's current traces: unused (no float CuAdLIF learning)
+    ri: np.ndarray = _var()
     STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s", "psi", "p", "q", "r")
     PER_STEP = ("v",)
     FLOAT_PARAM = "adlif"
