@@ -144,3 +144,16 @@ def test_ptq_of_a_cuadlif_network_follows_the_float_model(mode):
     memoryless = dataclasses.replace(node, du=torch.full_like(node.du, 4095))
     err_wrong, _, _, _ = _follow(m, memoryless, x, qnet)
     assert err_wrong > 0.05
+
+
+def test_the_footprint_counts_the_current_decay():
+    """pipeline.cost.footprint: a CuAdLIF layer holds one 12-bit ``du`` per neuron more."""
+    from types import SimpleNamespace
+
+    from pipeline.cost import footprint
+
+    ad = AdaptiveLayer("ad", ("input",), _i([[1, 2]] * 3), 0, _i([9] * 3), _i([9] * 3),
+                       _i([0] * 3), _i([0] * 3), 1, "hard")  # fmt: skip
+    cu = dataclasses.replace(ad, du=_i([7] * 3))
+    (a,), (c,) = (footprint(SimpleNamespace(nodes=(n,))) for n in (ad, cu))
+    assert c["param_bytes"] - a["param_bytes"] == 3 * 12 / 8
