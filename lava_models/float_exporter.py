@@ -232,12 +232,18 @@ def _float_adaptive_shape(n, in_shapes):
 
 def _float_adaptive(n, ctx: ExportContext) -> NodeExport:
     from lava_models.processes import AdaptiveProcess
-    from stllr.neurons.dynamics import AdLIFParams
+    from stllr.neurons.dynamics import AdLIFParams, CuAdLIFParams
 
     (out,) = ctx.out_shape
-    params = AdLIFParams(*(np.broadcast_to(_f64(t), (out,)).copy()
-                           for t in (n.alpha, n.rho, n.a, n.b)),
-                         float(n.threshold), n.reset)  # fmt: skip
+
+    def per_neuron(*ts):
+        return (np.broadcast_to(_f64(t), (out,)).copy() for t in ts)
+
+    if n.beta is None:
+        params = AdLIFParams(*per_neuron(n.alpha, n.rho, n.a, n.b), float(n.threshold), n.reset)
+    else:  # the current-based AdLIF
+        params = CuAdLIFParams(*per_neuron(n.alpha, n.beta, n.rho, n.a, n.b),
+                               float(n.threshold), n.reset)  # fmt: skip
     proc = AdaptiveProcess(
         in_shape=ctx.in_shapes[0], out_shape=ctx.out_shape, weight=_f64(n.weight),
         bias=_f64(n.bias), weight_rec=_f64(n.weight_rec), adlif=params, psi=n.psi,

@@ -158,6 +158,8 @@ def footprint(qnet) -> list[dict]:
         if isinstance(n, AdaptiveLayer):  # per neuron dv, dw, ka, kb; ω and h besides u, v
             param_bits += neurons * (2 * DV_BITS + KA_BITS + STATE_BITS) - DV_BITS
             state_bits += neurons * STATE_BITS * 2
+            if n.du is not None:  # the CuAdLIF's current decay, per neuron
+                param_bits += neurons * DV_BITS
         rows.append(
             {
                 "layer": n.name,

@@ -3,16 +3,17 @@
 The integer node kinds (docs/node_kinds.md) hold the toolkit's LIF and the current-based
 LIF (docs/neurons.md §1), with on-device S-TLLR for both (docs/fixed_point.md); so the
 pipeline deploys ``neuron = "lif"``, ``"culif"`` and ``"pculif"`` with one decay per layer
-(PTQ keeps one 12-bit decay per layer), and ``"adlif"`` (the ``AdaptiveLayer`` kind,
-``quantization/nodes/adaptive.py``), whose layer learns on device too (docs/fixed_point.md,
-"Adaptive layers"). A first-spike-coded network (``arch`` one of :data:`FS_ARCHS`,
-``readout = "first_spike"``, hidden and output neurons ``lif``, ``culif`` or ``pculif``
-per layer) deploys as integer spiking layers read by its first output spike
+(PTQ keeps one 12-bit decay per layer), and ``"adlif"`` and ``"cuadlif"`` (the
+``AdaptiveLayer`` kind, ``quantization/nodes/adaptive.py``, the latter with a current),
+whose layer learns on device too (docs/fixed_point.md, "Adaptive layers"). A
+first-spike-coded network (``arch`` one of :data:`FS_ARCHS`, ``readout = "first_spike"``,
+hidden and output neurons ``lif``, ``culif`` or ``pculif`` per layer) deploys as integer
+spiking layers read by its first output spike
 (docs/first_spike.md, "In the pipeline"; the convolutional ``fs_gesture`` / ``fs_plane``
 with pooling and flatten nodes between them); it adapts on device from a host-computed
 first-spike teaching signal (docs/first_spike.md, "On-device learning of a first-spike
 network"), and it is not fine-tuned with QAT. It refuses, before any training, what it
-cannot deploy yet: CuAdLIF (no integer kind), the rate-coded spiking-output networks
+cannot deploy yet: PCuLIF with per-neuron decays, the rate-coded spiking-output networks
 (``readout = rate``), AdLIF in a spiking-output network and QAT of a first-spike network.
 """
 
@@ -22,7 +23,7 @@ from stllr.config import ExperimentConfig
 from stllr.errors import UserError
 
 #: neurons with an integer kind (``pculif`` with ``decay_mode = "layer"`` only)
-DEPLOYABLE_NEURONS = ("lif", "culif", "pculif", "adlif")
+DEPLOYABLE_NEURONS = ("lif", "culif", "pculif", "adlif", "cuadlif")
 #: neurons of a deployable first-spike network (hidden and output layers)
 FS_NEURONS = ("lif", "culif", "pculif")
 #: first-spike archs with an integer converter (quantization/convert_spiking_output.py)

@@ -279,20 +279,21 @@ def _convert_chain(model, factors):
 def _convert_shd_neurons(model, factors):
     """The SHD network of a current-based neuron (``neuron = culif``, or ``pculif`` with one
     decay per layer; docs/neurons.md): its recurrent layer as a current-based FloatSpiking
-    (α = the voltage decay, β = the current decay, θ). An AdLIF layer (``neuron = adlif``,
-    either decay mode) becomes a FloatAdaptive. CuAdLIF and per-neuron current decays have
-    no integer kind yet: a TypeError names them."""
+    (α = the voltage decay, β = the current decay, θ). An AdLIF or CuAdLIF layer
+    (``neuron = adlif | cuadlif``, either decay mode) becomes a FloatAdaptive (with β for
+    the CuAdLIF). A CuLIF/PCuLIF with per-neuron current decays has no integer kind yet: a
+    TypeError names it."""
     from stllr.neurons.layers import RecurrentNeuronSTLLR
 
     rec = model.rec
     pop, spec = rec.neurons, rec.neurons.spec
-    if spec.kind == "adlif":
+    if spec.kind in ("adlif", "cuadlif"):
         layer = _adaptive_spec(rec, factors, RecurrentNeuronSTLLR)
     elif spec.kind not in ("culif", "pculif") or spec.mode != "layer":
         raise TypeError(
             f"neuron {spec.kind!r} (decay_mode {spec.mode!r}): only current-based neurons with "
-            "one decay per layer (culif, pculif with decay_mode=layer) and adlif have an "
-            "integer kind"
+            "one decay per layer (culif, pculif with decay_mode=layer), adlif and cuadlif have "
+            "an integer kind"
         )
     else:
         layer = _current_spec(rec, pop, spec, factors, RecurrentNeuronSTLLR)
@@ -369,7 +370,8 @@ def _rec_weights(rec):
 
 def _adaptive_spec(rec, factors, stllr_cls) -> FloatAdaptive:
     """The AdLIF layer (α, ρ, a, b per neuron or per layer, θ; the S-TLLR layer's Ψ and
-    factors, or ``factors`` if given; ``DEFAULT_FACTORS`` for the BPTT layer)."""
+    factors, or ``factors`` if given; ``DEFAULT_FACTORS`` for the BPTT layer). A CuAdLIF
+    layer adds β and λ_syn (the S-TLLR layer's, the mean β for the BPTT one)."""
     p = rec.neurons.params()
     f = factors or (rec.factors if isinstance(rec, stllr_cls) else DEFAULT_FACTORS)
     w, w_rec, bias = _rec_weights(rec)
@@ -377,10 +379,14 @@ def _adaptive_spec(rec, factors, stllr_cls) -> FloatAdaptive:
     def t(v):
         return torch.as_tensor(v).detach().double().clone()
 
+    beta = lam_syn = None
+    if hasattr(p, "beta"):
+        beta = t(p.beta)
+        lam_syn = rec.lambda_syn if isinstance(rec, stllr_cls) else float(beta.mean())
     return FloatAdaptive("rec", ("input",), w.detach().clone(), bias, t(p.alpha), t(p.rho),
                          t(p.a), t(p.b), p.threshold, p.reset,
                          weight_rec=w_rec.detach().clone(), source=rec, psi=rec.psi_name,
-                         factors=f)  # fmt: skip
+                         factors=f, beta=beta, lambda_syn=lam_syn)  # fmt: skip
 
 
 def _current_spec(rec, pop, spec, factors, stllr_cls) -> FloatSpiking:

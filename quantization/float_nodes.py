@@ -54,6 +54,8 @@ class FloatAdaptive:
     """A dense AdLIF layer (docs/neurons.md §2): ``c = Ŵx + b (+ Ŵ_rec s[t−1])``,
     ``v[t] = α·v̂[t−1] + (1−α)·(c[t] − w[t−1])``, ``w[t] = ρ·w[t−1] + a·h[t−1] + b_s·s[t−1]``;
     ``alpha``, ``rho``, ``a``, ``b`` (the spike coupling b_s) per neuron ``[out]`` or scalar.
+    ``beta`` (the current decay β, per neuron or scalar) makes it the current-based AdLIF:
+    ``v[t] = α·v̂[t−1] + (1−α)·(i[t−1] − w[t−1])``, ``i[t] = β·i[t−1] + c[t]``.
     ``psi`` (the surrogate's name) and ``factors`` are those of its S-TLLR rule
     (docs/neurons.md §3b, "direct (AdLIF)"), used when it learns on device."""
 
@@ -72,6 +74,9 @@ class FloatAdaptive:
     source: Any = field(default=None, compare=False, repr=False)
     psi: str = "e"
     factors: STLLRFactors = field(default_factory=STLLRFactors)
+    beta: torch.Tensor | None = None
+    #: current-based only: λ_syn of its S-TLLR current traces (one per layer)
+    lambda_syn: float | None = None
 
 
 @dataclass(frozen=True)

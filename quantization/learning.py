@@ -45,6 +45,9 @@ _CURRENT_FRAC = 16  # their fractional bits for a current-based node (P, P^i)
 
 
 def _current_based(n) -> bool:
+    """A node with current traces: the CuLIF, or the CuAdLIF (an AdaptiveLayer with du)."""
+    if isinstance(n, AdaptiveLayer):
+        return n.current_based
     return isinstance(n, SpikingLayer) and n.du != DU_NONE
 
 

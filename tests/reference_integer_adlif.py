@@ -7,6 +7,12 @@ and one neuron at a time::
     v     = clip24(decay(v̂[t−1], dv_i) + u + bias_i − ω_i[t−1])
     s     = [v > vth·64];   h = v;   v̂ = 0 (hard) or v − vth·64 (soft) where s
     ω_i   = clip24(decay(ω_i[t−1], dw_i) + tz(ka_i·h_i[t−1] / 2^24) + kb_i·s_i[t−1])
+
+and, with a current decay ``du`` (the current-based AdLIF), ``a`` and the bias one step
+late into a current that keeps ``(4095 − du_i)/4096`` of itself::
+
+    u     = wrap24(decay(u_i[t−1], du_i + 1) + a[t−1]·64 + bias_i·[t ≥ 1])
+    v     = clip24(decay(v̂[t−1], dv_i) + u − ω_i[t−1])
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ def _tz_div(x: int, d: int) -> int:
 class RefAdaptive:
     """Per-sample state lists; ``w``, ``w_rec`` nested lists; the constants lists of ints."""
 
-    def __init__(self, w, w_rec, bias, dv, dw, ka, kb, vth, reset):
-        self.w, self.w_rec, self.bias = w, w_rec, bias
+    def __init__(self, w, w_rec, bias, dv, dw, ka, kb, vth, reset, du=None):
+        self.w, self.w_rec, self.bias, self.du = w, w_rec, bias, du
         self.dv, self.dw, self.ka, self.kb = dv, dw, ka, kb
         self.vth, self.reset = vth, reset
         self.state = None
@@ -32,22 +38,30 @@ class RefAdaptive:
     def step(self, xs: list[list[int]]) -> list[list[int]]:
         n = len(self.w)
         if self.state is None:
-            self.state = [{"v": [0] * n, "w": [0] * n, "h": [0] * n, "s": [0] * n, "u": [0] * n}
-                          for _ in xs]  # fmt: skip
+            self.state = [{"v": [0] * n, "w": [0] * n, "h": [0] * n, "s": [0] * n, "u": [0] * n,
+                           "a": None} for _ in xs]  # fmt: skip
         out = []
         for b, x in enumerate(xs):
             st = self.state[b]
-            new = {"v": [], "w": [], "h": [], "s": [], "u": []}
+            new = {"v": [], "w": [], "h": [], "s": [], "u": [], "a": []}
             for i in range(n):
                 a = sum(self.w[i][j] * x[j] for j in range(len(x)))
                 if self.w_rec is not None:
                     a += sum(self.w_rec[i][k] * st["s"][k] for k in range(n))
-                u = a * 64
+                new["a"].append(a)
+                bias = self.bias[i]
+                if self.du is None:
+                    u = a * 64
+                else:  # the current: last step's a and the bias (none at t = 0)
+                    u = decay(st["u"][i], self.du[i] + 1)
+                    if st["a"] is not None:
+                        u += st["a"][i] * 64 + bias
+                    bias = 0
                 if u > UV:
                     u -= 2 * UV
                 if u <= -UV:
                     u += 2 * UV
-                v = decay(st["v"][i], self.dv[i]) + u + self.bias[i] - st["w"][i]
+                v = decay(st["v"][i], self.dv[i]) + u + bias - st["w"][i]
                 v = min(max(v, -UV + 1), UV - 1)
                 omega = decay(st["w"][i], self.dw[i]) + _tz_div(self.ka[i] * st["h"][i], 1 << 24)
                 omega = min(max(omega + self.kb[i] * st["s"][i], -UV + 1), UV - 1)
@@ -92,9 +106,15 @@ class RefAdaptivePlastic(RefAdaptive):
 
         W_ij   = W_ij − round_stoch((W_ij − W0_ij) / 2^k)
 
+    A current-based layer (``du``) runs P and R through current traces (docs/fixed_point.md,
+    "Current-based layers")::
+
+        P_j    = sat(round((P_j·λ_pre + P^i_j·2^(12 − pi_frac + p_frac)) / 2^12))
+        P^i_j  = sat(round(P^i_j·λ_syn / 2^12) + x_j·2^pi_frac)       R, R^i the same of s
+
     Random streams: those of tests/reference_integer_stllr.py (P 0, Q 1, R 2, Q's impulse 3,
-    W 4, W_rec 5, the pulls of W 8 and W_rec 9 of the node). ``gains`` ``(G, H)`` lists of
-    ints (default: by hand)."""
+    W 4, W_rec 5, P^i 6, R^i 7, the pulls of W 8 and W_rec 9 of the node). ``gains``
+    ``(G, H)`` lists of ints (default: by hand)."""
 
     def __init__(self, *args, spec, psi, node_index=0, gains=None):
         super().__init__(*args)
@@ -112,7 +132,8 @@ class RefAdaptivePlastic(RefAdaptive):
         spec, (table, shift, half, frac) = self.spec, self.psi
         top = (1 << spec.trace_bits) - 1
         if self.tr is None:
-            self.tr = [{"p": [0] * len(x), "q": [0] * n, "r": [0] * n} for x in xs]
+            self.tr = [{"p": [0] * len(x), "q": [0] * n, "r": [0] * n, "pi": [0] * len(x),
+                        "ri": [0] * n} for x in xs]  # fmt: skip
         rnd = spec.trace_rounding
 
         def key(q):
@@ -122,13 +143,26 @@ class RefAdaptivePlastic(RefAdaptive):
             tr, st = self.tr[b], self.state[b]
             s_prev = [0] * n if prev is None else prev[b]
             tr["x"], tr["s_prev"], tr["q_prev"] = list(x), s_prev, list(tr["q"])
-            for j in range(len(x)):
-                d = shift_round(tr["p"][j] * spec.lam_pre, 12, rnd, key(0), j)
-                tr["p"][j] = min(max(d + x[j] * (1 << spec.p_frac), 0), top)
-            if self.w_rec is not None:
-                for k in range(n):
-                    d = shift_round(tr["r"][k] * spec.lam_pre, 12, rnd, key(2), k)
-                    tr["r"][k] = min(max(d + s_prev[k] * (1 << spec.p_frac), 0), top)
+            if self.du is None:
+                for j in range(len(x)):
+                    d = shift_round(tr["p"][j] * spec.lam_pre, 12, rnd, key(0), j)
+                    tr["p"][j] = min(max(d + x[j] * (1 << spec.p_frac), 0), top)
+                if self.w_rec is not None:
+                    for k in range(n):
+                        d = shift_round(tr["r"][k] * spec.lam_pre, 12, rnd, key(2), k)
+                        tr["r"][k] = min(max(d + s_prev[k] * (1 << spec.p_frac), 0), top)
+            else:
+                pairs = [("p", "pi", x, 0, 6)]
+                if self.w_rec is not None:
+                    pairs.append(("r", "ri", s_prev, 2, 7))
+                k_cur = 12 - spec.pi_frac + spec.p_frac
+                for name, cur, imp, k_p, k_i in pairs:
+                    for j in range(len(imp)):
+                        total = tr[name][j] * spec.lam_pre + tr[cur][j] * (1 << k_cur)
+                        p_new = shift_round(total, 12, rnd, key(k_p), j)
+                        d = shift_round(tr[cur][j] * spec.lam_syn, 12, rnd, key(k_i), j)
+                        tr[cur][j] = min(max(d + imp[j] * (1 << spec.pi_frac), 0), top)
+                        tr[name][j] = min(max(p_new, 0), top)
             tr["psi"] = []
             for i in range(n):
                 vc = st["h"][i] - self.vth * 64

@@ -115,10 +115,11 @@ def test_du_of_a_current_decay():
         current_decay_du(1.0)
 
 
-def test_current_based_adaptive_neurons_are_refused_by_name():
-    """CuAdLIF has no integer kind (AdLIF has: tests/test_adlif_integer.py)."""
-    with pytest.raises(TypeError, match="cuadlif.*have an integer kind"):
-        quantize_model(_float_model("cuadlif", "neuron"), [torch.zeros(3, 2, 40)])
+def test_per_neuron_current_decays_are_refused_by_name():
+    """A PCuLIF with one current decay per neuron has no integer kind (the CuAdLIF has:
+    tests/test_cuadlif_integer.py)."""
+    with pytest.raises(TypeError, match="'pculif' .decay_mode 'neuron'.*have an integer kind"):
+        quantize_model(_float_model("pculif", "neuron"), [torch.zeros(3, 2, 40)])
 
 
 def test_8bit_network_equals_a_float64_loop_of_its_own_constants():

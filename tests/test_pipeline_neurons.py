@@ -143,3 +143,21 @@ def test_latency_equals_a_naive_recomputation(culif_run):
     report = (run_dir / "report" / "report.md").read_text()
     assert "first spike of 'rec' (step)" in report
     assert torch.isfinite(torch.tensor(lat["float"]["decision_step"]))
+
+
+@pytest.mark.slow
+def test_cuadlif_network_deploys_and_learns_on_device(tmp_path):
+    """``neuron = cuadlif``: the recurrent layer is a current-based AdaptiveLayer, bit-exact
+    in Lava; it (current traces) and the readout learn on device, Lava's learned weights
+    equal the emulator's."""
+    from quantization.network import AdaptiveLayer, QNetwork
+
+    run_dir, _ = _run(tmp_path, "train.neuron=cuadlif", "train.hidden=12",
+                      "train.standin_train=24")  # fmt: skip
+    qnet = QNetwork.load(run_dir / "quantize" / "quantized.pt")
+    rec = qnet.node("rec")
+    assert isinstance(rec, AdaptiveLayer) and rec.current_based
+    lava = _json(run_dir / "lava" / "lava.json")
+    assert lava["bit_exact"] and lava["lava_vs_emulator_agreement"] == 1.0
+    res = _json(run_dir / "adaptation" / "adaptation.json")
+    assert res["settings"]["layers"] == ["rec", "readout"] and res["lava"]["weights_equal"]

@@ -60,11 +60,6 @@ def test_an_explicit_config_and_run_folder(tmp_path):
         ({"skip_lava": True, "rerun_from": "lava"}, "--rerun-from lava and --skip-lava"),
         ({"resume": True, "out": Path("no/such/run")}, "--resume: no/such/run holds no pipeline"),
         (
-            {"overrides": ["train.neuron=cuadlif"]},
-            r"shd_standin.toml: train.neuron = 'cuadlif' cannot be deployed yet .no integer "
-            r"kind.; the pipeline deploys train.neuron = lif, culif, pculif, adlif",
-        ),
-        (
             {"overrides": ["train.neuron=pculif", "train.decay_mode=neuron"]},
             "train.decay_mode = 'neuron' with neuron pculif cannot be deployed",
         ),
@@ -119,5 +114,9 @@ def test_the_ntidigits_standin_and_culif_configs():
     assert (adlif.train.task, adlif.train.neuron) == ("shd-standin", "adlif")
     assert adlif.adaptation.layers == ("rec", "readout")  # the AdLIF layer learns on device
     check_deployable(adlif.train, "shd_standin_adlif.toml", adlif.adaptation.layers)
+    # the CuAdLIF has an integer kind and learns on device too (tests/test_cuadlif_*.py)
+    cu, _ = resolve_run(config=CONFIG_DIR / "shd_standin_adlif.toml",
+                        overrides=["train.neuron=cuadlif"])  # fmt: skip
+    assert cu.train.neuron == "cuadlif" and cu.adaptation.layers == ("rec", "readout")
     tasks = pipeline_tasks()
     assert len(tasks) == len(set(tasks)) and "ntidigits-standin" in tasks

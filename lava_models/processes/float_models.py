@@ -20,6 +20,8 @@ a batch axis of 1 is added for the torch calls)::
                     ls_in connected: receive L;  Ŵ ← Ŵ − lr · (α_pre Σ (L⊙Ψ)ᵀ P
                               + α_post Σ (L⊙Q[t−1])ᵀ x), Ŵ_rec the same with R and s[t−1]
     AdaptiveProcess c = Ŵ x + b (+ Ŵ_rec s[t−1]);  s, v − θ, (v̂, w, h, s) = adlif_step(c, …)
+                    (``adlif`` a CuAdLIFParams: (i, v̂, w, h, s) = cuadlif_step(c, …),
+                    ``u`` holds the current i; not plastic)
                     plastic: the STLLRLayer's traces and update (direct drive: P of x
                     itself) with Ψ scaled by the per-neuron κ = 1 − α in the α_pre term
     ReadoutProcess  o, P = AccumulateStep(x, W, b, P, o[t−1], γ, λ_pre);  send o;
@@ -86,9 +88,12 @@ from stllr.neuron import lif_step
 from stllr.neurons.dynamics import (
     AdLIFParams,
     AdLIFState,
+    CuAdLIFParams,
+    CuAdLIFState,
     CuLIFParams,
     CuLIFState,
     adlif_step,
+    cuadlif_step,
     culif_step,
 )
 from stllr.neurons.eligibility import PreTrace, pre_trace_step
@@ -267,6 +272,8 @@ class PyAdaptiveModelFloat(_FloatSTLLR, _FloatNodeModel):
     p: np.ndarray = _var()
     q: np.ndarray = _var()
     r: np.ndarray = _var()
+    pi: np.ndarray = _var()  # the process's current traces: unused (no float CuAdLIF learning)
+    ri: np.ndarray = _var()
     STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s", "psi", "p", "q", "r")
     PER_STEP = ("v",)
     FLOAT_PARAM = "adlif"
@@ -274,13 +281,22 @@ class PyAdaptiveModelFloat(_FloatSTLLR, _FloatNodeModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         p = proc_params["adlif"]
-        t = torch.as_tensor
-        self.params = AdLIFParams(t(p.alpha, dtype=torch.float64), t(p.rho, dtype=torch.float64),
-                                  t(p.a, dtype=torch.float64), t(p.b, dtype=torch.float64),
-                                  float(p.threshold), p.reset)  # fmt: skip
+
+        def t(v):
+            return torch.as_tensor(v, dtype=torch.float64)
+
+        self.current = isinstance(p, CuAdLIFParams)  # the current-based AdLIF
+        if self.current:
+            self.params = CuAdLIFParams(t(p.alpha), t(p.beta), t(p.rho), t(p.a), t(p.b),
+                                        float(p.threshold), p.reset)  # fmt: skip
+        else:
+            self.params = AdLIFParams(t(p.alpha), t(p.rho), t(p.a), t(p.b), float(p.threshold),
+                                      p.reset)  # fmt: skip
         self.recurrent = bool(proc_params["recurrent"])
         self.ops = DenseOps()
         self.spec = proc_params["learning"]
+        if self.current and self.spec is not None:
+            raise ValueError("AdaptiveProcess: a current-based AdLIF layer cannot learn on device")
         psi = proc_params["psi"]
         self.surrogate = None if psi is None else get_surrogate(psi)
         self.kappa = 1.0 - self.params.alpha
@@ -293,9 +309,14 @@ class PyAdaptiveModelFloat(_FloatSTLLR, _FloatNodeModel):
         c = self.ops.current(x, tensor(self.weights), tensor(self.bias))
         if self.recurrent:
             c = c + self.ops.current(state.s, tensor(self.weight_rec), None)
-        s, v_c, new = adlif_step(c, state, self.params)
-        self.send(sample(s))  # before ls_in: a signal computed from this output cannot deadlock
-        self.u, self.v, self.w, self.h, self.s = (sample(a) for a in (c, *new))
+        if self.current:
+            s, v_c, new = cuadlif_step(c, CuAdLIFState(batch(self.u), *state), self.params)
+            self.send(sample(s))
+            self.u, self.v, self.w, self.h, self.s = (sample(a) for a in new)
+        else:
+            s, v_c, new = adlif_step(c, state, self.params)
+            self.send(sample(s))  # before ls_in: a signal from this output cannot deadlock
+            self.u, self.v, self.w, self.h, self.s = (sample(a) for a in (c, *new))
         if self.spec is not None:
             self.learn(x, state.s, v_c)
         self.record(self.s)

@@ -351,7 +351,8 @@ class PyUpsampleModelFixed(StatelessKindModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyAdaptiveModelFixed(KindModel):
-    """Synapses + integer AdLIF + S-TLLR: :mod:`quantization.nodes.adaptive` on one sample."""
+    """Synapses + integer AdLIF (or CuAdLIF) + S-TLLR: :mod:`quantization.nodes.adaptive` on
+    one sample."""
 
     s_in: PyInPort = in_port_type(24)
     ls_in: PyInPort = in_port_type(8)
@@ -368,18 +369,25 @@ class PyAdaptiveModelFixed(KindModel):
     p: np.ndarray = var_type(32)
     q: np.ndarray = var_type(32)
     r: np.ndarray = var_type(32)
-    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s", "psi", "p", "q", "r")
+    pi: np.ndarray = var_type(32)  # current traces P^i, R^i (current-based nodes)
+    ri: np.ndarray = var_type(32)
+    STATE = ("weights", "weight_rec", "u", "v", "w", "h", "s", "psi", "p", "q", "r", "pi", "ri")
 
     def run_spk(self) -> None:
         if self.starts_sample():
-            self.zero("u", "v", "w", "h", "s", "psi", "p", "q", "r")
+            self.zero("u", "v", "w", "h", "s", "psi", "p", "q", "r", "pi", "ri")
+            self._a_prev = None
         x = self.s_in.recv().astype(np.int64)
         rec = self.node.recurrent
+        cur = self.node.current_traces
         traces = None
         if self.node.learning is not None:
-            traces = Traces(self.p, self.q, self.r if rec else None)
-        state = AdaptiveState(self.u, self.v, self.w, self.h, self.s, traces)
+            traces = Traces(self.p, self.q, self.r if rec else None, self.pi if cur else None,
+                            self.ri if rec and cur else None)  # fmt: skip
+        state = AdaptiveState(self.u, self.v, self.w, self.h, self.s, traces,
+                              a_prev=getattr(self, "_a_prev", None))  # fmt: skip
         step = self.forward(state, [x])
+        self._a_prev = step.state.a_prev  # a current-based node's a[t] (kept in the model)
         self.send(step.out)  # before ls_in: a signal computed from this output cannot deadlock
         new = step.state
         self.u, self.v, self.w, self.h, self.s = (np.asarray(a) for a in new[:5])
@@ -387,6 +395,10 @@ class PyAdaptiveModelFixed(KindModel):
             self.p, self.q, self.psi = new.traces.p, new.traces.q, new.psi
             if rec:
                 self.r = new.traces.r
+            if cur:
+                self.pi = new.traces.pi
+                if rec:
+                    self.ri = new.traces.ri
         if self.learns():
             signal = self.ls_in.recv().astype(np.int64)
             w = SynapseWeights(self.weights, self.weight_rec if rec else None)

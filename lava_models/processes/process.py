@@ -316,7 +316,8 @@ class AdaptiveProcess(AbstractProcess):
     On-device S-TLLR (a plastic node, or a float layer with ``learning``): the third factor
     arrives on ``ls_in`` (``out_shape``; leave it unconnected for no learning) and the Vars
     ``psi`` (last Ψ), ``p`` (pre-trace, ``in_shape``), ``q`` (post-trace) and ``r``
-    (recurrent pre-trace) hold the traces."""
+    (recurrent pre-trace) hold the traces, and ``pi``, ``ri`` the current traces of a
+    current-based (CuAdLIF) node."""
 
     def __init__(self, *, in_shape, out_shape, weight, bias=None, weight_rec=None, adlif=None,
                  psi=None, learning=None, **kw):  # fmt: skip
@@ -332,7 +333,7 @@ class AdaptiveProcess(AbstractProcess):
         self.s_out = OutPort(shape=out_shape)
         self.ls_in = InPort(shape=out_shape)
         for name, shape in (("psi", out_shape), ("p", in_shape), ("q", out_shape),
-                            ("r", out_shape)):  # fmt: skip
+                            ("r", out_shape), ("pi", in_shape), ("ri", out_shape)):  # fmt: skip
             setattr(self, name, Var(shape=shape, init=np.zeros(shape, dtype)))
         w = array(weight)
         w_rec = np.zeros((n, n), dtype) if weight_rec is None else array(weight_rec)

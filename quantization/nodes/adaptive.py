@@ -24,12 +24,31 @@ one per layer), ``ka = round(κ·a·2^24)`` in 0 … 2^24 (24 fractional bits: �
 units). The voltage reads this step's input (no synaptic delay): the node runs
 on a host without delay only (the emulator with ``delay=0``, the toolkit's Lava process).
 
+Current-based AdLIF (CuAdLIF, docs/neurons.md §2: ``v[t] = α·v̂[t−1] + (1−α)·(i[t−1] −
+w[t−1])``, ``i[t] = β·i[t−1] + c[t]``): with a per-neuron 12-bit current decay ``du`` the
+node keeps ``u = κ·i / L`` as the integer current-based LIF does (quantization/nodes/
+spiking.py, Lava's ``LIF`` order: the current first, then the voltage reads it); the
+synaptic sum and the bias enter the current one step late, the bias from ``t = 1`` on
+(the float ``c[t]`` holds it and reaches ``v`` at ``t + 1``)::
+
+    u[t] = wrap24(decay(u[t−1], du + 1) + (a[t−1] << 6) + bias·[t ≥ 1])      a[−1] = 0
+    v[t] = clip24(decay(v̂[t−1], dv) + u[t] − ω[t−1])
+    s, h, v̂, ω as above
+
+with ``du = 4095 − round(β·4096)`` (the current keeps ``(4095 − du)/4096``;
+:func:`~quantization.nodes.spiking.current_decay_du`) per neuron. The node keeps
+``a[t]`` itself for the next step (``a_prev``). On device it learns with the CuLIF's
+current traces (``stllr_current_trace_step``: ``P`` reads ``P^i[t−1]``, ``R`` reads
+``R^i[t−1]``, decay λ_syn one per layer) and the AdLIF's per-neuron gains below
+(docs/neurons.md §3b, "current-based"; docs/fixed_point.md, "Adaptive layers").
+
 On-device S-TLLR (the float rule of docs/neurons.md §3b, "direct (AdLIF)"; integer form
 in docs/fixed_point.md, "Adaptive layers"): with a ``LearningSpec`` (``gain_frac = 12``)
 the node keeps the LIF's traces, Ψ read at the voltage before reset::
 
     Ψ[t]     = table[clip((h[t] − (vth << 6)) >> shift, −half, half) + half]
     P, Q, R  ← stllr_trace_step(P, Q, R; x[t], Ψ[t], s[t−1])     Q[t−1] kept for learn
+    (CuAdLIF: P, P^i, Q, R, R^i ← stllr_current_trace_step(...; x[t], Ψ[t], s[t−1]))
 
 and ``learn`` weights the two terms of each post neuron ``i`` by its 12-bit gains
 (:func:`post_gains`: ``G_i ≈ 4096·(κ_i/κ_m)²``, ``H_i ≈ 4096·κ_i/κ_m`` with
@@ -53,12 +72,21 @@ import torch
 from quantization.backend import round_float, saturate, xp_of
 from quantization.consolidation import consolidate_weights
 from quantization.float_nodes import FloatAdaptive
-from quantization.formats import ACT_SHIFT, DECAY_UNITY, FORMATS, MEMBRANE, UV_LIMIT, VTH_SHIFT
+from quantization.formats import (
+    ACT_SHIFT,
+    DECAY_UNITY,
+    DU_NONE,
+    FORMATS,
+    MEMBRANE,
+    UV_LIMIT,
+    VTH_SHIFT,
+)
 from quantization.kernels import (
     STREAM_W,
     STREAM_WREC,
     node_stream_key,
     psi_lookup,
+    stllr_current_trace_step,
     stllr_eligibility_terms,
     stllr_trace_step,
 )
@@ -82,7 +110,7 @@ from quantization.nodes.base import (
     register_kind,
     zeros_like,
 )
-from quantization.nodes.spiking import dense_correlate, weight_update_counted
+from quantization.nodes.spiking import current_decay_du, dense_correlate, weight_update_counted
 
 #: largest |kb| (24-bit signed membrane units; quantization.formats "adapt_kb")
 KB_MAX = FORMATS["adapt_kb"].max_int
@@ -96,7 +124,7 @@ GAIN_FRAC = 12
 class AdaptiveLayer:
     """Integer AdLIF layer (module docstring). ``weight`` int64 ``[out, in]``; ``dv``, ``dw``
     (12 bit), ``ka`` (24 fractional bits), ``kb`` (24 bit) int64 ``[out]`` (a per-layer
-    constant repeated)."""
+    constant repeated); ``du`` (12 bit, ``[out]``) makes it the current-based AdLIF."""
 
     name: str
     inputs: tuple[str, ...]
@@ -118,22 +146,32 @@ class AdaptiveLayer:
     psi: PsiTable | None = None
     factors: tuple[float, float, float, float] = (0.5, 0.8, -0.2, 1.0)
     learning: LearningSpec | None = None
+    #: current decay per neuron (Lava's du, 0 … 4095): ``None`` no current state (AdLIF)
+    du: torch.Tensor | None = None
+    #: current-based only: λ_syn of the float rule's current traces (one per layer;
+    #: ``None``: the mean of the integer current's decays ``(4095 − du)/4096``)
+    lambda_syn: float | None = None
 
     def __post_init__(self) -> None:
         n = int(self.weight.shape[0])
         for key, lo, hi in (("dv", 0, DECAY_UNITY - 1), ("dw", 0, DECAY_UNITY - 1),
-                            ("ka", 0, 1 << KA_SHIFT), ("kb", -KB_MAX, KB_MAX)):  # fmt: skip
+                            ("ka", 0, 1 << KA_SHIFT), ("kb", -KB_MAX, KB_MAX),
+                            ("du", 0, DU_NONE)):  # fmt: skip
             v = getattr(self, key)
+            if v is None and key == "du":
+                continue
             if tuple(v.shape) != (n,) or int(v.min()) < lo or int(v.max()) > hi:
                 raise ValueError(
                     f"AdaptiveLayer {self.name}: {key} must be [{n}] integers in {lo} … {hi}"
                 )
         spec = self.learning
-        if spec is not None and (self.psi is None or spec.pi_frac is not None
+        cur = self.current_based
+        if spec is not None and (self.psi is None or (spec.pi_frac is not None) != cur
                                  or spec.gain_frac != GAIN_FRAC):  # fmt: skip
             raise ValueError(
                 f"AdaptiveLayer {self.name}: a plastic AdLIF layer needs its Ψ table and a "
-                f"LearningSpec without current traces and with gain_frac = {GAIN_FRAC}"
+                f"LearningSpec {'with' if cur else 'without'} current traces (pi_frac) and "
+                f"with gain_frac = {GAIN_FRAC}"
             )
 
     @property
@@ -151,6 +189,23 @@ class AdaptiveLayer:
     @property
     def recurrent(self) -> bool:
         return self.weight_rec is not None
+
+    @property
+    def current_based(self) -> bool:
+        """The CuAdLIF (a current state with decay ``du``)."""
+        return self.du is not None
+
+    @property
+    def current_traces(self) -> bool:
+        """Plastic and current-based: the traces include ``P^i`` (and ``R^i``)."""
+        return self.learning is not None and self.current_based
+
+    @property
+    def current_trace_decay(self) -> float:
+        """λ_syn of the current traces: ``lambda_syn``, else the mean current decay."""
+        if self.lambda_syn is not None:
+            return self.lambda_syn
+        return float((DU_NONE - self.du.double()).mean()) / DECAY_UNITY
 
     @property
     def gains(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,10 +240,12 @@ def kappa_max(node: AdaptiveLayer) -> float:
 
 class AdaptiveState(NamedTuple):
     """State after step ``t`` (``[B, out]`` or one sample's ``[out]``): ``u`` the synaptic
-    current ``a << 6``, ``v`` the voltage after reset, ``w`` the adaptation ``ω[t]``, ``h``
-    the voltage before reset, ``s`` the spikes (int64). Plastic nodes also keep ``traces``
-    (P, Q, R), this step's ``psi``, ``q_prev`` (``Q[t−1]``), the input ``x`` and
-    ``s_prev`` (``s[t−1]``, recurrent nodes only), as the spiking layer's state does."""
+    current (``a << 6``, or the CuAdLIF's current), ``v`` the voltage after reset, ``w``
+    the adaptation ``ω[t]``, ``h`` the voltage before reset, ``s`` the spikes (int64).
+    Plastic nodes also keep ``traces`` (P, Q, R), this step's ``psi``, ``q_prev``
+    (``Q[t−1]``), the input ``x`` and ``s_prev`` (``s[t−1]``, recurrent nodes only), as the
+    spiking layer's state does. A current-based node keeps ``a_prev`` (this step's ``a``,
+    read at the next step)."""
 
     u: Any
     v: Any
@@ -200,6 +257,7 @@ class AdaptiveState(NamedTuple):
     q_prev: Any = None
     x: Any = None
     s_prev: Any = None
+    a_prev: Any = None
 
 
 def synaptic_sum(node: AdaptiveLayer, w, x, dtype=torch.float64, keep_float: bool = False):
@@ -216,15 +274,24 @@ def _wrap24(xp, u):
 
 def adaptive_int_step(state: AdaptiveState | None, a, bias, node: AdaptiveLayer, consts):
     """One step of the module docstring from the synaptic sum ``a`` (int64); ``consts`` are
-    ``(dv, dw, ka, kb)`` in the host's array type. Returns ``(s, new state, u before wrap)``."""
+    ``(dv, dw, ka, kb, du)`` in the host's array type (``du`` ``None``: no current state).
+    Returns ``(s, new state, u before wrap)``."""
     xp = xp_of(a)
-    dv, dw, ka, kb = consts
-    raw = a << ACT_SHIFT
-    u = _wrap24(xp, raw)
+    dv, dw, ka, kb, du = consts
     if state is None:
-        v_prev = w_prev = h_prev = s_prev = zeros_like(a)
+        u_prev = v_prev = w_prev = h_prev = s_prev = zeros_like(a)
     else:
-        v_prev, w_prev, h_prev, s_prev = state.v, state.w, state.h, state.s
+        u_prev, v_prev, w_prev, h_prev, s_prev = state.u, state.v, state.w, state.h, state.s
+    a_next = None
+    if du is None:  # AdLIF: u is this step's input, the bias enters the voltage
+        raw = a << ACT_SHIFT
+    else:  # CuAdLIF: a[t−1] and the bias (from t = 1 on) enter the current
+        a_next, prev = a, None if state is None else state.a_prev
+        raw = decay_toward_zero(u_prev, du + 1)
+        if prev is not None:
+            raw = raw + (prev << ACT_SHIFT) + bias
+        bias = 0
+    u = _wrap24(xp, raw)
     v = decay_toward_zero(v_prev, dv) + u + bias - w_prev
     v = xp.clip(v, MEMBRANE.min_int, MEMBRANE.max_int)
     w = decay_toward_zero(w_prev, dw) + xp.mul_shift_toward_zero(h_prev, ka, KA_SHIFT)
@@ -237,7 +304,7 @@ def adaptive_int_step(state: AdaptiveState | None, a, bias, node: AdaptiveLayer,
         v_hat = v - v * s
     else:
         raise ValueError(f"AdaptiveLayer {node.name}: reset must be 'hard' or 'soft'")
-    return s, AdaptiveState(u, v_hat, w, v, s), raw
+    return s, AdaptiveState(u, v_hat, w, v, s, a_prev=a_next), raw
 
 
 def forward(node: AdaptiveLayer, state: AdaptiveState | None, inputs, host, step: int,
@@ -253,7 +320,8 @@ def forward(node: AdaptiveLayer, state: AdaptiveState | None, inputs, host, step
     if node.recurrent and state is not None:
         a = a + as_int64(host.recurrent(node, state.s, False))
     bias = host.bias_of(node, a)
-    consts = tuple(_like(getattr(node, k), a) for k in ("dv", "dw", "ka", "kb"))
+    consts = tuple(None if getattr(node, k) is None else _like(getattr(node, k), a)
+                   for k in ("dv", "dw", "ka", "kb", "du"))  # fmt: skip
     s, new, raw = adaptive_int_step(state, a, as_int64(bias), node, consts)
     host.count(node.name + "/current", raw, UV_LIMIT)
     host.count(node.name + "/membrane", new.h, UV_LIMIT - 1)
@@ -269,13 +337,24 @@ def forward(node: AdaptiveLayer, state: AdaptiveState | None, inputs, host, step
         s_prev = state.s if state is not None else zeros_like(s)
     tr = state.traces if state is not None and state.traces is not None else None
     if tr is None:
-        tr = Traces(zeros_like(x), zeros_like(s), None if s_prev is None else zeros_like(s))
-    p, q, r = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec, node.psi.frac, step,
-                               index)  # fmt: skip
+        r0 = None if s_prev is None else zeros_like(s)
+        tr = Traces(zeros_like(x), zeros_like(s), r0)
+        if node.current_traces:
+            tr = tr._replace(pi=zeros_like(x), ri=r0)
     top = (1 << spec.trace_bits) - 1
+    if node.current_traces:
+        p, pi, q, r, ri = stllr_current_trace_step(
+            tr.p, tr.pi, tr.q, tr.r, tr.ri, x, psi, s_prev, spec, node.psi.frac, step, index
+        )
+        host.count(node.name + "/trace_current", pi, top)
+        traces = Traces(p, q, r, pi, ri)
+    else:
+        p, q, r = stllr_trace_step(tr.p, tr.q, tr.r, x, psi, s_prev, spec, node.psi.frac, step,
+                                   index)  # fmt: skip
+        traces = Traces(p, q, r)
     host.count(node.name + "/trace_pre", p, top)
     host.count(node.name + "/trace_post", q, top)
-    return Step(s, new._replace(traces=Traces(p, q, r), psi=psi, q_prev=tr.q, x=x,
+    return Step(s, new._replace(traces=traces, psi=psi, q_prev=tr.q, x=x,
                                 s_prev=s_prev))  # fmt: skip
 
 
@@ -327,7 +406,8 @@ def from_float(spec: FloatAdaptive, scales: dict, cfg: PTQConfig) -> Quantized:
     """PTQ of a float AdLIF layer (module docstring): ``κ = 1 − α`` per neuron into the rows
     of ``W``, ``W_rec`` and the bias, one exponent for both, θ itself, 12-bit ``dv``, ``dw``,
     ``ka`` (24 fractional bits) and 24-bit ``kb`` at the membrane LSB ``s_w / 64``; Ψ's
-    table at that LSB and the float rule's factors for on-device learning."""
+    table at that LSB and the float rule's factors for on-device learning. A current
+    decay β (the CuAdLIF) becomes ``du = 4095 − round(β·4096)`` per neuron."""
     n = int(spec.weight.shape[0])
 
     def per_neuron(v) -> torch.Tensor:
@@ -353,12 +433,16 @@ def from_float(spec: FloatAdaptive, scales: dict, cfg: PTQConfig) -> Quantized:
         )
     ka = round_float(kappa * a * 2.0**KA_SHIFT, "nearest_even").to(torch.int64)
     kb = saturate(round_float(kappa * b / v_lsb, "nearest_even"), -KB_MAX, KB_MAX)
+    du = None
+    if spec.beta is not None:
+        du = torch.tensor([current_decay_du(float(x)) for x in per_neuron(spec.beta)],
+                          dtype=torch.int64)  # fmt: skip
     rep.dv, rep.bias_exp = int(dv[0]), bias_exp
     node = AdaptiveLayer(
         spec.name, spec.inputs, ms[0], e, dv, dw, ka, kb.to(torch.int64),
         rep.vth, spec.reset, bias_mant, bias_exp, ms[1] if len(ms) > 1 else None,
         cfg.weight_bits, gain=rep.gain, psi=psi_table(spec.psi, v_lsb),
-        factors=tuple(spec.factors.as_list()),
+        factors=tuple(spec.factors.as_list()), du=du, lambda_syn=spec.lambda_syn,
     )  # fmt: skip
     return Quantized(node, rep, 1.0)
 
