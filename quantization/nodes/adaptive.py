@@ -70,7 +70,6 @@ import numpy as np
 import torch
 
 from quantization.backend import round_float, saturate, xp_of
-from quantization.consolidation import consolidate_weights
 from quantization.float_nodes import FloatAdaptive
 from quantization.formats import (
     ACT_SHIFT,
@@ -82,9 +81,6 @@ from quantization.formats import (
     VTH_SHIFT,
 )
 from quantization.kernels import (
-    STREAM_W,
-    STREAM_WREC,
-    node_stream_key,
     psi_lookup,
     stllr_current_trace_step,
     stllr_eligibility_terms,
@@ -110,7 +106,7 @@ from quantization.nodes.base import (
     register_kind,
     zeros_like,
 )
-from quantization.nodes.spiking import current_decay_du, dense_correlate, weight_update_counted
+from quantization.nodes.spiking import current_decay_du, dense_correlate, update_synapses
 
 #: largest |kb| (24-bit signed membrane units; quantization.formats "adapt_kb")
 KB_MAX = FORMATS["adapt_kb"].max_int
@@ -367,16 +363,7 @@ def learn(node: AdaptiveLayer, weights: SynapseWeights, state: AdaptiveState, si
     gain_g, gain_h = (_like(t, g) for t in node.gains)
     g = g * gain_g
     h = h * gain_h if spec.a_post else None
-    key = node_stream_key(spec.seed, step, index, STREAM_W)
-    w = weight_update_counted(host, node.name + "/weight", weights.w, g, h, state.traces.p,
-                              state.x, spec, key, dense_correlate)  # fmt: skip
-    w_rec = weights.w_rec
-    if node.recurrent:
-        key = node_stream_key(spec.seed, step, index, STREAM_WREC)
-        w_rec = weight_update_counted(host, node.name + "/weight_rec", w_rec, g, h,
-                                      state.traces.r, state.s_prev, spec, key,
-                                      dense_correlate)  # fmt: skip
-    return consolidate_weights(node, weights._replace(w=w, w_rec=w_rec), step, index)
+    return update_synapses(node, weights, state, g, h, host, step, index, dense_correlate)
 
 
 def _like(t: torch.Tensor, a):

@@ -338,17 +338,7 @@ def learn(node: SpikingLayer, weights: SynapseWeights, state: SpikingState, sign
     def correlate(a, x):
         return synapse_correlation(node.kind, a, x, w_shape, *conv)
 
-    key = node_stream_key(spec.seed, step, index, STREAM_W)
-    w = weight_update_counted(host, node.name + "/weight", weights.w, g, h, state.traces.p,
-                              state.x, spec, key, correlate)  # fmt: skip
-    w_rec = weights.w_rec
-    if node.recurrent:
-        key = node_stream_key(spec.seed, step, index, STREAM_WREC)
-        w_rec = weight_update_counted(host, node.name + "/weight_rec", w_rec, g, h,
-                                      state.traces.r, state.s_prev, spec, key,
-                                      dense_correlate)  # fmt: skip
-    # the pull toward the deployed weights, at the steps the spec schedules
-    return consolidate_weights(node, weights._replace(w=w, w_rec=w_rec), step, index)
+    return update_synapses(node, weights, state, g, h, host, step, index, correlate)
 
 
 def dense_correlate(a, x):
@@ -356,12 +346,28 @@ def dense_correlate(a, x):
     return synapse_correlation("dense", a, x, (a.shape[-1], x.shape[-1]))
 
 
-def weight_update_counted(host, label, w, g, h, pre_trace, pre_input, spec, key, correlate):
-    """:func:`~quantization.kernels.stllr_weight_step`, the saturated updates counted as
-    ``label`` on the host; returns the new weights."""
-    new, dw = stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key, correlate)
-    host.count_range(label, w + dw, spec.w_min, spec.w_max)
-    return new
+def update_synapses(node, weights: SynapseWeights, state, g, h, host, step: int, index: int,
+                    correlate) -> SynapseWeights:  # fmt: skip
+    """One S-TLLR step of a dense/conv layer's ``W`` (pre-trace P, input x, ``correlate``)
+    and, when recurrent, of ``W_rec`` (trace R, input s[t−1], dense), each from its own
+    random stream (:func:`~quantization.kernels.stllr_weight_step`, saturated updates
+    counted on the host), then the pull toward the deployed weights at the steps the spec
+    schedules. ``g``, ``h``: the post-synaptic eligibility terms ``[B, *out]``; ``state``
+    has ``traces``, ``x`` and ``s_prev`` (the spiking and adaptive kinds' states)."""
+    spec = node.learning
+
+    def counted(label, w, pre_trace, pre_input, stream, corr):
+        key = node_stream_key(spec.seed, step, index, stream)
+        new, dw = stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key, corr)
+        host.count_range(f"{node.name}/{label}", w + dw, spec.w_min, spec.w_max)
+        return new
+
+    w = counted("weight", weights.w, state.traces.p, state.x, STREAM_W, correlate)
+    w_rec = weights.w_rec
+    if node.recurrent:
+        w_rec = counted("weight_rec", w_rec, state.traces.r, state.s_prev, STREAM_WREC,
+                        dense_correlate)  # fmt: skip
+    return consolidate_weights(node, weights._replace(w=w, w_rec=w_rec), step, index)
 
 
 def out_shape(node: SpikingLayer, in_shapes) -> tuple[int, ...]:
