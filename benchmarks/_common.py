@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from operator import ge, gt, le, lt
 from pathlib import Path
 
 import torch
@@ -152,10 +153,14 @@ def environment(device: torch.device) -> dict:
 
 
 def target(value: float | None, op: str, bound: float, applicable: bool = True) -> dict:
-    """A target check: ``value op bound``; ``met`` is ``None`` when not evaluated."""
+    """A target check: ``value op bound`` (``op`` one of ``<=``, ``<``, ``>=``, ``>``);
+    ``met`` is ``None`` when not evaluated."""
+    compare = {"<=": le, "<": lt, ">=": ge, ">": gt}
+    if op not in compare:
+        raise ValueError(f"target operator {op!r}: expected one of {', '.join(compare)}")
     met = None
     if applicable and value is not None:
-        met = bool(value <= bound) if op == "<=" else bool(value >= bound)
+        met = bool(compare[op](value, bound))
     return {"value": value, "target": f"{op} {bound}", "met": met}
 
 

@@ -376,3 +376,30 @@ def test_consolidating_learning_equals_emulator():
         far = np.abs(free.emu.weights(name)["w"].numpy() - w0).sum()
         near = np.abs(res.weights(name)["w"] - w0).sum()
         assert near < far, (name, near, far)
+
+
+def test_preconditioned_readout_learning_equals_emulator():
+    """Per-input step shifts in the readout's spec (quantization.preconditioning, spread
+    over −2..2): Lava's readout process steps column i by 2^−s_i as the emulator does, so
+    the learned weights are equal, and they differ from the unpreconditioned ones."""
+    from quantization.preconditioning import input_shifts
+    from quantization.trace_energy import input_energy
+
+    qnet, x, _ = _quantized("shd")
+    plastic = attach_learning(qnet, ["readout"], [x], lr=0.05, seed=3)
+    ro = plastic.node("readout")
+    shifts = input_shifts(input_energy(plastic, "readout", [x], 10), 2)
+    assert len(set(shifts)) > 1  # the inputs' energies differ: the shifts do something
+    spec = dataclasses.replace(ro.learning, pre_shift=shifts)
+    pre = plastic.replace_node(dataclasses.replace(ro, learning=spec))
+    gen = torch.Generator().manual_seed(12)
+    frames = ((torch.rand(2, 15, 40, generator=gen) < 0.3).to(torch.int64) * 2).numpy()
+    signals = _signals(pre, ["readout"], 15, seed=7, shape_prefix=(2,))
+    res = run_lava(pre, frames, signals)
+    ref = _emulate(pre, frames, signals)
+    _assert_outputs_equal(pre, ref, res)
+    _assert_state_equal(pre, ["readout"], ref, res)
+    plain = _emulate(plastic, frames, signals)
+    assert not np.array_equal(
+        res.weights("readout")["w"], plain.emu.weights("readout")["w"].numpy()
+    )

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from pipeline.adapt_loop import Curves, interleave, learn_stream, unlabel_after
+from pipeline.adapt_loop import Curves, StreamFrames, learn_stream, unlabel_after
 from pipeline.adapt_mechanisms import Mechanisms, StreamItem, stream_schedule
 from pipeline.adapt_stats import PairedChange, paired_change
 from pipeline.learners import DeviceLearner, OnDeviceLearner, make_plan, make_plastic
@@ -29,9 +29,9 @@ class Prepared(NamedTuple):
     """The tensors of one adaptation run (frames time-major, labels ``[N]``)."""
 
     schedule: list[StreamItem]
-    x_all: torch.Tensor  # the stream [T, M, ...] (shifted and replayed), float frames
+    x_all: StreamFrames  # the stream [T, M, ...] (shifted and replayed), float frames
     y_all: torch.Tensor  # its labels [M] (−1: unlabelled)
-    x_all_int: torch.Tensor  # the stream in the network's input format
+    x_all_int: StreamFrames  # the stream in the network's input format
     xs: torch.Tensor  # the shifted stream samples alone [T_s, N, ...]
     xe: torch.Tensor  # shifted evaluation samples, with labels and lengths
     ye: torch.Tensor
@@ -92,6 +92,17 @@ def emulator_predictions(
     )
 
 
+def compact_int(x: torch.Tensor) -> torch.Tensor:
+    """Integer frames in the narrowest of int8/int16/int32/int64 that holds their values
+    (the stream's spike counts fit int8: an eighth of int64's memory)."""
+    lo, hi = (int(x.min()), int(x.max())) if x.numel() else (0, 0)
+    for dt in (torch.int8, torch.int16, torch.int32):
+        info = torch.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return x.to(dt)
+    return x
+
+
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
     return 100.0 * float((pred == y).double().mean())
 
@@ -115,10 +126,15 @@ def prepare(a, data, qnet, mech: Mechanisms) -> Prepared:
     schedule = stream_schedule(
         n_stream, mech.replay_every, 0 if yr is None else len(yr), mech.passes
     )
-    x_all, y_all = interleave(schedule, xs, ys, xr, yr)
+    # the stream is a view of the shifted samples and the replay buffer, held once
+    x_all = StreamFrames(schedule, xs, xr)
+    y_all = torch.tensor(
+        [int(ys[it.index] if it.source == "shift" else yr[it.index]) for it in schedule],
+        dtype=torch.long,
+    )
     if a.labelled:  # a label-scarce stream: only the first `labelled` shifted samples
         y_all = unlabel_after(schedule, y_all, a.labelled)
-    x_all_int = quantize_input(x_all, qnet.input_format)
+    x_all_int = x_all.map(lambda x: compact_int(quantize_input(x, qnet.input_format)))
     n_replay = sum(1 for it in schedule if it.source == "replay")
 
     return Prepared(
@@ -139,7 +155,7 @@ def run_device(
     # consolidation runs in the node kinds, after the last step of every stream sample
     plastic = make_plastic(
         qnet, layers, calib, a.lr, a.seed, a.signal, mech.consolidate_shift,
-        prep.x_all_int.shape[0],
+        prep.x_all_int.shape[0], mech.precondition, a.window,
     )  # fmt: skip
     plan = None if a.signal == "host" else make_plan(plastic, layers, a.signal, a.seed)
     pred_e0 = emulator_predictions(qnet, xe, le)

@@ -63,6 +63,54 @@ def interleave(
     return torch.stack(cols, dim=1), torch.tensor(labels, dtype=torch.long)
 
 
+class StreamFrames:
+    """The stream's frames ``[T, M, ...]`` in ``schedule`` order, without the copy.
+
+    Column ``j`` is shifted sample ``schedule[j].index`` of ``xs [T_s, N, ...]`` or replayed
+    sample ``schedule[j].index`` of ``xr [T_r, B, ...]``, both zero-padded at the end to
+    ``T = max(T_s, T_r)`` (the values :func:`interleave` stacks). The host holds the
+    shifted samples and the replay buffer once, however many passes the schedule makes
+    over them (a stacked 4-pass stream of 1000 SHD stand-in samples held about 6.5 GB);
+    ``frames[:, j : j + 1]`` gives one sample ``[T, 1, ...]``, :meth:`materialize` the
+    stacked tensor (for Lava, which takes the whole stream at once).
+    """
+
+    def __init__(self, schedule, xs: torch.Tensor, xr: torch.Tensor | None = None):
+        steps = xs.shape[0] if xr is None else max(xs.shape[0], xr.shape[0])
+        if xr is None and any(it.source == "replay" for it in schedule):
+            raise ValueError("the schedule replays samples but no replay buffer was given")
+        self.schedule = list(schedule)
+        self.xs = _pad_to(xs, steps)
+        self.xr = None if xr is None else _pad_to(xr, steps)
+        self.shape = torch.Size((steps, len(self.schedule), *xs.shape[2:]))
+        self.dtype = xs.dtype
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> StreamFrames:
+        """The same stream with ``fn`` (elementwise, e.g. the input quantization) applied
+        to the held samples."""
+        return StreamFrames(self.schedule, fn(self.xs), None if self.xr is None else fn(self.xr))
+
+    def column(self, j: int) -> torch.Tensor:
+        """Stream sample ``j``, ``[T, ...]``."""
+        item = self.schedule[j]
+        src = self.xs if item.source == "shift" else self.xr
+        return src[:, item.index]
+
+    def __getitem__(self, key) -> torch.Tensor:
+        """``frames[:, j]`` or ``frames[:, a:b]`` (consecutive stream samples)."""
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] == slice(None)):
+            raise IndexError("StreamFrames supports frames[:, j] and frames[:, a:b] only")
+        sel = key[1]
+        if isinstance(sel, int):
+            return self.column(sel)
+        idx = range(len(self.schedule))[sel]
+        return torch.stack([self.column(j) for j in idx], dim=1)
+
+    def materialize(self) -> torch.Tensor:
+        """The whole stream stacked, ``[T, M, ...]``."""
+        return self[:, :]
+
+
 def unlabel_after(schedule: Sequence[StreamItem], y: torch.Tensor, labelled: int) -> torch.Tensor:
     """Labels ``[M]`` of a label-scarce stream: only the first ``labelled`` shifted samples
     (stream indices ``< labelled``, in every pass) carry a label, the others arrive

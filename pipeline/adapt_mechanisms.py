@@ -27,6 +27,12 @@ logits, the sample's index and the configuration (``[adaptation]`` keys in brack
   shifted samples it has streamed and streams them P times in the same order (rehearsal
   of the new condition's buffer: an online learner's substitute for epochs). The device
   still learns one sample at a time with its own rule.
+* **Per-input step sizes** (``precondition`` = R): the readout's update of input ``i``
+  is scaled by ``2^−s_i``, ``s_i = clip(round(log2(E_i / Ē)), −R, R)`` from the energy
+  ``E_i`` of its pre-trace over the window of the first calibration samples (the
+  diagonal preconditioner of the readout's least-mean-squares problem,
+  :mod:`quantization.preconditioning`; integer shifts the readout's node kind applies on
+  the device, so Lava learns with them too).
 * **Consolidation** (``consolidate_shift`` = k): after every learned sample each plastic
   weight is pulled ``2^−k`` of the way back to its deployed value
   (:func:`quantization.consolidation.consolidate`, an integer step the device's node
@@ -57,6 +63,7 @@ class Mechanisms:
     consolidate_shift: int = 0
     pseudo_label: float = 0.0
     passes: int = 1
+    precondition: int = 0
 
     @classmethod
     def from_section(cls, a, where: str = "[adaptation]") -> Mechanisms:
@@ -69,6 +76,7 @@ class Mechanisms:
             consolidate_shift=int(a.consolidate_shift),
             pseudo_label=float(a.pseudo_label),
             passes=int(a.passes),
+            precondition=a.precondition,
         )
         m.check(where)
         return m
@@ -105,6 +113,15 @@ class Mechanisms:
                 f"{where}: adaptation.passes must be an integer ≥ 1 (1 = each sample once), "
                 f"got {self.passes}"
             )
+        if (
+            isinstance(self.precondition, bool)
+            or not isinstance(self.precondition, int)
+            or not 0 <= self.precondition <= 8
+        ):
+            raise UserError(
+                f"{where}: adaptation.precondition must be an integer in 0..8 (the largest "
+                f"per-input step shift; 0 = off), got {self.precondition!r}"
+            )
         if not 0 <= self.consolidate_shift <= 30:
             raise UserError(
                 f"{where}: adaptation.consolidate_shift must be in 0..30 (0 = off), "
@@ -124,6 +141,11 @@ class Mechanisms:
             )
         if self.passes > 1:
             parts.append(f"{self.passes} passes over the labelled stream")
+        if self.precondition:
+            parts.append(
+                f"per-input step sizes of the readout (shifts within ±{self.precondition} from "
+                "the inputs' trace energy)"
+            )
         if self.pseudo_label:
             parts.append(f"unlabelled samples learn from answers with p ≥ {self.pseudo_label:g}")
         if self.consolidate_shift:

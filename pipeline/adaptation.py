@@ -173,15 +173,15 @@ def run(ctx: Context) -> StageOutput:
     if a.compare_float:
         fl, fl_shift, fl_orig, curves_float, float_seconds = _float_part(
             ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc,
-            teacher,
+            teacher, plastic.node(layers[-1]).learning.pre_shift,
         )  # fmt: skip
 
     # --- Lava: the same stream and signals, then before/after on held-out samples -------
     lava = None
     if ctx.cfg.lava.enabled:
         lava = _lava_part(
-            ctx, qnet, plastic, learned, layers, x_all_int, y_all, signals_t, outputs_t,
-            xe, ye, le, plan, fs,
+            ctx, qnet, plastic, learned, layers, x_all_int.materialize().long(), y_all,
+            signals_t, outputs_t, xe, ye, le, plan, fs,
         )  # fmt: skip
 
     # --- results -------------------------------------------------------------------------
@@ -284,15 +284,31 @@ def run(ctx: Context) -> StageOutput:
 
 
 def _float_part(
-    ctx, model, layers, plan, x_all, y_all, schedule, mech, xe, ye, le, xc, yc, lc, teacher
+    ctx,
+    model,
+    layers,
+    plan,
+    x_all,
+    y_all,
+    schedule,
+    mech,
+    xe,
+    ye,
+    le,
+    xc,
+    yc,
+    lc,
+    teacher,
+    pre_shift=(),
 ):
     """The same stream learned by the float twin: (learner, shifted and original
     :class:`PairedChange`, curves, seconds). A first-spike network (``teacher``) learns
-    with :class:`~pipeline.float_fs_learner.FloatFSLearner`."""
+    with :class:`~pipeline.float_fs_learner.FloatFSLearner`; the readout's per-input step
+    shifts ``pre_shift`` are the device's."""
     a, train = ctx.cfg.adaptation, ctx.cfg.train
     device = resolve_device(train.device, "train.device")
     if teacher is None:
-        fl = FloatLearner(model, layers, a.lr, a.window, plan, device)
+        fl = FloatLearner(model, layers, a.lr, a.window, plan, device, pre_shift)
     else:
         fl = FloatFSLearner(model, layers, a.lr, a.window, teacher, device)
     w0_float = fl.plastic_copy()

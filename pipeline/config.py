@@ -142,6 +142,10 @@ class AdaptationSection:
     passes: int = 1
     #: after every learned sample, weights pulled 2^-k of the way back to the deployed ones
     consolidate_shift: int = 0
+    #: per-input step sizes of the readout's update, 2^−s_i with s_i = round(log2 of input
+    #: i's pre-trace energy over the mean), clipped to ±this (quantization.preconditioning;
+    #: 0 = off)
+    precondition: int = 0
     #: label-scarce stream: only the first this many shifted samples carry a label (0 = all)
     labelled: int = 0
     #: unlabelled samples learn at steps whose answer has p ≥ this, from that answer (0 = off)

@@ -100,7 +100,7 @@ class FloatLearner:
     predictions come back to the CPU.
     """
 
-    def __init__(self, model, layers, lr: float, window: int, plan=None, device=None):
+    def __init__(self, model, layers, lr: float, window: int, plan=None, device=None, pre_shift=()):
         self.model = float_twin(model, layers)
         if device is not None:
             self.model.to(device)
@@ -113,6 +113,21 @@ class FloatLearner:
         for p in self.model.parameters():
             p.requires_grad_(id(p) in ids)  # biases, gains and frozen layers stay as deployed
         self.optimizer = torch.optim.SGD(plastic, lr=lr)
+        if pre_shift:  # the readout's per-input step sizes 2^−s_i (quantization.preconditioning)
+            modules = dict(self.model.named_modules())
+            w = modules[module_name(self.model, layers[-1])].weight
+            if w.shape[1] != len(pre_shift):
+                raise ValueError(
+                    f"{len(pre_shift)} input shifts for a readout weight {tuple(w.shape)}"
+                )
+            gain = 2.0 ** -torch.tensor(pre_shift, dtype=w.dtype, device=w.device)
+            gain = gain.reshape(1, -1, *([1] * (w.dim() - 2)))
+
+            def precondition(*_):  # before every SGD step, whoever computed the gradient
+                if w.grad is not None:
+                    w.grad.mul_(gain)
+
+            self.optimizer.register_step_pre_hook(precondition)
 
     def learn_sample(
         self,

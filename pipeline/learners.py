@@ -111,6 +111,8 @@ def make_plastic(
     signal: str = "host",
     consolidate_shift: int = 0,
     sample_steps: int = 0,
+    precondition: int = 0,
+    window: int = 0,
 ):
     """``qnet`` with on-device learning on ``layers``; with ``consolidate_shift = k`` every
     plastic node pulls its weights ``2^−k`` of the way back to the deployed ones after the
@@ -123,7 +125,9 @@ def make_plastic(
     Third-factor scales: 1 for the readout's error; for a hidden layer ``2·max|W_ro|``
     (host: the error fed back through the readout), :func:`~quantization.signals.
     dfa_signal_max` (DFA: ``Σ|e| ≤ 2`` times ``max|B|``) or ``K/2`` times that (sign-DFA:
-    ``Σ|sign e| ≤ K``)."""
+    ``Σ|sign e| ≤ K``). ``precondition = R > 0``: the readout's per-input step shifts
+    (within ±R) from its pre-traces' energy over the last ``window`` steps of the
+    ``calibration`` frames (:mod:`quantization.preconditioning`)."""
     from lava_models.exporter import output_shapes
     from quantization.learning import attach_learning
     from quantization.signals import dfa_signal_max
@@ -143,11 +147,26 @@ def make_plastic(
                 bound *= qnet.num_classes / 2.0
         eta = lr / input_fold(qnet, name, shapes) ** 2
         out = attach_learning(out, [name], calibration, lr=eta, signal_max=bound, seed=seed)
+        if name == readout and precondition:
+            out = _precondition(out, readout, calibration, precondition, window)
     if consolidate_shift:
         from quantization.consolidation import schedule_consolidation
 
         out = schedule_consolidation(out, consolidate_shift, sample_steps)
     return out
+
+
+def _precondition(qnet, name: str, calibration, span: int, window: int):
+    """``qnet`` with node ``name``'s spec holding its per-input step shifts."""
+    import dataclasses
+
+    from quantization.preconditioning import input_shifts
+    from quantization.trace_energy import input_energy
+
+    node = qnet.node(name)
+    energy = input_energy(qnet, name, calibration, window)
+    spec = dataclasses.replace(node.learning, pre_shift=input_shifts(energy, span))
+    return qnet.replace_node(dataclasses.replace(node, learning=spec))
 
 
 def make_plan(plastic, layers, signal: str, seed: int):
@@ -203,6 +222,7 @@ class DeviceLearner:
 
         emu = self.emu
         emu.reset()
+        x_int = x_int.long()  # the host may hold the stream in a narrower integer type
         steps = x_int.shape[0]
         start = max(steps - self.window, 0)
         outs_all: dict[str, list] = {n.name: [] for n in self.qnet.nodes}
@@ -277,7 +297,7 @@ class OnDeviceLearner:
 
         res = emulate_online(
             self.qnet,
-            x_int.transpose(0, 1),
+            x_int.long().transpose(0, 1),
             [label],
             learn_window=self.window,
             plan=self.plan,

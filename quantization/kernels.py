@@ -37,6 +37,7 @@ from quantization.backend import (
 )
 from quantization.formats import ACT_SHIFT, DECAY_SHIFT, MEMBRANE
 from quantization.loihi import decay_toward_zero
+from quantization.preconditioning import scale_columns
 
 MASK32 = (1 << 32) - 1
 _MIX = 0x45D9F3B  # < 2^31: products with 32-bit values stay below 2^63
@@ -236,7 +237,9 @@ def synapse_correlation(kind: str, a, x, w_shape, stride=(1, 1), padding=(0, 0),
     return int_outer_sum(a, x)
 
 
-def stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key: int, correlate):
+def stllr_weight_step(
+    w, g, h, pre_trace, pre_input, spec, key: int, correlate, pre_shift: tuple[int, ...] = ()
+):
     """One S-TLLR update of ``w``; returns ``(new W, ΔW before saturation)``::
 
         acc = a_pre · corr(g, P) + a_post · corr(h, x << p_frac)     (no h: first term only)
@@ -244,12 +247,17 @@ def stllr_weight_step(w, g, h, pre_trace, pre_input, spec, key: int, correlate):
 
     ``g, h`` from :func:`stllr_eligibility_terms` (a readout: ``g = L``, ``h = None``);
     ``pre_trace``/``pre_input`` are ``P, x`` (or ``R, s[t−1]`` for recurrent weights);
-    ``correlate(a, x)`` is :func:`synapse_correlation` bound to the layer.
+    ``correlate(a, x)`` is :func:`synapse_correlation` bound to the layer. ``pre_shift``
+    ``s_i`` (a readout's per-input step sizes, :mod:`quantization.preconditioning`):
+    column ``i`` shifts ``lr_shift + s_i`` bits instead.
     """
     acc = spec.a_pre * correlate(g, pre_trace)
     if h is not None:
         acc = acc + spec.a_post * correlate(h, pre_input << spec.p_frac)
-    return weight_update(w, acc, spec.lr_mant, spec.lr_shift, spec.w_min, spec.w_max, key)
+    extra = 0
+    if pre_shift:
+        acc, extra = scale_columns(acc, pre_shift)
+    return weight_update(w, acc, spec.lr_mant, spec.lr_shift + extra, spec.w_min, spec.w_max, key)
 
 
 def readout_int_step(o, a, dv: int, bias=None, shift: int = ACT_SHIFT):

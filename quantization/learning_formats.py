@@ -119,6 +119,9 @@ class LearningSpec:
     #: layers: 12, docs/fixed_point.md, "Adaptive layers"); 0: no gain. ``acc`` is then in
     #: units of ``2^(l_exp − psi_frac − p_frac − a_frac − gain_frac)``.
     gain_frac: int = 0
+    #: a readout's per-input step shifts ``s_i`` (quantization.preconditioning): its update
+    #: of column ``i`` shifts ``lr_shift + s_i`` bits (``()``: none)
+    pre_shift: tuple[int, ...] = ()
 
     def to_float_lr(self, psi_frac: int, weight_exp: int) -> float:
         """The float learning rate η this spec implements (for reports)."""

@@ -29,6 +29,19 @@ def test_camera_standin_configs_resolve_by_task(task, pool, inputs):
     assert (t.task, t.arch, t.neuron, t.flatten, t.flatten_pool) == (
         task, "shd_rsnn", "culif", True, pool)  # fmt: skip
     assert cfg.adaptation.layers == ("rec", "readout")
+    # the host's mechanisms are the config file's [adaptation] keys (read here with tomli),
+    # off where the file names none (gesture32: three passes with the error gate)
+    import tomli
+
+    from pipeline.adapt_mechanisms import Mechanisms
+    from pipeline.config import config_path_for_task
+
+    with open(config_path_for_task(task), "rb") as f:
+        raw = tomli.load(f)["adaptation"]
+    mech = Mechanisms.from_section(cfg.adaptation)
+    for key in ("passes", "error_gate", "replay_buffer", "replay_every", "consolidate_shift"):
+        assert getattr(mech, key) == raw.get(key, getattr(Mechanisms(), key)), key
+    assert (cfg.adaptation.samples, cfg.adaptation.lr) == (raw["samples"], raw["lr"])
     assert out.name == f"pipeline_{task.replace('-', '_')}"
     model, _ = build_model(t, (inputs,), 10)
     assert model.rec.weight.shape == (t.hidden, inputs)

@@ -13,8 +13,9 @@ feeds other nodes (docs/node_kinds.md, "Graded outputs").
 
 Plastic with Ψ ≡ 1 and no post trace: ``forward`` advances the pre-trace ``P`` and
 ``learn`` with the third factor ``L[t]`` applies ``W ← stllr_weight_step(W; L, −, P, x)``
-(stream ``STREAM_W``), then the consolidation pull where its spec schedules one
-(:func:`quantization.consolidation.consolidate_weights`).
+(stream ``STREAM_W``; with the spec's per-input shifts ``pre_shift``, column ``i`` steps
+``2^−s_i`` times the rate, :mod:`quantization.preconditioning`), then the consolidation
+pull where its spec schedules one (:func:`quantization.consolidation.consolidate_weights`).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def learn(node: Readout, weights: SynapseWeights, state: ReadoutState, signal, h
             return synapse_correlation("conv", a, x, w_shape)
 
     new, dw = stllr_weight_step(weights.w, signal, None, state.traces.p, state.x, spec, key,
-                                correlate)  # fmt: skip
+                                correlate, spec.pre_shift)  # fmt: skip
     host.count_range(node.name + "/weight", weights.w + dw, spec.w_min, spec.w_max)
     # the pull toward the deployed weights, at the steps the spec schedules
     return consolidate_weights(node, weights._replace(w=new), step, index)
