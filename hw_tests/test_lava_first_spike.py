@@ -2,7 +2,8 @@
 docs/first_spike.md, "In the pipeline") in the toolkit's Lava processes (``fixed_pt``):
 every layer's spikes at every step equal the emulator's, and so does the first-spike
 decision read from Lava's output spikes; learning fc1 and out from the first-spike
-teaching signal, Lava learns the emulator's weights bit for bit."""
+teaching signal, Lava learns the emulator's weights bit for bit. The same for the
+convolutional fs_plane (small sizes), whose recurrent FC layer ``fc`` learns W and W_rec."""
 
 from __future__ import annotations
 
@@ -67,18 +68,21 @@ def test_conv_first_spike_network_in_lava_equals_the_emulator():
 def _online_fs_signals(qnet, frames, labels, teacher):
     """Batch-1 emulator learning from the first-spike teaching signal of its own output
     spikes (stllr.functional.first_spike_teacher): the out layer's L is the quantized δ,
-    fc1's the quantized δ·W_out (the host path of pipeline/learners.py, written here
+    that of the layer feeding it (fc1 of fs_fc, fc of a conv net: ``out``'s input in the
+    graph) the quantized δ·W_out (the host path of pipeline/learners.py, written here
     without it). Returns (signals {node: [N, T, n]}, the emulator after learning)."""
     from quantization.learning import quantize_signal
     from stllr.functional.first_spike_teacher import teach_init, teach_step, teaching_signal
 
     emu = IntegerEmulator(qnet, delay=0)
-    out, fc1 = qnet.node("out"), qnet.node("fc1")
-    sigs = {"fc1": [], "out": []}
+    out = qnet.node("out")
+    (feed,) = out.inputs
+    hidden = qnet.node(feed)
+    sigs = {feed: [], "out": []}
     for i in range(frames.shape[0]):
         emu.reset()
         state = teach_init(1, qnet.num_classes)
-        rows = {"fc1": [], "out": []}
+        rows = {feed: [], "out": []}
         for t in range(frames.shape[1]):
             outs = emu.forward(torch.as_tensor(frames[i, t])[None])
             state = teach_step(state, outs["out"])
@@ -86,7 +90,7 @@ def _online_fs_signals(qnet, frames, labels, teacher):
             w_out = emu.weights("out")["w"].double() * 2.0**out.weight_exp
             sig = {
                 "out": quantize_signal(delta, out.learning),
-                "fc1": quantize_signal(delta @ w_out, fc1.learning),
+                feed: quantize_signal(delta @ w_out, hidden.learning),
             }
             emu.apply_signals(sig)
             for k, v in sig.items():
@@ -120,3 +124,35 @@ def test_first_spike_learning_in_lava_equals_the_emulator():
         np.testing.assert_array_equal(res.weights(name)["w"], want, err_msg=name)
         np.testing.assert_array_equal(ref.emu.weights(name)["w"].numpy(), want, err_msg=name)
         assert (want != qnet.node(name).weight.numpy()).sum() > 0, name
+
+
+def test_conv_first_spike_learning_in_lava_equals_the_emulator():
+    """fs_plane (small sizes, CuLIF) learning its recurrent FC layer ``fc`` (W and W_rec)
+    and ``out`` from the first-spike teaching signal of its own output spikes in the
+    emulator; Lava fixed_pt, fed those signals, emits the same outputs at every node and
+    step and learns the same W and W_rec bit for bit."""
+    from quantization.learning import attach_learning
+    from stllr.functional.first_spike_teacher import FSTeacher
+    from tests.test_first_spike_conv_deploy import PLANE
+    from tests.test_first_spike_conv_deploy import _input as conv_input
+    from tests.test_first_spike_conv_deploy import _net as conv_net
+
+    net, x = conv_net("culif", PLANE), conv_input(batch=2, steps=30)
+    qnet, _ = quantize_model(net, [x], PTQConfig(weight_bits=8))
+    assert qnet.node("out").inputs == ("fc",) and qnet.node("fc").weight_rec is not None
+    qnet = attach_learning(qnet, ["fc", "out"], [x], lr=0.05, signal_max=1.0, seed=5)
+    frames = x.transpose(0, 1).to(torch.int64).numpy()  # [2, 30, 2, 12, 12]
+    signals, emu = _online_fs_signals(qnet, frames, [1, 3], FSTeacher(0.1, 2.5))
+    assert (signals["out"] < 0).any() and (signals["out"] > 0).any()
+    assert (signals["fc"] != 0).any()
+    res = run_lava(qnet, frames, signals, timeout_s=300)
+    ref = emulate(qnet, frames, signals)
+    for n in qnet.nodes:
+        got = res.outputs[n.name].reshape(ref.outputs[n.name].shape)
+        np.testing.assert_array_equal(got, ref.outputs[n.name], err_msg=n.name)
+    for name, key, attr in (("fc", "w", "weight"), ("fc", "w_rec", "weight_rec"),
+                            ("out", "w", "weight")):  # fmt: skip
+        want = emu.weights(name)[key].numpy()
+        np.testing.assert_array_equal(res.weights(name)[key], want, err_msg=f"{name} {key}")
+        np.testing.assert_array_equal(ref.emu.weights(name)[key].numpy(), want)
+        assert (want != getattr(qnet.node(name), attr).numpy()).sum() > 0, (name, key)

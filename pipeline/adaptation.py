@@ -114,25 +114,12 @@ def _twin_weights(model, names) -> dict[str, dict[str, torch.Tensor]]:
             out[name] = {"w": snap(m.standardized_weight())}
         elif hasattr(m, "effective_weights"):
             out[name] = {"w": snap(m.effective_weights()[0])}
+        elif name == "fc" and isinstance(getattr(model, "rec", None), torch.nn.Linear):
+            # FSConvNet's recurrent FC layer: W (self.fc) and W_rec (self.rec)
+            out[name] = {"w": snap(m.weight), "w_rec": snap(model.rec.weight)}
         else:  # a plain nn.Linear head
             out[name] = {"w": snap(m.weight)}
     return out
-
-
-#: why a first-spike network other than ``fs_fc`` does not adapt on device (the stage line
-#: and the report)
-FS_SKIP = (
-    "skipped: on-device learning of this first-spike-coded network is not implemented (the "
-    "first-spike teaching signal reaches the output layer and the fs_fc layer feeding it "
-    'only, docs/first_spike.md, "On-device learning of a first-spike network")'
-)
-
-
-def skip_first_spike(ctx: Context) -> StageOutput:
-    """The stage of a first-spike network that does not adapt: said in its summary and line."""
-    summary = {"skipped": True, "reason": FS_SKIP}
-    atomic_json(summary, ctx.stage_dir("adaptation") / "adaptation.json")
-    return StageOutput(summary, FS_SKIP, (A.ADAPT_JSON,))
 
 
 def run(ctx: Context) -> StageOutput:
@@ -140,8 +127,6 @@ def run(ctx: Context) -> StageOutput:
     from pipeline.deployable import is_first_spike
 
     fs = is_first_spike(train)
-    if fs and train.arch != "fs_fc":
-        return skip_first_spike(ctx)
     if fs and a.signal != "host":
         raise UserError(
             f"{ctx.cfg.source or 'pipeline config'}: adaptation.signal = {a.signal!r} with "
@@ -212,9 +197,15 @@ def run(ctx: Context) -> StageOutput:
     torch.save(weights, buf)
     out = ctx.stage_dir("adaptation")
     atomic_write_bytes(out / "weights.pt", buf.getvalue())
-    changed = {
-        name: int((learned.node(name).weight != qnet.node(name).weight).sum()) for name in names
-    }
+
+    def n_changed(name: str) -> int:  # W and, of a recurrent layer, W_rec
+        a, b = learned.node(name), qnet.node(name)
+        n = int((a.weight != b.weight).sum())
+        if getattr(b, "weight_rec", None) is not None:
+            n += int((a.weight_rec != b.weight_rec).sum())
+        return n
+
+    changed = {name: n_changed(name) for name in names}
 
     def acc_block(sh, orig):
         return {

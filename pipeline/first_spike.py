@@ -1,9 +1,9 @@
 """First-spike read-out of a deployed network: the quantize stage's FS metrics, float and
 integer (docs/first_spike.md, "Evaluation" and "In the pipeline").
 
-A first-spike-coded network (``readout = "first_spike"``, arch ``fs_fc``) deploys as a
-chain of spiking layers whose last one, ``out``, is the output layer. Both networks are
-scored on the same test samples, each over its own ``T_b`` steps, with
+A first-spike-coded network (``readout = "first_spike"``, arch ``fs_fc``, ``fs_gesture`` or
+``fs_plane``) deploys as a chain of spiking layers whose last one, ``out``, is the output
+layer. Both networks are scored on the same test samples, each over its own ``T_b`` steps, with
 :class:`stllr.spike_metrics.SpikeReadoutTally`:
 
 * the float model by the toolkit's evaluation (:func:`stllr.spike_training.evaluate_spike_batch`,

@@ -1,7 +1,8 @@
-"""The float learner of a first-spike network's adaptation: S-TLLR in float on ``fs_fc``.
+"""The float learner of a first-spike network's adaptation: S-TLLR in float on ``fs_fc``,
+``fs_gesture`` and ``fs_plane``.
 
-The float ``fs_fc`` network (:class:`stllr.models.spiking_output.FSFCNet`) is trained by
-BPTT and has no S-TLLR layers, so its adaptation twin runs the rule the device runs
+The float first-spike networks (:mod:`stllr.models.spiking_output`) are trained by
+BPTT and have no S-TLLR layers, so their adaptation twin runs the rule the device runs
 (docs/rule.md §5, docs/neurons.md §3: the eligibility of :mod:`stllr.neurons.eligibility`)
 on its plain ``Linear`` weights ``W`` ``[N, in]``, one SGD step per step of the window,
 with the third factor of the device's host path (:func:`pipeline.adapt_mechanisms.
@@ -16,8 +17,15 @@ Per plastic layer (input ``x[t]`` ``[1, in]``, spikes and membrane ``v[t]`` befo
 
 with the factors the converter gives the integer layers (``quantization.convert.
 DEFAULT_FACTORS``, ``λ_syn = β``). ``δ`` of the output layer is the teaching signal; of the
-layer feeding it (``fc{n−1}``), ``δ·(κ_out·W_out)``, the device's ``δ·W_node`` in float.
-Other layers do not learn here (the host path reaches only the output and its input).
+layer feeding it, ``δ·(κ_out·W_out)``, the device's ``δ·W_node`` in float. Other layers do
+not learn here (the host path reaches only the output and its input).
+
+The layer feeding ``out`` is ``fc{n−1}`` of ``fs_fc`` and ``fc`` of the convolutional nets
+(:class:`~stllr.models.spiking_output.FSConvNet`), whose recurrent weights ``W_rec``
+(``self.rec``) learn with it (docs/neurons.md §3b): its input is the pooled, flattened
+spikes ``x[t]`` and the layer's own spikes ``s[t−1]`` (zeros at t = 0), whose traces ``R``
+follow the recursion of ``P``. Both traces are linear per input, so the layer learns as
+one ``[W | W_rec]`` ``[N, in + N]`` on the input ``[x[t], s[t−1]]``.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from stllr.errors import UserError
 
 class _Plastic(NamedTuple):
     name: str
-    linear: torch.nn.Linear
+    weights: tuple[torch.Tensor, ...]  # W [N, in] (and W_rec [N, N]): one input block each
     neurons: torch.nn.Module
     kappa: float
     lambda_syn: float | None
@@ -50,7 +58,8 @@ def _neuron_constants(neurons) -> tuple[float, float | None, float]:
 
 
 class FloatFSLearner:
-    """Float S-TLLR on the plastic layers (``fc{i}``, ``out``) of a copied ``fs_fc`` model."""
+    """Float S-TLLR on the plastic layers (the output ``out`` and the layer feeding it) of a
+    copied first-spike model (``fs_fc``, ``fs_gesture``, ``fs_plane``)."""
 
     def __init__(self, model, layers, lr: float, window: int, teacher, device=None):
         from quantization.convert import DEFAULT_FACTORS
@@ -60,14 +69,21 @@ class FloatFSLearner:
         if device is not None:
             self.model.to(device)
         self.device = next(self.model.parameters()).device
+        from stllr.models.spiking_output import FSConvNet
+
         m = self.model
-        n_fc = len(m.fc)
-        modules = {f"fc{i}": (m.fc[i], m.neurons[i]) for i in range(n_fc)}
-        modules["out"] = (m.out, m.out_neuron)
-        if layers[-1] != "out" or any(name not in (f"fc{n_fc - 1}", "out") for name in layers):
+        self.conv = isinstance(m, FSConvNet)
+        if self.conv:  # fc: [W | W_rec] on [x[t], s[t−1]] (module doc)
+            feeding = "fc"
+            modules = {"fc": ((m.fc.weight, m.rec.weight), m.neurons[-1])}
+        else:
+            feeding = f"fc{len(m.fc) - 1}"
+            modules = {f"fc{i}": ((m.fc[i].weight,), m.neurons[i]) for i in range(len(m.fc))}
+        modules["out"] = ((m.out.weight,), m.out_neuron)
+        if not layers or layers[-1] != "out" or any(n not in (feeding, "out") for n in layers):
             raise UserError(
                 f"adaptation.layers: a first-spike network learns 'out' and optionally "
-                f"'fc{n_fc - 1}' (the layer feeding it), got {list(layers)}"
+                f"{feeding!r} (the layer feeding it), got {list(layers)}"
             )
         self.plastic = [
             _Plastic(name, *modules[name], *_neuron_constants(modules[name][1])) for name in layers
@@ -77,13 +93,31 @@ class FloatFSLearner:
         self.lr, self.window, self.teacher = lr, window, teacher
 
     def _layer_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One forward step; returns each layer's input (``fc{i}``, ``out``)."""
+        """One forward step of the body; returns each layer's input ``[1, in]`` (``fc{i}``
+        of fs_fc; ``fc`` of a conv net: ``[x[t], s[t−1]]``; ``out``: the body's spikes)."""
         m, inputs = self.model, {}
+        if self.conv:
+            seen = []
+            hook = m.fc.register_forward_hook(lambda _m, args, _o: seen.append(args[0]))
+            prev = m._prev
+            try:
+                h = m.body(x)
+            finally:
+                hook.remove()
+            inputs["fc"] = torch.cat([seen[0], torch.zeros_like(h) if prev is None else prev], 1)
+            inputs["out"] = h
+            return inputs
         for i, (fc, neurons) in enumerate(zip(m.fc, m.neurons, strict=True)):
             inputs[f"fc{i}"] = x
             x = neurons(fc(x))
         inputs["out"] = x
         return inputs
+
+    @staticmethod
+    def _sub(p: _Plastic, update: torch.Tensor) -> None:
+        """``W ← W − update`` for each input block of ``update`` ``[N, Σ in]``."""
+        for w, u in zip(p.weights, update.split([w.shape[1] for w in p.weights], 1), strict=True):
+            w.sub_(u)
 
     @torch.no_grad()
     def learn_sample(self, x, label: int, scale=1.0, gate=0.0, pseudo=0.0) -> None:
@@ -127,20 +161,20 @@ class FloatFSLearner:
                     post, pre = stacked_operands(
                         f, g, d, q[p.name], traces[p.name].p, inputs[p.name]
                     )
-                    p.linear.weight.sub_(self.lr * post.t().mm(pre))
+                    self._sub(p, self.lr * post.t().mm(pre))
             for p in self.plastic:
                 q[p.name] = trace_step(q[p.name], psi[p.name], f.lambda_post)
         m.reset_state()
 
     def plastic_copy(self) -> list[torch.Tensor]:
         """Copies of the plastic weights (W0 of :meth:`consolidate`)."""
-        return [p.linear.weight.detach().clone() for p in self.plastic]
+        return [w.detach().clone() for p in self.plastic for w in p.weights]
 
     def consolidate(self, deployed, shift: int) -> None:
         """``W ← W − 2^−shift·(W − W0)`` for every plastic weight."""
         with torch.no_grad():
-            for p, w0 in zip(self.plastic, deployed, strict=True):
-                w = p.linear.weight
+            weights = [w for p in self.plastic for w in p.weights]
+            for w, w0 in zip(weights, deployed, strict=True):
                 w.sub_((w - w0) * 2.0**-shift)
 
     @torch.no_grad()

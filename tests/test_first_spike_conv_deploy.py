@@ -240,7 +240,8 @@ def test_pipeline_accepts_the_conv_first_spike_archs_and_names_what_it_refuses()
 def test_the_conv_first_spike_pipeline_configs_resolve(task, data_task, arch, out_threshold):
     """``--task fs-gesture32-standin`` / ``fs-dvsplane-standin`` read their own configs (the
     reference's culif_dvsgesture / culif_dvsplane on the stand-ins) into their own run
-    folders, and pass the deployability check."""
+    folders, and pass the deployability check; ``fc`` and ``out`` adapt over every step of
+    the sample (window = the frames plus the empty ones)."""
     from pipeline.resolve import resolve_run
 
     cfg, out = resolve_run(task=task)
@@ -249,3 +250,6 @@ def test_the_conv_first_spike_pipeline_configs_resolve(task, data_task, arch, ou
         data_task, arch, "first_spike", "culif", "culif")  # fmt: skip
     assert t.out_threshold == out_threshold and cfg.quantize.qat_epochs == 0
     assert out.name == "pipeline_" + task.replace("-", "_")
+    a = cfg.adaptation
+    assert tuple(a.layers) == ("fc", "out") and a.signal == "host" and a.lr == 1e-3
+    assert a.window == t.n_time_bins + t.empty_bins
