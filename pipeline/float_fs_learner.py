@@ -9,8 +9,8 @@ fs_step_error`: the first-spike teaching signal of the float network's own outpu
 Per plastic layer (input ``x[t]`` ``[1, in]``, spikes and membrane ``v[t]`` before reset)::
 
     P[t]   = λ_pre·P[t−1] + P^i[t−1],   P^i[t] = λ_syn·P^i[t−1] + x[t]    (CuLIF)
-    P[t]   = λ_pre·P[t−1] + x[t]                                       (LIF)
-    g      = κ·Ψ(v[t] − θ)·δ[t],        κ = 1 − α (CuLIF), 1 (LIF)
+    P[t]   = λ_pre·P[t−1] + x[t]                                       (LIF, AdLIF)
+    g      = κ·Ψ(v[t] − θ)·δ[t],        κ = 1 − α (CuLIF; AdLIF: per neuron), 1 (LIF)
     W     ← W − η·(α_pre·gᵀP[t] + α_post·(δ[t]⊙Q[t−1])ᵀx[t])
     Q[t]   = λ_post·Q[t−1] + Ψ(v[t] − θ)
 
@@ -18,6 +18,8 @@ with the factors the converter gives the integer layers (``quantization.convert.
 DEFAULT_FACTORS``, ``λ_syn = β``). ``δ`` of the output layer is the teaching signal; of the
 layer feeding it (``fc{n−1}``), ``δ·(κ_out·W_out)``, the device's ``δ·W_node`` in float.
 Other layers do not learn here (the host path reaches only the output and its input).
+An AdLIF hidden layer learns by the "direct (AdLIF)" rule of docs/neurons.md §3b: the LIF's
+direct pre-trace, ``κ_i = 1 − α_i`` per neuron; its adaptation does not enter the rule.
 """
 
 from __future__ import annotations
@@ -34,18 +36,22 @@ class _Plastic(NamedTuple):
     name: str
     linear: torch.nn.Linear
     neurons: torch.nn.Module
-    kappa: float
+    kappa: float | torch.Tensor  # per neuron [N] for AdLIF
     lambda_syn: float | None
     threshold: float
 
 
-def _neuron_constants(neurons) -> tuple[float, float | None, float]:
-    """``(κ, λ_syn, θ)`` of a neuron module of :mod:`stllr.models.neuron_kinds`."""
+def _neuron_constants(neurons) -> tuple[float | torch.Tensor, float | None, float]:
+    """``(κ, λ_syn, θ)`` of a neuron module of :mod:`stllr.models.neuron_kinds` (AdLIF:
+    ``κ`` ``[N]`` per neuron, no current trace)."""
     from stllr.models.neuron_kinds import LIFNeurons
 
     if isinstance(neurons, LIFNeurons):
         return 1.0, None, max(neurons.lif.threshold, 0.5)
     p = neurons.pop.params()
+    if neurons.pop.spec.kind == "adlif":
+        kappa = (1.0 - p.alpha.detach()).reshape(-1)
+        return kappa, None, float(neurons.pop.spec.threshold)
     return 1.0 - float(p.alpha), float(p.beta), float(neurons.pop.spec.threshold)
 
 
