@@ -29,13 +29,17 @@ HIDDEN = ["fc0", "fc1"]
 def _net(decay_mode: str = "neuron", seed: int = 0) -> FSFCNet:
     """20 → 32 → 32 AdLIF (τ_mem 5, τ_adapt 20, θ 0.5) → 5 CuLIF (τ 20, θ 1); the Xavier
     weights are scaled by 5 so that every layer, the output too, fires; a, b keep their
-    random init in [0, 1]."""
+    random init in [0, 1]; the decay logits get ±0.5 noise, so α and ρ differ per neuron
+    (decay_mode neuron), as after training."""
     torch.manual_seed(seed)
     hidden = NeuronSpec("adlif", 5.0, 5.0, 0.5, 20.0, decay_mode=decay_mode)
     net = FSFCNet(20, 5, (32, 32), hidden, NeuronSpec("culif", 20.0, 20.0, 1.0)).eval()
     with torch.no_grad():
         for fc in (*net.fc, net.out):
             fc.weight.mul_(5.0)
+        for pop in (n.pop for n in net.neurons):
+            for logit in (pop.mem_logit, pop.adapt_logit):
+                logit.add_(torch.rand(logit.shape) - 0.5)
     return net
 
 
@@ -122,8 +126,10 @@ def test_every_integer_layer_spikes_like_its_float_layer(decay_mode):
 def test_whole_network_decides_like_the_float_network(seed):
     """The whole network (errors carried from layer to layer, 32 samples): at 12 bits the
     integer FS decisions equal the float network's. At 8 bits one rounded hidden spike
-    moves later ones through ω, and 84–97 % of decisions agree on these nets (measured;
-    CuLIF hidden layers: all), so 8 bits is held to ≥ 84 % and below 12 bits' agreement."""
+    moves later ones through ω and the output fires on many near ties: 94 % (seed 0) and
+    84 % (seed 1) of the decisions agree (measured; CuLIF hidden layers at this scale:
+    100 % / 97 %), so 8 bits is held to ≥ 80 % and to no more than 12 bits' agreement.
+    The layer-by-layer check above is the precise one."""
     net, x = _net(seed=seed), _input(batch=32)
     ref = _float_spikes(net, x)
     want = fs_decision(ref["out"], ref["out_v"])
@@ -132,7 +138,7 @@ def test_whole_network_decides_like_the_float_network(seed):
         qnet, _ = quantize_model(net, [x], PTQConfig(weight_bits=bits))
         pred = IntegerEmulator(qnet, delay=0).run(x).predictions()
         agree[bits] = float((pred == want).float().mean())
-    assert agree[12] == 1.0 and 0.84 <= agree[8] <= agree[12], agree
+    assert agree[12] == 1.0 and 0.8 <= agree[8] <= agree[12], agree
 
 
 def _fs_cfg(**kw) -> ExperimentConfig:
@@ -146,3 +152,83 @@ def test_pipeline_accepts_adlif_hidden_layers_only():
         check_deployable(_fs_cfg(out_neuron="adlif"), "p.toml")
     with pytest.raises(UserError, match=r"p.toml: train.neuron = 'adlif'.*'fs_gesture'.*fs_fc"):
         check_deployable(_fs_cfg(arch="fs_gesture"), "p.toml")
+
+
+def _psi_e(v: float) -> float:
+    return 1.0 / (5.0 * abs(v) + 1.0) ** 2
+
+
+def test_float_learner_adlif_step_equals_the_rule_written_as_loops():
+    """FloatFSLearner on ``fc1`` (AdLIF) and ``out`` (CuLIF): both layers by hand
+    (AdLIF v = αv̂ + (1−α)(c − w), w = ρw + a·h + b·s of the step before, hard reset;
+    CuLIF as tests/test_first_spike_adaptation.py), fc1's direct pre-trace P = λ_pre·P + x,
+    e_ij = α_pre·κ_i·Ψ_i·P_j + α_post·Q_i[t−1]·x_j (κ_i = 1 − α_i per neuron, docs/neurons.md
+    §3b "direct (AdLIF)"), δ_fc1 = δ·(κ_out·W_out) with W_out read before this step's
+    update, per synapse; the float twin must move both weights as this loop does."""
+    from pipeline.float_fs_learner import FloatFSLearner
+    from quantization.convert import DEFAULT_FACTORS as F
+    from stllr.functional.first_spike_teacher import FSTeacher
+    from tests.test_first_spike_teacher import _naive
+
+    net, x = _net().double(), _input(batch=1, steps=30, seed=3).double()
+    eta, label, teacher = 0.05, 3, FSTeacher(0.2, 2.0)
+    learner = FloatFSLearner(net, ("fc1", "out"), eta, window=30, teacher=teacher)
+    learner.learn_sample(x, label)
+
+    net.reset_state()
+    with torch.no_grad():  # fc0's spikes (fc0 does not learn)
+        h0 = [net.neurons[0](net.fc[0](x[t]))[0].clone() for t in range(x.shape[0])]
+    ad, cu = net.neurons[1].pop.params(), net.out_neuron.pop.params()
+    al, rho = ad.alpha.detach().tolist(), ad.rho.detach().tolist()
+    a, b = ad.a.detach().tolist(), ad.b.detach().tolist()
+    th1, al2, be2, th2 = float(ad.threshold), float(cu.alpha), float(cu.beta), float(cu.threshold)
+    w1, w2 = net.fc[1].weight.detach().clone(), net.out.weight.detach().clone()
+    n1, n0 = w1.shape
+    k = w2.shape[0]
+    v1, ad_w, h1, s1 = [0.0] * n1, [0.0] * n1, [0.0] * n1, [0.0] * n1
+    v2, i2 = [0.0] * k, [0.0] * k
+    p1, q1, q2 = [0.0] * n0, [0.0] * n1, [0.0] * k
+    p2, pi2 = [0.0] * n1, [0.0] * n1
+    raster = torch.zeros(x.shape[0], 1, k)
+    for t, xin in enumerate(h0):
+        xs = [float(v) for v in xin]
+        psi1, s_new = [], []
+        for n in range(n1):
+            c = sum(float(w1[n, j]) * xs[j] for j in range(n0))
+            v = al[n] * v1[n] + (1.0 - al[n]) * (c - ad_w[n])
+            ad_w[n] = rho[n] * ad_w[n] + a[n] * h1[n] + b[n] * s1[n]
+            h1[n] = v
+            psi1.append(_psi_e(v - th1))
+            s_new.append(1.0 if v > th1 else 0.0)
+            v1[n] = 0.0 if v > th1 else v
+        s1 = s_new
+        p1 = [F.lambda_pre * p1[j] + xs[j] for j in range(n0)]
+        p2 = [F.lambda_pre * p2[j] + pi2[j] for j in range(n1)]
+        pi2 = [be2 * pi2[j] + s1[j] for j in range(n1)]
+        psi2 = []
+        for n in range(k):
+            c = sum(float(w2[n, j]) * s1[j] for j in range(n1))
+            v2[n] = al2 * v2[n] + (1.0 - al2) * i2[n]
+            i2[n] = be2 * i2[n] + c
+            psi2.append(_psi_e(v2[n] - th2))
+            if v2[n] > th2:
+                raster[t, 0, n] = 1.0
+                v2[n] = 0.0
+        delta = _naive(raster[: t + 1], torch.tensor([label]), 0.2, 2.0, False)[t, 0].tolist()
+        d1 = [sum(delta[o] * (1.0 - al2) * float(w2[o, n]) for o in range(k)) for n in range(n1)]
+        for n in range(k):
+            for j in range(n1):
+                e = F.alpha_pre * (1.0 - al2) * psi2[n] * p2[j] + F.alpha_post * q2[n] * s1[j]
+                w2[n, j] -= eta * delta[n] * e
+        for n in range(n1):
+            for j in range(n0):
+                e = F.alpha_pre * (1.0 - al[n]) * psi1[n] * p1[j] + F.alpha_post * q1[n] * xs[j]
+                w1[n, j] -= eta * d1[n] * e
+        q1 = [F.lambda_post * q1[n] + psi1[n] for n in range(n1)]
+        q2 = [F.lambda_post * q2[n] + psi2[n] for n in range(k)]
+    assert raster.sum() > 0 and sum(sum(float(v) for v in h) for h in h0) > 0
+    for got, want, w0 in ((learner.model.fc[1].weight, w1, net.fc[1].weight),
+                          (learner.model.out.weight, w2, net.out.weight)):  # fmt: skip
+        got = got.detach().double()
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6 * float(want.abs().max()))
+        assert float((got - w0.detach().double()).abs().max()) > 1e-3
