@@ -232,3 +232,20 @@ def test_float_learner_adlif_step_equals_the_rule_written_as_loops():
         got = got.detach().double()
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6 * float(want.abs().max()))
         assert float((got - w0.detach().double()).abs().max()) > 1e-3
+
+
+def test_task_resolves_to_the_adlif_standin_config():
+    """``--task fs-ntidigits-standin-adlif`` reads pipeline/configs/fs_ntidigits_standin_adlif
+    .toml (a second network on the N-TIDIGITS stand-in, in its own run folder): AdLIF
+    hidden layers, a CuLIF output, fc1 and out plastic; the same network with an AdLIF
+    output is refused by name."""
+    from pipeline.resolve import resolve_run
+
+    cfg, run_dir = resolve_run(task="fs-ntidigits-standin-adlif")
+    assert (cfg.train.task, cfg.train.arch, cfg.train.readout) == (
+        "ntidigits-standin", "fs_fc", "first_spike")  # fmt: skip
+    assert (cfg.train.neuron, cfg.train.out_neuron) == ("adlif", "culif")
+    assert tuple(cfg.adaptation.layers) == ("fc1", "out")
+    assert "fs_ntidigits_standin_adlif" in str(run_dir)
+    with pytest.raises(UserError, match="fs_ntidigits_standin_adlif.toml: train.out_neuron"):
+        resolve_run(task="fs-ntidigits-standin-adlif", overrides=["train.out_neuron=adlif"])
