@@ -91,13 +91,18 @@ RECIPES = {
     "gesture32-standin": ("experiments/gesture32_standin_culif.toml", ["epochs=10"]),
     "dvsplane-standin": ("experiments/dvsplane_standin_culif.toml", ["epochs=16"]),
 }
-#: the first-spike-coded conv networks of the pipelines (fs_gesture / fs_plane, CuLIF,
+#: the first-spike-coded networks of the pipelines (fs_gesture / fs_plane / fs_fc, CuLIF,
 #: pipeline/configs/fs_*_standin.toml), scored by their first output spike; no cosine
 #: schedule, as in the pipeline. Their rows name the data task's stand-in recordings.
 _FS_CULIF = ["neuron=culif", "out_neuron=culif", "optimizer=amsgrad", "seed=1234"]
 FS_RECIPES = {
     "fs-gesture32-standin": ("experiments/fs_gesture32_standin.toml", [*_FS_CULIF, "epochs=10"]),
     "fs-dvsplane-standin": ("experiments/fs_dvsplane_standin.toml", [*_FS_CULIF, "epochs=10"]),
+    # the fs_fc network of pipeline/configs/fs_ntidigits_standin.toml (output θ 2)
+    "fs-ntidigits-standin": (
+        "experiments/fs_ntidigits_standin.toml",
+        [*_FS_CULIF, "out_threshold=2.0", "epochs=10"],
+    ),
 }
 
 

@@ -384,7 +384,12 @@ def apply_pipeline_overrides(cfg: PipelineConfig, overrides: Iterable[str]) -> P
 
 #: ``--task`` names of a second network on a data set's task, each read from
 #: ``pipeline/configs/<name>.toml`` whose ``[train] task`` is that data set's task
-VARIANT_TASKS = ("fs-ntidigits-standin", "fs-gesture32-standin", "fs-dvsplane-standin")
+VARIANT_TASKS = (
+    "fs-ntidigits-standin",
+    "fs-ntidigits-standin-adlif",
+    "fs-gesture32-standin",
+    "fs-dvsplane-standin",
+)
 
 
 def config_path_for_task(task: str) -> Path:

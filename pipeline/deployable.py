@@ -7,14 +7,16 @@ pipeline deploys ``neuron = "lif"``, ``"culif"`` and ``"pculif"`` with one decay
 ``AdaptiveLayer`` kind, ``quantization/nodes/adaptive.py``, the latter with a current),
 whose layer learns on device too (docs/fixed_point.md, "Adaptive layers"). A
 first-spike-coded network (``arch`` one of :data:`FS_ARCHS`, ``readout = "first_spike"``,
-hidden and output neurons ``lif``, ``culif`` or ``pculif`` per layer) deploys as integer
+hidden and output neurons ``lif``, ``culif`` or ``pculif`` per layer; ``fs_fc`` also with
+``adlif`` hidden layers, docs/first_spike.md, "AdLIF hidden layers") deploys as integer
 spiking layers read by its first output spike
 (docs/first_spike.md, "In the pipeline"; the convolutional ``fs_gesture`` / ``fs_plane``
 with pooling and flatten nodes between them); it adapts on device from a host-computed
 first-spike teaching signal (docs/first_spike.md, "On-device learning of a first-spike
 network"), and it is not fine-tuned with QAT. It refuses, before any training, what it
 cannot deploy yet: PCuLIF with per-neuron decays, the rate-coded spiking-output networks
-(``readout = rate``), AdLIF in a spiking-output network and QAT of a first-spike network.
+(``readout = rate``), AdLIF in a spiking-output network other than ``fs_fc``'s hidden
+layers and QAT of a first-spike network.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from stllr.errors import UserError
 DEPLOYABLE_NEURONS = ("lif", "culif", "pculif", "adlif", "cuadlif")
 #: neurons of a deployable first-spike network (hidden and output layers)
 FS_NEURONS = ("lif", "culif", "pculif")
+#: archs whose hidden layers may be AdLIF (``AdaptiveLayer``; never the output layer)
+FS_ADLIF_ARCHS = ("fs_fc",)
 #: first-spike archs with an integer converter (quantization/convert_spiking_output.py)
 FS_ARCHS = ("fs_fc", "fs_gesture", "fs_plane")
 
@@ -75,7 +79,17 @@ def _check_first_spike(train: ExperimentConfig, where: str) -> None:
             f"{where}: train.arch = {train.arch!r} with readout first_spike cannot be deployed "
             f"(no integer converter); expected arch one of {', '.join(FS_ARCHS)}"
         )
-    for key in ("neuron", "out_neuron"):
+    if train.neuron == "adlif" and train.arch in FS_ADLIF_ARCHS:
+        keys: tuple[str, ...] = ("out_neuron",)
+    elif train.neuron == "adlif":
+        raise UserError(
+            f"{where}: train.neuron = 'adlif' in a first-spike network cannot be deployed yet "
+            f"with arch {train.arch!r}; expected arch {', '.join(FS_ADLIF_ARCHS)} (AdLIF hidden "
+            "layers) or neuron one of " + ", ".join(FS_NEURONS)
+        )
+    else:
+        keys = ("neuron", "out_neuron")
+    for key in keys:
         if getattr(train, key) not in FS_NEURONS:
             raise UserError(
                 f"{where}: train.{key} = {getattr(train, key)!r} in a first-spike network "

@@ -10,8 +10,8 @@ fs_step_error`: the first-spike teaching signal of the float network's own outpu
 Per plastic layer (input ``x[t]`` ``[1, in]``, spikes and membrane ``v[t]`` before reset)::
 
     P[t]   = λ_pre·P[t−1] + P^i[t−1],   P^i[t] = λ_syn·P^i[t−1] + x[t]    (CuLIF)
-    P[t]   = λ_pre·P[t−1] + x[t]                                       (LIF)
-    g      = κ·Ψ(v[t] − θ)·δ[t],        κ = 1 − α (CuLIF), 1 (LIF)
+    P[t]   = λ_pre·P[t−1] + x[t]                                       (LIF, AdLIF)
+    g      = κ·Ψ(v[t] − θ)·δ[t],        κ = 1 − α (CuLIF; AdLIF: per neuron), 1 (LIF)
     W     ← W − η·(α_pre·gᵀP[t] + α_post·(δ[t]⊙Q[t−1])ᵀx[t])
     Q[t]   = λ_post·Q[t−1] + Ψ(v[t] − θ)
 
@@ -26,6 +26,8 @@ The layer feeding ``out`` is ``fc{n−1}`` of ``fs_fc`` and ``fc`` of the convol
 spikes ``x[t]`` and the layer's own spikes ``s[t−1]`` (zeros at t = 0), whose traces ``R``
 follow the recursion of ``P``. Both traces are linear per input, so the layer learns as
 one ``[W | W_rec]`` ``[N, in + N]`` on the input ``[x[t], s[t−1]]``.
+An AdLIF hidden layer learns by the "direct (AdLIF)" rule of docs/neurons.md §3b: the LIF's
+direct pre-trace, ``κ_i = 1 − α_i`` per neuron; its adaptation does not enter the rule.
 """
 
 from __future__ import annotations
@@ -42,18 +44,22 @@ class _Plastic(NamedTuple):
     name: str
     weights: tuple[torch.Tensor, ...]  # W [N, in] (and W_rec [N, N]): one input block each
     neurons: torch.nn.Module
-    kappa: float
+    kappa: float | torch.Tensor  # per neuron [N] for AdLIF
     lambda_syn: float | None
     threshold: float
 
 
-def _neuron_constants(neurons) -> tuple[float, float | None, float]:
-    """``(κ, λ_syn, θ)`` of a neuron module of :mod:`stllr.models.neuron_kinds`."""
+def _neuron_constants(neurons) -> tuple[float | torch.Tensor, float | None, float]:
+    """``(κ, λ_syn, θ)`` of a neuron module of :mod:`stllr.models.neuron_kinds` (AdLIF:
+    ``κ`` ``[N]`` per neuron, no current trace)."""
     from stllr.models.neuron_kinds import LIFNeurons
 
     if isinstance(neurons, LIFNeurons):
         return 1.0, None, max(neurons.lif.threshold, 0.5)
     p = neurons.pop.params()
+    if neurons.pop.spec.kind == "adlif":
+        kappa = (1.0 - p.alpha.detach()).reshape(-1)
+        return kappa, None, float(neurons.pop.spec.threshold)
     return 1.0 - float(p.alpha), float(p.beta), float(neurons.pop.spec.threshold)
 
 

@@ -4,7 +4,9 @@ docs/first_spike.md, "Networks" and "In the pipeline") to the float layer graph 
 
 Every layer becomes a :class:`~quantization.float_nodes.FloatSpiking` of its neuron kind:
 the toolkit's LIF, or a current-based layer (``culif``, ``pculif`` with one decay per
-layer). The output layer is a spiking node too, read by its first spike. The
+layer); an AdLIF hidden layer of ``fs_fc`` becomes a
+:class:`~quantization.float_nodes.FloatAdaptive` (the ``AdaptiveLayer`` kind). The output
+layer is a spiking node too, read by its first spike. The
 convolutional networks compose existing kinds: conv layers, max pooling (``Pool``), the
 neuron after a pooling as a depthwise 1×1 convolution of unit weights, ``Flatten`` and a
 dense recurrent layer.
@@ -17,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from quantization.float_nodes import DEFAULT_FACTORS, FloatSpiking
+from quantization.float_nodes import DEFAULT_FACTORS, FloatAdaptive, FloatSpiking
 from quantization.network import Pool
 from quantization.nodes.flatten import Flatten
 from stllr.neuron import LIFParams
@@ -78,12 +80,37 @@ def _neuron_spec(name, inputs, kind, w, bias, neurons, factors, w_rec, geometry,
                         **geometry)  # fmt: skip
 
 
+def _adaptive_layer_spec(fc: nn.Linear, neurons: nn.Module, name: str, inputs,
+                         factors) -> FloatAdaptive:  # fmt: skip
+    """A bias-free ``Linear`` into an AdLIF population (either decay mode): α, ρ, a, b per
+    neuron or per layer, θ and the reset of the population, the layer's surrogate for Ψ."""
+    p = neurons.pop.params()
+
+    def t(v) -> torch.Tensor:
+        return torch.as_tensor(v).detach().double().clone()
+
+    bias = None if fc.bias is None else fc.bias.detach().clone()
+    return FloatAdaptive(name, tuple(inputs), fc.weight.detach().clone(), bias, t(p.alpha),
+                         t(p.rho), t(p.a), t(p.b), float(p.threshold), p.reset, source=fc,
+                         psi=neurons.psi_name, factors=factors or DEFAULT_FACTORS)  # fmt: skip
+
+
+def _is_adlif(neurons: nn.Module) -> bool:
+    spec = getattr(getattr(neurons, "pop", None), "spec", None)
+    return spec is not None and spec.kind == "adlif"
+
+
 def convert_fs_fc(model, factors):
     """``fs_fc`` (docs/first_spike.md, "Networks"): ``fc0 … fc{n−1}`` (Linear → neuron;
-    dropout is the identity at inference) and the spiking output layer ``out``."""
+    dropout is the identity at inference; an AdLIF hidden layer as
+    :func:`_adaptive_layer_spec`) and the spiking output layer ``out`` (never AdLIF: it is
+    read by its first spike as a :class:`FloatSpiking`)."""
     specs, prev = [], "input"
     for i, (fc, neurons) in enumerate(zip(model.fc, model.neurons, strict=True)):
-        specs.append(_neuron_layer_spec(fc, neurons, f"fc{i}", (prev,), factors))
+        if _is_adlif(neurons) and isinstance(fc, nn.Linear):
+            specs.append(_adaptive_layer_spec(fc, neurons, f"fc{i}", (prev,), factors))
+        else:
+            specs.append(_neuron_layer_spec(fc, neurons, f"fc{i}", (prev,), factors))
         prev = f"fc{i}"
     specs.append(_neuron_layer_spec(model.out, model.out_neuron, "out", (prev,), factors))
     return specs
