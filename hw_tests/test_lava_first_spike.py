@@ -65,7 +65,7 @@ def test_conv_first_spike_network_in_lava_equals_the_emulator():
     assert lava_pred[fired].tolist() == emu_pred[fired].tolist()
 
 
-def _online_fs_signals(qnet, frames, labels, teacher):
+def online_fs_signals(qnet, frames, labels, teacher):
     """Batch-1 emulator learning from the first-spike teaching signal of its own output
     spikes (stllr.functional.first_spike_teacher): the out layer's L is the quantized δ,
     that of the layer feeding it (fc1 of fs_fc, fc of a conv net: ``out``'s input in the
@@ -112,7 +112,7 @@ def test_first_spike_learning_in_lava_equals_the_emulator():
     qnet, _ = quantize_model(net, [x], PTQConfig(weight_bits=8))
     qnet = attach_learning(qnet, ["fc1", "out"], [x], lr=0.02, signal_max=1.0, seed=5)
     frames = x.transpose(0, 1).to(torch.int64).numpy()  # [3, 40, 20]
-    signals, emu = _online_fs_signals(qnet, frames, [1, 3, 0], FSTeacher(0.1, 2.5))
+    signals, emu = online_fs_signals(qnet, frames, [1, 3, 0], FSTeacher(0.1, 2.5))
     assert (signals["out"] < 0).any() and (signals["out"] > 0).any()
     res = run_lava(qnet, frames, signals, timeout_s=120)
     ref = emulate(qnet, frames, signals)
@@ -142,7 +142,7 @@ def test_conv_first_spike_learning_in_lava_equals_the_emulator():
     assert qnet.node("out").inputs == ("fc",) and qnet.node("fc").weight_rec is not None
     qnet = attach_learning(qnet, ["fc", "out"], [x], lr=0.05, signal_max=1.0, seed=5)
     frames = x.transpose(0, 1).to(torch.int64).numpy()  # [2, 30, 2, 12, 12]
-    signals, emu = _online_fs_signals(qnet, frames, [1, 3], FSTeacher(0.1, 2.5))
+    signals, emu = online_fs_signals(qnet, frames, [1, 3], FSTeacher(0.1, 2.5))
     assert (signals["out"] < 0).any() and (signals["out"] > 0).any()
     assert (signals["fc"] != 0).any()
     res = run_lava(qnet, frames, signals, timeout_s=300)

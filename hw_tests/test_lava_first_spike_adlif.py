@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from hw_tests.parity_references import emulate
-from hw_tests.test_lava_first_spike import _online_fs_signals
+from hw_tests.test_lava_first_spike import online_fs_signals
 from lava_models.runner import run_lava
 from quantization.emulator import IntegerEmulator
 from quantization.network import AdaptiveLayer
@@ -53,7 +53,7 @@ def test_adlif_first_spike_learning_in_lava_equals_the_emulator():
     qnet, _ = quantize_model(net, [x], PTQConfig(weight_bits=8))
     qnet = attach_learning(qnet, ["fc1", "out"], [x], lr=0.02, signal_max=1.0, seed=5)
     frames = x.transpose(0, 1).to(torch.int64).numpy()  # [3, 40, 20]
-    signals, emu = _online_fs_signals(qnet, frames, [1, 3, 0], FSTeacher(0.1, 2.5))
+    signals, emu = online_fs_signals(qnet, frames, [1, 3, 0], FSTeacher(0.1, 2.5))
     assert (signals["fc1"] != 0).any() and (signals["out"] != 0).any()
     res = run_lava(qnet, frames, signals, timeout_s=120)
     ref = emulate(qnet, frames, signals)
