@@ -103,6 +103,11 @@ FS_RECIPES = {
         "experiments/fs_ntidigits_standin.toml",
         [*_FS_CULIF, "out_threshold=2.0", "epochs=10"],
     ),
+    # the same with AdLIF hidden layers (pipeline/configs/fs_ntidigits_standin_adlif.toml)
+    "fs-ntidigits-standin-adlif": (
+        "experiments/fs_ntidigits_standin.toml",
+        [*_FS_CULIF, "neuron=adlif", "threshold=0.5", "out_threshold=2.0", "lr=3e-3", "epochs=10"],
+    ),
 }
 
 
@@ -168,7 +173,7 @@ def _heldout(task: str, cfg, n: int, test=None):
         return None
     if task in ("gesture32-standin", "dvsplane-standin"):
         return _heldout_camera(task, cfg, n, test)
-    if task in ("ntidigits-standin", "fs-ntidigits-standin"):  # another draw, n recordings
+    if task in ("ntidigits-standin", "fs-ntidigits-standin", "fs-ntidigits-standin-adlif"):
         from stllr.data.standin_first_spike import NTidigitsStandinConfig, ensure_ntidigits_standin
         from stllr.tasks_first_spike import ntidigits_splits
 
