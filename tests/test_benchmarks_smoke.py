@@ -298,3 +298,19 @@ def test_a_strict_target_is_not_met_at_its_bound():
     assert target(1e-9, ">", 0.0)["met"] is True and target(None, ">", 0.0)["met"] is None
     with pytest.raises(ValueError, match="target operator '=>'"):
         target(1.0, "=>", 0.0)
+
+
+def test_vgg_public_skips_cleanly_without_the_public_checkout():
+    # The public S-TLLR code is not in the repository: without --official the comparison
+    # is skipped with a message, exit status 0 and no JSON (nothing to mistake for a run).
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "vgg_public.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("vgg_public: skipped, no --official PATH")
+    assert "{" not in proc.stdout
