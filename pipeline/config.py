@@ -387,6 +387,7 @@ def apply_pipeline_overrides(cfg: PipelineConfig, overrides: Iterable[str]) -> P
 VARIANT_TASKS = (
     "fs-ntidigits-standin",
     "fs-ntidigits-standin-adlif",
+    "fs-shd-standin-adlif",
     "fs-gesture32-standin",
     "fs-dvsplane-standin",
 )
