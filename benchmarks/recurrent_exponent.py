@@ -155,7 +155,7 @@ def main() -> None:
         ap.error("give --checkpoint or --merge")
     set_threads(args.threads, quick=False)
     if args.merge:
-        chunks = [torch.load(p) for p in args.merge]
+        chunks = [torch.load(p, weights_only=True) for p in args.merge]
         pooled = {k: torch.cat([c[k] for c in chunks]) for k in ("y", *NAMES)}
         result = {"merged": [str(p) for p in args.merge], **_summary(pooled)}
     else:
