@@ -163,24 +163,23 @@ def _float_grads(m, x, delta, t_signal):
     return rec.weight.grad.clone(), rec.weight_rec.grad.clone(), spikes
 
 
-@pytest.mark.parametrize("t_signal", [4, 9])
-def test_one_learning_step_follows_the_float_rule(t_signal):
-    """A learning signal at one step only: the integer ΔW of that step, in float units and
-    divided by each row's κ_i (W_node = κ_i·Ŵ), is −η·∂L/∂Ŵ of the float layer to within
-    2 % of its largest entry; leaving the gains out (or κ_m out of the α's) fails this."""
-    m = _float_layer()
+def float_rule_step(m, weight_bits: int, t_signal: int):
+    """Quantize the float layer ``m.rec`` at ``weight_bits``, make it plastic (η = 1), send a
+    random learning signal at step ``t_signal`` only, and check the integer ΔW of that step,
+    in float units and divided by each row's κ_i (W_node = κ_i·Ŵ), against −η·∂L/∂Ŵ of the
+    float layer (within 2 % of its largest entry), with the spikes equal up to that step.
+    Returns the plastic node."""
     gen = torch.Generator().manual_seed(7)
     x = (torch.rand(16, 4, 24, generator=gen) < 0.3).float()
-    qnet, _ = quantize_model(m, [x], PTQConfig(weight_bits=16))
+    qnet, _ = quantize_model(m, [x], PTQConfig(weight_bits=weight_bits))
     lr = 1.0
     qnet = attach_learning(qnet, ["rec"], [x], lr=lr, trace_bits=12, trace_rounding="nearest",
                            weight_bits=24)  # fmt: skip
     node = qnet.node("rec")
     kappa = node.dv.double() / 4096
     assert isinstance(node, AdaptiveLayer) and float(kappa.max() / kappa.min()) > 1.5
-    spec = node.learning
     sig = torch.randint(-100, 101, (4, 12), generator=gen)
-    delta = sig.double() * 2.0**spec.l_exp
+    delta = sig.double() * 2.0**node.learning.l_exp
     gw, gw_rec, spikes = _float_grads(m, x, delta.float(), t_signal)
     emu = IntegerEmulator(qnet)
     for t in range(t_signal + 1):
@@ -196,6 +195,16 @@ def test_one_learning_step_follows_the_float_rule(t_signal):
         assert scale > 0
         assert float((got - want).abs().max()) <= 0.02 * scale
     assert int(sum(int(s.sum()) for s in spikes)) > 0
+    return node
+
+
+@pytest.mark.parametrize("t_signal", [4, 9])
+def test_one_learning_step_follows_the_float_rule(t_signal):
+    """A learning signal at one step only: the integer ΔW of that step, in float units and
+    divided by each row's κ_i (W_node = κ_i·Ŵ), is −η·∂L/∂Ŵ of the float layer to within
+    2 % of its largest entry; leaving the gains out (or κ_m out of the α's) fails this."""
+    node = float_rule_step(_float_layer(), 16, t_signal)
+    assert not node.current_traces
 
 
 def test_attach_learning_folds_kappa_max_and_survives_saving(tmp_path):

@@ -18,7 +18,7 @@ from quantization.ptq import PTQConfig, quantize_model
 from stllr.factors import STLLRFactors
 from stllr.models.shd_neurons import SHDNeuronNetSTLLR
 from stllr.neurons.population import NeuronSpec
-from tests.test_adlif_learning import _float_grads, _node, _reference, _spec
+from tests.test_adlif_learning import _node, _reference, _spec, float_rule_step
 from tests.test_cuadlif_integer import _float_cuadlif
 
 #: current-trace constants of the tests (P^i at 2^−3, λ_syn ≈ 0.71) and a faster rate
@@ -172,33 +172,8 @@ def _float_cuadlif_layer():
 def test_one_learning_step_follows_the_float_rule(t_signal):
     """A learning signal at one step only: the integer ΔW of that step, in float units and
     divided by each row's κ_i (W_node = κ_i·Ŵ), is −η·∂L/∂Ŵ of the float CuAdLIF layer (its
-    current traces, the per-neuron κ_i) within 2 % of its largest entry."""
-    m = _float_cuadlif_layer()
-    gen = torch.Generator().manual_seed(7)
-    x = (torch.rand(16, 4, 24, generator=gen) < 0.3).float()
-    # 12 bits, not the AdLIF test's 16: the current sums several steps of input, and at 16
-    # bits it would wrap the 24-bit u (the emulator counts it)
-    qnet, _ = quantize_model(m, [x], PTQConfig(weight_bits=12))
-    lr = 1.0
-    qnet = attach_learning(qnet, ["rec"], [x], lr=lr, trace_bits=12, trace_rounding="nearest",
-                           weight_bits=24)  # fmt: skip
-    node = qnet.node("rec")
-    kappa = node.dv.double() / 4096
-    assert node.current_traces and float(kappa.max() / kappa.min()) > 1.5
-    sig = torch.randint(-100, 101, (4, 12), generator=gen)
-    delta = sig.double() * 2.0**node.learning.l_exp
-    gw, gw_rec, spikes = _float_grads(m, x, delta.float(), t_signal)
-    emu = IntegerEmulator(qnet)
-    for t in range(t_signal + 1):
-        out = emu.forward(x[t].to(torch.int64))["rec"]
-        assert torch.equal(out.float(), spikes[t]), f"spikes differ at t={t}"
-        emu.apply_signals({"rec": sig if t == t_signal else torch.zeros_like(sig)})
-    lsb = node.weight_lsb
-    dw = (emu.weights("rec")["w"] - node.weight).double() * lsb / kappa[:, None]
-    dw_rec = (emu.weights("rec")["w_rec"] - node.weight_rec).double() * lsb / kappa[:, None]
-    for got, grad in ((dw, gw), (dw_rec, gw_rec)):
-        want = -lr * grad.double()
-        scale = float(want.abs().max())
-        assert scale > 0
-        assert float((got - want).abs().max()) <= 0.02 * scale
-    assert int(sum(int(s.sum()) for s in spikes)) > 0
+    current traces, the per-neuron κ_i) within 2 % of its largest entry. 12 bits, not the
+    AdLIF test's 16: the current sums several steps of input, and at 16 bits it would wrap
+    the 24-bit u (the emulator counts it)."""
+    node = float_rule_step(_float_cuadlif_layer(), 12, t_signal)
+    assert node.current_traces
