@@ -140,7 +140,8 @@ def run(ctx: Context) -> StageOutput:
 
     prep = prepare(a, data, qnet, mech)
     teacher = adaptation_teacher(train, int(prep.x_all.shape[0])) if fs else None
-    # the stream's signals and outputs are recorded only for Lava (they are large)
+    # the stream's signals and outputs are recorded only for Lava (they are large), and only
+    # for the samples Lava learns (adaptation.lava_stream_samples)
     dev = run_device(ctx, a, qnet, layers, prep, mech, ctx.cfg.lava.enabled, teacher)
     xe, ye, le, xc, yc, lc = prep.xe, prep.ye, prep.le, prep.xc, prep.yc, prep.lc
     schedule, x_all, y_all = prep.schedule, prep.x_all, prep.y_all

@@ -33,11 +33,12 @@ def _spikes(n: int, seed: int) -> torch.Tensor:
     return (torch.rand(STEPS, n, 40, generator=gen) < 0.3).float()
 
 
-def small_adaptation(k: int, cut: int | None = None):
+def small_adaptation(k: int, cut: int | None = None, signal: str = "host"):
     """A recurrent 40 → 32 → 5 network and a two-pass stream of 4 shifted samples with a
     2-sample replay buffer after every 2nd (12 items), consolidation and a decaying rate;
-    ``k``: ``lava_stream_samples``; ``cut``: the stream is its first ``cut`` items only.
-    Returns (section, mechanisms, deployed QNetwork, Prepared)."""
+    ``k``: ``lava_stream_samples``; ``cut``: the stream is its first ``cut`` items only;
+    ``signal = "dfa"``: the device's own error and DFA feedback (no rate decay, a host
+    choice). Returns (section, mechanisms, deployed QNetwork, Prepared)."""
     from quantization.ptq import PTQConfig, quantize_input, quantize_model
     from stllr.models.shd import SHDNetSTLLR
 
@@ -48,7 +49,7 @@ def small_adaptation(k: int, cut: int | None = None):
     a = AdaptationSection(
         layers=LAYERS, lr=0.05, window=8, seed=3, eval_every=2, lava_eval_samples=4,
         lava_stream_samples=k, passes=2, replay_buffer=N_REPLAY, replay_every=2,
-        consolidate_shift=2, rate_decay=3.0,
+        consolidate_shift=2, rate_decay=3.0 if signal == "host" else 0.0, signal=signal,
     )  # fmt: skip
     mech = Mechanisms.from_section(a)
     schedule = stream_schedule(N_STREAM, 2, N_REPLAY, passes=2)[:cut]
@@ -64,8 +65,8 @@ def small_adaptation(k: int, cut: int | None = None):
     return a, mech, qnet, prep
 
 
-def device_run(k: int, cut: int | None = None, record: bool = True):
-    a, mech, qnet, prep = small_adaptation(k, cut)
+def device_run(k: int, cut: int | None = None, record: bool = True, signal: str = "host"):
+    a, mech, qnet, prep = small_adaptation(k, cut, signal)
     ctx = SimpleNamespace(progress=False)
     return a, qnet, prep, run_device(ctx, a, qnet, LAYERS, prep, mech, record)
 

@@ -6,7 +6,8 @@ every node's output on those samples equals the emulator's bit for bit, and Lava
 W_rec equal the emulator's weights after those 7 samples, which that test shows equal a
 separate emulator run of the 7 samples alone. Lava then scores the emulator's final weights;
 its "after" accuracy is recomputed with the batched emulator. The check is not vacuous: a
-snapshot with one weight changed, or the final weights as the reference, is reported unequal.
+snapshot with one weight changed is reported unequal, and the snapshot differs from the
+final weights (so Lava's do too). The same with on-device DFA signals.
 
 In tests/ rather than hw_tests/: hw_tests may not import ``pipeline``
 (tests/test_dependency_direction.py), and the pipeline's other Lava adaptation checks run
@@ -73,8 +74,8 @@ def test_lava_learns_the_prefix_bit_exactly_and_scores_the_final_weights(prefix_
 
 
 def test_a_wrong_reference_is_reported_unequal(prefix_run):
-    """One weight of the snapshot changed: one mismatch, in that layer; the emulator's
-    final weights (it learned 5 samples more) as reference: unequal too."""
+    """One weight of the snapshot changed: one mismatch, in that layer. (Lava's weights
+    equal the snapshot, which differs from the final weights: the first test.)"""
     a, qnet, prep, dev, *_ = prefix_run
     node = dev.prefix.node("rec")
     w = node.weight.clone()
@@ -84,5 +85,16 @@ def test_a_wrong_reference_is_reported_unequal(prefix_run):
     assert lava["outputs_bit_exact"] and not lava["weights_equal"]
     assert lava["weights_mismatched"] == {"rec": 1, "readout": 0}
     assert "weights ≠ emulator's there" in lava_line(lava)
-    lava = lava_part(_ctx(a), qnet, dev._replace(prefix=dev.learned), prep, LAYERS)
-    assert not lava["weights_equal"]
+
+
+def test_on_device_dfa_learns_the_prefix_in_lava():
+    """signal = dfa: Lava's own error and feedback processes learn the first K samples
+    (labels only from the host) and end on the emulator's weights after them."""
+    a, qnet, prep, dev = device_run(K, signal="dfa")
+    assert dev.plan is not None and dev.recorded == K
+    lava = lava_part(_ctx(a), qnet, dev, prep, LAYERS)
+    assert lava["outputs_bit_exact"] and lava["weights_equal"], lava["weights_mismatched"]
+    assert lava["stream_samples_learned"] == K and lava["predictions_differing"]["after"] == 0
+    final, snap = weights_of(dev.learned), weights_of(dev.prefix)
+    assert any(not (final[k] == snap[k]).all() for k in final)
+    assert any(not (snap[k] == w).all() for k, w in weights_of(qnet).items())  # it learned
