@@ -54,10 +54,12 @@ class DeviceRun(NamedTuple):
     learned: object  # the QNetwork after learning
     plastic: object  # the QNetwork with its learning specs, deployed weights
     plan: object  # SignalPlan of on-device signals, or None
-    signals: dict
+    signals: dict  # recorded for Lava: the first `recorded` stream samples, [T, R, ...]
     outputs: dict
     seconds: float
     learned_steps: int | None
+    recorded: int = 0  # stream samples whose signals and outputs were recorded
+    prefix: object = None  # the network right after the recorded samples (R < M), or None
 
 
 def _pad_to(x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -101,6 +103,12 @@ def compact_int(x: torch.Tensor) -> torch.Tensor:
         if info.min <= lo and hi <= info.max:
             return x.to(dt)
     return x
+
+
+def lava_stream_samples(k: int, n: int) -> int:
+    """How many of the ``n`` stream samples Lava learns with ``adaptation.lava_stream_samples
+    = k``: the first ``k`` when ``0 < k < n``, else all ``n`` (0 = the whole stream)."""
+    return k if 0 < k < n else n
 
 
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
@@ -148,7 +156,9 @@ def run_device(
 ) -> DeviceRun:
     """Learn ``prep``'s stream on device (emulator) with section ``a``'s settings;
     ``teacher``: the first-spike teaching signal's settings for a spiking output layer
-    (:mod:`stllr.functional.first_spike_teacher`, host signals only)."""
+    (:mod:`stllr.functional.first_spike_teacher`, host signals only). ``record`` (for Lava):
+    keep the signals and outputs of the stream samples Lava learns
+    (:func:`lava_stream_samples`) and, when that is a prefix, the network right after it."""
     xs, xe, ye, le, xc, yc, lc = prep.xs, prep.xe, prep.ye, prep.le, prep.xc, prep.yc, prep.lc
     n_stream, schedule = prep.n_stream, prep.schedule
     calib = [xs[:, : min(32, n_stream)]]
@@ -169,11 +179,12 @@ def run_device(
         shifted = accuracy(emulator_predictions(net, xe, le), ye)
         return shifted, accuracy(emulator_predictions(net, xc, lc), yc)
 
+    recorded = lava_stream_samples(a.lava_stream_samples, len(schedule)) if record else 0
     t0 = time.time()
-    curves_emu, signals_t, outputs_t = learn_stream(
+    streamed = learn_stream(
         learner, prep.x_all_int, prep.y_all, schedule, mech, a.eval_every, score_emu,
         learner.network,
-        record=record,
+        record=recorded,
         progress=lambda r: progress_bar(
             r, show=ctx.progress, desc=f"on-device learning (seed {a.seed})", unit="sample"
         ),
@@ -183,6 +194,7 @@ def run_device(
     emu_shift = paired_change(pred_e0, emulator_predictions(learned, xe, le), ye)
     emu_orig = paired_change(pred_c0, emulator_predictions(learned, xc, lc), yc)
     return DeviceRun(
-        curves_emu, emu_shift, emu_orig, learned, plastic, plan, signals_t, outputs_t,
-        emu_seconds, getattr(learner, "learned_steps", None),
+        streamed.curves, emu_shift, emu_orig, learned, plastic, plan, streamed.signals,
+        streamed.outputs, emu_seconds, getattr(learner, "learned_steps", None), recorded,
+        streamed.prefix,
     )  # fmt: skip

@@ -12,6 +12,7 @@ the learning curves of the shifted and the original condition.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -27,6 +28,19 @@ class Curves(NamedTuple):
     samples: list[int]
     shifted: list[float]
     original: list[float]
+
+
+class Streamed(NamedTuple):
+    """What :func:`learn_stream` returns: the curves; the device learner's signals and every
+    node's outputs of the recorded stream samples, stacked ``[T, R, ...]`` (empty dicts when
+    none were recorded); ``prefix``, a copy of the learner's network right after the last
+    recorded sample (its learning and pull) when fewer than the whole stream were recorded,
+    else ``None`` (the final network is the learner's own)."""
+
+    curves: Curves
+    signals: dict[str, torch.Tensor]
+    outputs: dict[str, torch.Tensor]
+    prefix: object | None
 
 
 def _pad_to(x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -148,29 +162,32 @@ def learn_stream(
     score: Callable[[object], tuple[float, float]],
     snapshot: Callable[[], object],
     consolidate: Callable[[int], None] | None = None,
-    record: bool = False,
+    record: int = 0,
     progress=iter,
-) -> tuple[Curves, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+) -> Streamed:
     """Stream ``x [T, M, ...]``/``y [M]`` (``schedule`` order) through ``learner``.
 
     ``score(net) → (shifted %, original %)`` scores ``snapshot()``, the learner's network
     now; ``consolidate(j)`` runs the pull after item ``j`` (when ``mech.consolidate_shift``;
     the float learner's: the device's node kinds pull by themselves, see
     :func:`pipeline.learners.make_plastic`).
-    With ``record`` the device learner's signals and outputs are returned stacked
-    ``[T, M, ...]`` (for Lava), else empty dicts.
+    ``record = R > 0``: the device learner's signals and outputs of the first ``R`` stream
+    items (arrival order: replay and passes included) are returned stacked ``[T, R, ...]``
+    (for Lava; nothing of the later items is kept) and, when ``R < M``, a copy of
+    ``snapshot()`` right after item ``R − 1`` (its update and its consolidation pull).
     """
     marks = checkpoints_of(schedule, every)
     s0, o0 = score(snapshot())
     curves = Curves([0], [s0], [o0])
     signals: dict[str, list] = {}
     outputs: dict[str, list] = {}
+    prefix = None
     for j in progress(range(len(schedule))):
         scale = rate_scale(j, mech.rate_decay)
         res = learner.learn_sample(
             x[:, j : j + 1], int(y[j]), scale, mech.error_gate, mech.pseudo_label
         )
-        if record:
+        if j < record:
             sig, outs = res
             for name, v in sig.items():
                 signals.setdefault(name, []).append(v)
@@ -178,10 +195,12 @@ def learn_stream(
                 outputs.setdefault(name, []).append(v)
         if mech.consolidate_shift and consolidate is not None:
             consolidate(j)
+        if j == record - 1 and record < len(schedule):  # frozen: learning goes on
+            prefix = copy.deepcopy(snapshot())
         if j in marks:
             s, o = score(snapshot())
             curves.samples.append(marks[j])
             curves.shifted.append(s)
             curves.original.append(o)
     cat = lambda d: {k: torch.cat(v, dim=1) for k, v in d.items()}  # noqa: E731
-    return curves, cat(signals), cat(outputs)
+    return Streamed(curves, cat(signals), cat(outputs), prefix)

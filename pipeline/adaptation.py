@@ -22,12 +22,14 @@ Three implementations of the same adaptation:
 
 * **emulator** — :class:`~pipeline.learners.DeviceLearner`: integer on-device S-TLLR;
 * **float** — :class:`~pipeline.learners.FloatLearner`: S-TLLR updates of Ŵ in float;
-* **Lava** — the same stream and the emulator's recorded integer signals fed to
-  :func:`lava_models.runner.run_lava` (host signals are computed from outputs that Lava
-  reproduces bit for bit, so they are Lava's own). Checked: every node's output at every
-  step and the learned weights equal the emulator's. Lava then runs the first
-  ``lava_eval_samples`` shifted test samples with the weights *it* learned, and with the
-  deployed weights (before).
+* **Lava** — (:mod:`pipeline.adapt_lava`) the same stream, or with
+  ``lava_stream_samples = K`` its first ``K`` samples, and the emulator's recorded integer
+  signals fed to :func:`lava_models.runner.run_lava` (host signals are computed from
+  outputs that Lava reproduces bit for bit, so they are Lava's own). Checked: every node's
+  output at every step and the learned weights equal the emulator's (after the same
+  samples). Lava then runs the first ``lava_eval_samples`` shifted test samples with the
+  weights *it* learned (the emulator's final weights when it learned only ``K``), and with
+  the deployed weights (before).
 
 The stream's frames are zero-padded to one length (Lava resets every ``T`` steps), so the
 window counts from the end of the padded sample, as in training; the evaluation samples
@@ -50,22 +52,19 @@ import torch
 from pipeline import artefacts as A
 from pipeline.adapt_device import accuracy as _acc
 from pipeline.adapt_device import prepare, run_device
+from pipeline.adapt_lava import lava_line, lava_part
 from pipeline.adapt_loop import learn_stream
 from pipeline.adapt_mechanisms import Mechanisms
 from pipeline.adapt_stats import gained_lost, mean_std, paired_change
 from pipeline.first_spike import adaptation_teacher
 from pipeline.float_fs_learner import FloatFSLearner
 from pipeline.float_learner import FloatLearner, module_name
-from pipeline.lava_inference import emulate, lava_outputs, run_in_lava
-from pipeline.learners import strip_learning
 from pipeline.runner import Context, StageOutput
 from pipeline.shift import make_shift
 from stllr.devices import resolve_device
 from stllr.errors import UserError
-from stllr.padding import sum_over_lengths
 from stllr.progress import bar as progress_bar
 from stllr.run import atomic_json, atomic_write_bytes
-from stllr.spike_metrics import spike_decision
 
 _SIGNAL_TEXT = {
     "host": "host-computed error",
@@ -141,14 +140,15 @@ def run(ctx: Context) -> StageOutput:
 
     prep = prepare(a, data, qnet, mech)
     teacher = adaptation_teacher(train, int(prep.x_all.shape[0])) if fs else None
-    # the stream's signals and outputs are recorded only for Lava (they are large)
+    # the stream's signals and outputs are recorded only for Lava (they are large), and only
+    # for the samples Lava learns (adaptation.lava_stream_samples)
     dev = run_device(ctx, a, qnet, layers, prep, mech, ctx.cfg.lava.enabled, teacher)
     xe, ye, le, xc, yc, lc = prep.xe, prep.ye, prep.le, prep.xc, prep.yc, prep.lc
-    schedule, x_all, y_all, x_all_int = prep.schedule, prep.x_all, prep.y_all, prep.x_all_int
+    schedule, x_all, y_all = prep.schedule, prep.x_all, prep.y_all
     n_stream, n_eval, n_replay, steps = prep.n_stream, prep.n_eval, prep.n_replay, prep.steps
     plastic, plan, learned = dev.plastic, dev.plan, dev.learned
     emu_shift, emu_orig, curves_emu = dev.shifted, dev.original, dev.curves
-    signals_t, outputs_t, emu_seconds = dev.signals, dev.outputs, dev.seconds
+    emu_seconds = dev.seconds
     ctx.log(
         f"  emulator: shifted {emu_shift.before:.1f}% → {emu_shift.after:.1f}% "
         f"({emu_shift.delta:+.1f} ± {emu_shift.se:.1f}); original {emu_orig.before:.1f}% → "
@@ -179,10 +179,7 @@ def run(ctx: Context) -> StageOutput:
     # --- Lava: the same stream and signals, then before/after on held-out samples -------
     lava = None
     if ctx.cfg.lava.enabled:
-        lava = _lava_part(
-            ctx, qnet, plastic, learned, layers, x_all_int.materialize().long(), y_all,
-            signals_t, outputs_t, xe, ye, le, plan, fs,
-        )  # fmt: skip
+        lava = lava_part(ctx, qnet, dev, prep, layers, fs)
 
     # --- results -------------------------------------------------------------------------
     names = list(layers)
@@ -263,6 +260,9 @@ def run(ctx: Context) -> StageOutput:
         "lava_weights_equal": None if lava is None else lava["weights_equal"],
         "lava_outputs_bit_exact": None if lava is None else lava["outputs_bit_exact"],
     }
+    if lava is not None:  # what the two checks cover, and whose weights Lava scored after
+        for key in ("stream_samples_learned", "stream_samples_total", "after_weights"):
+            summary[f"lava_{key}"] = lava[key]
     signal_text = "host-computed first-spike teaching signal" if fs else _SIGNAL_TEXT[a.signal]
     line = (
         f"{shift.describe()}; {n_stream} labelled samples, third factor only "
@@ -275,11 +275,7 @@ def run(ctx: Context) -> StageOutput:
             f"{fl_orig.delta:+.1f} ± {fl_orig.se:.1f} original"
         )
     if lava is not None:
-        la = lava["accuracy"]
-        line += (
-            f", Lava {la['before']:.1f}% → {la['after']:.1f}% ({lava['eval_samples']} samples); "
-            f"Lava-learned weights {'=' if lava['weights_equal'] else '≠'} emulator's"
-        )
+        line += lava_line(lava)
     return StageOutput(summary, line, (A.ADAPT_JSON, A.ADAPT_WEIGHTS))
 
 
@@ -318,13 +314,13 @@ def _float_part(
         return _acc(net.predict(xe, le), ye), _acc(net.predict(xc, lc), yc)
 
     t0 = time.time()
-    curves_float, _, _ = learn_stream(
+    curves_float = learn_stream(
         fl, x_all, y_all, schedule, mech, a.eval_every, score_float, lambda: fl,
         consolidate=lambda j: fl.consolidate(w0_float, mech.consolidate_shift),
         progress=lambda r: progress_bar(
             r, show=ctx.progress, desc="S-TLLR learning (float)", unit="sample"
         ),
-    )  # fmt: skip
+    ).curves  # fmt: skip
     float_seconds = time.time() - t0
     fl_shift = paired_change(pred_fe0, fl.predict(xe, le), ye)
     fl_orig = paired_change(pred_fc0, fl.predict(xc, lc), yc)
@@ -334,93 +330,3 @@ def _float_part(
         f"{fl_orig.after:.1f}% ({fl_orig.delta:+.1f} ± {fl_orig.se:.1f}) [{float_seconds:.0f} s]"
     )
     return fl, fl_shift, fl_orig, curves_float, float_seconds
-
-
-def _lava_part(
-    ctx, qnet, plastic, learned, layers, xs_int, ys, signals, outputs, xe, ye, le, plan, fs=False
-) -> dict:
-    """Run the adaptation stream in Lava (host signals: the emulator's; on-device: Lava's
-    own error and feedback processes); compare with the emulator; evaluate (each sample
-    over its ``le`` steps; ``fs``: read by the first output spike, a sample without one
-    undecided in both, as Lava's membranes are not read)."""
-    import dataclasses
-
-    from quantization.ptq import quantize_input
-
-    n_stream = xs_int.shape[1]
-    timeout = ctx.cfg.lava.timeout_s
-    if plan is None:
-        ctx.log(
-            f"  Lava fixed_pt: adaptation stream of {n_stream} samples × {xs_int.shape[0]} "
-            "steps with the host's signals"
-        )
-        res = run_in_lava(plastic, xs_int, signals, timeout_s=timeout)
-    else:
-        from lava_models.online import run_lava_online
-        from lava_models.runtime import import_lava
-
-        import_lava()
-        ctx.log(
-            f"  Lava fixed_pt: adaptation stream of {n_stream} samples × {xs_int.shape[0]} "
-            f"steps; error and {plan.source.upper()} feedback computed by Lava processes"
-        )
-        res = run_lava_online(
-            plastic,
-            xs_int.transpose(0, 1).numpy(),
-            ys.numpy(),
-            learn_window=ctx.cfg.adaptation.window,
-            plan=plan,
-            timeout_s=timeout,
-        )
-    got = lava_outputs(res, plastic, n_stream, xs_int.shape[0])
-    # run_lava's result reads weights by call, run_lava_online's holds them in a dict
-    lava_weights = res.weights.get if plan is not None else res.weights
-    out_mismatch = {
-        n.name: int((outputs[n.name].numpy() != got[n.name]).sum()) for n in plastic.nodes
-    }
-    w_mismatch = {}
-    lava_net = plastic
-    for name in layers:
-        lw = lava_weights(name)
-        ew = learned.node(name)
-        diff = int((torch.as_tensor(lw["w"]) != ew.weight).sum())
-        kw = {"weight": torch.as_tensor(lw["w"], dtype=torch.int64)}
-        if "w_rec" in lw:
-            diff += int((torch.as_tensor(lw["w_rec"]) != ew.weight_rec).sum())
-            kw["weight_rec"] = torch.as_tensor(lw["w_rec"], dtype=torch.int64)
-        w_mismatch[name] = diff
-        lava_net = lava_net.replace_node(dataclasses.replace(lava_net.node(name), **kw))
-    n_eval = min(ctx.cfg.adaptation.lava_eval_samples or xe.shape[1], xe.shape[1])
-    xe_int = quantize_input(xe[:, :n_eval], qnet.input_format)
-    y, lengths = ye[:n_eval], le[:n_eval]
-    out_name = qnet.nodes[-1].name
-    preds = {}
-    for when, net in (("before", qnet), ("after", strip_learning(lava_net))):
-        r = run_in_lava(strip_learning(net), xe_int, timeout_s=timeout)
-        lava_out = lava_outputs(r, net, n_eval, xe_int.shape[0])[out_name]
-        emu_out = emulate(strip_learning(net), xe_int)[out_name]
-        if fs:
-            preds[when] = (
-                spike_decision(torch.as_tensor(lava_out), lengths),
-                spike_decision(torch.as_tensor(emu_out), lengths),
-            )
-            continue
-        preds[when] = (
-            sum_over_lengths(lava_out, lengths).argmax(1),
-            sum_over_lengths(emu_out, lengths).argmax(1),
-        )
-    return {
-        "eval_samples": n_eval,
-        "accuracy": {"before": _acc(preds["before"][0], y), "after": _acc(preds["after"][0], y)},
-        "emulator_same_samples": {
-            "before": _acc(preds["before"][1], y),
-            "after": _acc(preds["after"][1], y),
-        },
-        "agreement": {w: float((p[0] == p[1]).double().mean()) for w, p in preds.items()},
-        "predictions_differing": {w: int((p[0] != p[1]).sum()) for w, p in preds.items()},
-        "weights_mismatched": w_mismatch,
-        "weights_equal": all(v == 0 for v in w_mismatch.values()),
-        "outputs_mismatched": out_mismatch,
-        "outputs_bit_exact": all(v == 0 for v in out_mismatch.values()),
-        "timing_s": res.timing,
-    }

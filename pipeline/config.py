@@ -124,6 +124,10 @@ class AdaptationSection:
     #: shifted test samples run in Lava before and after adaptation (0 = all of them), each
     #: compared with the emulator's prediction
     lava_eval_samples: int = 16
+    #: stream samples Lava learns (0 = the whole stream); K > 0: the first K (arrival order),
+    #: checked against the emulator's weights after them; Lava then scores the emulator's
+    #: final weights (docs/adaptation.md §1)
+    lava_stream_samples: int = 0
     #: emulator adaptations with seeds seed, seed+1, … (another stream, shift noise and
     #: rounding bits each): the report's mean ± std and the spread of its curves
     repeats: int = 1
@@ -269,6 +273,11 @@ def check(cfg: PipelineConfig) -> None:
         raise UserError(
             f"adaptation.lava_eval_samples must be ≥ 0 (0 = the whole evaluation set), got "
             f"{a.lava_eval_samples}"
+        )
+    if a.lava_stream_samples < 0:
+        raise UserError(
+            f"{cfg.source or '--set'}: adaptation.lava_stream_samples must be ≥ 0 (0 = the "
+            f"whole stream, K = its first K samples), got {a.lava_stream_samples}"
         )
     if a.eval_samples < 0:
         raise UserError(f"adaptation.eval_samples must be ≥ 0 (0 = all), got {a.eval_samples}")

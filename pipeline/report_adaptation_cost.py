@@ -9,7 +9,7 @@ from pipeline import artefacts as A
 from pipeline import figures
 from pipeline.config import resolve_repo_path
 from pipeline.document import Figure, Table
-from pipeline.report_inputs import Artefacts, num, pct
+from pipeline.report_inputs import Artefacts, lava_prefix, num, pct
 
 NEUROBENCH = (
     "Yik et al., “NeuroBench: a framework for benchmarking neuromorphic computing algorithms "
@@ -136,13 +136,23 @@ def adaptation_section(art: Artefacts, fig_dir: Path) -> list:
             )
         )
     figures.adaptation_curves(adapt, fig_dir / "adaptation_curves.png")
+    lava_text = (
+        "Lava learned the same stream (its weights equal the emulator's) and was scored "
+        "before and after."
+    )
+    prefix = lava_prefix(adapt.get("lava"))
+    if prefix:  # Lava learned the first K stream samples; "after" ran the emulator's weights
+        eq = "equal" if adapt["lava"]["weights_equal"] else "differ from"
+        lava_text = (
+            f"Lava learned the first {prefix[0]} of the {prefix[1]} stream samples (its "
+            f"weights {eq} the emulator's after them) and scored the deployed and the "
+            "emulator's final weights."
+        )
     blocks.append(
         Figure(
             "adaptation_curves.png",
             "Learning curves: accuracy on the shifted held-out samples (solid) and on "
-            "the original condition (dashed) as labelled samples stream in. Lava "
-            "learned the same stream (its weights equal the emulator's) and "
-            "was scored before and after.",
+            f"the original condition (dashed) as labelled samples stream in. {lava_text}",
         )
     )
     from stllr.checkpoints import load_pt
@@ -169,7 +179,8 @@ def _lava_label(lava: dict) -> str:
     if diff is None:
         return f"Lava fixed_pt ({n} samples)"
     same = n - max(diff.values())
-    return f"Lava fixed_pt ({n} samples; predictions = emulator's on {same}/{n})"
+    name = "Lava fixed_pt, emulator's final weights" if lava_prefix(lava) else "Lava fixed_pt"
+    return f"{name} ({n} samples; predictions = emulator's on {same}/{n})"
 
 
 def _delta(d: dict, cond: str, fallback: float) -> str:

@@ -24,6 +24,16 @@ def num(v: float) -> str:
     return f"{v:.0f}"
 
 
+def lava_prefix(lava: dict | None) -> tuple[int, int] | None:
+    """``(K, M)`` when Lava learned only the first ``K`` of the ``M`` stream samples
+    (``adaptation.lava_stream_samples``; its "after" scored the emulator's final weights),
+    else ``None`` (it learned the whole stream, or the run predates the setting)."""
+    if not lava or lava.get("stream_samples_learned") is None:
+        return None
+    k, m = lava["stream_samples_learned"], lava["stream_samples_total"]
+    return (k, m) if k < m else None
+
+
 def _read(run_dir: Path, rel: str):
     p = run_dir / rel
     return json.loads(p.read_text()) if p.is_file() else None

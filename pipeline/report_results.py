@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline import figures
 from pipeline.document import Figure, Table
-from pipeline.report_inputs import Artefacts, pct
+from pipeline.report_inputs import Artefacts, lava_prefix, pct
 
 
 def _gap(quant: dict) -> str:
@@ -81,6 +81,8 @@ def accuracy_section(art: Artefacts, fig_dir: Path) -> list:
         for when in ("before", "after"):
             lv = aa["lava"][when] if aa.get("lava") else None
             lava_n = f"; Lava n={adapt['lava']['eval_samples']}" if lv is not None else ""
+            if lv is not None and when == "after" and lava_prefix(adapt["lava"]):
+                lava_n += ", emulator's final weights"  # Lava learned only a stream prefix
             acc_rows.append(
                 [
                     f"shifted condition, {when} adaptation (n={n_eval}{lava_n})",
@@ -273,13 +275,17 @@ def parity_section(art: Artefacts) -> list:
         if adapt is not None and adapt.get("lava"):
             lv = adapt["lava"]
             s = adapt["settings"]
+            prefix = lava_prefix(lv)  # Lava learned only the first K of M stream samples
+            stream = f"{s['stream_samples']} samples"
+            if prefix:
+                stream = f"first {prefix[0]} of {prefix[1]} stream samples"
             prow.append(
                 [
                     "Lava vs emulator: on-device learning (stream)",
-                    f"{s['stream_samples']} samples × {s.get('stream_steps', s['steps'])} steps, "
+                    f"{stream} × {s.get('stream_steps', s['steps'])} steps, "
                     "layers "
                     f"{', '.join(s['layers'])}",
-                    "learned weights equal"
+                    ("learned weights equal" + (" the emulator's after them" if prefix else ""))
                     if lv["weights_equal"]
                     else f"weights differ: {lv['weights_mismatched']}",
                     f"outputs bit-exact ({total_vals})"
@@ -287,6 +293,9 @@ def parity_section(art: Artefacts) -> list:
                     else f"outputs differ: {lv['outputs_mismatched']}",
                 ]
             )
+            after_weights = "Lava-learned weights"
+            if prefix:
+                after_weights = f"emulator's final weights (Lava learned the first {prefix[0]})"
             for when in ("before", "after"):
                 ag = lv["agreement"][when]
                 prow.append(
@@ -294,7 +303,7 @@ def parity_section(art: Artefacts) -> list:
                         f"Lava vs emulator: shifted test, {when} adaptation",
                         f"{lv['eval_samples']} samples",
                         f"{round(ag * lv['eval_samples'])}/{lv['eval_samples']} predictions equal",
-                        "Lava-learned weights" if when == "after" else "deployed weights",
+                        "deployed weights" if when == "before" else after_weights,
                     ]
                 )
         prow.append(_lava_float_parity(lava))
