@@ -186,6 +186,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cam_readout_s80_lr3e5": {"lr": 3e-5, "samples": 80, "layers": "readout"},
     "cam_s80_passes3_gate": {"lr": 3e-6, "samples": 80, "passes": 3, "error_gate": 0.3},
     "cam_s96_lr1e5_replay": {"lr": 1e-5, "samples": 96, "replay_buffer": 96, "replay_every": 2},
+    # DVSPlane (issue #16): its config (η = 3e-6, 48 samples) plus one mechanism each, to keep
+    # the original condition within 2 points (docs/adaptation.md, "The CuLIF camera stand-ins")
+    "plane_cons5": {"consolidate_shift": 5},
+    "plane_replay": {"replay_buffer": 48, "replay_every": 2},
+    "plane_gate": {"error_gate": 0.3},
     # SHD stand-in, issue #16: several passes over 1000 labelled shifted samples, with and
     # without the readout's per-input step sizes (quantization.preconditioning)
     # the default stream (100 samples + replay, gate, decay, consolidation) with them

@@ -30,7 +30,8 @@ def test_camera_standin_configs_resolve_by_task(task, pool, inputs):
         task, "shd_rsnn", "culif", True, pool)  # fmt: skip
     assert cfg.adaptation.layers == ("rec", "readout")
     # the host's mechanisms are the config file's [adaptation] keys (read here with tomli),
-    # off where the file names none (gesture32: three passes with the error gate)
+    # off where the file names none (gesture32: three passes with the error gate; DVSPlane:
+    # consolidation)
     import tomli
 
     from pipeline.adapt_mechanisms import Mechanisms
