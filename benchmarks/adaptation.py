@@ -191,6 +191,19 @@ VARIANTS: dict[str, dict[str, object]] = {
     "plane_cons5": {"consolidate_shift": 5},
     "plane_replay": {"replay_buffer": 48, "replay_every": 2},
     "plane_gate": {"error_gate": 0.3},
+    # gesture32 under a shift that hurts it (90 % of events lost, docs/adaptation.md §5): the
+    # config's stream (80 samples × 3 passes, error gate 0.3) at a larger rate
+    "g32_lr1e5": {"lr": 1e-5, "samples": 80, "passes": 3, "error_gate": 0.3},
+    # … and at the config's rate with every clean training recording replayed after each
+    # shifted one (against the forgetting of the original condition)
+    "g32_replay": {
+        "lr": 3e-6,
+        "samples": 80,
+        "passes": 3,
+        "error_gate": 0.3,
+        "replay_buffer": 80,
+        "replay_every": 1,
+    },
     # SHD stand-in, issue #16: several passes over 1000 labelled shifted samples, with and
     # without the readout's per-input step sizes (quantization.preconditioning)
     # the default stream (100 samples + replay, gate, decay, consolidation) with them
