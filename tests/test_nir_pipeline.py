@@ -35,6 +35,7 @@ TINY = [
     "quantize.sweep_bits=4,8",
     "lava.samples=4",
     "adaptation.samples=6",
+    "adaptation.passes=1",  # the default streams 4 passes (docs/adaptation.md §5)
     "adaptation.eval_every=3",
     "adaptation.eval_samples=20",
     "adaptation.lava_eval_samples=4",

@@ -30,6 +30,7 @@ TINY = [
     "lava.samples=4",
     "adaptation.layers=rec,readout",
     "adaptation.samples=6",
+    "adaptation.passes=1",  # the default streams 4 passes (docs/adaptation.md §5)
     "adaptation.eval_every=3",
     "adaptation.eval_samples=20",
     "adaptation.lava_eval_samples=4",
@@ -497,6 +498,7 @@ NO_MECHANISMS = (
     "adaptation.replay_buffer=0",
     "adaptation.replay_every=0",
     "adaptation.consolidate_shift=0",
+    "adaptation.precondition=0",
 )
 
 
