@@ -223,6 +223,15 @@ VARIANTS: dict[str, dict[str, object]] = {
         "precondition": 3,
         "eval_every": 1000,
     },
+    # the same stream two passes longer: with rate_decay off, pass P of this run is a
+    # P-pass run (same schedule prefix and rounding bits), so one run measures P = 4, 5, 6
+    "pc_passes6": {
+        "samples": 1000,
+        "passes": 6,
+        "lr": 3e-6,
+        "precondition": 3,
+        "eval_every": 1000,
+    },
 }
 
 #: every variant but ``config`` starts from the mechanisms switched off (the variants were
