@@ -144,13 +144,13 @@ def lava_part(ctx, qnet, dev, prep, layers, fs: bool = False) -> dict:
     a, timeout = ctx.cfg.adaptation, ctx.cfg.lava.timeout_s
     total, k = len(prep.schedule), dev.recorded
     xs_int = prep.x_all_int[:, :k].long()  # only the samples Lava learns are stacked
-    part = f"of {total}" if k == total else f"(its first {k} of {total})"
+    part = f"of {total} samples" if k == total else f"(its first {k} of {total} samples)"
     how = (
         " with the host's signals"
         if dev.plan is None
         else f"; error and {dev.plan.source.upper()} feedback computed by Lava processes"
     )
-    ctx.log(f"  Lava fixed_pt: adaptation stream {part} samples × {xs_int.shape[0]} steps{how}")
+    ctx.log(f"  Lava fixed_pt: adaptation stream {part} × {xs_int.shape[0]} steps{how}")
     reference = dev.learned if k == total else dev.prefix
     learned = learn_in_lava(
         dev.plastic, xs_int, prep.y_all[:k], dev.signals, dev.outputs, reference, layers,
