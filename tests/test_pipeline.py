@@ -688,3 +688,36 @@ def test_adaptation_mechanisms_keep_lava_parity_and_report_both_conditions(
     assert "original condition" in md and "replay of 2 original-condition samples" in md
     assert "2 passes over the labelled stream" in md
     assert "consolidation" in md
+
+
+def test_adaptation_repeats_report_each_seed_as_its_own_run(tiny_run, tmp_path, data_dir):
+    """adaptation.repeats = 2 adapts with seeds s and s + 1; the second seed's changes and
+    curves equal those of a separate run with adaptation.seed = s + 1 (the reference), the
+    mean ± std over the two is recomputed here, and the report states the spread."""
+    import statistics
+
+    runs = {}
+    for name, sets in (("both", ("adaptation.repeats=2",)), ("second", ("adaptation.seed=8",))):
+        run_dir = tmp_path / name
+        shutil.copytree(tiny_run[0], run_dir)
+        code, out, err = resume_cli(
+            run_dir, data_dir, "--skip-lava", "--rerun-from", "adaptation",
+            sets=(*sets, "adaptation.compare_float=false"),
+        )  # fmt: skip
+        assert code == 0, err
+        runs[name] = run_dir
+    both = _json(runs["both"] / "adaptation/adaptation.json")
+    alone = _json(runs["second"] / "adaptation/adaptation.json")
+    seeds = both["seeds"]
+    assert seeds["seeds"] == [7, 8]
+    first = both["accuracy"]["emulator"]
+    for cond in ("shifted", "original"):
+        assert seeds[cond][0] == first[cond]  # seed 7 is the stage's own run
+        assert seeds[cond][1] == alone["accuracy"]["emulator"][cond]
+        deltas = [seeds[cond][0]["delta"], seeds[cond][1]["delta"]]
+        assert seeds[f"{cond}_delta_mean"] == pytest.approx(statistics.mean(deltas))
+        assert seeds[f"{cond}_delta_std"] == pytest.approx(statistics.stdev(deltas))
+    assert seeds["curves_shifted"][1] == alone["curves"]["emulator"]
+    assert seeds["curves_original"][1] == alone["curves"]["emulator_original"]
+    md = (runs["both"] / "report" / "report.md").read_text()
+    assert "Over 2 seeds of the adaptation (emulator; seeds 7, 8)" in md
