@@ -204,6 +204,27 @@ VARIANTS: dict[str, dict[str, object]] = {
         "replay_buffer": 80,
         "replay_every": 1,
     },
+    # … and with the learned weights pulled toward the deployed ones after every learned
+    # sample (consolidate_shift k: W ← W − round_stoch((W − W0)/2^k), docs/adaptation.md §3),
+    # against the 2.2 points g32_replay forgot on seeds 1–3
+    "g32_replay_cons5": {
+        "lr": 3e-6,
+        "samples": 80,
+        "passes": 3,
+        "error_gate": 0.3,
+        "replay_buffer": 80,
+        "replay_every": 1,
+        "consolidate_shift": 5,
+    },
+    "g32_replay_cons6": {
+        "lr": 3e-6,
+        "samples": 80,
+        "passes": 3,
+        "error_gate": 0.3,
+        "replay_buffer": 80,
+        "replay_every": 1,
+        "consolidate_shift": 6,
+    },
     # SHD stand-in, issue #16: several passes over 1000 labelled shifted samples, with and
     # without the readout's per-input step sizes (quantization.preconditioning)
     # the default stream (100 samples + replay, gate, decay, consolidation) with them
