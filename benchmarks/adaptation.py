@@ -39,6 +39,17 @@ from pathlib import Path
 
 from _common import REPO_ROOT, emit, environment, target
 
+#: gesture32 under 90 % event loss: the config's stream (80 samples × 3 passes, error gate
+#: 0.3) at the config's rate, every clean training recording replayed after each shifted one
+G32_REPLAY: dict[str, object] = {
+    "lr": 3e-6,
+    "samples": 80,
+    "passes": 3,
+    "error_gate": 0.3,
+    "replay_buffer": 80,
+    "replay_every": 1,
+}
+
 #: variant → adaptation settings (on top of the task's config)
 VARIANTS: dict[str, dict[str, object]] = {
     "config": {},
@@ -196,35 +207,12 @@ VARIANTS: dict[str, dict[str, object]] = {
     "g32_lr1e5": {"lr": 1e-5, "samples": 80, "passes": 3, "error_gate": 0.3},
     # … and at the config's rate with every clean training recording replayed after each
     # shifted one (against the forgetting of the original condition)
-    "g32_replay": {
-        "lr": 3e-6,
-        "samples": 80,
-        "passes": 3,
-        "error_gate": 0.3,
-        "replay_buffer": 80,
-        "replay_every": 1,
-    },
+    "g32_replay": G32_REPLAY,
     # … and with the learned weights pulled toward the deployed ones after every learned
     # sample (consolidate_shift k: W ← W − round_stoch((W − W0)/2^k), docs/adaptation.md §3),
     # against the 2.2 points g32_replay forgot on seeds 1–3
-    "g32_replay_cons5": {
-        "lr": 3e-6,
-        "samples": 80,
-        "passes": 3,
-        "error_gate": 0.3,
-        "replay_buffer": 80,
-        "replay_every": 1,
-        "consolidate_shift": 5,
-    },
-    "g32_replay_cons6": {
-        "lr": 3e-6,
-        "samples": 80,
-        "passes": 3,
-        "error_gate": 0.3,
-        "replay_buffer": 80,
-        "replay_every": 1,
-        "consolidate_shift": 6,
-    },
+    "g32_replay_cons5": {**G32_REPLAY, "consolidate_shift": 5},
+    "g32_replay_cons6": {**G32_REPLAY, "consolidate_shift": 6},
     # SHD stand-in, issue #16: several passes over 1000 labelled shifted samples, with and
     # without the readout's per-input step sizes (quantization.preconditioning)
     # the default stream (100 samples + replay, gate, decay, consolidation) with them
